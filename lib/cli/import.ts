@@ -1,0 +1,107 @@
+// `oneswap import --vcenter HOST --datastore ID VM...`: cold import of powered-off VMs.
+
+import { join } from 'node:path';
+import { OneswapError, describeError } from '../errors/index.js';
+import { coldImport, defaultStateDir, fanOut, newRunId, type EventSink, type VmResult } from '../supervisor/index.js';
+import { jsonLines, openRunLog, plainLines, ttyDisplay } from '../progress/index.js';
+import { parseNetworkMap } from '../output/index.js';
+import { connectOne, connectVcenter, parseHost, type VcenterOptions } from './connect.js';
+
+export interface ImportCliOptions extends VcenterOptions {
+  datacenter?: string;
+  datastore: string;
+  shutdown?: boolean;
+  shutdownTimeout: string;
+  convert: boolean;
+  networkMap: string[];
+  keepMac: boolean;
+  instantiate?: boolean;
+  keepOnFailure?: boolean;
+  namePrefix: string;
+  streams: string;
+  parallel: string;
+  progress?: string;
+  endpoint?: string;
+  stateDir?: string;
+  logDir?: string;
+}
+
+export async function runImport(vms: string[], o: ImportCliOptions, signal: AbortSignal): Promise<number> {
+  if (vms.length === 0) throw new OneswapError('usage', 'no VM named', { hint: 'oneswap import --vcenter HOST --datastore ID VM...' });
+  const datastoreId = positiveInt(o.datastore, '--datastore', true);
+  const streams = positiveInt(o.streams, '--streams');
+  const parallelVms = positiveInt(o.parallel, '--parallel');
+  const shutdownTimeoutMs = positiveInt(o.shutdownTimeout, '--shutdown-timeout') * 1000;
+  const networkMap = parseNetworkMap(o.networkMap);
+  const stateDir = o.stateDir ?? defaultStateDir();
+  const runId = newRunId();
+  const runLog = openRunLog(o.logDir ?? join(stateDir, 'logs'), runId);
+  const display = progressDisplay(o.progress);
+  const emit = fanOut(display, runLog.sink);
+  const warn = (message: string): void => emit({ type: 'log', level: 'warn', message });
+  emit({ type: 'run', state: 'start', runId, logFile: runLog.path });
+  let results: VmResult[] = [];
+  try {
+    const vsphere = await connectVcenter(o, warn);
+    try {
+      const one = await connectOne(o.endpoint);
+      try {
+        results = await coldImport(
+          { vsphere, vcenterHost: parseHost(o.vcenter ?? process.env.ONESWAP_VCENTER ?? '').host, one, emit, signal },
+          vms,
+          {
+            datacenter: o.datacenter,
+            datastoreId,
+            shutdown: o.shutdown ?? false,
+            shutdownTimeoutMs,
+            convert: o.convert,
+            networkMap,
+            keepMac: o.keepMac,
+            instantiate: o.instantiate ?? false,
+            keepOnFailure: o.keepOnFailure ?? false,
+            namePrefix: o.namePrefix,
+            streams,
+            stateDir,
+            parallelVms,
+          },
+        );
+      } finally {
+        one.close();
+      }
+    } finally {
+      await vsphere.logout().catch(() => undefined);
+    }
+  } catch (err) {
+    emit({ type: 'log', level: 'error', message: describeError(err) });
+    emit({ type: 'run', state: 'end', runId, ok: false });
+    await runLog.close();
+    throw err;
+  }
+  const failed = results.filter((r) => !r.ok);
+  emit({ type: 'run', state: 'end', runId, ok: failed.length === 0 });
+  await runLog.close();
+  if (failed.length === 0) return 0;
+  const first = failed[0]!.error;
+  if (failed.length === 1 && first !== undefined) throw first;
+  throw new OneswapError('remote', `${failed.length} of ${results.length} VMs failed: ${failed.map((f) => `${f.vm}: ${describeError(f.error)}`).join('; ')}`);
+}
+
+function progressDisplay(kind: string | undefined): EventSink {
+  const mode = kind ?? (process.stderr.isTTY ? 'tty' : 'plain');
+  switch (mode) {
+    case 'tty':
+      return ttyDisplay(process.stderr);
+    case 'plain':
+      return plainLines((l) => process.stderr.write(l));
+    case 'json':
+      return jsonLines((l) => process.stdout.write(l));
+    default:
+      throw new OneswapError('usage', `--progress "${kind}" is not one of tty, plain, json`);
+  }
+}
+
+function positiveInt(value: string, option: string, allowZero = false): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || (!allowZero && n === 0)) throw new OneswapError('usage', `${option} "${value}" is not a ${allowZero ? 'non-negative' : 'positive'} integer`);
+  return n;
+}

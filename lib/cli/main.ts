@@ -1,0 +1,107 @@
+#!/usr/bin/env node
+// The oneswap command. Thin: parses options, connects, calls the supervisor, prints one line per
+// error and exits with a code that says what kind of failure it was.
+
+import { Command, Option } from 'commander';
+import { OneswapError, describeError, exitCodeOf } from '../errors/index.js';
+import { connectVcenter, type VcenterOptions } from './connect.js';
+import { list, LIST_KINDS, type ListFilters } from './list.js';
+import { runImport, type ImportCliOptions } from './import.js';
+
+const collect = (value: string, previous: string[]): string[] => [...previous, value];
+
+function vcenterOptions(cmd: Command): Command {
+  return cmd
+    .option('--vcenter <host[:port]>', 'vCenter or ESXi host (env ONESWAP_VCENTER)')
+    .option('--user <name>', 'vCenter user (env ONESWAP_VCENTER_USER)')
+    .option('--password-file <file>', 'file whose first line is the vCenter password (or env ONESWAP_VCENTER_PASSWORD, or a prompt)')
+    .option('--thumbprint <sha256|sha1>', "pin the vCenter certificate by its fingerprint")
+    .option('--ca <file>', 'verify the vCenter certificate against this CA (PEM)')
+    .option('--insecure', 'do not verify the vCenter certificate (not recommended)');
+}
+
+export function program(signal: AbortSignal): Command {
+  const warn = (m: string): void => void process.stderr.write(`warning: ${m}\n`);
+  const p = new Command('oneswap')
+    .description('Move VMware vCenter/ESXi VMs into OpenNebula: one write per byte, straight into the image datastore')
+    .version('0.1.0')
+    .showHelpAfterError()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) })
+    .exitOverride();
+
+  vcenterOptions(
+    p
+      .command('list')
+      .description(`list vCenter objects: ${LIST_KINDS.join(', ')}`)
+      .argument('<kind>', LIST_KINDS.join('|'))
+      .option('--name <pattern>', 'only names matching (exact, or with * and ?)')
+      .option('--datacenter <name>', 'only in this datacenter')
+      .option('--cluster <name>', 'only in this cluster (vms, hosts)')
+      .option('--power <state>', 'vms: on, off or suspended')
+      .option('--json', 'JSON instead of a table'),
+  ).action(async (kind: string, o: ListFilters & VcenterOptions) => {
+    const client = await connectVcenter(o, warn);
+    try {
+      process.stdout.write(await list(client, kind, o));
+    } finally {
+      await client.logout().catch(() => undefined);
+    }
+  });
+
+  vcenterOptions(
+    p
+      .command('import')
+      .description('import powered-off vCenter VMs into OpenNebula images and a VM template')
+      .argument('<vm...>', 'VM names, inventory paths or UUIDs')
+      .option('--datacenter <name>', 'look the VMs up in this datacenter')
+      .requiredOption('--datastore <id>', 'OpenNebula image datastore to create the images in')
+      .option('--shutdown', 'ask a running guest to shut down first and wait for it')
+      .option('--shutdown-timeout <seconds>', 'how long to wait for the guest to shut down', '300')
+      .option('--no-convert', 'skip the guest conversion stage')
+      .option('--network-map <vcenterNet=oneNet>', 'map a vCenter network to an OpenNebula network id or name (repeatable)', collect, [] as string[])
+      .option('--no-keep-mac', 'let OpenNebula choose the NIC MACs instead of keeping the source MACs')
+      .option('--instantiate', 'also create the VM (persistent images: OpenNebula copies nothing at deploy)')
+      .option('--keep-on-failure', 'keep the images of a failed import (marked ONESWAP_STATE=FAILED) to resume later')
+      .option('--name-prefix <prefix>', 'prefix for the names of the images and the template', '')
+      .option('--streams <n>', 'parallel range streams per disk', '4')
+      .option('--parallel <n>', 'VMs migrated at once', '2')
+      .addOption(new Option('--progress <mode>', 'progress display').choices(['tty', 'plain', 'json']))
+      .option('--endpoint <url>', 'OpenNebula XML-RPC endpoint (default: ONE_XMLRPC, ~/.one/one_endpoint)')
+      .option('--state-dir <dir>', 'where resume journals and logs live (default: ~/.local/state/oneswap)')
+      .option('--log-dir <dir>', 'where run logs go (default: <state-dir>/logs)'),
+  ).action(async (vms: string[], o: ImportCliOptions) => {
+    process.exitCode = await runImport(vms, o, signal);
+  });
+
+  return p;
+}
+
+async function main(): Promise<void> {
+  const controller = new AbortController();
+  let interrupts = 0;
+  const onSignal = (name: string): void => {
+    interrupts++;
+    if (interrupts > 1) {
+      process.stderr.write(`oneswap: ${name} again, exiting without cleaning up; re-run the same command to resume or clean up\n`);
+      process.exit(130);
+    }
+    process.stderr.write(`oneswap: ${name} received, stopping and cleaning up (press again to exit at once)\n`);
+    controller.abort(new OneswapError('interrupted', `interrupted by ${name}`));
+  };
+  process.on('SIGINT', () => onSignal('SIGINT'));
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+  try {
+    await program(controller.signal).parseAsync(process.argv);
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (typeof code === 'string' && code.startsWith('commander.')) {
+      // commander already printed its message (help, version, usage error).
+      process.exitCode = code === 'commander.helpDisplayed' || code === 'commander.version' ? 0 : 2;
+      return;
+    }
+    process.stderr.write(`oneswap: ${describeError(err)}\n`);
+    process.exitCode = exitCodeOf(err);
+  }
+}
+
+await main();

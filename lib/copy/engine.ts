@@ -1,0 +1,289 @@
+// The copy engine: reads byte ranges from a source and writes them at the same offsets into a raw
+// target file. Several range streams run at once, each holding one staging buffer, so memory is
+// bounded by streams x bufferSize whatever the disk size. Blocks that are all zero are not written
+// (the target keeps its holes), which is what makes the target as sparse as the source's data.
+
+import { open, type FileHandle } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { OneswapError } from '../errors/index.js';
+import { type Extent, normalizeExtents, splitExtents, totalLength } from './extents.js';
+import { punchHoles } from './holes.js';
+
+/** Where the bytes come from: anything that can stream a byte range. */
+export interface RangeSource {
+  /** Shown in errors, e.g. "[LocalDS_0] web01/web01-flat.vmdk". */
+  readonly name: string;
+  /** Streams exactly the bytes [start, end). Must reject or error the stream on a short read. */
+  open(start: number, end: number, signal: AbortSignal): Promise<AsyncIterable<Uint8Array>>;
+}
+
+export interface CopyProgress {
+  /** Bytes of the planned extents already handled (written or found zero). */
+  readonly bytesDone: number;
+  readonly bytesPlanned: number;
+  readonly bytesWritten: number;
+}
+
+export interface CopyOptions {
+  readonly source: RangeSource;
+  /** Raw target file; it must already exist with the disk's size (a placeholder). */
+  readonly target: string;
+  readonly capacity: number;
+  /** Areas to copy; everything else of the target is left as it is. */
+  readonly extents: readonly Extent[];
+  /**
+   * True when unwritten areas of the target already read as zeros (a fresh sparse placeholder, or
+   * areas this engine has never touched): zero blocks are then simply skipped. False for a target
+   * holding older data (warm rounds), where zero blocks must become holes.
+   */
+  readonly targetIsZero: boolean;
+  /** Parallel range streams (HTTP connections). */
+  readonly streams?: number;
+  /** Largest byte range asked for in one request. */
+  readonly requestSize?: number;
+  /** Staging buffer per stream; also the largest single write. */
+  readonly bufferSize?: number;
+  /** Retries per range after a failed or cut read, with exponential back-off. */
+  readonly retries?: number;
+  readonly retryDelayMs?: number;
+  readonly signal?: AbortSignal;
+  readonly onProgress?: (progress: CopyProgress) => void;
+  /** Called once a range is fully written (not yet synced): for the resume journal. */
+  readonly onRangeDone?: (range: Extent) => void;
+}
+
+export interface CopyStats {
+  readonly bytesPlanned: number;
+  readonly bytesRead: number;
+  readonly bytesWritten: number;
+  readonly bytesZero: number;
+  readonly requests: number;
+  readonly retries: number;
+  readonly durationMs: number;
+}
+
+/** Zero detection granularity: the file system block size, so a skipped block is a real hole. */
+const ZERO_BLOCK = 4096;
+const ZEROS = Buffer.alloc(ZERO_BLOCK);
+
+const DEFAULTS = {
+  streams: 4,
+  requestSize: 64 * 1024 * 1024,
+  bufferSize: 1024 * 1024,
+  retries: 5,
+  retryDelayMs: 500,
+};
+
+export async function copyExtents(options: CopyOptions): Promise<CopyStats> {
+  const started = Date.now();
+  const streams = Math.max(1, options.streams ?? DEFAULTS.streams);
+  const bufferSize = roundUp(options.bufferSize ?? DEFAULTS.bufferSize, ZERO_BLOCK);
+  const requestSize = Math.max(bufferSize, options.requestSize ?? DEFAULTS.requestSize);
+  const retries = options.retries ?? DEFAULTS.retries;
+  const retryDelayMs = options.retryDelayMs ?? DEFAULTS.retryDelayMs;
+  const outerSignal = options.signal ?? new AbortController().signal;
+
+  const planned = normalizeExtents(options.extents, options.capacity);
+  // Aligned pieces spread a big extent over all streams, so one large data island is not read
+  // by a single connection while the others sit idle.
+  const work = splitExtents(planned, requestSize);
+  const bytesPlanned = totalLength(planned);
+  const counters = { bytesDone: 0, bytesRead: 0, bytesWritten: 0, bytesZero: 0, requests: 0, retries: 0 };
+
+  // One failing stream stops the others before the file is closed under them.
+  const stop = new AbortController();
+  const signal = AbortSignal.any([outerSignal, stop.signal]);
+  const fh = await openTarget(options.target);
+  try {
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      const staging = Buffer.allocUnsafe(bufferSize);
+      while (next < work.length) {
+        signal.throwIfAborted();
+        const range = work[next++]!;
+        await copyRange(range, staging);
+        options.onRangeDone?.(range);
+      }
+    };
+
+    const copyRange = async (range: Extent, staging: Buffer): Promise<void> => {
+      // Everything before cursor.pos is written (or known zero): a retry resumes there.
+      const cursor = { pos: range.start };
+      const end = range.start + range.length;
+      for (let attempt = 0; ; attempt++) {
+        try {
+          counters.requests++;
+          await streamInto(cursor, end, staging);
+          return;
+        } catch (err) {
+          if (signal.aborted) throw err;
+          if (!isRetryable(err) || attempt >= retries) throw wrapReadError(err, options.source.name, cursor.pos);
+          counters.retries++;
+          await sleep(retryDelayMs * 2 ** attempt, undefined, { signal });
+        }
+      }
+    };
+
+    const streamInto = async (cursor: { pos: number }, end: number, staging: Buffer): Promise<void> => {
+      const body = await options.source.open(cursor.pos, end, signal);
+      let filled = 0; // bytes in staging, which starts at file offset cursor.pos
+      for await (const chunk of body) {
+        let off = 0;
+        while (off < chunk.length) {
+          const n = Math.min(chunk.length - off, staging.length - filled);
+          if (cursor.pos + filled + n > end) throw new ShortReadError(`more data than asked for at offset ${cursor.pos + filled}`);
+          staging.set(chunk.subarray(off, off + n), filled);
+          filled += n;
+          off += n;
+          counters.bytesRead += n;
+          if (filled === staging.length) {
+            await writeNonZero(staging, filled, cursor.pos);
+            cursor.pos += filled;
+            filled = 0;
+          }
+        }
+      }
+      if (filled > 0) {
+        await writeNonZero(staging, filled, cursor.pos);
+        cursor.pos += filled;
+      }
+      if (cursor.pos !== end) throw new ShortReadError(`stream ended at offset ${cursor.pos}, expected ${end}`);
+    };
+
+    const writeNonZero = async (buf: Buffer, length: number, fileOffset: number): Promise<void> => {
+      const holes: Extent[] = [];
+      let runStart = -1; // start of the current run of non-zero blocks within buf
+      for (let i = 0; i < length; i += ZERO_BLOCK) {
+        const blockEnd = Math.min(i + ZERO_BLOCK, length);
+        const zero = isZero(buf, i, blockEnd);
+        if (!zero && runStart < 0) runStart = i;
+        if (zero) {
+          if (runStart >= 0) {
+            await writeAll(buf, runStart, i - runStart, fileOffset + runStart);
+            runStart = -1;
+          }
+          counters.bytesZero += blockEnd - i;
+          if (!options.targetIsZero) addHole(holes, fileOffset + i, blockEnd - i);
+        }
+      }
+      if (runStart >= 0) await writeAll(buf, runStart, length - runStart, fileOffset + runStart);
+      if (holes.length > 0) await punchHoles(options.target, holes);
+      counters.bytesDone += length;
+      options.onProgress?.({ bytesDone: counters.bytesDone, bytesPlanned, bytesWritten: counters.bytesWritten });
+    };
+
+    const writeAll = async (buf: Buffer, off: number, len: number, position: number): Promise<void> => {
+      let written = 0;
+      while (written < len) {
+        try {
+          const { bytesWritten } = await fh.write(buf, off + written, len - written, position + written);
+          written += bytesWritten;
+        } catch (err) {
+          throw targetWriteError(err, options.target);
+        }
+      }
+      counters.bytesWritten += len;
+    };
+
+    const results = await Promise.allSettled(
+      Array.from({ length: Math.min(streams, Math.max(1, work.length)) }, () =>
+        worker().catch((err: unknown) => {
+          stop.abort(err);
+          throw err;
+        }),
+      ),
+    );
+    const failure = firstFailure(results, outerSignal);
+    if (failure !== undefined) throw failure;
+    try {
+      await fh.datasync();
+    } catch (err) {
+      throw targetWriteError(err, options.target);
+    }
+  } finally {
+    await fh.close();
+  }
+
+  return {
+    bytesPlanned,
+    bytesRead: counters.bytesRead,
+    bytesWritten: counters.bytesWritten,
+    bytesZero: counters.bytesZero,
+    requests: counters.requests,
+    retries: counters.retries,
+    durationMs: Date.now() - started,
+  };
+}
+
+/** A source stream that delivered fewer or more bytes than asked: worth a retry. */
+export class ShortReadError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ShortReadError';
+  }
+}
+
+/** The error that caused the stop, not the aborts it caused in the other streams. */
+function firstFailure(results: PromiseSettledResult<void>[], outer: AbortSignal): unknown {
+  const reasons = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
+  if (reasons.length === 0) return undefined;
+  if (outer.aborted) return outer.reason ?? reasons[0];
+  return reasons.find((r) => !(r instanceof Error && r.name === 'AbortError')) ?? reasons[0];
+}
+
+function isZero(buf: Buffer, start: number, end: number): boolean {
+  if (end - start === ZERO_BLOCK) return buf.compare(ZEROS, 0, ZERO_BLOCK, start, end) === 0;
+  for (let i = start; i < end; i++) if (buf[i] !== 0) return false;
+  return true;
+}
+
+function addHole(holes: Extent[], start: number, length: number): void {
+  const last = holes[holes.length - 1];
+  if (last && last.start + last.length === start) holes[holes.length - 1] = { start: last.start, length: last.length + length };
+  else holes.push({ start, length });
+}
+
+function roundUp(n: number, to: number): number {
+  return Math.ceil(n / to) * to;
+}
+
+async function openTarget(path: string): Promise<FileHandle> {
+  try {
+    // r+ : never create or truncate; the placeholder must exist (its size is OpenNebula's).
+    return await open(path, 'r+');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new OneswapError('not-found', `target image file ${path} does not exist`, { cause: err });
+    if (code === 'EACCES' || code === 'EPERM')
+      throw new OneswapError('auth', `cannot write the image file ${path}: permission denied`, {
+        hint: 'run oneswap as the OpenNebula user (oneadmin) or as root',
+        cause: err,
+      });
+    throw new OneswapError('internal', `cannot open the image file ${path}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+function targetWriteError(err: unknown, path: string): OneswapError {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOSPC' || code === 'EDQUOT')
+    return new OneswapError('capacity', `the file system holding ${path} is full`, {
+      hint: 'free space in the image datastore, then run the same command again to resume',
+      cause: err,
+    });
+  return new OneswapError('internal', `writing ${path} failed: ${(err as Error).message}`, { cause: err });
+}
+
+function isRetryable(err: unknown): boolean {
+  if (err instanceof ShortReadError) return true;
+  if (err instanceof OneswapError) return err.kind === 'connection';
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return typeof code === 'string' && /^(ECONNRESET|ECONNREFUSED|EPIPE|ETIMEDOUT|ECONNABORTED|EAI_AGAIN|UND_ERR_|ERR_STREAM_PREMATURE_CLOSE)/.test(code);
+}
+
+function wrapReadError(err: unknown, source: string, offset: number): unknown {
+  if (err instanceof OneswapError) return err;
+  return new OneswapError('connection', `reading ${source} failed at offset ${offset}: ${(err as Error).message}`, {
+    hint: 'run the same command again: finished ranges are not copied again',
+    cause: err,
+  });
+}

@@ -1,0 +1,55 @@
+// The error base every oneswap module throws. The CLI prints `message` as one line (plus `hint`
+// when set) and exits with `exitCode`; nothing else reaches the user, so messages must name the
+// object, the call and what to do.
+
+export type ErrorKind =
+  | 'usage'          // bad command line or configuration
+  | 'auth'           // wrong credentials
+  | 'connection'     // host unreachable, TLS mismatch, dropped connection
+  | 'not-found'      // unknown VM, datastore, network, image
+  | 'conflict'       // name taken, ambiguous VM, wrong power state
+  | 'capacity'       // datastore too small, disk full
+  | 'remote'         // the remote API refused (vSphere fault, oned error)
+  | 'data'           // corrupt or short data
+  | 'interrupted'    // Ctrl-C, SIGTERM
+  | 'internal';
+
+const EXIT_CODES: Record<ErrorKind, number> = {
+  usage: 2,
+  auth: 3,
+  connection: 4,
+  'not-found': 5,
+  conflict: 6,
+  capacity: 7,
+  remote: 8,
+  data: 9,
+  interrupted: 130,
+  internal: 1,
+};
+
+export class OneswapError extends Error {
+  readonly kind: ErrorKind;
+  readonly hint: string | undefined;
+
+  constructor(kind: ErrorKind, message: string, options?: { hint?: string; cause?: unknown }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'OneswapError';
+    this.kind = kind;
+    this.hint = options?.hint;
+  }
+
+  get exitCode(): number {
+    return EXIT_CODES[this.kind];
+  }
+}
+
+/** One line for the user, whatever was thrown. */
+export function describeError(err: unknown): string {
+  if (err instanceof OneswapError) return err.hint ? `${err.message} (${err.hint})` : err.message;
+  if (err instanceof Error) return err.message.split('\n')[0] ?? String(err);
+  return String(err);
+}
+
+export function exitCodeOf(err: unknown): number {
+  return err instanceof OneswapError ? err.exitCode : 1;
+}

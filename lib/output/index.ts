@@ -1,0 +1,20 @@
+// output: OpenNebula as the target. Checks the image datastore, allocates raw placeholders and
+// finds their files, maps NICs to networks (keeping MACs where OpenNebula allows it), builds the
+// VM template from the neutral VM description, and removes what a failed run created.
+// A local-directory target comes with the OVA issue.
+
+export {
+  checkImageDatastore,
+  checkNamesFree,
+  allocatePlaceholder,
+  placeholderFile,
+  markImage,
+  removeImages,
+  imageName,
+  templateName,
+  type ImageDatastore,
+  type PlaceholderSpec,
+} from './one-target.js';
+export { mapNics, parseNetworkMap, macInRange, type NicMapping, type NetworkCandidate } from './network-map.js';
+export { keepMacs, removeAddressRanges, type AddedAddressRange } from './mac-keeping.js';
+export { buildVmTemplate, logoFor, type VmTemplateInput, type PlacedDisk, type PlacedNic, type GuestDevices } from './vm-template.js';

@@ -1,0 +1,160 @@
+// OpenNebula as the target: checks the image datastore, allocates raw placeholders (the mkfs route,
+// so any user can do it and the datastore driver creates the file), finds their files on this host,
+// creates the VM template and the VM, and takes it all back on failure.
+
+import { access, stat, constants } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { OneswapError } from '../errors/index.js';
+import { Template, sanitizeName, type OneClient, type OneDatastore, type OneImage } from '../one/index.js';
+import type { DiskDescription, VmDescription } from '../input/index.js';
+
+const MiB = 1024 * 1024;
+
+export interface ImageDatastore {
+  readonly id: number;
+  readonly name: string;
+  readonly basePath: string;
+  readonly freeMb: number;
+}
+
+/** Refuses a datastore oneswap cannot write raw placeholders into, before anything is created. */
+export async function checkImageDatastore(one: OneClient, id: number, neededBytes: number): Promise<ImageDatastore> {
+  const ds: OneDatastore = await one.datastore(id);
+  if (ds.type !== 'IMAGE_DS')
+    throw new OneswapError('usage', `datastore ${id} (${ds.name}) is a ${ds.type}, not an image datastore`, { hint: 'pick one from: onedatastore list' });
+  if (ds.state !== 'READY') throw new OneswapError('conflict', `datastore ${id} (${ds.name}) is disabled`);
+  const driver = (ds.template.get('DRIVER') ?? '').toLowerCase();
+  if (ds.tmMad === 'qcow2' || driver === 'qcow2')
+    throw new OneswapError('usage', `datastore ${id} (${ds.name}) creates qcow2 images (TM_MAD ${ds.tmMad}, DRIVER ${driver || '-'}); oneswap writes raw disks`, {
+      hint: 'use a datastore with TM_MAD shared or ssh and no DRIVER=qcow2',
+    });
+  if (ds.template.get('BRIDGE_LIST'))
+    throw new OneswapError('usage', `datastore ${id} (${ds.name}) keeps its files on bridge hosts (BRIDGE_LIST), not reachable from here`, {
+      hint: 'run oneswap on a host of the BRIDGE_LIST, or use a datastore without BRIDGE_LIST',
+    });
+  const neededMb = Math.ceil(neededBytes / MiB);
+  if (ds.freeMb < neededMb)
+    throw new OneswapError('capacity', `datastore ${id} (${ds.name}) has ${ds.freeMb} MiB free, the disks need ${neededMb} MiB`, {
+      hint: 'free space or pick a larger datastore',
+    });
+  // The driver creates BASE_PATH with the first image, so a new datastore may not have it yet:
+  // then its parent (DATASTORE_LOCATION) must be here. Each image file is checked again later.
+  const basePath = ds.basePath.replace(/\/+$/, '');
+  await checkReachable((await exists(basePath)) ? basePath : dirname(basePath), `datastore ${id} (${ds.name})`);
+  return { id, name: ds.name, basePath: ds.basePath, freeMb: ds.freeMb };
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await access(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function checkReachable(path: string, what: string): Promise<void> {
+  try {
+    await access(path, constants.W_OK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new OneswapError(
+      'usage',
+      code === 'ENOENT'
+        ? `the files of ${what} (${path}) are not reachable from this host`
+        : `the files of ${what} (${path}) are not writable by this user (${code})`,
+      { hint: 'run oneswap on the OpenNebula frontend, or on a host that mounts the datastore at the same path, as oneadmin or root' },
+    );
+  }
+}
+
+export function imageName(vm: VmDescription, disk: DiskDescription, prefix = ''): string {
+  return sanitizeName(`${prefix}${vm.name}-disk${disk.index}`);
+}
+
+export function templateName(vm: VmDescription, prefix = ''): string {
+  return sanitizeName(`${prefix}${vm.name}`);
+}
+
+/** Names already in use, so a clash is reported before any placeholder exists. */
+export async function checkNamesFree(one: OneClient, images: readonly string[], template: string, ownImageIds: ReadonlySet<number>): Promise<void> {
+  const user = await one.whoami();
+  const existing = (await one.images(-3)).filter((i) => i.uid === user.id && !ownImageIds.has(i.id));
+  for (const name of images) {
+    const taken = existing.find((i) => i.name === name);
+    if (taken)
+      throw new OneswapError('conflict', `image name "${name}" is already taken by image ${taken.id}`, {
+        hint: 'remove that image, or pass --name-prefix to import under other names',
+      });
+  }
+  const templates = (await one.templates(-3)).filter((t) => t.uid === user.id);
+  const taken = templates.find((t) => t.name === template);
+  if (taken)
+    throw new OneswapError('conflict', `template name "${template}" is already taken by template ${taken.id}`, {
+      hint: 'remove that template, or pass --name-prefix',
+    });
+}
+
+export interface PlaceholderSpec {
+  readonly name: string;
+  readonly disk: DiskDescription;
+  readonly vm: VmDescription;
+  readonly boot: boolean;
+  readonly devPrefix: 'vd' | 'sd';
+}
+
+/** Allocates one empty raw image; returns its id at once (the datastore's mkfs runs asynchronously). */
+export async function allocatePlaceholder(one: OneClient, ds: ImageDatastore, spec: PlaceholderSpec): Promise<number> {
+  const t = Template.of({
+    NAME: spec.name,
+    TYPE: spec.boot ? 'OS' : 'DATABLOCK',
+    SIZE: Math.ceil(spec.disk.capacityBytes / MiB),
+    FORMAT: 'raw',
+    // Persistent: the VM uses the image in place, so OpenNebula copies nothing at deploy.
+    PERSISTENT: 'YES',
+    DEV_PREFIX: spec.devPrefix,
+    DESCRIPTION: `Disk ${spec.disk.index} (${spec.disk.label}, ${spec.disk.sourceName}) of ${spec.vm.name}, migrated by oneswap`,
+    ONESWAP_STATE: 'COPYING',
+    ONESWAP_SOURCE_DISK: spec.disk.sourceName,
+  });
+  return one.imageAllocate(t, ds.id, false);
+}
+
+/** Waits until the placeholder is READY and returns the local path of its raw file, checked. */
+export async function placeholderFile(one: OneClient, id: number, capacityBytes: number, signal: AbortSignal): Promise<string> {
+  const image: OneImage = await one.waitForImage(id, { timeoutMs: 10 * 60_000, signal });
+  if (image.format !== 'raw')
+    throw new OneswapError('usage', `image ${id} was created as ${image.format || 'unknown format'}, not raw`, {
+      hint: 'the datastore forces another format (TM_MAD_CONF DRIVER); use a datastore that keeps raw images',
+    });
+  if (!image.source) throw new OneswapError('remote', `image ${id} is READY but has no SOURCE`);
+  let size: number;
+  try {
+    size = (await stat(image.source)).size;
+  } catch {
+    throw new OneswapError('usage', `the file of image ${id} (${image.source}) is not reachable from this host`, {
+      hint: 'run oneswap on the OpenNebula frontend, or on a host that mounts the datastore at the same path',
+    });
+  }
+  if (size < capacityBytes)
+    throw new OneswapError('remote', `the file of image ${id} (${image.source}) has ${size} bytes, the disk needs ${capacityBytes}`);
+  await checkReachable(image.source, `image ${id}`);
+  return image.source;
+}
+
+export async function markImage(one: OneClient, id: number, state: 'COPYING' | 'COPIED' | 'DONE' | 'FAILED'): Promise<void> {
+  await one.imageUpdate(id, Template.of({ ONESWAP_STATE: state }), 'merge');
+}
+
+/** Deletes what a failed run created, newest first; reports what could not be removed. */
+export async function removeImages(one: OneClient, ids: readonly number[], log: (line: string) => void): Promise<void> {
+  for (const id of ids) {
+    try {
+      await one.imageDelete(id, true);
+      log(`removed image ${id}`);
+    } catch (err) {
+      if ((err as OneswapError).kind === 'not-found') continue;
+      log(`could not remove image ${id}: ${(err as Error).message}; remove it with: oneimage delete --force ${id}`);
+    }
+  }
+}

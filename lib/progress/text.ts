@@ -1,0 +1,25 @@
+// One human line per event, shared by the TTY display, the plain display and the log file.
+
+import type { MigrationEvent } from '../supervisor/index.js';
+import { formatBytes, formatDuration } from './rate.js';
+
+export function describeEvent(e: MigrationEvent): string | undefined {
+  switch (e.type) {
+    case 'run':
+      return e.state === 'start' ? `run ${e.runId} started${e.logFile ? `, log: ${e.logFile}` : ''}` : `run ${e.runId} ${e.ok ? 'finished' : 'failed'}`;
+    case 'phase': {
+      const took = e.durationMs === undefined ? '' : ` (${formatDuration(e.durationMs / 1000)})`;
+      const detail = e.detail ? `: ${e.detail}` : '';
+      return `${e.vm}: ${e.phase} ${e.state}${took}${detail}`;
+    }
+    case 'disk': {
+      const pct = e.bytesPlanned > 0 ? Math.floor((e.bytesDone * 100) / e.bytesPlanned) : 100;
+      return `${e.vm}: ${e.name} ${e.state} ${pct}% (${formatBytes(e.bytesDone)} of ${formatBytes(e.bytesPlanned)} to read, ${formatBytes(e.bytesWritten)} written, disk ${formatBytes(e.capacityBytes)})`;
+    }
+    case 'log':
+      return `${e.level === 'info' ? '' : `${e.level}: `}${e.vm ? `${e.vm}: ` : ''}${e.message}`;
+    case 'result':
+      if (!e.ok) return `${e.vm}: FAILED after ${formatDuration(e.durationMs / 1000)}: ${e.error ?? 'unknown error'}`;
+      return `${e.vm}: done in ${formatDuration(e.durationMs / 1000)}: images ${e.imageIds.join(', ')}${e.templateId === undefined ? '' : `, template ${e.templateId}`}${e.vmId === undefined ? '' : `, VM ${e.vmId}`}`;
+  }
+}

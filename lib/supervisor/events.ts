@@ -1,0 +1,54 @@
+// Typed events of a migration run. The supervisor emits them; lib/progress turns them into a TTY
+// display, JSON lines and the run's log file. Events never carry secrets.
+
+export type Phase = 'precheck' | 'shutdown' | 'placeholders' | 'copy' | 'convert' | 'build' | 'cleanup' | 'rollback';
+
+export type PhaseState = 'start' | 'done' | 'skipped' | 'failed';
+
+export type MigrationEvent =
+  | { readonly type: 'run'; readonly state: 'start' | 'end'; readonly runId: string; readonly logFile?: string; readonly ok?: boolean }
+  | {
+      readonly type: 'phase';
+      readonly vm: string;
+      readonly phase: Phase;
+      readonly state: PhaseState;
+      readonly detail?: string;
+      readonly durationMs?: number;
+    }
+  | {
+      readonly type: 'disk';
+      readonly vm: string;
+      readonly disk: number;
+      readonly name: string;
+      readonly bytesDone: number;
+      readonly bytesPlanned: number;
+      readonly bytesWritten: number;
+      readonly capacityBytes: number;
+      readonly state: 'copying' | 'done' | 'failed';
+    }
+  | { readonly type: 'log'; readonly level: 'info' | 'warn' | 'error'; readonly vm?: string; readonly message: string }
+  | {
+      readonly type: 'result';
+      readonly vm: string;
+      readonly ok: boolean;
+      readonly templateId?: number;
+      readonly vmId?: number;
+      readonly imageIds: readonly number[];
+      readonly error?: string;
+      readonly durationMs: number;
+    };
+
+export type EventSink = (event: MigrationEvent) => void;
+
+/** Fans one event stream out to several consumers; a failing consumer never stops the run. */
+export function fanOut(...sinks: EventSink[]): EventSink {
+  return (event) => {
+    for (const sink of sinks) {
+      try {
+        sink(event);
+      } catch {
+        // A broken display must not break a migration.
+      }
+    }
+  };
+}

@@ -1,0 +1,50 @@
+// Where the client connects and how network failures are reported about it.
+
+import { isIP } from 'node:net';
+import { OneswapError } from '../errors/index.js';
+
+export interface Endpoint {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** "vc.example.com:443", "[fe80::1]:443". */
+export function endpointLabel(e: Endpoint): string {
+  return isIP(e.host) === 6 ? `[${e.host}]:${e.port}` : `${e.host}:${e.port}`;
+}
+
+export function endpointOrigin(e: Endpoint): string {
+  return `https://${endpointLabel(e)}`;
+}
+
+const REASONS: Record<string, string> = {
+  ECONNREFUSED: 'connection refused',
+  ENOTFOUND: 'host name not found',
+  EAI_AGAIN: 'host name lookup failed',
+  ETIMEDOUT: 'connection timed out',
+  ECONNRESET: 'connection reset',
+  EPIPE: 'connection closed',
+  EHOSTUNREACH: 'host unreachable',
+  ENETUNREACH: 'network unreachable',
+  ECONNABORTED: 'connection aborted',
+  EPROTO: 'TLS protocol error',
+};
+
+/**
+ * Maps what Node's network stack throws to a one-line 'connection' error. OneswapErrors (TLS
+ * policy refusals) pass through unchanged.
+ */
+export function toConnectionError(err: unknown, e: Endpoint, call: string): OneswapError {
+  if (err instanceof OneswapError) return err;
+  const code = (err as { code?: unknown } | null)?.code;
+  const reason = typeof code === 'string' ? (REASONS[code] ?? code) : err instanceof Error ? err.message.split('\n')[0] : String(err);
+  return new OneswapError('connection', `cannot reach vCenter ${endpointLabel(e)} (${reason}) during ${call}; check the host name, the port and the firewall`, { cause: err });
+}
+
+export function timeoutError(e: Endpoint, call: string, timeoutMs: number): OneswapError {
+  return new OneswapError('connection', `vCenter ${endpointLabel(e)} did not answer ${call} within ${formatSeconds(timeoutMs)}; check the network or raise the timeout`);
+}
+
+function formatSeconds(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000} s` : `${(ms / 1000).toFixed(1)} s`;
+}

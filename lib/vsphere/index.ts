@@ -1,0 +1,23 @@
+/**
+ * vSphere client: talks SOAP (vim25, hand-written envelopes) and datastore HTTP to a vCenter or
+ * ESXi host.
+ *
+ * - `VSphereClient.connect(options)` logs in under a TLS policy (verify with optional CA, pinned
+ *   thumbprint, or explicitly insecure) and keeps the session alive and re-logged-in.
+ * - Inventory: datacenters, clusters, hosts, datastores, networks, VMs (`VmSummary`, with disks
+ *   and NICs), `findVm` by path, UUID or name — each listing a fixed number of round trips.
+ * - Snapshots (create/list/remove, disks with changeIds from the snapshot's own config), CBT
+ *   (`queryChangedDiskAreas` paged to the disk capacity, enable/disable), power operations.
+ * - Datastore files over `/folder`: URL builder, HEAD, small text GET, and exact single-range
+ *   streams for the copy engine.
+ *
+ * Every failure is a `OneswapError` (kind + one-line message naming the object, the call and
+ * what to do). Morefs, device keys and changeIds are opaque strings/integers.
+ */
+
+export { VSphereClient } from './client.js';
+export type { ConnectOptions } from './client.js';
+export type { VSphereLogger } from './logger.js';
+export type { CreateSnapshotOptions, RemoveSnapshotOptions } from './snapshots.js';
+export type { FindVmOptions } from './vm-inventory.js';
+export type * from './types.js';

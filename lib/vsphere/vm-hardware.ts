@@ -1,0 +1,127 @@
+// VirtualDevice lists (from a VM's or a snapshot's config.hardware.device) read into disks and NICs.
+
+import type { ControllerKind, VmDisk, VmNic } from './types.js';
+import { bool, field, int, list, text, typeName, type VimValue } from './vim-value.js';
+
+const CONTROLLER_KINDS: Record<string, ControllerKind> = {
+  ParaVirtualSCSIController: 'scsi',
+  VirtualLsiLogicController: 'scsi',
+  VirtualLsiLogicSASController: 'scsi',
+  VirtualBusLogicController: 'scsi',
+  VirtualSCSIController: 'scsi',
+  VirtualAHCIController: 'sata',
+  VirtualSATAController: 'sata',
+  VirtualIDEController: 'ide',
+  VirtualNVMEController: 'nvme',
+};
+
+const ETHERNET_CARDS = new Set([
+  'VirtualE1000', 'VirtualE1000e', 'VirtualPCNet32', 'VirtualVmxnet', 'VirtualVmxnet2', 'VirtualVmxnet3',
+  'VirtualVmxnet3Vrdma', 'VirtualSriovEthernetCard', 'VirtualEthernetCard',
+]);
+
+const KIND_ORDER: readonly ControllerKind[] = ['scsi', 'sata', 'nvme', 'ide'];
+
+interface Controller {
+  readonly key: number;
+  readonly kind: ControllerKind;
+  readonly model: string;
+  readonly busNumber: number;
+}
+
+/** Resolves a NIC backing to the name of its network; "" when unknown. */
+export type NetworkNameResolver = (backing: VimValue | undefined) => string;
+
+function controllerKind(type: string): ControllerKind | undefined {
+  const known = CONTROLLER_KINDS[type];
+  if (known !== undefined) return known;
+  // Newer SCSI models follow the naming pattern; guessing scsi beats dropping the disk.
+  if (/SCSIController$|SASController$/.test(type)) return 'scsi';
+  return undefined;
+}
+
+function controllers(devices: readonly VimValue[]): Map<number, Controller> {
+  const out = new Map<number, Controller>();
+  for (const d of devices) {
+    const model = typeName(d) ?? '';
+    const kind = controllerKind(model);
+    const key = int(d, 'key');
+    if (kind === undefined || key === undefined) continue;
+    out.set(key, { key, kind, model, busNumber: int(d, 'busNumber') ?? 0 });
+  }
+  return out;
+}
+
+/** "[LocalDS_0] vm/disk.vmdk" → datastore name and path inside it. */
+export function parseDatastorePath(fileName: string): { datastore: string; path: string } {
+  const m = /^\[([^\]]*)\]\s*(.*)$/s.exec(fileName);
+  return m ? { datastore: m[1] ?? '', path: m[2] ?? '' } : { datastore: '', path: fileName };
+}
+
+/** Disk capacity in bytes: capacityInBytes when the server sends it, else capacityInKB × 1024. */
+export function diskCapacityBytes(disk: VimValue): number {
+  return int(disk, 'capacityInBytes') ?? (int(disk, 'capacityInKB') ?? 0) * 1024;
+}
+
+/** Disks ordered by controller kind, bus and unit, the order guests usually enumerate them. */
+export function readDisks(devices: readonly VimValue[]): VmDisk[] {
+  const ctrls = controllers(devices);
+  const disks: VmDisk[] = [];
+  for (const d of devices) {
+    if (typeName(d) !== 'VirtualDisk') continue;
+    const key = int(d, 'key');
+    if (key === undefined) continue;
+    const controllerKey = int(d, 'controllerKey') ?? -1;
+    const ctrl = ctrls.get(controllerKey) ?? { key: controllerKey, kind: 'scsi' as const, model: '', busNumber: 0 };
+    const fileName = text(d, 'backing.fileName') ?? '';
+    const { datastore, path } = parseDatastorePath(fileName);
+    const changeId = text(d, 'backing.changeId');
+    const sharing = text(d, 'backing.sharing');
+    disks.push({
+      key,
+      label: text(d, 'deviceInfo.label') ?? `disk-${key}`,
+      capacityBytes: diskCapacityBytes(d),
+      controller: { key: ctrl.key, kind: ctrl.kind, model: ctrl.model, busNumber: ctrl.busNumber },
+      unitNumber: int(d, 'unitNumber') ?? 0,
+      fileName,
+      datastoreName: datastore,
+      datastorePath: path,
+      diskMode: text(d, 'backing.diskMode') ?? '',
+      thinProvisioned: bool(d, 'backing.thinProvisioned') ?? false,
+      ...(changeId !== undefined && changeId !== '' ? { changeId } : {}),
+      backingType: typeName(d, 'backing') ?? '',
+      ...(sharing !== undefined && sharing !== '' ? { sharing } : {}),
+    });
+  }
+  const rank = (k: ControllerKind): number => KIND_ORDER.indexOf(k);
+  return disks.sort(
+    (a, b) => rank(a.controller.kind) - rank(b.controller.kind) || a.controller.busNumber - b.controller.busNumber || a.unitNumber - b.unitNumber,
+  );
+}
+
+export function readNics(devices: readonly VimValue[], networkName: NetworkNameResolver): VmNic[] {
+  const nics: VmNic[] = [];
+  for (const d of devices) {
+    const type = typeName(d) ?? '';
+    if (!ETHERNET_CARDS.has(type) && text(d, 'macAddress') === undefined) continue;
+    const key = int(d, 'key');
+    if (key === undefined) continue;
+    nics.push({
+      key,
+      label: text(d, 'deviceInfo.label') ?? `ethernet-${key}`,
+      macAddress: (text(d, 'macAddress') ?? '').toLowerCase(),
+      network: networkName(field(d, 'backing')),
+      adapterType: type,
+      connected: bool(d, 'connectable.connected') ?? false,
+    });
+  }
+  return nics;
+}
+
+/** All IP addresses the guest reports, in order, without duplicates. */
+export function readGuestIps(guestNet: VimValue | undefined, primaryIp: string | undefined): string[] {
+  const ips = new Set<string>();
+  if (primaryIp) ips.add(primaryIp);
+  for (const nic of list(guestNet)) for (const ip of list(nic, 'ipAddress')) if (typeof ip === 'string' && ip !== '') ips.add(ip);
+  return [...ips];
+}

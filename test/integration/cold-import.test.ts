@@ -1,0 +1,162 @@
+// End to end: `oneswap import` against the vCenter simulator (real flat VMDKs, CBT) and the
+// OpenNebula simulator (real datastore driver scripts), run as the real command.
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdtemp, readFile, rm, stat, writeFile, readdir, open } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startVcsim, vcsimAvailable, type Vcsim } from '../peers/vcsim/index.js';
+import { createTestVm, listSnapshots, powerOn, powerOff, type TestVm } from '../peers/vcsim/fixture.js';
+import { startOned, IMAGE_STATE, type Oned } from '../peers/one/index.js';
+import { startTcpProxy, type TcpProxy } from '../peers/net/tcp-proxy.js';
+import { oneswap, peerMissing, spawnOneswap } from '../peers/cli.js';
+
+const MiB = 1024 * 1024;
+const skip = peerMissing('the vCenter simulator (test/peers/vcsim/bin/vcsim-cbt)', vcsimAvailable());
+
+/** sha256 of the first `size` bytes of a file; the rest must be zeros (images are MiB-rounded). */
+async function imageDigest(path: string, size: number): Promise<string> {
+  const data = await readFile(path);
+  assert.ok(data.length >= size, `${path} is shorter than the disk`);
+  assert.ok(data.subarray(size).every((b) => b === 0), `${path} has data past the disk end`);
+  return createHash('sha256').update(data.subarray(0, size)).digest('hex');
+}
+
+describe('oneswap import (cold) from vCenter into OpenNebula', { skip }, () => {
+  let sim: Vcsim;
+  let oned: Oned;
+  let proxy: TcpProxy;
+  let work: string;
+  let dsId: number;
+  let env: Record<string, string>;
+  let cbtVm: TestVm;
+  let plainVm: TestVm;
+  let netId: number;
+  let dmzId: number;
+
+  const args = (extra: string[]): string[] => [
+    'import',
+    '--vcenter', `127.0.0.1:${proxy.port}`,
+    '--user', sim.username,
+    '--thumbprint', sim.thumbprintSha256,
+    '--datastore', String(dsId),
+    '--endpoint', oned.endpoint,
+    '--progress', 'json',
+    '--no-convert',
+    ...extra,
+  ];
+  const images = (): number[] => [...Array(400).keys()].filter((id) => oned.image(id) !== undefined);
+
+  before(async () => {
+    work = await mkdtemp(join(tmpdir(), 'oneswap-cold-'));
+    sim = await startVcsim();
+    proxy = await startTcpProxy(sim.port);
+    oned = await startOned({ asyncDelayMs: 50 });
+    dsId = await oned.createDatastore({ name: 'images', type: 'IMAGE_DS', dsMad: 'fs', tmMad: 'shared' });
+    netId = oned.createNetwork({ name: 'VM Network', bridge: 'br0', ars: [{ type: 'ETHER', size: 10 }] });
+    dmzId = oned.createNetwork({ name: 'public', bridge: 'br1', template: { VCENTER_NETWORK_MATCH: 'DC0_DVPG0' }, ars: [{ type: 'ETHER', mac: '02:00:00:00:10:00', size: 16 }] });
+    const auth = join(work, 'one_auth');
+    await writeFile(auth, `${oned.adminSession}\n`, { mode: 0o600 });
+    env = {
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      HOME: work,
+      ONE_AUTH: auth,
+      ONESWAP_VCENTER_PASSWORD: sim.password,
+      ONESWAP_STATE_DIR: join(work, 'state'),
+    };
+    // One disk >= 256 MiB with data islands and holes, one small; CBT on.
+    cbtVm = await createTestVm(sim, {
+      name: 'mig-cbt',
+      firmware: 'efi',
+      guestId: 'debian12_64Guest',
+      numCPUs: 4,
+      coresPerSocket: 2,
+      memoryMB: 2048,
+      cbt: true,
+      disks: [
+        { sizeBytes: 256 * MiB, data: [{ offset: 0, length: MiB }, { offset: 37 * MiB + 4096, length: 5 * MiB }, { offset: 200 * MiB, length: 3 * MiB }, { offset: 256 * MiB - 65536, length: 65536 }] },
+        { sizeBytes: 8 * MiB, data: [{ offset: 4 * MiB, length: 12288 }] },
+      ],
+      nics: [{ network: 'VM Network', adapter: 'vmxnet3' }, { network: 'DC0_DVPG0', adapter: 'e1000e', mac: '02:00:00:00:10:05' }],
+    });
+    plainVm = await createTestVm(sim, {
+      name: 'mig-plain',
+      cbt: false,
+      disks: [{ sizeBytes: 64 * MiB, data: [{ offset: 10 * MiB, length: 2 * MiB }] }],
+      nics: [{ network: 'VM Network', adapter: 'e1000' }],
+    });
+  });
+
+  after(async () => {
+    await proxy?.close();
+    await oned?.stop();
+    await sim?.stop();
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  test('imports a 2-disk CBT VM: bytes equal, sparse images, template and VM as asked, no snapshot left', async () => {
+    proxy.reset();
+    const r = await oneswap(args(['--instantiate', 'mig-cbt']), env);
+    assert.equal(r.exitCode, 0, r.stderr);
+    const events = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const result = events.find((e) => e.type === 'result') as { ok: boolean; imageIds: number[]; templateId: number; vmId: number };
+    assert.equal(result.ok, true);
+    assert.equal(result.imageIds.length, 2);
+
+    for (const [i, disk] of cbtVm.disks.entries()) {
+      const img = oned.image(result.imageIds[i]!)!;
+      assert.equal(img.name, `mig-cbt-disk${i}`);
+      assert.equal(img.type, i === 0 ? 0 : 2, 'OS for the boot disk, DATABLOCK for the others');
+      assert.equal(img.format, 'raw');
+      assert.equal(img.persistent, true);
+      assert.equal(img.size, Math.ceil(disk.sizeBytes / MiB));
+      assert.equal(await imageDigest(img.source, disk.sizeBytes), disk.sha256, `disk ${i} bytes`);
+      const allocated = (await stat(img.source)).blocks * 512;
+      assert.ok(allocated <= disk.dataBytes + MiB, `image ${i} allocates ${allocated} bytes for ${disk.dataBytes} bytes of data`);
+      assert.equal(img.template.get('ONESWAP_STATE'), 'DONE');
+    }
+    // Only the data travelled (CBT "*"): well under the 264 MiB of capacity.
+    const data = cbtVm.disks.reduce((s, d) => s + d.dataBytes, 0);
+    assert.ok(proxy.counters.down < data * 1.05 + 2 * MiB, `${proxy.counters.down} bytes over the network for ${data} bytes of data`);
+
+    const tpl = oned.template(result.templateId)!.template;
+    assert.equal(tpl.get('CPU'), '4');
+    assert.equal(tpl.get('VCPU'), '4');
+    assert.equal(tpl.get('MEMORY'), '2048');
+    assert.deepEqual(Object.fromEntries(tpl.vectors('TOPOLOGY')[0]!), { SOCKETS: '2', CORES: '2', THREADS: '1' });
+    assert.deepEqual(tpl.vectors('DISK').map((d) => d.get('IMAGE_ID')), result.imageIds.map(String), 'disks in boot/bus order');
+    const nics = tpl.vectors('NIC');
+    assert.deepEqual(nics.map((n) => n.get('NETWORK_ID')), [String(netId), String(dmzId)], 'NICs mapped by name and by VCENTER_NETWORK_MATCH');
+    assert.deepEqual(nics.map((n) => n.get('MAC')), cbtVm.nics.map((n) => n.mac), 'source MACs kept');
+    assert.deepEqual(nics.map((n) => n.get('MODEL')), ['vmxnet3', 'e1000e']);
+    const os = tpl.vectors('OS')[0]!;
+    assert.equal(os.get('FIRMWARE'), 'UEFI');
+    assert.equal(tpl.vectors('GRAPHICS')[0]!.get('TYPE'), 'VNC');
+    assert.equal(tpl.vectors('CONTEXT')[0]!.get('NETWORK'), 'YES');
+    assert.equal(tpl.vectors('CONTEXT')[0]!.get('SSH_PUBLIC_KEY'), '$USER[SSH_PUBLIC_KEY]');
+    // The MAC of the first NIC lay outside every address range: oneswap added one holding it.
+    assert.ok(oned.network(netId)!.ars.length >= 2);
+
+    const vm = oned.vm(result.vmId)!;
+    assert.ok(vm, 'VM created');
+    assert.deepEqual(vm.template.vectors('DISK').map((d) => d.get('IMAGE_ID')), result.imageIds.map(String), 'the VM uses the same images');
+    for (const id of result.imageIds) assert.equal(oned.image(id)!.state, IMAGE_STATE.USED_PERS);
+
+    assert.deepEqual(await listSnapshots(sim, cbtVm.moref), [], 'oneswap left a snapshot behind');
+    const journals = await readdir(join(env.ONESWAP_STATE_DIR!, 'journal')).catch(() => []);
+    assert.deepEqual(journals, []);
+  });
+
+  test('without CBT the whole disk is read and zeros still become holes', async () => {
+    proxy.reset();
+    const r = await oneswap(args(['mig-plain']), env);
+    assert.equal(r.exitCode, 0, r.stderr);
+    const result = r.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { type: string; imageIds: number[] }).find((e) => e.type === 'result')!;
+    const img = oned.image(result.imageIds[0]!)!;
+    assert.equal(await imageDigest(img.source, plainVm.disks[0]!.sizeBytes), plainVm.disks[0]!.sha256);
+    assert.ok((await stat(img.source)).blocks * 512 <= plainVm.disks[0]!.dataBytes + MiB);
+    assert.ok(proxy.counters.down >= 64 * MiB);
+  });
+});

@@ -1,0 +1,40 @@
+// Runs the real oneswap command (from the TypeScript sources) as a child process, the way a user
+// runs it: argv, environment, exit code, stdout, stderr.
+
+import { execa, type ResultPromise } from 'execa';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+
+export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const MAIN = join(REPO_ROOT, 'lib', 'cli', 'main.ts');
+
+export interface CliRun {
+  readonly exitCode: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+export function spawnOneswap(args: readonly string[], env: Record<string, string>, timeoutMs = 300_000): ResultPromise<{ reject: false; all: false }> {
+  return execa(process.execPath, ['--import', 'tsx', MAIN, ...args], {
+    cwd: REPO_ROOT,
+    env: { ...env, FORCE_COLOR: '0' },
+    extendEnv: false,
+    reject: false,
+    timeout: timeoutMs,
+    stdin: 'ignore',
+  }) as ResultPromise<{ reject: false; all: false }>;
+}
+
+export async function oneswap(args: readonly string[], env: Record<string, string>, timeoutMs?: number): Promise<CliRun> {
+  const r = await spawnOneswap(args, env, timeoutMs);
+  return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
+}
+
+/** Tests that need a peer skip loudly when it is missing, and fail instead in CI. */
+export function peerMissing(what: string, available: boolean): string | false {
+  if (available) return false;
+  const msg = `SKIPPED: ${what} is not available (run ./install.sh --dev)`;
+  if (process.env.CI === 'true' || process.env.ONESWAP_REQUIRE_PEERS === '1') throw new Error(`${msg}; CI requires it`);
+  process.stderr.write(`${msg}\n`);
+  return msg;
+}

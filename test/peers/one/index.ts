@@ -1,0 +1,176 @@
+/**
+ * OpenNebula oned 7.4 simulator for tests: `startOned()` serves the XML-RPC
+ * API on 127.0.0.1 (path /RPC2) and runs real datastore driver scripts as
+ * child processes. See README.md for what is simulated.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CreateDatastoreOptions, createDatastore, monitorDatastore } from './datastores.js';
+import { DriverAction, DriverHook, DriverLogEntry } from './driver-runner.js';
+import { CallRecord, startServer } from './server.js';
+import { DS_MAD_CONF, Sim } from './simulator.js';
+import { DatastoreRec, IMAGE_STATE, ImageRec, UserRec, VmRec, VmTemplateRec, VnetRec } from './state.js';
+import { Template } from './template-syntax.js';
+import { CreateUserOptions, createUser } from './users.js';
+import { CreateNetworkOptions, createNetwork } from './vnets.js';
+import { setVmState } from './vms.js';
+
+export { IMAGE_STATE, VM_STATE } from './state.js';
+export type { DriverAction, DriverHook, DriverLogEntry } from './driver-runner.js';
+export type { CreateDatastoreOptions } from './datastores.js';
+export type { CreateNetworkOptions } from './vnets.js';
+export type { CreateUserOptions } from './users.js';
+export type { CallRecord } from './server.js';
+
+export const DEFAULT_REMOTES_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'remotes');
+
+export interface StartOnedOptions {
+  adminPassword?: string;
+  /** reported by one.system.version; default '7.4.0' */
+  version?: string;
+  /** directory holding datastore/<DS_MAD>/<action>; default: the simulator's own remotes (fs driver) */
+  remotesDir?: string;
+  /** working directory (datastores, var dir); default: a new temp dir, removed by stop() */
+  dataDir?: string;
+  /** delay before asynchronous driver actions (cp, mkfs, rm); default 1000 ms like oned 7.4 */
+  asyncDelayMs?: number;
+  /** synchronous stat limit; default 90 000 ms */
+  statTimeoutMs?: number;
+  /** API_LIST_ORDER; default DESC (oned.conf default) */
+  apiListOrder?: 'ASC' | 'DESC';
+  /**
+   * Extra datastore drivers: DS_MAD name → directory with its action scripts (cp, stat, …).
+   * Each is registered in DS_MAD_CONF (oned.conf) with `conf` (default PERSISTENT_ONLY=NO).
+   */
+  drivers?: Record<string, { dir: string; conf?: Record<string, string> }>;
+}
+
+export interface Oned {
+  endpoint: string;
+  /** `oneadmin:<password>` */
+  adminSession: string;
+  dataDir: string;
+  /** DATASTORE_LOCATION, e.g. `<dataDir>//datastores` (note the `//` like real oned) */
+  datastoreLocation: string;
+  /** the scripts' working directory (oned's var dir) */
+  varDir: string;
+  remotesDir: string;
+  stop(): Promise<void>;
+
+  createUser(name: string, password: string, opts?: CreateUserOptions): number;
+  createDatastore(opts: CreateDatastoreOptions): Promise<number>;
+  createNetwork(opts: CreateNetworkOptions): number;
+  monitorDatastore(id: number): Promise<void>;
+
+  image(id: number): ImageRec | undefined;
+  vm(id: number): VmRec | undefined;
+  template(id: number): VmTemplateRec | undefined;
+  datastore(id: number): DatastoreRec | undefined;
+  network(id: number): VnetRec | undefined;
+  user(id: number): UserRec | undefined;
+
+  /** Replace a driver action by a hook (return undefined from the hook to run the script anyway); null removes it. */
+  setDriverAction(action: DriverAction, hook: DriverHook | null): void;
+  /** every driver invocation: action, argv, stdin, decoded payload, stdout, stderr, exit code */
+  readonly log: DriverLogEntry[];
+  /** stderr lines `ERROR:|INFO:|WARN:|DEBUG:` of driver runs (what oned.log would get) */
+  readonly onedLog: string[];
+  /** every XML-RPC call received, with the reply kind and code */
+  readonly calls: CallRecord[];
+  /** resolves when no asynchronous driver work is pending */
+  idle(): Promise<void>;
+  /** polls the image until its STATE is one of `states` (default READY or ERROR) */
+  waitImage(id: number, states?: number[], timeoutMs?: number): Promise<ImageRec>;
+  /** moves a VM to a STATE (and LCM_STATE) as the scheduler/hypervisor would; DONE frees its images */
+  setVmState(id: number, state: number, lcmState?: number): void;
+  /** the simulator core, for tests that need more */
+  readonly sim: Sim;
+}
+
+export async function startOned(opts: StartOnedOptions = {}): Promise<Oned> {
+  const ownDir = opts.dataDir === undefined;
+  const dataDir = opts.dataDir ?? mkdtempSync(path.join(os.tmpdir(), 'one-sim-'));
+  const varDir = path.join(dataDir, 'var');
+  mkdirSync(varDir, { recursive: true });
+  // oned: var_location ("/var/lib/one/") + "/datastores" → "/var/lib/one//datastores"
+  const datastoreLocation = `${dataDir}/` + '/datastores';
+  mkdirSync(path.join(dataDir, 'datastores'), { recursive: true });
+  const remotesDir = opts.remotesDir ?? DEFAULT_REMOTES_DIR;
+  const adminPassword = opts.adminPassword ?? randomBytes(12).toString('hex');
+
+  const sim = new Sim({
+    version: opts.version ?? '7.4.0',
+    datastoreLocation,
+    dataDir,
+    varDir,
+    remotesDir,
+    asyncDelayMs: opts.asyncDelayMs ?? 1000,
+    statTimeoutMs: opts.statTimeoutMs ?? 90_000,
+    apiListOrder: opts.apiListOrder ?? 'DESC',
+    defaultImagePersistentNew: false,
+    dsMadConf: {
+      ...Object.fromEntries(Object.entries(DS_MAD_CONF).map(([k, v]) => [k, { ...v }])),
+      ...Object.fromEntries(Object.entries(opts.drivers ?? {}).map(([k, d]) => [k, { REQUIRED_ATTRS: '', PERSISTENT_ONLY: 'NO', ...d.conf }])),
+    },
+    driverDirs: Object.fromEntries(Object.entries(opts.drivers ?? {}).map(([k, d]) => [k, d.dir])),
+  });
+
+  // ---------------- a fresh 7.4 install
+  sim.pools.groups.set(0, { id: 0, name: 'oneadmin', users: [], template: new Template() });
+  sim.pools.groups.set(1, { id: 1, name: 'users', users: [], template: new Template() });
+  createUser(sim, 'oneadmin', adminPassword, { admin: true });
+  const sa = createUser(sim, 'serveradmin', randomBytes(12).toString('hex'), { admin: true });
+  const saRec = sim.pools.users.get(sa);
+  if (saRec) saRec.authDriver = 'server_cipher';
+  await createDatastore(sim, { id: 0, name: 'system', type: 'SYSTEM_DS', tmMad: 'local' });
+  await createDatastore(sim, { id: 1, name: 'default', type: 'IMAGE_DS', dsMad: 'fs', tmMad: 'local' });
+  await createDatastore(sim, { id: 2, name: 'files', type: 'FILE_DS', dsMad: 'fs', tmMad: 'local' });
+
+  const calls: CallRecord[] = [];
+  const server = await startServer(sim, calls);
+
+  const oned: Oned = {
+    endpoint: server.endpoint,
+    adminSession: `oneadmin:${adminPassword}`,
+    dataDir,
+    datastoreLocation,
+    varDir,
+    remotesDir,
+    async stop() {
+      await server.close();
+      await sim.shutdown();
+      if (ownDir) rmSync(dataDir, { recursive: true, force: true });
+    },
+    createUser: (name, password, o) => createUser(sim, name, password, o),
+    createDatastore: (o) => createDatastore(sim, o),
+    createNetwork: (o) => createNetwork(sim, o),
+    monitorDatastore: (id) => monitorDatastore(sim, id),
+    image: (id) => sim.pools.images.get(id),
+    vm: (id) => sim.pools.vms.get(id),
+    template: (id) => sim.pools.templates.get(id),
+    datastore: (id) => sim.pools.datastores.get(id),
+    network: (id) => sim.pools.vnets.get(id),
+    user: (id) => sim.pools.users.get(id),
+    setDriverAction: (action, hook) => sim.runner.setHook(action, hook),
+    log: sim.runner.log,
+    onedLog: sim.runner.onedLog,
+    calls,
+    idle: () => sim.idle(),
+    async waitImage(id, states = [IMAGE_STATE.READY, IMAGE_STATE.ERROR], timeoutMs = 30_000) {
+      const end = Date.now() + timeoutMs;
+      for (;;) {
+        const img = sim.pools.images.get(id);
+        if (!img) throw new Error(`image ${id} does not exist`);
+        if (states.includes(img.state)) return img;
+        if (Date.now() > end) throw new Error(`image ${id} still in state ${img.state}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    },
+    setVmState: (id, state, lcm) => setVmState(sim, id, state, lcm),
+    sim,
+  };
+  return oned;
+}

@@ -1,0 +1,485 @@
+// Test fixtures on the vCenter simulator: build VMs with chosen hardware and
+// real disk contents, through a tiny hand-written SOAP client of the tests'
+// own (deliberately independent of the product's client in lib/vsphere, so a
+// bug there cannot hide in the fixture).
+
+import { execFile } from 'node:child_process';
+import { createCipheriv, createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { open, rm } from 'node:fs/promises';
+import { request } from 'node:https';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { XMLParser } from 'fast-xml-parser';
+import type { Vcsim } from './index.js';
+
+const execFileP = promisify(execFile);
+
+// ---------------------------------------------------------------------------
+// Minimal SOAP client
+
+export interface MoRef {
+  type: string;
+  value: string;
+}
+
+/** Parsed XML: elements are objects (or arrays when repeated), attributes '@_x', text '#text'. */
+export type Xml = unknown;
+
+/** A SOAP fault; `faultType` is the detail type, e.g. 'FileFault'. */
+export class VimFault extends Error {
+  constructor(
+    readonly method: string,
+    readonly status: number,
+    readonly faultType: string,
+    readonly detail: Xml,
+    message: string,
+  ) {
+    super(`${method}: ${faultType}: ${message}`);
+  }
+}
+
+export interface HttpResult {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+}
+
+const parser = new XMLParser({
+  ignoreAttributes: false,
+  attributeNamePrefix: '@_',
+  // Test code only: prefixes are dropped, so xsi:type (which vcsim writes as
+  // XMLSchema-instance:type) becomes '@_type' like a moref's type attribute.
+  removeNSPrefix: true,
+  parseTagValue: false,
+  parseAttributeValue: false,
+  trimValues: false,
+});
+
+export function xmlEscape(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+}
+
+export const ref = (m: MoRef, tag = '_this'): string => `<${tag} type="${m.type}">${xmlEscape(m.value)}</${tag}>`;
+
+function isObj(x: unknown): x is Record<string, unknown> {
+  return typeof x === 'object' && x !== null && !Array.isArray(x);
+}
+
+/** Child element (first, if repeated). */
+export function child(x: Xml, name: string): Xml {
+  const v = isObj(x) ? x[name] : undefined;
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** Repeated child elements as an array. */
+export function children(x: Xml, name: string): Xml[] {
+  const v = isObj(x) ? x[name] : undefined;
+  return v === undefined ? [] : Array.isArray(v) ? v : [v];
+}
+
+export function text(x: Xml): string {
+  if (typeof x === 'string') return x;
+  if (isObj(x) && typeof x['#text'] === 'string') return x['#text'];
+  return '';
+}
+
+export function num(x: Xml): number {
+  return Number(text(x));
+}
+
+/** The xsi:type (or moref type) attribute. */
+export function xsiType(x: Xml): string {
+  return isObj(x) && typeof x['@_type'] === 'string' ? x['@_type'] : '';
+}
+
+export function moref(x: Xml): MoRef {
+  return { type: xsiType(x), value: text(x) };
+}
+
+export class VimClient {
+  cookie = '';
+
+  private constructor(readonly sim: Vcsim) {}
+
+  static async login(sim: Vcsim, username = sim.username, password = sim.password): Promise<VimClient> {
+    const c = new VimClient(sim);
+    await c.login(username, password);
+    return c;
+  }
+
+  async login(username = this.sim.username, password = this.sim.password): Promise<void> {
+    this.cookie = '';
+    const res = await this.raw(
+      'Login',
+      `${ref({ type: 'SessionManager', value: 'SessionManager' })}<userName>${xmlEscape(username)}</userName><password>${xmlEscape(password)}</password>`,
+    );
+    const set = res.headers['set-cookie'];
+    const m = /vmware_soap_session=("?[^;"]*"?)/.exec(Array.isArray(set) ? set.join(';') : (set ?? ''));
+    if (res.status !== 200 || !m) throw this.fault('Login', res);
+    this.cookie = `vmware_soap_session=${m[1] ?? ''}`;
+  }
+
+  async logout(): Promise<void> {
+    await this.call('Logout', ref({ type: 'SessionManager', value: 'SessionManager' }));
+    this.cookie = '';
+  }
+
+  /** POST one SOAP call; no fault handling. */
+  raw(method: string, inner: string, cookie = this.cookie): Promise<HttpResult> {
+    const envelope =
+      '<?xml version="1.0" encoding="UTF-8"?>' +
+      '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" ' +
+      'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:xsd="http://www.w3.org/2001/XMLSchema">' +
+      `<soapenv:Body><${method} xmlns="urn:vim25">${inner}</${method}></soapenv:Body></soapenv:Envelope>`;
+    return this.http('POST', '/sdk', {
+      body: Buffer.from(envelope),
+      headers: { 'content-type': 'text/xml; charset=utf-8', soapaction: 'urn:vim25/6.5' },
+      cookie,
+    });
+  }
+
+  /**
+   * Calls a method and returns its parsed <returnval> (undefined when void); throws VimFault.
+   * An expired session (NotAuthenticated) is renewed once, so fixtures survive idle timeouts.
+   */
+  async call(method: string, inner: string): Promise<Xml> {
+    let res = await this.raw(method, inner);
+    if (res.status !== 200 && this.cookie && method !== 'Logout' && this.fault(method, res).faultType === 'NotAuthenticated') {
+      await this.login();
+      res = await this.raw(method, inner);
+    }
+    if (res.status !== 200) throw this.fault(method, res);
+    const body = child(child(parser.parse(res.body.toString('utf8')), 'Envelope'), 'Body');
+    return child(child(body, `${method}Response`), 'returnval');
+  }
+
+  private fault(method: string, res: HttpResult): VimFault {
+    const fault = child(child(child(parser.parse(res.body.toString('utf8')), 'Envelope'), 'Body'), 'Fault');
+    const detail = child(fault, 'detail');
+    const first = isObj(detail) ? Object.keys(detail).find((k) => !k.startsWith('@_')) : undefined;
+    const d = first === undefined ? undefined : child(detail, first);
+    const type = xsiType(d) || (first ?? 'HTTP' + res.status).replace(/Fault$/, '');
+    return new VimFault(method, res.status, type, d, text(child(fault, 'faultstring')) || res.body.toString('utf8').slice(0, 200));
+  }
+
+  /** An HTTPS request to the simulator, verified against its certificate, with the session cookie. */
+  http(
+    method: string,
+    path: string,
+    opts: { body?: Buffer; headers?: Record<string, string>; cookie?: string } = {},
+  ): Promise<HttpResult> {
+    const headers: Record<string, string> = { ...(opts.headers ?? {}) };
+    const cookie = opts.cookie ?? this.cookie;
+    if (cookie) headers.cookie = cookie;
+    if (opts.body) headers['content-length'] = String(opts.body.length);
+    return new Promise((resolve, reject) => {
+      const req = request(
+        { host: this.sim.host, port: this.sim.port, path, method, headers, ca: this.sim.certPem, agent: false },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+          res.on('error', reject);
+        },
+      );
+      req.on('error', reject);
+      req.end(opts.body);
+    });
+  }
+
+  /** Waits for a task and returns its info.result. */
+  async waitTask(task: MoRef): Promise<Xml> {
+    for (let i = 0; i < 600; i++) {
+      const info = (await this.props(task, ['info']))['info'];
+      const state = text(child(info, 'state'));
+      if (state === 'success') return child(info, 'result');
+      if (state === 'error') {
+        const err = child(child(info, 'error'), 'fault');
+        throw new VimFault(text(child(info, 'name')), 200, xsiType(err), err, text(child(child(info, 'error'), 'localizedMessage')));
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`task ${task.value} did not finish`);
+  }
+
+  /** Calls a *_Task method and waits for it. */
+  async task(method: string, inner: string): Promise<Xml> {
+    return this.waitTask(moref(await this.call(method, inner)));
+  }
+
+  /** RetrieveProperties of one object: path -> parsed <val>. */
+  async props(obj: MoRef, paths: string[]): Promise<Record<string, Xml>> {
+    const spec =
+      `<specSet><propSet><type>${obj.type}</type>${paths.map((p) => `<pathSet>${p}</pathSet>`).join('')}</propSet>` +
+      `<objectSet>${ref(obj, 'obj')}</objectSet></specSet>`;
+    const ret = await this.call('RetrieveProperties', ref({ type: 'PropertyCollector', value: 'propertyCollector' }) + spec);
+    const out: Record<string, Xml> = {};
+    for (const p of children(ret, 'propSet')) out[text(child(p, 'name'))] = child(p, 'val');
+    const missing = child(ret, 'missingSet');
+    if (missing !== undefined) {
+      const f = child(child(missing, 'fault'), 'fault');
+      throw new VimFault('RetrieveProperties', 200, xsiType(f), f, `missingSet ${text(child(missing, 'path'))}`);
+    }
+    return out;
+  }
+
+  async findByInventoryPath(path: string): Promise<MoRef | undefined> {
+    const r = await this.call(
+      'FindByInventoryPath',
+      `${ref({ type: 'SearchIndex', value: 'SearchIndex' })}<inventoryPath>${xmlEscape(path)}</inventoryPath>`,
+    );
+    return r === undefined ? undefined : moref(r);
+  }
+}
+
+// One logged-in client per simulator for the helpers below.
+const clients = new WeakMap<Vcsim, Promise<VimClient>>();
+export function client(sim: Vcsim): Promise<VimClient> {
+  let c = clients.get(sim);
+  if (!c) {
+    c = VimClient.login(sim);
+    clients.set(sim, c);
+  }
+  return c;
+}
+
+// ---------------------------------------------------------------------------
+// Deterministic data
+
+/**
+ * `length` pseudo-random bytes determined by `seed` alone (AES-128-CTR of
+ * zeros, key derived from the seed): fast for hundreds of MiB, and a test can
+ * recompute what a fixture wrote.
+ */
+export function pseudoRandom(seed: number, length: number): Buffer {
+  const key = createHash('sha256').update(`oneswap-vcsim-fixture:${seed}`).digest().subarray(0, 16);
+  const cipher = createCipheriv('aes-128-ctr', key, Buffer.alloc(16));
+  return cipher.update(Buffer.alloc(length));
+}
+
+/** Writes pseudoRandom(seed, length) at offset into a file (not truncating it). */
+export async function writeDiskData(flatPath: string, offset: number, length: number, seed: number): Promise<void> {
+  const key = createHash('sha256').update(`oneswap-vcsim-fixture:${seed}`).digest().subarray(0, 16);
+  const cipher = createCipheriv('aes-128-ctr', key, Buffer.alloc(16));
+  const fh = await open(flatPath, 'r+');
+  try {
+    const chunk = 4 << 20; // same stream as pseudoRandom, generated in pieces
+    for (let done = 0; done < length; done += chunk) {
+      const n = Math.min(chunk, length - done);
+      await fh.write(cipher.update(Buffer.alloc(n)), 0, n, offset + done);
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
+export async function sha256File(path: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const c of createReadStream(path)) h.update(c as Buffer);
+  return h.digest('hex');
+}
+
+// ---------------------------------------------------------------------------
+// Test VMs
+
+export interface DiskSpec {
+  /** Multiple of 1024. */
+  sizeBytes: number;
+  /** Regions of pseudo-random data; seed defaults to a value derived from disk and region index. */
+  data?: Array<{ offset: number; length: number; seed?: number }>;
+  controller?: 'pvscsi' | 'lsilogic' | 'sata';
+}
+
+export interface NicSpec {
+  /** Default 'VM Network'. */
+  network?: string;
+  /** Default: a random address in VMware's manual range 00:50:56:00-3f. */
+  mac?: string;
+  adapter?: 'vmxnet3' | 'e1000' | 'e1000e';
+}
+
+export interface TestVmSpec {
+  name: string;
+  datacenter?: string;
+  /** Standalone host or cluster whose root resource pool receives the VM (default 'DC0_H0'). */
+  host?: string;
+  datastore?: string;
+  firmware?: 'bios' | 'efi';
+  guestId?: string;
+  numCPUs?: number;
+  coresPerSocket?: number;
+  memoryMB?: number;
+  disks: DiskSpec[];
+  nics?: NicSpec[];
+  cbt?: boolean;
+  powerOn?: boolean;
+  annotation?: string;
+}
+
+export interface TestDisk {
+  key: number;
+  /** Datastore path of the descriptor, e.g. '[LocalDS_0] vm/vm.vmdk'. */
+  fileName: string;
+  /** Local path of the -flat extent holding the guest bytes. */
+  flatPath: string;
+  sizeBytes: number;
+  /** sha256 (hex) of the whole raw disk content. */
+  sha256: string;
+  /** Bytes of pseudo-random data written. */
+  dataBytes: number;
+}
+
+export interface TestVm {
+  name: string;
+  moref: MoRef;
+  nics: Array<{ mac: string }>;
+  disks: TestDisk[];
+}
+
+const controllerTypes = { pvscsi: 'ParaVirtualSCSIController', lsilogic: 'VirtualLsiLogicController', sata: 'VirtualAHCIController' };
+const nicTypes = { vmxnet3: 'VirtualVmxnet3', e1000: 'VirtualE1000', e1000e: 'VirtualE1000e' };
+
+function randomMac(): string {
+  const b = randomBytes(3);
+  b[0] = (b[0] ?? 0) & 0x3f;
+  return `00:50:56:${[...b].map((x) => x.toString(16).padStart(2, '0')).join(':')}`;
+}
+
+/** Local path of a datastore path '[ds] dir/file'. */
+export function localPath(sim: Vcsim, dsPath: string): string {
+  const m = /^\[([^\]]+)\] ?(.*)$/.exec(dsPath);
+  const dir = m ? sim.datastores[m[1] ?? ''] : undefined;
+  if (!m || dir === undefined) throw new Error(`unknown datastore path ${dsPath}`);
+  return join(dir, m[2] ?? '');
+}
+
+export function flatPathOf(descriptorPath: string): string {
+  return descriptorPath.replace(/\.vmdk$/, '-flat.vmdk');
+}
+
+/** config.hardware.device of a VM (or snapshot), parsed. */
+export async function devices(sim: Vcsim, obj: MoRef): Promise<Xml[]> {
+  const c = await client(sim);
+  const props = await c.props(obj, ['config.hardware.device']);
+  return children(props['config.hardware.device'], 'VirtualDevice');
+}
+
+export async function createTestVm(sim: Vcsim, spec: TestVmSpec): Promise<TestVm> {
+  const c = await client(sim);
+  const dc = spec.datacenter ?? 'DC0';
+  const ds = spec.datastore ?? 'LocalDS_0';
+  const folder = await c.findByInventoryPath(`${dc}/vm`);
+  const pool = await c.findByInventoryPath(`${dc}/host/${spec.host ?? 'DC0_H0'}/Resources`);
+  if (!folder || !pool) throw new Error(`datacenter ${dc} or host ${spec.host ?? 'DC0_H0'} not found`);
+  for (const d of spec.disks) if (d.sizeBytes % 1024 !== 0) throw new Error('disk sizeBytes must be a multiple of 1024');
+
+  // Controllers: one per kind used, keys -100, -101, ...; SCSI units skip 7.
+  const changes: string[] = [];
+  const ctrlKey = new Map<string, number>();
+  const nextUnit = new Map<string, number>();
+  spec.disks.forEach((d, i) => {
+    const kind = d.controller ?? 'pvscsi';
+    if (!ctrlKey.has(kind)) {
+      const key = -100 - ctrlKey.size;
+      ctrlKey.set(kind, key);
+      const bus = [...ctrlKey.keys()].filter((k) => (k === 'sata') === (kind === 'sata')).length - 1;
+      const extra = kind === 'sata' ? '' : '<sharedBus>noSharing</sharedBus>';
+      changes.push(
+        `<deviceChange><operation>add</operation><device xsi:type="${controllerTypes[kind]}"><key>${key}</key><busNumber>${bus}</busNumber>${extra}</device></deviceChange>`,
+      );
+    }
+    let unit = nextUnit.get(kind) ?? 0;
+    if (kind !== 'sata' && unit === 7) unit++;
+    nextUnit.set(kind, unit + 1);
+    changes.push(
+      '<deviceChange><operation>add</operation><fileOperation>create</fileOperation>' +
+        `<device xsi:type="VirtualDisk"><key>${-200 - i}</key>` +
+        `<backing xsi:type="VirtualDiskFlatVer2BackingInfo"><fileName>[${ds}]</fileName><diskMode>persistent</diskMode><thinProvisioned>false</thinProvisioned></backing>` +
+        `<controllerKey>${ctrlKey.get(kind)}</controllerKey><unitNumber>${unit}</unitNumber><capacityInKB>${d.sizeBytes / 1024}</capacityInKB></device></deviceChange>`,
+    );
+  });
+  const nics = (spec.nics ?? []).map((n) => ({ ...n, mac: n.mac ?? randomMac() }));
+  nics.forEach((n, i) => {
+    changes.push(
+      `<deviceChange><operation>add</operation><device xsi:type="${nicTypes[n.adapter ?? 'vmxnet3']}"><key>${-300 - i}</key>` +
+        `<backing xsi:type="VirtualEthernetCardNetworkBackingInfo"><deviceName>${xmlEscape(n.network ?? 'VM Network')}</deviceName></backing>` +
+        `<addressType>manual</addressType><macAddress>${n.mac}</macAddress></device></deviceChange>`,
+    );
+  });
+  const config =
+    `<config><name>${xmlEscape(spec.name)}</name><guestId>${spec.guestId ?? 'otherGuest'}</guestId>` +
+    (spec.annotation !== undefined ? `<annotation>${xmlEscape(spec.annotation)}</annotation>` : '') +
+    `<files><vmPathName>[${ds}]</vmPathName></files>` +
+    `<numCPUs>${spec.numCPUs ?? 1}</numCPUs><numCoresPerSocket>${spec.coresPerSocket ?? 1}</numCoresPerSocket>` +
+    `<memoryMB>${spec.memoryMB ?? 512}</memoryMB>${changes.join('')}` +
+    `<firmware>${spec.firmware ?? 'bios'}</firmware></config>`;
+  const vm = moref(await c.task('CreateVM_Task', ref(folder) + config + ref(pool, 'pool')));
+
+  // Match the created disks to the spec: files are named <vm>.vmdk, <vm>_1.vmdk, ... in spec order.
+  const created = (await devices(sim, vm)).filter((d) => xsiType(d) === 'VirtualDisk');
+  const disks: TestDisk[] = [];
+  const edits: string[] = [];
+  for (const [i, d] of spec.disks.entries()) {
+    const file = `${spec.name}/${spec.name}${i === 0 ? '' : `_${i}`}.vmdk`;
+    const dev = created.find((x) => text(child(child(x, 'backing'), 'fileName')).endsWith(`] ${file}`));
+    if (!dev) throw new Error(`disk ${file} not found on ${spec.name}`);
+    const fileName = text(child(child(dev, 'backing'), 'fileName'));
+    const descriptor = localPath(sim, fileName);
+    const flatPath = flatPathOf(descriptor);
+    // Replace the simulator's 0-byte placeholders by a real monolithicFlat VMDK.
+    await rm(descriptor, { force: true });
+    await rm(flatPath, { force: true });
+    await execFileP('qemu-img', ['create', '-q', '-f', 'vmdk', '-o', 'subformat=monolithicFlat', descriptor, String(d.sizeBytes)]);
+    let dataBytes = 0;
+    for (const [j, r] of (d.data ?? []).entries()) {
+      await writeDiskData(flatPath, r.offset, r.length, r.seed ?? 1000 * (i + 1) + j);
+      dataBytes += r.length;
+    }
+    const key = num(child(dev, 'key'));
+    disks.push({ key, fileName, flatPath, sizeBytes: d.sizeBytes, sha256: await sha256File(flatPath), dataBytes });
+    edits.push(
+      `<deviceChange><operation>edit</operation><device xsi:type="VirtualDisk"><key>${key}</key>` +
+        `<deviceInfo><label>${xmlEscape(text(child(child(dev, 'deviceInfo'), 'label')) || `Hard disk ${i + 1}`)}</label><summary></summary></deviceInfo>` +
+        `<backing xsi:type="VirtualDiskFlatVer2BackingInfo"><fileName>${xmlEscape(fileName)}</fileName><diskMode>persistent</diskMode><thinProvisioned>false</thinProvisioned></backing>` +
+        `<controllerKey>${text(child(dev, 'controllerKey'))}</controllerKey><unitNumber>${text(child(dev, 'unitNumber'))}</unitNumber>` +
+        `<capacityInKB>${d.sizeBytes / 1024}</capacityInKB><capacityInBytes>${d.sizeBytes}</capacityInBytes></device></deviceChange>`,
+    );
+  }
+  const cbt = spec.cbt ? '<changeTrackingEnabled>true</changeTrackingEnabled>' : '';
+  await c.task('ReconfigVM_Task', ref(vm) + `<spec>${edits.join('')}${cbt}</spec>`);
+  if (spec.powerOn) await powerOn(sim, vm);
+  return { name: spec.name, moref: vm, nics: nics.map((n) => ({ mac: n.mac })), disks };
+}
+
+export async function powerOn(sim: Vcsim, vm: MoRef): Promise<void> {
+  await (await client(sim)).task('PowerOnVM_Task', ref(vm));
+}
+
+export async function powerOff(sim: Vcsim, vm: MoRef): Promise<void> {
+  await (await client(sim)).task('PowerOffVM_Task', ref(vm));
+}
+
+export async function setCbt(sim: Vcsim, vm: MoRef, on: boolean): Promise<void> {
+  await (await client(sim)).task('ReconfigVM_Task', ref(vm) + `<spec><changeTrackingEnabled>${on}</changeTrackingEnabled></spec>`);
+}
+
+export interface SnapshotEntry {
+  name: string;
+  description: string;
+  snapshot: MoRef;
+}
+
+/** Every snapshot of a VM (the whole tree, flattened). */
+export async function listSnapshots(sim: Vcsim, vm: MoRef): Promise<SnapshotEntry[]> {
+  const props = await (await client(sim)).props(vm, ['snapshot']);
+  const out: SnapshotEntry[] = [];
+  const walk = (nodes: Xml[]): void => {
+    for (const n of nodes) {
+      out.push({ name: text(child(n, 'name')), description: text(child(n, 'description')), snapshot: moref(child(n, 'snapshot')) });
+      walk(children(n, 'childSnapshotList'));
+    }
+  };
+  walk(children(props['snapshot'], 'rootSnapshotList'));
+  return out;
+}

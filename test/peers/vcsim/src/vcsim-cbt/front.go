@@ -1,0 +1,182 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/vim25/soap"
+	"github.com/vmware/govmomi/vim25/types"
+)
+
+// extension is the state of vcsim-cbt next to the stock simulator.
+type extension struct {
+	block, window int64
+	folderAuth    bool
+	scheme        string // of the export URLs: https, or http with -tls=false
+	thumbprint    string // SHA-1 of the server certificate, for the export URLs
+
+	stock http.Handler
+
+	mu        sync.Mutex
+	tracks    map[diskKey]*track                                  // live CBT track per disk
+	epochs    map[string]*epoch                                   // by changeId
+	snapshots map[types.ManagedObjectReference]map[int32]snapDisk // per snapshot, per disk key
+	capacity  map[diskKey]int64                                   // capacityInBytes at the last sync
+	exports   map[string]*export                                  // by lease moref value
+}
+
+// newExtension hooks the extension into the simulator's registry; call it
+// after the model is created (Model.Load replaces the registry).
+func newExtension(block, window int64, folderAuth bool) *extension {
+	x := &extension{
+		block:      block,
+		window:     window,
+		folderAuth: folderAuth,
+		scheme:     "https",
+		tracks:     map[diskKey]*track{},
+		epochs:     map[string]*epoch{},
+		snapshots:  map[types.ManagedObjectReference]map[int32]snapDisk{},
+		capacity:   map[diskKey]int64{},
+		exports:    map[string]*export{},
+	}
+	simulator.Map.AddHandler(x)
+	x.sync() // capacityInBytes on the model's VMs
+	return x
+}
+
+// close deletes the files of leases never completed.
+func (x *extension) close() {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for _, ex := range x.exports {
+		_ = os.RemoveAll(ex.dir)
+	}
+}
+
+// front wraps the stock simulator handler: it answers the SOAP methods the
+// stock one lacks, guards /folder, serves export downloads, and passes
+// everything else through unchanged.
+func (x *extension) front(stock http.Handler) http.Handler {
+	x.stock = stock
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.Path
+		switch {
+		case r.Method == http.MethodPost && (p == "/sdk" || p == "/sdk/vimService"):
+			x.serveSDK(w, r)
+		case strings.HasPrefix(p, "/folder/") && x.folderAuth && !x.authenticated(r):
+			// Real vCenter would also take Basic credentials; refusing them
+			// makes sure the client sends the session cookie (reference 7.6).
+			w.Header().Set("WWW-Authenticate", `Basic realm="VMware HTTP server"`)
+			http.Error(w, "a session cookie is required", http.StatusUnauthorized)
+		case strings.HasPrefix(p, "/nfc/") && x.serveExport(w, r):
+		default:
+			stock.ServeHTTP(w, r)
+		}
+	})
+}
+
+// currentTime is the cheapest call that needs a session: the stock handler
+// answers it with 200 for a live session and NotAuthenticated otherwise.
+const currentTime = `<?xml version="1.0" encoding="UTF-8"?>` +
+	`<Envelope xmlns="http://schemas.xmlsoap.org/soap/envelope/"><Body>` +
+	`<CurrentTime xmlns="urn:vim25"><_this type="ServiceInstance">ServiceInstance</_this></CurrentTime>` +
+	`</Body></Envelope>`
+
+// authenticated asks the stock handler whether the request's session cookie
+// is live. The session table is private to the library; asking it keeps
+// logout, idle expiry and activity tracking exactly as stock.
+func (x *extension) authenticated(r *http.Request) bool {
+	c, err := r.Cookie(soap.SessionCookieName)
+	if err != nil || c.Value == "" {
+		return false
+	}
+	probe := httptest.NewRequest(http.MethodPost, "/sdk", strings.NewReader(currentTime))
+	probe.RemoteAddr = r.RemoteAddr // the session records address and agent
+	probe.Header.Set("User-Agent", r.UserAgent())
+	probe.AddCookie(c)
+	rec := httptest.NewRecorder()
+	x.stock.ServeHTTP(rec, probe)
+	return rec.Code == http.StatusOK
+}
+
+func (x *extension) serveSDK(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	_ = r.Body.Close()
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	method := soapMethod(body)
+
+	switch method {
+	case "QueryChangedDiskAreas", "ExportVm":
+		x.serveOwn(w, r, body)
+		return
+	}
+
+	// Everything else goes to the stock handler. Its answer is held back
+	// until the extension's bookkeeping for it is done, so a client never
+	// sees a finished task whose result is not yet vSphere-like.
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	rec := httptest.NewRecorder()
+	x.stock.ServeHTTP(rec, r)
+	if rec.Code == http.StatusOK {
+		switch {
+		case method == "HttpNfcLeaseComplete" || method == "HttpNfcLeaseAbort":
+			if m, err := simulator.UnmarshalBody(types.TypeFunc(), body); err == nil {
+				x.releaseExport(m.This)
+			}
+		case strings.HasSuffix(method, "_Task"):
+			if task, ok := taskOf(rec.Body.Bytes()); ok {
+				x.syncTask(task)
+			}
+		}
+	}
+	for k, v := range rec.Header() {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(rec.Code)
+	_, _ = w.Write(rec.Body.Bytes())
+}
+
+// serveOwn answers the SOAP methods the stock simulator does not implement.
+func (x *extension) serveOwn(w http.ResponseWriter, r *http.Request, body []byte) {
+	if simulator.Trace {
+		fmt.Fprintf(simulator.TraceFile, "Request: %s\n", body)
+	}
+	m, err := simulator.UnmarshalBody(types.TypeFunc(), body)
+	if err != nil {
+		writeFault(w, err.Error(), &types.InvalidRequest{})
+		return
+	}
+	if !x.authenticated(r) {
+		writeFault(w, "", &types.NotAuthenticated{NoPermission: types.NoPermission{Object: m.This, PrivilegeId: "System.View"}})
+		return
+	}
+	var res interface{}
+	var fault *methodFault
+	switch req := m.Body.(type) {
+	case *types.QueryChangedDiskAreas:
+		var info *types.DiskChangeInfo
+		if info, fault = x.queryChangedDiskAreas(req); fault == nil {
+			res = &queryChangedDiskAreasResponse{Returnval: *info}
+		}
+	case *types.ExportVm:
+		var lease *types.ManagedObjectReference
+		if lease, fault = x.exportVM(req); fault == nil {
+			res = &exportVMResponse{Returnval: *lease}
+		}
+	}
+	if fault != nil {
+		writeFault(w, fault.msg, fault.fault)
+		return
+	}
+	writeSOAP(w, http.StatusOK, struct{ Res interface{} }{res})
+}
