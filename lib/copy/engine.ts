@@ -6,7 +6,7 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { OneswapError } from '../errors/index.js';
-import { type Extent, normalizeExtents, splitExtents, totalLength } from './extents.js';
+import { type Extent, normalizeExtents, splitExtents, totalLength } from '../extents/index.js';
 import { punchHoles } from './holes.js';
 
 /** Where the bytes come from: anything that can stream a byte range. */

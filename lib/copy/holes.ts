@@ -3,7 +3,7 @@
 // (warm rounds), never on a fresh placeholder.
 
 import { execa } from 'execa';
-import type { Extent } from './extents.js';
+import type { Extent } from '../extents/index.js';
 
 export async function punchHoles(path: string, holes: readonly Extent[]): Promise<void> {
   for (const h of holes) {

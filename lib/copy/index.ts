@@ -4,4 +4,3 @@
 // range for the resume journal. One engine for cold, warm and file imports.
 
 export { copyExtents, ShortReadError, type RangeSource, type CopyOptions, type CopyStats, type CopyProgress } from './engine.js';
-export { normalizeExtents, coalesceExtents, splitExtents, subtractExtents, totalLength, type Extent } from './extents.js';

@@ -24,7 +24,9 @@ export interface AllocationMap {
   readonly extents: ReadonlyMap<number, readonly Extent[]>;
 }
 
-const BUS_ORDER: Record<DiskBus, number> = { ide: 0, sata: 1, scsi: 2, nvme: 3 };
+// VMware guests boot from SCSI 0:0 in the common layout; IDE comes last because vSphere places
+// CD-ROMs and legacy disks there. config.bootOptions.bootOrder is not read yet.
+const BUS_ORDER: Record<DiskBus, number> = { scsi: 0, sata: 1, nvme: 2, ide: 3 };
 
 /** Disks in the order the source firmware boots them: by bus kind, then bus number, then unit. */
 export function diskBootOrder(disks: readonly VmDisk[]): VmDisk[] {

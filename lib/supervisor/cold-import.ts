@@ -16,7 +16,8 @@ import {
   type VcenterDisk,
   type VmDescription,
 } from '../input/index.js';
-import { copyExtents, subtractExtents, normalizeExtents, totalLength } from '../copy/index.js';
+import { copyExtents } from '../copy/index.js';
+import { subtractExtents, normalizeExtents, totalLength } from '../extents/index.js';
 import {
   allocatePlaceholder,
   checkImageDatastore,

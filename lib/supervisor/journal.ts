@@ -5,7 +5,7 @@
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { normalizeExtents, type Extent } from '../copy/index.js';
+import { normalizeExtents, type Extent } from '../extents/index.js';
 
 export interface JournalDisk {
   readonly sourceKey: string;

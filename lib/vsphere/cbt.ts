@@ -3,6 +3,7 @@
 // an empty window proves nothing about the rest of the disk.
 
 import { OneswapError } from '../errors/index.js';
+import { normalizeExtents } from '../extents/index.js';
 import type { PropertyCollector } from './property-collector.js';
 import { ref } from './soap-envelope.js';
 import type { SoapTransport } from './soap.js';
@@ -57,22 +58,7 @@ export async function collectChangedAreas(
     areas.push(...answer.changedArea);
     offset = next;
   }
-  return mergeExtents(areas, capacityBytes);
-}
-
-/** Sorts, clips to [0, limit) and merges overlapping or adjacent extents. */
-export function mergeExtents(extents: readonly Extent[], limit = Number.MAX_SAFE_INTEGER): Extent[] {
-  const sorted = extents
-    .map((e) => ({ start: Math.max(0, e.start), end: Math.min(limit, e.start + e.length) }))
-    .filter((e) => e.end > e.start)
-    .sort((a, b) => a.start - b.start);
-  const out: { start: number; end: number }[] = [];
-  for (const e of sorted) {
-    const last = out[out.length - 1];
-    if (last !== undefined && e.start <= last.end) last.end = Math.max(last.end, e.end);
-    else out.push({ ...e });
-  }
-  return out.map((e) => ({ start: e.start, length: e.end - e.start }));
+  return normalizeExtents(areas, capacityBytes);
 }
 
 export class ChangeTracking {

@@ -130,10 +130,7 @@ export interface Snapshot {
 }
 
 /** One area of a disk, in bytes. */
-export interface Extent {
-  readonly start: number;
-  readonly length: number;
-}
+export type { Extent } from '../extents/index.js';
 
 /** How a client trusts the server certificate. Verified by default. */
 export type TlsPolicy =

@@ -20,8 +20,6 @@ const ETHERNET_CARDS = new Set([
   'VirtualVmxnet3Vrdma', 'VirtualSriovEthernetCard', 'VirtualEthernetCard',
 ]);
 
-const KIND_ORDER: readonly ControllerKind[] = ['scsi', 'sata', 'nvme', 'ide'];
-
 interface Controller {
   readonly key: number;
   readonly kind: ControllerKind;
@@ -93,10 +91,8 @@ export function readDisks(devices: readonly VimValue[]): VmDisk[] {
       ...(sharing !== undefined && sharing !== '' ? { sharing } : {}),
     });
   }
-  const rank = (k: ControllerKind): number => KIND_ORDER.indexOf(k);
-  return disks.sort(
-    (a, b) => rank(a.controller.kind) - rank(b.controller.kind) || a.controller.busNumber - b.controller.busNumber || a.unitNumber - b.unitNumber,
-  );
+  // In device order as vSphere lists them; boot order is the input stage's decision.
+  return disks;
 }
 
 export function readNics(devices: readonly VimValue[], networkName: NetworkNameResolver): VmNic[] {

@@ -5,7 +5,6 @@ import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { copyExtents, ShortReadError, type RangeSource } from '../../lib/copy/engine.js';
-import { normalizeExtents, coalesceExtents, splitExtents, subtractExtents } from '../../lib/copy/extents.js';
 
 const MiB = 1024 * 1024;
 
@@ -54,25 +53,6 @@ async function withTarget(size: number, fn: (path: string) => Promise<void>): Pr
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
-test('extent arithmetic: normalize, coalesce, split, subtract', () => {
-  assert.deepEqual(normalizeExtents([{ start: 10, length: 5 }, { start: 0, length: 10 }, { start: 30, length: 100 }], 50), [
-    { start: 0, length: 15 },
-    { start: 30, length: 20 },
-  ]);
-  assert.deepEqual(coalesceExtents([{ start: 0, length: 10 }, { start: 15, length: 5 }, { start: 100, length: 1 }], 5), [
-    { start: 0, length: 20 },
-    { start: 100, length: 1 },
-  ]);
-  assert.deepEqual(splitExtents([{ start: 5, length: 20 }], 10), [
-    { start: 5, length: 5 },
-    { start: 10, length: 10 },
-    { start: 20, length: 5 },
-  ]);
-  assert.deepEqual(subtractExtents([{ start: 0, length: 100 }], [{ start: 10, length: 10 }, { start: 50, length: 60 }]), [
-    { start: 0, length: 10 },
-    { start: 20, length: 30 },
-  ]);
-});
 
 test('copies only data blocks, leaves holes, bytes equal the source', async () => {
   const size = 32 * MiB;

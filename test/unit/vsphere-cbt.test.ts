@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { OneswapError } from '../../lib/errors/index.js';
-import { collectChangedAreas, mergeExtents, readDiskChangeInfo, type DiskChangeInfo } from '../../lib/vsphere/cbt.js';
+import { collectChangedAreas, readDiskChangeInfo, type DiskChangeInfo } from '../../lib/vsphere/cbt.js';
 import { parseSoapResponse } from '../../lib/vsphere/soap-envelope.js';
 import type { Extent } from '../../lib/vsphere/types.js';
 
@@ -82,26 +82,3 @@ describe('QueryChangedDiskAreas paging', () => {
   });
 });
 
-describe('mergeExtents', () => {
-  it('sorts, merges overlapping and adjacent extents, drops empty ones, clips to the limit', () => {
-    assert.deepEqual(
-      mergeExtents(
-        [
-          { start: 100, length: 50 },
-          { start: 0, length: 10 },
-          { start: 10, length: 5 },
-          { start: 120, length: 100 },
-          { start: 500, length: 0 },
-          { start: 900, length: 200 },
-        ],
-        1000,
-      ),
-      [
-        { start: 0, length: 15 },
-        { start: 100, length: 120 },
-        { start: 900, length: 100 },
-      ],
-    );
-    assert.deepEqual(mergeExtents([]), []);
-  });
-});

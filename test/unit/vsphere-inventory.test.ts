@@ -127,19 +127,20 @@ describe('inventory index', () => {
     assert.equal(vm.hasSnapshots, true);
     assert.deepEqual(vm.guestIps, ['10.0.0.5', 'fe80::1', '192.168.1.9']);
 
-    // SCSI before SATA; the opaque key stays a number, capacityInBytes wins over capacityInKB.
+    // Device order as listed (boot order is the input stage's business); the opaque key stays a
+    // number, capacityInBytes wins over capacityInKB.
     assert.deepEqual(vm.disks.map((d) => [d.key, d.controller.kind, d.controller.model, d.unitNumber, d.capacityBytes]), [
-      [255511522, 'scsi', 'ParaVirtualSCSIController', 0, 16 * 1024 * 1024],
       [16000, 'sata', 'VirtualAHCIController', 0, 4294967296],
+      [255511522, 'scsi', 'ParaVirtualSCSIController', 0, 16 * 1024 * 1024],
     ]);
-    const sata = vm.disks[1];
+    const sata = vm.disks[0];
     assert.equal(sata?.datastoreName, 'Local DS (1)');
     assert.equal(sata?.datastorePath, 'web 01/web 01_1.vmdk');
     assert.equal(sata?.changeId, '52 8f 0c 11 a4 5e 39 02-6d 77 c1 e0 9b 3a 12 f4/7');
     assert.equal(sata?.sharing, 'sharingMultiWriter');
     assert.equal(sata?.diskMode, 'independent_persistent');
-    assert.equal(vm.disks[0]?.thinProvisioned, true);
-    assert.equal(vm.disks[0]?.backingType, 'VirtualDiskFlatVer2BackingInfo');
+    assert.equal(vm.disks[1]?.thinProvisioned, true);
+    assert.equal(vm.disks[1]?.backingType, 'VirtualDiskFlatVer2BackingInfo');
 
     assert.deepEqual(vm.nics.map((n) => [n.macAddress, n.network, n.adapterType, n.connected]), [
       ['00:50:56:aa:bb:cc', 'VM Network', 'VirtualVmxnet3', true],
@@ -154,7 +155,7 @@ describe('inventory index', () => {
       { $type: 'VirtualDisk', key: '2001', controllerKey: '1000', unitNumber: '1', capacityInKB: '1024', backing: { $type: 'VirtualDiskFlatVer2BackingInfo', fileName: '[ds] a/b.vmdk' } },
       { $type: 'VirtualDisk', key: '2000', controllerKey: '1000', unitNumber: '0', capacityInKB: '2048', backing: { $type: 'VirtualDiskFlatVer2BackingInfo', fileName: '[ds] a/a.vmdk' } },
     ]);
-    assert.deepEqual(disks.map((d) => [d.key, d.controller.busNumber, d.capacityBytes]), [[2000, 1, 2 * 1024 * 1024], [2001, 1, 1024 * 1024]]);
+    assert.deepEqual(disks.map((d) => [d.key, d.controller.busNumber, d.capacityBytes]), [[2001, 1, 1024 * 1024], [2000, 1, 2 * 1024 * 1024]]);
   });
 });
 

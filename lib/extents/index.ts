@@ -1,8 +1,10 @@
-// Extent arithmetic for the copy engine. Extents are half-open byte ranges [start, start+length).
+// extents: byte-range arithmetic shared by the clients (CBT answers) and the stages (copy plans,
+// resume journals). An extent is the half-open range [start, start + length).
 
-import type { Extent } from '../vsphere/types.js';
-
-export type { Extent };
+export interface Extent {
+  readonly start: number;
+  readonly length: number;
+}
 
 /** Sorts, drops empty ranges, clips to [0, capacity) and merges overlapping or touching extents. */
 export function normalizeExtents(extents: readonly Extent[], capacity: number): Extent[] {
