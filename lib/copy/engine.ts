@@ -48,8 +48,11 @@ export interface CopyOptions {
   readonly retryDelayMs?: number;
   readonly signal?: AbortSignal;
   readonly onProgress?: (progress: CopyProgress) => void;
-  /** Called once a range is fully written (not yet synced): for the resume journal. */
-  readonly onRangeDone?: (range: Extent) => void;
+  /**
+   * Called for every span handled (written, or found zero), one staging buffer at a time, so a
+   * resume journal loses at most one buffer per stream when the process dies. Not yet synced.
+   */
+  readonly onWritten?: (span: Extent) => void;
 }
 
 export interface CopyStats {
@@ -102,7 +105,6 @@ export async function copyExtents(options: CopyOptions): Promise<CopyStats> {
         signal.throwIfAborted();
         const range = work[next++]!;
         await copyRange(range, staging);
-        options.onRangeDone?.(range);
       }
     };
 
@@ -138,6 +140,7 @@ export async function copyExtents(options: CopyOptions): Promise<CopyStats> {
           counters.bytesRead += n;
           if (filled === staging.length) {
             await writeNonZero(staging, filled, cursor.pos);
+            options.onWritten?.({ start: cursor.pos, length: filled });
             cursor.pos += filled;
             filled = 0;
           }
@@ -145,6 +148,7 @@ export async function copyExtents(options: CopyOptions): Promise<CopyStats> {
       }
       if (filled > 0) {
         await writeNonZero(staging, filled, cursor.pos);
+        options.onWritten?.({ start: cursor.pos, length: filled });
         cursor.pos += filled;
       }
       if (cursor.pos !== end) throw new ShortReadError(`stream ended at offset ${cursor.pos}, expected ${end}`);

@@ -276,7 +276,7 @@ async function copyDisks(
           streams: opts.streams,
           signal: ctx.signal,
           onProgress: (p) => emit(p.bytesDone, p.bytesWritten, 'copying'),
-          onRangeDone: (r) => journal.rangeDone(t.disk.description.sourceKey, r),
+          onWritten: (r) => journal.rangeDone(t.disk.description.sourceKey, r),
         });
         jd.complete = true;
         await journal.flush();
