@@ -147,6 +147,11 @@ describe('oneswap import (cold) from vCenter into OpenNebula', { skip }, () => {
     assert.deepEqual(await listSnapshots(sim, cbtVm.moref), [], 'oneswap left a snapshot behind');
     const journals = await readdir(join(env.ONESWAP_STATE_DIR!, 'journal')).catch(() => []);
     assert.deepEqual(journals, []);
+    // A log file per run, named in the first event, holding every phase.
+    const start = events.find((e) => e.type === 'run') as { logFile: string };
+    const log = await readFile(start.logFile, 'utf8');
+    for (const phase of ['precheck', 'placeholders', 'copy', 'convert skipped', 'build', 'cleanup']) assert.match(log, new RegExp(`mig-cbt: ${phase}`));
+    assert.equal((await stat(start.logFile)).mode & 0o777, 0o600);
   });
 
   test('without CBT the whole disk is read and zeros still become holes', async () => {

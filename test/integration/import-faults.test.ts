@@ -166,6 +166,25 @@ describe('oneswap import: bad input and faults', { skip }, () => {
     await assertCleanFailure(await oneswap([...base({ datastore: tiny }), 'faulty'], env), 7, /10 MiB free, the disks need 80 MiB/);
   });
 
+  test('datastores oneswap cannot write raw files into from here: qcow2, bridge hosts, files elsewhere', async () => {
+    const qcow = await oned.createDatastore({ name: 'q', type: 'IMAGE_DS', dsMad: 'fs', tmMad: 'qcow2' });
+    await assertCleanFailure(await oneswap([...base({ datastore: qcow }), 'faulty'], env), 2, /creates qcow2 images.*raw/);
+    const bridged = await oned.createDatastore({ name: 'b', type: 'IMAGE_DS', dsMad: 'fs', tmMad: 'shared', template: { BRIDGE_LIST: 'host1 host2' } });
+    await assertCleanFailure(await oneswap([...base({ datastore: bridged }), 'faulty'], env), 2, /BRIDGE_LIST/);
+    // The datastore's files live on another machine: DATASTORE_LOCATION does not exist here.
+    const elsewhere = await oned.createDatastore({ name: 'e', type: 'IMAGE_DS', dsMad: 'fs', tmMad: 'shared', totalMb: 100000, freeMb: 100000 });
+    const basePath = oned.datastore(elsewhere)!.basePath;
+    await rm(basePath, { recursive: true, force: true });
+    const { rename } = await import('node:fs/promises');
+    const location = join(basePath, '..');
+    await rename(location, `${location}.away`);
+    try {
+      await assertCleanFailure(await oneswap([...base({ datastore: elsewhere }), 'faulty'], env), 2, /not reachable from this host.*frontend/);
+    } finally {
+      await rename(`${location}.away`, location);
+    }
+  });
+
   test('a network with no OpenNebula counterpart: exit 5 naming it, before anything is created', async () => {
     const other = await createTestVm(sim, { name: 'lonely', disks: [{ sizeBytes: MiB }], nics: [{ network: 'DC0_DVPG0' }] });
     const r = await oneswap([...base(), 'lonely'], env);

@@ -37,3 +37,20 @@ test('rate, ETA and formatting', () => {
   assert.equal(formatDuration(3725), '1:02:05');
   assert.equal(describeEvent({ type: 'result', vm: 'a', ok: false, imageIds: [], error: 'boom', durationMs: 61000 }), 'a: FAILED after 1:01: boom');
 });
+
+test('TTY display: a live bar line per copying disk, redrawn in place, logs scroll above', async () => {
+  const { ttyDisplay } = await import('../../lib/progress/index.js');
+  let screen = '';
+  const out = { columns: 100, write: (s: string) => ((screen += s), true) } as unknown as NodeJS.WriteStream;
+  const sink = ttyDisplay(out, 0);
+  sink({ type: 'phase', vm: 'web01', phase: 'copy', state: 'start' });
+  sink(disk(25));
+  sink({ ...disk(10), disk: 1, name: 'disk1' } as MigrationEvent);
+  sink(disk(50));
+  const lines = screen.split('\n');
+  assert.match(lines[0]!, /web01: copy start/);
+  assert.ok(screen.includes('\x1b[2A\x1b[J'), 'the two-line block is redrawn in place');
+  const bar = /web01 disk0 \[#+\.+\]\s+50% 50 B\/100 B .*ETA/;
+  assert.match(screen, bar);
+  assert.ok(lines.every((l) => l.replace(/\x1b\[[0-9]*[A-Z]/g, '').length <= 99), 'lines fit the terminal');
+});

@@ -1,0 +1,67 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { describeVcenterVm, checkCopyableDisks, isOwnSnapshot, ownSnapshotSpec } from '../../lib/input/index.js';
+import type { VmDisk, VmSummary } from '../../lib/vsphere/index.js';
+
+const disk = (key: number, kind: VmDisk['controller']['kind'], bus: number, unit: number, extra: Partial<VmDisk> = {}): VmDisk => ({
+  key,
+  label: `Hard disk ${key}`,
+  capacityBytes: 1 << 20,
+  controller: { key: 1000 + bus, kind, model: kind === 'scsi' ? 'ParaVirtualSCSIController' : 'VirtualAHCIController', busNumber: bus },
+  unitNumber: unit,
+  fileName: `[ds] vm/d${key}.vmdk`,
+  datastoreName: 'ds',
+  datastorePath: `vm/d${key}.vmdk`,
+  diskMode: 'persistent',
+  thinProvisioned: true,
+  backingType: 'VirtualDiskFlatVer2BackingInfo',
+  ...extra,
+});
+
+const summary = (disks: VmDisk[]): VmSummary => ({
+  ref: { type: 'VirtualMachine', value: 'vm-1' },
+  name: 'web01',
+  uuid: 'u',
+  instanceUuid: 'iu',
+  datacenter: 'DC0',
+  path: '/DC0/vm/web01',
+  powerState: 'poweredOff',
+  numCPU: 2,
+  numCoresPerSocket: 0,
+  memoryMiB: 1024,
+  firmware: 'bios',
+  secureBoot: false,
+  guestId: 'debian12_64Guest',
+  guestFullName: 'Debian',
+  annotation: '',
+  changeTrackingEnabled: true,
+  toolsRunning: false,
+  hardwareVersion: 'vmx-19',
+  disks,
+  nics: [{ key: 4000, label: 'Network adapter 1', macAddress: '00:50:56:AA:BB:CC', network: 'VM Network', adapterType: 'VirtualVmxnet3', connected: true }],
+  hasSnapshots: false,
+  guestIps: [],
+});
+
+test('boot order: SCSI 0:0 first, then by bus kind, bus number and unit', () => {
+  const vm = describeVcenterVm('vc', summary([disk(4, 'ide', 0, 0), disk(3, 'sata', 0, 1), disk(2, 'scsi', 1, 0), disk(1, 'scsi', 0, 1), disk(0, 'scsi', 0, 0)]));
+  assert.deepEqual(vm.disks.map((d) => d.sourceKey), ['0', '1', '2', '3', '4']);
+  assert.deepEqual(vm.disks.map((d) => d.index), [0, 1, 2, 3, 4]);
+  assert.equal(vm.nics[0]!.mac, '00:50:56:aa:bb:cc');
+  assert.equal(vm.nics[0]!.adapter, 'vmxnet3');
+  assert.equal(vm.coresPerSocket, 1, 'an unset cores-per-socket means one');
+  assert.deepEqual(vm.source, { kind: 'vcenter', host: 'vc', moref: 'vm-1', uuid: 'u', instanceUuid: 'iu', path: '/DC0/vm/web01' });
+});
+
+test('RDM and shared disks are refused before anything is created', () => {
+  assert.throws(() => checkCopyableDisks(summary([disk(0, 'scsi', 0, 0, { backingType: 'VirtualDiskRawDiskMappingVer1BackingInfo' })])), /raw device mapping/);
+  assert.throws(() => checkCopyableDisks(summary([disk(0, 'scsi', 0, 0, { sharing: 'sharingMultiWriter' })])), /shared between VMs/);
+  checkCopyableDisks(summary([disk(0, 'scsi', 0, 0, { sharing: 'sharingNone' })]));
+});
+
+test("oneswap's snapshots are marked by name and description", () => {
+  const spec = ownSnapshotSpec('cbt-map');
+  assert.ok(isOwnSnapshot(spec));
+  assert.ok(!isOwnSnapshot({ name: spec.name, description: 'before patching' }));
+  assert.ok(!isOwnSnapshot({ name: 'nightly', description: spec.description }));
+});
