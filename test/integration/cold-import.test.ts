@@ -4,14 +4,14 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm, stat, writeFile, readdir, open } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, stat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startVcsim, vcsimAvailable, type Vcsim } from '../peers/vcsim/index.js';
-import { createTestVm, listSnapshots, powerOn, powerOff, type TestVm } from '../peers/vcsim/fixture.js';
-import { startOned, IMAGE_STATE, type Oned } from '../peers/one/index.js';
-import { startTcpProxy, type TcpProxy } from '../peers/net/tcp-proxy.js';
-import { oneswap, peerMissing, spawnOneswap } from '../peers/cli.js';
+import { vcsimAvailable, type Vcsim } from '../peers/vcsim/index.js';
+import { createTestVm, listSnapshots, type TestVm } from '../peers/vcsim/fixture.js';
+import { IMAGE_STATE, type Oned } from '../peers/one/index.js';
+import type { TcpProxy } from '../peers/net/tcp-proxy.js';
+import { oneswap, peerMissing } from '../peers/cli.js';
+import { startMigrationPeers, type MigrationPeers } from '../peers/migration.js';
 
 const MiB = 1024 * 1024;
 const skip = peerMissing('the vCenter simulator (test/peers/vcsim/bin/vcsim-cbt)', vcsimAvailable());
@@ -25,47 +25,23 @@ async function imageDigest(path: string, size: number): Promise<string> {
 }
 
 describe('oneswap import (cold) from vCenter into OpenNebula', { skip }, () => {
+  let peers: MigrationPeers;
   let sim: Vcsim;
   let oned: Oned;
   let proxy: TcpProxy;
-  let work: string;
-  let dsId: number;
   let env: Record<string, string>;
   let cbtVm: TestVm;
   let plainVm: TestVm;
   let netId: number;
   let dmzId: number;
 
-  const args = (extra: string[]): string[] => [
-    'import',
-    '--vcenter', `127.0.0.1:${proxy.port}`,
-    '--user', sim.username,
-    '--thumbprint', sim.thumbprintSha256,
-    '--datastore', String(dsId),
-    '--endpoint', oned.endpoint,
-    '--progress', 'json',
-    '--no-convert',
-    ...extra,
-  ];
-  const images = (): number[] => [...Array(400).keys()].filter((id) => oned.image(id) !== undefined);
+  const args = (extra: string[]): string[] => [...peers.importArgs(), ...extra];
 
   before(async () => {
-    work = await mkdtemp(join(tmpdir(), 'oneswap-cold-'));
-    sim = await startVcsim();
-    proxy = await startTcpProxy(sim.port);
-    oned = await startOned({ asyncDelayMs: 50 });
-    dsId = await oned.createDatastore({ name: 'images', type: 'IMAGE_DS', dsMad: 'fs', tmMad: 'shared' });
+    peers = await startMigrationPeers('cold');
+    ({ sim, oned, proxy, env } = peers);
     netId = oned.createNetwork({ name: 'VM Network', bridge: 'br0', ars: [{ type: 'ETHER', size: 10 }] });
     dmzId = oned.createNetwork({ name: 'public', bridge: 'br1', template: { VCENTER_NETWORK_MATCH: 'DC0_DVPG0' }, ars: [{ type: 'ETHER', mac: '02:00:00:00:10:00', size: 16 }] });
-    const auth = join(work, 'one_auth');
-    await writeFile(auth, `${oned.adminSession}\n`, { mode: 0o600 });
-    env = {
-      PATH: process.env.PATH ?? '/usr/bin:/bin',
-      HOME: work,
-      ONE_AUTH: auth,
-      ONESWAP_VCENTER_PASSWORD: sim.password,
-      ONESWAP_STATE_DIR: join(work, 'state'),
-    };
     // One disk >= 256 MiB with data islands and holes, one small; CBT on.
     cbtVm = await createTestVm(sim, {
       name: 'mig-cbt',
@@ -90,10 +66,7 @@ describe('oneswap import (cold) from vCenter into OpenNebula', { skip }, () => {
   });
 
   after(async () => {
-    await proxy?.close();
-    await oned?.stop();
-    await sim?.stop();
-    if (work) await rm(work, { recursive: true, force: true });
+    await peers?.stop();
   });
 
   test('imports a 2-disk CBT VM: bytes equal, sparse images, template and VM as asked, no snapshot left', async () => {

@@ -5,19 +5,21 @@
 import { after, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startVcsim, vcsimAvailable, type Vcsim } from '../peers/vcsim/index.js';
-import { createTestVm, listSnapshots, powerOn, powerOff, type TestVm } from '../peers/vcsim/fixture.js';
-import { startOned, type Oned } from '../peers/one/index.js';
+import { vcsimAvailable, type Vcsim } from '../peers/vcsim/index.js';
+import { client as vimClient, createTestVm, listSnapshots, powerOn, powerOff, type TestVm } from '../peers/vcsim/fixture.js';
+import { OneClient, Template } from '../../lib/one/index.js';
+import type { Oned } from '../peers/one/index.js';
 import { startTcpProxy, type TcpProxy } from '../peers/net/tcp-proxy.js';
 import { oneswap, peerMissing, spawnOneswap } from '../peers/cli.js';
+import { startMigrationPeers, type MigrationPeers } from '../peers/migration.js';
 
 const MiB = 1024 * 1024;
 const skip = peerMissing('the vCenter simulator (test/peers/vcsim/bin/vcsim-cbt)', vcsimAvailable());
 
 describe('oneswap import: bad input and faults', { skip }, () => {
+  let peers: MigrationPeers;
   let sim: Vcsim;
   let oned: Oned;
   let proxy: TcpProxy;
@@ -27,18 +29,18 @@ describe('oneswap import: bad input and faults', { skip }, () => {
   let vm: TestVm;
   let imagesBefore: number[];
 
-  const base = (o: { port?: number; thumbprint?: string; datastore?: number } = {}): string[] => [
-    'import',
-    '--vcenter', `127.0.0.1:${o.port ?? proxy.port}`,
-    '--user', sim.username,
-    '--thumbprint', o.thumbprint ?? sim.thumbprintSha256,
-    '--datastore', String(o.datastore ?? dsId),
-    '--endpoint', oned.endpoint,
-    '--no-convert',
-    '--progress', 'json',
-  ];
-  const imageIds = (): number[] => [...Array(300).keys()].filter((id) => oned.image(id) !== undefined);
-  const templateIds = (): number[] => [...Array(300).keys()].filter((id) => oned.template(id) !== undefined);
+  const base = (o: { port?: number; thumbprint?: string; datastore?: number } = {}): string[] => peers.importArgs(o);
+  const imageIds = (): number[] => peers.imageIds();
+  const templateIds = (): number[] => peers.templateIds();
+
+  /** Removes what a successful import in a test created, so the next test starts clean. */
+  async function removeImported(): Promise<void> {
+    const one = await OneClient.connect({ endpoint: oned.endpoint, env: { ONE_AUTH: env.ONE_AUTH! } });
+    for (const t of templateIds()) await one.templateDelete(t);
+    for (const id of imageIds().filter((i) => !imagesBefore.includes(i))) await one.imageDelete(id, true);
+    await oned.idle();
+    one.close();
+  }
 
   /** The common promises of every failure: one line, the exit code, nothing left, no secret shown. */
   async function assertCleanFailure(r: { exitCode: number; stdout: string; stderr: string }, code: number, message: RegExp): Promise<void> {
@@ -56,15 +58,9 @@ describe('oneswap import: bad input and faults', { skip }, () => {
   }
 
   before(async () => {
-    work = await mkdtemp(join(tmpdir(), 'oneswap-faults-'));
-    sim = await startVcsim();
-    proxy = await startTcpProxy(sim.port);
-    oned = await startOned({ asyncDelayMs: 20 });
-    dsId = await oned.createDatastore({ name: 'images', type: 'IMAGE_DS', dsMad: 'fs', tmMad: 'shared' });
+    peers = await startMigrationPeers('faults');
+    ({ sim, oned, proxy, work, dsId, env } = peers);
     oned.createNetwork({ name: 'VM Network', bridge: 'br0', ars: [{ type: 'ETHER', size: 10 }] });
-    const auth = join(work, 'one_auth');
-    await writeFile(auth, `${oned.adminSession}\n`, { mode: 0o600 });
-    env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: work, ONE_AUTH: auth, ONESWAP_VCENTER_PASSWORD: sim.password, ONESWAP_STATE_DIR: join(work, 'state') };
     vm = await createTestVm(sim, {
       name: 'faulty',
       cbt: true,
@@ -82,10 +78,7 @@ describe('oneswap import: bad input and faults', { skip }, () => {
   });
 
   after(async () => {
-    await proxy?.close();
-    await oned?.stop();
-    await sim?.stop();
-    if (work) await rm(work, { recursive: true, force: true });
+    await peers?.stop();
   });
 
   test('wrong vCenter password: exit 3, the password is never shown', async () => {
@@ -134,7 +127,6 @@ describe('oneswap import: bad input and faults', { skip }, () => {
   });
 
   test('--shutdown: a running VM is shut down and imported; if the import then fails it runs again', async () => {
-    const { client: vimClient } = await import('../peers/vcsim/fixture.js');
     const powerState = async (): Promise<string> => {
       const c = await vimClient(sim);
       const props = await c.props(vm.moref, ['runtime.powerState']);
@@ -151,12 +143,7 @@ describe('oneswap import: bad input and faults', { skip }, () => {
     const ok = await oneswap([...base(), '--shutdown', '--name-prefix', 'sd-', 'faulty'], env);
     assert.equal(ok.exitCode, 0, ok.stderr);
     assert.match(await powerState(), /poweredOff/);
-    const { OneClient } = await import('../../lib/one/index.js');
-    const one = await OneClient.connect({ endpoint: oned.endpoint, env: { ONE_AUTH: env.ONE_AUTH! } });
-    for (const t of templateIds()) await one.templateDelete(t);
-    for (const id of imageIds().filter((i) => !imagesBefore.includes(i))) await one.imageDelete(id, true);
-    await oned.idle();
-    one.close();
+    await removeImported();
   });
 
   test('datastore missing, not an image datastore, or too small: exit 5, 2, 7', async () => {
@@ -175,7 +162,6 @@ describe('oneswap import: bad input and faults', { skip }, () => {
     const elsewhere = await oned.createDatastore({ name: 'e', type: 'IMAGE_DS', dsMad: 'fs', tmMad: 'shared', totalMb: 100000, freeMb: 100000 });
     const basePath = oned.datastore(elsewhere)!.basePath;
     await rm(basePath, { recursive: true, force: true });
-    const { rename } = await import('node:fs/promises');
     const location = join(basePath, '..');
     await rename(location, `${location}.away`);
     try {
@@ -194,7 +180,6 @@ describe('oneswap import: bad input and faults', { skip }, () => {
 
   test('image name already taken: exit 6, nothing created', async () => {
     const auth = env.ONE_AUTH!;
-    const { OneClient, Template } = await import('../../lib/one/index.js');
     const one = await OneClient.connect({ endpoint: oned.endpoint, env: { ONE_AUTH: auth } });
     const id = await one.imageAllocate(Template.of({ NAME: 'faulty-disk1', TYPE: 'DATABLOCK', SIZE: 1, FORMAT: 'raw' }), dsId);
     await one.waitForImage(id, { pollMs: 50 });
@@ -220,13 +205,7 @@ describe('oneswap import: bad input and faults', { skip }, () => {
       const data = await readFile(oned.image(id)!.source);
       assert.equal(createHash('sha256').update(data.subarray(0, vm.disks[i]!.sizeBytes)).digest('hex'), vm.disks[i]!.sha256);
     }
-    // Leave the datastore as the other tests expect it.
-    const { OneClient } = await import('../../lib/one/index.js');
-    const one = await OneClient.connect({ endpoint: oned.endpoint, env: { ONE_AUTH: env.ONE_AUTH! } });
-    for (const t of templateIds()) await one.templateDelete(t);
-    for (const id of ids) await one.imageDelete(id, true);
-    await oned.idle();
-    one.close();
+    await removeImported();
   });
 
   test('a connection that keeps dropping: exit 4, placeholders removed, no snapshot left', async () => {
@@ -283,12 +262,7 @@ describe('oneswap import: bad input and faults', { skip }, () => {
       const bytes = await readFile(img.source);
       assert.equal(createHash('sha256').update(bytes.subarray(0, vm.disks[i]!.sizeBytes)).digest('hex'), vm.disks[i]!.sha256);
     }
-    const { OneClient } = await import('../../lib/one/index.js');
-    const one = await OneClient.connect({ endpoint: oned.endpoint, env: { ONE_AUTH: env.ONE_AUTH! } });
-    for (const t of templateIds()) await one.templateDelete(t);
-    for (const id of kept) await one.imageDelete(id, true);
-    await oned.idle();
-    one.close();
+    await removeImported();
   });
 
   test('kill -9 mid-copy: the same command resumes from the journal', async () => {

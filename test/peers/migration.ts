@@ -1,0 +1,71 @@
+// Both simulators and a counting proxy, set up the way the import tests and benchmarks need them:
+// a vCenter (behind the proxy), an OpenNebula with an fs image datastore, credentials in the
+// environment a real user would use (ONE_AUTH file, ONESWAP_VCENTER_PASSWORD), and the arguments
+// every `oneswap import` of these tests shares.
+
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startVcsim, type Vcsim } from './vcsim/index.js';
+import { startOned, type Oned } from './one/index.js';
+import { startTcpProxy, type TcpProxy } from './net/tcp-proxy.js';
+
+export interface MigrationPeers {
+  readonly sim: Vcsim;
+  readonly oned: Oned;
+  readonly proxy: TcpProxy;
+  readonly work: string;
+  readonly dsId: number;
+  /** Environment for the oneswap child process. */
+  readonly env: Record<string, string>;
+  /** `import --vcenter … --datastore … --endpoint … --no-convert --progress json`. */
+  importArgs(o?: { port?: number; thumbprint?: string; datastore?: number }): string[];
+  /** Ids of the images and templates that exist now. */
+  imageIds(): number[];
+  templateIds(): number[];
+  stop(): Promise<void>;
+}
+
+export async function startMigrationPeers(name: string, o: { dataDir?: boolean } = {}): Promise<MigrationPeers> {
+  const work = await mkdtemp(join(tmpdir(), `oneswap-${name}-`));
+  const sim = await startVcsim();
+  const proxy = await startTcpProxy(sim.port);
+  const oned = await startOned({ asyncDelayMs: 20, ...(o.dataDir ? { dataDir: join(work, 'one') } : {}) });
+  const dsId = await oned.createDatastore({ name: 'images', type: 'IMAGE_DS', dsMad: 'fs', tmMad: 'shared' });
+  const auth = join(work, 'one_auth');
+  await writeFile(auth, `${oned.adminSession}\n`, { mode: 0o600 });
+  const env = {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    HOME: work,
+    ONE_AUTH: auth,
+    ONESWAP_VCENTER_PASSWORD: sim.password,
+    ONESWAP_STATE_DIR: join(work, 'state'),
+  };
+  const ids = (get: (id: number) => unknown): number[] => [...Array(500).keys()].filter((id) => get(id) !== undefined);
+  return {
+    sim,
+    oned,
+    proxy,
+    work,
+    dsId,
+    env,
+    importArgs: (a = {}) => [
+      'import',
+      '--vcenter', `127.0.0.1:${a.port ?? proxy.port}`,
+      '--user', sim.username,
+      '--thumbprint', a.thumbprint ?? sim.thumbprintSha256,
+      '--datastore', String(a.datastore ?? dsId),
+      '--endpoint', oned.endpoint,
+      '--no-convert',
+      '--progress', 'json',
+    ],
+    imageIds: () => ids((id) => oned.image(id)),
+    templateIds: () => ids((id) => oned.template(id)),
+    stop: async () => {
+      await proxy.close();
+      await oned.stop();
+      await sim.stop();
+      await rm(work, { recursive: true, force: true });
+    },
+  };
+}
