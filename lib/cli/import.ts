@@ -72,7 +72,8 @@ export async function runImport(vms: string[], o: ImportCliOptions, signal: Abor
       await vsphere.logout().catch(() => undefined);
     }
   } catch (err) {
-    emit({ type: 'log', level: 'error', message: describeError(err) });
+    // The display gets the error once, as the command's last line (main.ts); the log keeps it too.
+    runLog.sink({ type: 'log', level: 'error', message: describeError(err) });
     emit({ type: 'run', state: 'end', runId, ok: false });
     await runLog.close();
     throw err;
@@ -82,8 +83,10 @@ export async function runImport(vms: string[], o: ImportCliOptions, signal: Abor
   await runLog.close();
   if (failed.length === 0) return 0;
   const first = failed[0]!.error;
-  if (failed.length === 1 && first !== undefined) throw first;
-  throw new OneswapError('remote', `${failed.length} of ${results.length} VMs failed: ${failed.map((f) => `${f.vm}: ${describeError(f.error)}`).join('; ')}`);
+  if (results.length === 1) throw first;
+  // A batch keeps the exit code of its first failure and names every failed VM on the one line.
+  const kind = first instanceof OneswapError ? first.kind : 'internal';
+  throw new OneswapError(kind, `${failed.length} of ${results.length} VMs failed: ${failed.map((f) => `${f.vm}: ${describeError(f.error)}`).join('; ')}`);
 }
 
 function progressDisplay(kind: string | undefined): EventSink {

@@ -137,4 +137,17 @@ describe('oneswap import (cold) from vCenter into OpenNebula', { skip }, () => {
     assert.ok((await stat(img.source)).blocks * 512 <= plainVm.disks[0]!.dataBytes + MiB);
     assert.ok(proxy.counters.down >= 64 * MiB);
   });
+
+  test('several VMs in one run, each isolated: one failing VM does not stop the others', async () => {
+    const a = await createTestVm(sim, { name: 'multi-a', disks: [{ sizeBytes: 4 * MiB, data: [{ offset: 0, length: MiB }] }], nics: [{ network: 'VM Network' }] });
+    const b = await createTestVm(sim, { name: 'multi-b', disks: [{ sizeBytes: 4 * MiB, data: [{ offset: MiB, length: MiB }] }] });
+    const r = await oneswap(args(['--parallel', '2', 'multi-a', 'no-such-vm', 'multi-b']), env);
+    assert.equal(r.exitCode, 5, 'the exit code of the first failure');
+    assert.match(r.stderr.trim().split('\n').pop()!, /^oneswap: 1 of 3 VMs failed: no-such-vm: /);
+    const results = r.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { type: string; vm: string; ok: boolean; imageIds: number[] }).filter((e) => e.type === 'result');
+    assert.deepEqual(results.map((x) => [x.vm, x.ok]).sort(), [['multi-a', true], ['multi-b', true], ['no-such-vm', false]]);
+    for (const [vm, res] of [[a, results.find((x) => x.vm === 'multi-a')!], [b, results.find((x) => x.vm === 'multi-b')!]] as const) {
+      assert.equal(await imageDigest(oned.image(res.imageIds[0]!)!.source, vm.disks[0]!.sizeBytes), vm.disks[0]!.sha256);
+    }
+  });
 });
