@@ -265,6 +265,8 @@ async function copyDisks(
         ctx.emit({ type: 'disk', vm: vm.name, disk: t.disk.description.index, name, bytesDone: base + bytesDone, bytesPlanned: totalLength(planned), bytesWritten, capacityBytes: cap, state });
       emit(0, 0, 'copying');
       try {
+        // A resumed image may carry FAILED from the run that kept it.
+        if (jd.done.length > 0) await markImage(ctx.one, t.imageId, 'COPYING');
         const s = await copyExtents({
           source: t.disk.source,
           target: t.path,
