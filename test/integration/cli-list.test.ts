@@ -5,10 +5,10 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startVcsim, vcsimAvailable, type Vcsim } from '../peers/vcsim/index.js';
-import { oneswap, peerMissing } from '../peers/cli.js';
+import { startVcsim, vcsimSkip, type Vcsim } from '../peers/vcsim/index.js';
+import { oneswap } from '../peers/cli.js';
 
-const skip = peerMissing('the vCenter simulator (test/peers/vcsim/bin/vcsim-cbt)', vcsimAvailable());
+const skip = vcsimSkip();
 
 describe('oneswap list', { skip }, () => {
   let sim: Vcsim;

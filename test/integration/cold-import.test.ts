@@ -6,15 +6,15 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFile, stat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { vcsimAvailable, type Vcsim } from '../peers/vcsim/index.js';
+import { vcsimSkip, type Vcsim } from '../peers/vcsim/index.js';
 import { createTestVm, listSnapshots, type TestVm } from '../peers/vcsim/fixture.js';
 import { IMAGE_STATE, type Oned } from '../peers/one/index.js';
 import type { TcpProxy } from '../peers/net/tcp-proxy.js';
-import { oneswap, peerMissing } from '../peers/cli.js';
+import { oneswap } from '../peers/cli.js';
 import { startMigrationPeers, type MigrationPeers } from '../peers/migration.js';
 
 const MiB = 1024 * 1024;
-const skip = peerMissing('the vCenter simulator (test/peers/vcsim/bin/vcsim-cbt)', vcsimAvailable());
+const skip = vcsimSkip();
 
 /** sha256 of the first `size` bytes of a file; the rest must be zeros (images are MiB-rounded). */
 async function imageDigest(path: string, size: number): Promise<string> {

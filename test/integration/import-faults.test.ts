@@ -7,16 +7,16 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { vcsimAvailable, type Vcsim } from '../peers/vcsim/index.js';
+import { vcsimSkip, type Vcsim } from '../peers/vcsim/index.js';
 import { client as vimClient, createTestVm, listSnapshots, powerOn, powerOff, type TestVm } from '../peers/vcsim/fixture.js';
 import { OneClient, Template } from '../../lib/one/index.js';
 import type { Oned } from '../peers/one/index.js';
 import { startTcpProxy, type TcpProxy } from '../peers/net/tcp-proxy.js';
-import { oneswap, peerMissing, spawnOneswap } from '../peers/cli.js';
+import { oneswap, spawnOneswap } from '../peers/cli.js';
 import { startMigrationPeers, type MigrationPeers } from '../peers/migration.js';
 
 const MiB = 1024 * 1024;
-const skip = peerMissing('the vCenter simulator (test/peers/vcsim/bin/vcsim-cbt)', vcsimAvailable());
+const skip = vcsimSkip();
 
 describe('oneswap import: bad input and faults', { skip }, () => {
   let peers: MigrationPeers;

@@ -2,48 +2,18 @@
 // oned's reply shapes and error codes, and the fs datastore driver run for real.
 import assert from 'node:assert/strict';
 import { existsSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { OneswapError } from '../../lib/errors/index.js';
 import { OneApiError, OneClient, Template } from '../../lib/one/index.js';
+import { startOned, type Oned } from '../peers/one/index.js';
 
-// The simulator's API as this test uses it; the module is imported at run time so that this file
-// still compiles while the simulator is missing or unfinished.
-interface Oned {
-  endpoint: string;
-  adminSession: string;
-  dataDir: string;
-  stop(): Promise<void>;
-  createUser(name: string, password: string, opts?: { admin?: boolean; sshKey?: string }): number;
-  createDatastore(opts: { name: string; type: string; dsMad?: string; tmMad?: string; template?: Record<string, string> }): Promise<number>;
-  setDriverAction(action: 'mkfs', hook: ((ctx: unknown) => { stdout?: string; stderr?: string; exitCode?: number }) | null): void;
-  createNetwork(opts: {
-    name: string;
-    bridge?: string;
-    template?: Record<string, string>;
-    ars?: Array<{ type: 'ETHER' | 'IP4'; mac?: string; ip?: string; size: number }>;
-  }): number;
-}
-type StartOned = (opts?: { asyncDelayMs?: number }) => Promise<Oned>;
-
-const simDir = join(dirname(fileURLToPath(import.meta.url)), '..', 'peers', 'one');
-const ready = existsSync(join(simDir, 'READY-BASIC')) && existsSync(join(simDir, 'index.ts'));
-const required = process.env['ONESWAP_REQUIRE_PEERS'] === '1';
-const skip = ready ? false : 'the OpenNebula simulator (test/peers/one, READY-BASIC) is not there';
-if (!ready) {
-  if (required) throw new Error(`ONESWAP_REQUIRE_PEERS=1 but ${skip}`);
-  console.warn(`SKIPPING test/integration/one-client.test.ts: ${skip}`);
-}
-
-describe('OneClient against the OpenNebula simulator', { skip }, () => {
+describe('OneClient against the OpenNebula simulator', () => {
   let oned: Oned;
   let client: OneClient;
   const env = {}; // nothing from the developer's own ~/.one or ONE_* variables
 
   before(async () => {
-    const mod = (await import(join(simDir, 'index.ts'))) as { startOned: StartOned };
-    oned = await mod.startOned({ asyncDelayMs: 50 });
+    oned = await startOned({ asyncDelayMs: 50 });
     client = await OneClient.connect({ endpoint: oned.endpoint, secret: oned.adminSession, env });
   });
   after(async () => {

@@ -1,7 +1,7 @@
 // The vSphere client against the real simulator (govmomi vcsim + the project's vcsim-cbt
 // extension): TLS, login, inventory of the default model, findVm, snapshots, CBT with real disk
 // bytes, /folder range reads with the session cookie, and re-login after an idle timeout.
-// Skipped (loudly) when the simulator is not built, unless ONESWAP_REQUIRE_PEERS=1.
+// Skipped (loudly) when the simulator is not built, except in CI or with ONESWAP_REQUIRE_PEERS=1.
 
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -10,21 +10,10 @@ import https from 'node:https';
 import { after, before, describe, it } from 'node:test';
 import { OneswapError } from '../../lib/errors/index.js';
 import { VSphereClient, type ConnectOptions, type Extent, type VmDisk } from '../../lib/vsphere/index.js';
-import { startVcsim, vcsimAvailable, VCSIM_BUILD_HINT, type Vcsim } from '../peers/vcsim/index.js';
+import { startVcsim, vcsimSkip, type Vcsim } from '../peers/vcsim/index.js';
 import { client as fixtureClient, createTestVm, moref, ref as xmlRef, writeDiskData, type TestVm } from '../peers/vcsim/fixture.js';
 
-const requirePeers = process.env.ONESWAP_REQUIRE_PEERS === '1';
-const available = vcsimAvailable();
-if (!available) {
-  const msg = `vCenter simulator not built: vSphere client integration tests ${requirePeers ? 'FAIL (ONESWAP_REQUIRE_PEERS=1)' : 'SKIPPED'}; build it with ${VCSIM_BUILD_HINT}`;
-  console.warn(`\n${'*'.repeat(msg.length)}\n${msg}\n${'*'.repeat(msg.length)}\n`);
-  if (requirePeers) {
-    describe('vSphere client integration', () => {
-      it('needs the simulator', () => assert.fail(msg));
-    });
-  }
-}
-const skip = available ? false : 'vcsim-cbt is not built';
+const skip = vcsimSkip();
 
 const KiB = 1024;
 const MiB = 1024 * KiB;

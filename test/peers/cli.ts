@@ -29,12 +29,3 @@ export async function oneswap(args: readonly string[], env: Record<string, strin
   const r = await spawnOneswap(args, env, timeoutMs);
   return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
 }
-
-/** Tests that need a peer skip loudly when it is missing, and fail instead in CI. */
-export function peerMissing(what: string, available: boolean): string | false {
-  if (available) return false;
-  const msg = `SKIPPED: ${what} is not available (run ./install.sh --dev)`;
-  if (process.env.CI === 'true' || process.env.ONESWAP_REQUIRE_PEERS === '1') throw new Error(`${msg}; CI requires it`);
-  process.stderr.write(`${msg}\n`);
-  return msg;
-}

@@ -61,6 +61,19 @@ export interface Vcsim {
   stop(): Promise<void>;
 }
 
+/**
+ * For `describe(name, { skip })`: false when the simulator is built; otherwise the reason, printed
+ * loudly so a green run without it is never mistaken for a full run. In CI (CI=true) or with
+ * ONESWAP_REQUIRE_PEERS=1 a missing simulator is an error instead.
+ */
+export function vcsimSkip(): string | false {
+  if (vcsimAvailable()) return false;
+  const reason = `the vCenter simulator is not built (run ${VCSIM_BUILD_HINT})`;
+  if (process.env.CI === 'true' || process.env.ONESWAP_REQUIRE_PEERS === '1') throw new Error(`${reason}; CI requires it`);
+  process.stderr.write(`\n*** SKIPPED: ${reason} ***\n\n`);
+  return reason;
+}
+
 /** Path of the built vcsim-cbt binary, or undefined when it has not been built. */
 export function vcsimBinary(): string | undefined {
   const bin = join(here, 'bin', 'vcsim-cbt');
