@@ -1,76 +1,167 @@
 // Runs one contender of a benchmark as a child process and measures it from outside, the same way
-// for every contender: wall time, peak RSS (GNU time, largest process of the tree), bytes written
-// to storage (the /proc/<pid>/io write_bytes of a wrapper shell, which includes every reaped
-// child), and bytes through the counting proxy in front of the vCenter simulator.
+// for every contender: wall time, CPU time and peak RSS (GNU time: CPU of the whole tree, RSS of
+// its largest process), bytes written to storage (the /proc/<pid>/io write_bytes of a wrapper
+// shell, which includes every reaped child), bytes over the network and the server's CPU time
+// (counters the caller reads before and after).
+//
+// The contender runs in a process group of its own, so a timeout or a stall kills the whole tree
+// (GNU time, the shell, and whatever they started), not just the first process.
 
-import { execa } from 'execa';
+import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { TcpProxy } from '../test/peers/net/tcp-proxy.js';
 
 export interface Measurement {
   readonly name: string;
   readonly wallSeconds: number;
+  /** User + system CPU of the contender's process tree. */
+  readonly cpuSeconds: number;
+  /** CPU the server (the vCenter simulator) used meanwhile. */
+  readonly serverCpuSeconds: number;
   readonly peakRssBytes: number;
   readonly writtenBytes: number;
   readonly networkBytes: number;
   readonly ok: boolean;
+  /** Why it failed, or a remark on how it ran (shown under the table). */
   readonly note?: string;
+  /** Result of the output check: 'ok', 'n/a', or what is wrong. */
+  check?: string;
 }
 
-export async function measure(
-  name: string,
-  command: string,
-  opts: { env?: Record<string, string>; proxy: TcpProxy; timeoutMs?: number; cwd?: string },
-): Promise<Measurement> {
+export interface MeasureOptions {
+  readonly env?: Record<string, string>;
+  /** Bytes over the network so far (any monotonic counter); read before and after. */
+  readonly network: () => number;
+  /** CPU seconds the server has used so far; read before and after. */
+  readonly serverCpu: () => number;
+  /** Whole-run bound (default 10 min). */
+  readonly timeoutMs?: number;
+  /** Kill the contender when the network counter has not moved for this long (default: never). */
+  readonly stallMs?: number;
+  readonly cwd?: string;
+}
+
+// Ctrl-C (or SIGTERM) reaches a detached contender only through us: it is killed, the pending
+// measure() rejects and the benchmark's own clean-up runs. A second signal ends the process.
+const contenders = new Set<number>();
+let interrupted: NodeJS.Signals | undefined;
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(sig, () => {
+    interrupted = sig;
+    process.exitCode = sig === 'SIGINT' ? 130 : 143;
+    for (const pid of contenders) killGroup(pid);
+  });
+}
+
+function killGroup(pid: number): void {
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+}
+
+export async function measure(name: string, command: string, opts: MeasureOptions): Promise<Measurement> {
+  if (interrupted !== undefined) throw new Error(`benchmark interrupted (${interrupted})`);
   const dir = await mkdtemp(join(tmpdir(), 'oneswap-bench-'));
   const timeFile = join(dir, 'time');
   const ioFile = join(dir, 'io');
-  opts.proxy.reset();
-  const started = process.hrtime.bigint();
   // The inner shell runs the command, then reads its own io counters (children are reaped by then).
   const inner = `${command}\nrc=$?\ncat /proc/$$/io > ${ioFile}\nexit $rc`;
-  const r = await execa('/usr/bin/time', ['-f', '%M', '-o', timeFile, 'sh', '-c', inner], {
+  const net0 = opts.network();
+  const cpu0 = opts.serverCpu();
+  const started = process.hrtime.bigint();
+  const child = spawn('/usr/bin/time', ['-f', '%M %U %S', '-o', timeFile, 'sh', '-c', inner], {
     env: { ...process.env, ...opts.env },
-    reject: false,
-    timeout: opts.timeoutMs ?? 30 * 60_000,
     cwd: opts.cwd,
-    stdin: 'ignore',
+    stdio: ['ignore', 'ignore', 'pipe'],
+    detached: true, // own process group: killed as a whole
   });
+  let stderr = '';
+  child.stderr!.setEncoding('utf8');
+  child.stderr!.on('data', (d: string) => {
+    stderr = (stderr + d).slice(-4000);
+  });
+  contenders.add(child.pid!);
+  let killedFor: string | undefined;
+  const killTree = (why: string): void => {
+    if (killedFor !== undefined) return;
+    killedFor = why;
+    killGroup(child.pid!);
+  };
+  const timeoutMs = opts.timeoutMs ?? 10 * 60_000;
+  const timer = setTimeout(() => killTree(`timed out after ${Math.round(timeoutMs / 1000)} s`), timeoutMs);
+  let lastNet = net0;
+  let lastMove = Date.now();
+  const watch = setInterval(() => {
+    if (opts.stallMs === undefined) return;
+    const now = opts.network();
+    if (now !== lastNet) {
+      lastNet = now;
+      lastMove = Date.now();
+    } else if (Date.now() - lastMove > opts.stallMs) {
+      killTree(`stalled: no byte over the network for ${Math.round(opts.stallMs / 1000)} s`);
+    }
+  }, 250);
+  const exitCode = await new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
   const wallSeconds = Number(process.hrtime.bigint() - started) / 1e9;
-  const networkBytes = opts.proxy.counters.down + opts.proxy.counters.up;
-  const peakKb = Number((await readFile(timeFile, 'utf8').catch(() => '0')).trim().split('\n').pop());
+  contenders.delete(child.pid!);
+  clearTimeout(timer);
+  clearInterval(watch);
+  if (interrupted !== undefined) {
+    await rm(dir, { recursive: true, force: true });
+    throw new Error(`benchmark interrupted (${interrupted}) during ${name}`);
+  }
+  const networkBytes = opts.network() - net0;
+  const serverCpuSeconds = opts.serverCpu() - cpu0;
+  // GNU time's last line: "<max RSS KiB> <user s> <system s>" (earlier lines: exit status).
+  const [peakKb = NaN, user = NaN, system = NaN] = ((await readFile(timeFile, 'utf8').catch(() => '')).trim().split('\n').pop() ?? '').split(' ').map(Number);
   const io = await readFile(ioFile, 'utf8').catch(() => '');
   const writtenBytes = Number(/^write_bytes:\s*(\d+)/m.exec(io)?.[1] ?? 'NaN');
   await rm(dir, { recursive: true, force: true });
-  const ok = r.exitCode === 0;
+  const ok = killedFor === undefined && exitCode === 0;
+  const lastLines = stderr
+    .trim()
+    .split('\n')
+    .filter((l) => !/^Command (exited|terminated)/.test(l))
+    .slice(-2)
+    .join(' | ');
   return {
     name,
     wallSeconds,
-    peakRssBytes: peakKb * 1024,
+    cpuSeconds: user + system,
+    serverCpuSeconds,
+    peakRssBytes: (Number.isFinite(peakKb) ? peakKb : 0) * 1024,
     writtenBytes,
     networkBytes,
     ok,
-    note: ok ? undefined : `exit ${r.exitCode}: ${String(r.stderr).trim().split('\n').slice(-2).join(' | ')}`,
+    ...(ok ? {} : { note: killedFor ?? `exit ${exitCode}: ${lastLines}` }),
   };
 }
 
 const MiB = 1024 * 1024;
 
-export function table(rows: readonly Measurement[], dataBytes: number): string {
-  const head = ['contender', 'wall s', 'network MiB', 'net/data', 'written MiB', 'written/data', 'peak RSS MiB', 'status'];
+/** The result table; ratios against the data size and against `reference`'s wall time. */
+export function table(rows: readonly Measurement[], dataBytes: number, reference: Measurement): string {
+  const head = ['contender', 'wall s', 'x curl', 'CPU s', 'server CPU s', 'network MiB', 'net/data', 'written MiB', 'written/data', 'peak RSS MiB', 'output', 'status'];
+  const num = (x: number, digits: number): string => (Number.isFinite(x) ? x.toFixed(digits) : '?');
   const body = rows.map((m) => [
     m.name,
     m.wallSeconds.toFixed(2),
+    m.ok && reference.ok ? (m.wallSeconds / reference.wallSeconds).toFixed(2) : '-',
+    num(m.cpuSeconds, 2),
+    num(m.serverCpuSeconds, 2),
     (m.networkBytes / MiB).toFixed(0),
     (m.networkBytes / dataBytes).toFixed(2),
-    (m.writtenBytes / MiB).toFixed(0),
-    (m.writtenBytes / dataBytes).toFixed(2),
+    num(m.writtenBytes / MiB, 0),
+    num(m.writtenBytes / dataBytes, 2),
     (m.peakRssBytes / MiB).toFixed(0),
-    m.ok ? 'ok' : `FAILED ${m.note ?? ''}`,
+    m.check ?? 'n/a',
+    m.ok ? 'ok' : 'FAILED',
   ]);
+  const left = new Set([0, 10, 11]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((r) => r[i]!.length)));
-  const line = (cells: string[]): string => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`;
+  const line = (cells: string[]): string => `| ${cells.map((c, i) => (left.has(i) ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`;
   return [line(head), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...body.map(line)].join('\n');
 }

@@ -4,6 +4,8 @@
 // (the target keeps its holes), which is what makes the target as sparse as the source's data.
 
 import { open, type FileHandle } from 'node:fs/promises';
+import { setMaxListeners } from 'node:events';
+import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { OneswapError } from '../errors/index.js';
 import { type Extent, normalizeExtents, splitExtents, totalLength } from '../extents/index.js';
@@ -16,6 +18,21 @@ export interface RangeSource {
   /** Streams exactly the bytes [start, end). Must reject or error the stream on a short read. */
   open(start: number, end: number, signal: AbortSignal): Promise<AsyncIterable<Uint8Array>>;
 }
+
+/**
+ * An optional faster way for a source's body to deliver: a Readable body may carry a function
+ * under this global symbol. Called once instead of reading the stream, it hands every chunk to
+ * `sink.data` synchronously — the chunk is lent (valid only during the call; the source reuses
+ * its memory), so the engine's copy into its staging buffer is the only copy — and calls
+ * `sink.end` after the last one. When `data` returns false the source waits until the function
+ * it returned is called. Errors still arrive as the Readable's 'error' (or an early 'close').
+ */
+export const DIRECT_CHUNKS = Symbol.for('oneswap.directChunks');
+export interface DirectChunkSink {
+  data(chunk: Uint8Array): boolean;
+  end(): void;
+}
+export type DirectChunks = (sink: DirectChunkSink) => () => void;
 
 export interface CopyProgress {
   /** Bytes of the planned extents already handled (written or found zero). */
@@ -43,6 +60,12 @@ export interface CopyOptions {
   readonly requestSize?: number;
   /** Staging buffer per stream; also the largest single write. */
   readonly bufferSize?: number;
+  /**
+   * Start writing data to disk (fdatasync in the background) after every this many bytes written,
+   * so the disk works while the network does and the final sync has little left; 0 = only at the
+   * end.
+   */
+  readonly writebackBytes?: number;
   /** Retries per range after a failed or cut read, with exponential back-off. */
   readonly retries?: number;
   readonly retryDelayMs?: number;
@@ -73,6 +96,7 @@ const DEFAULTS = {
   streams: 4,
   requestSize: 64 * 1024 * 1024,
   bufferSize: 1024 * 1024,
+  writebackBytes: 64 * 1024 * 1024,
   retries: 5,
   retryDelayMs: 500,
 };
@@ -84,6 +108,7 @@ export async function copyExtents(options: CopyOptions): Promise<CopyStats> {
   const requestSize = Math.max(bufferSize, options.requestSize ?? DEFAULTS.requestSize);
   const retries = options.retries ?? DEFAULTS.retries;
   const retryDelayMs = options.retryDelayMs ?? DEFAULTS.retryDelayMs;
+  const writebackBytes = options.writebackBytes ?? DEFAULTS.writebackBytes;
   const outerSignal = options.signal ?? new AbortController().signal;
 
   const planned = normalizeExtents(options.extents, options.capacity);
@@ -96,7 +121,12 @@ export async function copyExtents(options: CopyOptions): Promise<CopyStats> {
   // One failing stream stops the others before the file is closed under them.
   const stop = new AbortController();
   const signal = AbortSignal.any([outerSignal, stop.signal]);
+  // Each stream listens on it, and so does the source's request of each stream.
+  setMaxListeners(Math.max(10, 4 * streams), signal);
   const fh = await openTarget(options.target);
+  // Background syncs: at most one at a time; an error is kept for the end, since the kernel
+  // reports a writeback error to one fsync only.
+  const writeback = { unsynced: 0, running: undefined as Promise<void> | undefined, error: undefined as unknown };
   try {
     let next = 0;
     const worker = async (): Promise<void> => {
@@ -128,29 +158,32 @@ export async function copyExtents(options: CopyOptions): Promise<CopyStats> {
 
     const streamInto = async (cursor: { pos: number }, end: number, staging: Buffer): Promise<void> => {
       const body = await options.source.open(cursor.pos, end, signal);
-      let filled = 0; // bytes in staging, which starts at file offset cursor.pos
-      for await (const chunk of body) {
-        let off = 0;
-        while (off < chunk.length) {
-          const n = Math.min(chunk.length - off, staging.length - filled);
-          if (cursor.pos + filled + n > end) throw new ShortReadError(`more data than asked for at offset ${cursor.pos + filled}`);
-          staging.set(chunk.subarray(off, off + n), filled);
-          filled += n;
-          off += n;
-          counters.bytesRead += n;
-          if (filled === staging.length) {
-            await writeNonZero(staging, filled, cursor.pos);
-            options.onWritten?.({ start: cursor.pos, length: filled });
-            cursor.pos += filled;
-            filled = 0;
+      const fill = { bytes: 0 }; // bytes in staging, which starts at file offset cursor.pos
+      // Copies as much of chunk[off..] as fits into staging; returns the new offset in chunk.
+      const take = (chunk: Uint8Array, off: number): number => {
+        const n = Math.min(chunk.length - off, staging.length - fill.bytes);
+        if (cursor.pos + fill.bytes + n > end) throw new ShortReadError(`more data than asked for at offset ${cursor.pos + fill.bytes}`);
+        staging.set(n === chunk.length ? chunk : chunk.subarray(off, off + n), fill.bytes);
+        fill.bytes += n;
+        counters.bytesRead += n;
+        return off + n;
+      };
+      const flush = async (): Promise<void> => {
+        await writeNonZero(staging, fill.bytes, cursor.pos);
+        options.onWritten?.({ start: cursor.pos, length: fill.bytes });
+        cursor.pos += fill.bytes;
+        fill.bytes = 0;
+      };
+      if (isReadable(body)) await pumpReadable(body, take, flush, () => fill.bytes === staging.length, signal);
+      else {
+        for await (const chunk of body) {
+          for (let off = 0; off < chunk.length; ) {
+            off = take(chunk, off);
+            if (fill.bytes === staging.length) await flush();
           }
         }
       }
-      if (filled > 0) {
-        await writeNonZero(staging, filled, cursor.pos);
-        options.onWritten?.({ start: cursor.pos, length: filled });
-        cursor.pos += filled;
-      }
+      if (fill.bytes > 0) await flush();
       if (cursor.pos !== end) throw new ShortReadError(`stream ended at offset ${cursor.pos}, expected ${end}`);
     };
 
@@ -187,6 +220,18 @@ export async function copyExtents(options: CopyOptions): Promise<CopyStats> {
         }
       }
       counters.bytesWritten += len;
+      writeback.unsynced += len;
+      if (writebackBytes > 0 && writeback.unsynced >= writebackBytes && writeback.running === undefined) {
+        writeback.unsynced = 0;
+        writeback.running = fh
+          .datasync()
+          .catch((err: unknown) => {
+            writeback.error ??= err;
+          })
+          .finally(() => {
+            writeback.running = undefined;
+          });
+      }
     };
 
     const results = await Promise.allSettled(
@@ -200,11 +245,14 @@ export async function copyExtents(options: CopyOptions): Promise<CopyStats> {
     const failure = firstFailure(results, outerSignal);
     if (failure !== undefined) throw failure;
     try {
+      await writeback.running;
+      if (writeback.error !== undefined) throw writeback.error;
       await fh.datasync();
     } catch (err) {
       throw targetWriteError(err, options.target);
     }
   } finally {
+    await writeback.running;
     await fh.close();
   }
 
@@ -225,6 +273,116 @@ export class ShortReadError extends Error {
     super(message);
     this.name = 'ShortReadError';
   }
+}
+
+/** A Node stream (an HTTP body): read through its events, not an async iterator. */
+function isReadable(body: AsyncIterable<Uint8Array>): body is Readable {
+  return body instanceof Readable;
+}
+
+/**
+ * Feeds a Node Readable into the staging buffer. An HTTPS body arrives in TLS records of 16 KiB
+ * at most; reading them through `for await` costs a promise and a few microtasks per record, a
+ * large share of the CPU a fast copy uses. Here a record is one synchronous copy. A body that
+ * offers the direct-chunk protocol (DIRECT_CHUNKS) lends each record from its own read buffer,
+ * so that copy is the only one; otherwise its 'data' events are used. The source is held back
+ * only while a full staging buffer is written, so memory stays one buffer per stream (plus the
+ * source's own small buffer).
+ */
+function pumpReadable(
+  body: Readable,
+  take: (chunk: Uint8Array, off: number) => number,
+  flush: () => Promise<void>,
+  full: () => boolean,
+  signal: AbortSignal,
+): Promise<void> {
+  const direct = (body as Partial<Record<typeof DIRECT_CHUNKS, DirectChunks>>)[DIRECT_CHUNKS];
+  return new Promise<void>((resolve, reject) => {
+    let done = false;
+    let ended = false; // the source delivered everything
+    let writing: Promise<void> | undefined;
+    // Chunks (own copies) that came while a write was running: a source may deliver a little
+    // after being told to wait (Node emits every TLS record it has already decrypted).
+    const backlog: Uint8Array[] = [];
+    let resumeDirect: (() => void) | undefined;
+    const finish = (err?: unknown): void => {
+      if (done) return;
+      done = true;
+      body.off('data', onData);
+      body.off('end', onEnd);
+      body.off('error', finish);
+      body.off('close', onClose);
+      body.on('error', () => undefined); // the source may still report its own end of the story
+      signal.removeEventListener('abort', onAbort);
+      if (err === undefined) resolve();
+      else {
+        body.destroy();
+        // Settle only once a write in progress is over: the caller closes the file next.
+        void (writing ?? Promise.resolve()).catch(() => undefined).then(() => reject(err));
+      }
+    };
+    // Copies chunk[off..]; a full staging buffer is written while the source waits. Returns
+    // false when the source must wait for resume().
+    const consume = (chunk: Uint8Array, off: number, lent: boolean): boolean => {
+      try {
+        while (off < chunk.length) {
+          off = take(chunk, off);
+          if (full()) {
+            if (direct === undefined) body.pause();
+            // A lent chunk is only valid now: keep a copy of its unread tail (under one record).
+            if (off < chunk.length) backlog.unshift(lent ? Buffer.from(chunk.subarray(off)) : chunk.subarray(off));
+            writing = flush();
+            writing.then(afterWrite, finish);
+            return false;
+          }
+        }
+        return true;
+      } catch (err) {
+        finish(err);
+        return false;
+      }
+    };
+    const afterWrite = (): void => {
+      writing = undefined;
+      if (done) return;
+      for (let c = backlog.shift(); c !== undefined; c = backlog.shift()) if (!consume(c, 0, false)) return;
+      if (ended) finish();
+      else if (direct === undefined) body.resume();
+      else resumeDirect?.();
+    };
+    const accept = (chunk: Uint8Array, lent: boolean): boolean => {
+      if (done) return false;
+      if (writing !== undefined) {
+        backlog.push(lent ? Buffer.from(chunk) : chunk);
+        return false;
+      }
+      return consume(chunk, 0, lent);
+    };
+    const onData = (chunk: Uint8Array): void => {
+      accept(chunk, false);
+    };
+    const onEnd = (): void => {
+      ended = true;
+      if (writing === undefined) finish();
+    };
+    // A stream that ended closes too, possibly while its last buffer is still being written.
+    const onClose = (): void => {
+      if (!ended) finish(new ShortReadError('the stream closed before its end'));
+    };
+    const onAbort = (): void => finish(signal.reason);
+    body.once('error', finish);
+    body.once('close', onClose);
+    signal.addEventListener('abort', onAbort, { once: true });
+    if (signal.aborted) return onAbort();
+    // A body that failed or closed before we got to it has nothing more to say.
+    if (body.errored) return finish(body.errored);
+    if (body.destroyed) return finish(new ShortReadError('the stream was closed before it was read'));
+    if (direct !== undefined) resumeDirect = direct.call(body, { data: (chunk) => accept(chunk, true), end: onEnd });
+    else {
+      body.on('data', onData);
+      body.once('end', onEnd);
+    }
+  });
 }
 
 /** The error that caused the stop, not the aborts it caused in the other streams. */

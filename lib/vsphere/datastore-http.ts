@@ -2,13 +2,23 @@
 // reads (VMDK descriptors) and single-range byte streams for the copy engine. Every request
 // carries the SOAP session cookie; a 401 re-logs in once. The cookie is only ever sent to the
 // vCenter the client connected to.
+//
+// Range reads carry nearly every byte of a migration, so they have a path of their own: the
+// request is written on a pooled TLS socket of the policy agent and the body's TLS records go to
+// the reader as they are, without Node's HTTP client in between (its parser and stream layers
+// cost about a third of the CPU a copy uses). That path only ever takes the answer it expects,
+// a 206 with exactly the range asked for and its length; anything else (401, 404, 416, a 200,
+// chunked bodies) is asked again through Node's HTTP client, which handles re-login and errors.
 
 import https from 'node:https';
 import type { IncomingMessage } from 'node:http';
-import { Transform, type Readable } from 'node:stream';
+import { isIP } from 'node:net';
+import { Readable, Transform } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
 import { OneswapError } from '../errors/index.js';
 import { endpointLabel, endpointOrigin, timeoutError, toConnectionError, type Endpoint } from './endpoint.js';
 import type { SoapTransport } from './soap.js';
+import { PolicyAgent, type RawLease } from './tls-agent.js';
 
 /** Builds `https://host/folder/<path>?dcPath=<dc>&dsName=<ds>`, every part percent-encoded. */
 export function buildDatastoreUrl(origin: string, dcPath: string, dsName: string, path: string): string {
@@ -46,6 +56,17 @@ export interface DatastoreHttpOptions {
 
 /** Descriptors are a few hundred bytes; anything large is a data extent read by mistake. */
 const MAX_TEXT_BYTES = 1024 * 1024;
+
+// The copy engine's direct-chunk protocol (lib/copy/engine.ts, DIRECT_CHUNKS), by its global
+// symbol so this client does not depend on the engine: called once instead of reading the
+// Readable, it hands each chunk to sink.data synchronously (valid during the call only), calls
+// sink.end after the last one, and returns the function that resumes after data returned false.
+const DIRECT_CHUNKS = Symbol.for('oneswap.directChunks');
+interface DirectChunkSink {
+  data(chunk: Uint8Array): boolean;
+  end(): void;
+}
+type DirectChunks = (sink: DirectChunkSink) => () => void;
 
 export class DatastoreHttp {
   private readonly transport: SoapTransport;
@@ -117,6 +138,10 @@ export class DatastoreHttp {
     }
     const target = this.target(url);
     const file = describeDatastoreUrl(target);
+    if (this.agent instanceof PolicyAgent) {
+      const body = await this.rawRange(this.agent, target, start, endExclusive, file, signal);
+      if (body !== undefined) return body;
+    }
     const res = await this.send('GET', target, { Range: `bytes=${start}-${endExclusive - 1}` }, signal);
     if (res.statusCode === 206 && contentRangeMatches(res.headers['content-range'], start, endExclusive)) {
       return this.guardBody(res, endExclusive - start, file, signal);
@@ -132,6 +157,218 @@ export class DatastoreHttp {
       throw new OneswapError('data', `bytes ${start}-${endExclusive - 1} lie beyond the end of ${file} (HTTP 416); the disk is smaller than its descriptor says`);
     }
     throw this.statusError(res, 'GET', target);
+  }
+
+  /**
+   * The range over a raw pooled socket, or undefined when the answer is not a plain 206 of exactly
+   * this range (then nothing was read from it and the caller asks again through Node's client).
+   * A kept-alive socket the server closed meanwhile is replaced silently.
+   */
+  private async rawRange(agent: PolicyAgent, target: URL, start: number, endExclusive: number, file: string, signal: AbortSignal | undefined): Promise<Readable | undefined> {
+    const call = `GET ${file}`;
+    // Each stale socket is destroyed, so this ends at a fresh connection at the latest.
+    for (;;) {
+      let lease: RawLease;
+      try {
+        lease = await agent.acquireRaw(signal);
+      } catch (err) {
+        if (signal?.aborted) throw new OneswapError('interrupted', `${call} on vCenter ${endpointLabel(this.endpoint)} was cancelled`, { cause: err });
+        throw toConnectionError(err, this.endpoint, call);
+      }
+      const head = await this.rawHead(agent, lease, target, start, endExclusive, call, signal);
+      if (head === 'stale' && lease.reused) continue;
+      if (head === 'stale') throw new OneswapError('connection', `vCenter ${endpointLabel(this.endpoint)} closed the connection without answering ${call}; the read will be retried`);
+      if (head === undefined) return undefined;
+      return this.rawBody(agent, lease, head.held, head.keepAlive, endExclusive - start, file, signal);
+    }
+  }
+
+  /**
+   * Sends the GET and reads the response head. Resolves with the body bytes that came with it and
+   * the socket stopped, 'stale' (closed before answering), or undefined (not the answer the raw
+   * path takes); the socket is given back in the last two cases.
+   */
+  private rawHead(
+    agent: PolicyAgent,
+    lease: RawLease,
+    target: URL,
+    start: number,
+    endExclusive: number,
+    call: string,
+    signal: AbortSignal | undefined,
+  ): Promise<{ held: Buffer[]; keepAlive: boolean } | 'stale' | undefined> {
+    const { socket } = lease;
+    const { host, port } = this.endpoint;
+    const hostHeader = (isIP(host) === 6 ? `[${host}]` : host) + (port === 443 ? '' : `:${port}`);
+    const cookie = this.transport.cookie === undefined ? '' : `Cookie: ${this.transport.cookie}\r\n`;
+    const request = `GET ${target.pathname}${target.search} HTTP/1.1\r\nHost: ${hostHeader}\r\nRange: bytes=${start}-${endExclusive - 1}\r\n${cookie}Connection: keep-alive\r\n\r\n`;
+    return new Promise((resolve, reject) => {
+      let received = Buffer.alloc(0);
+      let settled = false;
+      const settle = (outcome: 'stale' | 'fallback' | { held: Buffer[]; keepAlive: boolean } | Error): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        socket.off('end', onGone);
+        socket.off('close', onGone);
+        socket.off('error', onError);
+        signal?.removeEventListener('abort', onAbort);
+        if (outcome instanceof Error || outcome === 'stale' || outcome === 'fallback') {
+          agent.releaseRaw(lease, false);
+          if (outcome instanceof Error) reject(outcome);
+          else resolve(outcome === 'stale' ? 'stale' : undefined);
+        } else resolve(outcome);
+      };
+      // Returns false (the socket stops reading) once the head is complete.
+      const onChunk = (chunk: Buffer): boolean => {
+        received = Buffer.concat([received, chunk]); // heads are small; chunk is only lent
+        const end = received.indexOf('\r\n\r\n');
+        if (end < 0) {
+          if (received.length > 65536) settle('fallback');
+          return !settled;
+        }
+        const head = parseHead(received.subarray(0, end).toString('latin1'));
+        const usable =
+          head !== undefined &&
+          head.status === 206 &&
+          contentRangeMatches(head.headers.get('content-range'), start, endExclusive) &&
+          head.headers.get('content-length') === String(endExclusive - start) &&
+          (head.headers.get('transfer-encoding') ?? 'identity').toLowerCase() === 'identity';
+        if (!usable) settle('fallback');
+        else {
+          // Body bytes that came with the head, and copies of any record Node still hands over
+          // after the socket was told to stop, wait for the body's reader.
+          const held = received.length > end + 4 ? [received.subarray(end + 4)] : [];
+          lease.read((more) => {
+            held.push(Buffer.from(more));
+            return false;
+          });
+          settle({ held, keepAlive: head.keepAlive });
+        }
+        return false;
+      };
+      const gone = (err: Error): void => settle(received.length === 0 ? 'stale' : toConnectionError(err, this.endpoint, call));
+      const onGone = (): void => gone(Object.assign(new Error('closed'), { code: 'ECONNRESET' }));
+      const onError = (err: Error): void => gone(err);
+      const onAbort = (): void => settle(new OneswapError('interrupted', `${call} on vCenter ${endpointLabel(this.endpoint)} was cancelled`));
+      const timer = setTimeout(() => settle(timeoutError(this.endpoint, call, this.timeoutMs)), this.timeoutMs);
+      lease.read(onChunk);
+      socket.once('end', onGone);
+      socket.once('close', onGone);
+      socket.once('error', onError);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      if (signal?.aborted) {
+        onAbort();
+        return;
+      }
+      socket.write(request);
+      socket.resume();
+    });
+  }
+
+  /**
+   * The body: exactly `expected` bytes, then the socket goes back to the pool. Read as a Readable
+   * (each chunk copied), or through the copy engine's direct-chunk protocol (each chunk lent from
+   * the socket's read buffer: no copy, no allocation). A cut, an overlong body, a stall or the
+   * signal fail the stream.
+   */
+  private rawBody(agent: PolicyAgent, lease: RawLease, held: Buffer[], keepAlive: boolean, expected: number, file: string, signal: AbortSignal | undefined): Readable {
+    const { socket } = lease;
+    const where = `vCenter ${endpointLabel(this.endpoint)}`;
+    let received = 0;
+    let released = false;
+    let wanted = false; // the consumer takes data now (else chunks are held and the socket stops)
+    let sink: DirectChunkSink | undefined;
+    const release = (reusable: boolean): void => {
+      if (released) return;
+      released = true;
+      clearTimeout(timer);
+      socket.off('end', onGone);
+      socket.off('close', onGone);
+      socket.off('error', onError);
+      signal?.removeEventListener('abort', onAbort);
+      agent.releaseRaw(lease, reusable);
+    };
+    const fail = (err: Error): void => {
+      release(false);
+      out.destroy(err);
+    };
+    // Hands one chunk to the consumer; returns whether it takes more now.
+    const deliver = (chunk: Buffer, lent: boolean): boolean => {
+      received += chunk.length;
+      if (received > expected) {
+        fail(new OneswapError('data', `${where} sent more than the ${expected} bytes asked for from ${file}; the range reader cannot trust this server`));
+        return false;
+      }
+      // A Readable keeps what it is given: it gets a copy of a lent chunk.
+      const more = sink !== undefined ? sink.data(chunk) : out.push(lent ? Buffer.from(chunk) : chunk);
+      if (received === expected) {
+        // Held bytes past the end would be a server overrunning its length: not reusable.
+        release(keepAlive && held.length === 0);
+        if (sink !== undefined) sink.end();
+        else out.push(null);
+        return false;
+      }
+      return more;
+    };
+    // A chunk lent by the socket: straight on when the consumer takes it, else held (copied).
+    const onChunk = (chunk: Buffer): boolean => {
+      if (released) return true;
+      if (!wanted || held.length > 0) {
+        held.push(Buffer.from(chunk));
+        return false;
+      }
+      wanted = deliver(chunk, true);
+      return wanted || released;
+    };
+    // The consumer wants data: held chunks first, then the socket.
+    const start = (): void => {
+      wanted = true;
+      for (let c = held.shift(); c !== undefined && !released; c = held.shift()) {
+        wanted = deliver(c, false);
+        if (!wanted) return;
+      }
+      if (!released) socket.resume();
+    };
+    const out = new Readable({
+      // Room for a few TLS records while the reader writes a buffer out; then the socket stops.
+      highWaterMark: 256 * 1024,
+      read: () => {
+        if (sink === undefined) start();
+      },
+      destroy: (err, callback) => {
+        release(false);
+        callback(err);
+      },
+    });
+    const direct: DirectChunks = (s) => {
+      sink = s;
+      start();
+      return start;
+    };
+    Object.defineProperty(out, DIRECT_CHUNKS, { value: direct });
+    const onGone = (): void => fail(new OneswapError('connection', `${where} closed the connection after ${received} of ${expected} bytes of ${file}; the read will be retried`));
+    const onError = (err: Error): void => fail(toConnectionError(err, this.endpoint, `GET ${file}`));
+    const onAbort = (): void => fail(new OneswapError('interrupted', `GET ${file} on ${where} was cancelled`));
+    // A stall: the socket is reading, nobody holds it back, and nothing came for timeoutMs.
+    let seen = -1;
+    const check = (): void => {
+      if (released) return;
+      if (received === seen && wanted) {
+        fail(new OneswapError('connection', `${where} stopped sending ${file} for ${Math.round(this.timeoutMs / 1000)} s; the read will be retried`));
+        return;
+      }
+      seen = received;
+      timer = setTimeout(check, this.timeoutMs).unref();
+    };
+    let timer = setTimeout(check, 0).unref();
+    lease.read(onChunk);
+    socket.once('end', onGone);
+    socket.once('close', onGone);
+    socket.once('error', onError);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    if (signal?.aborted) onAbort();
+    return out;
   }
 
   private target(url: string): URL {
@@ -249,4 +486,22 @@ export class DatastoreHttp {
 
 function tooLarge(target: URL): OneswapError {
   return new OneswapError('data', `${describeDatastoreUrl(target)} is larger than ${MAX_TEXT_BYTES} bytes, so it is not a VMDK descriptor; read it with a range reader`);
+}
+
+/** Status and headers of an HTTP/1.x response head (without the blank line), or undefined. */
+function parseHead(text: string): { status: number; headers: Map<string, string>; keepAlive: boolean } | undefined {
+  const lines = text.split('\r\n');
+  const m = /^HTTP\/1\.([01]) (\d{3})(?: |$)/.exec(lines[0] ?? '');
+  if (m === null) return undefined;
+  const headers = new Map<string, string>();
+  for (const line of lines.slice(1)) {
+    const colon = line.indexOf(':');
+    if (colon <= 0) return undefined;
+    const name = line.slice(0, colon).trim().toLowerCase();
+    const value = line.slice(colon + 1).trim();
+    headers.set(name, headers.has(name) ? `${headers.get(name)!}, ${value}` : value);
+  }
+  const connection = (headers.get('connection') ?? '').toLowerCase();
+  const keepAlive = m[1] === '1' ? !/\bclose\b/.test(connection) : /\bkeep-alive\b/.test(connection);
+  return { status: Number(m[2]), headers, keepAlive };
 }
