@@ -106,7 +106,7 @@ export async function coldImportVm(ctx: ColdImportContext, vmName: string, opts:
 
     const targets = await phase('placeholders', () => placeholders(ctx, journal!, description, disks, ds, opts), (t) => `images ${t.map((x) => x.imageId).join(', ')}`);
 
-    await phase('copy', () => copyDisks(ctx, journal!, summary!, description, disks, targets, opts, log), (s) => s);
+    await phase('copy', () => copyDisks(ctx, journal!, summary!, description, targets, opts, log), (s) => s);
 
     if (opts.convert) {
       // Guest conversion (virt-v2v-in-place on the image files) is the next capability to land;
@@ -245,7 +245,6 @@ async function copyDisks(
   journal: Journal,
   summary: VmSummary,
   vm: VmDescription,
-  disks: readonly VcenterDisk[],
   targets: readonly DiskTarget[],
   opts: ColdImportOptions,
   log: (m: string) => void,

@@ -14,7 +14,6 @@ import https from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import { isIP } from 'node:net';
 import { Readable, Transform } from 'node:stream';
-import type { TLSSocket } from 'node:tls';
 import { OneswapError } from '../errors/index.js';
 import { endpointLabel, endpointOrigin, timeoutError, toConnectionError, type Endpoint } from './endpoint.js';
 import type { SoapTransport } from './soap.js';

@@ -202,7 +202,7 @@ export function buildVm(sim: Sim, call: CallContext, tmpl: Template, o: BuildVmO
         throw new RequestError(ErrorCode.ALLOCATE, 'A NIC must include NETWORK_ID or NETWORK.', -1, 'vm');
       }
       sim.authorize(call, vn, 'USE', 'vnet');
-      const lease = acquireLease(sim, vn, nic, vmId);
+      const lease = acquireLease(vn, nic, vmId);
       leases.push(lease);
       const n = new Map(nic);
       n.set('AR_ID', String(lease.ar.arId));

@@ -161,7 +161,7 @@ export interface NicLease {
 }
 
 /** Gets a lease for a NIC: by MAC, by IP, or the first free one. MAC and IP together fail (§5.7). */
-export function acquireLease(sim: Sim, vn: VnetRec, nic: Map<string, string>, vmId: number): NicLease {
+export function acquireLease(vn: VnetRec, nic: Map<string, string>, vmId: number): NicLease {
   const fail = (): never => {
     throw new RequestError(ErrorCode.ALLOCATE, `Cannot get IP/MAC lease from virtual network ${vn.id}.`, -1, 'vm');
   };
