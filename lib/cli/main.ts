@@ -25,7 +25,7 @@ export function program(signal: AbortSignal): Command {
   const p = new Command('oneswap')
     .description('Move VMware vCenter/ESXi VMs into OpenNebula: one write per byte, straight into the image datastore')
     .version('0.1.0')
-    .showHelpAfterError()
+    .showHelpAfterError('(oneswap <command> --help shows the options)')
     .configureOutput({ writeErr: (s) => process.stderr.write(s) })
     .exitOverride();
 

@@ -76,4 +76,10 @@ describe('oneswap list', { skip }, () => {
     assert.equal(r.exitCode, 2);
     assert.match(r.stderr, /no password for vCenter user user.*--password-file/);
   });
+
+  test('usage errors: exit 2, the error and a pointer to --help, not the whole help', async () => {
+    const r = await oneswap(['import', 'web01'], env);
+    assert.equal(r.exitCode, 2);
+    assert.deepEqual(r.stderr.trim().split('\n'), ["error: required option '--datastore <id>' not specified", '(oneswap <command> --help shows the options)']);
+  });
 });
