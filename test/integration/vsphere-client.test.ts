@@ -8,10 +8,10 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import https from 'node:https';
 import { after, before, describe, it } from 'node:test';
-import { OneswapError } from '../../lib/errors/index.js';
 import { VSphereClient, type ConnectOptions, type Extent, type VmDisk } from '../../lib/vsphere/index.js';
 import { startVcsim, vcsimSkip, type Vcsim } from '../peers/vcsim/index.js';
 import { client as fixtureClient, createTestVm, moref, ref as xmlRef, writeDiskData, type TestVm } from '../peers/vcsim/fixture.js';
+import { refusal } from '../support/refusal.js';
 
 const skip = vcsimSkip();
 
@@ -27,16 +27,6 @@ function connectTo(sim: Vcsim, extra: Partial<ConnectOptions> = {}): Promise<VSp
     keepAliveMs: 0,
     ...extra,
   });
-}
-
-async function refusal(promise: Promise<unknown>): Promise<OneswapError> {
-  try {
-    await promise;
-  } catch (err) {
-    assert.ok(err instanceof OneswapError, `expected a OneswapError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail('expected an error');
 }
 
 /** Copies `extents` of a disk through /folder range reads into `target`. */

@@ -22,14 +22,10 @@ import { OneswapError } from '../../lib/errors/index.js';
 import { DatastoreHttp } from '../../lib/vsphere/datastore-http.js';
 import type { SoapTransport } from '../../lib/vsphere/soap.js';
 import { PolicyAgent } from '../../lib/vsphere/tls-agent.js';
+import { makeFakeVcenterCert, opensslSkip } from '../support/fake-vcenter-cert.js';
+import { refusal } from '../support/refusal.js';
 
-let opensslMissing = '';
-try {
-  execFileSync('openssl', ['version'], { stdio: 'ignore' });
-} catch {
-  opensslMissing = 'openssl is not installed: raw range-path tests of the datastore reader SKIPPED';
-  console.warn(`\n*** ${opensslMissing} ***\n`);
-}
+const opensslMissing = opensslSkip('raw range-path tests of the datastore reader');
 
 const HOST = '127.0.0.1';
 const SIZE = 3 * 1024 * 1024 + 12345;
@@ -67,16 +63,6 @@ const write = (sock: tls.TLSSocket, data: string | Buffer): Promise<void> =>
 async function ok206(req: Req, sock: tls.TLSSocket): Promise<void> {
   const [s, e] = req.range!;
   await write(sock, Buffer.concat([Buffer.from(head206(s, e)), DISK.subarray(s, e + 1)]));
-}
-
-async function refused(promise: Promise<unknown>): Promise<OneswapError> {
-  try {
-    await promise;
-  } catch (err) {
-    assert.ok(err instanceof OneswapError, `expected a OneswapError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail('expected an error');
 }
 
 describe('datastore range reads: raw TLS path and copy engine', { skip: opensslMissing || false }, () => {
@@ -138,12 +124,8 @@ describe('datastore range reads: raw TLS path and copy engine', { skip: opensslM
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'oneswap-range-path-'));
-    execFileSync('openssl', [
-      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2',
-      '-subj', '/CN=fake-vcenter', '-addext', 'subjectAltName=IP:127.0.0.1',
-      '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'),
-    ], { stdio: 'ignore' });
-    server = tls.createServer({ key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')), ALPNProtocols: ['http/1.1'] }, serveConnection);
+    const { keyPem, certPem } = makeFakeVcenterCert(dir);
+    server = tls.createServer({ key: keyPem, cert: certPem, ALPNProtocols: ['http/1.1'] }, serveConnection);
     await new Promise<void>((resolve) => server.listen(0, HOST, resolve));
     port = (server.address() as AddressInfo).port;
     transport.endpoint = { host: HOST, port };
@@ -381,7 +363,7 @@ describe('datastore range reads: raw TLS path and copy engine', { skip: opensslM
       handler = () => undefined;
       const ac = new AbortController();
       setTimeout(() => ac.abort(), 50);
-      const err = await refused(http.openRange(url, 0, 10, ac.signal));
+      const err = await refusal(http.openRange(url, 0, 10, ac.signal));
       assert.equal(err.kind, 'interrupted');
       await sleep(30);
       assert.equal(open.size, 0);
@@ -415,7 +397,7 @@ describe('datastore range reads: raw TLS path and copy engine', { skip: opensslM
     it('a fresh socket closed before any answer is a retryable connection error', async () => {
       reset();
       handler = (_req, sock) => void sock.destroy();
-      const err = await refused(http.openRange(url, 0, 100));
+      const err = await refusal(http.openRange(url, 0, 100));
       assert.equal(err.kind, 'connection');
     });
   });
@@ -445,7 +427,7 @@ describe('datastore range reads: raw TLS path and copy engine', { skip: opensslM
       handler = async (_req, sock) => {
         await write(sock, Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\nContent-Length: ${SIZE}\r\n\r\n`), DISK]));
       };
-      const err = await refused(http.openRange(url, 100, 200));
+      const err = await refusal(http.openRange(url, 100, 200));
       assert.equal(err.kind, 'remote');
       assert.match(err.message, /HTTP 200/);
       assert.equal(requests.length, 2);
@@ -459,7 +441,7 @@ describe('datastore range reads: raw TLS path and copy engine', { skip: opensslM
         await write(sock, DISK.subarray(s, e));
       };
       const stream = await http.openRange(url, 0, 1000);
-      const err = await refused(stream.toArray());
+      const err = await refusal(stream.toArray());
       assert.equal(err.kind, 'data');
     });
 
@@ -490,7 +472,7 @@ describe('datastore range reads: raw TLS path and copy engine', { skip: opensslM
         transport.cookie = 'vmware_soap_session=s2';
       };
       handler = (_req, sock) => write(sock, 'HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n');
-      const err = await refused(http.openRange(url, 0, 10));
+      const err = await refusal(http.openRange(url, 0, 10));
       assert.equal(err.kind, 'auth');
       assert.equal(reauths, 1);
     });
@@ -504,7 +486,7 @@ describe('datastore range reads: raw TLS path and copy engine', { skip: opensslM
         await write(sock, Buffer.concat([Buffer.from(head206(s, e)), DISK.subarray(s, e + 1 + 500)]));
       };
       const stream = await http.openRange(url, 0, 1000);
-      const err = await refused(stream.toArray());
+      const err = await refusal(stream.toArray());
       assert.equal(err.kind, 'data');
       assert.match(err.message, /more than the 1000 bytes/);
     });
@@ -540,7 +522,7 @@ describe('datastore range reads: raw TLS path and copy engine', { skip: opensslM
         sock.destroy();
       };
       const stream = await http.openRange(url, 0, 100_000);
-      const err = await refused(stream.toArray());
+      const err = await refusal(stream.toArray());
       assert.equal(err.kind, 'connection');
       assert.match(err.message, /closed the connection after \d+ of 100000 bytes/);
     });
@@ -575,7 +557,7 @@ describe('datastore range reads: raw TLS path and copy engine', { skip: opensslM
         await sleep(10);
         sock.destroy();
       };
-      const err = await refused(copyAll({ retries: 0 }));
+      const err = await refusal(copyAll({ retries: 0 }));
       assert.equal(err.kind, 'connection');
     });
 
@@ -588,7 +570,7 @@ describe('datastore range reads: raw TLS path and copy engine', { skip: opensslM
       };
       const started = Date.now();
       const stream = await http.openRange(url, 0, 10_000);
-      const err = await refused(stream.toArray());
+      const err = await refusal(stream.toArray());
       assert.equal(err.kind, 'connection');
       assert.match(err.message, /stopped sending/);
       assert.ok(Date.now() - started < 2000, 'the stall is detected within a few timeouts');
@@ -614,7 +596,7 @@ describe('datastore range reads: raw TLS path and copy engine', { skip: opensslM
     it('a server that never answers the head times out with a connection error', async () => {
       reset(200);
       handler = () => undefined;
-      const err = await refused(http.openRange(url, 0, 10));
+      const err = await refusal(http.openRange(url, 0, 10));
       assert.equal(err.kind, 'connection');
       assert.match(err.message, /did not answer/);
     });
@@ -628,7 +610,7 @@ describe('datastore range reads: raw TLS path and copy engine', { skip: opensslM
       const ac = new AbortController();
       const stream: Readable = await http.openRange(url, 0, 10_000, ac.signal);
       setTimeout(() => ac.abort(), 50);
-      const err = await refused(stream.toArray());
+      const err = await refusal(stream.toArray());
       assert.equal(err.kind, 'interrupted');
       await sleep(30);
       assert.equal(open.size, 0, 'the aborted socket is closed, not pooled');
@@ -642,7 +624,7 @@ describe('datastore range reads: raw TLS path and copy engine', { skip: opensslM
       };
       const ac = new AbortController();
       setTimeout(() => ac.abort(new OneswapError('interrupted', 'stopped by the test')), 80);
-      const err = await refused(copyAll({ signal: ac.signal, retries: 3 }));
+      const err = await refusal(copyAll({ signal: ac.signal, retries: 3 }));
       assert.equal(err.kind, 'interrupted');
       await sleep(30);
       assert.equal(open.size, 0);

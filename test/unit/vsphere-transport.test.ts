@@ -3,9 +3,8 @@
 // test time; without openssl these tests are skipped (loudly).
 
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -19,6 +18,8 @@ import { SoapTransport } from '../../lib/vsphere/soap.js';
 import { formatThumbprint, normalizeHex, parseThumbprint } from '../../lib/vsphere/thumbprint.js';
 import { PolicyAgent } from '../../lib/vsphere/tls-agent.js';
 import type { TlsPolicy } from '../../lib/vsphere/types.js';
+import { makeFakeVcenterCert, opensslSkip } from '../support/fake-vcenter-cert.js';
+import { refusal } from '../support/refusal.js';
 
 describe('thumbprints', () => {
   it('normalizes colon, space and case variants to bare lower-case hex', () => {
@@ -68,13 +69,7 @@ describe('datastore URLs', () => {
 // ---------------------------------------------------------------------------------------------
 // A fake vCenter
 
-let opensslMissing = '';
-try {
-  execFileSync('openssl', ['version'], { stdio: 'ignore' });
-} catch {
-  opensslMissing = 'openssl is not installed: TLS and HTTP tests of the vSphere client SKIPPED';
-  console.warn(`\n*** ${opensslMissing} ***\n`);
-}
+const opensslMissing = opensslSkip('TLS and HTTP tests of the vSphere client');
 
 const env = (body: string): string =>
   '<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" ' +
@@ -192,16 +187,12 @@ describe('vSphere client over HTTPS (fake vCenter)', { skip: opensslMissing || f
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'oneswap-vsphere-tls-'));
-    execFileSync('openssl', [
-      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2',
-      '-subj', '/CN=fake-vcenter', '-addext', 'subjectAltName=IP:127.0.0.1',
-      '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'),
-    ], { stdio: 'ignore' });
-    certPem = readFileSync(join(dir, 'cert.pem'), 'utf8');
+    let keyPem: string;
+    ({ keyPem, certPem } = makeFakeVcenterCert(dir));
     const x509 = new X509Certificate(certPem);
     sha256 = x509.fingerprint256;
     sha1 = x509.fingerprint;
-    server = https.createServer({ key: readFileSync(join(dir, 'key.pem')), cert: certPem }, (req, res) => {
+    server = https.createServer({ key: keyPem, cert: certPem }, (req, res) => {
       state.requests++;
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
@@ -231,20 +222,10 @@ describe('vSphere client over HTTPS (fake vCenter)', { skip: opensslMissing || f
       ...(extra.logger === undefined ? {} : { logger: extra.logger }),
     });
 
-  async function refused(promise: Promise<unknown>): Promise<OneswapError> {
-    try {
-      await promise;
-    } catch (err) {
-      assert.ok(err instanceof OneswapError, `expected a OneswapError, got ${String(err)}`);
-      return err;
-    }
-    assert.fail('expected a refusal');
-  }
-
   describe('TLS policies', () => {
     it('verify without a CA: refuses before sending anything, prints the SHA-256 thumbprint to pin', async () => {
       const before = state.requests;
-      const err = await refused(connect({ kind: 'verify' }));
+      const err = await refusal(connect({ kind: 'verify' }));
       assert.equal(err.kind, 'connection');
       assert.equal(state.requests, before, 'no HTTP request may reach an untrusted server');
       assert.ok(err.message.includes(sha256), err.message);
@@ -261,7 +242,7 @@ describe('vSphere client over HTTPS (fake vCenter)', { skip: opensslMissing || f
     });
 
     it('verify with the right CA but a host name the certificate does not name: refuses', async () => {
-      const err = await refused(connect({ kind: 'verify', ca: certPem }, { host: 'localhost' }));
+      const err = await refusal(connect({ kind: 'verify', ca: certPem }, { host: 'localhost' }));
       assert.equal(err.kind, 'connection');
       assert.match(err.message, /names do not include localhost/);
     });
@@ -276,7 +257,7 @@ describe('vSphere client over HTTPS (fake vCenter)', { skip: opensslMissing || f
     it('wrong pin: refuses before sending anything and shows both thumbprints', async () => {
       const before = state.requests;
       const wrong = 'AA:'.repeat(31) + 'AA';
-      const err = await refused(connect({ kind: 'thumbprint', thumbprint: wrong }));
+      const err = await refusal(connect({ kind: 'thumbprint', thumbprint: wrong }));
       assert.equal(err.kind, 'connection');
       assert.equal(state.requests, before);
       assert.ok(err.message.includes(sha256));
@@ -313,7 +294,7 @@ describe('vSphere client over HTTPS (fake vCenter)', { skip: opensslMissing || f
     });
 
     it('wrong password: auth error naming host and user, never the password', async () => {
-      const err = await refused(connect({ kind: 'thumbprint', thumbprint: sha256 }, { password: 'wrong-Pa55word' }));
+      const err = await refusal(connect({ kind: 'thumbprint', thumbprint: sha256 }, { password: 'wrong-Pa55word' }));
       assert.equal(err.kind, 'auth');
       assert.equal(err.message, `vCenter ${host} refused the login for user administrator@vsphere.local: wrong user name or password`);
       assert.ok(!JSON.stringify({ m: err.message, h: err.hint, c: String(err.cause) }).includes('wrong-Pa55word'));
@@ -336,7 +317,7 @@ describe('vSphere client over HTTPS (fake vCenter)', { skip: opensslMissing || f
       // A second NotAuthenticated after the re-login is an auth error, not a loop.
       transport.cookie = 'vmware_soap_session=expired';
       transport.reauthenticate = async () => {};
-      const err = await refused(transport.callOne('CurrentTime', { type: 'ServiceInstance', value: 'ServiceInstance' }));
+      const err = await refusal(transport.callOne('CurrentTime', { type: 'ServiceInstance', value: 'ServiceInstance' }));
       assert.equal(err.kind, 'auth');
       agent.destroy();
     });
@@ -345,7 +326,7 @@ describe('vSphere client over HTTPS (fake vCenter)', { skip: opensslMissing || f
       const client = await connect({ kind: 'thumbprint', thumbprint: sha256 }, { timeoutMs: 300 });
       state.hang = true;
       try {
-        const err = await refused(client.powerState({ type: 'VirtualMachine', value: 'vm-1' }));
+        const err = await refusal(client.powerState({ type: 'VirtualMachine', value: 'vm-1' }));
         assert.equal(err.kind, 'connection');
         assert.match(err.message, new RegExp(`${host}:${port} did not answer RetrievePropertiesEx within 0.3 s`));
       } finally {
@@ -355,13 +336,13 @@ describe('vSphere client over HTTPS (fake vCenter)', { skip: opensslMissing || f
     });
 
     it('a closed port is a connection error naming host:port', async () => {
-      const err = await refused(VSphereClient.connect({ host, port: 1, credentials: { user: 'u', password: 'p' }, tls: { kind: 'insecure' }, keepAliveMs: 0 }));
+      const err = await refusal(VSphereClient.connect({ host, port: 1, credentials: { user: 'u', password: 'p' }, tls: { kind: 'insecure' }, keepAliveMs: 0 }));
       assert.equal(err.kind, 'connection');
       assert.match(err.message, /cannot reach vCenter 127\.0\.0\.1:1 \(connection refused\)/);
     });
 
     it('an unknown host name is a connection error', async () => {
-      const err = await refused(VSphereClient.connect({ host: 'no-such-host.invalid', credentials: { user: 'u', password: 'p' }, keepAliveMs: 0, timeoutMs: 5000 }));
+      const err = await refusal(VSphereClient.connect({ host: 'no-such-host.invalid', credentials: { user: 'u', password: 'p' }, keepAliveMs: 0, timeoutMs: 5000 }));
       assert.equal(err.kind, 'connection');
       assert.match(err.message, /no-such-host\.invalid:443/);
     });
@@ -400,12 +381,12 @@ describe('vSphere client over HTTPS (fake vCenter)', { skip: opensslMissing || f
       const url = client.datastoreUrl('DC0', 'ds 1', 'vm 1/disk-flat.vmdk');
       try {
         state.rangeMode = 'ignore';
-        const ignored = await refused(client.openRange(url, 100, 200));
+        const ignored = await refusal(client.openRange(url, 100, 200));
         assert.equal(ignored.kind, 'remote');
         assert.match(ignored.message, /HTTP 200/);
         assert.match(ignored.message, /\[ds 1\] vm 1\/disk-flat\.vmdk/);
         state.rangeMode = 'wrong';
-        const wrong = await refused(client.openRange(url, 100, 200));
+        const wrong = await refusal(client.openRange(url, 100, 200));
         assert.match(wrong.message, /Content-Range "bytes 0-99\/4096"/);
       } finally {
         state.rangeMode = 'ok';
@@ -418,7 +399,7 @@ describe('vSphere client over HTTPS (fake vCenter)', { skip: opensslMissing || f
       try {
         state.rangeMode = 'short';
         const stream = await client.openRange(client.datastoreUrl('DC0', 'ds 1', 'vm 1/disk-flat.vmdk'), 0, 1000);
-        const err = await refused(stream.toArray());
+        const err = await refusal(stream.toArray());
         assert.ok(err.kind === 'connection' || err.kind === 'data', err.kind);
       } finally {
         state.rangeMode = 'ok';
@@ -429,14 +410,14 @@ describe('vSphere client over HTTPS (fake vCenter)', { skip: opensslMissing || f
     it('404 names the file; a big "text" file is refused; foreign hosts never get the cookie', async () => {
       const client = await connect({ kind: 'thumbprint', thumbprint: sha256 });
       try {
-        const missing = await refused(client.openRange(client.datastoreUrl('DC0', 'ds 1', 'vm 1/nope.vmdk'), 0, 10));
+        const missing = await refusal(client.openRange(client.datastoreUrl('DC0', 'ds 1', 'vm 1/nope.vmdk'), 0, 10));
         assert.equal(missing.kind, 'not-found');
         assert.match(missing.message, /\[ds 1\] vm 1\/nope\.vmdk/);
-        const big = await refused(client.getText(client.datastoreUrl('DC0', 'ds 1', 'big.txt')));
+        const big = await refusal(client.getText(client.datastoreUrl('DC0', 'ds 1', 'big.txt')));
         assert.equal(big.kind, 'data');
-        const foreign = await refused(client.head('https://evil.example.com/folder/x?dcPath=DC0&dsName=ds'));
+        const foreign = await refusal(client.head('https://evil.example.com/folder/x?dcPath=DC0&dsName=ds'));
         assert.equal(foreign.kind, 'usage');
-        const range = await refused(client.openRange(client.datastoreUrl('DC0', 'ds 1', 'vm 1/disk-flat.vmdk'), 10, 10));
+        const range = await refusal(client.openRange(client.datastoreUrl('DC0', 'ds 1', 'vm 1/disk-flat.vmdk'), 10, 10));
         assert.equal(range.kind, 'internal');
       } finally {
         await client.logout();
