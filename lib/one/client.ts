@@ -201,7 +201,10 @@ export class OneClient {
   async waitForImage(id: number, options: WaitForImageOptions = {}): Promise<OneImage> {
     const until = options.until ?? ['READY'];
     const timeoutMs = options.timeoutMs ?? 600_000;
+    // A placeholder is usually READY within a fraction of a second: poll fast first, then back
+    // off to pollMs so a slow driver does not cost a call every 100 ms.
     const pollMs = options.pollMs ?? 1000;
+    let intervalMs = Math.min(100, pollMs);
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const image = await this.image(id, options.signal);
@@ -219,7 +222,8 @@ export class OneClient {
         );
       }
       try {
-        await sleep(Math.min(pollMs, left), undefined, options.signal ? { signal: options.signal } : {});
+        await sleep(Math.min(intervalMs, left), undefined, options.signal ? { signal: options.signal } : {});
+        intervalMs = Math.min(intervalMs * 2, pollMs);
       } catch {
         throw new OneswapError('interrupted', `stopped waiting for image ${id} (${image.name})`);
       }

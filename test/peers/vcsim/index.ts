@@ -26,6 +26,8 @@ export interface VcsimOptions {
   cbtWindow?: number;
   /** -folder-auth: /folder requires the session cookie (default true). */
   folderAuth?: boolean;
+  /** -folder-rate: bytes per second one /folder download may send (default unlimited). */
+  folderRate?: number;
   /** Defaults to 'user'. */
   username?: string;
   /** Defaults to a random password. */
@@ -116,6 +118,7 @@ export async function startVcsim(opts: VcsimOptions = {}): Promise<Vcsim> {
   if (opts.cbtBlock !== undefined) args.push('-cbt-block', String(opts.cbtBlock));
   if (opts.cbtWindow !== undefined) args.push('-cbt-window', String(opts.cbtWindow));
   if (opts.folderAuth !== undefined) args.push(`-folder-auth=${opts.folderAuth}`);
+  if (opts.folderRate !== undefined) args.push('-folder-rate', String(opts.folderRate));
   if (opts.sessionIdleTimeout !== undefined) args.push('-session-idle-timeout', opts.sessionIdleTimeout);
   args.push(...(opts.extraArgs ?? []));
 

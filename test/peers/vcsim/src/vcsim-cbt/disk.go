@@ -145,6 +145,27 @@ func (d *diskData) readAt(p []byte, off int64) error {
 	return nil
 }
 
+// seekData is lseek(2)'s SEEK_DATA on Linux.
+const seekData = 3
+
+// nextData is the first disk offset at or after off where a backing file may
+// hold data (lseek SEEK_DATA), or the end of the last extent when none does.
+// A file system without SEEK_DATA support reports the whole file as data.
+func (d *diskData) nextData(off int64) int64 {
+	var base int64
+	for _, e := range d.extents {
+		end := base + e.size
+		if e.file != "" && off < end {
+			local := max64(off, base) - base + e.offset
+			if pos, err := d.files[e.file].Seek(local, seekData); err == nil && pos < e.offset+e.size {
+				return base + pos - e.offset
+			}
+		}
+		base = end
+	}
+	return base
+}
+
 func (d *diskData) close() {
 	for _, f := range d.files {
 		f.Close()

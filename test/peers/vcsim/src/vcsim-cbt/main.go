@@ -25,22 +25,26 @@ func main() {
 	block := flag.Int64("cbt-block", 65536, "CBT block size in bytes, for hashing and reported areas")
 	window := flag.Int64("cbt-window", 0, "largest byte range one QueryChangedDiskAreas answer covers (0 = whole disk)")
 	folderAuth := flag.Bool("folder-auth", true, "require a session cookie on /folder (false = stock behaviour)")
+	folderRate := flag.Int64("folder-rate", 0, "bytes per second one /folder download may send (0 = unlimited); models the per-stream limit of real datastore HTTP")
 	certOut := flag.String("cert-out", "", "write the server certificate (PEM) to this file")
 	flag.Parse()
 
-	if err := run(cfg, *block, *window, *folderAuth, *certOut); err != nil {
+	if err := run(cfg, *block, *window, *folderAuth, *folderRate, *certOut); err != nil {
 		fmt.Fprintln(os.Stderr, "vcsim-cbt:", err)
 		os.Exit(1)
 	}
 }
 
-func run(cfg *launch.Config, block, window int64, folderAuth bool, certOut string) error {
+func run(cfg *launch.Config, block, window int64, folderAuth bool, folderRate int64, certOut string) error {
 	if block <= 0 || block%512 != 0 {
 		return fmt.Errorf("-cbt-block %d: must be a positive multiple of 512", block)
 	}
 	if window < 0 || window%block != 0 {
 		// Areas are whole blocks except at the disk end (reference 7.3).
 		return fmt.Errorf("-cbt-window %d: must be 0 or a positive multiple of -cbt-block", window)
+	}
+	if folderRate < 0 {
+		return fmt.Errorf("-folder-rate %d: must be 0 or positive", folderRate)
 	}
 
 	var cert *tls.Certificate
@@ -58,6 +62,7 @@ func run(cfg *launch.Config, block, window int64, folderAuth bool, certOut strin
 	defer model.Remove() // deletes the datastore directories under $TMPDIR
 
 	ext := newExtension(block, window, folderAuth)
+	ext.folderRate = folderRate
 	defer ext.close()
 
 	srv := model.Service.NewServer()
