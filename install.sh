@@ -16,11 +16,14 @@ for arg in "$@"; do
   esac
 done
 
-# qemu-utils: qemu-img (placeholders, checks); nbdkit + libnbd-bin: NBD readers and nbdcopy;
-# util-linux: fallocate (hole punching).
-runtime_pkgs=(qemu-utils nbdkit libnbd-bin util-linux ca-certificates)
-# golang-go + govmomi sources: the vCenter simulator; curl + time: benchmark baselines.
-dev_pkgs=(golang-go golang-github-vmware-govmomi-dev curl time)
+# qemu-utils: qemu-img (overlays, commits, checks); nbdkit + libnbd-bin: NBD readers and nbdcopy
+# (virt-v2v 2.2 runs nbdkit without depending on it); util-linux: fallocate (hole punching);
+# virt-v2v: virt-v2v-in-place; libguestfs-tools: guestfish (inspection); guestfs-tools:
+# virt-customize; linux-image-amd64: the kernel libguestfs builds its appliance from.
+runtime_pkgs=(qemu-utils nbdkit libnbd-bin util-linux ca-certificates virt-v2v libguestfs-tools guestfs-tools linux-image-amd64)
+# golang-go + govmomi sources: the vCenter simulator; curl + time: benchmark baselines;
+# debootstrap: the test guest; qemu-system-x86: booting it to prove a conversion.
+dev_pkgs=(golang-go golang-github-vmware-govmomi-dev curl time debootstrap qemu-system-x86)
 
 pkgs=("${runtime_pkgs[@]}")
 [ "$dev" = yes ] && pkgs+=("${dev_pkgs[@]}")
@@ -37,8 +40,18 @@ if [ "${#missing[@]}" -gt 0 ]; then
   fi
   echo "==> apt-get install ${missing[*]}"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # INITRD=No: the host kernel is only read by libguestfs, which needs no initramfs for it;
+  # building one would cost minutes.
+  DEBIAN_FRONTEND=noninteractive INITRD=No apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+# libguestfs builds its appliance from the host kernel: the OpenNebula user must be able to read it.
+for k in /boot/vmlinuz-*; do
+  [ -e "$k" ] || continue
+  if [ ! -r "$k" ] || [ "$(stat -c %a "$k")" = 600 ]; then
+    echo "install.sh: note: $k is readable by root only; guest conversion as oneadmin needs: chmod 0644 $k" >&2
+  fi
+done
 
 node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
 if [ "$node_major" -lt 20 ]; then

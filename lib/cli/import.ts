@@ -2,12 +2,13 @@
 
 import { join } from 'node:path';
 import { OneswapError, describeError } from '../errors/index.js';
-import { coldImport, defaultStateDir, fanOut, newRunId, type EventSink, type VmResult } from '../supervisor/index.js';
-import { jsonLines, openRunLog, plainLines, ttyDisplay } from '../progress/index.js';
+import { coldImport, defaultStateDir, fanOut, newRunId, type VmResult } from '../supervisor/index.js';
+import { openRunLog } from '../progress/index.js';
+import { progressDisplay, type RunCliOptions } from './run-options.js';
 import { parseNetworkMap } from '../output/index.js';
 import { connectOne, connectVcenter, parseHost, type VcenterOptions } from './connect.js';
 
-export interface ImportCliOptions extends VcenterOptions {
+export interface ImportCliOptions extends VcenterOptions, RunCliOptions {
   datacenter?: string;
   datastore: string;
   shutdown?: boolean;
@@ -20,10 +21,6 @@ export interface ImportCliOptions extends VcenterOptions {
   namePrefix: string;
   streams: string;
   parallel: string;
-  progress?: string;
-  endpoint?: string;
-  stateDir?: string;
-  logDir?: string;
 }
 
 export async function runImport(vms: string[], o: ImportCliOptions, signal: AbortSignal): Promise<number> {
@@ -35,7 +32,8 @@ export async function runImport(vms: string[], o: ImportCliOptions, signal: Abor
   const networkMap = parseNetworkMap(o.networkMap);
   const stateDir = o.stateDir ?? defaultStateDir();
   const runId = newRunId();
-  const runLog = openRunLog(o.logDir ?? join(stateDir, 'logs'), runId);
+  const logDir = o.logDir ?? join(stateDir, 'logs');
+  const runLog = openRunLog(logDir, runId);
   const display = progressDisplay(o.progress);
   const emit = fanOut(display, runLog.sink);
   const warn = (message: string): void => emit({ type: 'log', level: 'warn', message });
@@ -62,6 +60,9 @@ export async function runImport(vms: string[], o: ImportCliOptions, signal: Abor
             namePrefix: o.namePrefix,
             streams,
             stateDir,
+            logDir,
+            runId,
+            additions: { contextPackage: o.contextPackage, guestAgent: o.guestAgent ?? false },
             parallelVms,
           },
         );
@@ -89,21 +90,7 @@ export async function runImport(vms: string[], o: ImportCliOptions, signal: Abor
   throw new OneswapError(kind, `${failed.length} of ${results.length} VMs failed: ${failed.map((f) => `${f.vm}: ${describeError(f.error)}`).join('; ')}`);
 }
 
-function progressDisplay(kind: string | undefined): EventSink {
-  const mode = kind ?? (process.stderr.isTTY ? 'tty' : 'plain');
-  switch (mode) {
-    case 'tty':
-      return ttyDisplay(process.stderr);
-    case 'plain':
-      return plainLines((l) => process.stderr.write(l));
-    case 'json':
-      return jsonLines((l) => process.stdout.write(l));
-    default:
-      throw new OneswapError('usage', `--progress "${kind}" is not one of tty, plain, json`);
-  }
-}
-
-function positiveInt(value: string, option: string, allowZero = false): number {
+export function positiveInt(value: string, option: string, allowZero = false): number {
   const n = Number(value);
   if (!/^\d+$/.test(value) || (!allowZero && n === 0)) throw new OneswapError('usage', `${option} "${value}" is not a ${allowZero ? 'non-negative' : 'positive'} integer`);
   return n;

@@ -7,6 +7,7 @@ import { OneswapError, describeError, exitCodeOf } from '../errors/index.js';
 import { connectVcenter, type VcenterOptions } from './connect.js';
 import { list, LIST_KINDS, type ListFilters } from './list.js';
 import { runImport, type ImportCliOptions } from './import.js';
+import { runConvert, type ConvertCliOptions } from './convert.js';
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
 
@@ -57,7 +58,9 @@ export function program(signal: AbortSignal): Command {
       .requiredOption('--datastore <id>', 'OpenNebula image datastore to create the images in')
       .option('--shutdown', 'ask a running guest to shut down first and wait for it')
       .option('--shutdown-timeout <seconds>', 'how long to wait for the guest to shut down', '300')
-      .option('--no-convert', 'skip the guest conversion stage')
+      .option('--no-convert', 'skip the guest conversion (virt-v2v-in-place on the image files); the template then keeps SATA disks and the source NIC models')
+      .option('--context-package <file>', 'install this OpenNebula context package (.deb/.rpm) at the guest\'s first boot')
+      .option('--guest-agent', 'install qemu-guest-agent at the guest\'s first boot and give the VM its channel')
       .option('--network-map <vcenterNet=oneNet>', 'map a vCenter network to an OpenNebula network id or name (repeatable)', collect, [] as string[])
       .option('--no-keep-mac', 'let OpenNebula choose the NIC MACs instead of keeping the source MACs')
       .option('--instantiate', 'also create the VM (persistent images: OpenNebula copies nothing at deploy)')
@@ -72,6 +75,21 @@ export function program(signal: AbortSignal): Command {
   ).action(async (vms: string[], o: ImportCliOptions) => {
     process.exitCode = await runImport(vms, o, signal);
   });
+
+  p.command('convert')
+    .description('convert the guest on images that hold a copied VM (after a failed conversion or --no-convert); copies nothing')
+    .option('--image <id[,id...]>', 'the images, boot disk first (repeatable)', collect, [] as string[])
+    .option('--vm <name>', 'the images oneswap imported from this VM')
+    .option('--firmware <bios|efi>', 'the guest firmware (default: as recorded at import, else bios)')
+    .option('--context-package <file>', 'install this OpenNebula context package (.deb/.rpm) at the guest\'s first boot')
+    .option('--guest-agent', 'install qemu-guest-agent at the guest\'s first boot')
+    .addOption(new Option('--progress <mode>', 'progress display').choices(['tty', 'plain', 'json']))
+    .option('--endpoint <url>', 'OpenNebula XML-RPC endpoint (default: ONE_XMLRPC, ~/.one/one_endpoint)')
+    .option('--state-dir <dir>', 'where work files and logs live (default: ~/.local/state/oneswap)')
+    .option('--log-dir <dir>', 'where run and conversion logs go (default: <state-dir>/logs)')
+    .action(async (o: ConvertCliOptions) => {
+      process.exitCode = await runConvert(o, signal);
+    });
 
   return p;
 }

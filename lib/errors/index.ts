@@ -11,6 +11,7 @@ export type ErrorKind =
   | 'capacity'       // datastore too small, disk full
   | 'remote'         // the remote API refused (vSphere fault, oned error)
   | 'data'           // corrupt or short data
+  | 'conversion'     // the guest conversion failed (the images keep the copied bytes)
   | 'interrupted'    // Ctrl-C, SIGTERM
   | 'internal';
 
@@ -23,6 +24,7 @@ const EXIT_CODES: Record<ErrorKind, number> = {
   capacity: 7,
   remote: 8,
   data: 9,
+  conversion: 10,
   interrupted: 130,
   internal: 1,
 };

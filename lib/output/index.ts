@@ -9,6 +9,9 @@ export {
   allocatePlaceholder,
   placeholderFile,
   markImage,
+  recordConversion,
+  convertedGuestOf,
+  type ImageState,
   removeImages,
   imageName,
   templateName,
@@ -17,4 +20,4 @@ export {
 } from './one-target.js';
 export { mapNics, parseNetworkMap, macInRange, type NicMapping, type NetworkCandidate } from './network-map.js';
 export { keepMacs, removeAddressRanges, type AddedAddressRange } from './mac-keeping.js';
-export { buildVmTemplate, logoFor, type VmTemplateInput, type PlacedDisk, type PlacedNic, type GuestDevices } from './vm-template.js';
+export { buildVmTemplate, logoFor, logoForDistro, type VmTemplateInput, type PlacedDisk, type PlacedNic, type ConvertedGuest } from './vm-template.js';

@@ -7,6 +7,7 @@ import { dirname } from 'node:path';
 import { OneswapError } from '../errors/index.js';
 import { Template, sanitizeName, type OneClient, type OneDatastore, type OneImage } from '../one/index.js';
 import type { DiskDescription, VmDescription } from '../input/index.js';
+import type { ConvertedGuest } from './vm-template.js';
 
 const MiB = 1024 * 1024;
 
@@ -116,6 +117,11 @@ export async function allocatePlaceholder(one: OneClient, ds: ImageDatastore, sp
     DESCRIPTION: `Disk ${spec.disk.index} (${spec.disk.label}, ${spec.disk.sourceName}) of ${spec.vm.name}, migrated by oneswap`,
     ONESWAP_STATE: 'COPYING',
     ONESWAP_SOURCE_DISK: spec.disk.sourceName,
+    // What `oneswap convert --image` needs to convert these images again without the source.
+    ONESWAP_VM_NAME: spec.vm.name,
+    ONESWAP_DISK_INDEX: spec.disk.index,
+    ONESWAP_DISK_BUS: spec.disk.bus,
+    ONESWAP_FIRMWARE: spec.vm.firmware,
   });
   return one.imageAllocate(t, ds.id, false);
 }
@@ -142,8 +148,44 @@ export async function placeholderFile(one: OneClient, id: number, capacityBytes:
   return image.source;
 }
 
-export async function markImage(one: OneClient, id: number, state: 'COPYING' | 'COPIED' | 'DONE' | 'FAILED'): Promise<void> {
+export type ImageState = 'COPYING' | 'COPIED' | 'CONVERTED' | 'DONE' | 'FAILED';
+
+export async function markImage(one: OneClient, id: number, state: ImageState): Promise<void> {
   await one.imageUpdate(id, Template.of({ ONESWAP_STATE: state }), 'merge');
+}
+
+/** Marks converted images and records the guest facts on each (so a later run builds the same template). */
+export async function recordConversion(one: OneClient, ids: readonly number[], guest: ConvertedGuest): Promise<void> {
+  for (const id of ids) {
+    await one.imageUpdate(
+      id,
+      Template.of({
+        ONESWAP_STATE: 'CONVERTED',
+        ONESWAP_GUEST_OS: guest.productName,
+        ONESWAP_GUEST_DISTRO: guest.distro,
+        ONESWAP_GUEST_OSINFO: guest.osinfo,
+        ONESWAP_GUEST_ARCH: guest.arch,
+        ONESWAP_GUEST_VIRTIO_BLK: guest.virtioBlock ? 'YES' : 'NO',
+        ONESWAP_GUEST_VIRTIO_NET: guest.virtioNet ? 'YES' : 'NO',
+        DEV_PREFIX: guest.virtioBlock ? 'vd' : 'sd',
+      }),
+      'merge',
+    );
+  }
+}
+
+/** The guest facts an earlier conversion recorded on an image, or undefined when it was not converted. */
+export function convertedGuestOf(image: OneImage): ConvertedGuest | undefined {
+  const t = image.template;
+  if (t.get('ONESWAP_GUEST_VIRTIO_BLK') === undefined) return undefined;
+  return {
+    productName: t.get('ONESWAP_GUEST_OS') ?? '',
+    distro: t.get('ONESWAP_GUEST_DISTRO') ?? '',
+    osinfo: t.get('ONESWAP_GUEST_OSINFO') ?? '',
+    arch: t.get('ONESWAP_GUEST_ARCH') ?? '',
+    virtioBlock: t.get('ONESWAP_GUEST_VIRTIO_BLK') === 'YES',
+    virtioNet: t.get('ONESWAP_GUEST_VIRTIO_NET') === 'YES',
+  };
 }
 
 /** Deletes what a failed run created, newest first; reports what could not be removed. */

@@ -16,10 +16,15 @@ export interface PlacedNic {
   readonly mac?: string;
 }
 
-/** What the guest can drive. Until conversion says otherwise the source's own device kinds are used. */
-export interface GuestDevices {
-  /** virtio-blk disks and virtio-net NICs (a converted guest). */
-  readonly virtio: boolean;
+/** What the conversion found in the guest (lib/convert's inspection, as the images record it). */
+export interface ConvertedGuest {
+  /** e.g. "Debian GNU/Linux 12 (bookworm)". */
+  readonly productName: string;
+  readonly distro: string;
+  readonly osinfo: string;
+  readonly arch: string;
+  readonly virtioBlock: boolean;
+  readonly virtioNet: boolean;
 }
 
 export interface VmTemplateInput {
@@ -27,7 +32,10 @@ export interface VmTemplateInput {
   readonly vm: VmDescription;
   readonly disks: readonly PlacedDisk[];
   readonly nics: readonly PlacedNic[];
-  readonly devices: GuestDevices;
+  /** Undefined for a guest that was not converted: it keeps the device kinds it has drivers for. */
+  readonly guest: ConvertedGuest | undefined;
+  /** The guest gets qemu-guest-agent: give it the agent's channel. */
+  readonly guestAgent?: boolean;
   /** Major version of the OpenNebula server: UEFI auto-selection exists from 7.0. */
   readonly oneMajorVersion: number;
   readonly importedAt: Date;
@@ -38,7 +46,9 @@ const OVMF_CODE_6X = '/usr/share/OVMF/OVMF_CODE.fd';
 const OVMF_SECBOOT_6X = '/usr/share/OVMF/OVMF_CODE.secboot.fd';
 
 export function buildVmTemplate(input: VmTemplateInput): Template {
-  const { vm, devices } = input;
+  const { vm, guest } = input;
+  const virtioBlock = guest?.virtioBlock ?? false;
+  const virtioNet = guest?.virtioNet ?? false;
   const t = new Template();
   t.add('NAME', input.name);
   t.add('HYPERVISOR', 'kvm');
@@ -50,20 +60,20 @@ export function buildVmTemplate(input: VmTemplateInput): Template {
   t.add('MEMORY', vm.memoryMiB);
 
   const disks = [...input.disks].sort((a, b) => a.disk.index - b.disk.index);
-  for (const d of disks) t.add('DISK', { IMAGE_ID: d.imageId, DEV_PREFIX: devices.virtio ? 'vd' : 'sd' });
+  for (const d of disks) t.add('DISK', { IMAGE_ID: d.imageId, DEV_PREFIX: virtioBlock ? 'vd' : 'sd' });
 
   for (const n of [...input.nics].sort((a, b) => a.nic.index - b.nic.index)) {
-    const nic: Record<string, string | number> = { NETWORK_ID: n.networkId, MODEL: devices.virtio ? 'virtio' : nicModel(n.nic.adapter) };
+    const nic: Record<string, string | number> = { NETWORK_ID: n.networkId, MODEL: virtioNet ? 'virtio' : nicModel(n.nic.adapter) };
     if (n.mac) nic.MAC = n.mac;
     t.add('NIC', nic);
   }
 
-  t.add('OS', osVector(input));
-  t.add('FEATURES', { ACPI: 'YES' });
+  t.add('OS', osVector(input, virtioBlock));
+  t.add('FEATURES', input.guestAgent ? { ACPI: 'YES', GUEST_AGENT: 'YES' } : { ACPI: 'YES' });
   t.add('GRAPHICS', { TYPE: 'VNC', LISTEN: '0.0.0.0' });
   t.add('CONTEXT', { NETWORK: 'YES', SSH_PUBLIC_KEY: '$USER[SSH_PUBLIC_KEY]' });
   t.add('DESCRIPTION', description(input));
-  const logo = logoFor(vm.guestId);
+  const logo = (guest && logoForDistro(guest.distro)) ?? logoFor(vm.guestId);
   if (logo) t.add('LOGO', `images/logos/${logo}.png`);
   if (vm.source.kind === 'vcenter') {
     t.add('ONESWAP_SOURCE', `vcenter://${vm.source.host}${vm.source.path}`);
@@ -72,12 +82,16 @@ export function buildVmTemplate(input: VmTemplateInput): Template {
     t.add('ONESWAP_SOURCE', vm.source.path);
   }
   t.add('ONESWAP_GUEST_ID', vm.guestId);
+  if (guest) {
+    if (guest.productName) t.add('ONESWAP_GUEST_OS', guest.productName);
+    if (guest.osinfo) t.add('ONESWAP_GUEST_OSINFO', guest.osinfo);
+  }
   t.add('ONESWAP_IMPORTED_AT', input.importedAt.toISOString());
   return t;
 }
 
-function osVector(input: VmTemplateInput): Record<string, string> {
-  const { vm, devices } = input;
+function osVector(input: VmTemplateInput, virtioBlock: boolean): Record<string, string> {
+  const { vm } = input;
   const os: Record<string, string> = { ARCH: 'x86_64', BOOT: 'disk0' };
   if (vm.firmware === 'efi') {
     if (input.oneMajorVersion >= 7) {
@@ -93,7 +107,7 @@ function osVector(input: VmTemplateInput): Record<string, string> {
   }
   // Unconverted guests carry no virtio drivers; SATA (AHCI) is what VMware guests of every OS boot from
   // without new drivers.
-  if (!devices.virtio) os.SD_DISK_BUS = 'sata';
+  if (!virtioBlock) os.SD_DISK_BUS = 'sata';
   return os;
 }
 
@@ -114,9 +128,32 @@ function nicModel(adapter: NicAdapter): string {
 function description(input: VmTemplateInput): string {
   const { vm } = input;
   const from = vm.source.kind === 'vcenter' ? `vCenter ${vm.source.host} VM ${vm.source.path}` : vm.source.path;
-  const os = vm.guestFullName ? ` (${vm.guestFullName})` : '';
+  const name = input.guest?.productName || vm.guestFullName;
+  const os = name ? ` (${name})` : '';
   const head = `Migrated by oneswap from ${from}${os} on ${input.importedAt.toISOString().slice(0, 10)}.`;
   return vm.annotation ? `${head}\n${vm.annotation}` : head;
+}
+
+/** FireEdge logo names (reference 9.1) from libguestfs' distro name. */
+export function logoForDistro(distro: string): string | undefined {
+  const table: Record<string, string> = {
+    debian: 'debian',
+    ubuntu: 'ubuntu',
+    centos: 'centos',
+    rhel: 'redhat',
+    oraclelinux: 'oracle',
+    sles: 'suse',
+    opensuse: 'suse',
+    suse: 'suse',
+    fedora: 'fedora',
+    freebsd: 'freebsd',
+    windows: 'windows8',
+    rocky: 'linux',
+    alma: 'linux',
+    archlinux: 'linux',
+    alpine: 'linux',
+  };
+  return table[distro.toLowerCase()];
 }
 
 /** FireEdge logo names (reference 9.1) from a vSphere guestId. */

@@ -17,6 +17,7 @@ import {
   type VmDescription,
 } from '../input/index.js';
 import { copyExtents } from '../copy/index.js';
+import { checkAdditions, type GuestAdditions } from '../convert/index.js';
 import { subtractExtents, normalizeExtents, totalLength } from '../extents/index.js';
 import {
   allocatePlaceholder,
@@ -24,6 +25,7 @@ import {
   checkNamesFree,
   imageName,
   markImage,
+  convertedGuestOf,
   placeholderFile,
   removeImages,
   templateName,
@@ -33,8 +35,10 @@ import {
   buildVmTemplate,
   type ImageDatastore,
   type NicMapping,
+  type ConvertedGuest,
 } from '../output/index.js';
 import { Journal } from './journal.js';
+import { convertImages, describeConversion } from './conversion.js';
 import type { EventSink, Phase } from './events.js';
 
 export interface ColdImportOptions {
@@ -51,6 +55,11 @@ export interface ColdImportOptions {
   readonly namePrefix: string;
   readonly streams: number;
   readonly stateDir: string;
+  /** Where the run log lives; conversion logs go next to it, one per VM. */
+  readonly logDir: string;
+  readonly runId: string;
+  /** Opt-in: context package and qemu-guest-agent, installed at the guest's first boot. */
+  readonly additions: GuestAdditions;
 }
 
 export interface ColdImportContext {
@@ -74,6 +83,7 @@ export async function coldImportVm(ctx: ColdImportContext, vmName: string, opts:
   const started = Date.now();
   const label = vmName;
   const log = (message: string, level: 'info' | 'warn' | 'error' = 'info'): void => ctx.emit({ type: 'log', level, vm: label, message });
+  let failedIn: Phase | undefined;
   const phase = async <T>(name: Phase, fn: () => Promise<T>, detail?: (r: T) => string | undefined): Promise<T> => {
     ctx.signal.throwIfAborted();
     const t0 = Date.now();
@@ -83,6 +93,7 @@ export async function coldImportVm(ctx: ColdImportContext, vmName: string, opts:
       ctx.emit({ type: 'phase', vm: label, phase: name, state: 'done', durationMs: Date.now() - t0, detail: detail?.(r) });
       return r;
     } catch (err) {
+      failedIn = name;
       ctx.emit({ type: 'phase', vm: label, phase: name, state: 'failed', durationMs: Date.now() - t0, detail: describeError(err) });
       throw err;
     }
@@ -108,15 +119,14 @@ export async function coldImportVm(ctx: ColdImportContext, vmName: string, opts:
 
     await phase('copy', () => copyDisks(ctx, journal!, summary!, description, targets, opts, log), (s) => s);
 
+    let guest: ConvertedGuest | undefined;
     if (opts.convert) {
-      // Guest conversion (virt-v2v-in-place on the image files) is the next capability to land;
-      // until then the template keeps device models the unconverted guest has drivers for.
-      ctx.emit({ type: 'phase', vm: label, phase: 'convert', state: 'skipped', detail: 'guest conversion is not available in this version; the template uses the source device models (SATA disks, source NIC models)' });
+      guest = await phase('convert', () => convert(ctx, description, targets, opts, log), (g) => g.detail).then((g) => g.guest);
     } else {
-      ctx.emit({ type: 'phase', vm: label, phase: 'convert', state: 'skipped', detail: '--no-convert' });
+      ctx.emit({ type: 'phase', vm: label, phase: 'convert', state: 'skipped', detail: '--no-convert: the template keeps the device models the guest has drivers for (SATA disks, source NIC models)' });
     }
 
-    const built = await phase('build', () => build(ctx, journal!, description, targets, nics, opts, log), (b) => `template ${b.templateId}${b.vmId === undefined ? '' : `, VM ${b.vmId}`}`);
+    const built = await phase('build', () => build(ctx, journal!, description, targets, nics, guest, opts, log), (b) => `template ${b.templateId}${b.vmId === undefined ? '' : `, VM ${b.vmId}`}`);
 
     await phase('cleanup', async () => {
       for (const t of targets) await markImage(ctx.one, t.imageId, 'DONE');
@@ -128,9 +138,11 @@ export async function coldImportVm(ctx: ColdImportContext, vmName: string, opts:
   } catch (err) {
     const error = ctx.signal.aborted ? (ctx.signal.reason ?? err) : err;
     const imageIds = journal?.data.disks.map((d) => d.imageId) ?? [];
-    if (journal) await rollback(ctx, journal, summary, opts, log);
-    ctx.emit({ type: 'result', vm: label, ok: false, imageIds: opts.keepOnFailure ? imageIds : [], error: describeError(error), durationMs: Date.now() - started });
-    return { vm: label, ok: false, imageIds: opts.keepOnFailure ? imageIds : [], error };
+    // A failed conversion never costs the copy: the images hold exactly the copied disks.
+    const keepImages = opts.keepOnFailure || failedIn === 'convert';
+    if (journal) await rollback(ctx, journal, summary, { ...opts, keepOnFailure: keepImages, keptAfterConvert: failedIn === 'convert' }, log);
+    ctx.emit({ type: 'result', vm: label, ok: false, imageIds: keepImages ? imageIds : [], error: describeError(error), durationMs: Date.now() - started });
+    return { vm: label, ok: false, imageIds: keepImages ? imageIds : [], error };
   }
 }
 
@@ -144,6 +156,7 @@ interface Prechecked {
 }
 
 async function precheck(ctx: ColdImportContext, vmName: string, opts: ColdImportOptions, log: (m: string, l?: 'warn') => void): Promise<Prechecked> {
+  if (opts.convert) await checkAdditions(opts.additions);
   const summary = await ctx.vsphere.findVm(vmName, { datacenter: opts.datacenter });
   checkCopyableDisks(summary);
   if (summary.disks.length === 0) throw new OneswapError('usage', `VM ${summary.name} has no disks to migrate`);
@@ -296,12 +309,42 @@ async function copyDisks(
   return `${areas.method === 'cbt' ? 'CBT allocated areas' : 'whole disks'}: ${read} bytes read, ${written} bytes written`;
 }
 
+/** The convert phase: skipped for images an earlier run (or `oneswap convert`) already converted. */
+async function convert(
+  ctx: ColdImportContext,
+  vm: VmDescription,
+  targets: readonly DiskTarget[],
+  opts: ColdImportOptions,
+  log: (m: string, l?: 'warn') => void,
+): Promise<{ guest: ConvertedGuest | undefined; detail: string }> {
+  const recorded = convertedGuestOf(await ctx.one.image(targets[0]!.imageId));
+  if (recorded) {
+    log(`images ${targets.map((t) => t.imageId).join(', ')} were converted by an earlier run; not converting again`);
+    return { guest: recorded, detail: `already converted: ${recorded.productName}` };
+  }
+  const r = await convertImages(ctx, {
+    vm: vm.name,
+    images: targets.map((t) => ({ id: t.imageId, path: t.path, bus: t.disk.description.bus })),
+    firmware: vm.firmware,
+    memoryMiB: vm.memoryMiB,
+    cpus: vm.cpus,
+    nics: vm.nics.map((n) => ({ mac: n.mac, network: n.network, adapter: n.adapter })),
+    stateDir: opts.stateDir,
+    logDir: opts.logDir,
+    runId: opts.runId,
+    additions: opts.additions,
+  });
+  if (r.kind === 'no-os') log(`no operating system found on the disks of ${vm.name}: a data-only VM, not converted (${r.reason})`, 'warn');
+  return { guest: r.kind === 'converted' ? r.guest : undefined, detail: describeConversion(r) };
+}
+
 async function build(
   ctx: ColdImportContext,
   journal: Journal,
   vm: VmDescription,
   targets: readonly DiskTarget[],
   nics: readonly NicMapping[],
+  guest: ConvertedGuest | undefined,
   opts: ColdImportOptions,
   log: (m: string, l?: 'warn') => void,
 ): Promise<{ templateId: number; vmId?: number }> {
@@ -313,7 +356,8 @@ async function build(
     vm,
     disks: targets.map((t) => ({ disk: t.disk.description, imageId: t.imageId })),
     nics: placedNics,
-    devices: { virtio: false },
+    guest,
+    guestAgent: opts.convert && opts.additions.guestAgent === true,
     oneMajorVersion: Number.parseInt(version, 10) || 7,
     importedAt: new Date(),
   });
@@ -329,7 +373,13 @@ async function build(
   return { templateId: journal.data.templateId, vmId: journal.data.vmId };
 }
 
-async function rollback(ctx: ColdImportContext, journal: Journal, summary: VmSummary | undefined, opts: ColdImportOptions, log: (m: string, l?: 'warn' | 'error') => void): Promise<void> {
+async function rollback(
+  ctx: ColdImportContext,
+  journal: Journal,
+  summary: VmSummary | undefined,
+  opts: ColdImportOptions & { keptAfterConvert: boolean },
+  log: (m: string, l?: 'warn' | 'error') => void,
+): Promise<void> {
   const t0 = Date.now();
   ctx.emit({ type: 'phase', vm: summary?.name ?? '?', phase: 'rollback', state: 'start' });
   // Source first: the VM must run again whatever happens on the OpenNebula side.
@@ -342,10 +392,15 @@ async function rollback(ctx: ColdImportContext, journal: Journal, summary: VmSum
       log(`could not power ${summary.name} on again: ${describeError(err)}; power it on in vCenter`, 'error');
     }
   }
-  if (opts.keepOnFailure) {
+  const ids = journal.data.disks.map((d) => d.imageId).join(',');
+  if (opts.keptAfterConvert) {
+    // The images are marked COPIED already and hold the copy byte for byte.
+    await journal.flush().catch(() => undefined);
+    log(`kept images ${ids} with the copied disks (ONESWAP_STATE=COPIED); after fixing the cause, run the same import again (it resumes at the conversion) or: oneswap convert --image ${ids}`, 'warn');
+  } else if (opts.keepOnFailure) {
     for (const d of journal.data.disks) await markImage(ctx.one, d.imageId, 'FAILED').catch(() => undefined);
     await journal.flush().catch(() => undefined);
-    log(`kept images ${journal.data.disks.map((d) => d.imageId).join(', ') || '(none)'} (--keep-on-failure): they are marked ONESWAP_STATE=FAILED; run the same command again to resume`, 'warn');
+    log(`kept images ${ids || '(none)'} (--keep-on-failure): they are marked ONESWAP_STATE=FAILED; run the same command again to resume`, 'warn');
   } else {
     if (journal.data.vmId !== undefined) {
       await ctx.one.vmAction('terminate-hard', journal.data.vmId).catch((e: unknown) => log(`could not remove VM ${journal.data.vmId}: ${describeError(e)}`, 'error'));

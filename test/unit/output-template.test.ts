@@ -36,7 +36,7 @@ test('VM template carries CPU, topology, memory, disks in order, NICs, firmware,
       { nic: vm.nics[0]!, networkId: 3, mac: '00:50:56:aa:bb:cc' },
       { nic: vm.nics[1]!, networkId: 5 },
     ],
-    devices: { virtio: false },
+    guest: undefined,
     oneMajorVersion: 7,
     importedAt: new Date('2026-11-23T00:00:00Z'),
   });
@@ -66,17 +66,44 @@ test('VM template carries CPU, topology, memory, disks in order, NICs, firmware,
   assert.match(t.toXml(), /web &lt;front&gt; &amp; "cache"/);
 });
 
+const debian = { productName: 'Debian GNU/Linux 12 (bookworm)', distro: 'debian', osinfo: 'debian12', arch: 'x86_64', virtioBlock: true, virtioNet: true };
+
 test('converted guests get virtio; BIOS on 7.x; UEFI path on 6.x', () => {
   const base = { name: 'x', disks: [{ disk: vm.disks[0]!, imageId: 1 }], nics: [{ nic: vm.nics[0]!, networkId: 1 }], importedAt: new Date() };
-  const v = buildVmTemplate({ ...base, vm, devices: { virtio: true }, oneMajorVersion: 7 });
+  const v = buildVmTemplate({ ...base, vm: { ...vm, guestId: 'otherLinux64Guest', guestFullName: 'Other Linux' }, guest: debian, oneMajorVersion: 7 });
   assert.equal(v.vectors('DISK')[0]!.get('DEV_PREFIX'), 'vd');
   assert.equal(v.vectors('NIC')[0]!.get('MODEL'), 'virtio');
   assert.equal(v.vector('OS')!.get('SD_DISK_BUS'), undefined);
-  const bios = buildVmTemplate({ ...base, vm: { ...vm, firmware: 'bios', secureBoot: false }, devices: { virtio: true }, oneMajorVersion: 7 });
+  // The OS the conversion found names the template, whatever vCenter was told.
+  assert.match(v.get('DESCRIPTION')!, /\(Debian GNU\/Linux 12 \(bookworm\)\)/);
+  assert.equal(v.get('LOGO'), 'images/logos/debian.png');
+  assert.equal(v.get('ONESWAP_GUEST_OSINFO'), 'debian12');
+  const bios = buildVmTemplate({ ...base, vm: { ...vm, firmware: 'bios', secureBoot: false }, guest: debian, oneMajorVersion: 7 });
   assert.equal(bios.vector('OS')!.get('FIRMWARE'), 'BIOS');
   assert.equal(bios.vector('OS')!.get('MACHINE'), undefined);
-  const six = buildVmTemplate({ ...base, vm: { ...vm, secureBoot: false }, devices: { virtio: true }, oneMajorVersion: 6 });
+  const six = buildVmTemplate({ ...base, vm: { ...vm, secureBoot: false }, guest: debian, oneMajorVersion: 6 });
   assert.equal(six.vector('OS')!.get('FIRMWARE'), '/usr/share/OVMF/OVMF_CODE.fd');
+});
+
+test('a guest with virtio disk drivers but no virtio-net driver keeps its NIC model', () => {
+  const t = buildVmTemplate({
+    name: 'x',
+    vm,
+    disks: [{ disk: vm.disks[0]!, imageId: 1 }],
+    nics: [{ nic: vm.nics[0]!, networkId: 1 }],
+    guest: { ...debian, virtioNet: false },
+    oneMajorVersion: 7,
+    importedAt: new Date(),
+  });
+  assert.equal(t.vectors('DISK')[0]!.get('DEV_PREFIX'), 'vd');
+  assert.equal(t.vectors('NIC')[0]!.get('MODEL'), 'vmxnet3');
+  assert.equal(t.vector('FEATURES')!.get('GUEST_AGENT'), undefined);
+});
+
+test('a guest given qemu-guest-agent gets the agent channel', () => {
+  const t = buildVmTemplate({ name: 'x', vm, disks: [{ disk: vm.disks[0]!, imageId: 1 }], nics: [], guest: debian, guestAgent: true, oneMajorVersion: 7, importedAt: new Date() });
+  assert.equal(t.vector('FEATURES')!.get('GUEST_AGENT'), 'YES');
+  assert.equal(t.vector('FEATURES')!.get('ACPI'), 'YES');
 });
 
 test('logos from guest ids', () => {

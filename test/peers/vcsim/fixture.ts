@@ -6,7 +6,7 @@
 import { execFile } from 'node:child_process';
 import { createCipheriv, createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { open, rm } from 'node:fs/promises';
+import { open, rm, stat, truncate } from 'node:fs/promises';
 import { request } from 'node:https';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -288,6 +288,8 @@ export interface DiskSpec {
   sizeBytes: number;
   /** Regions of pseudo-random data; seed defaults to a value derived from disk and region index. */
   data?: Array<{ offset: number; length: number; seed?: number }>;
+  /** A raw disk image whose bytes (holes kept) become the disk's content, e.g. a built guest. */
+  fromRaw?: string;
   controller?: 'pvscsi' | 'lsilogic' | 'sata';
 }
 
@@ -432,6 +434,12 @@ export async function createTestVm(sim: Vcsim, spec: TestVmSpec): Promise<TestVm
     await rm(flatPath, { force: true });
     await execFileP('qemu-img', ['create', '-q', '-f', 'vmdk', '-o', 'subformat=monolithicFlat', descriptor, String(d.sizeBytes)]);
     let dataBytes = 0;
+    if (d.fromRaw !== undefined) {
+      if ((await stat(d.fromRaw)).size > d.sizeBytes) throw new Error(`${d.fromRaw} is larger than the disk (${d.sizeBytes} bytes)`);
+      await execFileP('cp', ['--sparse=always', d.fromRaw, flatPath]);
+      await truncate(flatPath, d.sizeBytes);
+      dataBytes = (await stat(flatPath)).blocks * 512;
+    }
     for (const [j, r] of (d.data ?? []).entries()) {
       await writeDiskData(flatPath, r.offset, r.length, r.seed ?? 1000 * (i + 1) + j);
       dataBytes += r.length;

@@ -1,0 +1,115 @@
+// One guest conversion, overlay-safe: qcow2 overlays over the image files → libvirt XML pointing
+// at them → virt-v2v-in-place → inspection of the result. The image files are only read until
+// the caller commits; any failure discards the overlays and leaves the images as the copy made
+// them.
+
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { OneswapError } from '../errors/index.js';
+import type { DiskBus, Firmware } from '../input/index.js';
+import { checkAppliance } from './appliance.js';
+import { applyAdditions, checkAdditions, hasAdditions, type GuestAdditions } from './additions.js';
+import { domainXml, type DomainNic } from './domain-xml.js';
+import { inspectGuest, type GuestFacts } from './inspect.js';
+import { createOverlay, discardOverlay, overlayUsage, commitOverlay, type Overlay, type OverlayUsage } from './overlay.js';
+import { runVirtV2vInPlace } from './virt-v2v.js';
+
+export interface ConversionRequest {
+  readonly name: string;
+  readonly firmware: Firmware;
+  readonly memoryMiB: number;
+  readonly cpus: number;
+  /** The raw image files, in guest (boot) order, with the bus the source gave each. */
+  readonly disks: ReadonlyArray<{ readonly path: string; readonly bus: DiskBus }>;
+  readonly nics: readonly DomainNic[];
+  /** For the overlays and the domain XML; created, and emptied afterwards. */
+  readonly workDir: string;
+  /** The full conversion log (virt-v2v verbose output). */
+  readonly logFile: string;
+  readonly signal: AbortSignal;
+  /** Steps for the progress stream: virt-v2v's messages, inspection, commit. */
+  readonly onStep?: (text: string) => void;
+  readonly onWarning?: (text: string) => void;
+  readonly additions?: GuestAdditions;
+}
+
+export type ConversionResult =
+  | {
+      readonly kind: 'converted';
+      /** Overlays holding the conversion, one per disk in request order; commit or discard them. */
+      readonly overlays: readonly Overlay[];
+      readonly facts: GuestFacts;
+      /** What the overlays hold, summed: the data committing writes, the areas it turns into holes. */
+      readonly usage: OverlayUsage;
+      /** virt-v2v's name for the source OS, e.g. "Debian GNU/Linux 12 (bookworm)". */
+      readonly source: string;
+      /** What the guest additions did, one line each. */
+      readonly added: readonly string[];
+    }
+  | { readonly kind: 'no-os'; readonly reason: string };
+
+export async function convertGuest(req: ConversionRequest): Promise<ConversionResult> {
+  if (req.disks.length === 0) throw new OneswapError('usage', `${req.name}: no disks to convert`);
+  await checkAppliance();
+  await checkAdditions(req.additions);
+  await mkdir(req.workDir, { recursive: true, mode: 0o700 });
+  const overlays: Overlay[] = [];
+  let keep = false;
+  try {
+    for (const [i, d] of req.disks.entries()) overlays.push(await createOverlay(d.path, req.workDir, i, req.signal));
+    const xmlPath = join(req.workDir, 'domain.xml');
+    await writeFile(
+      xmlPath,
+      domainXml({
+        name: req.name,
+        memoryMiB: req.memoryMiB,
+        cpus: req.cpus,
+        firmware: req.firmware,
+        disks: overlays.map((o, i) => ({ path: o.path, format: 'qcow2', bus: req.disks[i]!.bus })),
+        nics: req.nics,
+      }),
+      { mode: 0o600 },
+    );
+    const ran = await runVirtV2vInPlace({
+      domainXmlPath: xmlPath,
+      logFile: req.logFile,
+      signal: req.signal,
+      ...(req.onStep ? { onMessage: req.onStep } : {}),
+      ...(req.onWarning ? { onWarning: req.onWarning } : {}),
+    });
+    if (ran.kind === 'no-os') return ran;
+    req.onStep?.('Inspecting the converted guest');
+    const facts = await inspectGuest(
+      overlays.map((o) => ({ path: o.path, format: 'qcow2' as const })),
+      req.signal,
+    );
+    if (facts === undefined) throw new OneswapError('conversion', `${req.name}: after conversion no operating system is found on the disks; full log: ${req.logFile}`);
+    let added: string[] = [];
+    if (hasAdditions(req.additions)) {
+      req.onStep?.('Adding the requested guest additions (virt-customize)');
+      added = await applyAdditions(overlays.map((o) => ({ path: o.path, format: 'qcow2' as const })), facts.type, req.additions, req.signal);
+    }
+    const usages = await Promise.all(overlays.map((o) => overlayUsage(o, req.signal)));
+    const usage = { dataBytes: usages.reduce((s, u) => s + u.dataBytes, 0), zeroedBytes: usages.reduce((s, u) => s + u.zeroedBytes, 0) };
+    keep = true;
+    return { kind: 'converted', overlays, facts, usage, source: ran.source || facts.productName, added };
+  } finally {
+    if (!keep) {
+      for (const o of overlays) await discardOverlay(o);
+      await rm(join(req.workDir, 'domain.xml'), { force: true });
+    }
+  }
+}
+
+/**
+ * Writes the conversion into the image files. Idempotent: an interrupted commit is run again
+ * from the same overlays, which are deleted only once every one is committed.
+ */
+export async function commitConversion(overlays: readonly Overlay[], signal?: AbortSignal): Promise<void> {
+  for (const o of overlays) await commitOverlay(o, signal);
+  for (const o of overlays) await discardOverlay(o);
+}
+
+export async function discardConversion(overlays: readonly Overlay[]): Promise<void> {
+  for (const o of overlays) await discardOverlay(o);
+}

@@ -1,0 +1,12 @@
+// convert: makes a copied VMware guest boot on KVM, in place on the image files and overlay-safe.
+// virt-v2v-in-place (Debian's 2.2) runs over a qcow2 overlay per disk, reading the libvirt XML
+// built here; the caller commits the overlays into the images only after success, so a failed
+// conversion leaves every image byte-identical to the copy. Inspection of the result gives the
+// guest facts (OS, virtio drivers) that decide the VM template's device models.
+
+export { convertGuest, commitConversion, discardConversion, type ConversionRequest, type ConversionResult } from './convert.js';
+export { type GuestFacts } from './inspect.js';
+export { type Overlay, type OverlayUsage } from './overlay.js';
+export { domainXml, type DomainSpec, type DomainDisk, type DomainNic } from './domain-xml.js';
+export { checkAppliance } from './appliance.js';
+export { checkAdditions, type GuestAdditions } from './additions.js';

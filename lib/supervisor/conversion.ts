@@ -1,0 +1,147 @@
+// The convert phase on OpenNebula images, shared by `oneswap import` and `oneswap convert`:
+// conversion over overlays (lib/convert), then the commit into the image files, then the guest
+// facts recorded on the images. A commit marker in the work directory makes a crash during the
+// commit safe: the next run finishes that commit before anything else touches the images.
+
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { convertGuest, commitConversion, type GuestAdditions, type GuestFacts, type Overlay, type OverlayUsage } from '../convert/index.js';
+import type { DomainNic } from '../convert/index.js';
+import type { DiskBus, Firmware } from '../input/index.js';
+import type { OneClient } from '../one/index.js';
+import { recordConversion, type ConvertedGuest } from '../output/index.js';
+import type { EventSink } from './events.js';
+
+export interface ImageToConvert {
+  readonly id: number;
+  readonly path: string;
+  readonly bus: DiskBus;
+}
+
+export interface ConvertImagesRequest {
+  /** Label of the VM in events and log names. */
+  readonly vm: string;
+  /** In guest (boot) order. */
+  readonly images: readonly ImageToConvert[];
+  readonly firmware: Firmware;
+  readonly memoryMiB: number;
+  readonly cpus: number;
+  readonly nics: readonly DomainNic[];
+  readonly stateDir: string;
+  readonly logDir: string;
+  readonly runId: string;
+  readonly additions?: GuestAdditions;
+}
+
+export interface ConvertImagesContext {
+  readonly one: OneClient;
+  readonly emit: EventSink;
+  readonly signal: AbortSignal;
+}
+
+export type ImagesConversion =
+  | { readonly kind: 'converted'; readonly guest: ConvertedGuest; readonly usage: OverlayUsage; readonly logFile: string; readonly resumedCommit: boolean }
+  | { readonly kind: 'no-os'; readonly reason: string; readonly logFile: string };
+
+/** The commit marker: written before the first overlay is committed, removed after the last. */
+interface CommitMarker {
+  readonly version: 1;
+  readonly imageIds: number[];
+  readonly overlays: Overlay[];
+  readonly guest: ConvertedGuest;
+  readonly usage: OverlayUsage;
+}
+
+/** Work directory of a conversion: keyed by the images, so import and convert share it. */
+export function conversionWorkDir(stateDir: string, imageIds: readonly number[]): string {
+  return join(stateDir, 'convert', `images-${imageIds.join('-')}`);
+}
+
+export function conversionLogFile(logDir: string, runId: string, vm: string): string {
+  return join(logDir, `${runId}-${vm.replace(/[^A-Za-z0-9._-]+/g, '_')}-convert.log`);
+}
+
+/**
+ * Conversions of one process run one at a time: a libguestfs appliance takes about 2 GB, and
+ * without KVM one conversion already keeps both cores of a small frontend busy. Copies of other
+ * VMs go on meanwhile.
+ */
+let queue: Promise<unknown> = Promise.resolve();
+
+export function convertImages(ctx: ConvertImagesContext, req: ConvertImagesRequest): Promise<ImagesConversion> {
+  const run = queue.then(
+    () => convertImagesNow(ctx, req),
+    () => convertImagesNow(ctx, req),
+  );
+  queue = run.catch(() => undefined);
+  return run;
+}
+
+async function convertImagesNow(ctx: ConvertImagesContext, req: ConvertImagesRequest): Promise<ImagesConversion> {
+  ctx.signal.throwIfAborted();
+  const ids = req.images.map((i) => i.id);
+  const workDir = conversionWorkDir(req.stateDir, ids);
+  const markerFile = join(workDir, 'commit.json');
+  const log = (message: string, level: 'info' | 'warn' = 'info'): void => ctx.emit({ type: 'log', level, vm: req.vm, message });
+
+  const pending = await readMarker(markerFile);
+  if (pending) {
+    log(`an earlier run was committing the conversion into images ${ids.join(', ')}; finishing that commit`, 'warn');
+    await commitConversion(pending.overlays, ctx.signal);
+    await recordConversion(ctx.one, ids, pending.guest);
+    await rm(workDir, { recursive: true, force: true });
+    return { kind: 'converted', guest: pending.guest, usage: pending.usage, logFile: '', resumedCommit: true };
+  }
+
+  await mkdir(req.logDir, { recursive: true, mode: 0o700 });
+  const logFile = conversionLogFile(req.logDir, req.runId, req.vm);
+  log(`converting the guest in place (virt-v2v-in-place over qcow2 overlays; full log: ${logFile})`);
+  const result = await convertGuest({
+    name: req.vm,
+    firmware: req.firmware,
+    memoryMiB: req.memoryMiB,
+    cpus: req.cpus,
+    disks: req.images.map((i) => ({ path: i.path, bus: i.bus })),
+    nics: req.nics,
+    workDir,
+    logFile,
+    signal: ctx.signal,
+    onStep: (text) => log(`convert: ${text}`),
+    onWarning: (text) => log(`convert: ${text.replace(/\s+/g, ' ')}`, 'warn'),
+    ...(req.additions ? { additions: req.additions } : {}),
+  });
+  if (result.kind === 'no-os') {
+    await rm(workDir, { recursive: true, force: true });
+    return { kind: 'no-os', reason: result.reason, logFile };
+  }
+  for (const line of result.added) log(`convert: ${line}`);
+  const guest = convertedGuest(result.facts);
+  const marker: CommitMarker = { version: 1, imageIds: ids, overlays: [...result.overlays], guest, usage: result.usage };
+  await writeFile(markerFile, JSON.stringify(marker), { mode: 0o600 });
+  log(`convert: committing ${result.usage.dataBytes} bytes of changes into images ${ids.join(', ')} (and ${result.usage.zeroedBytes} bytes of trimmed free space as holes)`);
+  await commitConversion(result.overlays, ctx.signal);
+  await recordConversion(ctx.one, ids, guest);
+  await rm(workDir, { recursive: true, force: true });
+  return { kind: 'converted', guest, usage: result.usage, logFile, resumedCommit: false };
+}
+
+function convertedGuest(f: GuestFacts): ConvertedGuest {
+  return { productName: f.productName, distro: f.distro, osinfo: f.osinfo, arch: f.arch, virtioBlock: f.virtioBlock, virtioNet: f.virtioNet };
+}
+
+async function readMarker(file: string): Promise<CommitMarker | undefined> {
+  try {
+    const m = JSON.parse(await readFile(file, 'utf8')) as CommitMarker;
+    return m.version === 1 ? m : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** One line for the progress stream once a conversion is through. */
+export function describeConversion(r: ImagesConversion): string {
+  if (r.kind === 'no-os') return `no operating system found (data disks only): not converted`;
+  const g = r.guest;
+  const devices = `${g.virtioBlock ? 'virtio-blk' : 'no virtio-blk'}, ${g.virtioNet ? 'virtio-net' : 'no virtio-net'}`;
+  return `${g.productName || g.distro || 'guest'} (${g.arch || '?'}; ${devices}); ${r.usage.dataBytes} bytes written into the images, ${r.usage.zeroedBytes} bytes of free space trimmed${r.resumedCommit ? ' (finished an interrupted commit)' : ''}`;
+}
