@@ -61,7 +61,9 @@ export async function applyAdditions(
     });
   }
   const args: string[] = [];
-  for (const d of disks) args.push('--format', d.format, '-a', d.path);
+  // virt-customize 1.48 adds its -a disks in reverse order: given in order, the boot disk of a
+  // two-disk guest becomes /dev/sdb and the guest's fstab ("/dev/sda1 /") no longer mounts.
+  for (const d of [...disks].reverse()) args.push('--format', d.format, '-a', d.path);
   const done: string[] = [];
   if (a.contextPackage !== undefined) {
     args.push('--mkdir', GUEST_DIR, '--copy-in', `${a.contextPackage}:${GUEST_DIR}`, '--firstboot-command', installCommand(a.contextPackage));

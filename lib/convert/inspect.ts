@@ -122,7 +122,14 @@ async function mountReadOnly(gf: Fish, root: string): Promise<void> {
     .filter((m): m is RegExpExecArray => m !== null)
     .map((m) => ({ mp: m[1]!, dev: m[2]! }))
     .sort((a, b) => a.mp.length - b.mp.length);
-  for (const p of points) await gf('mount-ro', p.dev, p.mp).catch(() => undefined); // a missing /boot/efi is not fatal
+  for (const p of points) {
+    try {
+      await gf('mount-ro', p.dev, p.mp);
+    } catch (err) {
+      // Without "/" every answer below would be a silent "no"; a missing /boot/efi is not fatal.
+      if (p.mp === '/') throw new OneswapError('conversion', `guest inspection could not mount the root filesystem ${p.dev}: ${(err as Error).message}`);
+    }
+  }
 }
 
 /** PRETTY_NAME of /etc/os-release, e.g. "Debian GNU/Linux 12 (bookworm)", or "". */

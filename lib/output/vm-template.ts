@@ -48,7 +48,6 @@ const OVMF_SECBOOT_6X = '/usr/share/OVMF/OVMF_CODE.secboot.fd';
 export function buildVmTemplate(input: VmTemplateInput): Template {
   const { vm, guest } = input;
   const virtioBlock = guest?.virtioBlock ?? false;
-  const virtioNet = guest?.virtioNet ?? false;
   const t = new Template();
   t.add('NAME', input.name);
   t.add('HYPERVISOR', 'kvm');
@@ -63,7 +62,7 @@ export function buildVmTemplate(input: VmTemplateInput): Template {
   for (const d of disks) t.add('DISK', { IMAGE_ID: d.imageId, DEV_PREFIX: virtioBlock ? 'vd' : 'sd' });
 
   for (const n of [...input.nics].sort((a, b) => a.nic.index - b.nic.index)) {
-    const nic: Record<string, string | number> = { NETWORK_ID: n.networkId, MODEL: virtioNet ? 'virtio' : nicModel(n.nic.adapter) };
+    const nic: Record<string, string | number> = { NETWORK_ID: n.networkId, MODEL: nicModelFor(n.nic.adapter, guest) };
     if (n.mac) nic.MAC = n.mac;
     t.add('NIC', nic);
   }
@@ -109,6 +108,16 @@ function osVector(input: VmTemplateInput, virtioBlock: boolean): Record<string, 
   // without new drivers.
   if (!virtioBlock) os.SD_DISK_BUS = 'sata';
   return os;
+}
+
+/**
+ * virtio when the guest has the driver. A converted guest without it gets e1000, which every OS
+ * drives out of the box (the conversion removed VMware Tools, and with them Windows' vmxnet3
+ * driver); an unconverted guest keeps the model it has drivers for.
+ */
+function nicModelFor(adapter: NicAdapter, guest: ConvertedGuest | undefined): string {
+  if (guest === undefined) return nicModel(adapter);
+  return guest.virtioNet ? 'virtio' : 'e1000';
 }
 
 /** QEMU models for the NICs a VMware guest already has drivers for. */

@@ -139,7 +139,7 @@ describe('guest conversion in place on the image files', { skip, timeout: 40 * 6
     const ev = events(r.stdout);
     const conv = ev.filter((e) => e.type === 'phase' && e.phase === 'convert');
     assert.deepEqual(conv.map((e) => e.state), ['start', 'done']);
-    assert.ok(ev.some((e) => e.type === 'log' && /convert: Converting Debian GNU\/Linux 12/.test(e.message ?? '')), 'virt-v2v steps reach the progress stream');
+    assert.ok(ev.some((e) => e.type === 'log' && /convert: Converting .* to run on KVM/.test(e.message ?? '')), 'virt-v2v steps reach the progress stream');
     const result = resultOf(r.stdout);
     const [bootId, dataId] = result.imageIds!;
     const bootImg = oned.image(bootId!)!;

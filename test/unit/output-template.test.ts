@@ -85,7 +85,7 @@ test('converted guests get virtio; BIOS on 7.x; UEFI path on 6.x', () => {
   assert.equal(six.vector('OS')!.get('FIRMWARE'), '/usr/share/OVMF/OVMF_CODE.fd');
 });
 
-test('a guest with virtio disk drivers but no virtio-net driver keeps its NIC model', () => {
+test('a converted guest with virtio disk drivers but no virtio-net driver gets e1000 NICs', () => {
   const t = buildVmTemplate({
     name: 'x',
     vm,
@@ -96,7 +96,7 @@ test('a guest with virtio disk drivers but no virtio-net driver keeps its NIC mo
     importedAt: new Date(),
   });
   assert.equal(t.vectors('DISK')[0]!.get('DEV_PREFIX'), 'vd');
-  assert.equal(t.vectors('NIC')[0]!.get('MODEL'), 'vmxnet3');
+  assert.equal(t.vectors('NIC')[0]!.get('MODEL'), 'e1000');
   assert.equal(t.vector('FEATURES')!.get('GUEST_AGENT'), undefined);
 });
 
