@@ -5,8 +5,10 @@
 // Prints wall time, CPU, peak RSS, the bytes each writes into the disk the VM will use (oneswap:
 // the overlay data committed into the image; virt-v2v: the new disk it writes) and the scratch
 // space each needs (oneswap: the overlay file). Bytes are read off the files, not off /proc io:
-// both tools write through qemu and nbdkit processes that are not children of the command. The libguestfs appliance is built before the contenders run, so
-// neither pays for that. About 8 minutes without KVM (both run under TCG emulation).
+// both tools write through qemu and nbdkit processes that are not children of the command.
+// The libguestfs appliance is built before the contenders run, so neither pays for that.
+// About 5 minutes without KVM (both run under TCG emulation), plus the
+// guest build the first time.
 
 import { mkdtemp, mkdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';

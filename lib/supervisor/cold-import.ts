@@ -111,7 +111,7 @@ export async function coldImportVm(ctx: ColdImportContext, vmName: string, opts:
       await phase('shutdown', async () => {
         journal!.data.shutDownByUs = true;
         await journal!.flush();
-        await ctx.vsphere.shutdownGuest(summary!.ref, opts.shutdownTimeoutMs);
+        await ctx.vsphere.shutdownGuest(summary!.ref, opts.shutdownTimeoutMs, ctx.signal);
       });
     }
 

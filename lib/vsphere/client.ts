@@ -204,8 +204,8 @@ export class VSphereClient {
   }
 
   /** Guest shutdown through VMware Tools, then waits up to timeoutMs for poweredOff. */
-  async shutdownGuest(vmRef: MoRef, timeoutMs: number): Promise<void> {
-    return this.power.shutdownGuest(vmRef, timeoutMs);
+  async shutdownGuest(vmRef: MoRef, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    return this.power.shutdownGuest(vmRef, timeoutMs, signal);
   }
 
   async powerOff(vmRef: MoRef): Promise<void> {

@@ -33,8 +33,8 @@ export class PowerControl {
     return readPowerState(text(props.get('runtime.powerState')));
   }
 
-  /** Asks the guest OS to shut down through VMware Tools and waits until the VM is off. */
-  async shutdownGuest(vm: MoRef, timeoutMs: number): Promise<void> {
+  /** Asks the guest OS to shut down through VMware Tools and waits until the VM is off (or `signal` aborts the wait). */
+  async shutdownGuest(vm: MoRef, timeoutMs: number, signal?: AbortSignal): Promise<void> {
     if ((await this.powerState(vm)) === 'poweredOff') return;
     try {
       await this.transport.call('ShutdownGuest', vm);
@@ -42,7 +42,7 @@ export class PowerControl {
       // The guest may have gone down on its own between the two calls.
       if (!(isFault(err, 'InvalidPowerState') && (await this.powerState(vm)) === 'poweredOff')) throw err;
     }
-    await this.waitForPowerState(vm, 'poweredOff', timeoutMs, 'after ShutdownGuest; the guest ignored the request or is still shutting down: retry, or power the VM off');
+    await this.waitForPowerState(vm, 'poweredOff', timeoutMs, 'after ShutdownGuest; the guest ignored the request or is still shutting down: retry, or power the VM off', signal);
   }
 
   async powerOff(vm: MoRef): Promise<void> {
@@ -68,7 +68,7 @@ export class PowerControl {
     }
   }
 
-  async waitForPowerState(vm: MoRef, wanted: PowerState, timeoutMs: number, advice = 'after the request; check the VM in vCenter'): Promise<void> {
+  async waitForPowerState(vm: MoRef, wanted: PowerState, timeoutMs: number, advice = 'after the request; check the VM in vCenter', signal?: AbortSignal): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const state = await this.powerState(vm);
@@ -76,7 +76,11 @@ export class PowerControl {
       if (Date.now() >= deadline) {
         throw new OneswapError('conflict', `VM ${vm.value} (vCenter ${this.host}) is still ${state}, not ${wanted}, ${Math.round(timeoutMs / 1000)} s ${advice}`);
       }
-      await sleep(Math.min(this.pollMs, Math.max(0, deadline - Date.now())));
+      try {
+        await sleep(Math.min(this.pollMs, Math.max(0, deadline - Date.now())), undefined, signal ? { signal } : {});
+      } catch {
+        throw new OneswapError('interrupted', `stopped waiting for VM ${vm.value} to be ${wanted} (it was ${state})`);
+      }
     }
   }
 }
