@@ -23,6 +23,8 @@ export interface GuestFacts {
   readonly hostname: string;
   readonly virtioBlock: boolean;
   readonly virtioNet: boolean;
+  /** 'efi' when a disk carries an EFI system partition, else 'bios'. */
+  readonly firmware: 'bios' | 'efi';
 }
 
 export interface InspectTarget {
@@ -58,12 +60,13 @@ export async function inspectGuest(disks: readonly InspectTarget[], signal?: Abo
       osinfo: (await get('osinfo')).replace(/^unknown$/, ''),
       hostname: (await get('hostname')).replace(/^unknown$/, ''),
     };
+    const firmware = (await hasEfiSystemPartition(gf)) ? ('efi' as const) : ('bios' as const);
     await mountReadOnly(gf, root);
     const drivers = type === 'windows' ? await windowsVirtio(gf, root) : type === 'linux' ? await linuxVirtio(gf) : { virtioBlock: false, virtioNet: false };
     // libguestfs gives Debian's product name as the bare /etc/debian_version ("12.15").
     const pretty = type === 'linux' ? await osReleaseName(gf) : '';
     const productName = pretty || (/^[\d.]+$/.test(facts.productName) ? `${facts.distro} ${facts.productName}` : facts.productName);
-    return { ...facts, productName, ...drivers };
+    return { ...facts, productName, firmware, ...drivers };
   } finally {
     await gf('exit').catch(() => {
       try {
@@ -130,6 +133,22 @@ async function mountReadOnly(gf: Fish, root: string): Promise<void> {
       if (p.mp === '/') throw new OneswapError('conversion', `guest inspection could not mount the root filesystem ${p.dev}: ${(err as Error).message}`);
     }
   }
+}
+
+const ESP_GPT_TYPE = 'C12A7328-F81F-11D2-BA4B-00A0C93EC93B';
+
+/** A GPT partition of the EFI system type (or an MBR partition of type 0xef) on any disk. */
+async function hasEfiSystemPartition(gf: Fish): Promise<boolean> {
+  const parts = (await gf('list-partitions').catch(() => '')).split('\n').map((l) => l.trim()).filter(Boolean);
+  for (const part of parts) {
+    const dev = (await gf('part-to-dev', part).catch(() => '')).trim();
+    const n = (await gf('part-to-partnum', part).catch(() => '')).trim();
+    if (!dev || !n) continue;
+    const table = (await gf('part-get-parttype', dev).catch(() => '')).trim();
+    if (table === 'gpt' && (await gf('part-get-gpt-type', dev, n).catch(() => '')).trim().toUpperCase() === ESP_GPT_TYPE) return true;
+    if (table === 'msdos' && Number((await gf('part-get-mbr-id', dev, n).catch(() => '0')).trim()) === 0xef) return true;
+  }
+  return false;
 }
 
 /** PRETTY_NAME of /etc/os-release, e.g. "Debian GNU/Linux 12 (bookworm)", or "". */

@@ -167,6 +167,7 @@ export async function recordConversion(one: OneClient, ids: readonly number[], g
         ONESWAP_GUEST_ARCH: guest.arch,
         ONESWAP_GUEST_VIRTIO_BLK: guest.virtioBlock ? 'YES' : 'NO',
         ONESWAP_GUEST_VIRTIO_NET: guest.virtioNet ? 'YES' : 'NO',
+        ONESWAP_GUEST_FIRMWARE: guest.firmware,
         DEV_PREFIX: guest.virtioBlock ? 'vd' : 'sd',
       }),
       'merge',
@@ -185,6 +186,7 @@ export function convertedGuestOf(image: OneImage): ConvertedGuest | undefined {
     arch: t.get('ONESWAP_GUEST_ARCH') ?? '',
     virtioBlock: t.get('ONESWAP_GUEST_VIRTIO_BLK') === 'YES',
     virtioNet: t.get('ONESWAP_GUEST_VIRTIO_NET') === 'YES',
+    firmware: t.get('ONESWAP_GUEST_FIRMWARE') === 'efi' ? 'efi' : 'bios',
   };
 }
 

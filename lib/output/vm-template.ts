@@ -25,6 +25,8 @@ export interface ConvertedGuest {
   readonly arch: string;
   readonly virtioBlock: boolean;
   readonly virtioNet: boolean;
+  /** What the disks show: an EFI system partition or not. */
+  readonly firmware: 'bios' | 'efi';
 }
 
 export interface VmTemplateInput {

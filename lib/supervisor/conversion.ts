@@ -115,6 +115,11 @@ async function convertImagesNow(ctx: ConvertImagesContext, req: ConvertImagesReq
     return { kind: 'no-os', reason: result.reason, logFile };
   }
   for (const line of result.added) log(`convert: ${line}`);
+  if (result.facts.firmware !== req.firmware) {
+    // The VM booted with the source's firmware, which is what the template keeps; say so when the
+    // disks suggest the other one (a BIOS guest with a leftover ESP, or a UEFI VM without one).
+    log(`the source VM boots with ${req.firmware.toUpperCase()} but its disks ${result.facts.firmware === 'efi' ? 'carry' : 'carry no'} EFI system partition; the template keeps ${req.firmware.toUpperCase()}`, 'warn');
+  }
   const guest = convertedGuest(result.facts);
   const marker: CommitMarker = { version: 1, imageIds: ids, overlays: [...result.overlays], guest, usage: result.usage };
   await writeFile(markerFile, JSON.stringify(marker), { mode: 0o600 });
@@ -126,7 +131,7 @@ async function convertImagesNow(ctx: ConvertImagesContext, req: ConvertImagesReq
 }
 
 function convertedGuest(f: GuestFacts): ConvertedGuest {
-  return { productName: f.productName, distro: f.distro, osinfo: f.osinfo, arch: f.arch, virtioBlock: f.virtioBlock, virtioNet: f.virtioNet };
+  return { productName: f.productName, distro: f.distro, osinfo: f.osinfo, arch: f.arch, virtioBlock: f.virtioBlock, virtioNet: f.virtioNet, firmware: f.firmware };
 }
 
 async function readMarker(file: string): Promise<CommitMarker | undefined> {

@@ -112,6 +112,7 @@ describe('guest conversion in place on the image files', { skip, timeout: 40 * 6
     assert.equal(after.template.get('ONESWAP_STATE'), 'CONVERTED');
     assert.equal(after.template.get('ONESWAP_GUEST_VIRTIO_BLK'), 'YES');
     assert.equal(after.template.get('ONESWAP_GUEST_DISTRO'), 'debian');
+    assert.equal(after.template.get('ONESWAP_GUEST_FIRMWARE'), 'bios', 'no EFI system partition on an MBR/grub guest');
     assert.equal(after.template.get('DEV_PREFIX'), 'vd');
     assert.notEqual(await sha256File(after.source), retried.disks[0]!.sha256, 'the conversion was committed into the image');
 

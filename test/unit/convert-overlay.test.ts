@@ -52,7 +52,7 @@ test('a commit cut short by a crash is finished from its marker before anything 
   await mkdir(work, { recursive: true });
   const ov = await createOverlay(base, work, 0);
   await execa('qemu-io', ['-f', 'qcow2', '-c', `write -P 0x33 0 ${MiB}`, ov.path]);
-  const guest = { productName: 'Debian GNU/Linux 12 (bookworm)', distro: 'debian', osinfo: 'debian12', arch: 'x86_64', virtioBlock: true, virtioNet: true };
+  const guest = { productName: 'Debian GNU/Linux 12 (bookworm)', distro: 'debian', osinfo: 'debian12', arch: 'x86_64', virtioBlock: true, virtioNet: true, firmware: 'bios' };
   await writeFile(join(work, 'commit.json'), JSON.stringify({ version: 1, imageIds: [7], overlays: [ov], guest, usage: { dataBytes: MiB, zeroedBytes: 0 } }));
 
   const updates: Array<{ id: number; xml: string }> = [];

@@ -66,7 +66,7 @@ test('VM template carries CPU, topology, memory, disks in order, NICs, firmware,
   assert.match(t.toXml(), /web &lt;front&gt; &amp; "cache"/);
 });
 
-const debian = { productName: 'Debian GNU/Linux 12 (bookworm)', distro: 'debian', osinfo: 'debian12', arch: 'x86_64', virtioBlock: true, virtioNet: true };
+const debian = { productName: 'Debian GNU/Linux 12 (bookworm)', distro: 'debian', osinfo: 'debian12', arch: 'x86_64', virtioBlock: true, virtioNet: true, firmware: 'bios' as const };
 
 test('converted guests get virtio; BIOS on 7.x; UEFI path on 6.x', () => {
   const base = { name: 'x', disks: [{ disk: vm.disks[0]!, imageId: 1 }], nics: [{ nic: vm.nics[0]!, networkId: 1 }], importedAt: new Date() };
