@@ -208,10 +208,7 @@ export class DatastoreHttp {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
-        socket.off('end', onGone);
-        socket.off('close', onGone);
-        socket.off('error', onError);
-        signal?.removeEventListener('abort', onAbort);
+        unwatch();
         if (outcome instanceof Error || outcome === 'stale' || outcome === 'fallback') {
           agent.releaseRaw(lease, false);
           if (outcome instanceof Error) reject(outcome);
@@ -251,11 +248,8 @@ export class DatastoreHttp {
       const onError = (err: Error): void => gone(err);
       const onAbort = (): void => settle(new OneswapError('interrupted', `${call} on vCenter ${endpointLabel(this.endpoint)} was cancelled`));
       const timer = setTimeout(() => settle(timeoutError(this.endpoint, call, this.timeoutMs)), this.timeoutMs);
+      const unwatch = watchLease(lease, signal, { gone: onGone, error: onError, abort: onAbort });
       lease.read(onChunk);
-      socket.once('end', onGone);
-      socket.once('close', onGone);
-      socket.once('error', onError);
-      signal?.addEventListener('abort', onAbort, { once: true });
       if (signal?.aborted) {
         onAbort();
         return;
@@ -282,10 +276,7 @@ export class DatastoreHttp {
       if (released) return;
       released = true;
       clearTimeout(timer);
-      socket.off('end', onGone);
-      socket.off('close', onGone);
-      socket.off('error', onError);
-      signal?.removeEventListener('abort', onAbort);
+      unwatch();
       agent.releaseRaw(lease, reusable);
     };
     const fail = (err: Error): void => {
@@ -361,11 +352,8 @@ export class DatastoreHttp {
       timer = setTimeout(check, this.timeoutMs).unref();
     };
     let timer = setTimeout(check, 0).unref();
+    const unwatch = watchLease(lease, signal, { gone: onGone, error: onError, abort: onAbort });
     lease.read(onChunk);
-    socket.once('end', onGone);
-    socket.once('close', onGone);
-    socket.once('error', onError);
-    signal?.addEventListener('abort', onAbort, { once: true });
     if (signal?.aborted) onAbort();
     return out;
   }
@@ -503,4 +491,23 @@ function parseHead(text: string): { status: number; headers: Map<string, string>
   const connection = (headers.get('connection') ?? '').toLowerCase();
   const keepAlive = m[1] === '1' ? !/\bclose\b/.test(connection) : /\bkeep-alive\b/.test(connection);
   return { status: Number(m[2]), headers, keepAlive };
+}
+
+/**
+ * Ties the end, close and error of a leased socket, and the caller's abort, to the handlers of
+ * one raw read (its head or its body); returns what unties them, once the read lets go of the
+ * socket.
+ */
+function watchLease(lease: RawLease, signal: AbortSignal | undefined, on: { gone: () => void; error: (err: Error) => void; abort: () => void }): () => void {
+  const { socket } = lease;
+  socket.once('end', on.gone);
+  socket.once('close', on.gone);
+  socket.once('error', on.error);
+  signal?.addEventListener('abort', on.abort, { once: true });
+  return () => {
+    socket.off('end', on.gone);
+    socket.off('close', on.gone);
+    socket.off('error', on.error);
+    signal?.removeEventListener('abort', on.abort);
+  };
 }
