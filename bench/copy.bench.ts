@@ -234,7 +234,7 @@ async function main(): Promise<void> {
         : [
             `        CBT on, less the ${cbtPhases.areasSeconds.toFixed(1)} s it waited for the simulator's CBT map: ` +
               `${ratio(oursCbt, incumbent, cbtPhases.areasSeconds)}x incumbent, ${ratio(oursCbt, curl, cbtPhases.areasSeconds)}x curl`,
-            `        (the simulator hashes the whole disk at each snapshot: ${hashing.toFixed(1)} s for this VM measured alone; ESXi keeps a change bitmap)`,
+            `        (the simulator hashes the disk's data at each snapshot: ${hashing.toFixed(1)} s for this VM measured alone; ESXi keeps a change bitmap)`,
           ]),
       check('network, CBT on, vs data <= 1.05', oursCbt.ok, oursCbt.networkBytes / dataBytes, 1.05),
       check('written, CBT on, vs data <= 1.0 (+1 %)', oursCbt.ok, oursCbt.writtenBytes / dataBytes, 1.01),

@@ -3,9 +3,10 @@
 // --no-convert. Nothing is copied again; the images are only written when conversion succeeded.
 
 import { join } from 'node:path';
-import { access, constants } from 'node:fs/promises';
 import { OneswapError, describeError } from '../errors/index.js';
-import type { DiskBus, Firmware } from '../input/index.js';
+import type { Firmware } from '../input/index.js';
+import { checkAdditions } from '../convert/index.js';
+import { checkConvertible, importedDiskOf } from '../output/index.js';
 import type { OneClient, OneImage } from '../one/index.js';
 import { openRunLog } from '../progress/index.js';
 import { convertImages, defaultStateDir, describeConversion, fanOut, newRunId } from '../supervisor/index.js';
@@ -18,13 +19,13 @@ export interface ConvertCliOptions extends RunCliOptions {
   firmware?: string;
 }
 
-const BUSES: readonly DiskBus[] = ['scsi', 'sata', 'ide', 'nvme'];
-
 export async function runConvert(o: ConvertCliOptions, signal: AbortSignal): Promise<number> {
   const ids = o.image.flatMap((v) => v.split(',')).map((v) => v.trim()).filter(Boolean);
   if ((ids.length === 0) === (o.vm === undefined))
     throw new OneswapError('usage', 'name the images to convert with --image ID[,ID...] (boot disk first) or --vm NAME, not both');
   const firmware = parseFirmware(o.firmware);
+  const additions = { contextPackage: o.contextPackage, guestAgent: o.guestAgent ?? false };
+  await checkAdditions(additions);
   const stateDir = o.stateDir ?? defaultStateDir();
   const logDir = o.logDir ?? join(stateDir, 'logs');
   const runId = newRunId();
@@ -38,7 +39,7 @@ export async function runConvert(o: ConvertCliOptions, signal: AbortSignal): Pro
       const images = o.vm !== undefined ? await imagesOfVm(one, o.vm) : await Promise.all(ids.map((id) => imageById(one, id)));
       for (const img of images) await checkConvertible(img);
       const boot = images[0]!;
-      const vm = o.vm ?? boot.template.get('ONESWAP_VM_NAME') ?? boot.name;
+      const vm = o.vm ?? importedDiskOf(boot).vmName ?? boot.name;
       const t0 = Date.now();
       emit({ type: 'phase', vm, phase: 'convert', state: 'start' });
       try {
@@ -46,15 +47,15 @@ export async function runConvert(o: ConvertCliOptions, signal: AbortSignal): Pro
           { one, emit, signal },
           {
             vm,
-            images: images.map((i) => ({ id: i.id, path: i.source, bus: busOf(i) })),
-            firmware: firmware ?? (boot.template.get('ONESWAP_FIRMWARE') === 'efi' ? 'efi' : 'bios'),
+            images: images.map((i) => ({ id: i.id, path: i.source, bus: importedDiskOf(i).bus })),
+            firmware: firmware ?? importedDiskOf(boot).firmware,
             memoryMiB: 2048,
             cpus: 2,
             nics: [],
             stateDir,
             logDir,
             runId,
-            additions: { contextPackage: o.contextPackage, guestAgent: o.guestAgent ?? false },
+            additions,
           },
         );
         if (r.kind === 'no-os') emit({ type: 'log', level: 'warn', vm, message: `no operating system found on images ${images.map((i) => i.id).join(', ')}: nothing converted (${r.reason})` });
@@ -92,29 +93,7 @@ async function imageById(one: OneClient, id: string): Promise<OneImage> {
 /** The images an import made for a VM, boot disk first. */
 async function imagesOfVm(one: OneClient, vm: string): Promise<OneImage[]> {
   const user = await one.whoami();
-  const mine = (await one.images(-3)).filter((i) => i.uid === user.id && i.template.get('ONESWAP_VM_NAME') === vm);
+  const mine = (await one.images(-3)).filter((i) => i.uid === user.id && importedDiskOf(i).vmName === vm);
   if (mine.length === 0) throw new OneswapError('not-found', `no images of yours were imported from a VM named "${vm}"`, { hint: 'list them with: oneimage list; or name them with --image ID,...' });
-  return mine.sort((a, b) => Number(a.template.get('ONESWAP_DISK_INDEX') ?? 0) - Number(b.template.get('ONESWAP_DISK_INDEX') ?? 0));
-}
-
-function busOf(image: OneImage): DiskBus {
-  const bus = image.template.get('ONESWAP_DISK_BUS') as DiskBus | undefined;
-  return bus !== undefined && BUSES.includes(bus) ? bus : 'scsi';
-}
-
-async function checkConvertible(img: OneImage): Promise<void> {
-  if (img.format !== 'raw') throw new OneswapError('usage', `image ${img.id} (${img.name}) is ${img.format || 'of unknown format'}; oneswap converts raw images`);
-  if (img.stateName === 'USED' || img.stateName === 'USED_PERS' || img.runningVms > 0)
-    throw new OneswapError('conflict', `image ${img.id} (${img.name}) is in use by VM ${img.vms.join(', ')}`, {
-      hint: 'a guest must not run while it is converted: terminate the VM (persistent images keep their data), then convert',
-    });
-  if (img.stateName !== 'READY') throw new OneswapError('conflict', `image ${img.id} (${img.name}) is ${img.stateName}, not READY`);
-  if (!img.source) throw new OneswapError('remote', `image ${img.id} (${img.name}) has no SOURCE`);
-  try {
-    await access(img.source, constants.R_OK | constants.W_OK);
-  } catch (err) {
-    throw new OneswapError('usage', `the file of image ${img.id} (${img.source}) is not ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'reachable from this host' : 'writable by this user'}`, {
-      hint: 'run oneswap convert on the OpenNebula frontend (or a host mounting the datastore at the same path), as oneadmin or root',
-    });
-  }
+  return mine.sort((a, b) => importedDiskOf(a).index - importedDiskOf(b).index);
 }

@@ -41,8 +41,6 @@ export type ConversionResult =
       readonly facts: GuestFacts;
       /** What the overlays hold, summed: the data committing writes, the areas it turns into holes. */
       readonly usage: OverlayUsage;
-      /** virt-v2v's name for the source OS, e.g. "Debian GNU/Linux 12 (bookworm)". */
-      readonly source: string;
       /** What the guest additions did, one line each. */
       readonly added: readonly string[];
     }
@@ -92,7 +90,7 @@ export async function convertGuest(req: ConversionRequest): Promise<ConversionRe
     const usages = await Promise.all(overlays.map((o) => overlayUsage(o, req.signal)));
     const usage = { dataBytes: usages.reduce((s, u) => s + u.dataBytes, 0), zeroedBytes: usages.reduce((s, u) => s + u.zeroedBytes, 0) };
     keep = true;
-    return { kind: 'converted', overlays, facts, usage, source: ran.source || facts.productName, added };
+    return { kind: 'converted', overlays, facts, usage, added };
   } finally {
     if (!keep) {
       for (const o of overlays) await discardOverlay(o);
@@ -107,9 +105,5 @@ export async function convertGuest(req: ConversionRequest): Promise<ConversionRe
  */
 export async function commitConversion(overlays: readonly Overlay[], signal?: AbortSignal): Promise<void> {
   for (const o of overlays) await commitOverlay(o, signal);
-  for (const o of overlays) await discardOverlay(o);
-}
-
-export async function discardConversion(overlays: readonly Overlay[]): Promise<void> {
   for (const o of overlays) await discardOverlay(o);
 }

@@ -4,6 +4,7 @@
 // device models. virt-v2v-inspector would run a second whole conversion for the same answers.
 
 import { OneswapError } from '../errors/index.js';
+import type { Firmware } from '../input/index.js';
 import { applianceEnv, applianceHint } from './appliance.js';
 import { spawn } from 'node:child_process';
 import { lastErrorLine, missingProgram, runTool } from './tools.js';
@@ -24,7 +25,7 @@ export interface GuestFacts {
   readonly virtioBlock: boolean;
   readonly virtioNet: boolean;
   /** 'efi' when a disk carries an EFI system partition, else 'bios'. */
-  readonly firmware: 'bios' | 'efi';
+  readonly firmware: Firmware;
 }
 
 export interface InspectTarget {
@@ -60,7 +61,7 @@ export async function inspectGuest(disks: readonly InspectTarget[], signal?: Abo
       osinfo: (await get('osinfo')).replace(/^unknown$/, ''),
       hostname: (await get('hostname')).replace(/^unknown$/, ''),
     };
-    const firmware = (await hasEfiSystemPartition(gf)) ? ('efi' as const) : ('bios' as const);
+    const firmware: Firmware = (await hasEfiSystemPartition(gf)) ? 'efi' : 'bios';
     await mountReadOnly(gf, root);
     const drivers = type === 'windows' ? await windowsVirtio(gf, root) : type === 'linux' ? await linuxVirtio(gf) : { virtioBlock: false, virtioNet: false };
     // libguestfs gives Debian's product name as the bare /etc/debian_version ("12.15").

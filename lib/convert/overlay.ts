@@ -3,9 +3,8 @@
 // into the image file and is idempotent, so an interrupted commit is simply run again; discarding
 // deletes the overlay and leaves the image exactly as the copy left it.
 
-import { rm, stat } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { OneswapError } from '../errors/index.js';
 import { runTool } from './tools.js';
 
 export interface Overlay {
@@ -48,14 +47,4 @@ export async function commitOverlay(overlay: Overlay, signal?: AbortSignal): Pro
 
 export async function discardOverlay(overlay: Overlay): Promise<void> {
   await rm(overlay.path, { force: true });
-}
-
-export async function overlayExists(overlay: Overlay): Promise<boolean> {
-  try {
-    await stat(overlay.path);
-    return true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw new OneswapError('usage', `cannot read the conversion overlay ${overlay.path}: ${(err as Error).message}`);
-  }
 }

@@ -19,7 +19,7 @@ export interface V2vRunOptions {
 }
 
 export type V2vOutcome =
-  | { readonly kind: 'converted'; readonly source: string }
+  | { readonly kind: 'converted' }
   | { readonly kind: 'no-os'; readonly reason: string };
 
 /** Machine-readable lines virt-v2v 2.2 prints on stdout, mixed with human ones. */
@@ -42,7 +42,6 @@ export async function runVirtV2vInPlace(opts: V2vRunOptions): Promise<V2vOutcome
   // The last lines of stderr, for the error: virt-v2v prints its own error last, libguestfs's
   // appliance errors just before it.
   const tail: string[] = [];
-  let source = '';
   let errorLine = '';
   const stdout = createInterface({ input: child.stdout });
   stdout.on('line', (line) => {
@@ -51,8 +50,6 @@ export async function runVirtV2vInPlace(opts: V2vRunOptions): Promise<V2vOutcome
     if (!msg?.message) return;
     if (msg.type === 'message') {
       opts.onMessage?.(msg.message);
-      const m = /^Converting (.+) to run on KVM/.exec(msg.message);
-      if (m) source = m[1]!;
     } else if (msg.type === 'warning') {
       opts.onWarning?.(msg.message);
     } else if (msg.type === 'error') {
@@ -78,7 +75,7 @@ export async function runVirtV2vInPlace(opts: V2vRunOptions): Promise<V2vOutcome
   if (exit.spawnError?.code === 'ENOENT') throw missingProgram(PROGRAM);
   if (exit.spawnError) throw new OneswapError('conversion', `${PROGRAM} could not start: ${exit.spawnError.message}`);
   if (opts.signal.aborted) throw new OneswapError('interrupted', `conversion stopped (${PROGRAM} was killed)`);
-  if (exit.code === 0) return { kind: 'converted', source };
+  if (exit.code === 0) return { kind: 'converted' };
   return classifyFailure(errorLine || findErrorLine(tail), tail, opts.logFile);
 }
 

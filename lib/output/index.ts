@@ -11,7 +11,9 @@ export {
   markImage,
   recordConversion,
   convertedGuestOf,
-  type ImageState,
+  importedDiskOf,
+  checkConvertible,
+  type ImportedDisk,
   removeImages,
   imageName,
   templateName,
@@ -20,4 +22,4 @@ export {
 } from './one-target.js';
 export { mapNics, parseNetworkMap, macInRange, type NicMapping, type NetworkCandidate } from './network-map.js';
 export { keepMacs, removeAddressRanges, type AddedAddressRange } from './mac-keeping.js';
-export { buildVmTemplate, logoFor, logoForDistro, type VmTemplateInput, type PlacedDisk, type PlacedNic, type ConvertedGuest } from './vm-template.js';
+export { buildVmTemplate, logoFor, type VmTemplateInput, type PlacedDisk, type PlacedNic, type ConvertedGuest } from './vm-template.js';

@@ -6,7 +6,7 @@ import { access, stat, constants } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { OneswapError } from '../errors/index.js';
 import { Template, sanitizeName, type OneClient, type OneDatastore, type OneImage } from '../one/index.js';
-import type { DiskDescription, VmDescription } from '../input/index.js';
+import type { DiskBus, DiskDescription, Firmware, VmDescription } from '../input/index.js';
 import type { ConvertedGuest } from './vm-template.js';
 
 const MiB = 1024 * 1024;
@@ -54,9 +54,9 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-async function checkReachable(path: string, what: string): Promise<void> {
+async function checkReachable(path: string, what: string, mode = constants.W_OK): Promise<void> {
   try {
-    await access(path, constants.W_OK);
+    await access(path, mode);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     throw new OneswapError(
@@ -173,6 +173,40 @@ export async function recordConversion(one: OneClient, ids: readonly number[], g
       'merge',
     );
   }
+}
+
+/** What an import recorded on an image about the disk it holds (placeholder attributes above). */
+export interface ImportedDisk {
+  readonly vmName: string | undefined;
+  /** Boot/bus order; images without the attribute sort first. */
+  readonly index: number;
+  readonly bus: DiskBus;
+  readonly firmware: Firmware;
+}
+
+const BUSES: readonly DiskBus[] = ['scsi', 'sata', 'ide', 'nvme'];
+
+export function importedDiskOf(image: OneImage): ImportedDisk {
+  const t = image.template;
+  const bus = t.get('ONESWAP_DISK_BUS') as DiskBus | undefined;
+  return {
+    vmName: t.get('ONESWAP_VM_NAME'),
+    index: Number(t.get('ONESWAP_DISK_INDEX') ?? 0),
+    bus: bus !== undefined && BUSES.includes(bus) ? bus : 'scsi',
+    firmware: t.get('ONESWAP_FIRMWARE') === 'efi' ? 'efi' : 'bios',
+  };
+}
+
+/** Refuses an image whose guest cannot be converted from here: not raw, in use, or its file out of reach. */
+export async function checkConvertible(img: OneImage): Promise<void> {
+  if (img.format !== 'raw') throw new OneswapError('usage', `image ${img.id} (${img.name}) is ${img.format || 'of unknown format'}; oneswap converts raw images`);
+  if (img.stateName === 'USED' || img.stateName === 'USED_PERS' || img.runningVms > 0)
+    throw new OneswapError('conflict', `image ${img.id} (${img.name}) is in use by VM ${img.vms.join(', ')}`, {
+      hint: 'a guest must not run while it is converted: terminate the VM (persistent images keep their data), then convert',
+    });
+  if (img.stateName !== 'READY') throw new OneswapError('conflict', `image ${img.id} (${img.name}) is ${img.stateName}, not READY`);
+  if (!img.source) throw new OneswapError('remote', `image ${img.id} (${img.name}) has no SOURCE`);
+  await checkReachable(img.source, `image ${img.id}`, constants.R_OK | constants.W_OK);
 }
 
 /** The guest facts an earlier conversion recorded on an image, or undefined when it was not converted. */

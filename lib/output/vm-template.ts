@@ -2,7 +2,7 @@
 // that hold its disks and the networks its NICs map to. Pure: no I/O, so every rule is unit-tested.
 
 import { Template } from '../one/index.js';
-import type { DiskDescription, NicAdapter, NicDescription, VmDescription } from '../input/index.js';
+import type { DiskDescription, Firmware, NicAdapter, NicDescription, VmDescription } from '../input/index.js';
 
 export interface PlacedDisk {
   readonly disk: DiskDescription;
@@ -26,7 +26,7 @@ export interface ConvertedGuest {
   readonly virtioBlock: boolean;
   readonly virtioNet: boolean;
   /** What the disks show: an EFI system partition or not. */
-  readonly firmware: 'bios' | 'efi';
+  readonly firmware: Firmware;
 }
 
 export interface VmTemplateInput {
@@ -146,7 +146,7 @@ function description(input: VmTemplateInput): string {
 }
 
 /** FireEdge logo names (reference 9.1) from libguestfs' distro name. */
-export function logoForDistro(distro: string): string | undefined {
+function logoForDistro(distro: string): string | undefined {
   const table: Record<string, string> = {
     debian: 'debian',
     ubuntu: 'ubuntu',

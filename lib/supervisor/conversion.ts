@@ -57,7 +57,7 @@ export function conversionWorkDir(stateDir: string, imageIds: readonly number[])
   return join(stateDir, 'convert', `images-${imageIds.join('-')}`);
 }
 
-export function conversionLogFile(logDir: string, runId: string, vm: string): string {
+function conversionLogFile(logDir: string, runId: string, vm: string): string {
   return join(logDir, `${runId}-${vm.replace(/[^A-Za-z0-9._-]+/g, '_')}-convert.log`);
 }
 
@@ -84,12 +84,17 @@ async function convertImagesNow(ctx: ConvertImagesContext, req: ConvertImagesReq
   const markerFile = join(workDir, 'commit.json');
   const log = (message: string, level: 'info' | 'warn' = 'info'): void => ctx.emit({ type: 'log', level, vm: req.vm, message });
 
+  // What the commit marker says, carried out; the same whether this run or an earlier one wrote it.
+  const commit = async (marker: CommitMarker): Promise<void> => {
+    await commitConversion(marker.overlays, ctx.signal);
+    await recordConversion(ctx.one, ids, marker.guest);
+    await rm(workDir, { recursive: true, force: true });
+  };
+
   const pending = await readMarker(markerFile);
   if (pending) {
     log(`an earlier run was committing the conversion into images ${ids.join(', ')}; finishing that commit`, 'warn');
-    await commitConversion(pending.overlays, ctx.signal);
-    await recordConversion(ctx.one, ids, pending.guest);
-    await rm(workDir, { recursive: true, force: true });
+    await commit(pending);
     return { kind: 'converted', guest: pending.guest, usage: pending.usage, logFile: '', resumedCommit: true };
   }
 
@@ -124,9 +129,7 @@ async function convertImagesNow(ctx: ConvertImagesContext, req: ConvertImagesReq
   const marker: CommitMarker = { version: 1, imageIds: ids, overlays: [...result.overlays], guest, usage: result.usage };
   await writeFile(markerFile, JSON.stringify(marker), { mode: 0o600 });
   log(`convert: committing ${result.usage.dataBytes} bytes of changes into images ${ids.join(', ')} (and ${result.usage.zeroedBytes} bytes of trimmed free space as holes)`);
-  await commitConversion(result.overlays, ctx.signal);
-  await recordConversion(ctx.one, ids, guest);
-  await rm(workDir, { recursive: true, force: true });
+  await commit(marker);
   return { kind: 'converted', guest, usage: result.usage, logFile, resumedCommit: false };
 }
 

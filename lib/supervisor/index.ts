@@ -8,4 +8,4 @@ export { fanOut } from './events.js';
 export { Journal, defaultStateDir, type JournalData, type JournalDisk } from './journal.js';
 export { coldImportVm, type ColdImportOptions, type ColdImportContext, type VmResult } from './cold-import.js';
 export { coldImport, newRunId, mapLimited } from './run.js';
-export { convertImages, describeConversion, conversionLogFile, type ConvertImagesRequest, type ImagesConversion, type ImageToConvert } from './conversion.js';
+export { convertImages, describeConversion, type ConvertImagesRequest, type ImagesConversion, type ImageToConvert } from './conversion.js';
