@@ -122,3 +122,14 @@ test('guest additions are refused for a guest that is not Linux, before anything
   const { applyAdditions } = await import('../../lib/convert/additions.js');
   await assert.rejects(applyAdditions([{ path: '/nonexistent', format: 'qcow2' }], 'windows', { guestAgent: true }), (e: unknown) => e instanceof OneswapError && e.kind === 'conversion' && /Linux guests; this guest is windows/.test(e.message));
 });
+
+test('a missing program names its Debian package; a failing one gives its error line', async () => {
+  const { runTool } = await import('../../lib/convert/tools.js');
+  await assert.rejects(runTool('oneswap-no-such-program', []), (e: unknown) => e instanceof OneswapError && e.kind === 'usage' && /oneswap-no-such-program is not installed/.test(e.message));
+  const { missingProgram } = await import('../../lib/convert/tools.js');
+  assert.match(missingProgram('virt-v2v-in-place').hint ?? '', /Debian package virt-v2v/);
+  await assert.rejects(
+    runTool('sh', ['-c', 'echo noise >&2; echo "qemu-img: error: Could not open x" >&2; echo tail >&2; exit 3']),
+    (e: unknown) => e instanceof OneswapError && e.kind === 'conversion' && e.message === 'sh -c failed: qemu-img: error: Could not open x',
+  );
+});
