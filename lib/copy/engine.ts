@@ -4,12 +4,12 @@
 // (the target keeps its holes), which is what makes the target as sparse as the source's data.
 
 import { open, type FileHandle } from 'node:fs/promises';
-import { setMaxListeners } from 'node:events';
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { OneswapError } from '../errors/index.js';
 import { type Extent, normalizeExtents, splitExtents, totalLength } from '../extents/index.js';
 import { punchHoles } from './holes.js';
+import { together } from './together.js';
 
 /** Where the bytes come from: anything that can stream a byte range. */
 export interface RangeSource {
@@ -109,7 +109,6 @@ export async function copyExtents(options: CopyOptions): Promise<CopyStats> {
   const retries = options.retries ?? DEFAULTS.retries;
   const retryDelayMs = options.retryDelayMs ?? DEFAULTS.retryDelayMs;
   const writebackBytes = options.writebackBytes ?? DEFAULTS.writebackBytes;
-  const outerSignal = options.signal ?? new AbortController().signal;
 
   const planned = normalizeExtents(options.extents, options.capacity);
   // Aligned pieces spread a big extent over all streams, so one large data island is not read
@@ -118,34 +117,29 @@ export async function copyExtents(options: CopyOptions): Promise<CopyStats> {
   const bytesPlanned = totalLength(planned);
   const counters = { bytesDone: 0, bytesRead: 0, bytesWritten: 0, bytesZero: 0, requests: 0, retries: 0 };
 
-  // One failing stream stops the others before the file is closed under them.
-  const stop = new AbortController();
-  const signal = AbortSignal.any([outerSignal, stop.signal]);
-  // Each stream listens on it, and so does the source's request of each stream.
-  setMaxListeners(Math.max(10, 4 * streams), signal);
   const fh = await openTarget(options.target);
   // Background syncs: at most one at a time; an error is kept for the end, since the kernel
   // reports a writeback error to one fsync only.
   const writeback = { unsynced: 0, running: undefined as Promise<void> | undefined, error: undefined as unknown };
   try {
     let next = 0;
-    const worker = async (): Promise<void> => {
+    const worker = async (signal: AbortSignal): Promise<void> => {
       const staging = Buffer.allocUnsafe(bufferSize);
       while (next < work.length) {
         signal.throwIfAborted();
         const range = work[next++]!;
-        await copyRange(range, staging);
+        await copyRange(range, staging, signal);
       }
     };
 
-    const copyRange = async (range: Extent, staging: Buffer): Promise<void> => {
+    const copyRange = async (range: Extent, staging: Buffer, signal: AbortSignal): Promise<void> => {
       // Everything before cursor.pos is written (or known zero): a retry resumes there.
       const cursor = { pos: range.start };
       const end = range.start + range.length;
       for (let attempt = 0; ; attempt++) {
         try {
           counters.requests++;
-          await streamInto(cursor, end, staging);
+          await streamInto(cursor, end, staging, signal);
           return;
         } catch (err) {
           if (signal.aborted) throw err;
@@ -156,7 +150,7 @@ export async function copyExtents(options: CopyOptions): Promise<CopyStats> {
       }
     };
 
-    const streamInto = async (cursor: { pos: number }, end: number, staging: Buffer): Promise<void> => {
+    const streamInto = async (cursor: { pos: number }, end: number, staging: Buffer, signal: AbortSignal): Promise<void> => {
       const body = await options.source.open(cursor.pos, end, signal);
       const fill = { bytes: 0 }; // bytes in staging, which starts at file offset cursor.pos
       // Copies as much of chunk[off..] as fits into staging; returns the new offset in chunk.
@@ -234,16 +228,11 @@ export async function copyExtents(options: CopyOptions): Promise<CopyStats> {
       }
     };
 
-    const results = await Promise.allSettled(
-      Array.from({ length: Math.min(streams, Math.max(1, work.length)) }, () =>
-        worker().catch((err: unknown) => {
-          stop.abort(err);
-          throw err;
-        }),
-      ),
+    // One failing stream stops the others before the file is closed under them.
+    await together(
+      Array.from({ length: Math.min(streams, Math.max(1, work.length)) }, () => worker),
+      options.signal,
     );
-    const failure = firstFailure(results, outerSignal);
-    if (failure !== undefined) throw failure;
     try {
       await writeback.running;
       if (writeback.error !== undefined) throw writeback.error;
@@ -383,14 +372,6 @@ function pumpReadable(
       body.once('end', onEnd);
     }
   });
-}
-
-/** The error that caused the stop, not the aborts it caused in the other streams. */
-function firstFailure(results: PromiseSettledResult<void>[], outer: AbortSignal): unknown {
-  const reasons = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
-  if (reasons.length === 0) return undefined;
-  if (outer.aborted) return outer.reason ?? reasons[0];
-  return reasons.find((r) => !(r instanceof Error && r.name === 'AbortError')) ?? reasons[0];
 }
 
 function isZero(buf: Buffer, start: number, end: number): boolean {

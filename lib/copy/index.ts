@@ -4,3 +4,4 @@
 // range for the resume journal. One engine for cold, warm and file imports.
 
 export { copyExtents, ShortReadError, type RangeSource, type CopyOptions, type CopyStats, type CopyProgress } from './engine.js';
+export { together } from './together.js';

@@ -17,7 +17,10 @@ export function openRunLog(dir: string, runId: string): RunLog {
   const stream: WriteStream = createWriteStream(path, { flags: 'a', mode: 0o600 });
   return {
     path,
-    sink: plainLines((line) => stream.write(line), 5, true),
+    // A line that arrives after close is dropped: losing it must not crash the run it records.
+    sink: plainLines((line) => {
+      if (!stream.writableEnded) stream.write(line);
+    }, 5, true),
     close: () => new Promise((resolve) => stream.end(resolve)),
   };
 }

@@ -16,7 +16,7 @@ import {
   type VcenterDisk,
   type VmDescription,
 } from '../input/index.js';
-import { copyExtents } from '../copy/index.js';
+import { copyExtents, together } from '../copy/index.js';
 import { checkAdditions, type GuestAdditions } from '../convert/index.js';
 import { subtractExtents, normalizeExtents, totalLength } from '../extents/index.js';
 import {
@@ -265,8 +265,10 @@ async function copyDisks(
   const pending = targets.filter((t) => !journal.disk(t.disk.description.sourceKey)!.complete);
   if (pending.length === 0) return 'all disks already copied';
   const areas = await allocatedAreas(ctx.vsphere, summary, pending.map((t) => t.disk), log);
-  const stats = await Promise.all(
-    pending.map(async (t) => {
+  // A disk that fails stops the others, and the failure is reported once all of them have
+  // stopped: the rollback then removes placeholders nothing writes to any more.
+  const stats = await together(
+    pending.map((t) => async (signal: AbortSignal) => {
       const jd = journal.disk(t.disk.description.sourceKey)!;
       const cap = t.disk.description.capacityBytes;
       const planned = normalizeExtents(areas.extents.get(t.disk.device.key) ?? [], cap);
@@ -288,7 +290,7 @@ async function copyDisks(
           // `done` were never written by us.
           targetIsZero: true,
           streams: opts.streams,
-          signal: ctx.signal,
+          signal,
           onProgress: (p) => emit(p.bytesDone, p.bytesWritten, 'copying'),
           onWritten: (r) => journal.rangeDone(t.disk.description.sourceKey, r),
         });
@@ -303,6 +305,7 @@ async function copyDisks(
         throw err;
       }
     }),
+    ctx.signal,
   );
   const read = stats.reduce((s, x) => s + x.bytesRead, 0);
   const written = stats.reduce((s, x) => s + x.bytesWritten, 0);

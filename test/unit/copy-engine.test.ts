@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { copyExtents, ShortReadError, type RangeSource } from '../../lib/copy/engine.js';
+import { together } from '../../lib/copy/together.js';
 
 const MiB = 1024 * 1024;
 
@@ -188,4 +189,29 @@ test('Ctrl-C (abort) stops all streams promptly', async () => {
     );
     assert.ok(Date.now() - t0 < 2000);
   });
+});
+
+test('together: the first failure stops the others and is reported only after all have settled', async () => {
+  const events: string[] = [];
+  const slow = async (signal: AbortSignal): Promise<string> => {
+    await new Promise<void>((resolve) => signal.addEventListener('abort', () => setTimeout(resolve, 50), { once: true }));
+    events.push('slow settled');
+    throw Object.assign(new Error('stopped'), { name: 'AbortError' });
+  };
+  const failing = async (): Promise<string> => {
+    await new Promise((r) => setTimeout(r, 10));
+    throw new Error('disk 2 broke');
+  };
+  await assert.rejects(together([slow, failing], undefined), (err: Error) => {
+    events.push('rejected');
+    return err.message === 'disk 2 broke';
+  });
+  assert.deepEqual(events, ['slow settled', 'rejected']);
+
+  assert.deepEqual(await together([async () => 1, async () => 2], undefined), [1, 2]);
+
+  const outer = new AbortController();
+  const run = together([slow], outer.signal);
+  outer.abort(new Error('Ctrl-C'));
+  await assert.rejects(run, /Ctrl-C/);
 });
