@@ -1,12 +1,30 @@
-// `oneswap import --vcenter HOST --datastore ID VM...`: cold import of powered-off VMs.
+// `oneswap import --vcenter HOST --datastore ID VM...` (cold, or --warm) and the staged warm
+// commands `oneswap warm start|sync|cutover|abort VM...`: one run each, with a run log, a progress
+// display, both connections, and one exit code for the batch.
 
 import { join } from 'node:path';
 import { OneswapError, describeError } from '../errors/index.js';
-import { coldImport, defaultStateDir, fanOut, newRunId, type VmResult } from '../supervisor/index.js';
+import {
+  coldImportVm,
+  defaultStateDir,
+  fanOut,
+  mapLimited,
+  newRunId,
+  warmAbort,
+  warmCutover,
+  warmImport,
+  warmStart,
+  warmSync,
+  type CutoverPolicy,
+  type ImportContext,
+  type VmResult,
+  type WarmOptions,
+} from '../supervisor/index.js';
 import { openRunLog } from '../progress/index.js';
 import { progressDisplay, type RunCliOptions } from './run-options.js';
 import { parseNetworkMap } from '../output/index.js';
 import { connectOne, connectVcenter, parseHost, type VcenterOptions } from './connect.js';
+import { parseCutoverAt, parseDuration, parseSize } from './units.js';
 
 export interface ImportCliOptions extends VcenterOptions, RunCliOptions {
   datacenter?: string;
@@ -17,55 +35,59 @@ export interface ImportCliOptions extends VcenterOptions, RunCliOptions {
   networkMap: string[];
   keepMac: boolean;
   instantiate?: boolean;
+  start?: boolean;
   keepOnFailure?: boolean;
   namePrefix: string;
   streams: string;
   parallel: string;
+  // warm
+  warm?: boolean;
+  enableCbt?: boolean;
+  rehearse?: boolean;
+  forcePoweroff?: boolean;
+  cutoverAt?: string;
+  cutoverWhenBelow?: string;
+  syncInterval?: string;
 }
 
+export type WarmStage = 'start' | 'sync' | 'cutover' | 'abort';
+
 export async function runImport(vms: string[], o: ImportCliOptions, signal: AbortSignal): Promise<number> {
+  if (o.warm) {
+    const policy: CutoverPolicy = {
+      at: o.cutoverAt === undefined ? undefined : parseCutoverAt(o.cutoverAt),
+      whenBelowBytes: o.cutoverWhenBelow === undefined ? undefined : parseSize(o.cutoverWhenBelow, '--cutover-when-below'),
+      intervalMs: parseDuration(o.syncInterval ?? '5m', '--sync-interval'),
+    };
+    return runVms(vms, o, signal, (ctx, vm, opts) => warmImport(ctx, vm, opts, policy));
+  }
+  for (const [flag, set] of [['--cutover-at', o.cutoverAt], ['--cutover-when-below', o.cutoverWhenBelow], ['--sync-interval', o.syncInterval], ['--enable-cbt', o.enableCbt]] as const)
+    if (set !== undefined) throw new OneswapError('usage', `${flag} belongs to a warm migration`, { hint: 'add --warm, or use oneswap warm start|sync|cutover' });
+  return runVms(vms, o, signal, coldImportVm);
+}
+
+export async function runWarmStage(stage: WarmStage, vms: string[], o: ImportCliOptions, signal: AbortSignal): Promise<number> {
+  const fn = { start: warmStart, sync: warmSync, cutover: warmCutover, abort: warmAbort }[stage];
+  return runVms(vms, o, signal, fn);
+}
+
+/** Migrates each VM with `fn` under one run: log, display, connections, one exit code. */
+async function runVms(vms: string[], o: ImportCliOptions, signal: AbortSignal, fn: (ctx: ImportContext, vm: string, opts: WarmOptions) => Promise<VmResult>): Promise<number> {
   if (vms.length === 0) throw new OneswapError('usage', 'no VM named', { hint: 'oneswap import --vcenter HOST --datastore ID VM...' });
-  const datastoreId = positiveInt(o.datastore, '--datastore', true);
-  const streams = positiveInt(o.streams, '--streams');
-  const parallelVms = positiveInt(o.parallel, '--parallel');
-  const shutdownTimeoutMs = positiveInt(o.shutdownTimeout, '--shutdown-timeout') * 1000;
-  const networkMap = parseNetworkMap(o.networkMap);
-  const stateDir = o.stateDir ?? defaultStateDir();
-  const runId = newRunId();
-  const logDir = o.logDir ?? join(stateDir, 'logs');
-  const runLog = openRunLog(logDir, runId);
+  const opts = importOptions(o);
+  const runLog = openRunLog(opts.logDir, opts.runId);
   const display = progressDisplay(o.progress);
   const emit = fanOut(display, runLog.sink);
   const warn = (message: string): void => emit({ type: 'log', level: 'warn', message });
-  emit({ type: 'run', state: 'start', runId, logFile: runLog.path });
+  emit({ type: 'run', state: 'start', runId: opts.runId, logFile: runLog.path });
   let results: VmResult[] = [];
   try {
     const vsphere = await connectVcenter(o, warn);
     try {
       const one = await connectOne(o.endpoint);
       try {
-        results = await coldImport(
-          { vsphere, vcenterHost: parseHost(o.vcenter ?? process.env.ONESWAP_VCENTER ?? '').host, one, emit, signal },
-          vms,
-          {
-            datacenter: o.datacenter,
-            datastoreId,
-            shutdown: o.shutdown ?? false,
-            shutdownTimeoutMs,
-            convert: o.convert,
-            networkMap,
-            keepMac: o.keepMac,
-            instantiate: o.instantiate ?? false,
-            keepOnFailure: o.keepOnFailure ?? false,
-            namePrefix: o.namePrefix,
-            streams,
-            stateDir,
-            logDir,
-            runId,
-            additions: { contextPackage: o.contextPackage, guestAgent: o.guestAgent ?? false },
-            parallelVms,
-          },
-        );
+        const ctx: ImportContext = { vsphere, vcenterHost: parseHost(o.vcenter ?? process.env.ONESWAP_VCENTER ?? '').host, one, emit, signal };
+        results = await mapLimited(vms, positiveInt(o.parallel, '--parallel'), (vm) => fn(ctx, vm, opts));
       } finally {
         one.close();
       }
@@ -75,12 +97,12 @@ export async function runImport(vms: string[], o: ImportCliOptions, signal: Abor
   } catch (err) {
     // The display gets the error once, as the command's last line (main.ts); the log keeps it too.
     runLog.sink({ type: 'log', level: 'error', message: describeError(err) });
-    emit({ type: 'run', state: 'end', runId, ok: false });
+    emit({ type: 'run', state: 'end', runId: opts.runId, ok: false });
     await runLog.close();
     throw err;
   }
   const failed = results.filter((r) => !r.ok);
-  emit({ type: 'run', state: 'end', runId, ok: failed.length === 0 });
+  emit({ type: 'run', state: 'end', runId: opts.runId, ok: failed.length === 0 });
   await runLog.close();
   if (failed.length === 0) return 0;
   const first = failed[0]!.error;
@@ -88,6 +110,30 @@ export async function runImport(vms: string[], o: ImportCliOptions, signal: Abor
   // A batch keeps the exit code of its first failure and names every failed VM on the one line.
   const kind = first instanceof OneswapError ? first.kind : 'internal';
   throw new OneswapError(kind, `${failed.length} of ${results.length} VMs failed: ${failed.map((f) => `${f.vm}: ${describeError(f.error)}`).join('; ')}`);
+}
+
+function importOptions(o: ImportCliOptions): WarmOptions {
+  const stateDir = o.stateDir ?? defaultStateDir();
+  return {
+    datacenter: o.datacenter,
+    datastoreId: positiveInt(o.datastore, '--datastore', true),
+    shutdown: o.shutdown ?? false,
+    shutdownTimeoutMs: positiveInt(o.shutdownTimeout, '--shutdown-timeout') * 1000,
+    convert: o.convert,
+    networkMap: parseNetworkMap(o.networkMap),
+    keepMac: o.keepMac,
+    instantiate: (o.instantiate ?? false) || (o.start ?? false),
+    keepOnFailure: o.keepOnFailure ?? false,
+    namePrefix: o.namePrefix,
+    streams: positiveInt(o.streams, '--streams'),
+    stateDir,
+    logDir: o.logDir ?? join(stateDir, 'logs'),
+    runId: newRunId(),
+    additions: { contextPackage: o.contextPackage, guestAgent: o.guestAgent ?? false },
+    enableCbt: o.enableCbt ?? false,
+    rehearse: o.rehearse ?? true,
+    forcePoweroff: o.forcePoweroff ?? false,
+  };
 }
 
 export function positiveInt(value: string, option: string, allowZero = false): number {

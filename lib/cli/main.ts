@@ -6,7 +6,8 @@ import { Command, Option } from 'commander';
 import { OneswapError, describeError, exitCodeOf } from '../errors/index.js';
 import { connectVcenter, type VcenterOptions } from './connect.js';
 import { list, LIST_KINDS, type ListFilters } from './list.js';
-import { runImport, type ImportCliOptions } from './import.js';
+import { runImport, runWarmStage, type ImportCliOptions, type WarmStage } from './import.js';
+import { runWarmStatus, type WarmStatusCliOptions } from './warm-status.js';
 import { runConvert, type ConvertCliOptions } from './convert.js';
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
@@ -19,6 +20,30 @@ function vcenterOptions(cmd: Command): Command {
     .option('--thumbprint <sha256|sha1>', "pin the vCenter certificate by its fingerprint")
     .option('--ca <file>', 'verify the vCenter certificate against this CA (PEM)')
     .option('--insecure', 'do not verify the vCenter certificate (not recommended)');
+}
+
+/** What every command that migrates a VM shares: where it goes, how it is converted, how it runs. */
+function migrationOptions(cmd: Command): Command {
+  return cmd
+    .option('--datacenter <name>', 'look the VMs up in this datacenter')
+    .requiredOption('--datastore <id>', 'OpenNebula image datastore to create the images in')
+    .option('--shutdown-timeout <seconds>', 'how long to wait for the guest to shut down', '300')
+    .option('--force-poweroff', 'warm cutover: power the VM off when the guest does not shut down in time')
+    .option('--start', 'also create the VM, which OpenNebula then deploys and starts (same as --instantiate)')
+    .option('--enable-cbt', 'warm: turn changed block tracking on when it is off')
+    .option('--no-rehearse', 'warm: skip the rehearsal conversion on throw-away overlays after the first round')
+    .option('--no-convert', 'skip the guest conversion (virt-v2v-in-place on the image files); the template then keeps SATA disks and the source NIC models')
+    .option('--context-package <file>', 'install this OpenNebula context package (.deb/.rpm) at the guest\'s first boot')
+    .option('--guest-agent', 'install qemu-guest-agent at the guest\'s first boot and give the VM its channel')
+    .option('--network-map <vcenterNet=oneNet>', 'map a vCenter network to an OpenNebula network id or name (repeatable)', collect, [] as string[])
+    .option('--no-keep-mac', 'let OpenNebula choose the NIC MACs instead of keeping the source MACs')
+    .option('--name-prefix <prefix>', 'prefix for the names of the images and the template', '')
+    .option('--streams <n>', 'parallel range streams per disk', '4')
+    .option('--parallel <n>', 'VMs migrated at once', '2')
+    .addOption(new Option('--progress <mode>', 'progress display').choices(['tty', 'plain', 'json']))
+    .option('--endpoint <url>', 'OpenNebula XML-RPC endpoint (default: ONE_XMLRPC, ~/.one/one_endpoint)')
+    .option('--state-dir <dir>', 'where resume journals and logs live (default: ~/.local/state/oneswap)')
+    .option('--log-dir <dir>', 'where run logs go (default: <state-dir>/logs)');
 }
 
 export function program(signal: AbortSignal): Command {
@@ -49,31 +74,50 @@ export function program(signal: AbortSignal): Command {
     }
   });
 
-  vcenterOptions(
-    p
-      .command('import')
-      .description('import powered-off vCenter VMs into OpenNebula images and a VM template')
-      .argument('<vm...>', 'VM names, inventory paths or UUIDs')
-      .option('--datacenter <name>', 'look the VMs up in this datacenter')
-      .requiredOption('--datastore <id>', 'OpenNebula image datastore to create the images in')
-      .option('--shutdown', 'ask a running guest to shut down first and wait for it')
-      .option('--shutdown-timeout <seconds>', 'how long to wait for the guest to shut down', '300')
-      .option('--no-convert', 'skip the guest conversion (virt-v2v-in-place on the image files); the template then keeps SATA disks and the source NIC models')
-      .option('--context-package <file>', 'install this OpenNebula context package (.deb/.rpm) at the guest\'s first boot')
-      .option('--guest-agent', 'install qemu-guest-agent at the guest\'s first boot and give the VM its channel')
-      .option('--network-map <vcenterNet=oneNet>', 'map a vCenter network to an OpenNebula network id or name (repeatable)', collect, [] as string[])
-      .option('--no-keep-mac', 'let OpenNebula choose the NIC MACs instead of keeping the source MACs')
-      .option('--instantiate', 'also create the VM (persistent images: OpenNebula copies nothing at deploy)')
-      .option('--keep-on-failure', 'keep the images of a failed import (marked ONESWAP_STATE=FAILED) to resume later')
-      .option('--name-prefix <prefix>', 'prefix for the names of the images and the template', '')
-      .option('--streams <n>', 'parallel range streams per disk', '4')
-      .option('--parallel <n>', 'VMs migrated at once', '2')
-      .addOption(new Option('--progress <mode>', 'progress display').choices(['tty', 'plain', 'json']))
-      .option('--endpoint <url>', 'OpenNebula XML-RPC endpoint (default: ONE_XMLRPC, ~/.one/one_endpoint)')
-      .option('--state-dir <dir>', 'where resume journals and logs live (default: ~/.local/state/oneswap)')
-      .option('--log-dir <dir>', 'where run logs go (default: <state-dir>/logs)'),
+  migrationOptions(
+    vcenterOptions(
+      p
+        .command('import')
+        .description('import vCenter VMs into OpenNebula images and a VM template: cold (VM off, or --shutdown), or --warm while it runs')
+        .argument('<vm...>', 'VM names, inventory paths or UUIDs')
+        .option('--shutdown', 'cold: ask a running guest to shut down first and wait for it')
+        .option('--instantiate', 'also create the VM (persistent images: OpenNebula copies nothing at deploy)')
+        .option('--keep-on-failure', 'cold: keep the images of a failed import (marked ONESWAP_STATE=FAILED) to resume later')
+        .option('--warm', 'copy while the VM runs (CBT rounds), then cut over: shut down, copy the last changes, convert, build')
+        .option('--cutover-at <time>', 'warm: cut over at this time (HH:MM local, or an ISO date-time)')
+        .option('--cutover-when-below <size>', 'warm: cut over once a round copied at most this much (e.g. 256M)')
+        .option('--sync-interval <duration>', 'warm: time between the starts of two rounds (e.g. 90s, 5m, 1h; default 5m)'),
+    ),
   ).action(async (vms: string[], o: ImportCliOptions) => {
     process.exitCode = await runImport(vms, o, signal);
+  });
+
+  const warm = p.command('warm').description('a warm migration in stages, for a change window: start, sync (repeat), cutover; or abort; status shows where it stands');
+  const stages: Array<[WarmStage, string]> = [
+    ['start', 'prechecks, placeholders, the first full copy while the VM runs, and a rehearsal conversion'],
+    ['sync', 'copy what changed since the last round (the VM keeps running)'],
+    ['cutover', 'shut the guest down, copy the last changes, convert, build the template (and VM with --start); asks a running import --warm to do it instead'],
+    ['abort', "remove oneswap's snapshot, images, template and VM of the migration; the source stays as it is"],
+  ];
+  for (const [stage, description] of stages) {
+    migrationOptions(vcenterOptions(warm.command(stage).description(description).argument('<vm...>', 'VM names, inventory paths or UUIDs'))).action(
+      async (vms: string[], o: ImportCliOptions) => {
+        process.exitCode = await runWarmStage(stage, vms, o, signal);
+      },
+    );
+  }
+  vcenterOptions(
+    warm
+      .command('status')
+      .description('rounds, changeIds and bytes per disk, measured rates and the predicted downtime of a cutover now')
+      .argument('<vm>', 'VM name, inventory path or UUID')
+      .option('--datacenter <name>', 'look the VM up in this datacenter')
+      .requiredOption('--datastore <id>', 'the OpenNebula image datastore of the migration')
+      .option('--json', 'JSON instead of text')
+      .option('--endpoint <url>', 'OpenNebula XML-RPC endpoint (default: ONE_XMLRPC, ~/.one/one_endpoint)')
+      .option('--state-dir <dir>', 'where resume journals live (default: ~/.local/state/oneswap)'),
+  ).action(async (vm: string, o: WarmStatusCliOptions) => {
+    process.stdout.write(await runWarmStatus(vm, o, warn));
   });
 
   p.command('convert')

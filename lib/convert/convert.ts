@@ -107,3 +107,8 @@ export async function commitConversion(overlays: readonly Overlay[], signal?: Ab
   for (const o of overlays) await commitOverlay(o, signal);
   for (const o of overlays) await discardOverlay(o);
 }
+
+/** Drops a conversion: the overlays go, the images stay as they were (a rehearsal's end). */
+export async function discardConversion(overlays: readonly Overlay[]): Promise<void> {
+  for (const o of overlays) await discardOverlay(o);
+}

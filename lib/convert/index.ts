@@ -4,7 +4,7 @@
 // conversion leaves every image byte-identical to the copy. Inspection of the result gives the
 // guest facts (OS, virtio drivers) that decide the VM template's device models.
 
-export { convertGuest, commitConversion, type ConversionRequest, type ConversionResult } from './convert.js';
+export { convertGuest, commitConversion, discardConversion, type ConversionRequest, type ConversionResult } from './convert.js';
 export { type GuestFacts } from './inspect.js';
 export { type Overlay, type OverlayUsage } from './overlay.js';
 export { domainXml, type DomainSpec, type DomainDisk, type DomainNic } from './domain-xml.js';

@@ -6,7 +6,7 @@ import { access, stat, constants } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { OneswapError } from '../errors/index.js';
 import { Template, sanitizeName, type OneClient, type OneDatastore, type OneImage } from '../one/index.js';
-import type { DiskBus, DiskDescription, Firmware, VmDescription } from '../input/index.js';
+import { vmIdentity, type DiskBus, type DiskDescription, type Firmware, type VmDescription } from '../input/index.js';
 import type { ConvertedGuest } from './vm-template.js';
 
 const MiB = 1024 * 1024;
@@ -117,6 +117,8 @@ export async function allocatePlaceholder(one: OneClient, ds: ImageDatastore, sp
     DESCRIPTION: `Disk ${spec.disk.index} (${spec.disk.label}, ${spec.disk.sourceName}) of ${spec.vm.name}, migrated by oneswap`,
     ONESWAP_STATE: 'COPYING',
     ONESWAP_SOURCE_DISK: spec.disk.sourceName,
+    // Which VM the disk came from, so a warm migration resumes from the images alone.
+    ONESWAP_SOURCE_VM: vmIdentity(spec.vm),
     // What `oneswap convert --image` needs to convert these images again without the source.
     ONESWAP_VM_NAME: spec.vm.name,
     ONESWAP_DISK_INDEX: spec.disk.index,
@@ -148,10 +150,40 @@ export async function placeholderFile(one: OneClient, id: number, capacityBytes:
   return image.source;
 }
 
-export type ImageState = 'COPYING' | 'COPIED' | 'CONVERTED' | 'DONE' | 'FAILED';
+/** SYNCING: a warm migration's image, equal to the source disk as of its last CBT round. */
+export type ImageState = 'COPYING' | 'SYNCING' | 'COPIED' | 'CONVERTED' | 'DONE' | 'FAILED';
 
 export async function markImage(one: OneClient, id: number, state: ImageState): Promise<void> {
   await one.imageUpdate(id, Template.of({ ONESWAP_STATE: state }), 'merge');
+}
+
+/**
+ * Records a finished warm round on the image: the changeId of the snapshot the image now equals,
+ * which is where the next round (on this machine or another) starts its delta.
+ */
+export async function recordWarmRound(one: OneClient, id: number, changeId: string, round: number): Promise<void> {
+  await one.imageUpdate(id, Template.of({ ONESWAP_STATE: 'SYNCING', ONESWAP_CHANGE_ID: changeId, ONESWAP_WARM_ROUND: round }), 'merge');
+}
+
+/** A warm migration's image as recorded on it, found without any local state. */
+export interface WarmImage {
+  readonly imageId: number;
+  readonly diskIndex: number;
+  readonly changeId: string;
+  readonly round: number;
+}
+
+/** The images of a warm migration of `vm` into datastore `datastoreId` that finished a round. */
+export async function warmImagesOf(one: OneClient, vm: VmDescription, datastoreId: number): Promise<WarmImage[]> {
+  const identity = vmIdentity(vm);
+  return (await one.images())
+    .filter((i) => i.datastoreId === datastoreId && i.template.get('ONESWAP_SOURCE_VM') === identity && i.template.get('ONESWAP_CHANGE_ID'))
+    .map((i) => ({
+      imageId: i.id,
+      diskIndex: Number(i.template.get('ONESWAP_DISK_INDEX') ?? -1),
+      changeId: i.template.get('ONESWAP_CHANGE_ID')!,
+      round: Number(i.template.get('ONESWAP_WARM_ROUND') ?? 0),
+    }));
 }
 
 /** Marks converted images and records the guest facts on each (so a later run builds the same template). */

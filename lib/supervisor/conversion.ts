@@ -5,7 +5,7 @@
 
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { convertGuest, commitConversion, type GuestAdditions, type GuestFacts, type Overlay, type OverlayUsage } from '../convert/index.js';
+import { convertGuest, commitConversion, discardConversion, type ConversionRequest, type GuestAdditions, type GuestFacts, type Overlay, type OverlayUsage } from '../convert/index.js';
 import type { DomainNic } from '../convert/index.js';
 import type { DiskBus, Firmware } from '../input/index.js';
 import type { OneClient } from '../one/index.js';
@@ -68,13 +68,43 @@ function conversionLogFile(logDir: string, runId: string, vm: string): string {
  */
 let queue: Promise<unknown> = Promise.resolve();
 
-export function convertImages(ctx: ConvertImagesContext, req: ConvertImagesRequest): Promise<ImagesConversion> {
-  const run = queue.then(
-    () => convertImagesNow(ctx, req),
-    () => convertImagesNow(ctx, req),
-  );
+function queued<T>(fn: () => Promise<T>): Promise<T> {
+  const run = queue.then(fn, fn);
   queue = run.catch(() => undefined);
   return run;
+}
+
+export function convertImages(ctx: ConvertImagesContext, req: ConvertImagesRequest): Promise<ImagesConversion> {
+  return queued(() => convertImagesNow(ctx, req));
+}
+
+export type Rehearsal =
+  | { readonly kind: 'converted'; readonly guest: ConvertedGuest; readonly logFile: string }
+  | { readonly kind: 'no-os'; readonly reason: string; readonly logFile: string };
+
+/**
+ * The whole conversion on throw-away overlays: a guest that will not convert is found while the
+ * source still runs, and the images are left exactly as they are. Throws what a real conversion
+ * would throw.
+ */
+export function rehearseConversion(ctx: ConvertImagesContext, req: ConvertImagesRequest): Promise<Rehearsal> {
+  return queued(async () => {
+    ctx.signal.throwIfAborted();
+    const ids = req.images.map((i) => i.id);
+    const workDir = join(req.stateDir, 'convert', `rehearse-images-${ids.join('-')}`);
+    await rm(workDir, { recursive: true, force: true });
+    await mkdir(req.logDir, { recursive: true, mode: 0o700 });
+    const logFile = conversionLogFile(req.logDir, req.runId, `${req.vm}-rehearsal`);
+    ctx.emit({ type: 'log', level: 'info', vm: req.vm, message: `rehearsing the conversion on throw-away overlays (full log: ${logFile})` });
+    try {
+      const result = await convertGuest({ ...conversionOf(ctx, req, workDir, logFile), onStep: () => undefined });
+      if (result.kind === 'no-os') return { kind: 'no-os', reason: result.reason, logFile };
+      await discardConversion(result.overlays);
+      return { kind: 'converted', guest: convertedGuest(result.facts), logFile };
+    } finally {
+      await rm(workDir, { recursive: true, force: true });
+    }
+  });
 }
 
 async function convertImagesNow(ctx: ConvertImagesContext, req: ConvertImagesRequest): Promise<ImagesConversion> {
@@ -101,20 +131,7 @@ async function convertImagesNow(ctx: ConvertImagesContext, req: ConvertImagesReq
   await mkdir(req.logDir, { recursive: true, mode: 0o700 });
   const logFile = conversionLogFile(req.logDir, req.runId, req.vm);
   log(`converting the guest in place (virt-v2v-in-place over qcow2 overlays; full log: ${logFile})`);
-  const result = await convertGuest({
-    name: req.vm,
-    firmware: req.firmware,
-    memoryMiB: req.memoryMiB,
-    cpus: req.cpus,
-    disks: req.images.map((i) => ({ path: i.path, bus: i.bus })),
-    nics: req.nics,
-    workDir,
-    logFile,
-    signal: ctx.signal,
-    onStep: (text) => log(`convert: ${text}`),
-    onWarning: (text) => log(`convert: ${text.replace(/\s+/g, ' ')}`, 'warn'),
-    ...(req.additions ? { additions: req.additions } : {}),
-  });
+  const result = await convertGuest(conversionOf(ctx, req, workDir, logFile));
   if (result.kind === 'no-os') {
     await rm(workDir, { recursive: true, force: true });
     return { kind: 'no-os', reason: result.reason, logFile };
@@ -131,6 +148,24 @@ async function convertImagesNow(ctx: ConvertImagesContext, req: ConvertImagesReq
   log(`convert: committing ${result.usage.dataBytes} bytes of changes into images ${ids.join(', ')} (and ${result.usage.zeroedBytes} bytes of trimmed free space as holes)`);
   await commit(marker);
   return { kind: 'converted', guest, usage: result.usage, logFile, resumedCommit: false };
+}
+
+function conversionOf(ctx: ConvertImagesContext, req: ConvertImagesRequest, workDir: string, logFile: string): ConversionRequest {
+  const log = (message: string, level: 'info' | 'warn' = 'info'): void => ctx.emit({ type: 'log', level, vm: req.vm, message });
+  return {
+    name: req.vm,
+    firmware: req.firmware,
+    memoryMiB: req.memoryMiB,
+    cpus: req.cpus,
+    disks: req.images.map((i) => ({ path: i.path, bus: i.bus })),
+    nics: req.nics,
+    workDir,
+    logFile,
+    signal: ctx.signal,
+    onStep: (text) => log(`convert: ${text}`),
+    onWarning: (text) => log(`convert: ${text.replace(/\s+/g, ' ')}`, 'warn'),
+    ...(req.additions ? { additions: req.additions } : {}),
+  };
 }
 
 function convertedGuest(f: GuestFacts): ConvertedGuest {

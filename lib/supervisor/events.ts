@@ -1,7 +1,7 @@
 // Typed events of a migration run. The supervisor emits them; lib/progress turns them into a TTY
 // display, JSON lines and the run's log file. Events never carry secrets.
 
-export type Phase = 'precheck' | 'shutdown' | 'placeholders' | 'copy' | 'convert' | 'build' | 'cleanup' | 'rollback';
+export type Phase = 'precheck' | 'placeholders' | 'sync' | 'rehearse' | 'shutdown' | 'copy' | 'final-sync' | 'convert' | 'build' | 'cleanup' | 'rollback';
 
 export type PhaseState = 'start' | 'done' | 'skipped' | 'failed';
 
@@ -25,6 +25,13 @@ export type MigrationEvent =
       readonly bytesWritten: number;
       readonly capacityBytes: number;
       readonly state: 'copying' | 'done' | 'failed';
+    }
+  | {
+      /** A warm cutover's downtime: source stopped → VM (or template) created, split by step. */
+      readonly type: 'downtime';
+      readonly vm: string;
+      readonly totalMs: number;
+      readonly parts: readonly { readonly step: string; readonly ms: number }[];
     }
   | { readonly type: 'log'; readonly level: 'info' | 'warn' | 'error'; readonly vm?: string; readonly message: string }
   | {

@@ -3,6 +3,7 @@
 // One JSON file per source VM, written atomically (temp file + rename), mode 0600.
 
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { OneswapError } from '../errors/index.js';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { normalizeExtents, type Extent } from '../extents/index.js';
@@ -15,6 +16,36 @@ export interface JournalDisk {
   /** Ranges already written into the image (merged). */
   done: Extent[];
   complete: boolean;
+  /** Warm: the image equals the disk at the snapshot with this changeId, outside `pending`. */
+  changeId?: string;
+  /** Warm: the areas of the round under way; those in `done` are written already. */
+  pending?: Extent[];
+}
+
+/** One finished CBT round of a warm migration, for the status and the downtime prediction. */
+export interface WarmRound {
+  readonly round: number;
+  /** Some disk was copied in full: the first round, or CBT was reset. */
+  readonly full: boolean;
+  readonly final: boolean;
+  /** When the round's snapshot was taken: the point in time the images now hold. */
+  readonly snapshotAt: string;
+  readonly snapshotMs: number;
+  readonly copyMs: number;
+  /** Bytes of areas copied in this round, per disk source key. */
+  readonly bytes: Record<string, number>;
+}
+
+export interface WarmState {
+  rounds: WarmRound[];
+  /** Rounds done before this journal existed (resumed from the images' attributes). */
+  baseRound?: number;
+  /** oneswap's migration snapshot (moref) while a round or the cutover holds one. */
+  snapshot?: string;
+  /** The conversion tried on throw-away overlays during the rounds. */
+  rehearsal?: { readonly ok: boolean; readonly at: string; readonly durationMs: number; readonly detail: string };
+  /** Set when the cutover began; the source's power state before it decides the rollback. */
+  cutover?: { readonly startedAt: string; readonly sourceWasOn: boolean };
 }
 
 export interface JournalData {
@@ -30,6 +61,8 @@ export interface JournalData {
   vmId?: number;
   /** The source VM was running and oneswap shut it down. */
   shutDownByUs?: boolean;
+  /** Present for a warm migration. */
+  warm?: WarmState;
 }
 
 export function defaultStateDir(): string {
@@ -94,5 +127,72 @@ export class Journal {
   async remove(): Promise<void> {
     await this.pending.catch(() => undefined);
     await rm(this.file, { force: true });
+    await rm(this.cutoverRequestFile, { force: true });
+  }
+
+  private get lockFile(): string {
+    return `${this.file}.lock`;
+  }
+
+  private get cutoverRequestFile(): string {
+    return `${this.file}.cutover`;
+  }
+
+  /**
+   * Makes this process the only one migrating the VM. A lock whose process is gone (kill -9) is
+   * taken over. Throws a conflict naming the process that holds it.
+   */
+  async lock(vm: string): Promise<void> {
+    await mkdir(join(this.file, '..'), { recursive: true, mode: 0o700 });
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        await writeFile(this.lockFile, String(process.pid), { flag: 'wx', mode: 0o600 });
+        return;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+      const holder = await this.lockHolder();
+      if (holder !== undefined)
+        throw new OneswapError('conflict', `another oneswap (pid ${holder}) is migrating VM ${vm} right now`, {
+          hint: `wait for it; to cut a running warm migration over, run: oneswap warm cutover ${vm}`,
+        });
+      await rm(this.lockFile, { force: true });
+    }
+  }
+
+  async unlock(): Promise<void> {
+    if ((await this.lockHolder()) === process.pid) await rm(this.lockFile, { force: true });
+  }
+
+  /** The live process holding the lock, if any. */
+  async lockHolder(): Promise<number | undefined> {
+    let pid: number;
+    try {
+      pid = Number.parseInt(await readFile(this.lockFile, 'utf8'), 10);
+    } catch {
+      return undefined;
+    }
+    if (!Number.isInteger(pid) || pid <= 0) return undefined;
+    try {
+      process.kill(pid, 0);
+      return pid;
+    } catch (err) {
+      return (err as NodeJS.ErrnoException).code === 'EPERM' ? pid : undefined;
+    }
+  }
+
+  /** Asks the process running the warm rounds to cut over after its current round. */
+  async requestCutover(): Promise<void> {
+    await writeFile(this.cutoverRequestFile, new Date().toISOString(), { mode: 0o600 });
+  }
+
+  /** True once, when a cutover was requested. */
+  async takeCutoverRequest(): Promise<boolean> {
+    try {
+      await rm(this.cutoverRequestFile);
+      return true;
+    } catch {
+      return false;
+    }
   }
 }

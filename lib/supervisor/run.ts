@@ -2,7 +2,6 @@
 // stops the others), with a run id for the log file name.
 
 import { randomBytes } from 'node:crypto';
-import { coldImportVm, type ColdImportContext, type ColdImportOptions, type VmResult } from './cold-import.js';
 
 export function newRunId(now = new Date()): string {
   return `${now.toISOString().replace(/[-:]/g, '').replace(/\..*/, '')}-${randomBytes(3).toString('hex')}`;
@@ -20,8 +19,4 @@ export async function mapLimited<T, R>(items: readonly T[], limit: number, fn: (
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
   return results;
-}
-
-export async function coldImport(ctx: ColdImportContext, vms: readonly string[], opts: ColdImportOptions & { parallelVms: number }): Promise<VmResult[]> {
-  return mapLimited(vms, opts.parallelVms, (vm) => coldImportVm(ctx, vm, opts));
 }

@@ -20,4 +20,5 @@ export type { ConnectOptions } from './client.js';
 export type { VSphereLogger } from './logger.js';
 export type { CreateSnapshotOptions, RemoveSnapshotOptions } from './snapshots.js';
 export type { FindVmOptions } from './vm-inventory.js';
+export { isFault } from './vim-fault.js';
 export type * from './types.js';

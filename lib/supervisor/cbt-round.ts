@@ -1,0 +1,185 @@
+// One round of a warm migration: snapshot the VM, ask CBT what changed since the changeId each
+// image was brought to, copy those areas from the snapshot, record the new changeIds, remove the
+// snapshot. oneswap's snapshot is the only one it ever creates or removes, and there is at most
+// one at any moment: leftovers of a killed run are removed before the next is taken.
+//
+// The invariant that makes every interruption safe: each image equals the disk at the snapshot
+// whose changeId the journal holds for it, except inside its `pending` areas. A round first
+// plans pending ∪ (changes since that changeId), then moves the anchor to the new snapshot, then
+// copies; finished ranges leave `pending`. A re-run plans the same way and converges.
+
+import { truncate } from 'node:fs/promises';
+import { OneswapError, describeError } from '../errors/index.js';
+import { isFault, type MoRef, type Snapshot, type VmSummary } from '../vsphere/index.js';
+import { isOwnSnapshot, openVcenterDisks, ownSnapshotSpec, type VmDescription } from '../input/index.js';
+import { normalizeExtents, subtractExtents, totalLength, type Extent } from '../extents/index.js';
+import { recordWarmRound, markImage } from '../output/index.js';
+import type { Journal, JournalDisk, WarmRound } from './journal.js';
+import { copyIntoImages, type DiskCopy, type DiskTarget, type ImportContext, type StepLog } from './steps.js';
+
+export interface RoundOptions {
+  /** The cutover's round: the VM is off, the images become final, the snapshot stays for the caller to remove. */
+  readonly final: boolean;
+  readonly streams: number;
+}
+
+export interface RoundResult {
+  readonly round: WarmRound;
+  /** The final round's snapshot, still there; undefined after a normal round. */
+  readonly snapshot?: MoRef;
+}
+
+/** The part of a changeId before "/": it changes when CBT is reset for the disk. */
+export function changeTrack(changeId: string): string {
+  const slash = changeId.lastIndexOf('/');
+  return slash < 0 ? changeId : changeId.slice(0, slash);
+}
+
+export async function runRound(
+  ctx: ImportContext,
+  journal: Journal,
+  summary: VmSummary,
+  vm: VmDescription,
+  targets: readonly DiskTarget[],
+  opts: RoundOptions,
+  log: StepLog,
+): Promise<RoundResult> {
+  const warm = (journal.data.warm ??= { rounds: [] });
+  const number = (warm.baseRound ?? 0) + warm.rounds.length;
+  await removeLeftovers(ctx, journal, summary, log);
+
+  const t0 = Date.now();
+  const snapshot = await takeSnapshot(ctx, summary, opts.final ? 'cutover' : `round-${number}`, !opts.final && summary.toolsRunning, log);
+  warm.snapshot = snapshot.ref.value;
+  await journal.flush();
+  const snapshotMs = Date.now() - t0;
+  try {
+    const snapDisks = snapshot.disks ?? (await ctx.vsphere.snapshotDisks(snapshot.ref));
+    const copies: DiskCopy[] = [];
+    let full = false;
+    // The disks as the snapshot froze them: their files are what the copy reads.
+    const sources = await openVcenterDisks(ctx.vsphere, { ...summary, disks: snapDisks }, vm);
+    for (const t of targets) {
+      const d = t.disk.description;
+      const frozen = snapDisks.find((f) => String(f.key) === d.sourceKey);
+      if (!frozen?.changeId)
+        throw new OneswapError('conflict', `vCenter reports no changeId for disk "${d.label}" of VM ${vm.name} in oneswap's snapshot: change tracking is not active on that disk`, {
+          hint: 'per-disk tracking starts at the next stun after CBT is enabled; power-cycle the VM or take and delete a snapshot in vCenter, then run again',
+        });
+      const jd = journal.disk(d.sourceKey)!;
+      const plan = await planDisk(ctx, summary, snapshot.ref, t, jd, frozen.changeId, log);
+      full ||= plan.full;
+      jd.changeId = frozen.changeId;
+      jd.pending = plan.areas;
+      jd.done = [];
+      copies.push({ target: t, source: sources.find((s) => s.description.sourceKey === d.sourceKey)!.source, planned: plan.areas, targetIsZero: plan.targetIsZero });
+    }
+    await journal.flush();
+
+    const t1 = Date.now();
+    await copyIntoImages(ctx, journal, vm.name, copies, opts.streams, async (c) => {
+      const jd = journal.disk(c.target.disk.description.sourceKey)!;
+      jd.pending = [];
+      jd.done = [];
+      await journal.flush();
+      if (opts.final) await markImage(ctx.one, c.target.imageId, 'COPIED');
+      else await recordWarmRound(ctx.one, c.target.imageId, jd.changeId!, number);
+    });
+    const round: WarmRound = {
+      round: number,
+      full,
+      final: opts.final,
+      snapshotAt: new Date(t0 + snapshotMs).toISOString(),
+      snapshotMs,
+      copyMs: Date.now() - t1,
+      bytes: Object.fromEntries(copies.map((c) => [c.target.disk.description.sourceKey, totalLength(c.planned)])),
+    };
+    warm.rounds.push(round);
+    await journal.flush();
+    if (opts.final) return { round, snapshot: snapshot.ref };
+    await removeSnapshot(ctx, journal, snapshot.ref, log);
+    return { round };
+  } catch (err) {
+    // Before the cutover the source keeps running; our snapshot must not stay on it.
+    await removeSnapshot(ctx, journal, snapshot.ref, log).catch(() => undefined);
+    throw err;
+  }
+}
+
+interface DiskPlan {
+  readonly areas: Extent[];
+  readonly full: boolean;
+  readonly targetIsZero: boolean;
+}
+
+async function planDisk(ctx: ImportContext, summary: VmSummary, snapshot: MoRef, t: DiskTarget, jd: JournalDisk, changeId: string, log: StepLog): Promise<DiskPlan> {
+  const d = t.disk.description;
+  const cap = d.capacityBytes;
+  const allocated = async (): Promise<Extent[]> => ctx.vsphere.queryChangedDiskAreas(summary.ref, snapshot, t.disk.device.key, '*', cap);
+  // Nothing written into the image yet: it is all holes, a full copy of the allocated areas.
+  if (jd.changeId === undefined) return { areas: await allocated(), full: true, targetIsZero: true };
+  const reset = async (why: string): Promise<DiskPlan> => {
+    log(`change tracking of disk "${d.label}" was reset (${why}): copying it in full again`, 'warn');
+    await clearImage(t.path, cap);
+    return { areas: await allocated(), full: true, targetIsZero: true };
+  };
+  if (changeTrack(jd.changeId) !== changeTrack(changeId)) return reset('its changeId has a new identity');
+  let changed: Extent[];
+  try {
+    changed = await ctx.vsphere.queryChangedDiskAreas(summary.ref, snapshot, t.disk.device.key, jd.changeId, cap);
+  } catch (err) {
+    if (!isFault(err, 'FileFault')) throw err;
+    return reset(`vCenter no longer knows changeId ${jd.changeId}`);
+  }
+  const pending = subtractExtents(jd.pending ?? [], jd.done);
+  return { areas: normalizeExtents([...pending, ...changed], cap), full: false, targetIsZero: false };
+}
+
+/** Makes the image all holes again, for a full copy after a CBT reset. */
+async function clearImage(path: string, capacityBytes: number): Promise<void> {
+  await truncate(path, 0);
+  await truncate(path, capacityBytes);
+}
+
+/** Snapshot without memory; quiesced through VMware Tools when they run, plain if quiescing fails. */
+async function takeSnapshot(ctx: ImportContext, summary: VmSummary, purpose: string, quiesce: boolean, log: StepLog): Promise<Snapshot> {
+  const spec = ownSnapshotSpec(`warm-${purpose}`);
+  if (quiesce) {
+    try {
+      return await ctx.vsphere.createSnapshot(summary.ref, { ...spec, memory: false, quiesce: true });
+    } catch (err) {
+      log(`a quiesced snapshot of ${summary.name} failed (${describeError(err)}); taking a crash-consistent one`, 'warn');
+    }
+  }
+  return ctx.vsphere.createSnapshot(summary.ref, { ...spec, memory: false, quiesce: false });
+}
+
+/** Removes oneswap's snapshot and forgets it; one that is already gone counts as removed. */
+export async function removeSnapshot(ctx: ImportContext, journal: Journal, ref: MoRef, log: StepLog): Promise<void> {
+  try {
+    await ctx.vsphere.removeSnapshot(ref);
+  } catch (err) {
+    if (!(err instanceof OneswapError && err.kind === 'not-found')) {
+      log(`could not remove oneswap's snapshot ${ref.value}: ${describeError(err)}; the next run removes it, or delete it in vCenter`, 'error');
+      throw err;
+    }
+  }
+  if (journal.data.warm?.snapshot === ref.value) {
+    journal.data.warm.snapshot = undefined;
+    await journal.flush();
+  }
+}
+
+/** Snapshots oneswap left behind (a killed run): removed, so at most one of ours ever exists. */
+export async function removeLeftovers(ctx: ImportContext, journal: Journal, summary: VmSummary, log: StepLog): Promise<number> {
+  const own = (await ctx.vsphere.snapshots(summary.ref)).filter(isOwnSnapshot);
+  for (const s of own) {
+    log(`removing oneswap's leftover snapshot "${s.name}"`, 'warn');
+    await removeSnapshot(ctx, journal, s.ref, log);
+  }
+  if (journal.data.warm?.snapshot !== undefined) {
+    journal.data.warm.snapshot = undefined;
+    await journal.flush();
+  }
+  return own.length;
+}

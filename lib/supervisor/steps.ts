@@ -1,0 +1,437 @@
+// The steps an import of one vCenter VM is made of, shared by the cold import and the warm
+// migration: prechecks, placeholders, copying areas into the images with progress and journal,
+// conversion, the VM template (and VM), and the rollback of whatever the journal says exists.
+
+import { OneswapError, describeError } from '../errors/index.js';
+import type { VSphereClient, VmSummary } from '../vsphere/index.js';
+import type { OneClient } from '../one/index.js';
+import {
+  describeVcenterVm,
+  checkCopyableDisks,
+  openVcenterDisks,
+  isOwnSnapshot,
+  vmIdentity,
+  type VcenterDisk,
+  type VmDescription,
+} from '../input/index.js';
+import { copyExtents, together, type CopyStats, type RangeSource } from '../copy/index.js';
+import { checkAdditions, type GuestAdditions } from '../convert/index.js';
+import { subtractExtents, normalizeExtents, totalLength, type Extent } from '../extents/index.js';
+import {
+  allocatePlaceholder,
+  checkImageDatastore,
+  checkNamesFree,
+  warmImagesOf,
+  imageName,
+  markImage,
+  convertedGuestOf,
+  placeholderFile,
+  removeImages,
+  templateName,
+  mapNics,
+  keepMacs,
+  removeAddressRanges,
+  buildVmTemplate,
+  type ImageDatastore,
+  type NicMapping,
+  type ConvertedGuest,
+} from '../output/index.js';
+import { Journal } from './journal.js';
+import { convertImages, describeConversion } from './conversion.js';
+import type { EventSink, Phase } from './events.js';
+
+export interface ImportOptions {
+  readonly datacenter?: string;
+  readonly datastoreId: number;
+  /** Ask the guest to shut down when the VM runs, and wait for it. */
+  readonly shutdown: boolean;
+  readonly shutdownTimeoutMs: number;
+  readonly convert: boolean;
+  readonly networkMap: ReadonlyMap<string, string>;
+  readonly keepMac: boolean;
+  readonly instantiate: boolean;
+  readonly keepOnFailure: boolean;
+  readonly namePrefix: string;
+  readonly streams: number;
+  readonly stateDir: string;
+  /** Where the run log lives; conversion logs go next to it, one per VM. */
+  readonly logDir: string;
+  readonly runId: string;
+  /** Opt-in: context package and qemu-guest-agent, installed at the guest's first boot. */
+  readonly additions: GuestAdditions;
+}
+
+export interface ImportContext {
+  readonly vsphere: VSphereClient;
+  readonly vcenterHost: string;
+  readonly one: OneClient;
+  readonly emit: EventSink;
+  readonly signal: AbortSignal;
+}
+
+export interface VmResult {
+  readonly vm: string;
+  readonly ok: boolean;
+  readonly imageIds: number[];
+  readonly templateId?: number;
+  readonly vmId?: number;
+  readonly error?: unknown;
+}
+
+export type StepLog = (message: string, level?: 'info' | 'warn' | 'error') => void;
+
+/** Runs named phases of one VM with start/done/failed events; remembers the phase that failed. */
+export class Phases {
+  failedIn: Phase | undefined;
+
+  constructor(
+    private readonly ctx: ImportContext,
+    private readonly vm: string,
+  ) {}
+
+  readonly log: StepLog = (message, level = 'info') => this.ctx.emit({ type: 'log', level, vm: this.vm, message });
+
+  async run<T>(name: Phase, fn: () => Promise<T>, detail?: (r: T) => string | undefined): Promise<T> {
+    this.ctx.signal.throwIfAborted();
+    const t0 = Date.now();
+    this.ctx.emit({ type: 'phase', vm: this.vm, phase: name, state: 'start' });
+    try {
+      const r = await fn();
+      this.ctx.emit({ type: 'phase', vm: this.vm, phase: name, state: 'done', durationMs: Date.now() - t0, detail: detail?.(r) });
+      return r;
+    } catch (err) {
+      this.failedIn = name;
+      this.ctx.emit({ type: 'phase', vm: this.vm, phase: name, state: 'failed', durationMs: Date.now() - t0, detail: describeError(err) });
+      throw err;
+    }
+  }
+}
+
+export interface Prechecked {
+  readonly summary: VmSummary;
+  readonly description: VmDescription;
+  readonly disks: VcenterDisk[];
+  readonly ds: ImageDatastore;
+  readonly nics: NicMapping[];
+  readonly journal: Journal;
+}
+
+/** What a warm migration needs on top of a cold import's checks. */
+export interface WarmPrecheck {
+  /** Turn change tracking on when it is off, instead of refusing. */
+  readonly enableCbt: boolean;
+}
+
+export async function precheck(ctx: ImportContext, vmName: string, opts: ImportOptions, log: (m: string, l?: 'warn') => void, warm?: WarmPrecheck): Promise<Prechecked> {
+  if (opts.convert) await checkAdditions(opts.additions);
+  let summary = await ctx.vsphere.findVm(vmName, { datacenter: opts.datacenter });
+  checkCopyableDisks(summary);
+  if (summary.disks.length === 0) throw new OneswapError('usage', `VM ${summary.name} has no disks to migrate`);
+  if (summary.powerState === 'suspended')
+    throw new OneswapError('conflict', `VM ${summary.name} is suspended`, { hint: 'power it on and shut it down from the guest, or power it off, then run again' });
+  if (warm) summary = await checkWarmable(ctx, summary, warm, log);
+  else if (summary.powerState === 'poweredOn' && !opts.shutdown)
+    throw new OneswapError('conflict', `VM ${summary.name} is powered on; a cold import needs it off`, {
+      hint: 'shut it down first, or pass --shutdown to have oneswap ask the guest to shut down',
+    });
+  if (summary.hasSnapshots) {
+    const snaps = await ctx.vsphere.snapshots(summary.ref);
+    const foreign = snaps.filter((s) => !isOwnSnapshot(s));
+    if (foreign.length > 0)
+      throw new OneswapError('conflict', `VM ${summary.name} has snapshots (${foreign.map((s) => `"${s.name}"`).join(', ')}); its disks are snapshot deltas`, {
+        hint: 'delete or consolidate the snapshots in vCenter first (oneswap never touches snapshots it did not create)',
+      });
+    for (const s of snaps) {
+      log(`removing oneswap's leftover snapshot "${s.name}"`, 'warn');
+      await ctx.vsphere.removeSnapshot(s.ref);
+    }
+  }
+
+  const description = describeVcenterVm(ctx.vcenterHost, summary);
+  const nics = mapNics(summary.name, description.nics, await networkCandidates(ctx.one), opts.networkMap);
+  const disks = await openVcenterDisks(ctx.vsphere, summary, description);
+
+  const opened = await Journal.open(opts.stateDir, vmIdentity(description), opts.datastoreId);
+  const journal = opened.journal;
+  await journal.lock(summary.name);
+  try {
+    // A warm migration started on another machine (or whose state was lost) resumes from the
+    // changeIds its images carry.
+    const resumed = opened.resumed || (warm !== undefined && (await adoptWarmImages(ctx, journal, description, opts.datastoreId, log)));
+    const ownIds = new Set<number>();
+    if (resumed) {
+      for (const d of journal.data.disks) {
+        try {
+          const img = await ctx.one.image(d.imageId);
+          if (img.template.get('ONESWAP_SOURCE_DISK') === undefined) throw new Error('not ours');
+          ownIds.add(d.imageId);
+        } catch {
+          log(`image ${d.imageId} of an earlier run is gone; its disk is copied again`, 'warn');
+          journal.data.disks = journal.data.disks.filter((x) => x !== d);
+        }
+      }
+      if (journal.data.disks.length > 0) log(`resuming an earlier run: images ${[...ownIds].join(', ')}`);
+    }
+    const pendingBytes = disks.filter((d) => !journal.disk(d.description.sourceKey)).reduce((s, d) => s + d.description.capacityBytes, 0);
+    const ds = await checkImageDatastore(ctx.one, opts.datastoreId, pendingBytes);
+    await checkNamesFree(
+      ctx.one,
+      disks.filter((d) => !journal.disk(d.description.sourceKey)).map((d) => imageName(description, d.description, opts.namePrefix)),
+      templateName(description, opts.namePrefix),
+      ownIds,
+    );
+    return { summary, description, disks, ds, nics, journal };
+  } catch (err) {
+    await journal.unlock();
+    throw err;
+  }
+}
+
+/**
+ * Snapshots and CBT must work on every disk: virtual hardware 7 or later, no independent disks
+ * (a snapshot skips them), change tracking on. Enabling CBT takes effect at the next stun, which
+ * the first migration snapshot provides; vSphere then reports each disk's changeId there.
+ */
+async function checkWarmable(ctx: ImportContext, vm: VmSummary, warm: WarmPrecheck, log: (m: string, l?: 'warn') => void): Promise<VmSummary> {
+  const hw = Number.parseInt(vm.hardwareVersion.replace(/^vmx-/, ''), 10);
+  if (Number.isFinite(hw) && hw < 7)
+    throw new OneswapError('conflict', `VM ${vm.name} has virtual hardware ${vm.hardwareVersion}; changed block tracking needs vmx-07 or later`, {
+      hint: 'upgrade the VM compatibility in vCenter, or import it cold (without --warm)',
+    });
+  const independent = vm.disks.filter((d) => d.diskMode.startsWith('independent'));
+  if (independent.length > 0)
+    throw new OneswapError('conflict', `disk ${independent.map((d) => `"${d.label}"`).join(', ')} of VM ${vm.name} is independent (${independent[0]!.diskMode}); snapshots skip such disks, so they cannot be copied while the VM runs`, {
+      hint: 'switch the disk to dependent mode in vCenter, or import the VM cold (without --warm)',
+    });
+  if (vm.changeTrackingEnabled) return vm;
+  if (!warm.enableCbt)
+    throw new OneswapError('conflict', `changed block tracking is off for VM ${vm.name}; a warm migration needs it`, {
+      hint: 'pass --enable-cbt to turn it on (takes effect at the first migration snapshot), or import the VM cold',
+    });
+  log(`turning changed block tracking on for ${vm.name} (--enable-cbt)`, 'warn');
+  await ctx.vsphere.setChangeTracking(vm.ref, true);
+  return ctx.vsphere.vm(vm.ref);
+}
+
+async function adoptWarmImages(ctx: ImportContext, journal: Journal, vm: VmDescription, datastoreId: number, log: (m: string, l?: 'warn') => void): Promise<boolean> {
+  const found = (await warmImagesOf(ctx.one, vm, datastoreId)).filter((f) => vm.disks[f.diskIndex] !== undefined);
+  if (found.length === 0) return false;
+  for (const f of found) {
+    const d = vm.disks[f.diskIndex]!;
+    journal.data.disks.push({ sourceKey: d.sourceKey, imageId: f.imageId, imagePath: '', capacityBytes: d.capacityBytes, done: [], complete: false, changeId: f.changeId, pending: [] });
+  }
+  const rounds = Math.max(...found.map((f) => f.round)) + 1;
+  journal.data.warm = { rounds: [], baseRound: rounds };
+  await journal.flush();
+  log(`no local state for ${vm.name}: resuming the warm migration from images ${found.map((f) => f.imageId).join(', ')} (their changeIds after round ${rounds - 1})`, 'warn');
+  return true;
+}
+
+async function networkCandidates(one: OneClient) {
+  return (await one.vnets()).map((n) => ({ id: n.id, name: n.name, vcenterMatch: n.template.get('VCENTER_NETWORK_MATCH') }));
+}
+
+export interface DiskTarget {
+  readonly disk: VcenterDisk;
+  readonly imageId: number;
+  readonly path: string;
+}
+
+export async function placeholders(
+  ctx: ImportContext,
+  journal: Journal,
+  vm: VmDescription,
+  disks: readonly VcenterDisk[],
+  ds: ImageDatastore,
+  opts: ImportOptions,
+): Promise<DiskTarget[]> {
+  // Allocate all first (the driver creates the files in parallel), then wait for each.
+  for (const d of disks) {
+    if (journal.disk(d.description.sourceKey)) continue;
+    const id = await allocatePlaceholder(ctx.one, ds, {
+      name: imageName(vm, d.description, opts.namePrefix),
+      disk: d.description,
+      vm,
+      boot: d.description.index === 0,
+      devPrefix: 'sd',
+    });
+    journal.data.disks.push({ sourceKey: d.description.sourceKey, imageId: id, imagePath: '', capacityBytes: d.description.capacityBytes, done: [], complete: false });
+    await journal.flush();
+  }
+  const out: DiskTarget[] = [];
+  for (const d of disks) {
+    const j = journal.disk(d.description.sourceKey)!;
+    const path = await placeholderFile(ctx.one, j.imageId, d.description.capacityBytes, ctx.signal);
+    if (j.imagePath !== path) {
+      Object.assign(j, { imagePath: path });
+      await journal.flush();
+    }
+    out.push({ disk: d, imageId: j.imageId, path });
+  }
+  return out;
+}
+
+/** One disk's share of a copy: which areas of which source go into which image. */
+export interface DiskCopy {
+  readonly target: DiskTarget;
+  readonly source: RangeSource;
+  /** Every area this copy stands for; those the journal lists as done are skipped. */
+  readonly planned: readonly Extent[];
+  /** The image holds only zeros where nothing is planned, so zero blocks need no hole punched. */
+  readonly targetIsZero: boolean;
+}
+
+/**
+ * Copies the disks in parallel with progress events and the journal's done ranges kept current.
+ * A disk that fails stops the others, and the failure is reported once all of them have
+ * stopped: a rollback then removes placeholders nothing writes to any more.
+ */
+export async function copyIntoImages(
+  ctx: ImportContext,
+  journal: Journal,
+  vm: string,
+  copies: readonly DiskCopy[],
+  streams: number,
+  onDiskDone: (copy: DiskCopy, stats: CopyStats) => Promise<void>,
+): Promise<CopyStats[]> {
+  return together(
+    copies.map((c) => async (signal: AbortSignal) => {
+      const d = c.target.disk.description;
+      const jd = journal.disk(d.sourceKey)!;
+      const cap = d.capacityBytes;
+      const planned = normalizeExtents(c.planned, cap);
+      const todo = subtractExtents(planned, jd.done);
+      const name = `disk${d.index}`;
+      const base = totalLength(planned) - totalLength(todo);
+      const emit = (bytesDone: number, bytesWritten: number, state: 'copying' | 'done' | 'failed'): void =>
+        ctx.emit({ type: 'disk', vm, disk: d.index, name, bytesDone: base + bytesDone, bytesPlanned: totalLength(planned), bytesWritten, capacityBytes: cap, state });
+      emit(0, 0, 'copying');
+      try {
+        const s = await copyExtents({
+          source: c.source,
+          target: c.target.path,
+          capacity: cap,
+          extents: todo,
+          targetIsZero: c.targetIsZero,
+          streams,
+          signal,
+          onProgress: (p) => emit(p.bytesDone, p.bytesWritten, 'copying'),
+          onWritten: (r) => journal.rangeDone(d.sourceKey, r),
+        });
+        await onDiskDone(c, s);
+        emit(s.bytesPlanned, s.bytesWritten, 'done');
+        return s;
+      } catch (err) {
+        emit(0, 0, 'failed');
+        await journal.flush();
+        throw err;
+      }
+    }),
+    ctx.signal,
+  );
+}
+/** The convert phase: skipped for images an earlier run (or `oneswap convert`) already converted. */
+export async function convert(
+  ctx: ImportContext,
+  vm: VmDescription,
+  targets: readonly DiskTarget[],
+  opts: ImportOptions,
+  log: (m: string, l?: 'warn') => void,
+): Promise<{ guest: ConvertedGuest | undefined; detail: string }> {
+  const recorded = convertedGuestOf(await ctx.one.image(targets[0]!.imageId));
+  if (recorded) {
+    log(`images ${targets.map((t) => t.imageId).join(', ')} were converted by an earlier run; not converting again`);
+    return { guest: recorded, detail: `already converted: ${recorded.productName}` };
+  }
+  const r = await convertImages(ctx, {
+    vm: vm.name,
+    images: targets.map((t) => ({ id: t.imageId, path: t.path, bus: t.disk.description.bus })),
+    firmware: vm.firmware,
+    memoryMiB: vm.memoryMiB,
+    cpus: vm.cpus,
+    nics: vm.nics.map((n) => ({ mac: n.mac, network: n.network, adapter: n.adapter })),
+    stateDir: opts.stateDir,
+    logDir: opts.logDir,
+    runId: opts.runId,
+    additions: opts.additions,
+  });
+  if (r.kind === 'no-os') log(`no operating system found on the disks of ${vm.name}: a data-only VM, not converted (${r.reason})`, 'warn');
+  return { guest: r.kind === 'converted' ? r.guest : undefined, detail: describeConversion(r) };
+}
+
+export async function build(
+  ctx: ImportContext,
+  journal: Journal,
+  vm: VmDescription,
+  targets: readonly DiskTarget[],
+  nics: readonly NicMapping[],
+  guest: ConvertedGuest | undefined,
+  opts: ImportOptions,
+  log: (m: string, l?: 'warn') => void,
+): Promise<{ templateId: number; vmId?: number }> {
+  const placedNics = await keepMacs(ctx.one, nics, { keep: opts.keepMac, journal: journal.data, log });
+  await journal.flush();
+  const version = await ctx.one.version();
+  const template = buildVmTemplate({
+    name: templateName(vm, opts.namePrefix),
+    vm,
+    disks: targets.map((t) => ({ disk: t.disk.description, imageId: t.imageId })),
+    nics: placedNics,
+    guest,
+    guestAgent: opts.convert && opts.additions.guestAgent === true,
+    oneMajorVersion: Number.parseInt(version, 10) || 7,
+    importedAt: new Date(),
+  });
+  if (journal.data.templateId === undefined) {
+    journal.data.templateId = await ctx.one.templateAllocate(template);
+    await journal.flush();
+  }
+  if (!opts.instantiate) return { templateId: journal.data.templateId };
+  if (journal.data.vmId === undefined) {
+    journal.data.vmId = await ctx.one.templateInstantiate(journal.data.templateId, { name: templateName(vm, opts.namePrefix), hold: false, persistent: false });
+    await journal.flush();
+  }
+  return { templateId: journal.data.templateId, vmId: journal.data.vmId };
+}
+
+export async function rollback(
+  ctx: ImportContext,
+  journal: Journal,
+  summary: VmSummary | undefined,
+  opts: ImportOptions & { keptAfterConvert: boolean },
+  log: (m: string, l?: 'warn' | 'error') => void,
+): Promise<void> {
+  const t0 = Date.now();
+  ctx.emit({ type: 'phase', vm: summary?.name ?? '?', phase: 'rollback', state: 'start' });
+  // Source first: the VM must run again whatever happens on the OpenNebula side.
+  if (journal.data.shutDownByUs && summary && journal.data.vmId === undefined) {
+    try {
+      await ctx.vsphere.powerOn(summary.ref);
+      journal.data.shutDownByUs = false;
+      log(`powered ${summary.name} on again in vCenter`);
+    } catch (err) {
+      log(`could not power ${summary.name} on again: ${describeError(err)}; power it on in vCenter`, 'error');
+    }
+  }
+  const ids = journal.data.disks.map((d) => d.imageId).join(',');
+  if (opts.keptAfterConvert) {
+    // The images are marked COPIED already and hold the copy byte for byte.
+    await journal.flush().catch(() => undefined);
+    log(`kept images ${ids} with the copied disks (ONESWAP_STATE=COPIED); after fixing the cause, run the same import again (it resumes at the conversion) or: oneswap convert --image ${ids}`, 'warn');
+  } else if (opts.keepOnFailure) {
+    for (const d of journal.data.disks) await markImage(ctx.one, d.imageId, 'FAILED').catch(() => undefined);
+    await journal.flush().catch(() => undefined);
+    log(`kept images ${ids || '(none)'} (--keep-on-failure): they are marked ONESWAP_STATE=FAILED; run the same command again to resume`, 'warn');
+  } else {
+    if (journal.data.vmId !== undefined) {
+      await ctx.one.vmAction('terminate-hard', journal.data.vmId).catch((e: unknown) => log(`could not remove VM ${journal.data.vmId}: ${describeError(e)}`, 'error'));
+    }
+    if (journal.data.templateId !== undefined) {
+      await ctx.one.templateDelete(journal.data.templateId, false).catch((e: unknown) => log(`could not remove template ${journal.data.templateId}: ${describeError(e)}`, 'error'));
+    }
+    await removeImages(ctx.one, journal.data.disks.map((d) => d.imageId).reverse(), (m) => log(m));
+    await removeAddressRanges(ctx.one, journal.data.addressRanges, (m) => log(m));
+    await journal.remove();
+  }
+  ctx.emit({ type: 'phase', vm: summary?.name ?? '?', phase: 'rollback', state: 'done', durationMs: Date.now() - t0 });
+}

@@ -1,0 +1,249 @@
+// Warm migration against the vCenter simulator's CBT and the OpenNebula simulator, as the real
+// command. The test plays the running guest: it writes known data into the source disks between
+// rounds (never while a round copies, as the simulator has no delta disks). Throughout, a watcher
+// counts oneswap's snapshots: never more than one may exist.
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { vcsimSkip, type Vcsim } from '../peers/vcsim/index.js';
+import { client as vimClient, createTestVm, listSnapshots, setCbt, sha256File, writeDiskData, type TestVm } from '../peers/vcsim/fixture.js';
+import type { Oned } from '../peers/one/index.js';
+import { oneswap, spawnOneswap } from '../peers/cli.js';
+import { startMigrationPeers, type MigrationPeers } from '../peers/migration.js';
+
+const MiB = 1024 * 1024;
+const skip = vcsimSkip();
+
+interface Status {
+  state: string;
+  rounds: number;
+  disks: Array<{ imageId: number; changeId?: string; bytesPerRound: number[]; pendingBytes: number }>;
+  prediction?: { totalMs: number; parts: Array<{ step: string; ms: number }> };
+  copyRate?: number;
+}
+
+describe('warm migration: CBT rounds while the VM runs, then a measured cutover', { skip }, () => {
+  let peers: MigrationPeers;
+  let sim: Vcsim;
+  let oned: Oned;
+  let env: Record<string, string>;
+  let seed = 1000;
+  let maxSnapshots = 0;
+  let watching = true;
+  let watched: TestVm[] = [];
+  let watcher: Promise<void>;
+
+  /** `oneswap <cmd...> --vcenter ... --datastore ...` without --no-convert; --progress json. */
+  const args = (cmd: string[], o: { convert?: boolean } = {}): string[] => {
+    const common = peers.importArgs().slice(1).filter((a) => a !== '--no-convert' || o.convert === false);
+    return [...cmd, ...common];
+  };
+  const warm = (stage: string, vm: string, extra: string[] = []): Promise<{ exitCode: number; stdout: string; stderr: string }> =>
+    oneswap([...args(['warm', stage], { convert: false }), ...extra, vm], env);
+  const status = async (vm: string): Promise<Status> => {
+    const common = peers.importArgs().slice(1).filter((a) => !['--no-convert', '--progress', 'json'].includes(a));
+    const r = await oneswap(['warm', 'status', ...common, '--json', vm], env);
+    assert.equal(r.exitCode, 0, r.stderr);
+    return JSON.parse(r.stdout) as Status;
+  };
+  const imageFile = (id: number): string => oned.image(id)!.source;
+  const assertImagesEqual = async (vm: TestVm, ids: number[]): Promise<void> => {
+    for (const [i, d] of vm.disks.entries()) assert.equal(await sha256File(imageFile(ids[i]!)), await sha256File(d.flatPath), `image ${ids[i]} differs from disk ${i}`);
+  };
+  /** The guest writes `length` bytes at `offset` of disk `disk`. */
+  const guestWrites = (vm: TestVm, disk: number, offset: number, length: number): Promise<void> => writeDiskData(vm.disks[disk]!.flatPath, offset, length, seed++);
+  const powerState = async (vm: TestVm): Promise<string> => JSON.stringify((await (await vimClient(sim)).props(vm.moref, ['runtime.powerState']))['runtime.powerState']);
+
+  before(async () => {
+    peers = await startMigrationPeers('warm');
+    ({ sim, oned, env } = peers);
+    oned.createNetwork({ name: 'VM Network', bridge: 'br0', ars: [{ type: 'ETHER', size: 10 }] });
+    watcher = (async () => {
+      while (watching) {
+        for (const vm of watched) {
+          const own = (await listSnapshots(sim, vm.moref).catch(() => [])).filter((s) => s.name.startsWith('oneswap-'));
+          maxSnapshots = Math.max(maxSnapshots, own.length);
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    })();
+  });
+
+  after(async () => {
+    watching = false;
+    await watcher;
+    await peers?.stop();
+  });
+
+  const runningVm = async (name: string, cbt = true): Promise<TestVm> => {
+    const vm = await createTestVm(sim, {
+      name,
+      cbt,
+      powerOn: true,
+      disks: [
+        { sizeBytes: 24 * MiB, data: [{ offset: 0, length: 4 * MiB }, { offset: 16 * MiB, length: 2 * MiB }] },
+        { sizeBytes: 8 * MiB, data: [{ offset: 1 * MiB, length: 1 * MiB }] },
+      ],
+      nics: [{ network: 'VM Network' }],
+    });
+    watched.push(vm);
+    return vm;
+  };
+
+  test('start, sync, status, cutover: each image equals its disk, only changes travel, downtime measured', async () => {
+    const vm = await runningVm('warm1');
+    const start = await warm('start', vm.name);
+    assert.equal(start.exitCode, 0, start.stderr);
+    assert.match(await powerState(vm), /poweredOn/);
+    assert.deepEqual(await listSnapshots(sim, vm.moref), [], 'a round leaves no snapshot behind');
+    let s = await status(vm.name);
+    assert.equal(s.rounds, 1);
+    const ids = s.disks.map((d) => d.imageId);
+    assert.equal(ids.length, 2);
+    for (const d of s.disks) assert.match(d.changeId ?? '', /^52 [0-9a-f ]+-[0-9a-f ]+\/\d+$/);
+    assert.equal(oned.image(ids[0]!)!.template.get('ONESWAP_STATE'), 'SYNCING');
+    assert.equal(oned.image(ids[0]!)!.template.get('ONESWAP_CHANGE_ID'), s.disks[0]!.changeId);
+    assert.deepEqual(s.disks.map((d) => d.bytesPerRound[0]), [6 * MiB, 1 * MiB], 'round 0 copies the allocated areas');
+    await assertImagesEqual(vm, ids);
+
+    // The guest writes 192 KiB (three 64 KiB CBT blocks) into disk 0 and 64 KiB into disk 1.
+    await guestWrites(vm, 0, 20 * MiB, 128 * 1024);
+    await guestWrites(vm, 0, 5 * MiB + 100, 1000);
+    await guestWrites(vm, 1, 7 * MiB, 64 * 1024);
+    peers.proxy.reset();
+    const sync = await warm('sync', vm.name);
+    assert.equal(sync.exitCode, 0, sync.stderr);
+    s = await status(vm.name);
+    assert.equal(s.rounds, 2);
+    assert.deepEqual(s.disks.map((d) => d.bytesPerRound[1]), [192 * 1024, 64 * 1024], 'round 1 copies only the changed blocks');
+    assert.ok(peers.proxy.counters.down < 1 * MiB, `the sync moved ${peers.proxy.counters.down} bytes`);
+    await assertImagesEqual(vm, ids);
+
+    await guestWrites(vm, 1, 0, 256 * 1024);
+    const s2 = await warm('sync', vm.name);
+    assert.equal(s2.exitCode, 0, s2.stderr);
+    s = await status(vm.name);
+    assert.ok(s.copyRate !== undefined && s.copyRate > 0);
+    assert.ok(s.prediction && s.prediction.parts.some((p) => p.step === 'final snapshot and delta'), JSON.stringify(s));
+
+    await guestWrites(vm, 0, 10 * MiB, 64 * 1024);
+    const cut = await warm('cutover', vm.name);
+    assert.equal(cut.exitCode, 0, cut.stderr);
+    assert.match(await powerState(vm), /poweredOff/);
+    await assertImagesEqual(vm, ids);
+    const downtime = cut.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { type: string; totalMs?: number; parts?: Array<{ step: string }> }).find((e) => e.type === 'downtime');
+    assert.ok(downtime && downtime.totalMs! > 0, 'the downtime is reported');
+    assert.deepEqual(downtime.parts!.map((p) => p.step), ['shutdown', 'final delta', 'template']);
+    assert.equal(oned.image(ids[0]!)!.template.get('ONESWAP_STATE'), 'DONE');
+    assert.equal(peers.templateIds().length, 1);
+    assert.deepEqual(await listSnapshots(sim, vm.moref), []);
+    assert.ok(maxSnapshots <= 1, `${maxSnapshots} oneswap snapshots existed at once`);
+  });
+
+  test('a CBT reset (tracking off and on) makes the next round a full one, and the images stay exact', async () => {
+    const vm = await runningVm('warm2');
+    assert.equal((await warm('start', vm.name)).exitCode, 0);
+    await setCbt(sim, vm.moref, false);
+    await setCbt(sim, vm.moref, true);
+    await guestWrites(vm, 0, 8 * MiB, 64 * 1024);
+    const r = await warm('sync', vm.name);
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.match(r.stdout, /change tracking of disk .* was reset/);
+    const s = await status(vm.name);
+    assert.deepEqual(s.disks.map((d) => d.bytesPerRound[1]), [6 * MiB + 64 * 1024, 1 * MiB], 'the round after the reset copies everything allocated');
+    await assertImagesEqual(vm, s.disks.map((d) => d.imageId));
+    assert.equal((await warm('abort', vm.name)).exitCode, 0);
+  });
+
+  test('abort: no snapshot, no image, the source runs on as it was', async () => {
+    const vm = await runningVm('warm3');
+    const before = await Promise.all(vm.disks.map((d) => sha256File(d.flatPath)));
+    const imagesBefore = peers.imageIds();
+    assert.equal((await warm('start', vm.name)).exitCode, 0);
+    assert.equal(peers.imageIds().length, imagesBefore.length + 2);
+    const r = await warm('abort', vm.name);
+    assert.equal(r.exitCode, 0, r.stderr);
+    await oned.idle();
+    assert.deepEqual(peers.imageIds(), imagesBefore);
+    assert.deepEqual(await listSnapshots(sim, vm.moref), []);
+    assert.match(await powerState(vm), /poweredOn/);
+    assert.deepEqual(await Promise.all(vm.disks.map((d) => sha256File(d.flatPath))), before);
+    const again = await warm('abort', vm.name);
+    assert.equal(again.exitCode, 5, 'nothing left to abort');
+  });
+
+  test('CBT off: refused with the hint, or turned on with --enable-cbt', async () => {
+    const vm = await runningVm('warm4', false);
+    const r = await warm('start', vm.name);
+    assert.equal(r.exitCode, 6);
+    assert.match(r.stderr, /changed block tracking is off.*--enable-cbt/s);
+    const ok = await warm('start', vm.name, ['--enable-cbt']);
+    assert.equal(ok.exitCode, 0, ok.stderr);
+    await assertImagesEqual(vm, (await status(vm.name)).disks.map((d) => d.imageId));
+    assert.equal((await warm('abort', vm.name)).exitCode, 0);
+  });
+
+  test('kill -9 mid-round, then the same command resumes without copying finished ranges again', async () => {
+    const vm = await createTestVm(sim, { name: 'warm5', cbt: true, powerOn: true, disks: [{ sizeBytes: 64 * MiB, data: [{ offset: 0, length: 48 * MiB }] }], nics: [{ network: 'VM Network' }] });
+    watched.push(vm);
+    peers.proxy.faults = { throttleBytesPerSecond: 8 * MiB };
+    const child = spawnOneswap([...args(['warm', 'start'], { convert: false }), '--streams', '1', vm.name], env);
+    let killed = false;
+    const journalDir = join(peers.work, 'state', 'journal');
+    const poll = setInterval(() => {
+      void (async () => {
+        for (const f of (await readdir(journalDir).catch(() => [] as string[])).filter((x) => x.endsWith('.json'))) {
+          const j = JSON.parse(await readFile(join(journalDir, f), 'utf8').catch(() => '{}')) as { source?: string; disks?: Array<{ done: Array<{ length: number }> }> };
+          const done = (j.disks ?? []).flatMap((d) => d.done).reduce((sum, e) => sum + e.length, 0);
+          if (!killed && done >= 16 * MiB) {
+            killed = true;
+            child.kill('SIGKILL');
+          }
+        }
+      })();
+    }, 100);
+    await child;
+    clearInterval(poll);
+    assert.ok(killed, 'the journal never recorded progress');
+    assert.equal((await listSnapshots(sim, vm.moref)).length, 1, 'the killed run left its snapshot');
+    peers.proxy.faults = {};
+    // The guest keeps writing while nobody copies.
+    await guestWrites(vm, 0, 60 * MiB, 64 * 1024);
+    peers.proxy.reset();
+    const r = await warm('start', vm.name);
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.match(r.stdout, /removing oneswap's leftover snapshot/);
+    assert.ok(peers.proxy.counters.down < 48 * MiB - 12 * MiB, `the resumed run read ${peers.proxy.counters.down} bytes`);
+    const s = await status(vm.name);
+    await assertImagesEqual(vm, s.disks.map((d) => d.imageId));
+    assert.deepEqual(await listSnapshots(sim, vm.moref), []);
+    assert.ok(maxSnapshots <= 1, `${maxSnapshots} oneswap snapshots existed at once`);
+    assert.equal((await warm('abort', vm.name)).exitCode, 0);
+  });
+
+  test('import --warm cuts over when a round is small enough, and when the operator says so', async () => {
+    const vm = await runningVm('warm6');
+    const r = await oneswap([...args(['import'], { convert: false }), '--warm', '--cutover-when-below', '64M', vm.name], env);
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.match(r.stdout, /cutting over: round 0 copied \d+ bytes, not more than --cutover-when-below/);
+    assert.match(await powerState(vm), /poweredOff/);
+
+    const vm2 = await runningVm('warm7');
+    const child = spawnOneswap([...args(['import'], { convert: false }), '--warm', '--sync-interval', '1s', vm2.name], env);
+    let out = '';
+    child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
+    while (!/"phase":"sync","state":"done"/.test(out)) await new Promise((res) => setTimeout(res, 100));
+    const ask = await warm('cutover', vm2.name);
+    assert.equal(ask.exitCode, 0, ask.stderr);
+    assert.match(ask.stdout, /asked it to cut over/);
+    const done = await child;
+    assert.equal(done.exitCode, 0, done.stderr);
+    assert.match(out, /cutting over: the operator asked for it/);
+    assert.match(await powerState(vm2), /poweredOff/);
+    const ids = peers.imageIds().slice(-2);
+    await assertImagesEqual(vm2, ids);
+    assert.ok(maxSnapshots <= 1, `${maxSnapshots} oneswap snapshots existed at once`);
+  });
+});
