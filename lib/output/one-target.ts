@@ -78,7 +78,7 @@ export function templateName(vm: VmDescription, prefix = ''): string {
 }
 
 /** Names already in use, so a clash is reported before any placeholder exists. */
-export async function checkNamesFree(one: OneClient, images: readonly string[], template: string, ownImageIds: ReadonlySet<number>): Promise<void> {
+export async function checkNamesFree(one: OneClient, images: readonly string[], template: string, ownImageIds: ReadonlySet<number>, ownTemplateId?: number): Promise<void> {
   const user = await one.whoami();
   const existing = (await one.images(-3)).filter((i) => i.uid === user.id && !ownImageIds.has(i.id));
   for (const name of images) {
@@ -88,7 +88,7 @@ export async function checkNamesFree(one: OneClient, images: readonly string[], 
         hint: 'remove that image, or pass --name-prefix to import under other names',
       });
   }
-  const templates = (await one.templates(-3)).filter((t) => t.uid === user.id);
+  const templates = (await one.templates(-3)).filter((t) => t.uid === user.id && t.id !== ownTemplateId);
   const taken = templates.find((t) => t.name === template);
   if (taken)
     throw new OneswapError('conflict', `template name "${template}" is already taken by template ${taken.id}`, {

@@ -10,12 +10,15 @@
 
 import { truncate } from 'node:fs/promises';
 import { OneswapError, describeError } from '../errors/index.js';
-import { isFault, type MoRef, type Snapshot, type VmSummary } from '../vsphere/index.js';
+import { isFault, type MoRef, type Snapshot, type VmDisk, type VmSummary } from '../vsphere/index.js';
+import type { RangeSource } from '../copy/index.js';
 import { isOwnSnapshot, openVcenterDisks, ownSnapshotSpec, type VmDescription } from '../input/index.js';
 import { normalizeExtents, subtractExtents, totalLength, type Extent } from '../extents/index.js';
 import { recordWarmRound, markImage } from '../output/index.js';
 import type { Journal, JournalDisk, WarmRound } from './journal.js';
 import { copyIntoImages, type DiskCopy, type DiskTarget, type ImportContext, type StepLog } from './steps.js';
+
+const DELTA_STREAMS_FACTOR = 4;
 
 export interface RoundOptions {
   /** The cutover's round: the VM is off, the images become final, the snapshot stays for the caller to remove. */
@@ -49,35 +52,41 @@ export async function runRound(
   await removeLeftovers(ctx, journal, summary, log);
 
   const t0 = Date.now();
-  const snapshot = await takeSnapshot(ctx, summary, opts.final ? 'cutover' : `round-${number}`, !opts.final && summary.toolsRunning, log);
+  // The copy's connections are opened while vCenter takes the snapshot.
+  const firstRound = targets.some((t) => journal.disk(t.disk.description.sourceKey)?.changeId === undefined);
+  const warming = ctx.vsphere.prepareRangeStreams((firstRound ? opts.streams : opts.streams * DELTA_STREAMS_FACTOR) * targets.length);
+  const snapshot = await takeSnapshot(ctx, summary, opts.final ? 'cutover' : `round-${number}`, !opts.final && summary.toolsRunning, log).finally(() => warming);
   warm.snapshot = snapshot.ref.value;
   await journal.flush();
   const snapshotMs = Date.now() - t0;
   try {
     const snapDisks = snapshot.disks ?? (await ctx.vsphere.snapshotDisks(snapshot.ref));
-    const copies: DiskCopy[] = [];
-    let full = false;
-    // The disks as the snapshot froze them: their files are what the copy reads.
-    const sources = await openVcenterDisks(ctx.vsphere, { ...summary, disks: snapDisks }, vm);
-    for (const t of targets) {
+    const sources = await snapshotSources(ctx, summary, vm, targets, snapDisks);
+    const changeIds = targets.map((t) => {
       const d = t.disk.description;
-      const frozen = snapDisks.find((f) => String(f.key) === d.sourceKey);
-      if (!frozen?.changeId)
+      const changeId = snapDisks.find((f) => String(f.key) === d.sourceKey)?.changeId;
+      if (!changeId)
         throw new OneswapError('conflict', `vCenter reports no changeId for disk "${d.label}" of VM ${vm.name} in oneswap's snapshot: change tracking is not active on that disk`, {
           hint: 'per-disk tracking starts at the next stun after CBT is enabled; power-cycle the VM or take and delete a snapshot in vCenter, then run again',
         });
-      const jd = journal.disk(d.sourceKey)!;
-      const plan = await planDisk(ctx, summary, snapshot.ref, t, jd, frozen.changeId, log);
-      full ||= plan.full;
-      jd.changeId = frozen.changeId;
-      jd.pending = plan.areas;
+      return changeId;
+    });
+    const plans = await Promise.all(targets.map((t, i) => planDisk(ctx, summary, snapshot.ref, t, journal.disk(t.disk.description.sourceKey)!, changeIds[i]!, log)));
+    const full = plans.some((p) => p.full);
+    const copies: DiskCopy[] = targets.map((t, i) => {
+      const jd = journal.disk(t.disk.description.sourceKey)!;
+      jd.changeId = changeIds[i]!;
+      jd.pending = plans[i]!.areas;
       jd.done = [];
-      copies.push({ target: t, source: sources.find((s) => s.description.sourceKey === d.sourceKey)!.source, planned: plan.areas, targetIsZero: plan.targetIsZero });
-    }
+      return { target: t, source: sources.get(t.disk.description.sourceKey)!, planned: plans[i]!.areas, targetIsZero: plans[i]!.targetIsZero };
+    });
     await journal.flush();
 
     const t1 = Date.now();
-    await copyIntoImages(ctx, journal, vm.name, copies, opts.streams, async (c) => {
+    // A delta is many small areas: each costs a request's round trip more than its bytes, so
+    // more requests in flight, not more bandwidth per request, is what shortens it.
+    const streams = full ? opts.streams : opts.streams * DELTA_STREAMS_FACTOR;
+    await copyIntoImages(ctx, journal, vm.name, copies, streams, async (c) => {
       const jd = journal.disk(c.target.disk.description.sourceKey)!;
       jd.pending = [];
       jd.done = [];
@@ -104,6 +113,26 @@ export async function runRound(
     await removeSnapshot(ctx, journal, snapshot.ref, log).catch(() => undefined);
     throw err;
   }
+}
+
+/**
+ * The copy reads the disk files the snapshot froze. With no other snapshot those are the files the
+ * precheck opened already (the base disks); any other (a redo log) is opened from its descriptor.
+ */
+async function snapshotSources(ctx: ImportContext, summary: VmSummary, vm: VmDescription, targets: readonly DiskTarget[], snapDisks: readonly VmDisk[]): Promise<Map<string, RangeSource>> {
+  const sources = new Map<string, RangeSource>();
+  const others: VmDisk[] = [];
+  for (const t of targets) {
+    const frozen = snapDisks.find((f) => String(f.key) === t.disk.description.sourceKey);
+    if (frozen && frozen.fileName === t.disk.device.fileName) sources.set(t.disk.description.sourceKey, t.disk.source);
+    else if (frozen) others.push(frozen);
+  }
+  if (others.length > 0) {
+    const keys = new Set(others.map((o) => String(o.key)));
+    const opened = await openVcenterDisks(ctx.vsphere, { ...summary, disks: others }, { ...vm, disks: vm.disks.filter((d) => keys.has(d.sourceKey)) });
+    for (const o of opened) sources.set(o.description.sourceKey, o.source);
+  }
+  return sources;
 }
 
 interface DiskPlan {

@@ -179,6 +179,7 @@ export async function precheck(ctx: ImportContext, vmName: string, opts: ImportO
       disks.filter((d) => !journal.disk(d.description.sourceKey)).map((d) => imageName(description, d.description, opts.namePrefix)),
       templateName(description, opts.namePrefix),
       ownIds,
+      journal.data.templateId,
     );
     return { summary, description, disks, ds, nics, journal };
   } catch (err) {

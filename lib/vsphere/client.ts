@@ -71,6 +71,7 @@ export class VSphereClient {
   private readonly cbt: ChangeTracking;
   private readonly power: PowerControl;
   private readonly files: DatastoreHttp;
+  private readonly rangeAgent: PolicyAgent;
 
   private constructor(endpoint: Endpoint, transport: SoapTransport, session: Session, soapAgent: PolicyAgent, rangeAgent: PolicyAgent, timeoutMs: number) {
     this.endpoint = endpoint;
@@ -82,6 +83,7 @@ export class VSphereClient {
     this.cbt = new ChangeTracking(transport, this.pc);
     this.power = new PowerControl(transport, this.pc);
     this.files = new DatastoreHttp({ transport, agent: rangeAgent, timeoutMs });
+    this.rangeAgent = rangeAgent;
   }
 
   /** Connects, applies the TLS policy, logs in and starts the session keep-alive. */
@@ -224,6 +226,11 @@ export class VSphereClient {
   /** Body of bytes [start, endExclusive) of a datastore file; fails rather than read a wrong range. */
   async openRange(url: string, start: number, endExclusive: number, signal?: AbortSignal): Promise<Readable> {
     return this.files.openRange(url, start, endExclusive, signal);
+  }
+
+  /** Connects up to `count` range streams ahead of use (their TLS handshakes overlap a wait). */
+  async prepareRangeStreams(count: number): Promise<void> {
+    await this.rangeAgent.prewarmRaw(count);
   }
 
   async head(url: string): Promise<{ size: number }> {

@@ -5,7 +5,7 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile, readdir } from 'node:fs/promises';
+import { readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { vcsimSkip, type Vcsim } from '../peers/vcsim/index.js';
 import { client as vimClient, createTestVm, listSnapshots, setCbt, sha256File, writeDiskData, type TestVm } from '../peers/vcsim/fixture.js';
@@ -223,12 +223,51 @@ describe('warm migration: CBT rounds while the VM runs, then a measured cutover'
     assert.equal((await warm('abort', vm.name)).exitCode, 0);
   });
 
+  test('Ctrl-C mid-round: exit 130, our snapshot removed, the source runs on; without local state the images resume it', async () => {
+    const vm = await createTestVm(sim, { name: 'warm9', cbt: true, powerOn: true, disks: [{ sizeBytes: 64 * MiB, data: [{ offset: 0, length: 48 * MiB }] }], nics: [{ network: 'VM Network' }] });
+    watched.push(vm);
+    peers.proxy.faults = { throttleBytesPerSecond: 8 * MiB };
+    const child = spawnOneswap([...args(['warm', 'start'], { convert: false }), '--streams', '1', vm.name], env);
+    let out = '';
+    child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
+    while (!/"type":"disk"/.test(out)) await new Promise((res) => setTimeout(res, 50));
+    await new Promise((res) => setTimeout(res, 500));
+    child.kill('SIGINT');
+    const r = await child;
+    peers.proxy.faults = {};
+    assert.equal(r.exitCode, 130, String(r.stderr));
+    assert.deepEqual(await listSnapshots(sim, vm.moref), [], 'the snapshot of the interrupted round was removed');
+    assert.match(await powerState(vm), /poweredOn/);
+    assert.equal((await warm('start', vm.name)).exitCode, 0, 'the same command finishes round 0');
+
+    // The state directory is lost (or this is another machine): the images carry the changeIds.
+    await rm(join(peers.work, 'state', 'journal'), { recursive: true, force: true });
+    await guestWrites(vm, 0, 32 * MiB, 64 * 1024);
+    const sync = await warm('sync', vm.name);
+    assert.equal(sync.exitCode, 0, sync.stderr);
+    assert.match(sync.stdout, /no local state for warm9: resuming the warm migration from images \d+ \(their changeIds after round 0\)/);
+    const s = await status(vm.name);
+    assert.equal(s.rounds, 2);
+    assert.deepEqual(s.disks[0]!.bytesPerRound, [64 * 1024], 'only the change travelled');
+    await assertImagesEqual(vm, s.disks.map((d) => d.imageId));
+    assert.equal((await warm('abort', vm.name)).exitCode, 0);
+  });
+
   test('import --warm cuts over when a round is small enough, and when the operator says so', async () => {
     const vm = await runningVm('warm6');
     const r = await oneswap([...args(['import'], { convert: false }), '--warm', '--cutover-when-below', '64M', vm.name], env);
     assert.equal(r.exitCode, 0, r.stderr);
     assert.match(r.stdout, /cutting over: round 0 copied \d+ bytes, not more than --cutover-when-below/);
     assert.match(await powerState(vm), /poweredOff/);
+
+    // --cutover-at wakes the wait between rounds (here a round every hour).
+    const vmAt = await runningVm('warm10');
+    const at = new Date(Date.now() + 4000).toISOString();
+    const timed = await oneswap([...args(['import'], { convert: false }), '--warm', '--sync-interval', '1h', '--cutover-at', at, vmAt.name], env);
+    assert.equal(timed.exitCode, 0, timed.stderr);
+    assert.match(timed.stdout, /cutting over: --cutover-at .* has come/);
+    assert.ok(Date.now() >= Date.parse(at));
+    assert.match(await powerState(vmAt), /poweredOff/);
 
     const vm2 = await runningVm('warm7');
     const child = spawnOneswap([...args(['import'], { convert: false }), '--warm', '--sync-interval', '1s', vm2.name], env);
@@ -245,5 +284,38 @@ describe('warm migration: CBT rounds while the VM runs, then a measured cutover'
     const ids = peers.imageIds().slice(-2);
     await assertImagesEqual(vm2, ids);
     assert.ok(maxSnapshots <= 1, `${maxSnapshots} oneswap snapshots existed at once`);
+  });
+
+  test('a guest that will not convert is found by the rehearsal; a cutover that fails powers the source on again', async () => {
+    const vm = await runningVm('warm8');
+    const templatesBefore = peers.templateIds().length;
+    // The libvirt backend needs a libvirtd this machine does not run: every conversion fails fast.
+    const broken = { ...env, LIBGUESTFS_BACKEND: 'libvirt' };
+    const start = await oneswap([...args(['warm', 'start']), vm.name], broken, 10 * 60_000);
+    assert.equal(start.exitCode, 10, start.stderr);
+    assert.match(start.stderr.trim().split('\n').at(-1)!, /^oneswap: the rehearsal conversion of warm8 failed, so a cutover would fail too: .*appliance/);
+    assert.match(start.stdout, /the source VM keeps running; images \d+, \d+ keep the finished rounds/);
+    assert.match(await powerState(vm), /poweredOn/);
+    assert.deepEqual(await listSnapshots(sim, vm.moref), []);
+    const s = await status(vm.name);
+    assert.equal(s.rounds, 1, 'the round before the rehearsal is kept');
+    const ids = s.disks.map((d) => d.imageId);
+
+    await guestWrites(vm, 0, 2 * MiB, 64 * 1024);
+    const cut = await oneswap([...args(['warm', 'cutover']), '--no-rehearse', vm.name], broken, 10 * 60_000);
+    assert.equal(cut.exitCode, 10, cut.stderr);
+    assert.match(cut.stdout, /source warm8: powered on again in vCenter/);
+    assert.match(cut.stdout, /OpenNebula: images \d+, \d+ kept with their rounds \(not converted\)/);
+    assert.match(await powerState(vm), /poweredOn/);
+    assert.deepEqual(await listSnapshots(sim, vm.moref), []);
+    assert.equal(peers.templateIds().length, templatesBefore, 'no template was created for warm8');
+    await assertImagesEqual(vm, ids);
+
+    // Fixed (here: not converting): the same cutover finishes from where it is.
+    await guestWrites(vm, 1, 3 * MiB, 64 * 1024);
+    const again = await warm('cutover', vm.name);
+    assert.equal(again.exitCode, 0, again.stderr);
+    await assertImagesEqual(vm, ids);
+    assert.match(await powerState(vm), /poweredOff/);
   });
 });

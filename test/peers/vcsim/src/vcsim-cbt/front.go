@@ -32,7 +32,18 @@ type extension struct {
 	snapshots map[types.ManagedObjectReference]map[int32]snapDisk // per snapshot, per disk key
 	capacity  map[diskKey]int64                                   // capacityInBytes at the last sync
 	exports   map[string]*export                                  // by lease moref value
+
+	// Session cookies that passed the /folder check recently. The check is a
+	// SOAP call, which vcsim runs one at a time; real vCenter validates a
+	// cookie with a lookup, concurrently. Without the cache every range
+	// request of every stream would queue behind the others here.
+	authMu    sync.Mutex
+	authUntil map[string]time.Time
 }
+
+// authTTL stays below the idle timeout tests give vcsim (2 s), so an active
+// client still touches its session while it downloads.
+const authTTL = time.Second
 
 // newExtension hooks the extension into the simulator's registry; call it
 // after the model is created (Model.Load replaces the registry).
@@ -47,6 +58,7 @@ func newExtension(block, window int64, folderAuth bool) *extension {
 		snapshots:  map[types.ManagedObjectReference]map[int32]snapDisk{},
 		capacity:   map[diskKey]int64{},
 		exports:    map[string]*export{},
+		authUntil:  map[string]time.Time{},
 	}
 	simulator.Map.AddHandler(x)
 	x.sync() // capacityInBytes on the model's VMs
@@ -138,13 +150,25 @@ func (x *extension) authenticated(r *http.Request) bool {
 	if err != nil || c.Value == "" {
 		return false
 	}
+	x.authMu.Lock()
+	until, ok := x.authUntil[c.Value]
+	x.authMu.Unlock()
+	if ok && time.Now().Before(until) {
+		return true
+	}
 	probe := httptest.NewRequest(http.MethodPost, "/sdk", strings.NewReader(currentTime))
 	probe.RemoteAddr = r.RemoteAddr // the session records address and agent
 	probe.Header.Set("User-Agent", r.UserAgent())
 	probe.AddCookie(c)
 	rec := httptest.NewRecorder()
 	x.stock.ServeHTTP(rec, probe)
-	return rec.Code == http.StatusOK
+	if rec.Code != http.StatusOK {
+		return false
+	}
+	x.authMu.Lock()
+	x.authUntil[c.Value] = time.Now().Add(authTTL)
+	x.authMu.Unlock()
+	return true
 }
 
 func (x *extension) serveSDK(w http.ResponseWriter, r *http.Request) {
