@@ -145,8 +145,15 @@ async function planDisk(ctx: ImportContext, summary: VmSummary, snapshot: MoRef,
   const d = t.disk.description;
   const cap = d.capacityBytes;
   const allocated = async (): Promise<Extent[]> => ctx.vsphere.queryChangedDiskAreas(summary.ref, snapshot, t.disk.device.key, '*', cap);
-  // Nothing written into the image yet: it is all holes, a full copy of the allocated areas.
-  if (jd.changeId === undefined) return { areas: await allocated(), full: true, targetIsZero: true };
+  if (jd.changeId === undefined) {
+    // No round yet. An image a cold import (kept after a failure) already wrote to is cleared
+    // first: only an image of holes can take a full copy without punching every zero block.
+    if (jd.complete || jd.done.length > 0) {
+      await clearImage(t.path, cap);
+      jd.complete = false;
+    }
+    return { areas: await allocated(), full: true, targetIsZero: true };
+  }
   const reset = async (why: string): Promise<DiskPlan> => {
     log(`change tracking of disk "${d.label}" was reset (${why}): copying it in full again`, 'warn');
     await clearImage(t.path, cap);

@@ -5,7 +5,7 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile, readdir, rm } from 'node:fs/promises';
+import { open, readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { vcsimSkip, type Vcsim } from '../peers/vcsim/index.js';
 import { client as vimClient, createTestVm, listSnapshots, setCbt, sha256File, writeDiskData, type TestVm } from '../peers/vcsim/fixture.js';
@@ -250,6 +250,24 @@ describe('warm migration: CBT rounds while the VM runs, then a measured cutover'
     assert.equal(s.rounds, 2);
     assert.deepEqual(s.disks[0]!.bytesPerRound, [64 * 1024], 'only the change travelled');
     await assertImagesEqual(vm, s.disks.map((d) => d.imageId));
+    assert.equal((await warm('abort', vm.name)).exitCode, 0);
+  });
+
+  test('a cold import kept after a failure, then warm: the first round starts from a cleared image', async () => {
+    const vm = await createTestVm(sim, { name: 'warm11', cbt: true, disks: [{ sizeBytes: 16 * MiB, data: [{ offset: 0, length: 12 * MiB }] }], nics: [{ network: 'VM Network' }] });
+    watched.push(vm);
+    peers.proxy.faults = { cutAfterBytes: 2 * MiB };
+    const cold = await oneswap([...args(['import'], { convert: false }), '--keep-on-failure', vm.name], env);
+    peers.proxy.faults = {};
+    assert.equal(cold.exitCode, 4, cold.stderr);
+    // The guest zeroes what the cold run had copied, and writes elsewhere.
+    const fh = await open(vm.disks[0]!.flatPath, 'r+');
+    await fh.write(Buffer.alloc(2 * MiB), 0, 2 * MiB, 0);
+    await fh.close();
+    await guestWrites(vm, 0, 14 * MiB, 64 * 1024);
+    const r = await warm('start', vm.name);
+    assert.equal(r.exitCode, 0, r.stderr);
+    await assertImagesEqual(vm, (await status(vm.name)).disks.map((d) => d.imageId));
     assert.equal((await warm('abort', vm.name)).exitCode, 0);
   });
 
