@@ -75,6 +75,7 @@ export async function runWarmStage(stage: WarmStage, vms: string[], o: ImportCli
 async function runVms(vms: string[], o: ImportCliOptions, signal: AbortSignal, fn: (ctx: ImportContext, vm: string, opts: WarmOptions) => Promise<VmResult>): Promise<number> {
   if (vms.length === 0) throw new OneswapError('usage', 'no VM named', { hint: 'oneswap import --vcenter HOST --datastore ID VM...' });
   const opts = importOptions(o);
+  const parallel = positiveInt(o.parallel, '--parallel');
   const runLog = openRunLog(opts.logDir, opts.runId);
   const display = progressDisplay(o.progress);
   const emit = fanOut(display, runLog.sink);
@@ -87,7 +88,7 @@ async function runVms(vms: string[], o: ImportCliOptions, signal: AbortSignal, f
       const one = await connectOne(o.endpoint);
       try {
         const ctx: ImportContext = { vsphere, vcenterHost: parseHost(o.vcenter ?? process.env.ONESWAP_VCENTER ?? '').host, one, emit, signal };
-        results = await mapLimited(vms, positiveInt(o.parallel, '--parallel'), (vm) => fn(ctx, vm, opts));
+        results = await mapLimited(vms, parallel, (vm) => fn(ctx, vm, opts));
       } finally {
         one.close();
       }

@@ -18,7 +18,14 @@ import { recordWarmRound, markImage } from '../output/index.js';
 import type { Journal, JournalDisk, WarmRound } from './journal.js';
 import { copyIntoImages, type DiskCopy, type DiskTarget, type ImportContext, type StepLog } from './steps.js';
 
-const DELTA_STREAMS_FACTOR = 4;
+/**
+ * Range streams per disk in a round. A delta is many small areas: each costs a request's round
+ * trip more than its bytes, so more requests in flight, not more bandwidth per request, is what
+ * shortens it.
+ */
+function roundStreams(streams: number, full: boolean): number {
+  return full ? streams : streams * 4;
+}
 
 export interface RoundOptions {
   /** The cutover's round: the VM is off, the images become final, the snapshot stays for the caller to remove. */
@@ -52,13 +59,14 @@ export async function runRound(
   await removeLeftovers(ctx, journal, summary, log);
 
   const t0 = Date.now();
-  // The copy's connections are opened while vCenter takes the snapshot.
+  // The copy's connections are opened while vCenter takes the snapshot (a disk never copied is
+  // copied in full: the guess the plan confirms below).
   const firstRound = targets.some((t) => journal.disk(t.disk.description.sourceKey)?.changeId === undefined);
-  const warming = ctx.vsphere.prepareRangeStreams((firstRound ? opts.streams : opts.streams * DELTA_STREAMS_FACTOR) * targets.length);
+  const warming = ctx.vsphere.prepareRangeStreams(roundStreams(opts.streams, firstRound) * targets.length);
   const snapshot = await takeSnapshot(ctx, summary, opts.final ? 'cutover' : `round-${number}`, !opts.final && summary.toolsRunning, log).finally(() => warming);
+  const snapshotMs = Date.now() - t0;
   warm.snapshot = snapshot.ref.value;
   await journal.flush();
-  const snapshotMs = Date.now() - t0;
   try {
     const snapDisks = snapshot.disks ?? (await ctx.vsphere.snapshotDisks(snapshot.ref));
     const sources = await snapshotSources(ctx, summary, vm, targets, snapDisks);
@@ -83,10 +91,7 @@ export async function runRound(
     await journal.flush();
 
     const t1 = Date.now();
-    // A delta is many small areas: each costs a request's round trip more than its bytes, so
-    // more requests in flight, not more bandwidth per request, is what shortens it.
-    const streams = full ? opts.streams : opts.streams * DELTA_STREAMS_FACTOR;
-    await copyIntoImages(ctx, journal, vm.name, copies, streams, async (c) => {
+    await copyIntoImages(ctx, journal, vm.name, copies, roundStreams(opts.streams, full), async (c) => {
       const jd = journal.disk(c.target.disk.description.sourceKey)!;
       jd.pending = [];
       jd.done = [];

@@ -35,6 +35,7 @@ import {
   type ImageDatastore,
   type NicMapping,
   type ConvertedGuest,
+  type WarmImage,
 } from '../output/index.js';
 import { Journal } from './journal.js';
 import { convertImages, describeConversion } from './conversion.js';
@@ -155,9 +156,13 @@ export async function precheck(ctx: ImportContext, vmName: string, opts: ImportO
   const journal = opened.journal;
   await journal.lock(summary.name);
   try {
-    // A warm migration started on another machine (or whose state was lost) resumes from the
-    // changeIds its images carry.
-    const resumed = opened.resumed || (warm !== undefined && (await adoptWarmImages(ctx, journal, description, opts.datastoreId, log)));
+    let resumed = opened.resumed;
+    if (!resumed && warm !== undefined) {
+      const adopted = await adoptWarmImages(ctx.one, journal, description, opts.datastoreId);
+      resumed = adopted.length > 0;
+      if (resumed)
+        log(`no local state for ${description.name}: resuming the warm migration from images ${adopted.map((f) => f.imageId).join(', ')} (their changeIds after round ${journal.data.warm!.baseRound! - 1})`, 'warn');
+    }
     const ownIds = new Set<number>();
     if (resumed) {
       for (const d of journal.data.disks) {
@@ -214,18 +219,20 @@ async function checkWarmable(ctx: ImportContext, vm: VmSummary, warm: WarmPreche
   return ctx.vsphere.vm(vm.ref);
 }
 
-async function adoptWarmImages(ctx: ImportContext, journal: Journal, vm: VmDescription, datastoreId: number, log: (m: string, l?: 'warn') => void): Promise<boolean> {
-  const found = (await warmImagesOf(ctx.one, vm, datastoreId)).filter((f) => vm.disks[f.diskIndex] !== undefined);
-  if (found.length === 0) return false;
+/**
+ * A warm migration started on another machine (or whose local state was lost): its images carry
+ * the changeIds. Adds them to the journal and returns them (none: nothing to adopt).
+ */
+export async function adoptWarmImages(one: OneClient, journal: Journal, vm: VmDescription, datastoreId: number): Promise<WarmImage[]> {
+  const found = (await warmImagesOf(one, vm, datastoreId)).filter((f) => vm.disks[f.diskIndex] !== undefined);
+  if (found.length === 0) return found;
   for (const f of found) {
     const d = vm.disks[f.diskIndex]!;
     journal.data.disks.push({ sourceKey: d.sourceKey, imageId: f.imageId, imagePath: '', capacityBytes: d.capacityBytes, done: [], complete: false, changeId: f.changeId, pending: [] });
   }
-  const rounds = Math.max(...found.map((f) => f.round)) + 1;
-  journal.data.warm = { rounds: [], baseRound: rounds };
+  journal.data.warm = { rounds: [], baseRound: Math.max(...found.map((f) => f.round)) + 1 };
   await journal.flush();
-  log(`no local state for ${vm.name}: resuming the warm migration from images ${found.map((f) => f.imageId).join(', ')} (their changeIds after round ${rounds - 1})`, 'warn');
-  return true;
+  return found;
 }
 
 async function networkCandidates(one: OneClient) {

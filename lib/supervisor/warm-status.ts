@@ -3,12 +3,11 @@
 // at which the guest changed its disks between the last two snapshots, the snapshot time, and the
 // rehearsal's conversion time.
 
-import { describeVcenterVm, vmIdentity } from '../input/index.js';
 import { warmImagesOf } from '../output/index.js';
 import { subtractExtents, totalLength } from '../extents/index.js';
-import { Journal, type WarmRound } from './journal.js';
+import type { WarmRound } from './journal.js';
 import type { ImportContext } from './steps.js';
-import { roundBytes } from './warm.js';
+import { findMigration, roundBytes } from './warm.js';
 
 export interface WarmDiskStatus {
   readonly index: number;
@@ -44,9 +43,7 @@ export interface WarmStatus {
 }
 
 export async function warmStatus(ctx: Pick<ImportContext, 'vsphere' | 'one' | 'vcenterHost'>, vmName: string, opts: { datastoreId: number; stateDir: string; datacenter?: string }, now = Date.now()): Promise<WarmStatus> {
-  const summary = await ctx.vsphere.findVm(vmName, { datacenter: opts.datacenter });
-  const vm = describeVcenterVm(ctx.vcenterHost, summary);
-  const { journal, resumed } = await Journal.open(opts.stateDir, vmIdentity(vm), opts.datastoreId);
+  const { description: vm, journal, resumed } = await findMigration(ctx, vmName, opts);
   const runningPid = await journal.lockHolder();
   const warm = journal.data.warm;
   const rounds = warm?.rounds ?? [];

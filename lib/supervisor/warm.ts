@@ -11,12 +11,12 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { OneswapError, describeError } from '../errors/index.js';
 import type { MoRef, VmSummary } from '../vsphere/index.js';
-import { describeVcenterVm, isOwnSnapshot, vmIdentity } from '../input/index.js';
-import { convertedGuestOf, markImage, warmImagesOf, type ConvertedGuest } from '../output/index.js';
+import { describeVcenterVm, vmIdentity, type VmDescription } from '../input/index.js';
+import { convertedGuestOf, markImage, type ConvertedGuest } from '../output/index.js';
 import { Journal, type WarmRound } from './journal.js';
 import { rehearseConversion } from './conversion.js';
 import { removeLeftovers, removeSnapshot, runRound } from './cbt-round.js';
-import { Phases, build, convert, placeholders, precheck, rollback, type DiskTarget, type ImportContext, type ImportOptions, type Prechecked, type StepLog, type VmResult } from './steps.js';
+import { Phases, adoptWarmImages, build, convert, placeholders, precheck, rollback, type DiskTarget, type ImportContext, type ImportOptions, type Prechecked, type StepLog, type VmResult } from './steps.js';
 
 export interface WarmOptions extends ImportOptions {
   /** Turn CBT on when it is off. */
@@ -188,10 +188,20 @@ async function waitForNextRound(signal: AbortSignal, journal: Journal, policy: C
 }
 
 /** `oneswap warm cutover`: the downtime window. */
+/** Where a VM's migration into a datastore stands, found without any check or lock. */
+export async function findMigration(
+  ctx: Pick<ImportContext, 'vsphere' | 'vcenterHost'>,
+  vmName: string,
+  opts: { readonly datastoreId: number; readonly stateDir: string; readonly datacenter?: string },
+): Promise<{ summary: VmSummary; description: VmDescription; journal: Journal; resumed: boolean }> {
+  const summary = await ctx.vsphere.findVm(vmName, { datacenter: opts.datacenter });
+  const description = describeVcenterVm(ctx.vcenterHost, summary);
+  return { summary, description, ...(await Journal.open(opts.stateDir, vmIdentity(description), opts.datastoreId)) };
+}
+
 export async function warmCutover(ctx: ImportContext, vmName: string, opts: WarmOptions): Promise<WarmResult> {
   // A running `oneswap import --warm` owns the rounds: it is asked to cut over, not raced.
-  const summary = await ctx.vsphere.findVm(vmName, { datacenter: opts.datacenter });
-  const { journal } = await Journal.open(opts.stateDir, vmIdentity(describeVcenterVm(ctx.vcenterHost, summary)), opts.datastoreId);
+  const { summary, journal } = await findMigration(ctx, vmName, opts);
   const holder = await journal.lockHolder();
   if (holder !== undefined && holder !== process.pid) {
     await journal.requestCutover();
@@ -312,23 +322,12 @@ async function failedCutover(ctx: ImportContext, s: Started, converted: boolean,
 export async function warmAbort(ctx: ImportContext, vmName: string, opts: WarmOptions): Promise<WarmResult> {
   const started = Date.now();
   const phases = new Phases(ctx, vmName);
-  const summary = await ctx.vsphere.findVm(vmName, { datacenter: opts.datacenter });
-  const description = describeVcenterVm(ctx.vcenterHost, summary);
-  const { journal, resumed } = await Journal.open(opts.stateDir, vmIdentity(description), opts.datastoreId);
+  const { summary, description, journal, resumed } = await findMigration(ctx, vmName, opts);
   await journal.lock(summary.name);
   try {
-    const own = (await ctx.vsphere.snapshots(summary.ref)).filter(isOwnSnapshot);
-    for (const snap of own) {
-      phases.log(`removing oneswap's snapshot "${snap.name}"`);
-      await ctx.vsphere.removeSnapshot(snap.ref);
-    }
-    if (!resumed) {
-      for (const f of await warmImagesOf(ctx.one, description, opts.datastoreId)) {
-        const d = description.disks[f.diskIndex];
-        if (d) journal.data.disks.push({ sourceKey: d.sourceKey, imageId: f.imageId, imagePath: '', capacityBytes: d.capacityBytes, done: [], complete: false });
-      }
-    }
-    if (journal.data.disks.length === 0 && own.length === 0)
+    const snapshots = await removeLeftovers(ctx, journal, summary, phases.log);
+    if (!resumed) await adoptWarmImages(ctx.one, journal, description, opts.datastoreId);
+    if (journal.data.disks.length === 0 && snapshots === 0)
       throw new OneswapError('not-found', `no warm migration of ${summary.name} into datastore ${opts.datastoreId} to abort`);
     await rollback(ctx, journal, summary, { ...opts, keepOnFailure: false, keptAfterConvert: false }, phases.log);
     ctx.emit({ type: 'result', vm: vmName, ok: true, imageIds: [], durationMs: Date.now() - started });

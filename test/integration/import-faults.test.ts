@@ -12,7 +12,7 @@ import { client as vimClient, createTestVm, listSnapshots, powerOn, powerOff, ty
 import { OneClient, Template } from '../../lib/one/index.js';
 import type { Oned } from '../peers/one/index.js';
 import { startTcpProxy, type TcpProxy } from '../peers/net/tcp-proxy.js';
-import { oneswap, spawnOneswap } from '../peers/cli.js';
+import { killOnceJournalHolds, oneswap, spawnOneswap } from '../peers/cli.js';
 import { startMigrationPeers, type MigrationPeers } from '../peers/migration.js';
 
 const MiB = 1024 * 1024;
@@ -269,22 +269,7 @@ describe('oneswap import: bad input and faults', { skip }, () => {
     proxy.faults = { throttleBytesPerSecond: 8 * MiB };
     const child = spawnOneswap([...base(), '--streams', '1', 'faulty'], env);
     // Kill once the journal on disk records at least 8 MiB copied: that much must not travel again.
-    let killed = false;
-    const journalDir = join(work, 'state', 'journal');
-    const poll = setInterval(() => {
-      void (async () => {
-        for (const f of await readdir(journalDir).catch(() => [] as string[])) {
-          const j = JSON.parse(await readFile(join(journalDir, f), 'utf8').catch(() => '{}')) as { disks?: Array<{ done: Array<{ length: number }> }> };
-          const done = (j.disks ?? []).flatMap((d) => d.done).reduce((sum, e) => sum + e.length, 0);
-          if (!killed && done >= 8 * MiB) {
-            killed = true;
-            child.kill('SIGKILL');
-          }
-        }
-      })();
-    }, 100);
-    await child;
-    clearInterval(poll);
+    const killed = await killOnceJournalHolds(child, join(work, 'state'), 8 * MiB);
     assert.ok(killed, 'the journal never recorded progress');
     proxy.faults = {};
     proxy.reset();

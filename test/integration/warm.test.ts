@@ -5,12 +5,12 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { open, readFile, readdir, rm } from 'node:fs/promises';
+import { open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { vcsimSkip, type Vcsim } from '../peers/vcsim/index.js';
-import { client as vimClient, createTestVm, listSnapshots, setCbt, sha256File, writeDiskData, type TestVm } from '../peers/vcsim/fixture.js';
+import { client as vimClient, createTestVm, listSnapshots, setCbt, sha256File, writeDiskData, type DiskSpec, type TestVm } from '../peers/vcsim/fixture.js';
 import type { Oned } from '../peers/one/index.js';
-import { oneswap, spawnOneswap } from '../peers/cli.js';
+import { killOnceJournalHolds, oneswap, spawnOneswap } from '../peers/cli.js';
 import { startMigrationPeers, type MigrationPeers } from '../peers/migration.js';
 
 const MiB = 1024 * 1024;
@@ -77,17 +77,14 @@ describe('warm migration: CBT rounds while the VM runs, then a measured cutover'
     await peers?.stop();
   });
 
-  const runningVm = async (name: string, cbt = true): Promise<TestVm> => {
-    const vm = await createTestVm(sim, {
-      name,
-      cbt,
-      powerOn: true,
-      disks: [
-        { sizeBytes: 24 * MiB, data: [{ offset: 0, length: 4 * MiB }, { offset: 16 * MiB, length: 2 * MiB }] },
-        { sizeBytes: 8 * MiB, data: [{ offset: 1 * MiB, length: 1 * MiB }] },
-      ],
-      nics: [{ network: 'VM Network' }],
-    });
+  const twoDisks: DiskSpec[] = [
+    { sizeBytes: 24 * MiB, data: [{ offset: 0, length: 4 * MiB }, { offset: 16 * MiB, length: 2 * MiB }] },
+    { sizeBytes: 8 * MiB, data: [{ offset: 1 * MiB, length: 1 * MiB }] },
+  ];
+  /** One disk large enough to interrupt a throttled round in the middle. */
+  const bigDisk: DiskSpec[] = [{ sizeBytes: 64 * MiB, data: [{ offset: 0, length: 48 * MiB }] }];
+  const runningVm = async (name: string, cbt = true, disks = twoDisks): Promise<TestVm> => {
+    const vm = await createTestVm(sim, { name, cbt, powerOn: true, disks, nics: [{ network: 'VM Network' }] });
     watched.push(vm);
     return vm;
   };
@@ -185,27 +182,31 @@ describe('warm migration: CBT rounds while the VM runs, then a measured cutover'
     assert.equal((await warm('abort', vm.name)).exitCode, 0);
   });
 
+  test('what a warm migration refuses: old virtual hardware, independent disks, warm options on a cold import', async () => {
+    await oned.idle(); // deletions of earlier tests' images finish first
+    const imagesBefore = peers.imageIds();
+    const old = await createTestVm(sim, { name: 'warm12', cbt: true, powerOn: true, hardwareVersion: 'vmx-04', disks: [{ sizeBytes: MiB }], nics: [{ network: 'VM Network' }] });
+    const r = await warm('start', old.name);
+    assert.equal(r.exitCode, 6, r.stderr);
+    assert.match(r.stderr.trim().split('\n').at(-1)!, /^oneswap: VM warm12 has virtual hardware vmx-04; changed block tracking needs vmx-07 or later \(upgrade the VM compatibility/);
+
+    const indep = await createTestVm(sim, { name: 'warm13', cbt: true, powerOn: true, disks: [{ sizeBytes: MiB }, { sizeBytes: MiB, mode: 'independent_persistent' }], nics: [{ network: 'VM Network' }] });
+    const r2 = await warm('start', indep.name);
+    assert.equal(r2.exitCode, 6, r2.stderr);
+    assert.match(r2.stderr, /disk "[^"]+" of VM warm13 is independent \(independent_persistent\); snapshots skip such disks/);
+    assert.deepEqual(peers.imageIds(), imagesBefore, 'nothing created');
+    for (const vm of [old, indep]) assert.deepEqual(await listSnapshots(sim, vm.moref), []);
+
+    const cold = await oneswap([...args(['import'], { convert: false }), '--enable-cbt', indep.name], env);
+    assert.equal(cold.exitCode, 2, cold.stderr);
+    assert.match(cold.stderr, /--enable-cbt belongs to a warm migration \(add --warm/);
+  });
+
   test('kill -9 mid-round, then the same command resumes without copying finished ranges again', async () => {
-    const vm = await createTestVm(sim, { name: 'warm5', cbt: true, powerOn: true, disks: [{ sizeBytes: 64 * MiB, data: [{ offset: 0, length: 48 * MiB }] }], nics: [{ network: 'VM Network' }] });
-    watched.push(vm);
+    const vm = await runningVm('warm5', true, bigDisk);
     peers.proxy.faults = { throttleBytesPerSecond: 8 * MiB };
     const child = spawnOneswap([...args(['warm', 'start'], { convert: false }), '--streams', '1', vm.name], env);
-    let killed = false;
-    const journalDir = join(peers.work, 'state', 'journal');
-    const poll = setInterval(() => {
-      void (async () => {
-        for (const f of (await readdir(journalDir).catch(() => [] as string[])).filter((x) => x.endsWith('.json'))) {
-          const j = JSON.parse(await readFile(join(journalDir, f), 'utf8').catch(() => '{}')) as { source?: string; disks?: Array<{ done: Array<{ length: number }> }> };
-          const done = (j.disks ?? []).flatMap((d) => d.done).reduce((sum, e) => sum + e.length, 0);
-          if (!killed && done >= 16 * MiB) {
-            killed = true;
-            child.kill('SIGKILL');
-          }
-        }
-      })();
-    }, 100);
-    await child;
-    clearInterval(poll);
+    const killed = await killOnceJournalHolds(child, join(peers.work, 'state'), 16 * MiB);
     assert.ok(killed, 'the journal never recorded progress');
     assert.equal((await listSnapshots(sim, vm.moref)).length, 1, 'the killed run left its snapshot');
     peers.proxy.faults = {};
@@ -224,8 +225,7 @@ describe('warm migration: CBT rounds while the VM runs, then a measured cutover'
   });
 
   test('Ctrl-C mid-round: exit 130, our snapshot removed, the source runs on; without local state the images resume it', async () => {
-    const vm = await createTestVm(sim, { name: 'warm9', cbt: true, powerOn: true, disks: [{ sizeBytes: 64 * MiB, data: [{ offset: 0, length: 48 * MiB }] }], nics: [{ network: 'VM Network' }] });
-    watched.push(vm);
+    const vm = await runningVm('warm9', true, bigDisk);
     peers.proxy.faults = { throttleBytesPerSecond: 8 * MiB };
     const child = spawnOneswap([...args(['warm', 'start'], { convert: false }), '--streams', '1', vm.name], env);
     let out = '';

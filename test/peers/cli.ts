@@ -3,6 +3,7 @@
 
 import { execa, type ResultPromise } from 'execa';
 import { fileURLToPath } from 'node:url';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -28,4 +29,28 @@ export function spawnOneswap(args: readonly string[], env: Record<string, string
 export async function oneswap(args: readonly string[], env: Record<string, string>, timeoutMs?: number): Promise<CliRun> {
   const r = await spawnOneswap(args, env, timeoutMs);
   return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
+}
+
+/**
+ * Kills a running oneswap with SIGKILL once the resume journals under `stateDir` record at least
+ * `bytes` written; resolves when it has exited, with whether it was killed (false: it ended first).
+ */
+export async function killOnceJournalHolds(child: ResultPromise, stateDir: string, bytes: number): Promise<boolean> {
+  let killed = false;
+  const journalDir = join(stateDir, 'journal');
+  const poll = setInterval(() => {
+    void (async () => {
+      for (const f of (await readdir(journalDir).catch(() => [] as string[])).filter((x) => x.endsWith('.json'))) {
+        const j = JSON.parse(await readFile(join(journalDir, f), 'utf8').catch(() => '{}')) as { disks?: Array<{ done: Array<{ length: number }> }> };
+        const done = (j.disks ?? []).flatMap((d) => d.done).reduce((sum, e) => sum + e.length, 0);
+        if (!killed && done >= bytes) {
+          killed = true;
+          child.kill('SIGKILL');
+        }
+      }
+    })();
+  }, 100);
+  await child;
+  clearInterval(poll);
+  return killed;
 }

@@ -291,6 +291,8 @@ export interface DiskSpec {
   /** A raw disk image whose bytes (holes kept) become the disk's content, e.g. a built guest. */
   fromRaw?: string;
   controller?: 'pvscsi' | 'lsilogic' | 'sata';
+  /** vSphere disk mode, default 'persistent'. */
+  mode?: 'persistent' | 'independent_persistent' | 'independent_nonpersistent';
 }
 
 export interface NicSpec {
@@ -316,6 +318,8 @@ export interface TestVmSpec {
   nics?: NicSpec[];
   cbt?: boolean;
   powerOn?: boolean;
+  /** Virtual hardware version, e.g. 'vmx-04' (default: the simulator's). */
+  hardwareVersion?: string;
   annotation?: string;
 }
 
@@ -397,7 +401,7 @@ export async function createTestVm(sim: Vcsim, spec: TestVmSpec): Promise<TestVm
     changes.push(
       '<deviceChange><operation>add</operation><fileOperation>create</fileOperation>' +
         `<device xsi:type="VirtualDisk"><key>${-200 - i}</key>` +
-        `<backing xsi:type="VirtualDiskFlatVer2BackingInfo"><fileName>[${ds}]</fileName><diskMode>persistent</diskMode><thinProvisioned>false</thinProvisioned></backing>` +
+        `<backing xsi:type="VirtualDiskFlatVer2BackingInfo"><fileName>[${ds}]</fileName><diskMode>${d.mode ?? 'persistent'}</diskMode><thinProvisioned>false</thinProvisioned></backing>` +
         `<controllerKey>${ctrlKey.get(kind)}</controllerKey><unitNumber>${unit}</unitNumber><capacityInKB>${d.sizeBytes / 1024}</capacityInKB></device></deviceChange>`,
     );
   });
@@ -410,7 +414,7 @@ export async function createTestVm(sim: Vcsim, spec: TestVmSpec): Promise<TestVm
     );
   });
   const config =
-    `<config><name>${xmlEscape(spec.name)}</name><guestId>${spec.guestId ?? 'otherGuest'}</guestId>` +
+    `<config><name>${xmlEscape(spec.name)}</name>${spec.hardwareVersion ? `<version>${spec.hardwareVersion}</version>` : ''}<guestId>${spec.guestId ?? 'otherGuest'}</guestId>` +
     (spec.annotation !== undefined ? `<annotation>${xmlEscape(spec.annotation)}</annotation>` : '') +
     `<files><vmPathName>[${ds}]</vmPathName></files>` +
     `<numCPUs>${spec.numCPUs ?? 1}</numCPUs><numCoresPerSocket>${spec.coresPerSocket ?? 1}</numCoresPerSocket>` +
@@ -449,7 +453,7 @@ export async function createTestVm(sim: Vcsim, spec: TestVmSpec): Promise<TestVm
     edits.push(
       `<deviceChange><operation>edit</operation><device xsi:type="VirtualDisk"><key>${key}</key>` +
         `<deviceInfo><label>${xmlEscape(text(child(child(dev, 'deviceInfo'), 'label')) || `Hard disk ${i + 1}`)}</label><summary></summary></deviceInfo>` +
-        `<backing xsi:type="VirtualDiskFlatVer2BackingInfo"><fileName>${xmlEscape(fileName)}</fileName><diskMode>persistent</diskMode><thinProvisioned>false</thinProvisioned></backing>` +
+        `<backing xsi:type="VirtualDiskFlatVer2BackingInfo"><fileName>${xmlEscape(fileName)}</fileName><diskMode>${d.mode ?? 'persistent'}</diskMode><thinProvisioned>false</thinProvisioned></backing>` +
         `<controllerKey>${text(child(dev, 'controllerKey'))}</controllerKey><unitNumber>${text(child(dev, 'unitNumber'))}</unitNumber>` +
         `<capacityInKB>${d.sizeBytes / 1024}</capacityInKB><capacityInBytes>${d.sizeBytes}</capacityInBytes></device></deviceChange>`,
     );
