@@ -2,7 +2,7 @@
 
 import { readFile } from 'node:fs/promises';
 import { OneswapError } from '../errors/index.js';
-import { VSphereClient, type TlsPolicy } from '../vsphere/index.js';
+import { VSphereClient, parseEndpoint, type Endpoint, type TlsPolicy } from '../vsphere/index.js';
 import { OneClient } from '../one/index.js';
 import { promptHidden, resolvePassword } from './secrets.js';
 
@@ -15,15 +15,8 @@ export interface VcenterOptions {
   insecure?: boolean;
 }
 
-export interface Target {
-  readonly host: string;
-  readonly port: number;
-}
-
-export function parseHost(spec: string): Target {
-  const m = /^(?:https?:\/\/)?(\[[^\]]+\]|[^:/]+)(?::(\d+))?\/?(?:sdk)?$/.exec(spec.trim());
-  if (!m) throw new OneswapError('usage', `--vcenter "${spec}" is not a host name or host:port`);
-  return { host: m[1]!.replace(/^\[|\]$/g, ''), port: m[2] ? Number(m[2]) : 443 };
+export function parseHost(spec: string): Endpoint {
+  return parseEndpoint(spec, '--vcenter');
 }
 
 export async function tlsPolicy(opts: VcenterOptions, warn: (m: string) => void): Promise<TlsPolicy> {

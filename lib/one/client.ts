@@ -245,6 +245,10 @@ export class OneClient {
     return this.#pool('one.templatepool.info', filter, parseVmTemplatePool);
   }
 
+  async templateUpdate(id: number, template: Template, mode: 'replace' | 'merge'): Promise<void> {
+    await this.call('one.template.update', [id, template.toXml(), mode === 'merge' ? 1 : 0]);
+  }
+
   /** `recursive` also deletes the images of its DISKs. */
   async templateDelete(id: number, recursive = false): Promise<void> {
     await this.call('one.template.delete', [id, recursive]);

@@ -140,6 +140,26 @@ export interface OneVm extends Owned {
   readonly userTemplate: Template;
 }
 
+/** A marketplace as the driver messages carry it (the `<MARKETPLACE>` of a cp from an app). */
+export interface OneMarketplace {
+  readonly id: number;
+  readonly name: string;
+  readonly marketMad: string;
+  readonly template: Template;
+}
+
+/**
+ * What oned sends a datastore driver (DS_DRIVER_ACTION_DATA) or a marketplace driver
+ * (MARKET_DRIVER_ACTION_DATA): the image (whole, or only PATH and SIZE for stat), the datastore,
+ * and the marketplace when the image comes from a marketplace app.
+ */
+export interface DriverActionData {
+  /** Undefined when the message has no IMAGE (monitor). */
+  readonly image: { readonly path: string; readonly sizeMb: number; readonly full: OneImage | undefined } | undefined;
+  readonly datastore: OneDatastore | undefined;
+  readonly marketplace: OneMarketplace | undefined;
+}
+
 export interface OneUser {
   readonly id: number;
   readonly name: string;
@@ -185,6 +205,29 @@ export function parseVmPool(xml: string): OneVm[] {
 export function parseUser(xml: string): OneUser {
   return user(root(xml, 'USER'));
 }
+export function parseDriverActionData(xml: string): DriverActionData {
+  let top: XmlElement;
+  try {
+    top = parseXml(xml, 'the driver message from oned');
+  } catch (err) {
+    throw new OneswapError('data', (err as Error).message, { cause: err });
+  }
+  const img = top.first('IMAGE');
+  const ds = top.first('DATASTORE');
+  const market = top.first('MARKETPLACE');
+  return {
+    // stat gets <IMAGE><PATH/><SIZE/></IMAGE> only: no ID, no NAME.
+    image: img && { path: img.textOf('PATH'), sizeMb: int(img, 'SIZE'), full: img.first('ID') && img.first('NAME') ? image(img) : undefined },
+    datastore: ds && datastore(ds),
+    marketplace: market && {
+      id: requiredInt(market, 'ID'),
+      name: market.textOf('NAME'),
+      marketMad: market.textOf('MARKET_MAD'),
+      template: template(market, 'TEMPLATE'),
+    },
+  };
+}
+
 /** oned.conf as `one.system.config` returns it: a template (DS_MAD_CONF vectors, DATASTORE_LOCATION …). */
 export function parseSystemConfig(xml: string): Template {
   return templateFromXml(root(xml, 'OPENNEBULA_CONFIGURATION'));

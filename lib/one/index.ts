@@ -16,13 +16,15 @@
 
 export { OneClient, PoolFilter } from './client.js';
 export type { ConnectOptions, InstantiateOptions, VmAction, WaitForImageOptions } from './client.js';
-export { ImageState } from './documents.js';
+export { ImageState, parseDriverActionData } from './documents.js';
 export type {
   DatastoreTypeName,
   ImageStateName,
   ImageTypeName,
   OneAddressRange,
+  DriverActionData,
   OneDatastore,
+  OneMarketplace,
   OneImage,
   OneLease,
   OneTemplate,

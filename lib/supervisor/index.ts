@@ -6,6 +6,7 @@
 
 export type { MigrationEvent, EventSink, Phase, PhaseState } from './events.js';
 export { fanOut } from './events.js';
+export { PidLock } from './pid-lock.js';
 export { Journal, defaultStateDir, type JournalData, type JournalDisk } from './journal.js';
 export { coldImportVm } from './cold-import.js';
 export type { ImportOptions, ImportContext, VmResult } from './steps.js';

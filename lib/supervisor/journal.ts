@@ -3,6 +3,7 @@
 // One JSON file per source VM, written atomically (temp file + rename), mode 0600.
 
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { PidLock } from './pid-lock.js';
 import { OneswapError } from '../errors/index.js';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -130,12 +131,12 @@ export class Journal {
     await rm(this.cutoverRequestFile, { force: true });
   }
 
-  private get lockFile(): string {
-    return `${this.file}.lock`;
-  }
-
   private get cutoverRequestFile(): string {
     return `${this.file}.cutover`;
+  }
+
+  private get vmLock(): PidLock {
+    return new PidLock(`${this.file}.lock`);
   }
 
   /**
@@ -143,42 +144,20 @@ export class Journal {
    * taken over. Throws a conflict naming the process that holds it.
    */
   async lock(vm: string): Promise<void> {
-    await mkdir(join(this.file, '..'), { recursive: true, mode: 0o700 });
-    for (let attempt = 0; attempt < 2; attempt++) {
-      try {
-        await writeFile(this.lockFile, String(process.pid), { flag: 'wx', mode: 0o600 });
-        return;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      }
-      const holder = await this.lockHolder();
-      if (holder !== undefined)
-        throw new OneswapError('conflict', `another oneswap (pid ${holder}) is migrating VM ${vm} right now`, {
-          hint: `wait for it; to cut a running warm migration over, run: oneswap warm cutover ${vm}`,
-        });
-      await rm(this.lockFile, { force: true });
-    }
+    const holder = await this.vmLock.tryAcquire();
+    if (holder !== undefined)
+      throw new OneswapError('conflict', `another oneswap (pid ${holder}) is migrating VM ${vm} right now`, {
+        hint: `wait for it; to cut a running warm migration over, run: oneswap warm cutover ${vm}`,
+      });
   }
 
   async unlock(): Promise<void> {
-    if ((await this.lockHolder()) === process.pid) await rm(this.lockFile, { force: true });
+    await this.vmLock.release();
   }
 
   /** The live process holding the lock, if any. */
   async lockHolder(): Promise<number | undefined> {
-    let pid: number;
-    try {
-      pid = Number.parseInt(await readFile(this.lockFile, 'utf8'), 10);
-    } catch {
-      return undefined;
-    }
-    if (!Number.isInteger(pid) || pid <= 0) return undefined;
-    try {
-      process.kill(pid, 0);
-      return pid;
-    } catch (err) {
-      return (err as NodeJS.ErrnoException).code === 'EPERM' ? pid : undefined;
-    }
+    return this.vmLock.holder();
   }
 
   /** Asks the process running the warm rounds to cut over after its current round. */

@@ -8,6 +8,13 @@ export interface Endpoint {
   readonly port: number;
 }
 
+/** "vc.example.com", "vc:8443", "https://vc/sdk", "[fe80::1]:443" → host and port (443 by default). */
+export function parseEndpoint(spec: string, what: string): Endpoint {
+  const m = /^(?:https?:\/\/)?(\[[^\]]+\]|[^:/]+)(?::(\d+))?\/?(?:sdk)?$/.exec(spec.trim());
+  if (!m) throw new OneswapError('usage', `${what} "${spec}" is not a host name or host:port`);
+  return { host: m[1]!.replace(/^\[|\]$/g, ''), port: m[2] ? Number(m[2]) : 443 };
+}
+
 /** "vc.example.com:443", "[fe80::1]:443". */
 export function endpointLabel(e: Endpoint): string {
   return isIP(e.host) === 6 ? `[${e.host}]:${e.port}` : `${e.host}:${e.port}`;

@@ -21,4 +21,5 @@ export type { VSphereLogger } from './logger.js';
 export type { CreateSnapshotOptions, RemoveSnapshotOptions } from './snapshots.js';
 export type { FindVmOptions } from './vm-inventory.js';
 export { isFault } from './vim-fault.js';
+export { parseEndpoint, type Endpoint } from './endpoint.js';
 export type * from './types.js';

@@ -4,7 +4,7 @@
  * CDATA on a real 7.4.0: DS_MAD / TM_MAD / BASE_PATH and the datastore
  * TEMPLATE, image SOURCE, TEMPLATE/ERROR, and the VM DISK sub-attributes.
  */
-import { Pools, Perms, ImageRec, DatastoreRec, UserRec, VmTemplateRec, VmRec, VnetRec, ArRec, numToMac, numToIp } from './state.js';
+import { Pools, Perms, ImageRec, DatastoreRec, UserRec, VmTemplateRec, VmRec, VnetRec, ArRec, MarketRec, MarketAppRec, numToMac, numToIp } from './state.js';
 import { cdata, escapeXml } from './xml.js';
 import { Template } from './template-syntax.js';
 
@@ -156,6 +156,50 @@ export function vnetXml(pools: Pools, vn: VnetRec, withLeases: boolean): string 
     vn.template.toXml('TEMPLATE') +
     `<AR_POOL>${vn.ars.map((ar) => arXml(ar, withLeases)).join('')}</AR_POOL>` +
     '</VNET>'
+  );
+}
+
+/**
+ * MarketPlace::to_xml (7.x, share/doc/xsd/marketplace.xsd). NAME/UNAME/GNAME are written
+ * raw by oned (valid names cannot hold markup); the TEMPLATE values are in CDATA like
+ * the datastore TEMPLATE seen on 7.4.0 (§5.7) — not observed for markets, a guess.
+ */
+export function marketXml(pools: Pools, m: MarketRec): string {
+  return (
+    '<MARKETPLACE>' +
+    tag('ID', m.id) + tag('UID', m.uid) + tag('GID', m.gid) +
+    tag('UNAME', e(pools.userName(m.uid))) + tag('GNAME', e(pools.groupName(m.gid))) + tag('NAME', e(m.name)) +
+    tag('STATE', m.state) + tag('MARKET_MAD', e(m.marketMad)) + tag('ZONE_ID', m.zoneId) +
+    tag('TOTAL_MB', m.totalMb) + tag('FREE_MB', m.freeMb) + tag('USED_MB', m.usedMb) +
+    collection('MARKETPLACEAPPS', [...m.apps].sort((a, b) => a - b)) +
+    permsXml(m.perms) +
+    m.template.toXml('TEMPLATE', () => true) +
+    '</MARKETPLACE>'
+  );
+}
+
+/**
+ * MarketPlaceApp::to_xml (share/doc/xsd/marketplaceapp.xsd): ID, UID, GID, UNAME, GNAME,
+ * LOCK?, REGTIME, NAME, ZONE_ID, ORIGIN_ID, SOURCE, MD5, SIZE, DESCRIPTION, VERSION, FORMAT,
+ * APPTEMPLATE64, MARKETPLACE_ID, MARKETPLACE, STATE, TYPE, PERMISSIONS, TEMPLATE. Fixed
+ * fields escaped; TEMPLATE vector sub-attributes (the `DISK=[NAME,APP]` of a VMTEMPLATE
+ * app) in CDATA like VM template DISKs, single values escaped.
+ */
+export function marketAppXml(pools: Pools, a: MarketAppRec): string {
+  return (
+    '<MARKETPLACEAPP>' +
+    tag('ID', a.id) + tag('UID', a.uid) + tag('GID', a.gid) +
+    tag('UNAME', e(pools.userName(a.uid))) + tag('GNAME', e(pools.groupName(a.gid))) +
+    lockXml(a.lock) +
+    tag('REGTIME', a.regtime) + tag('NAME', e(a.name)) + tag('ZONE_ID', a.zoneId) + tag('ORIGIN_ID', a.originId) +
+    tag('SOURCE', e(a.source)) + tag('MD5', e(a.md5)) + tag('SIZE', a.size) +
+    tag('DESCRIPTION', e(a.description)) + tag('VERSION', e(a.version)) + tag('FORMAT', e(a.format)) +
+    tag('APPTEMPLATE64', e(a.apptemplate64)) +
+    tag('MARKETPLACE_ID', a.marketId) + tag('MARKETPLACE', e(a.marketName)) +
+    tag('STATE', a.state) + tag('TYPE', a.type) +
+    permsXml(a.perms) +
+    a.template.toXml('TEMPLATE', (p) => p.includes('/')) +
+    '</MARKETPLACEAPP>'
   );
 }
 

@@ -1,25 +1,38 @@
 /**
- * Runs datastore driver scripts the way oned 7.4's one_datastore MAD does
- * (reference §5.1–5.4, §5.7): `<remotes>/datastore/<DS_MAD>/<action> <id>`,
- * base64 of the DS_DRIVER_ACTION_DATA on stdin without a trailing newline,
- * cwd = oned's var dir, a plain environment without secrets. Failure = non-zero
- * exit; stderr lines `^(ERROR|INFO|WARN|DEBUG):` go to the oned log, the other
- * lines are concatenated with no separator and become the error text.
+ * Runs driver scripts the way oned 7.4's MADs do, from the simulator's own
+ * remotes tree (`<var>/remotes`, see remotes-tree.ts):
+ *
+ * - datastore (one_datastore, reference §5.1–5.4, §5.7): `<remotes>/datastore/<DS_MAD>/<action> <id>`,
+ *   base64 of the DS_DRIVER_ACTION_DATA on stdin without a trailing newline;
+ * - tm monitor of system datastores: `<remotes>/tm/<TM_MAD>/monitor`, same convention;
+ * - market (one_market, §7.3): `<remotes>/market/<MARKET_MAD>/<action> <base64 MARKET_DRIVER_ACTION_DATA> <id>`,
+ *   the payload in **argv**, stdin closed at once.
+ *
+ * Always cwd = oned's var dir and a plain environment without secrets. Failure =
+ * non-zero exit; stderr lines `^(ERROR|INFO|WARN|DEBUG):` go to the oned log, the
+ * other lines are concatenated with no separator and become the error text.
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 
 export type DriverAction = 'cp' | 'mkfs' | 'stat' | 'rm' | 'monitor' | 'clone' | 'snap_delete' | 'snap_revert' | 'snap_flatten';
+/** Actions the one_market MAD runs from `<remotes>/market/<MARKET_MAD>/` */
+export type MarketAction = 'monitor' | 'delete' | 'import';
+export type DriverKind = 'datastore' | 'tm' | 'market';
 
 export interface DriverLogEntry {
   seq: number;
-  action: DriverAction;
+  kind: DriverKind;
+  action: DriverAction | MarketAction;
+  /** the driver name: DS_MAD (datastore), TM_MAD (tm) or MARKET_MAD (market) */
   dsMad: string;
+  /** the path executed, i.e. `$0` of the script: `<remotes>/<kind>/<driver>/<action>` */
   script: string;
   argv: string[];
+  /** what was written to stdin ('' for market actions) */
   stdin: string;
-  /** decoded DS_DRIVER_ACTION_DATA */
+  /** decoded DS_DRIVER_ACTION_DATA / MARKET_DRIVER_ACTION_DATA */
   payload: string;
   stdout: string;
   stderr: string;
@@ -38,10 +51,12 @@ export interface DriverResult {
   exitCode: number | null;
   /** the "info" oned gets on failure */
   errorText: string;
+  entry: DriverLogEntry;
 }
 
 export interface DriverHookContext {
-  action: DriverAction;
+  kind: DriverKind;
+  action: DriverAction | MarketAction;
   dsMad: string;
   argv: string[];
   stdin: string;
@@ -53,10 +68,9 @@ export type DriverHook = (ctx: DriverHookContext) =>
   | undefined;
 
 export interface DriverRunnerOptions {
+  /** the remotes tree: `<remotesDir>/<kind>/<driver>/<action>` */
   remotesDir: string;
   varDir: string;
-  /** DS_MAD name → directory holding its action scripts */
-  driverDirs?: Record<string, string>;
 }
 
 const LOG_LINE = /^(ERROR|INFO|WARN|DEBUG):\s+(\d+)?\s*(.*)$/;
@@ -75,25 +89,36 @@ export function splitStderr(stderr: string): { logLines: string[]; errorText: st
 export class DriverRunner {
   readonly log: DriverLogEntry[] = [];
   readonly onedLog: string[] = [];
-  private hooks = new Map<DriverAction, DriverHook>();
+  private hooks = new Map<string, DriverHook>();
   private seq = 0;
   private running = new Set<Promise<unknown>>();
 
   constructor(private readonly opts: DriverRunnerOptions) {}
 
+  get remotesDir(): string {
+    return this.opts.remotesDir;
+  }
+
+  /** Datastore (and tm) hooks are keyed by action; market hooks by `market:<action>`. */
   setHook(action: DriverAction, hook: DriverHook | null): void {
-    if (hook) this.hooks.set(action, hook);
-    else this.hooks.delete(action);
+    this.setKeyedHook(action, hook);
   }
 
-  scriptPath(dsMad: string, action: DriverAction, kind: 'datastore' | 'tm' = 'datastore'): string {
-    const own = kind === 'datastore' ? this.opts.driverDirs?.[dsMad] : undefined;
-    if (own !== undefined) return path.join(own, action);
-    return path.join(this.opts.remotesDir, kind, dsMad, action);
+  setMarketHook(action: MarketAction, hook: DriverHook | null): void {
+    this.setKeyedHook(`market:${action}`, hook);
   }
 
-  hasScript(dsMad: string, action: DriverAction, kind: 'datastore' | 'tm' = 'datastore'): boolean {
-    return existsSync(this.scriptPath(dsMad, action, kind));
+  private setKeyedHook(key: string, hook: DriverHook | null): void {
+    if (hook) this.hooks.set(key, hook);
+    else this.hooks.delete(key);
+  }
+
+  scriptPath(driver: string, action: string, kind: DriverKind = 'datastore'): string {
+    return path.join(this.opts.remotesDir, kind, driver, action);
+  }
+
+  hasScript(driver: string, action: string, kind: DriverKind = 'datastore'): boolean {
+    return existsSync(this.scriptPath(driver, action, kind));
   }
 
   /** Resolves when every driver run started so far has finished. */
@@ -101,25 +126,52 @@ export class DriverRunner {
     while (this.running.size > 0) await Promise.allSettled([...this.running]);
   }
 
+  /** A datastore (or tm) action: `<script> <id>`, base64 payload on stdin. */
   run(action: DriverAction, dsMad: string, id: string, payloadXml: string, timeoutMs?: number, kind: 'datastore' | 'tm' = 'datastore'): Promise<DriverResult> {
-    const p = this.doRun(action, dsMad, id, payloadXml, timeoutMs, kind);
+    const b64 = Buffer.from(payloadXml, 'utf8').toString('base64');
+    return this.track(this.doRun({ kind, action, driver: dsMad, argv: [id], stdin: b64, payloadXml, timeoutMs, hookKey: action, logId: id }));
+  }
+
+  /**
+   * A market action as one_market runs it: `<script> <base64> <id>` with the payload
+   * in argv and nothing on stdin. `available` = the driver is in the MAD's `-m` list
+   * (else FAILURE "Marketplace driver '<x>' not available", no script run).
+   */
+  runMarket(action: MarketAction, marketMad: string, id: string, payloadXml: string, available: boolean): Promise<DriverResult> {
+    const b64 = Buffer.from(payloadXml, 'utf8').toString('base64');
+    return this.track(
+      this.doRun({ kind: 'market', action, driver: marketMad, argv: [b64, id], stdin: '', payloadXml, hookKey: `market:${action}`, logId: id, available }),
+    );
+  }
+
+  private track(p: Promise<DriverResult>): Promise<DriverResult> {
     this.running.add(p);
     void p.finally(() => this.running.delete(p));
     return p;
   }
 
-  private async doRun(action: DriverAction, dsMad: string, id: string, payloadXml: string, timeoutMs: number | undefined, kind: 'datastore' | 'tm'): Promise<DriverResult> {
-    const stdin = Buffer.from(payloadXml, 'utf8').toString('base64');
-    const argv = [id];
-    const script = this.scriptPath(dsMad, action, kind);
+  private async doRun(o: {
+    kind: DriverKind;
+    action: DriverAction | MarketAction;
+    driver: string;
+    argv: string[];
+    stdin: string;
+    payloadXml: string;
+    timeoutMs?: number;
+    hookKey: string;
+    logId: string;
+    available?: boolean;
+  }): Promise<DriverResult> {
+    const script = this.scriptPath(o.driver, o.action, o.kind);
     const entry: DriverLogEntry = {
       seq: this.seq++,
-      action,
-      dsMad,
+      kind: o.kind,
+      action: o.action,
+      dsMad: o.driver,
       script,
-      argv,
-      stdin,
-      payload: payloadXml,
+      argv: o.argv,
+      stdin: o.stdin,
+      payload: o.payloadXml,
       stdout: '',
       stderr: '',
       exitCode: null,
@@ -128,23 +180,29 @@ export class DriverRunner {
       startedAt: Date.now(),
       durationMs: 0,
     };
-    const hook = this.hooks.get(action);
+    const hook = this.hooks.get(o.hookKey);
     let res: { stdout: string; stderr: string; exitCode: number | null; timedOut: boolean } | undefined;
     if (hook) {
-      const h = await hook({ action, dsMad, argv, stdin, payload: payloadXml });
+      const h = await hook({ kind: o.kind, action: o.action, dsMad: o.driver, argv: o.argv, stdin: o.stdin, payload: o.payloadXml });
       if (h) {
         entry.hooked = true;
         res = { stdout: h.stdout ?? '', stderr: h.stderr ?? '', exitCode: h.exitCode ?? 0, timedOut: false };
       }
     }
     if (!res) {
-      if (!existsSync(path.dirname(script))) {
-        res = { stdout: '', stderr: `Datastore driver '${dsMad}' not available\n`, exitCode: 255, timedOut: false };
+      if (o.kind === 'market') {
+        if (o.available === false) {
+          res = { stdout: '', stderr: `Marketplace driver '${o.driver}' not available\n`, exitCode: 255, timedOut: false };
+        } else if (!existsSync(script)) {
+          // LocalCommand.run rescues the failed exec and reports its message
+          res = { stdout: '', stderr: `No such file or directory - ${script}\n`, exitCode: 255, timedOut: false };
+        }
+      } else if (!existsSync(path.dirname(script))) {
+        res = { stdout: '', stderr: `Datastore driver '${o.driver}' not available\n`, exitCode: 255, timedOut: false };
       } else if (!existsSync(script)) {
-        res = { stdout: '', stderr: `Action ${action} not implemented by driver ${dsMad}\n`, exitCode: 255, timedOut: false };
-      } else {
-        res = await this.spawnScript(script, argv, stdin, timeoutMs);
+        res = { stdout: '', stderr: `Action ${o.action} not implemented by driver ${o.driver}\n`, exitCode: 255, timedOut: false };
       }
+      res ??= await this.spawnScript(script, o.argv, o.stdin, o.timeoutMs);
     }
     entry.stdout = res.stdout;
     entry.stderr = res.stderr;
@@ -153,14 +211,16 @@ export class DriverRunner {
     entry.durationMs = Date.now() - entry.startedAt;
     this.log.push(entry);
     const { logLines, errorText } = splitStderr(res.stderr);
-    for (const l of logLines) this.onedLog.push(`[${action.toUpperCase()} ${id}] ${l}`);
+    const tag = o.kind === 'market' ? `MARKET ${o.action.toUpperCase()}` : o.action.toUpperCase();
+    for (const l of logLines) this.onedLog.push(`[${tag} ${o.logId}] ${l}`);
     const ok = res.exitCode === 0 && !res.timedOut;
     return {
       ok,
       stdout: res.stdout,
       stderr: res.stderr,
       exitCode: res.exitCode,
-      errorText: res.timedOut ? `Timeout executing ${action.toUpperCase()}` : errorText,
+      errorText: res.timedOut ? `Timeout executing ${o.action.toUpperCase()}` : errorText,
+      entry,
     };
   }
 

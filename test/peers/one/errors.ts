@@ -15,7 +15,7 @@ export const ErrorCode = {
 } as const;
 export type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode];
 
-export type ObjectKind = 'image' | 'datastore' | 'user' | 'group' | 'template' | 'vm' | 'vnet';
+export type ObjectKind = 'image' | 'datastore' | 'user' | 'group' | 'template' | 'vm' | 'vnet' | 'market' | 'marketapp';
 
 /** Request::object_name */
 export const OBJECT_NAMES: Record<ObjectKind, string> = {
@@ -26,6 +26,8 @@ export const OBJECT_NAMES: Record<ObjectKind, string> = {
   template: 'virtual machine template',
   vm: 'virtual machine',
   vnet: 'virtual network',
+  market: 'marketplace',
+  marketapp: 'marketplaceapp',
 };
 
 /** PoolObjectSQL::type_to_str, used in "NAME is already taken by IMAGE 12." */
@@ -37,6 +39,8 @@ export const OBJECT_TYPE_STR: Record<ObjectKind, string> = {
   template: 'TEMPLATE',
   vm: 'VM',
   vnet: 'NET',
+  market: 'MARKETPLACE',
+  marketapp: 'MARKETPLACEAPP',
 };
 
 /** A failed request. `message` is att.resp_msg; the full text is built by formatFailure. */

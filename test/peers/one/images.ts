@@ -4,7 +4,7 @@
  * delete (6.8+ lock rules, DELETE state, rm), info, update, chtype,
  * persistent, chown, rename, and one.imagepool.info.
  */
-import { datastoreXml, imageXml, poolXml } from './documents.js';
+import { datastoreXml, imageXml, marketXml, poolXml } from './documents.js';
 import { availableMb, dsDriver, getDatastore, isPersistentOnly, monitorDatastore } from './datastores.js';
 import { ErrorCode, OBJECT_TYPE_STR, RequestError, noExists } from './errors.js';
 import { CallContext, IMAGE_RESTRICTED_ATTR, Sim, driverActionData, findRestricted } from './simulator.js';
@@ -104,10 +104,32 @@ export async function imageAllocate(sim: Sim, call: CallContext, p: XrValue[]): 
   const dsCheck = check && !skipCapacity;
   const dsData = datastoreXml(sim.pools, ds);
 
-  const [ok, sizeStr] = await statImage(sim, tmpl, dsData, ds.dsMad);
-  if (!ok) throw new RequestError(ErrorCode.INTERNAL, `Cannot parse image SIZE: ${sizeStr}`);
-  const sizeMb = parseSize(sizeStr);
-  if (sizeMb === undefined) throw new RequestError(ErrorCode.INTERNAL, `Cannot parse image SIZE: ${sizeStr}`);
+  // ---------------- SIZE: from the marketplace app (FROM_APP, no stat) or the DS driver's stat
+  let sizeStr: string;
+  let sizeMb: number | undefined;
+  let extraData = '';
+  const fromApp = templateIntValue(tmpl.get('FROM_APP'));
+  if (fromApp !== undefined) {
+    const app = sim.pools.marketApps.get(fromApp);
+    if (!app) throw new RequestError(ErrorCode.INTERNAL, 'Cannot determine image SIZE.');
+    // MarketPlaceApp::to_template
+    tmpl.set('FROM_APP_NAME', app.name);
+    tmpl.set('PATH', app.source);
+    tmpl.set('FORMAT', app.format);
+    tmpl.set('FROM_APP_MD5', app.md5);
+    const market = sim.pools.markets.get(app.marketId);
+    if (!market) throw new RequestError(ErrorCode.INTERNAL, "Could not get the appliance's market.");
+    extraData = marketXml(sim.pools, market); // the cp payload gets <MARKETPLACE> after <DATASTORE>
+    sizeMb = app.size;
+    sizeStr = String(app.size);
+    if ((ds.template.get('DRIVER') ?? '') !== '') tmpl.erase('DRIVER');
+  } else {
+    const [ok, out] = await statImage(sim, tmpl, dsData, ds.dsMad);
+    sizeStr = out;
+    if (!ok) throw new RequestError(ErrorCode.INTERNAL, `Cannot parse image SIZE: ${sizeStr}`);
+    sizeMb = parseSize(sizeStr);
+    if (sizeMb === undefined) throw new RequestError(ErrorCode.INTERNAL, `Cannot parse image SIZE: ${sizeStr}`);
+  }
   if (dsCheck && sizeMb > avail) throw new RequestError(ErrorCode.ACTION, 'Not enough space in datastore');
   tmpl.erase('SIZE');
   tmpl.add('SIZE', sizeStr);
@@ -205,15 +227,21 @@ export async function imageAllocate(sim: Sim, call: CallContext, p: XrValue[]): 
   };
   sim.pools.images.set(id, img);
   ds.images.push(id);
-  registerImage(sim, img, dsData);
+  registerImage(sim, img, dsData, extraData);
   return id;
 }
 
-/** ImageManager::register_image */
-function registerImage(sim: Sim, img: ImageRec, dsData: string): void {
+/** Template::get(name, int&): the whole value must be an integer. */
+function templateIntValue(v: string | undefined): number | undefined {
+  if (v === undefined || !/^\s*[-+]?\d+$/.test(v)) return undefined;
+  return Number(v.trim());
+}
+
+/** ImageManager::register_image (extraData: e.g. the <MARKETPLACE> of FROM_APP) */
+function registerImage(sim: Sim, img: ImageRec, dsData: string, extraData = ''): void {
   const ds = sim.pools.datastores.get(img.dsId);
   const dsMad = ds?.dsMad ?? '';
-  const payload = driverActionData(imageXml(sim.pools, img), dsData);
+  const payload = driverActionData(imageXml(sim.pools, img), dsData, extraData);
   const id = img.id;
   if (img.path === '') {
     if (img.source === '') {

@@ -1,7 +1,9 @@
 /**
  * OpenNebula oned 7.4 simulator for tests: `startOned()` serves the XML-RPC
- * API on 127.0.0.1 (path /RPC2) and runs real datastore driver scripts as
- * child processes. See README.md for what is simulated.
+ * API on 127.0.0.1 (path /RPC2) and runs real datastore and marketplace driver
+ * scripts as child processes from its own remotes tree. `exportMarketApp()` is the
+ * client-side stock export (`onemarketapp export`, Sunstone's "Import").
+ * See README.md for what is simulated.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -9,17 +11,22 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CreateDatastoreOptions, createDatastore, monitorDatastore } from './datastores.js';
-import { DriverAction, DriverHook, DriverLogEntry } from './driver-runner.js';
+import { DriverAction, DriverHook, DriverLogEntry, MarketAction } from './driver-runner.js';
+import { allocateMarket, createDefaultMarkets, firstMonitor, monitorAllMarkets, monitorMarket } from './markets.js';
+import { buildRemotesTree } from './remotes-tree.js';
 import { CallRecord, startServer } from './server.js';
-import { DS_MAD_CONF, Sim } from './simulator.js';
-import { DatastoreRec, IMAGE_STATE, ImageRec, UserRec, VmRec, VmTemplateRec, VnetRec } from './state.js';
+import { CallContext, DS_MAD_CONF, MARKET_MAD_CONF, Sim } from './simulator.js';
+import { DatastoreRec, IMAGE_STATE, ImageRec, MarketAppRec, MarketRec, UserRec, VmRec, VmTemplateRec, VnetRec } from './state.js';
 import { Template } from './template-syntax.js';
 import { CreateUserOptions, createUser } from './users.js';
 import { CreateNetworkOptions, createNetwork } from './vnets.js';
 import { setVmState } from './vms.js';
 
-export { IMAGE_STATE, VM_STATE } from './state.js';
-export type { DriverAction, DriverHook, DriverLogEntry } from './driver-runner.js';
+export { IMAGE_STATE, VM_STATE, MARKET_STATE, MARKETAPP_STATE, MARKETAPP_TYPE } from './state.js';
+export { exportMarketApp, OcaError } from './market-export.js';
+export type { ExportMarketAppOptions, ExportMarketAppResult } from './market-export.js';
+export type { DriverAction, DriverHook, DriverLogEntry, MarketAction, DriverKind } from './driver-runner.js';
+export type { MarketRec, MarketAppRec } from './state.js';
 export type { CreateDatastoreOptions } from './datastores.js';
 export type { CreateNetworkOptions } from './vnets.js';
 export type { CreateUserOptions } from './users.js';
@@ -31,7 +38,10 @@ export interface StartOnedOptions {
   adminPassword?: string;
   /** reported by one.system.version; default '7.4.0' */
   version?: string;
-  /** directory holding datastore/<DS_MAD>/<action>; default: the simulator's own remotes (fs driver) */
+  /**
+   * stock drivers: every entry of its `datastore/`, `market/` and `tm/` is linked into the
+   * simulator's own remotes tree; default: `remotes/` here (datastore/fs, libfs.sh, xpath.mjs)
+   */
   remotesDir?: string;
   /** working directory (datastores, var dir); default: a new temp dir, removed by stop() */
   dataDir?: string;
@@ -42,10 +52,34 @@ export interface StartOnedOptions {
   /** API_LIST_ORDER; default DESC (oned.conf default) */
   apiListOrder?: 'ASC' | 'DESC';
   /**
-   * Extra datastore drivers: DS_MAD name → directory with its action scripts (cp, stat, …).
-   * Each is registered in DS_MAD_CONF (oned.conf) with `conf` (default PERSISTENT_ONLY=NO).
+   * Extra datastore drivers: DS_MAD name → directory with its action scripts (cp, stat, …),
+   * linked as `<remotes>/datastore/<name>` (a directory symlink) and run through that path.
+   * Each is registered in DS_MAD_CONF (oned.conf) with `conf` (default REQUIRED_ATTRS="", PERSISTENT_ONLY=NO).
    */
   drivers?: Record<string, { dir: string; conf?: Record<string, string> }>;
+  /**
+   * Marketplace drivers: MARKET_MAD name → directory with monitor/delete/import, linked as
+   * `<remotes>/market/<name>`, added to MARKET_MAD `-m` and MARKET_MAD_CONF with `conf`
+   * (default SUNSTONE_NAME=<name>, REQUIRED_ATTRS="", APP_ACTIONS="monitor", PUBLIC="yes").
+   */
+  marketDrivers?: Record<string, { dir: string; conf?: Record<string, string> }>;
+  /**
+   * First monitor of a marketplace after one.market.allocate / enable. 0 (default): inside
+   * the call, before it returns (real oned: ≈27 s later); > 0: asynchronously after that many
+   * ms (idle() waits for it); < 0: never — only monitorMarket() / the interval.
+   */
+  marketMonitorDelayMs?: number;
+  /** re-monitor every marketplace periodically (real oned: MONITORING_INTERVAL_MARKET = 600 s); default 0 = off */
+  marketMonitorIntervalMs?: number;
+}
+
+export interface CreateMarketOptions {
+  name: string;
+  marketMad: string;
+  /** extra template attributes (upper-cased names) */
+  template?: Record<string, string>;
+  /** run the first monitor like one.market.allocate would (default true) */
+  monitor?: boolean;
 }
 
 export interface Oned {
@@ -57,6 +91,7 @@ export interface Oned {
   datastoreLocation: string;
   /** the scripts' working directory (oned's var dir) */
   varDir: string;
+  /** the simulator's remotes tree, `<varDir>/remotes` (datastore/fs, datastore/<extra>, market/<extra>) */
   remotesDir: string;
   stop(): Promise<void>;
 
@@ -64,6 +99,14 @@ export interface Oned {
   createDatastore(opts: CreateDatastoreOptions): Promise<number>;
   createNetwork(opts: CreateNetworkOptions): number;
   monitorDatastore(id: number): Promise<void>;
+  /** like one.market.allocate as oneadmin (errors thrown as RequestError) */
+  createMarket(opts: CreateMarketOptions): Promise<number>;
+  /**
+   * Runs one monitor cycle of a marketplace now (the driver, then oned's processing) and
+   * resolves with the driver's log entry; undefined when oned would not run it (DISABLED,
+   * `monitor` not in APP_ACTIONS). Throws for an unknown id.
+   */
+  monitorMarket(id: number): Promise<DriverLogEntry | undefined>;
 
   image(id: number): ImageRec | undefined;
   vm(id: number): VmRec | undefined;
@@ -71,16 +114,20 @@ export interface Oned {
   datastore(id: number): DatastoreRec | undefined;
   network(id: number): VnetRec | undefined;
   user(id: number): UserRec | undefined;
+  market(id: number): MarketRec | undefined;
+  marketApp(id: number): MarketAppRec | undefined;
 
   /** Replace a driver action by a hook (return undefined from the hook to run the script anyway); null removes it. */
   setDriverAction(action: DriverAction, hook: DriverHook | null): void;
+  /** The same for marketplace driver actions (monitor, delete, import). */
+  setMarketAction(action: MarketAction, hook: DriverHook | null): void;
   /** every driver invocation: action, argv, stdin, decoded payload, stdout, stderr, exit code */
   readonly log: DriverLogEntry[];
-  /** stderr lines `ERROR:|INFO:|WARN:|DEBUG:` of driver runs (what oned.log would get) */
+  /** stderr lines `ERROR:|INFO:|WARN:|DEBUG:` of driver runs, and oned's own MKP lines (`[Z0][MKP][E]: …`) */
   readonly onedLog: string[];
   /** every XML-RPC call received, with the reply kind and code */
   readonly calls: CallRecord[];
-  /** resolves when no asynchronous driver work is pending */
+  /** resolves when no asynchronous driver work (cp/mkfs/rm/monitor, market monitor/delete) is pending */
   idle(): Promise<void>;
   /** polls the image until its STATE is one of `states` (default READY or ERROR) */
   waitImage(id: number, states?: number[], timeoutMs?: number): Promise<ImageRec>;
@@ -98,7 +145,7 @@ export async function startOned(opts: StartOnedOptions = {}): Promise<Oned> {
   // oned: var_location ("/var/lib/one/") + "/datastores" → "/var/lib/one//datastores"
   const datastoreLocation = `${dataDir}/` + '/datastores';
   mkdirSync(path.join(dataDir, 'datastores'), { recursive: true });
-  const remotesDir = opts.remotesDir ?? DEFAULT_REMOTES_DIR;
+  const remotesDir = buildRemotesTree(varDir, opts.remotesDir ?? DEFAULT_REMOTES_DIR, opts.drivers, opts.marketDrivers);
   const adminPassword = opts.adminPassword ?? randomBytes(12).toString('hex');
 
   const sim = new Sim({
@@ -115,7 +162,17 @@ export async function startOned(opts: StartOnedOptions = {}): Promise<Oned> {
       ...Object.fromEntries(Object.entries(DS_MAD_CONF).map(([k, v]) => [k, { ...v }])),
       ...Object.fromEntries(Object.entries(opts.drivers ?? {}).map(([k, d]) => [k, { REQUIRED_ATTRS: '', PERSISTENT_ONLY: 'NO', ...d.conf }])),
     },
-    driverDirs: Object.fromEntries(Object.entries(opts.drivers ?? {}).map(([k, d]) => [k, d.dir])),
+    marketMadConf: {
+      ...Object.fromEntries(Object.entries(MARKET_MAD_CONF).map(([k, v]) => [k, { ...v }])),
+      ...Object.fromEntries(
+        Object.entries(opts.marketDrivers ?? {}).map(([k, d]) => [
+          k,
+          { SUNSTONE_NAME: k, REQUIRED_ATTRS: '', APP_ACTIONS: 'monitor', PUBLIC: 'yes', ...d.conf },
+        ]),
+      ),
+    },
+    marketMonitorDelayMs: opts.marketMonitorDelayMs ?? 0,
+    marketMonitorIntervalMs: opts.marketMonitorIntervalMs ?? 0,
   });
 
   // ---------------- a fresh 7.4 install
@@ -128,6 +185,9 @@ export async function startOned(opts: StartOnedOptions = {}): Promise<Oned> {
   await createDatastore(sim, { id: 0, name: 'system', type: 'SYSTEM_DS', tmMad: 'local' });
   await createDatastore(sim, { id: 1, name: 'default', type: 'IMAGE_DS', dsMad: 'fs', tmMad: 'local' });
   await createDatastore(sim, { id: 2, name: 'files', type: 'FILE_DS', dsMad: 'fs', tmMad: 'local' });
+  const admin: CallContext = { method: '', uid: 0, gid: 0, groups: [0], uname: 'oneadmin', gname: 'oneadmin', isAdmin: true };
+  createDefaultMarkets(sim, admin);
+  if (sim.config.marketMonitorIntervalMs > 0) sim.every(sim.config.marketMonitorIntervalMs, () => monitorAllMarkets(sim));
 
   const calls: CallRecord[] = [];
   const server = await startServer(sim, calls);
@@ -148,13 +208,29 @@ export async function startOned(opts: StartOnedOptions = {}): Promise<Oned> {
     createDatastore: (o) => createDatastore(sim, o),
     createNetwork: (o) => createNetwork(sim, o),
     monitorDatastore: (id) => monitorDatastore(sim, id),
+    async createMarket(o) {
+      const t = new Template();
+      t.add('NAME', o.name);
+      t.add('MARKET_MAD', o.marketMad);
+      for (const [k, v] of Object.entries(o.template ?? {})) t.add(k.toUpperCase(), v);
+      const id = allocateMarket(sim, admin, t);
+      if (o.monitor ?? true) await firstMonitor(sim, id);
+      return id;
+    },
+    monitorMarket(id) {
+      if (!sim.pools.markets.has(id)) return Promise.reject(new Error(`marketplace ${id} does not exist`));
+      return monitorMarket(sim, id);
+    },
     image: (id) => sim.pools.images.get(id),
     vm: (id) => sim.pools.vms.get(id),
     template: (id) => sim.pools.templates.get(id),
     datastore: (id) => sim.pools.datastores.get(id),
     network: (id) => sim.pools.vnets.get(id),
     user: (id) => sim.pools.users.get(id),
+    market: (id) => sim.pools.markets.get(id),
+    marketApp: (id) => sim.pools.marketApps.get(id),
     setDriverAction: (action, hook) => sim.runner.setHook(action, hook),
+    setMarketAction: (action, hook) => sim.runner.setMarketHook(action, hook),
     log: sim.runner.log,
     onedLog: sim.runner.onedLog,
     calls,

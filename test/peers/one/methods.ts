@@ -15,6 +15,7 @@ import { XrValue, int } from './wire.js';
 import * as templates from './templates.js';
 import * as vms from './vms.js';
 import * as vnets from './vnets.js';
+import * as markets from './markets.js';
 
 export type Handler = (sim: Sim, call: CallContext, p: XrValue[]) => Promise<string | number | boolean> | string | number | boolean;
 
@@ -82,4 +83,19 @@ export const METHODS: Record<string, MethodSpec> = {
   'one.vn.add_ar': { sig: 'A:sis', required: 3, object: 'vnet', handler: vnets.vnAddAr },
   'one.vn.rm_ar': { sig: 'A:sii', required: 3, object: 'vnet', handler: vnets.vnRmAr },
   'one.vnpool.info': { sig: 'A:siii', required: 4, object: 'vnet', handler: vnets.vnPoolInfo },
+
+  // 7.x MarketPlaceXRPC: allocate reads only the template (extra parameters are ignored)
+  'one.market.allocate': { sig: 'A:ss', required: 2, object: 'market', handler: markets.marketAllocate },
+  'one.market.info': { sig: 'A:sib', required: 2, object: 'market', handler: markets.marketInfo },
+  'one.market.update': { sig: 'A:sisi', required: 3, object: 'market', handler: markets.marketUpdate },
+  'one.market.delete': { sig: 'A:si', required: 2, object: 'market', handler: markets.marketDelete },
+  // the 7.x signature string says A:sii, the handler reads a boolean
+  'one.market.enable': { sig: 'A:sib', required: 3, object: 'market', handler: markets.marketEnable },
+  'one.marketpool.info': { sig: 'A:s', required: 1, object: 'market', handler: (s, c) => markets.marketPoolInfo(s, c) },
+  'one.marketapp.info': { sig: 'A:sib', required: 2, object: 'marketapp', handler: markets.marketAppInfo },
+  'one.marketapp.update': { sig: 'A:sisi', required: 3, object: 'marketapp', handler: markets.marketAppUpdate },
+  'one.marketapp.delete': { sig: 'A:si', required: 2, object: 'marketapp', handler: markets.marketAppDelete },
+  'one.marketapp.enable': { sig: 'A:sib', required: 3, object: 'marketapp', handler: markets.marketAppEnable },
+  // the 7.x signature string says A:s, the handler reads filter, start and end
+  'one.marketapppool.info': { sig: 'A:siii', required: 4, object: 'marketapp', handler: markets.marketAppPoolInfo },
 };

@@ -15,6 +15,7 @@ export interface SimConfig {
   datastoreLocation: string;
   dataDir: string;
   varDir: string;
+  /** the simulator's own remotes tree (`<varDir>/remotes`, see remotes-tree.ts) */
   remotesDir: string;
   /** delay before asynchronous driver actions (cp, mkfs, rm); oned 7.4 ≈ 1 s */
   asyncDelayMs: number;
@@ -23,8 +24,12 @@ export interface SimConfig {
   defaultImagePersistentNew: boolean;
   /** DS_MAD_CONF entries by driver name (oned.conf) */
   dsMadConf: Record<string, Record<string, string>>;
-  /** per DS_MAD script directories overriding `<remotesDir>/datastore/<name>` */
-  driverDirs: Record<string, string>;
+  /** MARKET_MAD_CONF entries by driver name (oned.conf); their names form the MAD's `-m` list */
+  marketMadConf: Record<string, Record<string, string>>;
+  /** delay between one.market.allocate (or enable) and the first monitor: 0 = inside the call, < 0 = never */
+  marketMonitorDelayMs: number;
+  /** periodic re-monitoring of every market (MONITORING_INTERVAL_MARKET); 0 = off */
+  marketMonitorIntervalMs: number;
 }
 
 export interface CallContext {
@@ -45,6 +50,17 @@ export const TM_MAD_CONF: Record<string, Record<string, string>> = {
   ssh: { LN_TARGET: 'SYSTEM', CLONE_TARGET: 'SYSTEM', SHARED: 'NO', DS_MIGRATE: 'YES', ALLOW_ORPHANS: 'YES' },
   shared: { LN_TARGET: 'NONE', CLONE_TARGET: 'SYSTEM', SHARED: 'YES', DS_MIGRATE: 'YES', ALLOW_ORPHANS: 'MIXED' },
   qcow2: { LN_TARGET: 'NONE', CLONE_TARGET: 'SYSTEM', SHARED: 'YES', DS_MIGRATE: 'YES', DRIVER: 'qcow2', ALLOW_ORPHANS: 'YES' },
+};
+
+/**
+ * oned.conf MARKET_MAD_CONF defaults of a 7.x install (best recollection of share/etc/oned.conf;
+ * each simulator gets its own copy in config.marketMadConf).
+ */
+export const MARKET_MAD_CONF: Record<string, Record<string, string>> = {
+  one: { SUNSTONE_NAME: 'OpenNebula.org Marketplace', REQUIRED_ATTRS: '', APP_ACTIONS: 'monitor', PUBLIC: 'yes' },
+  http: { SUNSTONE_NAME: 'OpenNebula HTTP server', REQUIRED_ATTRS: 'BASE_URL,PUBLIC_DIR', APP_ACTIONS: 'create, delete, monitor' },
+  s3: { SUNSTONE_NAME: 'Amazon S3', REQUIRED_ATTRS: 'ACCESS_KEY_ID,SECRET_ACCESS_KEY,REGION,BUCKET', APP_ACTIONS: 'create, delete, monitor' },
+  linuxcontainers: { SUNSTONE_NAME: 'LinuxContainers.org community', REQUIRED_ATTRS: '', APP_ACTIONS: 'monitor', PUBLIC: 'yes' },
 };
 
 /** oned.conf DS_MAD_CONF defaults (each simulator gets its own copy in config.dsMadConf) */
@@ -84,10 +100,13 @@ export class Sim {
   statCounter = 0;
   private timers = new Set<NodeJS.Timeout>();
   private pending = new Set<Promise<unknown>>();
+  private intervals = new Set<NodeJS.Timeout>();
+  /** per-market chain so monitor cycles of one market never overlap */
+  readonly marketChains = new Map<number, Promise<unknown>>();
   stopped = false;
 
   constructor(readonly config: SimConfig) {
-    this.runner = new DriverRunner({ remotesDir: config.remotesDir, varDir: config.varDir, driverDirs: config.driverDirs });
+    this.runner = new DriverRunner({ remotesDir: config.remotesDir, varDir: config.varDir });
   }
 
   // ------------------------------------------------------------ async work
@@ -110,6 +129,13 @@ export class Sim {
     this.timers.add(t);
   }
 
+  /** Runs `fn` every `periodMs` (unref'd: does not keep the process alive); each run is tracked like later(). */
+  every(periodMs: number, fn: () => Promise<void>): void {
+    const t = setInterval(() => this.later(fn, 0), periodMs);
+    t.unref();
+    this.intervals.add(t);
+  }
+
   async idle(): Promise<void> {
     while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
     await this.runner.idle();
@@ -117,6 +143,8 @@ export class Sim {
 
   async shutdown(): Promise<void> {
     this.stopped = true;
+    for (const t of this.intervals) clearInterval(t);
+    this.intervals.clear();
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     this.pending.clear();

@@ -139,6 +139,47 @@ export interface VnetRec extends Owned {
   nextArId: number;
 }
 
+// ---------------------------------------------------------------- marketplaces (§7)
+
+/** MarketPlace::MarketPlaceState */
+export const MARKET_STATE = { ENABLED: 0, DISABLED: 1 } as const;
+/** MarketPlaceApp::State */
+export const MARKETAPP_STATE = { INIT: 0, READY: 1, LOCKED: 2, ERROR: 3, DISABLED: 4 } as const;
+/** MarketPlaceApp::Type */
+export const MARKETAPP_TYPE = { UNKNOWN: 0, IMAGE: 1, VMTEMPLATE: 2, SERVICE_TEMPLATE: 3 } as const;
+
+export interface MarketRec extends Owned {
+  state: number;
+  marketMad: string;
+  zoneId: number;
+  totalMb: number;
+  freeMb: number;
+  usedMb: number;
+  /** MARKETPLACEAPPS (an ObjectCollection: a set, emitted sorted) */
+  apps: Set<number>;
+  template: Template;
+}
+
+export interface MarketAppRec extends Owned {
+  lock?: { locked: number; owner: number; time: number; reqId: number };
+  regtime: number;
+  zoneId: number;
+  originId: number;
+  source: string;
+  md5: string;
+  /** MiB */
+  size: number;
+  description: string;
+  version: string;
+  format: string;
+  apptemplate64: string;
+  marketId: number;
+  marketName: string;
+  state: number;
+  type: number;
+  template: Template;
+}
+
 export class Pools {
   users = new Map<number, UserRec>();
   groups = new Map<number, GroupRec>();
@@ -147,13 +188,18 @@ export class Pools {
   templates = new Map<number, VmTemplateRec>();
   vms = new Map<number, VmRec>();
   vnets = new Map<number, VnetRec>();
+  markets = new Map<number, MarketRec>();
+  marketApps = new Map<number, MarketAppRec>();
+  /** MarketPlaceAppPool::map_check: how many monitors in a row an app was missing from */
+  marketAppMissing = new Map<number, number>();
 
-  next = { user: 0, group: 0, datastore: 0, image: 0, template: 0, vm: 0, vnet: 0 };
+  next = { user: 0, group: 0, datastore: 0, image: 0, template: 0, vm: 0, vnet: 0, market: 0, marketApp: 0 };
 
-  /** oned starts user-created datastores and groups at 100 (fresh install). */
+  /** oned starts user-created datastores, groups and marketplaces at 100 (fresh install). */
   constructor() {
     this.next.datastore = 100;
     this.next.group = 100;
+    this.next.market = 100;
   }
 
   userName(uid: number): string {

@@ -1,7 +1,7 @@
 /**
  * one.system.version and one.system.config (OPENNEBULA_CONFIGURATION, §2.1):
  * enough of oned.conf for clients to discover DATASTORE_LOCATION, DS_MAD_CONF,
- * TM_MAD_CONF and the restricted attributes at run time.
+ * TM_MAD_CONF, MARKET_MAD_CONF and the restricted attributes at run time.
  */
 import { CallContext, IMAGE_RESTRICTED_ATTR, Sim, TM_MAD_CONF, VM_RESTRICTED_ATTR } from './simulator.js';
 import { Template } from './template-syntax.js';
@@ -25,6 +25,9 @@ export function systemConfig(sim: Sim, call: CallContext): string {
   for (const [name, conf] of Object.entries(c.dsMadConf)) t.addVector('DS_MAD_CONF', new Map([['NAME', name], ...Object.entries(conf)]));
   for (const a of IMAGE_RESTRICTED_ATTR) t.add('IMAGE_RESTRICTED_ATTR', a);
   t.add('MANAGER_TIMER', '15');
+  t.addVector('MARKET_MAD', new Map([['ARGUMENTS', `-t 15 -m ${Object.keys(c.marketMadConf).join(',')}`], ['EXECUTABLE', 'one_market']]));
+  for (const [name, conf] of Object.entries(c.marketMadConf)) t.addVector('MARKET_MAD_CONF', new Map([['NAME', name], ...Object.entries(conf)]));
+  t.add('MONITORING_INTERVAL_MARKET', c.marketMonitorIntervalMs > 0 ? String(Math.round(c.marketMonitorIntervalMs / 1000)) : '600');
   t.add('PORT', '2633');
   for (const [name, conf] of Object.entries(TM_MAD_CONF)) t.addVector('TM_MAD_CONF', new Map([['NAME', name], ...Object.entries(conf)]));
   t.add('VERSION', c.version);

@@ -1,0 +1,178 @@
+// After a marketplace import: the guest conversion of the whole VM, run by the `cp` of one of its
+// disks, and the VM template rewritten from what the conversion found.
+//
+// Why in `cp` and not in a hook: the stock export (Sunstone's Import button, `onemarketapp
+// export`) creates the images and the template and returns; nothing else runs afterwards. A hook
+// would need onehem, a HOOK object created after oned restarts, and could only act once the images
+// are READY — when a user may already instantiate the unconverted template. In `cp`, every disk
+// of the VM keeps its image LOCKED until the VM is converted, so READY means ready to boot.
+//
+// How the `cp`s of one VM meet: the template the export created lists their images. Each `cp`
+// records COPIED on its image, waits until every image of that template is COPIED (or one
+// failed), and the first to take the per-template lock converts all of them; the others wait for
+// CONVERTED. A converter that died (kill -9) leaves its lock to the next waiter, which resumes the
+// conversion (its commit marker makes that safe).
+
+import { join } from 'node:path';
+import { describeError, OneswapError } from '../errors/index.js';
+import type { VmDescription } from '../input/index.js';
+import { PoolFilter, Template, type OneClient, type OneImage, type OneTemplate } from '../one/index.js';
+import { buildVmTemplate, convertedGuestOf, type ConvertedGuest } from '../output/index.js';
+import { convertImages, describeConversion, newRunId, PidLock, type MigrationEvent } from '../supervisor/index.js';
+import type { DriverConfig } from './config.js';
+import type { CopiedDisk } from './datastore-cp.js';
+
+export interface GroupContext {
+  readonly one: OneClient;
+  readonly imageId: number;
+  readonly config: DriverConfig;
+  readonly log: (line: string) => void;
+  readonly signal: AbortSignal;
+  /** How long to look for the template the export creates right after the images. */
+  readonly templateWaitMs?: number;
+  readonly pollMs?: number;
+}
+
+type Member = { readonly image: OneImage; readonly index: number };
+
+export async function convertImportedVm(ctx: GroupContext, copied: CopiedDisk): Promise<void> {
+  const { one, imageId, log } = ctx;
+  const pollMs = ctx.pollMs ?? 1000;
+  const template = await findTemplate(ctx, pollMs);
+  if (!template) {
+    log(`INFO: no VM template uses image ${imageId}: the disk is copied, not converted (to convert it: oneswap convert --image ${imageId})`);
+    return;
+  }
+  const ids = template.template.vectors('DISK').map((d) => Number(d.get('IMAGE_ID'))).filter((n) => Number.isInteger(n));
+  await copied.progress.say(`copied; waiting for the other disks of template ${template.id}`);
+
+  for (;;) {
+    const members = await membersOf(one, ids, copied.vm);
+    const failed = members.filter((m) => m.image.stateName === 'ERROR' || m.image.template.get('ONESWAP_STATE') === 'FAILED');
+    if (failed.length > 0) {
+      const what = failed.map((m) => `image ${m.image.id} (disk ${m.index}): ${m.image.template.get('ERROR') ?? 'copy failed'}`).join('; ');
+      await markTemplate(one, template.id, `not converted: ${what}`);
+      log(`WARN: template ${template.id} not converted: ${what}`);
+      await copied.progress.say('copied; VM not converted because another disk failed');
+      return;
+    }
+    if (members.every((m) => m.image.template.get('ONESWAP_STATE') === 'CONVERTED')) return finished(copied);
+    if (members.some((m) => m.image.template.get('ONESWAP_CONVERT_ERROR'))) return;
+    if (members.every((m) => ['COPIED', 'CONVERTED'].includes(m.image.template.get('ONESWAP_STATE') ?? ''))) {
+      const lock = new PidLock(join(ctx.config.stateDir, 'locks', `convert-template-${template.id}.lock`));
+      if ((await lock.tryAcquire()) === undefined) {
+        try {
+          // Another cp may have finished between our look and the lock.
+          const fresh = await membersOf(one, ids, copied.vm);
+          if (!fresh.every((m) => m.image.template.get('ONESWAP_STATE') === 'CONVERTED')) await convertGroup(ctx, template, fresh, copied);
+        } finally {
+          await lock.release();
+        }
+        return;
+      }
+    }
+    ctx.signal.throwIfAborted();
+    await new Promise((r) => setTimeout(r, pollMs));
+  }
+}
+
+async function finished(copied: CopiedDisk): Promise<void> {
+  await copied.progress.say('converted');
+}
+
+/** The template whose DISKs name this image; the export creates it just after the images. */
+async function findTemplate(ctx: GroupContext, pollMs: number): Promise<OneTemplate | undefined> {
+  const until = Date.now() + (ctx.templateWaitMs ?? 30_000);
+  for (;;) {
+    const found = (await ctx.one.templates(PoolFilter.ALL)).find((t) => t.template.vectors('DISK').some((d) => d.get('IMAGE_ID') === String(ctx.imageId)));
+    if (found || Date.now() >= until) return found;
+    ctx.signal.throwIfAborted();
+    await new Promise((r) => setTimeout(r, pollMs));
+  }
+}
+
+/** The template's images that hold disks of the same source VM, in disk order. */
+async function membersOf(one: OneClient, ids: readonly number[], vm: VmDescription): Promise<Member[]> {
+  const images = await Promise.all(ids.map((id) => one.image(id)));
+  const identity = images.find((i) => i.template.get('ONESWAP_SOURCE_VM'))?.template.get('ONESWAP_SOURCE_VM');
+  return images
+    .filter((i) => i.template.get('ONESWAP_SOURCE_VM') === identity || i.template.get('ONESWAP_VM_NAME') === vm.name)
+    .map((image) => ({ image, index: Number(image.template.get('ONESWAP_DISK_INDEX') ?? 0) }))
+    .sort((a, b) => a.index - b.index);
+}
+
+async function convertGroup(ctx: GroupContext, template: OneTemplate, members: readonly Member[], copied: CopiedDisk): Promise<void> {
+  const { one, log, config } = ctx;
+  const vm = copied.vm;
+  const ids = members.map((m) => m.image.id);
+  const say = (text: string): Promise<void[]> => Promise.all(ids.map((id) => one.imageUpdate(id, Template.of({ ONESWAP_PROGRESS: text }), 'merge').catch(() => undefined)));
+  if (!config.convert) {
+    log(`INFO: conversion is off in the settings (convert: false): template ${template.id} keeps the source's devices`);
+    await rewriteTemplate(one, template, vm, members, undefined);
+    return;
+  }
+  await say('converting the guest (virt-v2v-in-place)');
+  const emit = (e: MigrationEvent): void => {
+    if (e.type === 'log') log(`INFO: ${e.message}`);
+  };
+  try {
+    const r = await convertImages(
+      { one, emit, signal: ctx.signal },
+      {
+        vm: vm.name,
+        images: members.map((m) => ({ id: m.image.id, path: fileOf(m.image), bus: vm.disks[m.index]?.bus ?? 'scsi' })),
+        firmware: vm.firmware,
+        memoryMiB: vm.memoryMiB,
+        cpus: vm.cpus,
+        nics: vm.nics.map((n) => ({ mac: n.mac, network: n.network, adapter: n.adapter })),
+        stateDir: config.stateDir,
+        logDir: config.logDir,
+        runId: newRunId(),
+      },
+    );
+    log(`INFO: ${vm.name}: ${describeConversion(r)}`);
+    const guest = r.kind === 'converted' ? r.guest : undefined;
+    await rewriteTemplate(one, template, vm, members, guest);
+    if (r.kind === 'no-os') {
+      // Nothing to convert (a data-only VM): the disks are final as copied.
+      await Promise.all(ids.map((id) => one.imageUpdate(id, Template.of({ ONESWAP_STATE: 'CONVERTED', ONESWAP_PROGRESS: `no operating system found: not converted` }), 'merge')));
+    } else await say(`converted: ${guest!.productName}`);
+  } catch (err) {
+    const why = describeError(err);
+    log(`WARN: the conversion of ${vm.name} failed: ${why}`);
+    const retry = `retry: oneswap convert --image ${ids.join(',')}`;
+    await Promise.all(ids.map((id) => one.imageUpdate(id, Template.of({ ONESWAP_CONVERT_ERROR: why, ONESWAP_PROGRESS: `copied; conversion failed (${retry})` }), 'merge').catch(() => undefined)));
+    await markTemplate(one, template.id, `not converted: ${why}; ${retry}`);
+    if (err instanceof OneswapError && err.kind === 'interrupted') throw err;
+  }
+}
+
+function fileOf(image: OneImage): string {
+  const file = image.source || image.template.get('ONESWAP_FILE');
+  if (!file) throw new OneswapError('remote', `image ${image.id} has neither SOURCE nor ONESWAP_FILE: its copy did not finish`);
+  return file;
+}
+
+/** The template the export made from the catalog, rebuilt from the VM and the guest facts. */
+async function rewriteTemplate(one: OneClient, template: OneTemplate, vm: VmDescription, members: readonly Member[], guest: ConvertedGuest | undefined): Promise<void> {
+  const version = await one.version();
+  const rebuilt = buildVmTemplate({
+    name: template.name,
+    vm,
+    disks: members.map((m) => ({ disk: vm.disks[m.index]!, imageId: m.image.id })),
+    nics: [],
+    guest: guest ?? convertedGuestOf(members[0]!.image),
+    oneMajorVersion: Number.parseInt(version, 10) || 7,
+    importedAt: new Date(),
+  });
+  const body = new Template();
+  for (const a of rebuilt.attributes) if (a.name !== 'NAME') body.add(a.name, a.value);
+  // What the user added to the template since the export (NICs, schedule requirements …) stays.
+  for (const a of template.template.attributes) if (!body.attributes.some((b) => b.name === a.name) && a.name !== 'ONESWAP_ERROR') body.add(a.name, a.value);
+  await one.templateUpdate(template.id, body, 'replace');
+}
+
+async function markTemplate(one: OneClient, id: number, why: string): Promise<void> {
+  await one.templateUpdate(id, Template.of({ ONESWAP_ERROR: why }), 'merge').catch(() => undefined);
+}
+

@@ -1,0 +1,84 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { formatVcenterUrl, parseVcenterUrl, readCredentials, readDriverConfig } from '../../lib/drivers/index.js';
+import { readDriverCall } from '../../lib/drivers/action-call.js';
+import { parseDriverActionData } from '../../lib/one/index.js';
+
+test('vcenter:// URLs: parsed, percent-decoded, formatted back', () => {
+  const r = parseVcenterUrl('vcenter://vc.example.com:8443/DC%201/prod/web%2F01?uuid=4213a3b1-0c2d-4e5f-8a9b-0123456789ab&disk=2');
+  assert.deepEqual(r, { host: 'vc.example.com', port: 8443, datacenter: 'DC 1', vmPath: ['prod', 'web/01'], uuid: '4213a3b1-0c2d-4e5f-8a9b-0123456789ab', disk: 2 });
+  assert.equal(formatVcenterUrl(r), 'vcenter://vc.example.com:8443/DC%201/prod/web%2F01?uuid=4213a3b1-0c2d-4e5f-8a9b-0123456789ab&disk=2');
+  assert.equal(parseVcenterUrl('vcenter://vc/DC0/vm1?disk=0').port, 443);
+  assert.equal(formatVcenterUrl({ host: 'vc', port: 443, datacenter: 'DC0', vmPath: ['vm1'], uuid: undefined, disk: 0 }), 'vcenter://vc/DC0/vm1?disk=0');
+});
+
+test('vcenter:// URLs: what is refused, and why', () => {
+  assert.throws(() => parseVcenterUrl('vcenter://u:secret@vc/DC0/vm?disk=0'), (e: Error) => /must not carry credentials/.test(e.message) && !e.message.includes('secret'));
+  assert.throws(() => parseVcenterUrl('vcenter://vc/DC0'), /no datacenter and VM path/);
+  assert.throws(() => parseVcenterUrl('vcenter://vc/DC0/vm?disk=x'), /disk "x" is not a disk number/);
+  assert.throws(() => parseVcenterUrl('vcenter://vc/DC0/vm?uuid=nope'), /not a UUID/);
+  assert.throws(() => parseVcenterUrl('vcenter://vc/DC0/vm?disc=1'), /unknown parameter "disc"/);
+  assert.throws(() => parseVcenterUrl('http://vc/DC0/vm?disk=1'), /scheme is not vcenter/);
+});
+
+test('credentials: per host (and host:port), TLS choice, permissions enforced', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'oneswap-cred-'));
+  try {
+    const file = join(dir, 'vc.yaml');
+    await writeFile(file, 'vc.example.com:\n  user: u@vsphere.local\n  password: "p: w#1"\n  thumbprint: "AA:BB"\n"vc.example.com:8443":\n  user: other\n  password: x\n  insecure: true\n', { mode: 0o600 });
+    assert.deepEqual(await readCredentials(file, 'vc.example.com', 443), { user: 'u@vsphere.local', password: 'p: w#1', tls: { kind: 'thumbprint', thumbprint: 'AA:BB' } });
+    assert.deepEqual((await readCredentials(file, 'vc.example.com', 8443)).tls, { kind: 'insecure' });
+    await assert.rejects(readCredentials(file, 'other.example.com', 443), /no entry for other\.example\.com/);
+    await chmod(file, 0o640);
+    await assert.rejects(readCredentials(file, 'vc.example.com', 443), /can be read by other users \(mode 640\)/);
+    await chmod(file, 0o600);
+    await writeFile(file, 'vc:\n  user: u\n', { mode: 0o600 });
+    await assert.rejects(readCredentials(file, 'vc', 443), /needs both user and password/);
+    await writeFile(file, 'vc:\n  user: u\n  password: p\n  thumbprint: x\n  insecure: true\n');
+    await assert.rejects(readCredentials(file, 'vc', 443), /more than one of thumbprint, ca and insecure/);
+    await assert.rejects(readCredentials(join(dir, 'missing.yaml'), 'vc', 443), /cannot read the vCenter credentials file .*ENOENT/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('settings: defaults without a file, values checked', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'oneswap-cfg-'));
+  try {
+    const d = await readDriverConfig(join(dir, 'absent.yaml'));
+    assert.equal(d.streams, 4);
+    assert.equal(d.convert, true);
+    assert.equal(d.progressIntervalMs, 5000);
+    const file = join(dir, 'oneswap.yaml');
+    await writeFile(file, 'streams: 8\nstate_dir: /srv/oneswap\nconvert: false\nprogress_interval: 2\n');
+    const c = await readDriverConfig(file);
+    assert.deepEqual([c.streams, c.stateDir, c.logDir, c.convert, c.progressIntervalMs], [8, '/srv/oneswap', '/srv/oneswap/logs', false, 2000]);
+    await writeFile(file, 'streams: 0\n');
+    await assert.rejects(readDriverConfig(file), /streams in .* must be a whole number from 1 to 64/);
+    await writeFile(file, 'convert: maybe\n');
+    await assert.rejects(readDriverConfig(file), /convert in .* must be true or false/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('driver calls: the three argv conventions and the market one', async () => {
+  const xml = '<DS_DRIVER_ACTION_DATA><IMAGE><PATH>vcenter://vc/DC0/vm?disk=0</PATH><SIZE></SIZE></IMAGE></DS_DRIVER_ACTION_DATA>';
+  const b64 = Buffer.from(xml).toString('base64');
+  const script = '/var/lib/one/remotes/datastore/oneswap/stat';
+  const stdin = (s: string) => async () => s;
+  for (const [args, input] of [[['3'], b64], [[b64, '3'], ''], [['-', '3'], `${b64}\n`]] as Array<[string[], string]>) {
+    const call = await readDriverCall(script, args, stdin(input));
+    assert.deepEqual([call.kind, call.driver, call.action, call.id, call.xml], ['datastore', 'oneswap', 'stat', '3', xml]);
+  }
+  const market = await readDriverCall('/var/lib/one/remotes/market/oneswap/monitor', [b64, '100'], stdin(''));
+  assert.deepEqual([market.kind, market.action, market.id], ['market', 'monitor', '100']);
+  await assert.rejects(readDriverCall('/tmp/x/stat', ['1'], stdin(b64)), /not a driver script/);
+  await assert.rejects(readDriverCall(script, ['1'], stdin('bm90IHhtbA==')), /not base64-encoded XML/);
+  const data = parseDriverActionData(xml);
+  assert.equal(data.image?.path, 'vcenter://vc/DC0/vm?disk=0');
+  assert.equal(data.image?.full, undefined, 'stat carries no whole image');
+});
