@@ -79,7 +79,8 @@ async function dispatch(call: DriverCall, io: DriverIo, log: (l: string) => void
   try {
     const copied = await vcenterCopy({ data, imageId, config, one, log, signal });
     if (data.image?.full?.template.get('FROM_APP') !== undefined) {
-      if (one) await convertImportedVm({ one, imageId, config, log, signal }, copied);
+      if (!config.convert) log(`INFO: image ${imageId}: conversion after a marketplace import is off (convert: false in the settings)`);
+      else if (one) await convertImportedVm({ one, imageId, config, log, signal }, copied);
       else log(`WARN: image ${imageId} came from a marketplace app but there is no OpenNebula session: the VM is not converted (run: oneswap convert --image ${imageId},...)`);
     }
     io.stdout(`${copied.file} raw\n`);

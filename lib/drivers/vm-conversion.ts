@@ -16,7 +16,7 @@
 import { join } from 'node:path';
 import { describeError, OneswapError } from '../errors/index.js';
 import type { VmDescription } from '../input/index.js';
-import { PoolFilter, Template, type OneClient, type OneImage, type OneTemplate } from '../one/index.js';
+import { OneApiError, OneErrorCode, PoolFilter, Template, type OneClient, type OneImage, type OneTemplate } from '../one/index.js';
 import { buildVmTemplate, convertedGuestOf, type ConvertedGuest } from '../output/index.js';
 import { convertImages, describeConversion, newRunId, PidLock, type MigrationEvent } from '../supervisor/index.js';
 import type { DriverConfig } from './config.js';
@@ -47,7 +47,13 @@ export async function convertImportedVm(ctx: GroupContext, copied: CopiedDisk): 
   await copied.progress.say(`copied; waiting for the other disks of template ${template.id}`);
 
   for (;;) {
-    const members = await membersOf(one, ids, copied.vm);
+    const { members, deleted } = await membersOf(one, ids, copied.vm);
+    if (deleted.length > 0) {
+      const what = `image(s) ${deleted.join(', ')} of the template were deleted`;
+      await markTemplate(one, template.id, `not converted: ${what}`);
+      log(`WARN: template ${template.id} not converted: ${what}`);
+      return;
+    }
     const failed = members.filter((m) => m.image.stateName === 'ERROR' || m.image.template.get('ONESWAP_STATE') === 'FAILED');
     if (failed.length > 0) {
       const what = failed.map((m) => `image ${m.image.id} (disk ${m.index}): ${m.image.template.get('ERROR') ?? 'copy failed'}`).join('; ');
@@ -56,14 +62,15 @@ export async function convertImportedVm(ctx: GroupContext, copied: CopiedDisk): 
       await copied.progress.say('copied; VM not converted because another disk failed');
       return;
     }
-    if (members.every((m) => m.image.template.get('ONESWAP_STATE') === 'CONVERTED')) return finished(copied);
+    // The converter wrote the outcome on every image of the group.
+    if (members.every((m) => m.image.template.get('ONESWAP_STATE') === 'CONVERTED')) return;
     if (members.some((m) => m.image.template.get('ONESWAP_CONVERT_ERROR'))) return;
     if (members.every((m) => ['COPIED', 'CONVERTED'].includes(m.image.template.get('ONESWAP_STATE') ?? ''))) {
       const lock = new PidLock(join(ctx.config.stateDir, 'locks', `convert-template-${template.id}.lock`));
       if ((await lock.tryAcquire()) === undefined) {
         try {
           // Another cp may have finished between our look and the lock.
-          const fresh = await membersOf(one, ids, copied.vm);
+          const fresh = (await membersOf(one, ids, copied.vm)).members;
           if (!fresh.every((m) => m.image.template.get('ONESWAP_STATE') === 'CONVERTED')) await convertGroup(ctx, template, fresh, copied);
         } finally {
           await lock.release();
@@ -74,10 +81,6 @@ export async function convertImportedVm(ctx: GroupContext, copied: CopiedDisk): 
     ctx.signal.throwIfAborted();
     await new Promise((r) => setTimeout(r, pollMs));
   }
-}
-
-async function finished(copied: CopiedDisk): Promise<void> {
-  await copied.progress.say('converted');
 }
 
 /** The template whose DISKs name this image; the export creates it just after the images. */
@@ -91,14 +94,25 @@ async function findTemplate(ctx: GroupContext, pollMs: number): Promise<OneTempl
   }
 }
 
-/** The template's images that hold disks of the same source VM, in disk order. */
-async function membersOf(one: OneClient, ids: readonly number[], vm: VmDescription): Promise<Member[]> {
-  const images = await Promise.all(ids.map((id) => one.image(id)));
+/** The template's images that hold disks of the same source VM, in disk order, and the ids of the deleted ones. */
+async function membersOf(one: OneClient, ids: readonly number[], vm: VmDescription): Promise<{ members: Member[]; deleted: number[] }> {
+  const deleted: number[] = [];
+  const found = await Promise.all(
+    ids.map((id) =>
+      one.image(id).catch((err: unknown) => {
+        if (!(err instanceof OneApiError && err.code === OneErrorCode.NO_EXISTS)) throw err;
+        deleted.push(id);
+        return undefined;
+      }),
+    ),
+  );
+  const images = found.filter((i): i is OneImage => i !== undefined);
   const identity = images.find((i) => i.template.get('ONESWAP_SOURCE_VM'))?.template.get('ONESWAP_SOURCE_VM');
-  return images
+  const members = images
     .filter((i) => i.template.get('ONESWAP_SOURCE_VM') === identity || i.template.get('ONESWAP_VM_NAME') === vm.name)
     .map((image) => ({ image, index: Number(image.template.get('ONESWAP_DISK_INDEX') ?? 0) }))
     .sort((a, b) => a.index - b.index);
+  return { members, deleted };
 }
 
 async function convertGroup(ctx: GroupContext, template: OneTemplate, members: readonly Member[], copied: CopiedDisk): Promise<void> {
@@ -106,11 +120,6 @@ async function convertGroup(ctx: GroupContext, template: OneTemplate, members: r
   const vm = copied.vm;
   const ids = members.map((m) => m.image.id);
   const say = (text: string): Promise<void[]> => Promise.all(ids.map((id) => one.imageUpdate(id, Template.of({ ONESWAP_PROGRESS: text }), 'merge').catch(() => undefined)));
-  if (!config.convert) {
-    log(`INFO: conversion is off in the settings (convert: false): template ${template.id} keeps the source's devices`);
-    await rewriteTemplate(one, template, vm, members, undefined);
-    return;
-  }
   await say('converting the guest (virt-v2v-in-place)');
   const emit = (e: MigrationEvent): void => {
     if (e.type === 'log') log(`INFO: ${e.message}`);

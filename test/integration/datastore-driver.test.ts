@@ -246,11 +246,15 @@ describe('datastore driver: progress on the image while cp runs, and an image de
     const id = await one.imageAllocate(Template.of({ NAME: 'slow-a-disk0', PATH: peers.url('slow-a', 0) }), peers.dsId);
     const seen: Array<{ at: number; text: string }> = [];
     const t0 = Date.now();
-    while (oned.image(id)!.state === IMAGE_STATE.LOCKED) {
+    const look = (): void => {
       const text = oned.image(id)!.template.get('ONESWAP_PROGRESS');
       if (text && text !== seen.at(-1)?.text) seen.push({ at: Date.now() - t0, text });
+    };
+    while (oned.image(id)!.state === IMAGE_STATE.LOCKED) {
+      look();
       await new Promise((r) => setTimeout(r, 50));
     }
+    look();
     assert.equal(oned.image(id)!.state, IMAGE_STATE.READY);
     const copying = seen.filter((s) => s.text.startsWith('copying '));
     const percents = copying.map((s) => Number(/copying (\d+)%/.exec(s.text)![1]));
