@@ -6,6 +6,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { createHash } from 'node:crypto';
 import { readFile, stat, writeFile, mkdtemp, rm, access } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -167,13 +169,29 @@ describe('datastore driver: vcenter:// images', { skip }, () => {
     assert.deepEqual(await files(), before);
   });
 
-  test('plain paths, mkfs and monitor behave like the stock fs driver', async () => {
+  test('plain paths, http URLs, mkfs and monitor behave like the stock fs driver', async () => {
     const src = join(work, 'plain.raw');
     await writeFile(src, Buffer.alloc(3 * MiB, 7));
     const id = await allocate({ NAME: 'from-file', PATH: src });
     assert.equal((await oned.waitImage(id)).state, IMAGE_STATE.READY);
     const info = await one.image(id);
     assert.equal(createHash('sha256').update(await readFile(info.source)).digest('hex'), createHash('sha256').update(Buffer.alloc(3 * MiB, 7)).digest('hex'));
+    // An http(s) URL, as the stock driver downloads it (stat from Content-Length).
+    const body = Buffer.alloc(2 * MiB + 4096, 3);
+    const server = createServer((req, res) => {
+      res.writeHead(200, { 'content-length': body.length });
+      res.end(req.method === 'HEAD' ? undefined : body);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/disk.raw`;
+      const web = await allocate({ NAME: 'from-http', PATH: url });
+      assert.equal(oned.image(web)!.size, 3);
+      assert.equal((await oned.waitImage(web)).state, IMAGE_STATE.READY);
+      assert.deepEqual(await readFile((await one.image(web)).source), body);
+    } finally {
+      server.close();
+    }
     const blank = await allocate({ NAME: 'blank', TYPE: 'DATABLOCK', SIZE: 5, FORMAT: 'raw' });
     assert.equal((await oned.waitImage(blank)).state, IMAGE_STATE.READY);
     assert.equal((await stat((await one.image(blank)).source)).size, 5 * MiB);
