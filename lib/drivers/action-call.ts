@@ -12,8 +12,6 @@ export type DriverKind = 'datastore' | 'market';
 
 export interface DriverCall {
   readonly kind: DriverKind;
-  /** The driver's name: the directory the script lives in ("oneswap"). */
-  readonly driver: string;
   readonly action: string;
   /** Image id, stat request counter, datastore or market id: whatever oned passed. */
   readonly id: string;
@@ -42,7 +40,7 @@ export async function readDriverCall(script: string, args: readonly string[], re
   base64 = base64.trim();
   const xml = Buffer.from(base64, 'base64').toString('utf8');
   if (!xml.trimStart().startsWith('<')) throw new OneswapError('data', `${basename(script)} ${id}: the message from OpenNebula is not base64-encoded XML`);
-  return { kind: kindDir, driver: basename(dirname(script)), action: basename(script), id, base64, xml, script };
+  return { kind: kindDir, action: basename(script), id, base64, xml, script };
 }
 
 /** Where the stock driver of the same kind lives: `../fs/<action>` for datastores. */

@@ -8,14 +8,15 @@ import { mkdir, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { copyExtents } from '../copy/index.js';
 import { OneswapError } from '../errors/index.js';
-import { allocatedAreas, checkCopyableDisks, describeVcenterVm, openVcenterDisks, vmIdentity, type VmDescription } from '../input/index.js';
+import { allocatedAreas, checkCopyableDisks, describeVcenterVm, openVcenterDisks, type VmDescription } from '../input/index.js';
+import { diskSourceAttributes } from '../output/index.js';
 import { Template, type DriverActionData, type OneClient } from '../one/index.js';
 import { PidLock } from '../supervisor/index.js';
 import type { VmSummary } from '../vsphere/index.js';
 import type { DriverConfig } from './config.js';
 import { ImageProgress } from './image-progress.js';
-import { connectTo, credentialsFileOf, findVmOf } from './vcenter-source.js';
-import { describeRef, parseVcenterUrl, type VcenterRef } from './vcenter-url.js';
+import { connectTo, credentialsFileOf, diskOf, diskRefOf, findVmOf } from './vcenter-source.js';
+import { describeRef, type VcenterRef } from './vcenter-url.js';
 
 export interface CopyContext {
   readonly data: DriverActionData;
@@ -31,7 +32,6 @@ export interface CopyContext {
 export interface CopiedDisk {
   readonly file: string;
   readonly vm: VmDescription;
-  readonly diskIndex: number;
   readonly progress: ImageProgress;
 }
 
@@ -40,8 +40,7 @@ export async function vcenterCopy(ctx: CopyContext): Promise<CopiedDisk> {
   const ds = data.datastore;
   if (!ds) throw new OneswapError('data', 'the cp message from OpenNebula has no DATASTORE');
   if (ds.template.get('BRIDGE_LIST')) throw new OneswapError('usage', `datastore ${ds.id} has a BRIDGE_LIST: oneswap writes vCenter disks only into datastores mounted on the frontend`);
-  const ref = parseVcenterUrl(data.image?.path ?? '');
-  if (ref.disk === undefined) throw new OneswapError('usage', `${data.image?.path} names no disk: add ?disk=N (0 = the boot disk)`);
+  const ref = diskRefOf(data);
   const credentials = credentialsFileOf(data);
   const abort = new AbortController();
   const signal = AbortSignal.any([ctx.signal, abort.signal]);
@@ -53,8 +52,7 @@ export async function vcenterCopy(ctx: CopyContext): Promise<CopiedDisk> {
     const summary = await findVmOf(client, ref);
     refuseRunning(summary, ref);
     const vm = describeVcenterVm(ref.host, summary);
-    const disk = vm.disks[ref.disk];
-    if (!disk) throw new OneswapError('not-found', `VM ${vm.name} has ${vm.disks.length} disk(s); there is no disk ${ref.disk} (${describeRef(ref)})`);
+    const disk = diskOf(vm, ref);
     checkCopyableDisks({ ...summary, disks: summary.disks.filter((d) => String(d.key) === disk.sourceKey) });
 
     const base = ds.basePath.replace(/\/+$/, '');
@@ -100,7 +98,7 @@ export async function vcenterCopy(ctx: CopyContext): Promise<CopiedDisk> {
     const secs = Math.max(0.001, (Date.now() - startedAt) / 1000);
     log(`INFO: copied ${stats.bytesRead} bytes, wrote ${stats.bytesWritten} in ${secs.toFixed(1)} s`);
     await progress.say(`copied ${Math.round(stats.bytesRead / 1024 / 1024)} MiB in ${secs.toFixed(0)} s`, copiedAttributes(vm, ref.disk, file));
-    return { file, vm, diskIndex: ref.disk, progress };
+    return { file, vm, progress };
   } catch (err) {
     if (file !== undefined) await rm(file, { force: true });
     await ctx.one?.imageUpdate(imageId, Template.of({ ONESWAP_STATE: 'FAILED' }), 'merge').catch(() => undefined);
@@ -116,21 +114,10 @@ function refuseRunning(vm: VmSummary, ref: VcenterRef): void {
 }
 
 /**
- * What the image records about its disk once copied: the same attributes an import's placeholder
- * carries, so `oneswap convert --image` works on it later, plus where the file is (oned sets
- * SOURCE only when cp returns).
+ * What the image records about its disk once copied: what an import's placeholder carries, so
+ * `oneswap convert --image` works on it later, plus where the file is (oned sets SOURCE only when
+ * cp returns).
  */
-function copiedAttributes(vm: VmDescription, index: number, file: string): Record<string, string> {
-  const disk = vm.disks[index]!;
-  return {
-    ONESWAP_STATE: 'COPIED',
-    ONESWAP_SOURCE_VM: vmIdentity(vm),
-    ONESWAP_SOURCE_DISK: disk.sourceName,
-    ONESWAP_VM_NAME: vm.name,
-    ONESWAP_DISK_INDEX: String(index),
-    ONESWAP_DISK_BUS: disk.bus,
-    ONESWAP_FIRMWARE: vm.firmware,
-    ONESWAP_FILE: file,
-  };
+function copiedAttributes(vm: VmDescription, index: number, file: string): Record<string, string | number> {
+  return { ONESWAP_STATE: 'COPIED', ...diskSourceAttributes(vm, vm.disks[index]!), ONESWAP_FILE: file };
 }
-

@@ -32,14 +32,14 @@ export class ImageProgress {
   }
 
   /** A step worth showing at once (copied, waiting for the other disks, converting …). */
-  async say(text: string, extra: Record<string, string> = {}): Promise<void> {
+  async say(text: string, extra: Record<string, string | number> = {}): Promise<void> {
     await this.inFlight;
     this.last = Date.now();
     this.send(text, extra);
     await this.inFlight;
   }
 
-  private send(text: string, extra: Record<string, string> = {}): void {
+  private send(text: string, extra: Record<string, string | number> = {}): void {
     if (!this.one) return;
     const one = this.one;
     this.inFlight = one

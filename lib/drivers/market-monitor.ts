@@ -7,9 +7,9 @@
 // ONESWAP_CREDENTIALS (the credentials file), VCENTER_DATACENTER (optional: only that datacenter).
 
 import { OneswapError } from '../errors/index.js';
-import { describeVcenterVm, vmIdentity, type VmDescription } from '../input/index.js';
+import { describeVcenterVm, type VmDescription } from '../input/index.js';
 import { sanitizeName, Template, type OneMarketplace } from '../one/index.js';
-import { buildVmTemplate } from '../output/index.js';
+import { buildVmTemplate, diskImageDescription, diskSourceAttributes } from '../output/index.js';
 import { parseEndpoint } from '../vsphere/index.js';
 import { connectTo } from './vcenter-source.js';
 import { CREDENTIALS_ATTRIBUTE } from './credentials.js';
@@ -70,13 +70,8 @@ export async function monitorMarketplace(market: OneMarketplace, log: (line: str
         TYPE: disk.index === 0 ? 'OS' : 'DATABLOCK',
         PERSISTENT: 'YES',
         DEV_PREFIX: 'sd',
-        DESCRIPTION: `Disk ${disk.index} (${disk.label}, ${disk.sourceName}) of ${vm.name}, migrated by oneswap`,
-        ONESWAP_SOURCE_VM: vmIdentity(vm),
-        ONESWAP_SOURCE_DISK: disk.sourceName,
-        ONESWAP_VM_NAME: vm.name,
-        ONESWAP_DISK_INDEX: disk.index,
-        ONESWAP_DISK_BUS: disk.bus,
-        ONESWAP_FIRMWARE: vm.firmware,
+        DESCRIPTION: diskImageDescription(vm, disk),
+        ...diskSourceAttributes(vm, disk),
       });
       lines.push(
         appLine(

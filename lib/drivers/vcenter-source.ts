@@ -2,10 +2,11 @@
 // marketplace import, the marketplace) names, a session, and the VM a `vcenter://` URL points at.
 
 import { OneswapError } from '../errors/index.js';
+import type { DiskDescription, VmDescription } from '../input/index.js';
 import type { DriverActionData } from '../one/index.js';
 import { VSphereClient, type VmSummary } from '../vsphere/index.js';
 import { CREDENTIALS_ATTRIBUTE, readCredentials } from './credentials.js';
-import { describeRef, type VcenterRef } from './vcenter-url.js';
+import { describeRef, parseVcenterUrl, type VcenterRef } from './vcenter-url.js';
 
 /** The credentials file: the datastore's attribute first, then the marketplace's. */
 export function credentialsFileOf(data: DriverActionData): string {
@@ -38,4 +39,17 @@ export async function findVmOf(client: VSphereClient, ref: VcenterRef): Promise<
   const dc = (await client.datacenters()).find((d) => d.name === ref.datacenter);
   if (!dc) throw new OneswapError('not-found', `vCenter ${ref.host} has no datacenter "${ref.datacenter}" (${describeRef(ref)})`);
   return client.findVm(`${dc.path}/vm/${ref.vmPath.join('/')}`, { datacenter: dc.path });
+}
+
+/** The image's PATH as a reference to one disk (stat and cp need the disk number). */
+export function diskRefOf(data: DriverActionData): VcenterRef & { readonly disk: number } {
+  const ref = parseVcenterUrl(data.image?.path ?? '');
+  if (ref.disk === undefined) throw new OneswapError('usage', `${data.image?.path} names no disk: add ?disk=N (0 = the boot disk)`);
+  return { ...ref, disk: ref.disk };
+}
+
+export function diskOf(vm: VmDescription, ref: VcenterRef & { readonly disk: number }): DiskDescription {
+  const disk = vm.disks[ref.disk];
+  if (!disk) throw new OneswapError('not-found', `VM ${vm.name} has ${vm.disks.length} disk(s); there is no disk ${ref.disk} (${describeRef(ref)})`);
+  return disk;
 }

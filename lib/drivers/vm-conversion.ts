@@ -15,10 +15,10 @@
 
 import { join } from 'node:path';
 import { describeError, OneswapError } from '../errors/index.js';
-import type { VmDescription } from '../input/index.js';
+import { vmIdentity, type VmDescription } from '../input/index.js';
 import { OneApiError, OneErrorCode, PoolFilter, Template, type OneClient, type OneImage, type OneTemplate } from '../one/index.js';
 import { buildVmTemplate, convertedGuestOf, type ConvertedGuest } from '../output/index.js';
-import { convertImages, describeConversion, newRunId, PidLock, type MigrationEvent } from '../supervisor/index.js';
+import { convertImages, describeConversion, newRunId, PidLock, vmConversionRequest, type MigrationEvent } from '../supervisor/index.js';
 import type { DriverConfig } from './config.js';
 import type { CopiedDisk } from './datastore-cp.js';
 
@@ -107,9 +107,10 @@ async function membersOf(one: OneClient, ids: readonly number[], vm: VmDescripti
     ),
   );
   const images = found.filter((i): i is OneImage => i !== undefined);
-  const identity = images.find((i) => i.template.get('ONESWAP_SOURCE_VM'))?.template.get('ONESWAP_SOURCE_VM');
+  // Every disk app of the VM carries the VM's identity from the catalog, before its copy too.
+  const identity = vmIdentity(vm);
   const members = images
-    .filter((i) => i.template.get('ONESWAP_SOURCE_VM') === identity || i.template.get('ONESWAP_VM_NAME') === vm.name)
+    .filter((i) => i.template.get('ONESWAP_SOURCE_VM') === identity)
     .map((image) => ({ image, index: Number(image.template.get('ONESWAP_DISK_INDEX') ?? 0) }))
     .sort((a, b) => a.index - b.index);
   return { members, deleted };
@@ -125,20 +126,8 @@ async function convertGroup(ctx: GroupContext, template: OneTemplate, members: r
     if (e.type === 'log') log(`INFO: ${e.message}`);
   };
   try {
-    const r = await convertImages(
-      { one, emit, signal: ctx.signal },
-      {
-        vm: vm.name,
-        images: members.map((m) => ({ id: m.image.id, path: fileOf(m.image), bus: vm.disks[m.index]?.bus ?? 'scsi' })),
-        firmware: vm.firmware,
-        memoryMiB: vm.memoryMiB,
-        cpus: vm.cpus,
-        nics: vm.nics.map((n) => ({ mac: n.mac, network: n.network, adapter: n.adapter })),
-        stateDir: config.stateDir,
-        logDir: config.logDir,
-        runId: newRunId(),
-      },
-    );
+    const images = members.map((m) => ({ id: m.image.id, path: fileOf(m.image), bus: vm.disks[m.index]?.bus ?? 'scsi' }));
+    const r = await convertImages({ one, emit, signal: ctx.signal }, vmConversionRequest(vm, images, { stateDir: config.stateDir, logDir: config.logDir, runId: newRunId() }));
     log(`INFO: ${vm.name}: ${describeConversion(r)}`);
     const guest = r.kind === 'converted' ? r.guest : undefined;
     await rewriteTemplate(one, template, vm, members, guest);

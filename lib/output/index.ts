@@ -7,6 +7,8 @@ export {
   checkImageDatastore,
   checkNamesFree,
   allocatePlaceholder,
+  diskSourceAttributes,
+  diskImageDescription,
   placeholderFile,
   markImage,
   recordWarmRound,

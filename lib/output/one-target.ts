@@ -104,6 +104,26 @@ export interface PlaceholderSpec {
   readonly devPrefix: 'vd' | 'sd';
 }
 
+export function diskImageDescription(vm: VmDescription, disk: DiskDescription): string {
+  return `Disk ${disk.index} (${disk.label}, ${disk.sourceName}) of ${vm.name}, migrated by oneswap`;
+}
+
+/**
+ * What an image records about the disk it holds (import placeholders, datastore-driver copies,
+ * marketplace disk apps): which VM it came from, so a warm migration resumes from the images
+ * alone, and what `oneswap convert --image` needs to convert them again without the source.
+ */
+export function diskSourceAttributes(vm: VmDescription, disk: DiskDescription): Record<string, string | number> {
+  return {
+    ONESWAP_SOURCE_DISK: disk.sourceName,
+    ONESWAP_SOURCE_VM: vmIdentity(vm),
+    ONESWAP_VM_NAME: vm.name,
+    ONESWAP_DISK_INDEX: disk.index,
+    ONESWAP_DISK_BUS: disk.bus,
+    ONESWAP_FIRMWARE: vm.firmware,
+  };
+}
+
 /** Allocates one empty raw image; returns its id at once (the datastore's mkfs runs asynchronously). */
 export async function allocatePlaceholder(one: OneClient, ds: ImageDatastore, spec: PlaceholderSpec): Promise<number> {
   const t = Template.of({
@@ -114,16 +134,9 @@ export async function allocatePlaceholder(one: OneClient, ds: ImageDatastore, sp
     // Persistent: the VM uses the image in place, so OpenNebula copies nothing at deploy.
     PERSISTENT: 'YES',
     DEV_PREFIX: spec.devPrefix,
-    DESCRIPTION: `Disk ${spec.disk.index} (${spec.disk.label}, ${spec.disk.sourceName}) of ${spec.vm.name}, migrated by oneswap`,
+    DESCRIPTION: diskImageDescription(spec.vm, spec.disk),
     ONESWAP_STATE: 'COPYING',
-    ONESWAP_SOURCE_DISK: spec.disk.sourceName,
-    // Which VM the disk came from, so a warm migration resumes from the images alone.
-    ONESWAP_SOURCE_VM: vmIdentity(spec.vm),
-    // What `oneswap convert --image` needs to convert these images again without the source.
-    ONESWAP_VM_NAME: spec.vm.name,
-    ONESWAP_DISK_INDEX: spec.disk.index,
-    ONESWAP_DISK_BUS: spec.disk.bus,
-    ONESWAP_FIRMWARE: spec.vm.firmware,
+    ...diskSourceAttributes(spec.vm, spec.disk),
   });
   return one.imageAllocate(t, ds.id, false);
 }

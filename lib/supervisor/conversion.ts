@@ -7,7 +7,7 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { convertGuest, commitConversion, discardConversion, type ConversionRequest, type GuestAdditions, type GuestFacts, type Overlay, type OverlayUsage } from '../convert/index.js';
 import type { DomainNic } from '../convert/index.js';
-import type { DiskBus, Firmware } from '../input/index.js';
+import type { DiskBus, Firmware, VmDescription } from '../input/index.js';
 import type { OneClient } from '../one/index.js';
 import { recordConversion, type ConvertedGuest } from '../output/index.js';
 import type { EventSink } from './events.js';
@@ -42,6 +42,30 @@ export interface ConvertImagesContext {
 export type ImagesConversion =
   | { readonly kind: 'converted'; readonly guest: ConvertedGuest; readonly usage: OverlayUsage; readonly logFile: string; readonly resumedCommit: boolean }
   | { readonly kind: 'no-os'; readonly reason: string; readonly logFile: string };
+
+/** Where a conversion keeps its work and logs, and what it adds to the guest. */
+export interface ConversionRun {
+  readonly stateDir: string;
+  readonly logDir: string;
+  readonly runId: string;
+  readonly additions?: GuestAdditions;
+}
+
+/** The conversion of a described VM's images: name, firmware, size and NICs from the description. */
+export function vmConversionRequest(vm: VmDescription, images: readonly ImageToConvert[], run: ConversionRun): ConvertImagesRequest {
+  return {
+    vm: vm.name,
+    images,
+    firmware: vm.firmware,
+    memoryMiB: vm.memoryMiB,
+    cpus: vm.cpus,
+    nics: vm.nics.map((n) => ({ mac: n.mac, network: n.network, adapter: n.adapter })),
+    stateDir: run.stateDir,
+    logDir: run.logDir,
+    runId: run.runId,
+    additions: run.additions,
+  };
+}
 
 /** The commit marker: written before the first overlay is committed, removed after the last. */
 interface CommitMarker {

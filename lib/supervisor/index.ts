@@ -13,4 +13,4 @@ export type { ImportOptions, ImportContext, VmResult } from './steps.js';
 export { newRunId, mapLimited } from './run.js';
 export { warmStart, warmSync, warmCutover, warmAbort, warmImport, type WarmOptions, type CutoverPolicy, type WarmResult } from './warm.js';
 export { warmStatus, type WarmStatus, type WarmDiskStatus, type DowntimePrediction } from './warm-status.js';
-export { convertImages, describeConversion, type ConvertImagesRequest, type ImagesConversion, type ImageToConvert } from './conversion.js';
+export { convertImages, vmConversionRequest, describeConversion, type ConvertImagesRequest, type ImagesConversion, type ImageToConvert } from './conversion.js';

@@ -38,7 +38,7 @@ import {
   type WarmImage,
 } from '../output/index.js';
 import { Journal } from './journal.js';
-import { convertImages, describeConversion } from './conversion.js';
+import { convertImages, describeConversion, vmConversionRequest } from './conversion.js';
 import type { EventSink, Phase } from './events.js';
 
 export interface ImportOptions {
@@ -351,18 +351,8 @@ export async function convert(
     log(`images ${targets.map((t) => t.imageId).join(', ')} were converted by an earlier run; not converting again`);
     return { guest: recorded, detail: `already converted: ${recorded.productName}` };
   }
-  const r = await convertImages(ctx, {
-    vm: vm.name,
-    images: targets.map((t) => ({ id: t.imageId, path: t.path, bus: t.disk.description.bus })),
-    firmware: vm.firmware,
-    memoryMiB: vm.memoryMiB,
-    cpus: vm.cpus,
-    nics: vm.nics.map((n) => ({ mac: n.mac, network: n.network, adapter: n.adapter })),
-    stateDir: opts.stateDir,
-    logDir: opts.logDir,
-    runId: opts.runId,
-    additions: opts.additions,
-  });
+  const images = targets.map((t) => ({ id: t.imageId, path: t.path, bus: t.disk.description.bus }));
+  const r = await convertImages(ctx, vmConversionRequest(vm, images, opts));
   if (r.kind === 'no-os') log(`no operating system found on the disks of ${vm.name}: a data-only VM, not converted (${r.reason})`, 'warn');
   return { guest: r.kind === 'converted' ? r.guest : undefined, detail: describeConversion(r) };
 }

@@ -14,7 +14,7 @@ import type { MoRef, VmSummary } from '../vsphere/index.js';
 import { describeVcenterVm, vmIdentity, type VmDescription } from '../input/index.js';
 import { convertedGuestOf, markImage, type ConvertedGuest } from '../output/index.js';
 import { Journal, type WarmRound } from './journal.js';
-import { rehearseConversion } from './conversion.js';
+import { rehearseConversion, vmConversionRequest } from './conversion.js';
 import { removeLeftovers, removeSnapshot, runRound } from './cbt-round.js';
 import { Phases, adoptWarmImages, build, convert, placeholders, precheck, rollback, type DiskTarget, type ImportContext, type ImportOptions, type Prechecked, type StepLog, type VmResult } from './steps.js';
 
@@ -87,18 +87,14 @@ async function rehearse(ctx: ImportContext, s: Started, phases: Phases, opts: Wa
     const r = await phases.run(
       'rehearse',
       () =>
-        rehearseConversion(ctx, {
-          vm: s.description.name,
-          images: s.targets.map((t) => ({ id: t.imageId, path: t.path, bus: t.disk.description.bus })),
-          firmware: s.description.firmware,
-          memoryMiB: s.description.memoryMiB,
-          cpus: s.description.cpus,
-          nics: s.description.nics.map((n) => ({ mac: n.mac, network: n.network, adapter: n.adapter })),
-          stateDir: opts.stateDir,
-          logDir: opts.logDir,
-          runId: opts.runId,
-          additions: opts.additions,
-        }),
+        rehearseConversion(
+          ctx,
+          vmConversionRequest(
+            s.description,
+            s.targets.map((t) => ({ id: t.imageId, path: t.path, bus: t.disk.description.bus })),
+            opts,
+          ),
+        ),
       (x) => (x.kind === 'no-os' ? 'no operating system found (data disks only): the cutover will not convert' : `${x.guest.productName || x.guest.distro} converts`),
     );
     warm.rehearsal = { ok: true, at: new Date().toISOString(), durationMs: Date.now() - t0, detail: r.kind === 'no-os' ? 'no operating system' : r.guest.productName };

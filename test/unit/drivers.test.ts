@@ -1,11 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { formatVcenterUrl, parseVcenterUrl, readCredentials, readDriverConfig } from '../../lib/drivers/index.js';
+import { formatVcenterUrl, parseVcenterUrl, readCredentials, readDriverConfig, runDriver } from '../../lib/drivers/index.js';
 import { readDriverCall } from '../../lib/drivers/action-call.js';
 import { parseDriverActionData } from '../../lib/one/index.js';
+import type { OneswapError } from '../../lib/errors/index.js';
 
 test('vcenter:// URLs: parsed, percent-decoded, formatted back', () => {
   const r = parseVcenterUrl('vcenter://vc.example.com:8443/DC%201/prod/web%2F01?uuid=4213a3b1-0c2d-4e5f-8a9b-0123456789ab&disk=2');
@@ -72,7 +73,7 @@ test('driver calls: the three argv conventions and the market one', async () => 
   const stdin = (s: string) => async () => s;
   for (const [args, input] of [[['3'], b64], [[b64, '3'], ''], [['-', '3'], `${b64}\n`]] as Array<[string[], string]>) {
     const call = await readDriverCall(script, args, stdin(input));
-    assert.deepEqual([call.kind, call.driver, call.action, call.id, call.xml], ['datastore', 'oneswap', 'stat', '3', xml]);
+    assert.deepEqual([call.kind, call.action, call.id, call.xml], ['datastore', 'stat', '3', xml]);
   }
   const market = await readDriverCall('/var/lib/one/remotes/market/oneswap/monitor', [b64, '100'], stdin(''));
   assert.deepEqual([market.kind, market.action, market.id], ['market', 'monitor', '100']);
@@ -81,4 +82,58 @@ test('driver calls: the three argv conventions and the market one', async () => 
   const data = parseDriverActionData(xml);
   assert.equal(data.image?.path, 'vcenter://vc/DC0/vm?disk=0');
   assert.equal(data.image?.full, undefined, 'stat carries no whole image');
+});
+
+test('credentials: owned by another user, not YAML, a CA file that is not there', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'oneswap-cred-'));
+  try {
+    const file = join(dir, 'vc.yaml');
+    await writeFile(file, 'vc:\n  user: u\n  password: p\n  ca: /nonexistent/ca.pem\n', { mode: 0o600 });
+    await assert.rejects(readCredentials(file, 'vc', 443), /cannot read the CA file \/nonexistent\/ca\.pem named for vc in .*ENOENT/);
+    await writeFile(file, 'vc: [unclosed\n');
+    await assert.rejects(readCredentials(file, 'vc', 443), /is not valid YAML/);
+    if (process.getuid?.() === 0) {
+      await chown(file, 65534, 65534);
+      await assert.rejects(readCredentials(file, 'vc', 443), (e: OneswapError) => {
+        assert.match(e.message, /belongs to uid 65534, not to the user running OpenNebula's drivers \(uid 0\)/);
+        assert.match(e.hint ?? '', /chown it to that user and chmod 600 it/);
+        return true;
+      });
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('settings: a file that is not YAML', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'oneswap-cfg-'));
+  try {
+    const file = join(dir, 'oneswap.yaml');
+    await writeFile(file, 'streams: [4\n');
+    await assert.rejects(readDriverConfig(file), /oneswap\.yaml is not valid YAML/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('runDriver: the market refuses uploads, accepts deletes, and a plain path without the stock fs driver fails with one line', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'oneswap-remotes-'));
+  const run = async (script: string, xml: string): Promise<{ code: number; out: string; err: string }> => {
+    let out = '';
+    let err = '';
+    const code = await runDriver(join(dir, script), ['7'], { stdout: (t) => (out += t), stderr: (t) => (err += t), readStdin: async () => Buffer.from(xml).toString('base64') });
+    return { code, out, err };
+  };
+  try {
+    const market = '<MARKET_DRIVER_ACTION_DATA><MARKETPLACE><ID>100</ID><NAME>vc</NAME><TEMPLATE/></MARKETPLACE></MARKET_DRIVER_ACTION_DATA>';
+    const upload = await run('market/oneswap/import', market);
+    assert.notEqual(upload.code, 0);
+    assert.equal(upload.err, 'the oneswap marketplace lists vCenter VMs; it does not take uploads\n');
+    assert.equal((await run('market/oneswap/delete', market)).code, 0);
+    const plain = await run('datastore/oneswap/mkfs', '<DS_DRIVER_ACTION_DATA><IMAGE><ID>7</ID><NAME>x</NAME></IMAGE></DS_DRIVER_ACTION_DATA>');
+    assert.notEqual(plain.code, 0);
+    assert.match(plain.err, /^the mkfs action for plain paths needs OpenNebula's fs driver at .*datastore\/fs\/mkfs, which is not there\n$/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });
