@@ -16,8 +16,9 @@ usage: ./install.sh [--no-deps] [--prefix DIR]   install oneswap
                 OpenNebula frontend the program, the oneswap command, the datastore and
                 marketplace drivers, oneswap.yaml, and the drivers registered in oned.conf
                 (backup first; restart oned afterwards); without OpenNebula the command only
-  --dev         also the Debian packages of the tests and benchmarks and the vCenter
-                simulator; installs nothing outside this checkout
+  --dev         also the Debian packages of the tests and benchmarks, the vCenter simulator,
+                and the Debian test guest with the demo OVA made of it (as root; cached in
+                ~/.cache/oneswap-test); installs nothing outside this checkout
   --no-deps     no apt-get, npm ci or build: install the build in dist/ as it is
   --prefix DIR  where the command goes when there is no OpenNebula (default /usr/local)
   --uninstall   remove the program, the command and the drivers, unregister them from
@@ -191,7 +192,11 @@ fi
 if [ "$dev" = yes ]; then
   echo "==> vCenter simulator"
   test/peers/vcsim/build.sh
-  echo "==> done: node dist/lib/cli/main.js --help"
+  # The Debian test guest (debootstrap, about 6 minutes once, cached) packed as a VMware export:
+  # the demo OVA the README converts, and the guest the conversion tests use.
+  echo "==> test guest and demo OVA"
+  demo=$(node --import tsx test/peers/guest/demo-ova.ts)
+  echo "==> done: npx oneswap --help${demo:+; the demo: npx oneswap import --ova $demo --output-dir /tmp/oneswap-demo}"
   exit 0
 fi
 

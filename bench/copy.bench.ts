@@ -18,8 +18,7 @@
 // BENCH_PROXY=1 sends every contender through the counting TCP proxy (test/peers/net) instead of
 // straight to the simulator; BENCH_STREAMS passes --streams to oneswap.
 
-import { createHash } from 'node:crypto';
-import { createReadStream, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,6 +29,7 @@ import { startOned } from '../test/peers/one/index.js';
 import { startTcpProxy, type TcpProxy } from '../test/peers/net/tcp-proxy.js';
 import { REPO_ROOT } from '../test/peers/cli.js';
 import { measure, table, type Measurement, type MeasureOptions } from './measure.js';
+import { check, compareImage, ratio, sha256Prefix } from './output-check.js';
 
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
@@ -42,12 +42,6 @@ const islands = 16;
 const islandBytes = Math.floor((size * percent) / 100 / islands / MiB) * MiB;
 /** qemu-img -m 8 moving no byte for this long is hung (its curl driver can be), not slow. */
 const STALL_MS = 10_000;
-
-async function sha256Prefix(path: string, length: number): Promise<string> {
-  const h = createHash('sha256');
-  for await (const chunk of createReadStream(path, { start: 0, end: length - 1, highWaterMark: 4 * MiB })) h.update(chunk as Buffer);
-  return h.digest('hex');
-}
 
 /** Bytes a process has passed to write(2)/send(2) so far (/proc/PID/io wchar). */
 function wchar(pid: number): number {
@@ -67,13 +61,6 @@ async function snapshotSeconds(vim: VimClient, vm: MoRef): Promise<number> {
   const snap = moref(await vim.task('CreateSnapshot_Task', `${ref(vm)}<name>bench-timing</name><memory>false</memory><quiesce>false</quiesce>`));
   await vim.task('RemoveSnapshot_Task', `${ref(snap)}<removeChildren>false</removeChildren>`);
   return Number(process.hrtime.bigint() - t0) / 1e9;
-}
-
-/** `qemu-img compare` of an output image with the source's flat file: 'ok' or the difference. */
-async function compareImage(path: string, format: 'raw' | 'qcow2', flat: string): Promise<string> {
-  const r = await execa('qemu-img', ['compare', '-q', '-f', format, '-F', 'raw', path, flat], { reject: false });
-  if (r.exitCode === 0) return 'ok';
-  return r.exitCode === 1 ? 'DIFFERS' : `compare failed: ${String(r.stderr).trim().split('\n')[0]}`;
 }
 
 async function main(): Promise<void> {
@@ -265,15 +252,6 @@ async function main(): Promise<void> {
     await sim.stop();
     await rm(work, { recursive: true, force: true });
   }
-}
-
-function check(what: string, valid: boolean, value: number, limit: number, unit = ''): string {
-  if (!valid) return `  MISS  ${what}: no result (a contender failed)`;
-  return `  ${value <= limit ? 'PASS' : 'MISS'}  ${what}: ${Number.isInteger(value) ? value : value.toFixed(2)}${unit ? ` ${unit}` : ''}`;
-}
-
-function ratio(a: Measurement, b: Measurement, lessA = 0): string {
-  return a.ok && b.ok ? ((a.wallSeconds - lessA) / b.wallSeconds).toFixed(2) : '-';
 }
 
 /**

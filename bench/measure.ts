@@ -142,26 +142,31 @@ export async function measure(name: string, command: string, opts: MeasureOption
 
 const MiB = 1024 * 1024;
 
-/** The result table; ratios against the data size and against `reference`'s wall time. */
-export function table(rows: readonly Measurement[], dataBytes: number, reference: Measurement): string {
-  const head = ['contender', 'wall s', 'x curl', 'CPU s', 'server CPU s', 'network MiB', 'net/data', 'written MiB', 'written/data', 'peak RSS MiB', 'output', 'status'];
+/**
+ * The result table; ratios against the data size and against `reference`'s wall time (the column
+ * is headed by `opts.against`, "x curl" by default). `opts.network: false` leaves out the network
+ * and server columns (a benchmark without a server).
+ */
+export function table(rows: readonly Measurement[], dataBytes: number, reference: Measurement, opts: { readonly against?: string; readonly network?: boolean } = {}): string {
+  const network = opts.network ?? true;
   const num = (x: number, digits: number): string => (Number.isFinite(x) ? x.toFixed(digits) : '?');
-  const body = rows.map((m) => [
-    m.name,
-    m.wallSeconds.toFixed(2),
-    m.ok && reference.ok ? (m.wallSeconds / reference.wallSeconds).toFixed(2) : '-',
-    num(m.cpuSeconds, 2),
-    num(m.serverCpuSeconds, 2),
-    (m.networkBytes / MiB).toFixed(0),
-    (m.networkBytes / dataBytes).toFixed(2),
-    num(m.writtenBytes / MiB, 0),
-    num(m.writtenBytes / dataBytes, 2),
-    (m.peakRssBytes / MiB).toFixed(0),
-    m.check ?? 'n/a',
-    m.ok ? 'ok' : 'FAILED',
-  ]);
-  const left = new Set([0, 10, 11]);
-  const widths = head.map((h, i) => Math.max(h.length, ...body.map((r) => r[i]!.length)));
-  const line = (cells: string[]): string => `| ${cells.map((c, i) => (left.has(i) ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`;
-  return [line(head), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...body.map(line)].join('\n');
+  const columns: Array<{ head: string; left?: boolean; net?: boolean; cell: (m: Measurement) => string }> = [
+    { head: 'contender', left: true, cell: (m) => m.name },
+    { head: 'wall s', cell: (m) => m.wallSeconds.toFixed(2) },
+    { head: opts.against ?? 'x curl', cell: (m) => (m.ok && reference.ok ? (m.wallSeconds / reference.wallSeconds).toFixed(2) : '-') },
+    { head: 'CPU s', cell: (m) => num(m.cpuSeconds, 2) },
+    { head: 'server CPU s', net: true, cell: (m) => num(m.serverCpuSeconds, 2) },
+    { head: 'network MiB', net: true, cell: (m) => (m.networkBytes / MiB).toFixed(0) },
+    { head: 'net/data', net: true, cell: (m) => (m.networkBytes / dataBytes).toFixed(2) },
+    { head: 'written MiB', cell: (m) => num(m.writtenBytes / MiB, 0) },
+    { head: 'written/data', cell: (m) => num(m.writtenBytes / dataBytes, 2) },
+    { head: 'peak RSS MiB', cell: (m) => (m.peakRssBytes / MiB).toFixed(0) },
+    { head: 'output', left: true, cell: (m) => m.check ?? 'n/a' },
+    { head: 'status', left: true, cell: (m) => (m.ok ? 'ok' : 'FAILED') },
+  ];
+  const shown = columns.filter((c) => network || !c.net);
+  const body = rows.map((m) => shown.map((c) => c.cell(m)));
+  const widths = shown.map((c, i) => Math.max(c.head.length, ...body.map((r) => r[i]!.length)));
+  const line = (cells: string[]): string => `| ${cells.map((c, i) => (shown[i]!.left ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`;
+  return [line(shown.map((c) => c.head)), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...body.map(line)].join('\n');
 }

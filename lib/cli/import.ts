@@ -4,8 +4,13 @@
 
 import { join } from 'node:path';
 import { OneswapError, describeError } from '../errors/index.js';
+import { openOva, openVmdks, type Firmware } from '../input/index.js';
 import {
   coldImportVm,
+  fileImportVm,
+  type EventSink,
+  type FileImportOptions,
+  type FileTarget,
   defaultStateDir,
   fanOut,
   mapLimited,
@@ -28,7 +33,15 @@ import { parseCutoverAt, parseDuration, parseSize } from './units.js';
 
 export interface ImportCliOptions extends VcenterOptions, RunCliOptions {
   datacenter?: string;
-  datastore: string;
+  /** Required except with --output-dir (main.ts cannot tell, so the runners check). */
+  datastore?: string;
+  ova?: string;
+  vmdk?: string[];
+  outputDir?: string;
+  name?: string;
+  cpus?: string;
+  memory?: string;
+  firmware?: string;
   shutdown?: boolean;
   shutdownTimeout: string;
   convert: boolean;
@@ -53,6 +66,11 @@ export interface ImportCliOptions extends VcenterOptions, RunCliOptions {
 export type WarmStage = 'start' | 'sync' | 'cutover' | 'abort';
 
 export async function runImport(vms: string[], o: ImportCliOptions, signal: AbortSignal): Promise<number> {
+  if (o.ova !== undefined || o.vmdk !== undefined) return runFileImport(vms, o, signal);
+  if (o.outputDir !== undefined) throw new OneswapError('usage', '--output-dir is for --ova and --vmdk imports; a vCenter import goes into an OpenNebula datastore');
+  for (const [flag, set] of [['--name', o.name], ['--cpus', o.cpus], ['--memory', o.memory], ['--firmware', o.firmware]] as const)
+    if (set !== undefined) throw new OneswapError('usage', `${flag} is for --vmdk (and --name for --ova); a vCenter VM has its own`);
+  if (o.datastore === undefined) throw new OneswapError('usage', 'a vCenter import needs --datastore ID');
   if (o.warm) {
     const policy: CutoverPolicy = {
       at: o.cutoverAt === undefined ? undefined : parseCutoverAt(o.cutoverAt),
@@ -76,25 +94,54 @@ async function runVms(vms: string[], o: ImportCliOptions, signal: AbortSignal, f
   if (vms.length === 0) throw new OneswapError('usage', 'no VM named', { hint: 'oneswap import --vcenter HOST --datastore ID VM...' });
   const opts = importOptions(o);
   const parallel = positiveInt(o.parallel, '--parallel');
-  const runLog = openRunLog(opts.logDir, opts.runId);
-  const display = progressDisplay(o.progress);
-  const emit = fanOut(display, runLog.sink);
-  const warn = (message: string): void => emit({ type: 'log', level: 'warn', message });
-  emit({ type: 'run', state: 'start', runId: opts.runId, logFile: runLog.path });
-  let results: VmResult[] = [];
-  try {
+  return inRun(o, opts, async (emit, warn) => {
     const vsphere = await connectVcenter(o, warn);
     try {
       const one = await connectOne(o.endpoint);
       try {
         const ctx: ImportContext = { vsphere, vcenterHost: parseHost(o.vcenter ?? process.env.ONESWAP_VCENTER ?? '').host, one, emit, signal };
-        results = await mapLimited(vms, parallel, (vm) => fn(ctx, vm, opts));
+        return await mapLimited(vms, parallel, (vm) => fn(ctx, vm, opts));
       } finally {
         one.close();
       }
     } finally {
       await vsphere.logout().catch(() => undefined);
     }
+  });
+}
+
+/** `oneswap import --ova|--vmdk`: one VM from files, into OpenNebula or a directory. */
+async function runFileImport(vms: string[], o: ImportCliOptions, signal: AbortSignal): Promise<number> {
+  const opts = fileImportOptions(vms, o);
+  return inRun(o, opts, async (emit) => {
+    const vm = o.ova !== undefined
+      ? await openOva(o.ova, { name: o.name })
+      : await openVmdks(o.vmdk!, {
+          name: o.name,
+          cpus: o.cpus === undefined ? 1 : positiveInt(o.cpus, '--cpus'),
+          memoryMiB: o.memory === undefined ? 2048 : Math.ceil(parseSize(/^\d+$/.test(o.memory) ? `${o.memory}M` : o.memory, '--memory') / 2 ** 20),
+          firmware: o.firmware === undefined ? 'bios' : firmwareOf(o.firmware),
+        });
+    if (opts.target.kind === 'dir') return [await fileImportVm({ emit, signal }, vm, opts)];
+    const one = await connectOne(o.endpoint);
+    try {
+      return [await fileImportVm({ one, emit, signal }, vm, opts)];
+    } finally {
+      one.close();
+    }
+  });
+}
+
+/** One run: its log file, the progress display, the results turned into one exit code. */
+async function inRun(o: ImportCliOptions, opts: { readonly logDir: string; readonly runId: string }, body: (emit: EventSink, warn: (m: string) => void) => Promise<VmResult[]>): Promise<number> {
+  const runLog = openRunLog(opts.logDir, opts.runId);
+  const display = progressDisplay(o.progress);
+  const emit = fanOut(display, runLog.sink);
+  const warn = (message: string): void => emit({ type: 'log', level: 'warn', message });
+  emit({ type: 'run', state: 'start', runId: opts.runId, logFile: runLog.path });
+  let results: VmResult[];
+  try {
+    results = await body(emit, warn);
   } catch (err) {
     // The display gets the error once, as the command's last line (main.ts); the log keeps it too.
     runLog.sink({ type: 'log', level: 'error', message: describeError(err) });
@@ -113,11 +160,43 @@ async function runVms(vms: string[], o: ImportCliOptions, signal: AbortSignal, f
   throw new OneswapError(kind, `${failed.length} of ${results.length} VMs failed: ${failed.map((f) => `${f.vm}: ${describeError(f.error)}`).join('; ')}`);
 }
 
+/** The options of a file import, refusing those that belong to a vCenter source or another target. */
+function fileImportOptions(vms: string[], o: ImportCliOptions): FileImportOptions {
+  const source = o.ova !== undefined ? '--ova' : '--vmdk';
+  if (o.ova !== undefined && o.vmdk !== undefined) throw new OneswapError('usage', '--ova and --vmdk do not go together', { hint: 'import an OVA, or one VM made of VMDK files' });
+  if (vms.length > 0) throw new OneswapError('usage', `VM names (${vms.join(', ')}) belong to a vCenter import; ${source} imports the VM its files describe`, { hint: 'use --name to name it' });
+  const refused: Array<[string, unknown]> = [
+    ['--vcenter', o.vcenter], ['--user', o.user], ['--password-file', o.passwordFile], ['--thumbprint', o.thumbprint], ['--ca', o.ca], ['--insecure', o.insecure],
+    ['--datacenter', o.datacenter], ['--shutdown', o.shutdown], ['--warm', o.warm], ['--enable-cbt', o.enableCbt], ['--cutover-at', o.cutoverAt],
+    ['--cutover-when-below', o.cutoverWhenBelow], ['--sync-interval', o.syncInterval], ['--force-poweroff', o.forcePoweroff],
+  ];
+  for (const [flag, value] of refused) if (value !== undefined) throw new OneswapError('usage', `${flag} belongs to a vCenter import, not to ${source}`);
+  if (o.ova !== undefined) for (const [flag, value] of [['--cpus', o.cpus], ['--memory', o.memory], ['--firmware', o.firmware]] as const) {
+    if (value !== undefined) throw new OneswapError('usage', `${flag} is for --vmdk; an OVA's descriptor gives the hardware`);
+  }
+  let target: FileTarget;
+  if (o.outputDir !== undefined) {
+    if (o.datastore !== undefined) throw new OneswapError('usage', '--output-dir and --datastore do not go together', { hint: 'write into a directory, or import into an OpenNebula datastore' });
+    if (o.instantiate || o.start) throw new OneswapError('usage', '--instantiate/--start need OpenNebula; --output-dir writes files');
+    target = { kind: 'dir', dir: o.outputDir };
+  } else {
+    if (o.datastore === undefined) throw new OneswapError('usage', `${source} needs --datastore ID (OpenNebula) or --output-dir DIR`);
+    target = { kind: 'one', datastoreId: positiveInt(o.datastore, '--datastore', true) };
+  }
+  const { datastoreId: _ds, datacenter: _dc, shutdown: _s, shutdownTimeoutMs: _t, ...common } = importOptions({ ...o, datastore: o.datastore ?? '0' });
+  return { ...common, target };
+}
+
+function firmwareOf(value: string): Firmware {
+  if (value === 'bios' || value === 'efi') return value;
+  throw new OneswapError('usage', `--firmware "${value}" is not bios or efi`);
+}
+
 function importOptions(o: ImportCliOptions): WarmOptions {
   const stateDir = o.stateDir ?? defaultStateDir();
   return {
     datacenter: o.datacenter,
-    datastoreId: positiveInt(o.datastore, '--datastore', true),
+    datastoreId: positiveInt(o.datastore ?? '', '--datastore', true),
     shutdown: o.shutdown ?? false,
     shutdownTimeoutMs: positiveInt(o.shutdownTimeout, '--shutdown-timeout') * 1000,
     convert: o.convert,

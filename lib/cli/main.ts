@@ -23,10 +23,10 @@ function vcenterOptions(cmd: Command): Command {
 }
 
 /** What every command that migrates a VM shares: where it goes, how it is converted, how it runs. */
-function migrationOptions(cmd: Command): Command {
-  return cmd
+function migrationOptions(cmd: Command, datastore: 'required' | 'optional' = 'required'): Command {
+  const ds = ['--datastore <id>', 'OpenNebula image datastore to create the images in'] as const;
+  return (datastore === 'required' ? cmd.requiredOption(...ds) : cmd.option(...ds))
     .option('--datacenter <name>', 'look the VMs up in this datacenter')
-    .requiredOption('--datastore <id>', 'OpenNebula image datastore to create the images in')
     .option('--shutdown-timeout <seconds>', 'how long to wait for the guest to shut down', '300')
     .option('--force-poweroff', 'warm cutover: power the VM off when the guest does not shut down in time')
     .option('--start', 'also create the VM, which OpenNebula then deploys and starts (same as --instantiate)')
@@ -78,8 +78,15 @@ export function program(signal: AbortSignal): Command {
     vcenterOptions(
       p
         .command('import')
-        .description('import vCenter VMs into OpenNebula images and a VM template: cold (VM off, or --shutdown), or --warm while it runs')
-        .argument('<vm...>', 'VM names, inventory paths or UUIDs')
+        .description('import vCenter VMs into OpenNebula images and a VM template: cold (VM off, or --shutdown), or --warm while it runs; or the VM of an OVA or of VMDK files, into OpenNebula or a directory')
+        .argument('[vm...]', 'VM names, inventory paths or UUIDs (vCenter)')
+        .option('--ova <file|dir>', 'import the VM of this OVA (read in place, never unpacked) or unpacked OVF folder')
+        .option('--vmdk <file...>', 'import one VM made of these VMDK files, boot disk first')
+        .option('--output-dir <dir>', 'with --ova/--vmdk: write raw disks, the converted guest and OpenNebula templates into this directory instead of OpenNebula')
+        .option('--name <name>', 'with --ova/--vmdk: the VM name (default: the OVF\'s, or the first VMDK\'s file name)')
+        .option('--cpus <n>', 'with --vmdk: virtual CPUs (default 1)')
+        .option('--memory <size>', 'with --vmdk: memory, MiB or with a unit such as 4G (default 2048)')
+        .option('--firmware <bios|efi>', 'with --vmdk: the firmware the guest boots with (default bios)')
         .option('--shutdown', 'cold: ask a running guest to shut down first and wait for it')
         .option('--instantiate', 'also create the VM (persistent images: OpenNebula copies nothing at deploy)')
         .option('--keep-on-failure', 'cold: keep the images of a failed import (marked ONESWAP_STATE=FAILED) to resume later')
@@ -88,6 +95,7 @@ export function program(signal: AbortSignal): Command {
         .option('--cutover-when-below <size>', 'warm: cut over once a round copied at most this much (e.g. 256M)')
         .option('--sync-interval <duration>', 'warm: time between the starts of two rounds (e.g. 90s, 5m, 1h; default 5m)'),
     ),
+    'optional',
   ).action(async (vms: string[], o: ImportCliOptions) => {
     process.exitCode = await runImport(vms, o, signal);
   });

@@ -1,8 +1,10 @@
 // input: knows a source. Gives the neutral VM description (vm-description.ts) and, per disk, a
 // RangeSource for the copy engine plus the areas worth reading.
 //
-// Sources today: vCenter/ESXi over the API and the datastore's HTTPS /folder service (flat VMDKs
-// of powered-off VMs). OVA/OVF/VMDK files come with a later issue.
+// Sources: vCenter/ESXi over the API and the datastore's HTTPS /folder service (flat VMDKs of
+// powered-off VMs); and files (file-vm.ts): an OVA read in place (tar-index.ts, never unpacked),
+// an OVF folder, or bare VMDKs, decoded by the project's own VMDK reader (vmdk-image.ts,
+// vmdk-decode.ts) with the manifest's digests checked in the same pass.
 
 export type { VmDescription, DiskDescription, NicDescription, DiskBus, NicAdapter, Firmware, SourceIdentity } from './vm-description.js';
 export { vmIdentity } from './vm-description.js';
@@ -18,3 +20,7 @@ export {
   type AllocationMethod,
 } from './vcenter.js';
 export { parseVmdkDescriptor, vmdkKind, type VmdkDescriptor } from './vmdk-descriptor.js';
+export { openOva, openVmdks, type FileVm, type FileDisk, type BareVmHardware } from './file-vm.js';
+export { decodeVmdk, type DecodeOptions, type DecodeStats } from './vmdk-decode.js';
+export { openVmdk, type VmdkImage } from './vmdk-image.js';
+export type { SourceFile, FileDigest } from './source-file.js';

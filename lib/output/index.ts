@@ -1,7 +1,7 @@
 // output: OpenNebula as the target. Checks the image datastore, allocates raw placeholders and
 // finds their files, maps NICs to networks (keeping MACs where OpenNebula allows it), builds the
 // VM template from the neutral VM description, and removes what a failed run created.
-// A local-directory target comes with the OVA issue.
+// Or a local directory (directory-target.ts): raw disk files, image and VM templates, a summary.
 
 export {
   checkImageDatastore,
@@ -15,6 +15,7 @@ export {
   warmImagesOf,
   type WarmImage,
   recordConversion,
+  guestAttributes,
   convertedGuestOf,
   importedDiskOf,
   checkConvertible,
@@ -28,3 +29,14 @@ export {
 export { mapNics, parseNetworkMap, macInRange, type NicMapping, type NetworkCandidate } from './network-map.js';
 export { keepMacs, removeAddressRanges, type AddedAddressRange } from './mac-keeping.js';
 export { buildVmTemplate, logoFor, type VmTemplateInput, type PlacedDisk, type PlacedNic, type ConvertedGuest } from './vm-template.js';
+export {
+  directoryLayout,
+  prepareDirectory,
+  diskFile,
+  saveState,
+  finishDirectory,
+  removePartial,
+  type DirectoryLayout,
+  type DirectoryState,
+  type DirectoryResult,
+} from './directory-target.js';

@@ -202,22 +202,21 @@ export async function warmImagesOf(one: OneClient, vm: VmDescription, datastoreI
 /** Marks converted images and records the guest facts on each (so a later run builds the same template). */
 export async function recordConversion(one: OneClient, ids: readonly number[], guest: ConvertedGuest): Promise<void> {
   for (const id of ids) {
-    await one.imageUpdate(
-      id,
-      Template.of({
-        ONESWAP_STATE: 'CONVERTED',
-        ONESWAP_GUEST_OS: guest.productName,
-        ONESWAP_GUEST_DISTRO: guest.distro,
-        ONESWAP_GUEST_OSINFO: guest.osinfo,
-        ONESWAP_GUEST_ARCH: guest.arch,
-        ONESWAP_GUEST_VIRTIO_BLK: guest.virtioBlock ? 'YES' : 'NO',
-        ONESWAP_GUEST_VIRTIO_NET: guest.virtioNet ? 'YES' : 'NO',
-        ONESWAP_GUEST_FIRMWARE: guest.firmware,
-        DEV_PREFIX: guest.virtioBlock ? 'vd' : 'sd',
-      }),
-      'merge',
-    );
+    await one.imageUpdate(id, Template.of({ ONESWAP_STATE: 'CONVERTED', ...guestAttributes(guest), DEV_PREFIX: guest.virtioBlock ? 'vd' : 'sd' }), 'merge');
   }
+}
+
+/** The guest facts as image attributes (read back by convertedGuestOf). */
+export function guestAttributes(guest: ConvertedGuest): Record<string, string> {
+  return {
+    ONESWAP_GUEST_OS: guest.productName,
+    ONESWAP_GUEST_DISTRO: guest.distro,
+    ONESWAP_GUEST_OSINFO: guest.osinfo,
+    ONESWAP_GUEST_ARCH: guest.arch,
+    ONESWAP_GUEST_VIRTIO_BLK: guest.virtioBlock ? 'YES' : 'NO',
+    ONESWAP_GUEST_VIRTIO_NET: guest.virtioNet ? 'YES' : 'NO',
+    ONESWAP_GUEST_FIRMWARE: guest.firmware,
+  };
 }
 
 /** What an import recorded on an image about the disk it holds (placeholder attributes above). */

@@ -4,17 +4,24 @@
 import { Template } from '../one/index.js';
 import type { DiskDescription, Firmware, NicAdapter, NicDescription, VmDescription } from '../input/index.js';
 
-export interface PlacedDisk {
-  readonly disk: DiskDescription;
-  readonly imageId: number;
-}
+/**
+ * A disk and the image that holds it: by id once the image exists, by name in a template written
+ * for images still to be created from a directory target's files.
+ */
+export type PlacedDisk = { readonly disk: DiskDescription; readonly imageId: number } | { readonly disk: DiskDescription; readonly imageName: string };
 
-export interface PlacedNic {
-  readonly nic: NicDescription;
-  readonly networkId: number;
-  /** Set when the source MAC is kept (it lies in an address range of the network). */
-  readonly mac?: string;
-}
+/**
+ * A NIC and its network: by id when mapped against OpenNebula; by name in a directory target's
+ * template (no MAC there: keeping one needs an address range, which only an import can add).
+ */
+export type PlacedNic =
+  | {
+      readonly nic: NicDescription;
+      readonly networkId: number;
+      /** Set when the source MAC is kept (it lies in an address range of the network). */
+      readonly mac?: string;
+    }
+  | { readonly nic: NicDescription; readonly networkName: string };
 
 /** What the conversion found in the guest (lib/convert's inspection, as the images record it). */
 export interface ConvertedGuest {
@@ -61,10 +68,15 @@ export function buildVmTemplate(input: VmTemplateInput): Template {
   t.add('MEMORY', vm.memoryMiB);
 
   const disks = [...input.disks].sort((a, b) => a.disk.index - b.disk.index);
-  for (const d of disks) t.add('DISK', { IMAGE_ID: d.imageId, DEV_PREFIX: virtioBlock ? 'vd' : 'sd' });
+  for (const d of disks) t.add('DISK', { ...('imageId' in d ? { IMAGE_ID: d.imageId } : { IMAGE: d.imageName }), DEV_PREFIX: virtioBlock ? 'vd' : 'sd' });
 
   for (const n of [...input.nics].sort((a, b) => a.nic.index - b.nic.index)) {
-    const nic: Record<string, string | number> = { NETWORK_ID: n.networkId, MODEL: nicModelFor(n.nic.adapter, guest) };
+    const model = nicModelFor(n.nic.adapter, guest);
+    if ('networkName' in n) {
+      t.add('NIC', { NETWORK: n.networkName, MODEL: model });
+      continue;
+    }
+    const nic: Record<string, string | number> = { NETWORK_ID: n.networkId, MODEL: model };
     if (n.mac) nic.MAC = n.mac;
     t.add('NIC', nic);
   }

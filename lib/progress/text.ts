@@ -24,6 +24,7 @@ export function describeEvent(e: MigrationEvent): string | undefined {
       return `${e.level === 'info' ? '' : `${e.level}: `}${e.vm ? `${e.vm}: ` : ''}${e.message}`;
     case 'result':
       if (!e.ok) return `${e.vm}: FAILED after ${formatDuration(e.durationMs / 1000)}: ${e.error ?? 'unknown error'}`;
+      if (e.templateFile) return `${e.vm}: done in ${formatDuration(e.durationMs / 1000)}: ${e.templateFile} and the disk files beside it`;
       return `${e.vm}: done in ${formatDuration(e.durationMs / 1000)}: images ${e.imageIds.join(', ')}${e.templateId === undefined ? '' : `, template ${e.templateId}`}${e.vmId === undefined ? '' : `, VM ${e.vmId}`}`;
   }
 }

@@ -13,6 +13,7 @@ import { recordConversion, type ConvertedGuest } from '../output/index.js';
 import type { EventSink } from './events.js';
 
 export interface ImageToConvert {
+  /** The OpenNebula image id, or the disk index for a directory target. */
   readonly id: number;
   readonly path: string;
   readonly bus: DiskBus;
@@ -31,13 +32,18 @@ export interface ConvertImagesRequest {
   readonly logDir: string;
   readonly runId: string;
   readonly additions?: GuestAdditions;
+  /** Names the work directory; default `images-<ids>` (OpenNebula images are unique by id). */
+  readonly workKey?: string;
 }
 
-export interface ConvertImagesContext {
-  readonly one: OneClient;
+/**
+ * Where the guest facts go once the conversion is committed: onto the OpenNebula images, or to
+ * whatever `record` keeps them in (a directory target's state file).
+ */
+export type ConvertImagesContext = {
   readonly emit: EventSink;
   readonly signal: AbortSignal;
-}
+} & ({ readonly one: OneClient } | { readonly record: (guest: ConvertedGuest) => Promise<void> });
 
 export type ImagesConversion =
   | { readonly kind: 'converted'; readonly guest: ConvertedGuest; readonly usage: OverlayUsage; readonly logFile: string; readonly resumedCommit: boolean }
@@ -77,8 +83,8 @@ interface CommitMarker {
 }
 
 /** Work directory of a conversion: keyed by the images, so import and convert share it. */
-export function conversionWorkDir(stateDir: string, imageIds: readonly number[]): string {
-  return join(stateDir, 'convert', `images-${imageIds.join('-')}`);
+export function conversionWorkDir(stateDir: string, imageIds: readonly number[], workKey = `images-${imageIds.join('-')}`): string {
+  return join(stateDir, 'convert', workKey);
 }
 
 function conversionLogFile(logDir: string, runId: string, vm: string): string {
@@ -115,7 +121,7 @@ export function rehearseConversion(ctx: ConvertImagesContext, req: ConvertImages
   return queued(async () => {
     ctx.signal.throwIfAborted();
     const ids = req.images.map((i) => i.id);
-    const workDir = join(req.stateDir, 'convert', `rehearse-images-${ids.join('-')}`);
+    const workDir = join(req.stateDir, 'convert', `rehearse-${req.workKey ?? `images-${ids.join('-')}`}`);
     await rm(workDir, { recursive: true, force: true });
     await mkdir(req.logDir, { recursive: true, mode: 0o700 });
     const logFile = conversionLogFile(req.logDir, req.runId, `${req.vm}-rehearsal`);
@@ -134,14 +140,15 @@ export function rehearseConversion(ctx: ConvertImagesContext, req: ConvertImages
 async function convertImagesNow(ctx: ConvertImagesContext, req: ConvertImagesRequest): Promise<ImagesConversion> {
   ctx.signal.throwIfAborted();
   const ids = req.images.map((i) => i.id);
-  const workDir = conversionWorkDir(req.stateDir, ids);
+  const workDir = conversionWorkDir(req.stateDir, ids, req.workKey);
   const markerFile = join(workDir, 'commit.json');
   const log = (message: string, level: 'info' | 'warn' = 'info'): void => ctx.emit({ type: 'log', level, vm: req.vm, message });
 
   // What the commit marker says, carried out; the same whether this run or an earlier one wrote it.
   const commit = async (marker: CommitMarker): Promise<void> => {
     await commitConversion(marker.overlays, ctx.signal);
-    await recordConversion(ctx.one, ids, marker.guest);
+    if ('record' in ctx) await ctx.record(marker.guest);
+    else await recordConversion(ctx.one, ids, marker.guest);
     await rm(workDir, { recursive: true, force: true });
   };
 

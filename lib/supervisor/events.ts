@@ -41,6 +41,8 @@ export type MigrationEvent =
       readonly templateId?: number;
       readonly vmId?: number;
       readonly imageIds: readonly number[];
+      /** A directory target: the VM template file written. */
+      readonly templateFile?: string;
       readonly error?: string;
       readonly durationMs: number;
     };

@@ -11,6 +11,7 @@ import {
   openVcenterDisks,
   isOwnSnapshot,
   vmIdentity,
+  type DiskDescription,
   type VcenterDisk,
   type VmDescription,
 } from '../input/index.js';
@@ -38,7 +39,7 @@ import {
   type WarmImage,
 } from '../output/index.js';
 import { Journal } from './journal.js';
-import { convertImages, describeConversion, vmConversionRequest } from './conversion.js';
+import { convertImages, describeConversion, vmConversionRequest, type ConversionRun } from './conversion.js';
 import type { EventSink, Phase } from './events.js';
 
 export interface ImportOptions {
@@ -62,12 +63,21 @@ export interface ImportOptions {
   readonly additions: GuestAdditions;
 }
 
-export interface ImportContext {
-  readonly vsphere: VSphereClient;
-  readonly vcenterHost: string;
+/** What the OpenNebula side of an import needs, whatever the source. */
+export interface OneContext {
   readonly one: OneClient;
   readonly emit: EventSink;
   readonly signal: AbortSignal;
+}
+
+export interface ImportContext extends OneContext {
+  readonly vsphere: VSphereClient;
+  readonly vcenterHost: string;
+}
+
+/** A source disk of any input: what the OpenNebula steps need to know of it. */
+export interface SourcedDisk {
+  readonly description: DiskDescription;
 }
 
 export interface VmResult {
@@ -76,6 +86,8 @@ export interface VmResult {
   readonly imageIds: number[];
   readonly templateId?: number;
   readonly vmId?: number;
+  /** A directory target: the VM template file written. */
+  readonly templateFile?: string;
   readonly error?: unknown;
 }
 
@@ -86,7 +98,7 @@ export class Phases {
   failedIn: Phase | undefined;
 
   constructor(
-    private readonly ctx: ImportContext,
+    private readonly ctx: { readonly emit: EventSink; readonly signal: AbortSignal },
     private readonly vm: string,
   ) {}
 
@@ -152,13 +164,30 @@ export async function precheck(ctx: ImportContext, vmName: string, opts: ImportO
   const nics = mapNics(summary.name, description.nics, await networkCandidates(ctx.one), opts.networkMap);
   const disks = await openVcenterDisks(ctx.vsphere, summary, description);
 
+  const { journal, ds } = await openTarget(ctx, description, opts, log, summary.name, warm && ((j) => adoptWarmImages(ctx.one, j, description, opts.datastoreId)));
+  return { summary, description, disks, ds, nics, journal };
+}
+
+/**
+ * The OpenNebula side of a precheck, whatever the source: the VM's journal (locked; an earlier
+ * run's images still there are resumed, `adopt` may find some without local state), then room in
+ * the datastore and free names for what is still to be created.
+ */
+export async function openTarget(
+  ctx: OneContext,
+  description: VmDescription,
+  opts: Pick<ImportOptions, 'stateDir' | 'datastoreId' | 'namePrefix'>,
+  log: (m: string, l?: 'warn') => void,
+  lockLabel: string,
+  adopt?: (journal: Journal) => Promise<WarmImage[]>,
+): Promise<{ journal: Journal; ds: ImageDatastore }> {
   const opened = await Journal.open(opts.stateDir, vmIdentity(description), opts.datastoreId);
   const journal = opened.journal;
-  await journal.lock(summary.name);
+  await journal.lock(lockLabel);
   try {
     let resumed = opened.resumed;
-    if (!resumed && warm !== undefined) {
-      const adopted = await adoptWarmImages(ctx.one, journal, description, opts.datastoreId);
+    if (!resumed && adopt !== undefined) {
+      const adopted = await adopt(journal);
       resumed = adopted.length > 0;
       if (resumed)
         log(`no local state for ${description.name}: resuming the warm migration from images ${adopted.map((f) => f.imageId).join(', ')} (their changeIds after round ${journal.data.warm!.baseRound! - 1})`, 'warn');
@@ -177,16 +206,16 @@ export async function precheck(ctx: ImportContext, vmName: string, opts: ImportO
       }
       if (journal.data.disks.length > 0) log(`resuming an earlier run: images ${[...ownIds].join(', ')}`);
     }
-    const pendingBytes = disks.filter((d) => !journal.disk(d.description.sourceKey)).reduce((s, d) => s + d.description.capacityBytes, 0);
-    const ds = await checkImageDatastore(ctx.one, opts.datastoreId, pendingBytes);
+    const pending = description.disks.filter((d) => !journal.disk(d.sourceKey));
+    const ds = await checkImageDatastore(ctx.one, opts.datastoreId, pending.reduce((s, d) => s + d.capacityBytes, 0));
     await checkNamesFree(
       ctx.one,
-      disks.filter((d) => !journal.disk(d.description.sourceKey)).map((d) => imageName(description, d.description, opts.namePrefix)),
+      pending.map((d) => imageName(description, d, opts.namePrefix)),
       templateName(description, opts.namePrefix),
       ownIds,
       journal.data.templateId,
     );
-    return { summary, description, disks, ds, nics, journal };
+    return { journal, ds };
   } catch (err) {
     await journal.unlock();
     throw err;
@@ -239,20 +268,20 @@ async function networkCandidates(one: OneClient) {
   return (await one.vnets()).map((n) => ({ id: n.id, name: n.name, vcenterMatch: n.template.get('VCENTER_NETWORK_MATCH') }));
 }
 
-export interface DiskTarget {
-  readonly disk: VcenterDisk;
+export interface DiskTarget<D extends SourcedDisk = VcenterDisk> {
+  readonly disk: D;
   readonly imageId: number;
   readonly path: string;
 }
 
-export async function placeholders(
-  ctx: ImportContext,
+export async function placeholders<D extends SourcedDisk>(
+  ctx: OneContext,
   journal: Journal,
   vm: VmDescription,
-  disks: readonly VcenterDisk[],
+  disks: readonly D[],
   ds: ImageDatastore,
-  opts: ImportOptions,
-): Promise<DiskTarget[]> {
+  opts: Pick<ImportOptions, 'namePrefix'>,
+): Promise<DiskTarget<D>[]> {
   // Allocate all first (the driver creates the files in parallel), then wait for each.
   for (const d of disks) {
     if (journal.disk(d.description.sourceKey)) continue;
@@ -266,7 +295,7 @@ export async function placeholders(
     journal.data.disks.push({ sourceKey: d.description.sourceKey, imageId: id, imagePath: '', capacityBytes: d.description.capacityBytes, done: [], complete: false });
     await journal.flush();
   }
-  const out: DiskTarget[] = [];
+  const out: DiskTarget<D>[] = [];
   for (const d of disks) {
     const j = journal.disk(d.description.sourceKey)!;
     const path = await placeholderFile(ctx.one, j.imageId, d.description.capacityBytes, ctx.signal);
@@ -340,10 +369,10 @@ export async function copyIntoImages(
 }
 /** The convert phase: skipped for images an earlier run (or `oneswap convert`) already converted. */
 export async function convert(
-  ctx: ImportContext,
+  ctx: OneContext,
   vm: VmDescription,
-  targets: readonly DiskTarget[],
-  opts: ImportOptions,
+  targets: readonly DiskTarget<SourcedDisk>[],
+  opts: ConversionRun,
   log: (m: string, l?: 'warn') => void,
 ): Promise<{ guest: ConvertedGuest | undefined; detail: string }> {
   const recorded = convertedGuestOf(await ctx.one.image(targets[0]!.imageId));
@@ -358,13 +387,13 @@ export async function convert(
 }
 
 export async function build(
-  ctx: ImportContext,
+  ctx: OneContext,
   journal: Journal,
   vm: VmDescription,
-  targets: readonly DiskTarget[],
+  targets: readonly DiskTarget<SourcedDisk>[],
   nics: readonly NicMapping[],
   guest: ConvertedGuest | undefined,
-  opts: ImportOptions,
+  opts: Pick<ImportOptions, 'keepMac' | 'namePrefix' | 'convert' | 'additions' | 'instantiate'>,
   log: (m: string, l?: 'warn') => void,
 ): Promise<{ templateId: number; vmId?: number }> {
   const placedNics = await keepMacs(ctx.one, nics, { keep: opts.keepMac, journal: journal.data, log });
@@ -393,16 +422,17 @@ export async function build(
 }
 
 export async function rollback(
-  ctx: ImportContext,
+  ctx: OneContext & { readonly vsphere?: VSphereClient },
   journal: Journal,
   summary: VmSummary | undefined,
-  opts: ImportOptions & { keptAfterConvert: boolean },
+  opts: Pick<ImportOptions, 'keepOnFailure'> & { keptAfterConvert: boolean },
   log: (m: string, l?: 'warn' | 'error') => void,
+  label = summary?.name ?? '?',
 ): Promise<void> {
   const t0 = Date.now();
-  ctx.emit({ type: 'phase', vm: summary?.name ?? '?', phase: 'rollback', state: 'start' });
+  ctx.emit({ type: 'phase', vm: label, phase: 'rollback', state: 'start' });
   // Source first: the VM must run again whatever happens on the OpenNebula side.
-  if (journal.data.shutDownByUs && summary && journal.data.vmId === undefined) {
+  if (journal.data.shutDownByUs && summary && ctx.vsphere && journal.data.vmId === undefined) {
     try {
       await ctx.vsphere.powerOn(summary.ref);
       journal.data.shutDownByUs = false;
@@ -431,5 +461,5 @@ export async function rollback(
     await removeAddressRanges(ctx.one, journal.data.addressRanges, (m) => log(m));
     await journal.remove();
   }
-  ctx.emit({ type: 'phase', vm: summary?.name ?? '?', phase: 'rollback', state: 'done', durationMs: Date.now() - t0 });
+  ctx.emit({ type: 'phase', vm: label, phase: 'rollback', state: 'done', durationMs: Date.now() - t0 });
 }

@@ -66,7 +66,8 @@ export async function testGuest(log: (line: string) => void = (l) => process.std
   log(`building the Debian test guest into ${out} (about 6 minutes, cached afterwards)`);
   const t0 = Date.now();
   await new Promise<void>((resolve, reject) => {
-    const child = spawn('sh', [BUILD, out], { stdio: ['ignore', 'inherit', 'inherit'] });
+    // Its progress goes to our stderr: stdout belongs to whoever runs us (install.sh reads a path there).
+    const child = spawn('sh', [BUILD, out], { stdio: ['ignore', 2, 'inherit'] });
     child.once('error', reject);
     child.once('close', (code) => (code === 0 ? resolve() : reject(new Error(`${BUILD} failed (exit ${code})`))));
   });

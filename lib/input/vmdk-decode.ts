@@ -1,0 +1,717 @@
+// Decodes a VMDK opened by openVmdk into a raw file, reading each of its files once, in order, in
+// large chunks: flat extents are copied, sparse extents' allocated grains are copied, and a
+// streamOptimized file's grain markers are walked and each grain inflated. Nothing that is zero is
+// written, so the target's holes stay holes. Manifest digests are computed on the same pass.
+//
+// Threads: the main thread reads (read-ahead into shared buffers), hashes and walks the metadata;
+// a small pool of worker threads inflates grains, finds their zero blocks and writes the rest with
+// positional writes into the target. Chunks live in SharedArrayBuffers, so a grain reaches a worker
+// without a copy; memory is a fixed number of chunks (16 MiB) whatever the disk's size.
+
+import { createHash, type Hash } from 'node:crypto';
+import { open, type FileHandle } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { OneswapError } from '../errors/index.js';
+import type { FileDigest, SourceFile } from './source-file.js';
+import { grainCheck, vmdkLayout, type FileLayout, type SparseGrains, type StreamExtent, type VmdkImage } from './vmdk-image.js';
+
+export interface DecodeOptions {
+  /** Existing raw file, at least capacityBytes long, that reads as zeros (a fresh sparse placeholder). Zero data is never written, so holes stay holes. */
+  readonly target: string;
+  /**
+   * Digests by SourceFile.name: each listed file is hashed while it is read (in the same single
+   * sequential pass) and compared at its end; a mismatch is a OneswapError('data').
+   */
+  readonly digests?: ReadonlyMap<string, FileDigest>;
+  readonly signal: AbortSignal;
+  readonly onProgress?: (p: { readonly bytesRead: number; readonly bytesWritten: number }) => void;
+}
+
+export interface DecodeStats {
+  readonly bytesRead: number;
+  readonly bytesWritten: number;
+  readonly sourceBytes: number;
+}
+
+const SECTOR = 512;
+const MiB = 1024 * 1024;
+/** Sequential reads of this size. */
+const CHUNK = 2 * MiB;
+/** Reads issued ahead of the one being decoded. */
+const READ_AHEAD = 2;
+/** Chunk buffers: the one being decoded, the read-ahead, and those jobs still use (see Batch). */
+const SLOTS = 8;
+/** One job for a worker: up to this many bytes of source, or this many pieces. */
+const JOB_BYTES = 1 * MiB;
+const JOB_PIECES = 32;
+/** Background fdatasync after every this many bytes written (the copy engine's rule). */
+const WRITEBACK_BYTES = 64 * MiB;
+/** Zero detection granularity: the file system block, so a skipped block is a real hole. */
+const ZERO_BLOCK = 4096;
+
+export async function decodeVmdk(img: VmdkImage, opts: DecodeOptions): Promise<DecodeStats> {
+  const layout = vmdkLayout(img);
+  const { signal } = opts;
+  signal.throwIfAborted();
+  const counters = { bytesRead: 0, bytesWritten: 0 };
+  const progress = (): void => opts.onProgress?.({ bytesRead: counters.bytesRead, bytesWritten: counters.bytesWritten });
+
+  const target = await openTarget(opts.target, img.capacityBytes);
+  const slots = new SlotPool(SLOTS, CHUNK);
+  const writeback = { unsynced: 0, running: undefined as Promise<void> | undefined, error: undefined as unknown };
+  const jobs = new Jobs(pool(), target.fd, slots, opts.target, (written) => {
+    counters.bytesWritten += written;
+    writeback.unsynced += written;
+    if (writeback.unsynced >= WRITEBACK_BYTES && writeback.running === undefined) {
+      writeback.unsynced = 0;
+      writeback.running = target
+        .datasync()
+        .catch((err: unknown) => {
+          writeback.error ??= err;
+        })
+        .finally(() => {
+          writeback.running = undefined;
+        });
+    }
+    progress();
+  });
+  try {
+    for (const fl of layout.files) {
+      await decodeFile(fl, opts.digests?.get(fl.file.name), jobs, slots, signal, (n) => {
+        counters.bytesRead += n;
+        progress();
+      });
+    }
+    await jobs.drain();
+    signal.throwIfAborted();
+    try {
+      await writeback.running;
+      if (writeback.error !== undefined) throw writeback.error;
+      await target.datasync();
+    } catch (err) {
+      throw writeError(err, opts.target);
+    }
+  } catch (err) {
+    await jobs.settle();
+    throw signal.aborted ? signal.reason : err;
+  } finally {
+    await writeback.running;
+    await target.close();
+  }
+  return { bytesRead: counters.bytesRead, bytesWritten: counters.bytesWritten, sourceBytes: img.sourceBytes };
+}
+
+/** One file, start to end, once: its flat segments, sparse grains or stream markers go to the workers. */
+async function decodeFile(
+  fl: FileLayout,
+  digest: FileDigest | undefined,
+  jobs: Jobs,
+  slots: SlotPool,
+  signal: AbortSignal,
+  onRead: (bytes: number) => void,
+): Promise<void> {
+  const { file } = fl;
+  let fh: FileHandle;
+  try {
+    fh = await open(file.path, 'r');
+  } catch (err) {
+    throw new OneswapError((err as NodeJS.ErrnoException).code === 'ENOENT' ? 'not-found' : 'data', `cannot read ${file.name}: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+  const hash = digest === undefined ? undefined : createHash(digest.algorithm);
+  const reader = new ChunkReader(fh, file, slots, hash, signal, onRead);
+  const batch = new Batch(jobs);
+  const cursor = new Cursor(reader, file, slots, () => batch.flush());
+  jobs.setSource(file.name);
+  try {
+    for (const seg of fl.flat) {
+      const end = seg.fileOffset + seg.length;
+      for (let pos = seg.fileOffset; pos < end; ) {
+        const c = await cursor.chunkAt(pos);
+        const n = Math.min(end - pos, c.start + c.length - pos, JOB_BYTES);
+        await batch.add(c.data.subarray(pos - c.start, pos - c.start + n), c.slot, seg.virt + (pos - seg.fileOffset), 0, n, pos);
+        pos += n;
+      }
+    }
+    if (fl.sparse) await decodeSparse(fl.sparse, cursor, batch);
+    if (fl.stream) await decodeStream(fl.stream, file, cursor, batch);
+    await batch.flush();
+    await cursor.finish();
+    if (hash !== undefined && digest !== undefined) {
+      const actual = hash.digest('hex');
+      if (actual !== digest.hex.toLowerCase())
+        throw new OneswapError(
+          'data',
+          `checksum mismatch for ${file.name}: the manifest says ${digest.algorithm.toUpperCase()} ${digest.hex.toLowerCase()}, the file has ${actual}`,
+          { hint: 'the package is damaged or was changed after export: copy or export it again' },
+        );
+    }
+  } finally {
+    cursor.release();
+    await reader.close();
+    await fh.close();
+  }
+}
+
+async function decodeSparse(s: SparseGrains, cursor: Cursor, batch: Batch): Promise<void> {
+  const end = s.virt + s.length;
+  for (let k = 0; k < s.filePos.length; k++) {
+    const at = s.filePos[k]!;
+    const disk = s.diskPos[k]!;
+    const need = Math.min(s.grainBytes, end - disk);
+    const v = await cursor.bytes(at, need);
+    await batch.add(v.data, v.slot, disk, 0, need, at);
+  }
+}
+
+/**
+ * Walks a stream's markers from the first one to the end-of-stream marker (or the end of the file:
+ * qemu-img writes none): grain markers (LBA, compressed size, data) go to the workers; metadata
+ * markers (grain tables, directory, footer) are stepped over, since every grain carries its own
+ * address. The grains seen must be those the grain tables list (count and checksum of places).
+ */
+async function decodeStream(s: StreamExtent, file: SourceFile, cursor: Cursor, batch: Batch): Promise<void> {
+  const maxCompressed = s.grainBytes + (s.grainBytes >>> 3) + 4096;
+  let grains = 0;
+  let check = 0;
+  let p = s.start;
+  for (;;) {
+    if (p === file.size) break; // the end of the file, at a marker's place
+    if (p + 16 > file.size) throw truncated(file, `it ends at byte ${file.size}, inside the marker at byte ${p}`);
+    const head = (await cursor.bytes(p, 16)).data;
+    const lo = head.readUInt32LE(0);
+    const hi = head.readUInt32LE(4);
+    const size = head.readUInt32LE(8);
+    if (size > 0) {
+      if (hi >= 0x200000) throw badMarker(file, p, `a grain at sector ${(BigInt(hi) << 32n) + BigInt(lo)}, beyond the disk`);
+      const lba = hi * 2 ** 32 + lo;
+      const at = lba * SECTOR;
+      if (at >= s.length) throw badMarker(file, p, `a grain at sector ${lba}, beyond the disk's ${s.length / SECTOR} sectors`);
+      if (at % s.grainBytes !== 0) throw badMarker(file, p, `a grain at sector ${lba}, not on a grain boundary`);
+      if (size > maxCompressed) throw badMarker(file, p, `a grain of ${size} compressed bytes, more than a grain can take`);
+      if (p + 12 + size > file.size) throw truncated(file, `the grain at byte ${p} needs ${size} bytes, the file ends at byte ${file.size}`);
+      const v = await cursor.bytes(p + 12, size);
+      await batch.add(v.data, v.slot, s.virt + at, s.grainBytes, Math.min(s.grainBytes, s.length - at), p);
+      grains++;
+      check = (check + grainCheck(p / SECTOR, lba)) >>> 0;
+      p = Math.ceil((p + 12 + size) / SECTOR) * SECTOR;
+      continue;
+    }
+    const type = head.readUInt32LE(12);
+    if (type === 0) break; // end of stream
+    if (type > 3) throw badMarker(file, p, `an unknown marker type ${type}`);
+    // Grain table, grain directory, footer: a marker sector, then `lo` sectors of metadata.
+    if (hi !== 0 || p + SECTOR + lo * SECTOR > file.size)
+      throw truncated(file, `its metadata at byte ${p} needs ${(BigInt(hi) << 32n) + BigInt(lo)} sectors, the file ends at byte ${file.size}`);
+    p += SECTOR + lo * SECTOR;
+  }
+  if (grains < s.grains && p === file.size)
+    throw truncated(file, `it ends at byte ${file.size} after ${grains} of the ${s.grains} grains its grain tables list`);
+  if (grains !== s.grains || check !== s.check)
+    throw new OneswapError('data', `${file.name} is damaged: its grain markers (${grains} grains) do not match its grain tables (${s.grains} grains)`, {
+      hint: DAMAGED,
+    });
+}
+
+// ---- reading: chunks in shared buffers, read ahead, hashed in order ----
+
+interface Slot {
+  readonly sab: SharedArrayBuffer;
+  readonly buf: Buffer;
+  refs: number;
+}
+
+/** A fixed set of chunk buffers; a chunk goes back when nobody (cursor, jobs) holds it. */
+class SlotPool {
+  private readonly free: Slot[] = [];
+  private readonly waiting: Array<(s: Slot) => void> = [];
+  private created = 0;
+
+  constructor(
+    private readonly max: number,
+    private readonly size: number,
+  ) {}
+
+  acquire(): Promise<Slot> {
+    const s = this.free.pop();
+    if (s !== undefined) return Promise.resolve(s);
+    if (this.created < this.max) {
+      this.created++;
+      const sab = new SharedArrayBuffer(this.size);
+      return Promise.resolve({ sab, buf: Buffer.from(sab), refs: 0 });
+    }
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  retain(s: Slot): void {
+    s.refs++;
+  }
+
+  release(s: Slot): void {
+    if (--s.refs > 0) return;
+    const w = this.waiting.shift();
+    if (w !== undefined) w(s);
+    else this.free.push(s);
+  }
+}
+
+interface Chunk {
+  readonly slot: Slot;
+  /** Offset in the SourceFile. */
+  readonly start: number;
+  readonly length: number;
+  readonly data: Buffer;
+}
+
+class ChunkReader {
+  private next = 0;
+  private readonly ahead: Array<Promise<Chunk>> = [];
+
+  constructor(
+    private readonly fh: FileHandle,
+    private readonly file: SourceFile,
+    private readonly slots: SlotPool,
+    private readonly hash: Hash | undefined,
+    private readonly signal: AbortSignal,
+    private readonly onRead: (bytes: number) => void,
+  ) {}
+
+  /** The next chunk of the file in order (held once: release its slot), or undefined at the end. */
+  async read(): Promise<Chunk | undefined> {
+    this.signal.throwIfAborted();
+    this.fill();
+    const p = this.ahead.shift();
+    if (p === undefined) return undefined;
+    const c = await p;
+    this.signal.throwIfAborted();
+    this.hash?.update(c.data);
+    this.onRead(c.length);
+    this.fill();
+    return c;
+  }
+
+  /** Waits for the reads in flight and gives their buffers back. */
+  async close(): Promise<void> {
+    for (const p of this.ahead.splice(0)) {
+      try {
+        this.slots.release((await p).slot);
+      } catch {
+        // its error was for nobody: the decode stopped already
+      }
+    }
+  }
+
+  private fill(): void {
+    while (this.ahead.length < READ_AHEAD && this.next < this.file.size) {
+      const start = this.next;
+      const length = Math.min(CHUNK, this.file.size - start);
+      this.next += length;
+      const p = this.readChunk(start, length);
+      p.catch(() => undefined);
+      this.ahead.push(p);
+    }
+  }
+
+  private async readChunk(start: number, length: number): Promise<Chunk> {
+    const slot = await this.slots.acquire();
+    slot.refs = 1;
+    try {
+      let got = 0;
+      while (got < length) {
+        const { bytesRead } = await this.fh.read(slot.buf, got, length - got, this.file.offset + start + got);
+        if (bytesRead === 0) throw truncated(this.file, `it ends at byte ${start + got}, ${this.file.size} bytes were expected`);
+        got += bytesRead;
+      }
+    } catch (err) {
+      this.slots.release(slot);
+      if (err instanceof OneswapError) throw err;
+      throw new OneswapError('data', `reading ${this.file.name} failed at byte ${start}: ${(err as Error).message}`, { cause: err });
+    }
+    return { slot, start, length, data: slot.buf.subarray(0, length) };
+  }
+}
+
+/** Moves forward through a file's chunks; hands out byte ranges, copying only those that straddle two chunks. */
+class Cursor {
+  private cur: Chunk | undefined;
+
+  constructor(
+    private readonly reader: ChunkReader,
+    private readonly file: SourceFile,
+    private readonly slots: SlotPool,
+    /** Called before the current chunk is left (pieces that use it are sent off first). */
+    private readonly beforeLeaving: () => Promise<void>,
+  ) {}
+
+  /** The chunk holding byte `pos` (never before the current one). */
+  async chunkAt(pos: number): Promise<Chunk> {
+    while (this.cur === undefined || pos >= this.cur.start + this.cur.length) {
+      if (this.cur !== undefined) {
+        await this.beforeLeaving();
+        this.release();
+      }
+      this.cur = await this.reader.read();
+      if (this.cur === undefined) throw truncated(this.file, `byte ${pos} is needed, the file has ${this.file.size}`);
+    }
+    return this.cur;
+  }
+
+  /** Bytes [pos, pos + length): a view into a chunk (with its slot), or a copy when they straddle chunks. */
+  async bytes(pos: number, length: number): Promise<{ data: Buffer; slot: Slot | undefined }> {
+    const c = await this.chunkAt(pos);
+    const off = pos - c.start;
+    if (off + length <= c.length) return { data: c.data.subarray(off, off + length), slot: c.slot };
+    const out = Buffer.from(new SharedArrayBuffer(length));
+    for (let have = 0; have < length; ) {
+      const d = await this.chunkAt(pos + have);
+      const from = pos + have - d.start;
+      const n = Math.min(length - have, d.length - from);
+      d.data.copy(out, have, from, from + n);
+      have += n;
+    }
+    return { data: out, slot: undefined };
+  }
+
+  /** Reads the rest of the file (for its digest). */
+  async finish(): Promise<void> {
+    await this.beforeLeaving();
+    this.release();
+    for (let c = await this.reader.read(); c !== undefined; c = await this.reader.read()) this.slots.release(c.slot);
+  }
+
+  /** Gives the current chunk back. */
+  release(): void {
+    if (this.cur !== undefined) this.slots.release(this.cur.slot);
+    this.cur = undefined;
+  }
+}
+
+// ---- the work: pieces for the workers, batched into jobs ----
+
+/** What a worker does with one run of source bytes. */
+interface Piece {
+  readonly sab: SharedArrayBuffer;
+  readonly off: number;
+  readonly len: number;
+  /** Where it goes in the target. */
+  readonly pos: number;
+  /** 0: raw bytes; else the grain size the compressed bytes inflate to. */
+  readonly grain: number;
+  /** Bytes of it that are inside the disk (a grain at the disk's end may be cut). */
+  readonly need: number;
+  /** Where it came from in the source file, for messages. */
+  readonly at: number;
+}
+
+/** Pieces gathered into jobs of about JOB_BYTES; each piece holds its chunk until its job is done. */
+class Batch {
+  private pieces: Piece[] = [];
+  private held: Slot[] = [];
+  private bytes = 0;
+
+  constructor(private readonly jobs: Jobs) {}
+
+  async add(data: Buffer, slot: Slot | undefined, pos: number, grain: number, need: number, at: number): Promise<void> {
+    if (slot !== undefined) {
+      this.jobs.slots.retain(slot);
+      this.held.push(slot);
+    }
+    this.pieces.push({ sab: data.buffer as SharedArrayBuffer, off: data.byteOffset, len: data.length, pos, grain, need, at });
+    this.bytes += data.length;
+    if (this.bytes >= JOB_BYTES || this.pieces.length >= JOB_PIECES) await this.flush();
+  }
+
+  async flush(): Promise<void> {
+    if (this.pieces.length === 0) return;
+    const pieces = this.pieces;
+    const held = this.held;
+    this.pieces = [];
+    this.held = [];
+    this.bytes = 0;
+    await this.jobs.submit(pieces, held);
+  }
+}
+
+interface JobResult {
+  readonly id: number;
+  readonly written: number;
+  readonly error?: { readonly piece: number; readonly kind: 'inflate' | 'size' | 'write'; readonly message: string; readonly code?: string; readonly length?: number };
+}
+
+/** Jobs of one decode in flight on the pool, at most a few at a time; the first failure is kept. */
+class Jobs {
+  private readonly inFlight = new Set<Promise<void>>();
+  private error: unknown;
+  private readonly max: number;
+  private sourceName = '';
+
+  constructor(
+    private readonly workers: WorkerPool,
+    private readonly fd: number,
+    readonly slots: SlotPool,
+    private readonly target: string,
+    private readonly onWritten: (bytes: number) => void,
+  ) {
+    this.max = Math.max(4, workers.size * 2);
+  }
+
+  setSource(name: string): void {
+    this.sourceName = name;
+  }
+
+  async submit(pieces: Piece[], held: Slot[]): Promise<void> {
+    while (this.inFlight.size >= this.max && this.error === undefined) await Promise.race(this.inFlight);
+    if (this.error !== undefined) {
+      for (const s of held) this.slots.release(s);
+      throw this.error;
+    }
+    const source = this.sourceName;
+    const p = this.workers
+      .run({ fd: this.fd, pieces })
+      .then(
+        (r) => {
+          this.onWritten(r.written);
+          if (r.error !== undefined) this.fail(jobError(r.error, pieces[r.error.piece]!, source, this.target));
+        },
+        (err: unknown) => this.fail(err),
+      )
+      .finally(() => {
+        for (const s of held) this.slots.release(s);
+        this.inFlight.delete(p);
+      });
+    this.inFlight.add(p);
+  }
+
+  /** Waits for every job; throws the first failure. */
+  async drain(): Promise<void> {
+    await this.settle();
+    if (this.error !== undefined) throw this.error;
+  }
+
+  /** Waits for every job, whatever happened (the target is closed next). */
+  async settle(): Promise<void> {
+    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+  }
+
+  private fail(err: unknown): void {
+    this.error ??= err;
+  }
+}
+
+function jobError(e: NonNullable<JobResult['error']>, piece: Piece, source: string, target: string): OneswapError {
+  const name = source || 'the disk';
+  if (e.kind === 'inflate') return new OneswapError('data', `corrupt compressed grain at byte ${piece.at} of ${name}: ${e.message}`, { hint: DAMAGED });
+  if (e.kind === 'size')
+    return new OneswapError('data', `corrupt compressed grain at byte ${piece.at} of ${name}: it inflates to ${e.length} bytes, a grain is ${piece.grain}`, {
+      hint: DAMAGED,
+    });
+  return writeError(Object.assign(new Error(e.message), { code: e.code }), target);
+}
+
+const DAMAGED = 'the disk file is damaged: copy or export it again';
+
+// ---- the worker pool ----
+
+/**
+ * What a worker runs (plain JavaScript: workers start without the TypeScript loader). A job is a
+ * list of pieces of shared memory; each is inflated if it is a compressed grain, then written into
+ * the target except for its zero blocks. Errors are answered, not thrown.
+ */
+const WORKER_SOURCE = `
+const { parentPort } = require('node:worker_threads');
+const zlib = require('node:zlib');
+const fs = require('node:fs');
+const Z = ${ZERO_BLOCK};
+const ZERO = Buffer.alloc(Z);
+function writeAll(fd, buf, off, len, pos) {
+  while (len > 0) {
+    const n = fs.writeSync(fd, buf, off, len, pos);
+    off += n; len -= n; pos += n;
+  }
+}
+function isZero(buf, s, e) {
+  if (e - s === Z) return buf.compare(ZERO, 0, Z, s, e) === 0;
+  for (let i = s; i < e; i++) if (buf[i] !== 0) return false;
+  return true;
+}
+function writeNonZero(fd, buf, pos) {
+  let written = 0, run = -1;
+  for (let i = 0; i < buf.length; ) {
+    const e = Math.min(buf.length, Math.floor((pos + i) / Z) * Z + Z - pos);
+    if (isZero(buf, i, e)) {
+      if (run >= 0) { writeAll(fd, buf, run, i - run, pos + run); written += i - run; run = -1; }
+    } else if (run < 0) run = i;
+    i = e;
+  }
+  if (run >= 0) { writeAll(fd, buf, run, buf.length - run, pos + run); written += buf.length - run; }
+  return written;
+}
+// Inflation straight into one reused buffer through the zlib handle Node's own inflateSync uses,
+// so a grain costs no allocation (a new Inflate per grain costs ~170 KiB of garbage, which only
+// the collector gives back: tens of MB per thread). Falls back to inflateSync if that handle's
+// shape ever changes.
+let inflater = null, failure = '', out = null;
+function inflateTo(src, grain) {
+  if (out === null || out.length < grain + 1) out = Buffer.allocUnsafe(grain + 1);
+  if (inflater === null) {
+    inflater = new zlib.Inflate();
+    const h = inflater._handle;
+    if (!h || typeof h.writeSync !== 'function' || !(inflater._writeState instanceof Uint32Array)) {
+      inflater = false;
+    } else {
+      h.onerror = (message, errno, code) => { failure = String(message || code || errno); };
+    }
+  }
+  if (inflater === false) {
+    const o = zlib.inflateSync(src, { maxOutputLength: grain });
+    o.copy(out, 0);
+    return o.length;
+  }
+  failure = '';
+  inflater._handle.writeSync(zlib.constants.Z_FINISH, src, 0, src.length, out, 0, grain + 1);
+  if (failure !== '') {
+    // The handle is not reused after an error.
+    try { inflater._handle.onerror = () => {}; inflater.on('error', () => {}); inflater.destroy(); } catch {}
+    inflater = null;
+    throw new Error(failure);
+  }
+  const produced = grain + 1 - inflater._writeState[0];
+  inflater._handle.reset();
+  if (produced > grain) throw Object.assign(new Error('it inflates to more than a grain'), { code: 'ERR_BUFFER_TOO_LARGE' });
+  return produced;
+}
+parentPort.on('message', (job) => {
+  let written = 0;
+  for (let i = 0; i < job.pieces.length; i++) {
+    const p = job.pieces[i];
+    let data = Buffer.from(p.sab, p.off, p.len);
+    if (p.grain > 0) {
+      let n;
+      try {
+        n = inflateTo(data, p.grain);
+      } catch (e) {
+        const message = e && e.code === 'ERR_BUFFER_TOO_LARGE' ? 'it inflates to more than a grain' : String(e && e.message || e);
+        parentPort.postMessage({ id: job.id, written, error: { piece: i, kind: 'inflate', message } });
+        return;
+      }
+      if (n !== p.grain && n !== p.need) {
+        parentPort.postMessage({ id: job.id, written, error: { piece: i, kind: 'size', message: '', length: n } });
+        return;
+      }
+      data = out.subarray(0, Math.min(n, p.need));
+    }
+    try {
+      written += writeNonZero(job.fd, data, p.pos);
+    } catch (e) {
+      parentPort.postMessage({ id: job.id, written, error: { piece: i, kind: 'write', message: String(e && e.message || e), code: e && e.code } });
+      return;
+    }
+  }
+  parentPort.postMessage({ id: job.id, written });
+});
+`;
+
+interface PoolWorker {
+  readonly worker: Worker;
+  readonly pending: Map<number, { resolve: (r: JobResult) => void; reject: (e: unknown) => void }>;
+}
+
+/** Worker threads shared by every decode in the process; they keep the process alive only while they have work. */
+class WorkerPool {
+  private readonly workers: PoolWorker[] = [];
+  private nextId = 1;
+
+  constructor(readonly size: number) {}
+
+  run(job: { readonly fd: number; readonly pieces: readonly Piece[] }): Promise<JobResult> {
+    const w = this.pick();
+    const id = this.nextId++;
+    return new Promise<JobResult>((resolve, reject) => {
+      if (w.pending.size === 0) w.worker.ref();
+      w.pending.set(id, { resolve, reject });
+      w.worker.postMessage({ id, ...job });
+    });
+  }
+
+  private pick(): PoolWorker {
+    while (this.workers.length < this.size) this.spawn();
+    let best = this.workers[0]!;
+    for (const w of this.workers) if (w.pending.size < best.pending.size) best = w;
+    return best;
+  }
+
+  private spawn(): PoolWorker {
+    const worker = new Worker(WORKER_SOURCE, { eval: true, execArgv: [] });
+    const pw: PoolWorker = { worker, pending: new Map() };
+    const gone = (err: unknown): void => {
+      const i = this.workers.indexOf(pw);
+      if (i >= 0) this.workers.splice(i, 1);
+      for (const j of pw.pending.values()) j.reject(err);
+      pw.pending.clear();
+    };
+    worker.on('message', (r: JobResult) => {
+      const j = pw.pending.get(r.id);
+      if (j === undefined) return;
+      pw.pending.delete(r.id);
+      if (pw.pending.size === 0) worker.unref();
+      j.resolve(r);
+    });
+    worker.on('error', (err) => gone(new OneswapError('internal', `a VMDK decode thread failed: ${err.message}`, { cause: err })));
+    worker.on('exit', (code) => gone(new OneswapError('internal', `a VMDK decode thread stopped (exit ${code})`)));
+    // After the listeners: adding one refs the worker's port again.
+    worker.unref();
+    this.workers.push(pw);
+    return pw;
+  }
+}
+
+let shared: WorkerPool | undefined;
+function pool(): WorkerPool {
+  shared ??= new WorkerPool(Math.max(2, Math.min(4, availableParallelism())));
+  return shared;
+}
+
+// ---- target and errors ----
+
+async function openTarget(path: string, capacity: number): Promise<FileHandle> {
+  let fh: FileHandle;
+  try {
+    fh = await open(path, 'r+');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new OneswapError('not-found', `target image file ${path} does not exist`, { cause: err });
+    if (code === 'EACCES' || code === 'EPERM')
+      throw new OneswapError('auth', `cannot write the image file ${path}: permission denied`, {
+        hint: 'run oneswap as the OpenNebula user (oneadmin) or as root',
+        cause: err,
+      });
+    throw new OneswapError('internal', `cannot open the image file ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  const size = (await fh.stat()).size;
+  if (size < capacity) {
+    await fh.close();
+    throw new OneswapError('capacity', `the image file ${path} holds ${size} bytes, the disk needs ${capacity}`);
+  }
+  return fh;
+}
+
+function writeError(err: unknown, path: string): OneswapError {
+  if (err instanceof OneswapError) return err;
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOSPC' || code === 'EDQUOT')
+    return new OneswapError('capacity', `the file system holding ${path} is full`, {
+      hint: 'free space in the image datastore, then run the same command again',
+      cause: err,
+    });
+  return new OneswapError('internal', `writing ${path} failed: ${(err as Error).message}`, { cause: err });
+}
+
+function truncated(file: SourceFile, why: string): OneswapError {
+  return new OneswapError('data', `${file.name} is truncated: ${why}`, { hint: 'the disk file was cut short: copy or export it again' });
+}
+
+function badMarker(file: SourceFile, at: number, what: string): OneswapError {
+  return new OneswapError('data', `${file.name} is damaged: the stream marker at byte ${at} describes ${what}`, { hint: DAMAGED });
+}
