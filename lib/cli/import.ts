@@ -22,6 +22,7 @@ import {
   warmSync,
   type CutoverPolicy,
   type ImportContext,
+  type MigrationOptions,
   type VmResult,
   type WarmOptions,
 } from '../supervisor/index.js';
@@ -70,7 +71,10 @@ export async function runImport(vms: string[], o: ImportCliOptions, signal: Abor
   if (o.outputDir !== undefined) throw new OneswapError('usage', '--output-dir is for --ova and --vmdk imports; a vCenter import goes into an OpenNebula datastore');
   for (const [flag, set] of [['--name', o.name], ['--cpus', o.cpus], ['--memory', o.memory], ['--firmware', o.firmware]] as const)
     if (set !== undefined) throw new OneswapError('usage', `${flag} is for --vmdk (and --name for --ova); a vCenter VM has its own`);
-  if (o.datastore === undefined) throw new OneswapError('usage', 'a vCenter import needs --datastore ID');
+  if (o.datastore === undefined)
+    throw new OneswapError('usage', 'a vCenter import needs --datastore ID', {
+      hint: 'oneswap import --vcenter HOST --datastore ID VM...; from files: --ova FILE or --vmdk FILE... with --datastore ID or --output-dir DIR',
+    });
   if (o.warm) {
     const policy: CutoverPolicy = {
       at: o.cutoverAt === undefined ? undefined : parseCutoverAt(o.cutoverAt),
@@ -183,8 +187,7 @@ function fileImportOptions(vms: string[], o: ImportCliOptions): FileImportOption
     if (o.datastore === undefined) throw new OneswapError('usage', `${source} needs --datastore ID (OpenNebula) or --output-dir DIR`);
     target = { kind: 'one', datastoreId: positiveInt(o.datastore, '--datastore', true) };
   }
-  const { datastoreId: _ds, datacenter: _dc, shutdown: _s, shutdownTimeoutMs: _t, ...common } = importOptions({ ...o, datastore: o.datastore ?? '0' });
-  return { ...common, target };
+  return { ...migrationOptions(o), target };
 }
 
 function firmwareOf(value: string): Firmware {
@@ -193,12 +196,22 @@ function firmwareOf(value: string): Firmware {
 }
 
 function importOptions(o: ImportCliOptions): WarmOptions {
-  const stateDir = o.stateDir ?? defaultStateDir();
   return {
+    ...migrationOptions(o),
     datacenter: o.datacenter,
     datastoreId: positiveInt(o.datastore ?? '', '--datastore', true),
     shutdown: o.shutdown ?? false,
     shutdownTimeoutMs: positiveInt(o.shutdownTimeout, '--shutdown-timeout') * 1000,
+    enableCbt: o.enableCbt ?? false,
+    rehearse: o.rehearse ?? true,
+    forcePoweroff: o.forcePoweroff ?? false,
+  };
+}
+
+/** The options every import shares, vCenter or files. */
+function migrationOptions(o: ImportCliOptions): MigrationOptions {
+  const stateDir = o.stateDir ?? defaultStateDir();
+  return {
     convert: o.convert,
     networkMap: parseNetworkMap(o.networkMap),
     keepMac: o.keepMac,
@@ -210,9 +223,6 @@ function importOptions(o: ImportCliOptions): WarmOptions {
     logDir: o.logDir ?? join(stateDir, 'logs'),
     runId: newRunId(),
     additions: { contextPackage: o.contextPackage, guestAgent: o.guestAgent ?? false },
-    enableCbt: o.enableCbt ?? false,
-    rehearse: o.rehearse ?? true,
-    forcePoweroff: o.forcePoweroff ?? false,
   };
 }
 

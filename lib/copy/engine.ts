@@ -3,13 +3,13 @@
 // bounded by streams x bufferSize whatever the disk size. Blocks that are all zero are not written
 // (the target keeps its holes), which is what makes the target as sparse as the source's data.
 
-import { open, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { OneswapError } from '../errors/index.js';
 import { type Extent, normalizeExtents, splitExtents, totalLength } from '../extents/index.js';
 import { punchHoles } from './holes.js';
 import { together } from './together.js';
+import { Writeback, openTargetFile, targetWriteError } from './target-file.js';
 
 /** Where the bytes come from: anything that can stream a byte range. */
 export interface RangeSource {
@@ -117,10 +117,8 @@ export async function copyExtents(options: CopyOptions): Promise<CopyStats> {
   const bytesPlanned = totalLength(planned);
   const counters = { bytesDone: 0, bytesRead: 0, bytesWritten: 0, bytesZero: 0, requests: 0, retries: 0 };
 
-  const fh = await openTarget(options.target);
-  // Background syncs: at most one at a time; an error is kept for the end, since the kernel
-  // reports a writeback error to one fsync only.
-  const writeback = { unsynced: 0, running: undefined as Promise<void> | undefined, error: undefined as unknown };
+  const fh = await openTargetFile(options.target);
+  const writeback = new Writeback(fh, writebackBytes);
   try {
     let next = 0;
     const worker = async (signal: AbortSignal): Promise<void> => {
@@ -214,18 +212,7 @@ export async function copyExtents(options: CopyOptions): Promise<CopyStats> {
         }
       }
       counters.bytesWritten += len;
-      writeback.unsynced += len;
-      if (writebackBytes > 0 && writeback.unsynced >= writebackBytes && writeback.running === undefined) {
-        writeback.unsynced = 0;
-        writeback.running = fh
-          .datasync()
-          .catch((err: unknown) => {
-            writeback.error ??= err;
-          })
-          .finally(() => {
-            writeback.running = undefined;
-          });
-      }
+      writeback.wrote(len);
     };
 
     // One failing stream stops the others before the file is closed under them.
@@ -233,15 +220,9 @@ export async function copyExtents(options: CopyOptions): Promise<CopyStats> {
       Array.from({ length: Math.min(streams, Math.max(1, work.length)) }, () => worker),
       options.signal,
     );
-    try {
-      await writeback.running;
-      if (writeback.error !== undefined) throw writeback.error;
-      await fh.datasync();
-    } catch (err) {
-      throw targetWriteError(err, options.target);
-    }
+    await writeback.finish(options.target);
   } finally {
-    await writeback.running;
+    await writeback.settle();
     await fh.close();
   }
 
@@ -388,32 +369,6 @@ function addHole(holes: Extent[], start: number, length: number): void {
 
 function roundUp(n: number, to: number): number {
   return Math.ceil(n / to) * to;
-}
-
-async function openTarget(path: string): Promise<FileHandle> {
-  try {
-    // r+ : never create or truncate; the placeholder must exist (its size is OpenNebula's).
-    return await open(path, 'r+');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new OneswapError('not-found', `target image file ${path} does not exist`, { cause: err });
-    if (code === 'EACCES' || code === 'EPERM')
-      throw new OneswapError('auth', `cannot write the image file ${path}: permission denied`, {
-        hint: 'run oneswap as the OpenNebula user (oneadmin) or as root',
-        cause: err,
-      });
-    throw new OneswapError('internal', `cannot open the image file ${path}: ${(err as Error).message}`, { cause: err });
-  }
-}
-
-function targetWriteError(err: unknown, path: string): OneswapError {
-  const code = (err as NodeJS.ErrnoException).code;
-  if (code === 'ENOSPC' || code === 'EDQUOT')
-    return new OneswapError('capacity', `the file system holding ${path} is full`, {
-      hint: 'free space in the image datastore, then run the same command again to resume',
-      cause: err,
-    });
-  return new OneswapError('internal', `writing ${path} failed: ${(err as Error).message}`, { cause: err });
 }
 
 function isRetryable(err: unknown): boolean {

@@ -3,8 +3,8 @@
 //
 // Sources: vCenter/ESXi over the API and the datastore's HTTPS /folder service (flat VMDKs of
 // powered-off VMs); and files (file-vm.ts): an OVA read in place (tar-index.ts, never unpacked),
-// an OVF folder, or bare VMDKs, decoded by the project's own VMDK reader (vmdk-image.ts,
-// vmdk-decode.ts) with the manifest's digests checked in the same pass.
+// an OVF folder, or bare VMDKs, whose layout vmdk-image.ts reads from their metadata (the bytes
+// are moved by lib/copy's decoder, which checks the manifest's digests in the same pass).
 
 export type { VmDescription, DiskDescription, NicDescription, DiskBus, NicAdapter, Firmware, SourceIdentity } from './vm-description.js';
 export { vmIdentity } from './vm-description.js';
@@ -21,6 +21,7 @@ export {
 } from './vcenter.js';
 export { parseVmdkDescriptor, vmdkKind, type VmdkDescriptor } from './vmdk-descriptor.js';
 export { openOva, openVmdks, type FileVm, type FileDisk, type BareVmHardware } from './file-vm.js';
-export { decodeVmdk, type DecodeOptions, type DecodeStats } from './vmdk-decode.js';
 export { openVmdk, type VmdkImage } from './vmdk-image.js';
 export type { SourceFile, FileDigest } from './source-file.js';
+// Where a VMDK's bytes lie, for the decoder that moves them (lib/copy/vmdk-decode.ts).
+export { vmdkLayout, grainCheck, type FileLayout, type FlatSegment, type SparseGrains, type StreamExtent } from './vmdk-image.js';

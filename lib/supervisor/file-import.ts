@@ -8,7 +8,7 @@
 
 import { createHash } from 'node:crypto';
 import { OneswapError, describeError } from '../errors/index.js';
-import { decodeVmdk, type FileDisk, type FileVm } from '../input/index.js';
+import type { FileDisk, FileVm } from '../input/index.js';
 import { checkAdditions } from '../convert/index.js';
 import {
   diskFile,
@@ -23,10 +23,10 @@ import {
   type DirectoryState,
   type ConvertedGuest,
 } from '../output/index.js';
-import { together } from '../copy/index.js';
+import { decodeVmdk, together } from '../copy/index.js';
 import { PidLock } from './pid-lock.js';
 import { convertImages, describeConversion, vmConversionRequest } from './conversion.js';
-import { Phases, build, convert, openTarget, placeholders, rollback, type DiskTarget, type ImportOptions, type OneContext, type VmResult } from './steps.js';
+import { Phases, build, convert, networkCandidates, openTarget, placeholders, rollback, type DiskTarget, type MigrationOptions, type OneContext, type VmResult } from './steps.js';
 import type { Journal } from './journal.js';
 import type { EventSink } from './events.js';
 import type { OneClient } from '../one/index.js';
@@ -34,7 +34,7 @@ import { open } from 'node:fs/promises';
 
 export type FileTarget = { readonly kind: 'one'; readonly datastoreId: number } | { readonly kind: 'dir'; readonly dir: string };
 
-export type FileImportOptions = Omit<ImportOptions, 'datacenter' | 'datastoreId' | 'shutdown' | 'shutdownTimeoutMs'> & { readonly target: FileTarget };
+export type FileImportOptions = MigrationOptions & { readonly target: FileTarget };
 
 export interface FileImportContext {
   readonly emit: EventSink;
@@ -61,7 +61,7 @@ async function importIntoOne(ctx: OneContext, vm: FileVm, opts: FileImportOption
   try {
     const pre = await phases.run('precheck', async () => {
       if (opts.convert) await checkAdditions(opts.additions);
-      const nics = mapNics(label, vm.description.nics, (await ctx.one.vnets()).map((n) => ({ id: n.id, name: n.name, vcenterMatch: n.template.get('VCENTER_NETWORK_MATCH') })), opts.networkMap);
+      const nics = mapNics(label, vm.description.nics, await networkCandidates(ctx.one), opts.networkMap);
       const target = await openTarget(ctx, vm.description, opts, log, label);
       return { nics, ...target };
     });

@@ -9,7 +9,7 @@ export { fanOut } from './events.js';
 export { PidLock } from './pid-lock.js';
 export { Journal, defaultStateDir, type JournalData, type JournalDisk } from './journal.js';
 export { coldImportVm } from './cold-import.js';
-export type { ImportOptions, ImportContext, VmResult } from './steps.js';
+export type { ImportOptions, ImportContext, MigrationOptions, VmResult } from './steps.js';
 export { newRunId, mapLimited } from './run.js';
 export { warmStart, warmSync, warmCutover, warmAbort, warmImport, type WarmOptions, type CutoverPolicy, type WarmResult } from './warm.js';
 export { warmStatus, type WarmStatus, type WarmDiskStatus, type DowntimePrediction } from './warm-status.js';

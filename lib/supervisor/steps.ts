@@ -42,12 +42,8 @@ import { Journal } from './journal.js';
 import { convertImages, describeConversion, vmConversionRequest, type ConversionRun } from './conversion.js';
 import type { EventSink, Phase } from './events.js';
 
-export interface ImportOptions {
-  readonly datacenter?: string;
-  readonly datastoreId: number;
-  /** Ask the guest to shut down when the VM runs, and wait for it. */
-  readonly shutdown: boolean;
-  readonly shutdownTimeoutMs: number;
+/** How any import runs, whatever its source (vCenter or files) and target. */
+export interface MigrationOptions {
   readonly convert: boolean;
   readonly networkMap: ReadonlyMap<string, string>;
   readonly keepMac: boolean;
@@ -61,6 +57,15 @@ export interface ImportOptions {
   readonly runId: string;
   /** Opt-in: context package and qemu-guest-agent, installed at the guest's first boot. */
   readonly additions: GuestAdditions;
+}
+
+/** An import from vCenter into an OpenNebula datastore. */
+export interface ImportOptions extends MigrationOptions {
+  readonly datacenter?: string;
+  readonly datastoreId: number;
+  /** Ask the guest to shut down when the VM runs, and wait for it. */
+  readonly shutdown: boolean;
+  readonly shutdownTimeoutMs: number;
 }
 
 /** What the OpenNebula side of an import needs, whatever the source. */
@@ -264,7 +269,8 @@ export async function adoptWarmImages(one: OneClient, journal: Journal, vm: VmDe
   return found;
 }
 
-async function networkCandidates(one: OneClient) {
+/** The networks a source NIC can be mapped to (mapNics), with their VCENTER_NETWORK_MATCH. */
+export async function networkCandidates(one: OneClient) {
   return (await one.vnets()).map((n) => ({ id: n.id, name: n.name, vcenterMatch: n.template.get('VCENTER_NETWORK_MATCH') }));
 }
 

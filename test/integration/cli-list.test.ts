@@ -80,6 +80,11 @@ describe('oneswap list', { skip }, () => {
   test('usage errors: exit 2, the error and a pointer to --help, not the whole help', async () => {
     const r = await oneswap(['import', 'web01'], env);
     assert.equal(r.exitCode, 2);
-    assert.deepEqual(r.stderr.trim().split('\n'), ["error: required option '--datastore <id>' not specified", '(oneswap <command> --help shows the options)']);
+    assert.deepEqual(r.stderr.trim().split('\n'), [
+      'oneswap: a vCenter import needs --datastore ID (oneswap import --vcenter HOST --datastore ID VM...; from files: --ova FILE or --vmdk FILE... with --datastore ID or --output-dir DIR)',
+    ]);
+    const u = await oneswap(['import', '--datastore', '1', 'web01', '--no-such-option'], env);
+    assert.equal(u.exitCode, 2);
+    assert.deepEqual(u.stderr.trim().split('\n'), ["error: unknown option '--no-such-option'", '(oneswap <command> --help shows the options)']);
   });
 });

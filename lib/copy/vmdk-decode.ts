@@ -13,8 +13,8 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { OneswapError } from '../errors/index.js';
-import type { FileDigest, SourceFile } from './source-file.js';
-import { grainCheck, vmdkLayout, type FileLayout, type SparseGrains, type StreamExtent, type VmdkImage } from './vmdk-image.js';
+import { grainCheck, vmdkLayout, type FileDigest, type FileLayout, type SourceFile, type SparseGrains, type StreamExtent, type VmdkImage } from '../input/index.js';
+import { Writeback, openTargetFile, targetWriteError } from './target-file.js';
 
 export interface DecodeOptions {
   /** Existing raw file, at least capacityBytes long, that reads as zeros (a fresh sparse placeholder). Zero data is never written, so holes stay holes. */
@@ -57,23 +57,12 @@ export async function decodeVmdk(img: VmdkImage, opts: DecodeOptions): Promise<D
   const counters = { bytesRead: 0, bytesWritten: 0 };
   const progress = (): void => opts.onProgress?.({ bytesRead: counters.bytesRead, bytesWritten: counters.bytesWritten });
 
-  const target = await openTarget(opts.target, img.capacityBytes);
+  const target = await openTargetFile(opts.target, img.capacityBytes);
   const slots = new SlotPool(SLOTS, CHUNK);
-  const writeback = { unsynced: 0, running: undefined as Promise<void> | undefined, error: undefined as unknown };
+  const writeback = new Writeback(target, WRITEBACK_BYTES);
   const jobs = new Jobs(pool(), target.fd, slots, opts.target, (written) => {
     counters.bytesWritten += written;
-    writeback.unsynced += written;
-    if (writeback.unsynced >= WRITEBACK_BYTES && writeback.running === undefined) {
-      writeback.unsynced = 0;
-      writeback.running = target
-        .datasync()
-        .catch((err: unknown) => {
-          writeback.error ??= err;
-        })
-        .finally(() => {
-          writeback.running = undefined;
-        });
-    }
+    writeback.wrote(written);
     progress();
   });
   try {
@@ -85,18 +74,12 @@ export async function decodeVmdk(img: VmdkImage, opts: DecodeOptions): Promise<D
     }
     await jobs.drain();
     signal.throwIfAborted();
-    try {
-      await writeback.running;
-      if (writeback.error !== undefined) throw writeback.error;
-      await target.datasync();
-    } catch (err) {
-      throw writeError(err, opts.target);
-    }
+    await writeback.finish(opts.target);
   } catch (err) {
     await jobs.settle();
     throw signal.aborted ? signal.reason : err;
   } finally {
-    await writeback.running;
+    await writeback.settle();
     await target.close();
   }
   return { bytesRead: counters.bytesRead, bytesWritten: counters.bytesWritten, sourceBytes: img.sourceBytes };
@@ -507,7 +490,7 @@ function jobError(e: NonNullable<JobResult['error']>, piece: Piece, source: stri
     return new OneswapError('data', `corrupt compressed grain at byte ${piece.at} of ${name}: it inflates to ${e.length} bytes, a grain is ${piece.grain}`, {
       hint: DAMAGED,
     });
-  return writeError(Object.assign(new Error(e.message), { code: e.code }), target);
+  return targetWriteError(Object.assign(new Error(e.message), { code: e.code }), target);
 }
 
 const DAMAGED = 'the disk file is damaged: copy or export it again';
@@ -674,39 +657,6 @@ function pool(): WorkerPool {
 }
 
 // ---- target and errors ----
-
-async function openTarget(path: string, capacity: number): Promise<FileHandle> {
-  let fh: FileHandle;
-  try {
-    fh = await open(path, 'r+');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new OneswapError('not-found', `target image file ${path} does not exist`, { cause: err });
-    if (code === 'EACCES' || code === 'EPERM')
-      throw new OneswapError('auth', `cannot write the image file ${path}: permission denied`, {
-        hint: 'run oneswap as the OpenNebula user (oneadmin) or as root',
-        cause: err,
-      });
-    throw new OneswapError('internal', `cannot open the image file ${path}: ${(err as Error).message}`, { cause: err });
-  }
-  const size = (await fh.stat()).size;
-  if (size < capacity) {
-    await fh.close();
-    throw new OneswapError('capacity', `the image file ${path} holds ${size} bytes, the disk needs ${capacity}`);
-  }
-  return fh;
-}
-
-function writeError(err: unknown, path: string): OneswapError {
-  if (err instanceof OneswapError) return err;
-  const code = (err as NodeJS.ErrnoException).code;
-  if (code === 'ENOSPC' || code === 'EDQUOT')
-    return new OneswapError('capacity', `the file system holding ${path} is full`, {
-      hint: 'free space in the image datastore, then run the same command again',
-      cause: err,
-    });
-  return new OneswapError('internal', `writing ${path} failed: ${(err as Error).message}`, { cause: err });
-}
 
 function truncated(file: SourceFile, why: string): OneswapError {
   return new OneswapError('data', `${file.name} is truncated: ${why}`, { hint: 'the disk file was cut short: copy or export it again' });
