@@ -9,8 +9,9 @@
 //                   template) and into --output-dir; both check the manifest in the same pass
 // Prints wall time, CPU, bytes written to disk and peak RSS, checks every output against the
 // source disk, then the issue's targets as PASS/MISS. Every contender's output ends fsynced.
-// About 3 minutes, most of it building the OVA.
+// About 4 minutes, half of it building the OVA.
 //
+// Each contender runs BENCH_RUNS times (default 3) and its fastest run is shown.
 // BENCH_DISK_GIB (default 4) and BENCH_DATA_PERCENT (default 25) change the disk. The data
 // compresses about 2:1 (half of every 64 KiB block random, half text), as real disks do; random
 // data only would make inflating trivially cheap.
@@ -33,6 +34,7 @@ const size = Number(process.env.BENCH_DISK_GIB ?? 4) * GiB;
 const percent = Number(process.env.BENCH_DATA_PERCENT ?? 25);
 const islands = 16;
 const islandBytes = Math.floor((size * percent) / 100 / islands / MiB) * MiB;
+const runs = Math.max(1, Number(process.env.BENCH_RUNS ?? 3));
 
 /** A raw disk with `islands` runs of half-compressible data, holes between them. */
 async function sourceDisk(path: string): Promise<number> {
@@ -88,61 +90,81 @@ async function main(): Promise<void> {
     const rows: Measurement[] = [];
     const notes: string[] = [];
     const none = (): number => 0;
-    const run = async (name: string, cmd: string, env: Record<string, string> = {}): Promise<Measurement> => {
-      process.stderr.write(`bench: ${name}\n`);
-      await execa('sync'); // start each contender without the previous one's dirty pages
-      const m = await measure(name, cmd, { env, network: none, serverCpu: none, timeoutMs: 10 * 60_000 });
-      if (!m.ok) process.stderr.write(`bench: ${name} FAILED: ${m.note}\n`);
-      return m;
-    };
-    const keep = async (m: Measurement, output: () => Promise<string>): Promise<Measurement> => {
-      m.check = m.ok ? await output() : '-';
-      rows.push(m);
-      if (!m.ok) notes.push(`${m.name}: FAILED, ${m.note}`);
-      await rm(out, { recursive: true, force: true });
-      await mkdir(out);
-      return m;
+    // Every contender runs `runs` times and its fastest run counts: on this kind of VM the host
+    // faults fresh page-cache pages in on first touch, which alone moves a run's system time 2-5x.
+    // Each run's output is checked, then removed before the next one.
+    const best = async (
+      name: string,
+      attempt: (i: number) => { readonly cmd: string; readonly env?: Record<string, string>; readonly output: () => Promise<string>; readonly cleanup?: () => Promise<void> },
+    ): Promise<Measurement> => {
+      let chosen: Measurement | undefined;
+      for (let i = 0; i < runs; i++) {
+        const a = attempt(i);
+        process.stderr.write(`bench: ${name} (run ${i + 1} of ${runs})\n`);
+        await execa('sync'); // start each run without the previous one's dirty pages
+        const m = await measure(name, a.cmd, { env: a.env ?? {}, network: none, serverCpu: none, timeoutMs: 10 * 60_000 });
+        m.check = m.ok ? await a.output() : '-';
+        await a.cleanup?.();
+        await rm(out, { recursive: true, force: true });
+        await mkdir(out);
+        if (!m.ok) {
+          process.stderr.write(`bench: ${name} FAILED: ${m.note}\n`);
+          notes.push(`${m.name}: FAILED, ${m.note}`);
+          chosen = m;
+          break;
+        }
+        if (m.check !== 'ok') notes.push(`${m.name}, run ${i + 1}: output ${m.check}`);
+        if (chosen === undefined || (chosen.check === 'ok' && m.check !== 'ok') || (m.check === chosen.check && m.wallSeconds < chosen.wallSeconds)) chosen = m;
+      }
+      rows.push(chosen!);
+      return chosen!;
     };
     const rawOk = (path: string) => async (): Promise<string> => ((await sha256Prefix(path, disk.capacityBytes)) === disk.rawSha256 ? 'ok' : 'DIFFERS');
 
     const incumbentImage = join(dsDir, 'incumbent.qcow2');
-    const incumbent = await keep(
-      await run(
-        'incumbent: tar -x, convert, copy',
-        `tar -xf ${ova} -C ${out} && qemu-img convert -f vmdk -O qcow2 ${out}/${disk.member} ${out}/disk.qcow2 && cp ${out}/disk.qcow2 ${incumbentImage} && sync ${incumbentImage}`,
-      ),
-      () => compareImage(incumbentImage, 'qcow2', raw),
-    );
-    await rm(incumbentImage, { force: true });
+    const incumbent = await best('incumbent: tar -x, convert, copy', () => ({
+      cmd: `tar -xf ${ova} -C ${out} && qemu-img convert -f vmdk -O qcow2 ${out}/${disk.member} ${out}/disk.qcow2 && cp ${out}/disk.qcow2 ${incumbentImage} && sync ${incumbentImage}`,
+      output: () => compareImage(incumbentImage, 'qcow2', raw),
+      cleanup: () => rm(incumbentImage, { force: true }),
+    }));
+    const qemu = await best('qemu-img convert out of the tar → raw', () => ({
+      cmd: `qemu-img convert -f vmdk -O raw ${inTar} ${out}/disk.raw && sync ${out}/disk.raw`,
+      output: rawOk(join(out, 'disk.raw')),
+    }));
+    const nbd = await best('nbdcopy from qemu-nbd (tar range) → raw', () => ({
+      cmd: `nbdcopy -- [ qemu-nbd -r ${inTar} ] ${out}/disk.raw && sync ${out}/disk.raw`,
+      output: rawOk(join(out, 'disk.raw')),
+    }));
 
-    const qemu = await keep(
-      await run('qemu-img convert out of the tar → raw', `qemu-img convert -f vmdk -O raw ${inTar} ${out}/disk.raw && sync ${out}/disk.raw`),
-      rawOk(join(out, 'disk.raw')),
-    );
-    const nbd = await keep(
-      await run('nbdcopy from qemu-nbd (tar range) → raw', `nbdcopy -- [ qemu-nbd -r ${inTar} ] ${out}/disk.raw && sync ${out}/disk.raw`),
-      rawOk(join(out, 'disk.raw')),
-    );
-
-    const imageOf = (name: string): string | undefined => {
+    const imageOf = (name: string): { id: number; source: string } | undefined => {
       for (let id = 0; id < 50; id++) {
         const img = oned.image(id);
-        if (img?.name === name) return img.source;
+        if (img?.name === name) return { id, source: img.source };
       }
       return undefined;
     };
-    const oursOne = await keep(await run('oneswap import --ova → OpenNebula', `${oneswap} --datastore ${dsId} --endpoint ${oned.endpoint}`, oneswapEnv), async () => {
-      const source = imageOf('bench-disk0');
-      return source === undefined ? 'no image' : rawOk(source)();
-    });
-    const oursDir = await keep(
-      await run('oneswap import --ova → --output-dir', `${oneswap} --output-dir ${join(out, 'dir')}`, oneswapEnv),
-      rawOk(join(out, 'dir', 'bench-disk0.raw')),
-    );
+    const oursOne = await best('oneswap import --ova → OpenNebula', (i) => ({
+      cmd: `${oneswap} --datastore ${dsId} --endpoint ${oned.endpoint} --name-prefix r${i}-`,
+      env: oneswapEnv,
+      output: async () => {
+        const img = imageOf(`r${i}-bench-disk0`);
+        return img === undefined ? 'no image' : rawOk(img.source)();
+      },
+      // The image's file goes at once (the simulator's rm is asynchronous): its pages too.
+      cleanup: async () => {
+        const img = imageOf(`r${i}-bench-disk0`);
+        if (img !== undefined) await rm(img.source, { force: true });
+      },
+    }));
+    const oursDir = await best('oneswap import --ova → --output-dir', () => ({
+      cmd: `${oneswap} --output-dir ${join(out, 'dir')}`,
+      env: oneswapEnv,
+      output: rawOk(join(out, 'dir', 'bench-disk0.raw')),
+    }));
 
     const lines = [
       `oneswap bench:ova — ${size / GiB} GiB disk, ${(dataBytes / MiB).toFixed(0)} MiB data (${percent} %, ${islands} islands, ~2:1 compressible), ` +
-        `streamOptimized VMDK ${(vmdkBytes / MiB).toFixed(0)} MiB in the OVA; ${cpus().length} cores, OVA in page cache, outputs fsynced`,
+        `streamOptimized VMDK ${(vmdkBytes / MiB).toFixed(0)} MiB in the OVA; ${cpus().length} cores, OVA in page cache, outputs fsynced, best of ${runs} runs`,
       '',
       table(rows, dataBytes, incumbent, { against: 'x incumbent', network: false }),
       '',
