@@ -16,6 +16,7 @@ const r = await convertGuest({
   cpus: 1,
   disks: [{ path: disk, bus: 'scsi' }],
   nics: [],
+  network: { nics: undefined, assign: async () => new Map() },
   workDir,
   logFile,
   signal: new AbortController().signal,

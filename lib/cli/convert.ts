@@ -9,7 +9,7 @@ import { checkAdditions } from '../convert/index.js';
 import { checkConvertible, importedDiskOf } from '../output/index.js';
 import type { OneClient, OneImage } from '../one/index.js';
 import { openRunLog } from '../progress/index.js';
-import { convertImages, defaultStateDir, describeConversion, fanOut, newRunId } from '../supervisor/index.js';
+import { convertImages, defaultStateDir, describeConversion, fanOut, newRunId, sourceMacsNetwork } from '../supervisor/index.js';
 import { connectOne } from './connect.js';
 import { progressDisplay, type RunCliOptions } from './run-options.js';
 
@@ -52,6 +52,8 @@ export async function runConvert(o: ConvertCliOptions, signal: AbortSignal): Pro
             memoryMiB: 2048,
             cpus: 2,
             nics: [],
+            // Images alone do not tell the VM's NICs: a single configured interface follows the VM's only NIC.
+            network: sourceMacsNetwork(undefined),
             stateDir,
             logDir,
             runId,

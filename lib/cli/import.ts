@@ -48,6 +48,8 @@ export interface ImportCliOptions extends VcenterOptions, RunCliOptions {
   convert: boolean;
   networkMap: string[];
   keepMac: boolean;
+  keepIp?: boolean;
+  contextNetwork?: boolean;
   instantiate?: boolean;
   start?: boolean;
   keepOnFailure?: boolean;
@@ -182,6 +184,7 @@ function fileImportOptions(vms: string[], o: ImportCliOptions): FileImportOption
   if (o.outputDir !== undefined) {
     if (o.datastore !== undefined) throw new OneswapError('usage', '--output-dir and --datastore do not go together', { hint: 'write into a directory, or import into an OpenNebula datastore' });
     if (o.instantiate || o.start) throw new OneswapError('usage', '--instantiate/--start need OpenNebula; --output-dir writes files');
+    if (o.keepIp) throw new OneswapError('usage', '--keep-ip reserves addresses in OpenNebula; --output-dir writes files (its summary lists the addresses the guest uses)');
     target = { kind: 'dir', dir: o.outputDir };
   } else {
     if (o.datastore === undefined) throw new OneswapError('usage', `${source} needs --datastore ID (OpenNebula) or --output-dir DIR`);
@@ -215,6 +218,8 @@ function migrationOptions(o: ImportCliOptions): MigrationOptions {
     convert: o.convert,
     networkMap: parseNetworkMap(o.networkMap),
     keepMac: o.keepMac,
+    keepIp: o.keepIp ?? false,
+    contextNetwork: o.contextNetwork,
     instantiate: (o.instantiate ?? false) || (o.start ?? false),
     keepOnFailure: o.keepOnFailure ?? false,
     namePrefix: o.namePrefix,

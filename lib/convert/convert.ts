@@ -11,6 +11,7 @@ import { checkAppliance } from './appliance.js';
 import { applyAdditions, checkAdditions, hasAdditions, type GuestAdditions } from './additions.js';
 import { domainXml, type DomainNic } from './domain-xml.js';
 import { inspectGuest, type GuestFacts } from './inspect.js';
+import { bindGuestNetwork, type GuestNetwork, type NetworkRequest } from './network-step.js';
 import { createOverlay, discardOverlay, overlayUsage, commitOverlay, type Overlay, type OverlayUsage } from './overlay.js';
 import { runVirtV2vInPlace } from './virt-v2v.js';
 
@@ -22,6 +23,8 @@ export interface ConversionRequest {
   /** The raw image files, in guest (boot) order, with the bus the source gave each. */
   readonly disks: ReadonlyArray<{ readonly path: string; readonly bus: DiskBus }>;
   readonly nics: readonly DomainNic[];
+  /** The guest's network configuration made to follow its NICs (Linux guests; see network-step.ts). */
+  readonly network: NetworkRequest;
   /** For the overlays and the domain XML; created, and emptied afterwards. */
   readonly workDir: string;
   /** The full conversion log (virt-v2v verbose output). */
@@ -43,6 +46,8 @@ export type ConversionResult =
       readonly usage: OverlayUsage;
       /** What the guest additions did, one line each. */
       readonly added: readonly string[];
+      /** What the network step found and changed; undefined for guests other than Linux. */
+      readonly network: GuestNetwork | undefined;
     }
   | { readonly kind: 'no-os'; readonly reason: string };
 
@@ -76,10 +81,14 @@ export async function convertGuest(req: ConversionRequest): Promise<ConversionRe
       ...(req.onWarning ? { onWarning: req.onWarning } : {}),
     });
     if (ran.kind === 'no-os') return ran;
-    req.onStep?.('Inspecting the converted guest');
+    req.onStep?.('Inspecting the converted guest and binding its network configuration to its NICs');
+    let network: GuestNetwork | undefined;
     const facts = await inspectGuest(
       overlays.map((o) => ({ path: o.path, format: 'qcow2' as const })),
       req.signal,
+      async (fs, found) => {
+        if (found.type === 'linux') network = await bindGuestNetwork(fs, req.network);
+      },
     );
     if (facts === undefined) throw new OneswapError('conversion', `${req.name}: after conversion no operating system is found on the disks; full log: ${req.logFile}`);
     let added: string[] = [];
@@ -90,7 +99,7 @@ export async function convertGuest(req: ConversionRequest): Promise<ConversionRe
     const usages = await Promise.all(overlays.map((o) => overlayUsage(o, req.signal)));
     const usage = { dataBytes: usages.reduce((s, u) => s + u.dataBytes, 0), zeroedBytes: usages.reduce((s, u) => s + u.zeroedBytes, 0) };
     keep = true;
-    return { kind: 'converted', overlays, facts, usage, added };
+    return { kind: 'converted', overlays, facts, usage, added, network };
   } finally {
     if (!keep) {
       for (const o of overlays) await discardOverlay(o);

@@ -2,10 +2,13 @@
 // virt-v2v-in-place (Debian's 2.2) runs over a qcow2 overlay per disk, reading the libvirt XML
 // built here; the caller commits the overlays into the images only after success, so a failed
 // conversion leaves every image byte-identical to the copy. Inspection of the result gives the
-// guest facts (OS, virtio drivers) that decide the VM template's device models.
+// guest facts (OS, virtio drivers) that decide the VM template's device models; in the same
+// appliance the guest's network configuration is bound to its NICs' MACs on KVM.
 
 export { convertGuest, commitConversion, discardConversion, type ConversionRequest, type ConversionResult } from './convert.js';
 export { type GuestFacts } from './inspect.js';
 export { type Overlay, type OverlayUsage } from './overlay.js';
 export { domainXml, type DomainSpec, type DomainDisk, type DomainNic } from './domain-xml.js';
 export { checkAdditions, type GuestAdditions } from './additions.js';
+export { type NetworkRequest, type NicUse, type GuestNetwork } from './network-step.js';
+export { RULES_FILE, type GuestNic, type NetMode } from './guest-network.js';

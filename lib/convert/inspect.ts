@@ -33,10 +33,28 @@ export interface InspectTarget {
   readonly format: 'raw' | 'qcow2';
 }
 
-/** Inspects the disks of one guest (read-only); undefined when they hold no operating system. */
-export async function inspectGuest(disks: readonly InspectTarget[], signal?: AbortSignal): Promise<GuestFacts | undefined> {
+/** The guest's mounted filesystems, for work done in the inspection's appliance. */
+export interface GuestFs {
+  /** The paths a glob pattern matches (files and directories). */
+  glob(pattern: string): Promise<string[]>;
+  /** A regular file's text, or undefined when there is none. */
+  read(path: string): Promise<string | undefined>;
+  /** Writes a file (and its directory), mode 0644. */
+  write(path: string, text: string): Promise<void>;
+}
+
+/**
+ * Inspects the disks of one guest; undefined when they hold no operating system. Read-only,
+ * unless `then` is given: the filesystems are then mounted read-write (the disks must be the
+ * conversion's overlays) and `then` runs with them before the appliance closes.
+ */
+export async function inspectGuest(
+  disks: readonly InspectTarget[],
+  signal?: AbortSignal,
+  then?: (fs: GuestFs, facts: GuestFacts) => Promise<void>,
+): Promise<GuestFacts | undefined> {
   const env = applianceEnv();
-  const args = ['--listen', '--ro'];
+  const args = then ? ['--listen'] : ['--listen', '--ro'];
   for (const d of disks) args.push('--format=' + d.format, '-a', d.path);
   const pid = await startServer(args, env);
   const gf = async (...cmd: string[]): Promise<string> => (await runTool('guestfish', [`--remote=${pid}`, '--', ...cmd], { env, signal })).stdout;
@@ -62,12 +80,18 @@ export async function inspectGuest(disks: readonly InspectTarget[], signal?: Abo
       hostname: (await get('hostname')).replace(/^unknown$/, ''),
     };
     const firmware: Firmware = (await hasEfiSystemPartition(gf)) ? 'efi' : 'bios';
-    await mountReadOnly(gf, root);
+    await mountAll(gf, root, then !== undefined);
     const drivers = type === 'windows' ? await windowsVirtio(gf, root) : type === 'linux' ? await linuxVirtio(gf) : { virtioBlock: false, virtioNet: false };
     // libguestfs gives Debian's product name as the bare /etc/debian_version ("12.15").
     const pretty = type === 'linux' ? await osReleaseName(gf) : '';
     const productName = pretty || (/^[\d.]+$/.test(facts.productName) ? `${facts.distro} ${facts.productName}` : facts.productName);
-    return { ...facts, productName, firmware, ...drivers };
+    const result = { ...facts, productName, firmware, ...drivers };
+    if (then) {
+      await then(guestFs(gf), result);
+      await gf('umount-all');
+      await gf('sync');
+    }
+    return result;
   } finally {
     await gf('exit').catch(() => {
       try {
@@ -118,8 +142,23 @@ async function startServer(args: readonly string[], env: Record<string, string |
   }
 }
 
+function guestFs(gf: Fish): GuestFs {
+  return {
+    glob: async (pattern) => (await gf('glob-expand', pattern).catch(() => '')).split('\n').filter(Boolean),
+    read: async (path) => {
+      if ((await gf('is-file', path).catch(() => 'false')).trim() !== 'true') return undefined;
+      return gf('cat', path);
+    },
+    write: async (path, text) => {
+      await gf('mkdir-p', path.slice(0, path.lastIndexOf('/')) || '/');
+      await gf('write', path, text);
+      await gf('chmod', '0644', path);
+    },
+  };
+}
+
 /** Mounts the guest's filesystems as its fstab says, shortest mountpoint first. */
-async function mountReadOnly(gf: Fish, root: string): Promise<void> {
+async function mountAll(gf: Fish, root: string, writable: boolean): Promise<void> {
   const points = (await gf('inspect-get-mountpoints', root))
     .split('\n')
     .map((l) => /^(\S+): (\S+)$/.exec(l.trim()))
@@ -128,7 +167,7 @@ async function mountReadOnly(gf: Fish, root: string): Promise<void> {
     .sort((a, b) => a.mp.length - b.mp.length);
   for (const p of points) {
     try {
-      await gf('mount-ro', p.dev, p.mp);
+      await gf(writable ? 'mount' : 'mount-ro', p.dev, p.mp);
     } catch (err) {
       // Without "/" every answer below would be a silent "no"; a missing /boot/efi is not fatal.
       if (p.mp === '/') throw new OneswapError('conversion', `guest inspection could not mount the root filesystem ${p.dev}: ${(err as Error).message}`);

@@ -18,7 +18,7 @@ import { describeError, OneswapError } from '../errors/index.js';
 import { vmIdentity, type VmDescription } from '../input/index.js';
 import { OneApiError, OneErrorCode, PoolFilter, Template, type OneClient, type OneImage, type OneTemplate } from '../one/index.js';
 import { buildVmTemplate, convertedGuestOf, type ConvertedGuest } from '../output/index.js';
-import { convertImages, describeConversion, newRunId, PidLock, vmConversionRequest, type MigrationEvent } from '../supervisor/index.js';
+import { convertImages, describeConversion, newRunId, PidLock, sourceMacsNetwork, vmConversionRequest, type MigrationEvent } from '../supervisor/index.js';
 import type { DriverConfig } from './config.js';
 import type { CopiedDisk } from './datastore-cp.js';
 
@@ -127,7 +127,10 @@ async function convertGroup(ctx: GroupContext, template: OneTemplate, members: r
   };
   try {
     const images = members.map((m) => ({ id: m.image.id, path: fileOf(m.image), bus: vm.disks[m.index]?.bus ?? 'scsi' }));
-    const r = await convertImages({ one, emit, signal: ctx.signal }, vmConversionRequest(vm, images, { stateDir: config.stateDir, logDir: config.logDir, runId: newRunId() }));
+    // The catalog's template has no NICs (the user adds them): a single configured interface
+    // follows whatever single NIC the VM gets.
+    const request = { ...vmConversionRequest(vm, images, { stateDir: config.stateDir, logDir: config.logDir, runId: newRunId() }), network: sourceMacsNetwork(undefined) };
+    const r = await convertImages({ one, emit, signal: ctx.signal }, request);
     log(`INFO: ${vm.name}: ${describeConversion(r)}`);
     const guest = r.kind === 'converted' ? r.guest : undefined;
     await rewriteTemplate(one, template, vm, members, guest);

@@ -66,6 +66,8 @@ export interface OvfNic {
   readonly network: string;
   /** Lower-case, colon-separated; "" when the descriptor carries none. */
   readonly mac: string;
+  /** VMware's vmw:Config slotInfo.pciSlotNumber (the guest names the NIC ens<slot>). */
+  readonly pciSlot?: number | undefined;
 }
 
 export interface OvfHardware {
@@ -656,6 +658,7 @@ function readHardware(vs: El, name: string, disks: ReadonlyMap<string, OvfDisk>,
         adapter: nicAdapter(subType),
         network: childText(item.el, 'Connection'),
         mac: normalizeMac(childText(item.el, 'Address')),
+        pciSlot: pciSlotOf(item.el),
       };
     });
 
@@ -672,6 +675,12 @@ function readHardware(vs: El, name: string, disks: ReadonlyMap<string, OvfDisk>,
   const secureBoot = firmware === 'efi' && (settings.get('uefi.secureBoot.enabled') ?? '').toLowerCase() === 'true';
 
   return { systemType, cpus, coresPerSocket, memoryMiB, firmware, secureBoot, controllers, attachments, nics };
+}
+
+/** <vmw:Config vmw:key="slotInfo.pciSlotNumber" vmw:value="192"/> inside a device's Item. */
+function pciSlotOf(el: El): number | undefined {
+  const value = el.children.find((c) => c.name === 'Config' && c.attrs.get('key') === 'slotInfo.pciSlotNumber')?.attrs.get('value');
+  return value !== undefined && /^\d{1,5}$/.test(value.trim()) ? Number(value) : undefined;
 }
 
 /** "ovf:/disk/vmdisk1", "ovf://disk/vmdisk1", "/disk/vmdisk1" → "vmdisk1". */
@@ -726,7 +735,14 @@ export function describeOvfVm(pkg: OvfPackage, source: { readonly path: string }
     if (d.chunked)
       throw dataError(`${pkg.descriptor}: disk file ${d.href} is split into chunks (ovf:chunkSize), which oneswap does not read`, 'export the VM again without --chunkSize');
   const nics = pkg.hardware.nics.map(
-    (n, index): NicDescription => ({ index, label: /^network adapter \d+$/i.test(n.label) ? n.label : `Network adapter ${index + 1}`, mac: n.mac, network: n.network, adapter: n.adapter }),
+    (n, index): NicDescription => ({
+      index,
+      label: /^network adapter \d+$/i.test(n.label) ? n.label : `Network adapter ${index + 1}`,
+      mac: n.mac,
+      network: n.network,
+      adapter: n.adapter,
+      ...(n.pciSlot === undefined ? {} : { pciSlot: n.pciSlot }),
+    }),
   );
   return {
     name: overrides.name ?? pkg.vmName,

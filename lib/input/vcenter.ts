@@ -53,7 +53,14 @@ export function describeVcenterVm(host: string, vm: VmSummary): VmDescription {
     }),
   );
   const nics = vm.nics.map(
-    (n: VmNic, index): NicDescription => ({ index, label: n.label, mac: n.macAddress.toLowerCase(), network: n.network, adapter: nicAdapter(n.adapterType) }),
+    (n: VmNic, index): NicDescription => ({
+      index,
+      label: n.label,
+      mac: n.macAddress.toLowerCase(),
+      network: n.network,
+      adapter: nicAdapter(n.adapterType),
+      ...(n.pciSlot === undefined ? {} : { pciSlot: n.pciSlot }),
+    }),
   );
   return {
     name: vm.name,

@@ -29,6 +29,8 @@ export interface NicDescription {
   /** Source network (portgroup) name; "" when the NIC is not attached. */
   readonly network: string;
   readonly adapter: NicAdapter;
+  /** vSphere's PCI slot number of the NIC, when the source says: the guest named it ens<slot>. */
+  readonly pciSlot?: number | undefined;
 }
 
 export type SourceIdentity =

@@ -11,6 +11,7 @@ import { join, resolve } from 'node:path';
 import { OneswapError } from '../errors/index.js';
 import { Template, sanitizeName } from '../one/index.js';
 import { vmIdentity, type DiskDescription, type VmDescription } from '../input/index.js';
+import { RULES_FILE } from '../convert/index.js';
 import { buildVmTemplate, type ConvertedGuest, type PlacedNic } from './vm-template.js';
 import { diskImageDescription, diskSourceAttributes, guestAttributes } from './one-target.js';
 
@@ -224,6 +225,8 @@ function summaryText(
     ...(nics.length === 0
       ? ['  none']
       : nics.map((n) => `  NIC ${n.nic.index}: source network "${n.nic.network}", MAC ${n.nic.mac || '-'} (${n.nic.adapter}) -> ${'networkName' in n ? `OpenNebula network "${n.networkName}"` : `network ${n.networkId}`}`)),
+    '',
+    ...guestNetworkLines(vm, guest),
     ...(facts.notes.length > 0 ? ['', 'Notes:', ...facts.notes.map((n) => `  - ${n}`)] : []),
     '',
     'To import into OpenNebula (the datastore must accept this folder: see its SAFE_DIRS / RESTRICTED_DIRS):',
@@ -235,6 +238,21 @@ function summaryText(
     '',
   ];
   return lines.join('\n');
+}
+
+/** What the conversion did to the guest's network configuration, for the summary. */
+function guestNetworkLines(vm: VmDescription, guest: ConvertedGuest | undefined): string[] {
+  if (guest?.network === undefined) return ['Guest network: not looked at (the guest was not converted, or is not Linux)'];
+  if (guest.network.length === 0) return ['Guest network: the guest configures none of its NICs; nothing changed (OpenNebula contextualization can configure them)'];
+  return [
+    `Guest network (oneswap wrote ${RULES_FILE} so each configuration keeps its interface name on KVM):`,
+    ...guest.network.map((n) => {
+      const nic = vm.nics.find((x) => x.index === n.nic);
+      const how = n.mode === 'dhcp' ? `dhcp${n.address ? `, last lease ${n.address}` : ''}` : `${n.mode}${n.address ? ` ${n.address}` : ''}`;
+      return `  ${n.name ?? 'a configuration following its MAC'} (${how}) -> NIC ${n.nic}${nic ? ` "${nic.network}"` : ''}, ${n.mac ? `MAC ${n.mac}` : 'any MAC (the only NIC)'}`;
+    }),
+    '  A VM created from these files must keep those MACs for the names to apply (see NICs above).',
+  ];
 }
 
 async function exists(path: string): Promise<boolean> {

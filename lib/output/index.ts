@@ -27,8 +27,8 @@ export {
   type PlaceholderSpec,
 } from './one-target.js';
 export { mapNics, parseNetworkMap, macInRange, type NicMapping, type NetworkCandidate } from './network-map.js';
-export { keepMacs, removeAddressRanges, type AddedAddressRange } from './mac-keeping.js';
-export { buildVmTemplate, logoFor, type VmTemplateInput, type PlacedDisk, type PlacedNic, type ConvertedGuest } from './vm-template.js';
+export { placeNics, removeAddressRanges, type AddedAddressRange } from './nic-placement.js';
+export { buildVmTemplate, logoFor, macOnKvm, formatGuestNetwork, parseGuestNetwork, type VmTemplateInput, type PlacedDisk, type PlacedNic, type ConvertedGuest, type GuestNicConfig } from './vm-template.js';
 export {
   directoryLayout,
   prepareDirectory,

@@ -7,7 +7,7 @@ import { dirname } from 'node:path';
 import { OneswapError } from '../errors/index.js';
 import { Template, sanitizeName, type OneClient, type OneDatastore, type OneImage } from '../one/index.js';
 import { vmIdentity, type DiskBus, type DiskDescription, type Firmware, type VmDescription } from '../input/index.js';
-import type { ConvertedGuest } from './vm-template.js';
+import { formatGuestNetwork, parseGuestNetwork, type ConvertedGuest } from './vm-template.js';
 
 const MiB = 1024 * 1024;
 
@@ -216,6 +216,7 @@ export function guestAttributes(guest: ConvertedGuest): Record<string, string> {
     ONESWAP_GUEST_VIRTIO_BLK: guest.virtioBlock ? 'YES' : 'NO',
     ONESWAP_GUEST_VIRTIO_NET: guest.virtioNet ? 'YES' : 'NO',
     ONESWAP_GUEST_FIRMWARE: guest.firmware,
+    ...(guest.network === undefined ? {} : { ONESWAP_GUEST_NETWORK: formatGuestNetwork(guest.network) }),
   };
 }
 
@@ -265,6 +266,7 @@ export function convertedGuestOf(image: OneImage): ConvertedGuest | undefined {
     virtioBlock: t.get('ONESWAP_GUEST_VIRTIO_BLK') === 'YES',
     virtioNet: t.get('ONESWAP_GUEST_VIRTIO_NET') === 'YES',
     firmware: t.get('ONESWAP_GUEST_FIRMWARE') === 'efi' ? 'efi' : 'bios',
+    ...(t.get('ONESWAP_GUEST_NETWORK') === undefined ? {} : { network: parseGuestNetwork(t.get('ONESWAP_GUEST_NETWORK')!) }),
   };
 }
 

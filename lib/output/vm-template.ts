@@ -18,10 +18,19 @@ export type PlacedNic =
   | {
       readonly nic: NicDescription;
       readonly networkId: number;
-      /** Set when the source MAC is kept (it lies in an address range of the network). */
+      /** The NIC asks for this MAC (the source's, in an address range of the network). */
       readonly mac?: string;
+      /** The NIC asks for this IP instead (OpenNebula allows only one of the two). */
+      readonly ip?: string;
+      /** The MAC the NIC will have when it asks for an IP: the address range's MAC for that IP. */
+      readonly ipMac?: string;
     }
   | { readonly nic: NicDescription; readonly networkName: string };
+
+/** The MAC a placed NIC will have in OpenNebula, when that is known before the VM exists. */
+export function macOnKvm(n: PlacedNic): string | undefined {
+  return 'networkName' in n ? undefined : (n.mac ?? n.ipMac);
+}
 
 /** What the conversion found in the guest (lib/convert's inspection, as the images record it). */
 export interface ConvertedGuest {
@@ -34,6 +43,39 @@ export interface ConvertedGuest {
   readonly virtioNet: boolean;
   /** What the disks show: an EFI system partition or not. */
   readonly firmware: Firmware;
+  /** The guest's network configuration per NIC, as the conversion bound it (Linux guests). */
+  readonly network?: readonly GuestNicConfig[] | undefined;
+}
+
+/** What the guest configures on one of its NICs. */
+export interface GuestNicConfig {
+  readonly nic: number;
+  /** The interface name the configuration uses (kept on KVM); undefined when it follows a MAC. */
+  readonly name?: string | undefined;
+  readonly mode: 'dhcp' | 'static' | 'manual';
+  /** The static address, or the last DHCP lease. */
+  readonly address?: string | undefined;
+  /** The MAC the guest's udev rule gives that name to; undefined when none could be (MAC not known yet). */
+  readonly mac?: string | undefined;
+}
+
+/**
+ * "0 ens192 dhcp addr=10.0.2.15 mac=00:50:56:8a:00:01; 1 ens224 static addr=192.168.1.5": one
+ * image attribute, read back by parseGuestNetwork.
+ */
+export function formatGuestNetwork(network: readonly GuestNicConfig[]): string {
+  return network.map((n) => [n.nic, n.name ?? '-', n.mode, ...(n.address ? [`addr=${n.address}`] : []), ...(n.mac ? [`mac=${n.mac}`] : [])].join(' ')).join('; ');
+}
+
+export function parseGuestNetwork(text: string): GuestNicConfig[] {
+  const out: GuestNicConfig[] = [];
+  for (const entry of text.split(';')) {
+    const [nic, name, mode, ...rest] = entry.trim().split(/\s+/);
+    if (!/^\d+$/.test(nic ?? '') || !name || (mode !== 'dhcp' && mode !== 'static' && mode !== 'manual')) continue;
+    const kv = new Map(rest.map((t) => [t.slice(0, t.indexOf('=')), t.slice(t.indexOf('=') + 1)] as const));
+    out.push({ nic: Number(nic), ...(name === '-' ? {} : { name }), mode, ...(kv.get('addr') ? { address: kv.get('addr') } : {}), ...(kv.get('mac') ? { mac: kv.get('mac') } : {}) });
+  }
+  return out;
 }
 
 export interface VmTemplateInput {
@@ -47,6 +89,8 @@ export interface VmTemplateInput {
   readonly guestAgent?: boolean;
   /** Major version of the OpenNebula server: UEFI auto-selection exists from 7.0. */
   readonly oneMajorVersion: number;
+  /** CONTEXT NETWORK=YES (true) or left out (false); by default the rule of contextNetwork(). */
+  readonly contextNetwork?: boolean | undefined;
   readonly importedAt: Date;
 }
 
@@ -77,14 +121,15 @@ export function buildVmTemplate(input: VmTemplateInput): Template {
       continue;
     }
     const nic: Record<string, string | number> = { NETWORK_ID: n.networkId, MODEL: model };
-    if (n.mac) nic.MAC = n.mac;
+    if (n.ip) nic.IP = n.ip;
+    else if (n.mac) nic.MAC = n.mac;
     t.add('NIC', nic);
   }
 
   t.add('OS', osVector(input, virtioBlock));
   t.add('FEATURES', input.guestAgent ? { ACPI: 'YES', GUEST_AGENT: 'YES' } : { ACPI: 'YES' });
   t.add('GRAPHICS', { TYPE: 'VNC', LISTEN: '0.0.0.0' });
-  t.add('CONTEXT', { NETWORK: 'YES', SSH_PUBLIC_KEY: '$USER[SSH_PUBLIC_KEY]' });
+  t.add('CONTEXT', contextNetwork(input) ? { NETWORK: 'YES', SSH_PUBLIC_KEY: '$USER[SSH_PUBLIC_KEY]' } : { SSH_PUBLIC_KEY: '$USER[SSH_PUBLIC_KEY]' });
   t.add('DESCRIPTION', description(input));
   const logo = (guest && logoForDistro(guest.distro)) ?? logoFor(vm.guestId);
   if (logo) t.add('LOGO', `images/logos/${logo}.png`);
@@ -101,6 +146,18 @@ export function buildVmTemplate(input: VmTemplateInput): Template {
   }
   t.add('ONESWAP_IMPORTED_AT', input.importedAt.toISOString());
   return t;
+}
+
+/**
+ * Whether OpenNebula's contextualization configures the guest's network (CONTEXT NETWORK=YES).
+ * The guest's own static configuration wins: when the conversion kept one, contextualization
+ * would rewrite it (a context package reconfigures every NIC it is given addresses for), so it is
+ * left out unless asked for. DHCP guests and guests without a configuration get it: with the
+ * context package they take OpenNebula's lease, without it nothing changes.
+ */
+function contextNetwork(input: VmTemplateInput): boolean {
+  if (input.contextNetwork !== undefined) return input.contextNetwork;
+  return !(input.guest?.network ?? []).some((n) => n.mode === 'static');
 }
 
 function osVector(input: VmTemplateInput, virtioBlock: boolean): Record<string, string> {

@@ -38,7 +38,7 @@ export async function coldImportVm(ctx: ImportContext, vmName: string, opts: Imp
 
     let guest: ConvertedGuest | undefined;
     if (opts.convert) {
-      guest = await phases.run('convert', () => convert(ctx, description, targets, opts, log), (g) => g.detail).then((g) => g.guest);
+      guest = await phases.run('convert', () => convert(ctx, journal!, description, targets, nics, opts, log), (g) => g.detail).then((g) => g.guest);
     } else {
       ctx.emit({ type: 'phase', vm: label, phase: 'convert', state: 'skipped', detail: '--no-convert: the template keeps the device models the guest has drivers for (SATA disks, source NIC models)' });
     }

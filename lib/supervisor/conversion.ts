@@ -6,8 +6,8 @@
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { convertGuest, commitConversion, discardConversion, type ConversionRequest, type GuestAdditions, type GuestFacts, type Overlay, type OverlayUsage } from '../convert/index.js';
-import type { DomainNic } from '../convert/index.js';
-import type { DiskBus, Firmware, VmDescription } from '../input/index.js';
+import type { DomainNic, GuestNetwork, NetworkRequest } from '../convert/index.js';
+import type { DiskBus, Firmware, NicDescription, VmDescription } from '../input/index.js';
 import type { OneClient } from '../one/index.js';
 import { recordConversion, type ConvertedGuest } from '../output/index.js';
 import type { EventSink } from './events.js';
@@ -28,6 +28,8 @@ export interface ConvertImagesRequest {
   readonly memoryMiB: number;
   readonly cpus: number;
   readonly nics: readonly DomainNic[];
+  /** The guest's network configuration made to follow the NICs; see lib/convert/network-step.ts. */
+  readonly network: NetworkRequest;
   readonly stateDir: string;
   readonly logDir: string;
   readonly runId: string;
@@ -66,10 +68,22 @@ export function vmConversionRequest(vm: VmDescription, images: readonly ImageToC
     memoryMiB: vm.memoryMiB,
     cpus: vm.cpus,
     nics: vm.nics.map((n) => ({ mac: n.mac, network: n.network, adapter: n.adapter })),
+    network: sourceMacsNetwork(vm.nics),
     stateDir: run.stateDir,
     logDir: run.logDir,
     runId: run.runId,
     additions: run.additions,
+  };
+}
+
+/**
+ * The network step when the NICs keep the source's MACs on KVM (a rehearsal, a directory
+ * target; an OpenNebula import replaces `assign` with what OpenNebula grants).
+ */
+export function sourceMacsNetwork(nics: readonly NicDescription[] | undefined): NetworkRequest {
+  return {
+    nics: nics?.map((n) => ({ index: n.index, label: n.label, sourceMac: n.mac, pciSlot: n.pciSlot })),
+    assign: async () => new Map((nics ?? []).map((n) => [n.index, n.mac || undefined])),
   };
 }
 
@@ -130,7 +144,7 @@ export function rehearseConversion(ctx: ConvertImagesContext, req: ConvertImages
       const result = await convertGuest({ ...conversionOf(ctx, req, workDir, logFile), onStep: () => undefined });
       if (result.kind === 'no-os') return { kind: 'no-os', reason: result.reason, logFile };
       await discardConversion(result.overlays);
-      return { kind: 'converted', guest: convertedGuest(result.facts), logFile };
+      return { kind: 'converted', guest: convertedGuest(result.facts, result.network), logFile };
     } finally {
       await rm(workDir, { recursive: true, force: true });
     }
@@ -168,12 +182,14 @@ async function convertImagesNow(ctx: ConvertImagesContext, req: ConvertImagesReq
     return { kind: 'no-os', reason: result.reason, logFile };
   }
   for (const line of result.added) log(`convert: ${line}`);
+  for (const line of result.network?.changes ?? []) log(`network: ${line}`);
+  for (const line of result.network?.warnings ?? []) log(`network: ${line}`, 'warn');
   if (result.facts.firmware !== req.firmware) {
     // The VM booted with the source's firmware, which is what the template keeps; say so when the
     // disks suggest the other one (a BIOS guest with a leftover ESP, or a UEFI VM without one).
     log(`the source VM boots with ${req.firmware.toUpperCase()} but its disks ${result.facts.firmware === 'efi' ? 'carry' : 'carry no'} EFI system partition; the template keeps ${req.firmware.toUpperCase()}`, 'warn');
   }
-  const guest = convertedGuest(result.facts);
+  const guest = convertedGuest(result.facts, result.network);
   const marker: CommitMarker = { version: 1, imageIds: ids, overlays: [...result.overlays], guest, usage: result.usage };
   await writeFile(markerFile, JSON.stringify(marker), { mode: 0o600 });
   log(`convert: committing ${result.usage.dataBytes} bytes of changes into images ${ids.join(', ')} (and ${result.usage.zeroedBytes} bytes of trimmed free space as holes)`);
@@ -190,6 +206,7 @@ function conversionOf(ctx: ConvertImagesContext, req: ConvertImagesRequest, work
     cpus: req.cpus,
     disks: req.images.map((i) => ({ path: i.path, bus: i.bus })),
     nics: req.nics,
+    network: req.network,
     workDir,
     logFile,
     signal: ctx.signal,
@@ -199,8 +216,17 @@ function conversionOf(ctx: ConvertImagesContext, req: ConvertImagesRequest, work
   };
 }
 
-function convertedGuest(f: GuestFacts): ConvertedGuest {
-  return { productName: f.productName, distro: f.distro, osinfo: f.osinfo, arch: f.arch, virtioBlock: f.virtioBlock, virtioNet: f.virtioNet, firmware: f.firmware };
+function convertedGuest(f: GuestFacts, network: GuestNetwork | undefined): ConvertedGuest {
+  return {
+    productName: f.productName,
+    distro: f.distro,
+    osinfo: f.osinfo,
+    arch: f.arch,
+    virtioBlock: f.virtioBlock,
+    virtioNet: f.virtioNet,
+    firmware: f.firmware,
+    ...(network === undefined ? {} : { network: network.interfaces.map((i) => ({ nic: i.nic, name: i.name, mode: i.mode, address: i.address, mac: i.mac })) }),
+  };
 }
 
 async function readMarker(file: string): Promise<CommitMarker | undefined> {
@@ -216,6 +242,8 @@ async function readMarker(file: string): Promise<CommitMarker | undefined> {
 export function describeConversion(r: ImagesConversion): string {
   if (r.kind === 'no-os') return `no operating system found (data disks only): not converted`;
   const g = r.guest;
-  const devices = `${g.virtioBlock ? 'virtio-blk' : 'no virtio-blk'}, ${g.virtioNet ? 'virtio-net' : 'no virtio-net'}`;
+  const devices = `${g.virtioBlock ? 'virtio-blk' : 'no virtio-blk'}, ${g.virtioNet ? 'virtio-net' : 'no virtio-net'}${
+    g.network === undefined ? '' : `; network ${g.network.map((n) => `${n.name ?? 'by MAC'} ${n.mode}${n.address ? ` ${n.address}` : ''} on NIC ${n.nic}`).join(', ') || 'not configured in the guest'}`
+  }`;
   return `${g.productName || g.distro || 'guest'} (${g.arch || '?'}; ${devices}); ${r.usage.dataBytes} bytes written into the images, ${r.usage.zeroedBytes} bytes of free space trimmed${r.resumedCommit ? ' (finished an interrupted commit)' : ''}`;
 }

@@ -81,7 +81,7 @@ async function importIntoOne(ctx: OneContext, vm: FileVm, opts: FileImportOption
     }, (s) => s);
 
     let guest: ConvertedGuest | undefined;
-    if (opts.convert) guest = await phases.run('convert', () => convert(ctx, vm.description, targets, opts, log), (g) => g.detail).then((g) => g.guest);
+    if (opts.convert) guest = await phases.run('convert', () => convert(ctx, journal!, vm.description, targets, pre.nics, opts, log), (g) => g.detail).then((g) => g.guest);
     else ctx.emit({ type: 'phase', vm: label, phase: 'convert', state: 'skipped', detail: '--no-convert' });
 
     const built = await phases.run('build', () => build(ctx, journal!, vm.description, targets, pre.nics, guest, opts, log), (b) => `template ${b.templateId}${b.vmId === undefined ? '' : `, VM ${b.vmId}`}`);

@@ -16,7 +16,7 @@ import {
   type VmDescription,
 } from '../input/index.js';
 import { copyExtents, together, type CopyStats, type RangeSource } from '../copy/index.js';
-import { checkAdditions, type GuestAdditions } from '../convert/index.js';
+import { checkAdditions, type GuestAdditions, type NicUse } from '../convert/index.js';
 import { subtractExtents, normalizeExtents, totalLength, type Extent } from '../extents/index.js';
 import {
   allocatePlaceholder,
@@ -30,11 +30,13 @@ import {
   removeImages,
   templateName,
   mapNics,
-  keepMacs,
+  placeNics,
+  macOnKvm,
   removeAddressRanges,
   buildVmTemplate,
   type ImageDatastore,
   type NicMapping,
+  type PlacedNic,
   type ConvertedGuest,
   type WarmImage,
 } from '../output/index.js';
@@ -47,6 +49,10 @@ export interface MigrationOptions {
   readonly convert: boolean;
   readonly networkMap: ReadonlyMap<string, string>;
   readonly keepMac: boolean;
+  /** Keep the address the guest used on each NIC (static, or its last DHCP lease). */
+  readonly keepIp: boolean;
+  /** CONTEXT NETWORK=YES or not; undefined: the rule of lib/output/vm-template.ts contextNetwork(). */
+  readonly contextNetwork?: boolean | undefined;
   readonly instantiate: boolean;
   readonly keepOnFailure: boolean;
   readonly namePrefix: string;
@@ -373,12 +379,19 @@ export async function copyIntoImages(
     ctx.signal,
   );
 }
-/** The convert phase: skipped for images an earlier run (or `oneswap convert`) already converted. */
+/**
+ * The convert phase: skipped for images an earlier run (or `oneswap convert`) already converted.
+ * The guest's network configuration is bound to the MACs its NICs get in OpenNebula, which are
+ * decided here, while the conversion knows what the guest uses (placeNics; build places them
+ * again, the same way).
+ */
 export async function convert(
   ctx: OneContext,
+  journal: Journal,
   vm: VmDescription,
   targets: readonly DiskTarget<SourcedDisk>[],
-  opts: ConversionRun,
+  nics: readonly NicMapping[],
+  opts: ConversionRun & Pick<MigrationOptions, 'keepMac' | 'keepIp'>,
   log: (m: string, l?: 'warn') => void,
 ): Promise<{ guest: ConvertedGuest | undefined; detail: string }> {
   const recorded = convertedGuestOf(await ctx.one.image(targets[0]!.imageId));
@@ -387,7 +400,12 @@ export async function convert(
     return { guest: recorded, detail: `already converted: ${recorded.productName}` };
   }
   const images = targets.map((t) => ({ id: t.imageId, path: t.path, bus: t.disk.description.bus }));
-  const r = await convertImages(ctx, vmConversionRequest(vm, images, opts));
+  const request = vmConversionRequest(vm, images, opts);
+  const assign = async (uses: readonly NicUse[]): Promise<Map<number, string | undefined>> => {
+    const placed = await placeNicsOf(ctx, journal, nics, uses, opts, log);
+    return new Map(placed.map((p) => [p.nic.index, macOnKvm(p)]));
+  };
+  const r = await convertImages(ctx, { ...request, network: { ...request.network, assign } });
   if (r.kind === 'no-os') log(`no operating system found on the disks of ${vm.name}: a data-only VM, not converted (${r.reason})`, 'warn');
   return { guest: r.kind === 'converted' ? r.guest : undefined, detail: describeConversion(r) };
 }
@@ -399,11 +417,12 @@ export async function build(
   targets: readonly DiskTarget<SourcedDisk>[],
   nics: readonly NicMapping[],
   guest: ConvertedGuest | undefined,
-  opts: Pick<ImportOptions, 'keepMac' | 'namePrefix' | 'convert' | 'additions' | 'instantiate'>,
+  opts: Pick<MigrationOptions, 'keepMac' | 'keepIp' | 'contextNetwork' | 'namePrefix' | 'convert' | 'additions' | 'instantiate'>,
   log: (m: string, l?: 'warn') => void,
 ): Promise<{ templateId: number; vmId?: number }> {
-  const placedNics = await keepMacs(ctx.one, nics, { keep: opts.keepMac, journal: journal.data, log });
-  await journal.flush();
+  if (opts.keepIp && guest?.network === undefined)
+    log('--keep-ip: the guest\'s addresses are read during the conversion, and this VM was not converted (or is not Linux): OpenNebula picks the IPs', 'warn');
+  const placedNics = await placeNicsOf(ctx, journal, nics, guest?.network ?? [], opts, log);
   const version = await ctx.one.version();
   const template = buildVmTemplate({
     name: templateName(vm, opts.namePrefix),
@@ -412,6 +431,7 @@ export async function build(
     nics: placedNics,
     guest,
     guestAgent: opts.convert && opts.additions.guestAgent === true,
+    contextNetwork: opts.contextNetwork,
     oneMajorVersion: Number.parseInt(version, 10) || 7,
     importedAt: new Date(),
   });
@@ -425,6 +445,21 @@ export async function build(
     await journal.flush();
   }
   return { templateId: journal.data.templateId, vmId: journal.data.vmId };
+}
+
+/** The NICs placed in OpenNebula (MACs, IPs, added address ranges recorded in the journal). */
+async function placeNicsOf(
+  ctx: OneContext,
+  journal: Journal,
+  nics: readonly NicMapping[],
+  uses: ReadonlyArray<{ readonly nic: number; readonly address?: string | undefined }>,
+  opts: Pick<MigrationOptions, 'keepMac' | 'keepIp'>,
+  log: (m: string, l?: 'warn') => void,
+): Promise<PlacedNic[]> {
+  const guestAddresses = new Map(uses.flatMap((u) => (u.address ? [[u.nic, u.address] as const] : [])));
+  const placed = await placeNics(ctx.one, nics, { keepMac: opts.keepMac, keepIp: opts.keepIp, guestAddresses, journal: journal.data, log });
+  await journal.flush();
+  return placed;
 }
 
 export async function rollback(

@@ -244,7 +244,7 @@ async function cutover(ctx: ImportContext, s: Started, phases: Phases, opts: War
     }
     let guest: ConvertedGuest | undefined;
     if (opts.convert) {
-      guest = await timed('conversion', () => phases.run('convert', () => convert(ctx, description, targets, opts, phases.log), (g) => g.detail).then((g) => g.guest));
+      guest = await timed('conversion', () => phases.run('convert', () => convert(ctx, journal, description, targets, s.nics, opts, phases.log), (g) => g.detail).then((g) => g.guest));
       converted = true;
     } else {
       ctx.emit({ type: 'phase', vm: description.name, phase: 'convert', state: 'skipped', detail: '--no-convert' });

@@ -90,6 +90,8 @@ export interface VmNic {
   /** vSphere adapter type: "VirtualVmxnet3", "VirtualE1000", "VirtualE1000e", "VirtualPCNet32", "VirtualSriovEthernetCard", ... */
   readonly adapterType: string;
   readonly connected: boolean;
+  /** slotInfo.pciSlotNumber: Linux guests name the NIC ens<slot>. */
+  readonly pciSlot?: number | undefined;
 }
 
 export interface VmSummary {

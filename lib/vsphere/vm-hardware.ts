@@ -109,6 +109,7 @@ export function readNics(devices: readonly VimValue[], networkName: NetworkNameR
       network: networkName(field(d, 'backing')),
       adapterType: type,
       connected: bool(d, 'connectable.connected') ?? false,
+      pciSlot: int(d, 'slotInfo.pciSlotNumber'),
     });
   }
   return nics;

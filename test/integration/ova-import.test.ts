@@ -399,6 +399,7 @@ describe('oneswap import --ova / --vmdk', { skip, timeout: 15 * 60_000 }, () => 
           convert: false,
           networkMap: new Map(),
           keepMac: true,
+          keepIp: false,
           instantiate: false,
           keepOnFailure: false,
           namePrefix: '',
@@ -433,44 +434,15 @@ describe('the demo OVA (the Debian test guest) converted and booted', { skip: sk
   let work: string;
   let ova: string;
   let guestRaw: string;
-  let oned: Oned;
 
   before(async () => {
     work = await mkdtemp(join(tmpdir(), 'oneswap-ova-guest-'));
     guestRaw = await testGuest();
     ova = await demoOva();
-    oned = await startOned({ asyncDelayMs: 20 });
   });
 
   after(async () => {
-    await oned?.stop();
     await rm(work, { recursive: true, force: true });
-  });
-
-  test('into OpenNebula: placeholder, stream, convert, template and VM; the image boots on virtio-blk', async () => {
-    const dsId = await oned.createDatastore({ name: 'images', type: 'IMAGE_DS', dsMad: 'fs', tmMad: 'shared' });
-    const netId = oned.createNetwork({ name: 'VM Network', bridge: 'br0', ars: [{ type: 'ETHER', size: 16 }] });
-    const auth = join(work, 'one_auth');
-    await writeFile(auth, `${oned.adminSession}\n`, { mode: 0o600 });
-    const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: work, ONE_AUTH: auth, ONESWAP_STATE_DIR: join(work, 'state-one') };
-    const r = await oneswap(['import', '--ova', ova, '--datastore', String(dsId), '--endpoint', oned.endpoint, '--instantiate', '--progress', 'json'], env, 20 * 60_000);
-    assert.equal(r.exitCode, 0, r.stderr);
-    const result = resultOf(r.stdout);
-    assert.equal(result.imageIds!.length, 1);
-    const img = oned.image(result.imageIds![0]!)!;
-    assert.equal(img.template.get('ONESWAP_STATE'), 'DONE');
-    assert.equal(img.template.get('DEV_PREFIX'), 'vd');
-    assert.equal(img.template.get('ONESWAP_GUEST_DISTRO'), 'debian');
-    assert.equal(img.template.get('ONESWAP_GUEST_VIRTIO_NET'), 'YES');
-    const t = oned.template(result.templateId!)!.template;
-    assert.equal(t.vectors('DISK')[0]!.get('IMAGE_ID'), String(img.id));
-    const nic = t.vectors('NIC')[0]!;
-    assert.equal(nic.get('NETWORK_ID'), String(netId));
-    assert.equal(nic.get('MODEL'), 'virtio');
-    assert.equal(nic.get('MAC'), '00:50:56:8a:00:01', 'the MAC of the OVF is kept');
-    assert.ok(result.vmId !== undefined && oned.vm(result.vmId) !== undefined, 'the VM exists');
-    const boot = await bootCheck(img.source, { format: 'raw', bus: 'virtio', workDir: work });
-    assert.equal(boot.outcome, 'login', `booted to ${boot.outcome} after ${boot.seconds} s:\n${boot.console.slice(-1500)}`);
   });
 
   test("the README's command: into a directory, converted; the disk boots on virtio-blk", async () => {
@@ -486,11 +458,15 @@ describe('the demo OVA (the Debian test guest) converted and booted', { skip: sk
     assert.match(template, /MODEL = "virtio"/);
     assert.doesNotMatch(template, /SD_DISK_BUS/);
     assert.match(await readFile(join(out, 'oneswap-demo-disk0.image'), 'utf8'), /ONESWAP_STATE = "CONVERTED"/);
-    assert.match(await readFile(join(out, 'oneswap-demo.README.txt'), 'utf8'), /Debian GNU\/Linux 12.*converted for KVM/);
+    const summary = await readFile(join(out, 'oneswap-demo.README.txt'), 'utf8');
+    assert.match(summary, /Debian GNU\/Linux 12.*converted for KVM/);
+    assert.match(summary, /ens192 \(dhcp\) -> NIC 0 "VM Network", MAC 00:50:56:8a:00:01/, 'the summary says what oneswap did to the guest\'s network');
     // Sparse: the disk holds about the guest's data, not its 3 GiB.
     const s = await stat(disk);
     assert.ok(s.blocks * 512 < (await stat(guestRaw)).blocks * 512 * 1.2, 'the converted disk stays sparse');
-    const boot = await bootCheck(disk, { format: 'raw', bus: 'virtio', workDir: work });
+    // With the source MAC (the directory's template asks for none: the summary says to keep it).
+    const boot = await bootCheck(disk, { format: 'raw', bus: 'virtio', workDir: work, nic: { mac: '00:50:56:8a:00:01' } });
     assert.equal(boot.outcome, 'login', `booted to ${boot.outcome} after ${boot.seconds} s:\n${boot.console.slice(-1500)}`);
+    assert.equal(boot.network?.ipv4.get('ens192'), '10.0.2.15/24', `the guest came up on the network: ${boot.console.slice(-800)}`);
   });
 });

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { createOverlay, overlayUsage, commitOverlay } from '../../lib/convert/overlay.js';
-import { convertImages } from '../../lib/supervisor/index.js';
+import { convertImages, sourceMacsNetwork } from '../../lib/supervisor/index.js';
 import type { OneClient } from '../../lib/one/index.js';
 import type { MigrationEvent } from '../../lib/supervisor/index.js';
 
@@ -60,7 +60,7 @@ test('a commit cut short by a crash is finished from its marker before anything 
   const events: MigrationEvent[] = [];
   const r = await convertImages(
     { one, emit: (e) => events.push(e), signal: new AbortController().signal },
-    { vm: 'web01', images: [{ id: 7, path: base, bus: 'scsi' }], firmware: 'bios', memoryMiB: 1024, cpus: 1, nics: [], stateDir, logDir: join(dir, 'logs'), runId: 'r1' },
+    { vm: 'web01', images: [{ id: 7, path: base, bus: 'scsi' }], firmware: 'bios', memoryMiB: 1024, cpus: 1, nics: [], network: sourceMacsNetwork([]), stateDir, logDir: join(dir, 'logs'), runId: 'r1' },
   );
   assert.equal(r.kind, 'converted');
   assert.ok(r.kind === 'converted' && r.resumedCommit);

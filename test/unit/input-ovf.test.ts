@@ -58,7 +58,7 @@ test('vCenter 8 export: hardware, firmware, OS and annotation', () => {
   );
 });
 
-test('vCenter 8 export: disks in bus order (SCSI before SATA whatever the document order), NICs with adapters and MAC', () => {
+test('vCenter 8 export: disks in bus order (SCSI before SATA whatever the document order), NICs with adapters, MAC and PCI slot', () => {
   const pkg = parseOvf(VCENTER8_OVF, 'app01.ovf');
   const vm = describeOvfVm(pkg, src, { name: 'app01-migrated' });
   assert.equal(vm.name, 'app01-migrated');
@@ -68,8 +68,8 @@ test('vCenter 8 export: disks in bus order (SCSI before SATA whatever the docume
     { index: 2, label: 'Hard disk 3', capacityBytes: 50 * GiB, bus: 'sata', controllerModel: 'VirtualAHCIController', busNumber: 0, unitNumber: 0, sourceName: 'app01-3.vmdk', sourceKey: 'ovf:vmdisk3' },
   ]);
   assert.deepEqual(vm.nics, [
-    { index: 0, label: 'Network adapter 1', mac: '00:50:56:9a:3c:01', network: 'prod-vlan120', adapter: 'vmxnet3' },
-    { index: 1, label: 'Network adapter 2', mac: '', network: 'backup-net', adapter: 'e1000e' },
+    { index: 0, label: 'Network adapter 1', mac: '00:50:56:9a:3c:01', network: 'prod-vlan120', adapter: 'vmxnet3', pciSlot: 192 },
+    { index: 1, label: 'Network adapter 2', mac: '', network: 'backup-net', adapter: 'e1000e', pciSlot: 224 },
   ]);
   const files = ovfDisks(pkg);
   assert.deepEqual(

@@ -138,8 +138,8 @@ test('a 2-disk OVA: members in VMware order, VMDKs equal their raw source, diges
       { index: 1, label: 'Hard disk 2', capacityBytes: bSize, bus: 'sata', controllerModel: 'VirtualAHCIController', busNumber: 0, unitNumber: 0, sourceName: 'web01-disk2.vmdk', sourceKey: 'ovf:vmdisk2' },
     ],
     nics: [
-      { index: 0, label: 'Network adapter 1', mac: '00:50:56:01:02:03', network: 'VM Network', adapter: 'vmxnet3' },
-      { index: 1, label: 'Network adapter 2', mac: '', network: 'backup', adapter: 'e1000e' },
+      { index: 0, label: 'Network adapter 1', mac: '00:50:56:01:02:03', network: 'VM Network', adapter: 'vmxnet3', pciSlot: 192 },
+      { index: 1, label: 'Network adapter 2', mac: '', network: 'backup', adapter: 'e1000e', pciSlot: 224 },
     ],
   });
   assert.deepEqual(

@@ -59,7 +59,7 @@ const DEVICES =
   '<controllerKey>1000</controllerKey><unitNumber>0</unitNumber><capacityInKB>16384</capacityInKB></VirtualDevice>' +
   '<VirtualDevice XMLSchema-instance:type="VirtualVmxnet3"><key>4000</key><deviceInfo><label>Network adapter 1</label></deviceInfo>' +
   '<backing XMLSchema-instance:type="VirtualEthernetCardNetworkBackingInfo"><deviceName>VM Network</deviceName><network type="Network">network-7</network></backing>' +
-  '<connectable><connected>true</connected></connectable><macAddress>00:50:56:AA:BB:CC</macAddress></VirtualDevice>' +
+  '<connectable><connected>true</connected></connectable><slotInfo XMLSchema-instance:type="VirtualDevicePciBusSlotInfo"><pciSlotNumber>192</pciSlotNumber></slotInfo><macAddress>00:50:56:AA:BB:CC</macAddress></VirtualDevice>' +
   '<VirtualDevice XMLSchema-instance:type="VirtualE1000e"><key>4001</key>' +
   '<backing XMLSchema-instance:type="VirtualEthernetCardDistributedVirtualPortBackingInfo"><port><switchUuid>fe a9</switchUuid><portgroupKey>dvportgroup-13</portgroupKey></port></backing>' +
   '<connectable><connected>false</connected></connectable><macAddress>00:50:56:00:00:01</macAddress></VirtualDevice>' +
@@ -142,10 +142,10 @@ describe('inventory index', () => {
     assert.equal(vm.disks[1]?.thinProvisioned, true);
     assert.equal(vm.disks[1]?.backingType, 'VirtualDiskFlatVer2BackingInfo');
 
-    assert.deepEqual(vm.nics.map((n) => [n.macAddress, n.network, n.adapterType, n.connected]), [
-      ['00:50:56:aa:bb:cc', 'VM Network', 'VirtualVmxnet3', true],
-      ['00:50:56:00:00:01', 'DC0_DVPG0', 'VirtualE1000e', false],
-      ['00:50:56:00:00:02', 'nsx-seg', 'VirtualVmxnet3', false],
+    assert.deepEqual(vm.nics.map((n) => [n.macAddress, n.network, n.adapterType, n.connected, n.pciSlot]), [
+      ['00:50:56:aa:bb:cc', 'VM Network', 'VirtualVmxnet3', true, 192],
+      ['00:50:56:00:00:01', 'DC0_DVPG0', 'VirtualE1000e', false, undefined],
+      ['00:50:56:00:00:02', 'nsx-seg', 'VirtualVmxnet3', false, undefined],
     ]);
   });
 

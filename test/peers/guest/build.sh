@@ -6,7 +6,10 @@
 #   - /etc/fstab by device name (/dev/sda1) and ens192 in /etc/network/interfaces, as on ESXi;
 #   - an initramfs with only the drivers a VMware guest has (vmw_pvscsi, mptspi, ahci…, no
 #     virtio), so it drops to the initramfs shell on virtio-blk until it is converted;
-#   - open-vm-tools installed (the conversion removes it).
+#   - open-vm-tools installed (the conversion removes it);
+#   - a report on the serial console once the network is up (or after 60 s without it):
+#     "oneswap-netreport: links: …", "oneswap-netreport: ipv4: <if>=<addr> …", then "… done",
+#     so a boot check can tell whether the guest came up on the network.
 # Needs root (debootstrap, chroot) and libguestfs (guestfish) for the disk.
 #   build.sh OUT.raw        about 6 minutes; writes OUT.raw only when everything succeeded
 # The test suite calls it through test/peers/guest/index.ts, which caches the result keyed by the
@@ -42,7 +45,7 @@ MIRROR=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 
 
 echo "guest build: debootstrap bookworm from $MIRROR"
 debootstrap --variant=minbase \
-	--include=linux-image-amd64,systemd-sysv,udev,kmod,grub-pc-bin,grub2-common,initramfs-tools,e2fsprogs,ifupdown,isc-dhcp-client,open-vm-tools,zstd \
+	--include=linux-image-amd64,systemd-sysv,udev,kmod,grub-pc-bin,grub2-common,initramfs-tools,e2fsprogs,ifupdown,isc-dhcp-client,iproute2,open-vm-tools,zstd \
 	bookworm "$ROOT" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 ||
 	{ tail -20 "$WORK/debootstrap.log" >&2; die "debootstrap failed"; }
 
@@ -56,6 +59,36 @@ iface lo inet loopback
 allow-hotplug ens192
 iface ens192 inet dhcp
 EOF
+cat >"$ROOT/usr/local/sbin/oneswap-netreport" <<'EOF'
+#!/bin/sh
+# oneswap test guest: waits up to 60 s for an IPv4 address on a NIC, then says on the serial
+# console which NICs there are and what addresses they have.
+i=0
+while [ "$i" -lt 60 ] && [ -z "$(ip -o -4 addr show scope global)" ]; do
+	sleep 1
+	i=$((i + 1))
+done
+{
+	echo "oneswap-netreport: links: $(ip -o link show | awk -F': ' '$2 != "lo" {printf "%s ", $2}')"
+	echo "oneswap-netreport: ipv4: $(ip -o -4 addr show scope global | awk '{printf "%s=%s ", $2, $4}')"
+	echo "oneswap-netreport: done"
+} >/dev/ttyS0
+EOF
+chmod 0755 "$ROOT/usr/local/sbin/oneswap-netreport"
+cat >"$ROOT/etc/systemd/system/oneswap-netreport.service" <<'EOF'
+[Unit]
+Description=oneswap test guest: report the network on the serial console
+After=networking.service
+
+[Service]
+Type=oneshot
+ExecStart=/usr/local/sbin/oneswap-netreport
+
+[Install]
+WantedBy=multi-user.target
+EOF
+mkdir -p "$ROOT/etc/systemd/system/multi-user.target.wants"
+ln -s /etc/systemd/system/oneswap-netreport.service "$ROOT/etc/systemd/system/multi-user.target.wants/oneswap-netreport.service"
 cat >"$ROOT/etc/default/grub" <<'EOF'
 GRUB_DEFAULT=0
 GRUB_TIMEOUT=1

@@ -75,7 +75,13 @@ export async function testGuest(log: (line: string) => void = (l) => process.std
   return out;
 }
 
-export type BootResult = { readonly outcome: 'login' | 'initramfs-shell' | 'timeout'; readonly seconds: number; readonly console: string };
+export type BootResult = {
+  readonly outcome: 'login' | 'initramfs-shell' | 'timeout';
+  readonly seconds: number;
+  readonly console: string;
+  /** With `nic`: what the guest's network report said (build.sh), once it said it. */
+  readonly network?: { readonly links: readonly string[]; readonly ipv4: ReadonlyMap<string, string> };
+};
 
 /**
  * Boots a disk under qemu (TCG, no network, writes discarded) and watches the serial console:
@@ -83,7 +89,15 @@ export type BootResult = { readonly outcome: 'login' | 'initramfs-shell' | 'time
  */
 export async function bootCheck(
   image: string,
-  opts: { format: 'raw' | 'qcow2'; bus: 'virtio' | 'pvscsi'; firmware?: 'bios' | 'efi'; timeoutMs?: number; workDir: string },
+  opts: {
+    format: 'raw' | 'qcow2';
+    bus: 'virtio' | 'pvscsi';
+    firmware?: 'bios' | 'efi';
+    timeoutMs?: number;
+    workDir: string;
+    /** A virtio NIC with this MAC on qemu's user-mode network (its DHCP hands out 10.0.2.15); the check then also waits for the guest's network report. */
+    nic?: { readonly mac: string };
+  },
 ): Promise<BootResult> {
   const logFile = join(opts.workDir, `boot-${Date.now()}.log`);
   const drive =
@@ -91,7 +105,8 @@ export async function bootCheck(
       ? ['-drive', `file=${image},format=${opts.format},if=virtio,snapshot=on`]
       : ['-device', 'pvscsi,id=scsi0', '-drive', `file=${image},format=${opts.format},if=none,id=d0,snapshot=on`, '-device', 'scsi-hd,drive=d0,bus=scsi0.0'];
   const fw = opts.firmware === 'efi' ? ['-bios', '/usr/share/OVMF/OVMF_CODE.fd'] : [];
-  const args = ['-machine', 'pc,accel=tcg', '-cpu', 'max', '-m', '1024', '-nic', 'none', '-display', 'none', '-serial', `file:${logFile}`, ...fw, ...drive];
+  const net = opts.nic ? ['-netdev', 'user,id=n0,restrict=on', '-device', `virtio-net-pci,netdev=n0,mac=${opts.nic.mac}`] : ['-nic', 'none'];
+  const args = ['-machine', 'pc,accel=tcg', '-cpu', 'max', '-m', '1024', ...net, '-display', 'none', '-serial', `file:${logFile}`, ...fw, ...drive];
   const t0 = Date.now();
   const qemu = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
@@ -105,7 +120,7 @@ export async function bootCheck(
     while (Date.now() < deadline && !exited) {
       await new Promise((r) => setTimeout(r, 1000));
       console = await readFile(logFile, 'utf8').catch(() => '');
-      if (/login:/.test(console)) {
+      if (/login:/.test(console) && (!opts.nic || /oneswap-netreport: done/.test(console))) {
         outcome = 'login';
         break;
       }
@@ -119,5 +134,13 @@ export async function bootCheck(
     qemu.kill('SIGKILL');
     await rm(logFile, { force: true });
   }
-  return { outcome, seconds: (Date.now() - t0) / 1000, console };
+  return { outcome, seconds: (Date.now() - t0) / 1000, console, ...(opts.nic ? { network: networkReport(console) } : {}) };
+}
+
+/** The lines the guest's oneswap-netreport wrote (build.sh). */
+function networkReport(console: string): { links: string[]; ipv4: Map<string, string> } {
+  const line = (what: string): string => new RegExp(`oneswap-netreport: ${what}: ([^\\r\\n]*)`).exec(console)?.[1]?.trim() ?? '';
+  const links = line('links').split(/\s+/).filter(Boolean);
+  const ipv4 = new Map(line('ipv4').split(/\s+/).filter(Boolean).map((kv) => kv.split('=') as [string, string]));
+  return { links, ipv4 };
 }

@@ -1,0 +1,152 @@
+// The migrated guest comes up on the network with the identity it had: the Debian test guest
+// (ens192 on DHCP, as on ESXi) and a variant with a static address are imported from OVAs into
+// the OpenNebula simulator and converted for real; each converted image is booted under qemu with
+// a virtio NIC carrying the MAC its OpenNebula VM got, on qemu's user-mode network, and the
+// guest's own report on the serial console (test/peers/guest/build.sh) must show ens192 with its
+// lease or its static address. The same image without oneswap's network step (its udev rules
+// removed, on an overlay) boots with a differently named NIC and no address: the step matters.
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { buildOva, ovaToolsSkip } from '../peers/ova/index.js';
+import { startOned, type Oned } from '../peers/one/index.js';
+import { oneswap } from '../peers/cli.js';
+import { bootCheck, guestSkip, testGuest } from '../peers/guest/index.js';
+import { demoOva } from '../peers/guest/demo-ova.js';
+
+interface Event {
+  type: string;
+  level?: string;
+  message?: string;
+  imageIds?: number[];
+  templateId?: number;
+  vmId?: number;
+}
+const events = (stdout: string): Event[] => stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Event);
+const guestfish = (args: string[]) => execa('guestfish', args, { env: { ...process.env, LIBGUESTFS_BACKEND: 'direct' } });
+
+const STATIC_INTERFACES = `auto lo
+iface lo inet loopback
+
+allow-hotplug ens192
+iface ens192 inet static
+    address 10.0.2.50
+    netmask 255.255.255.0
+    gateway 10.0.2.2
+    dns-nameservers 10.0.2.3
+`;
+
+describe('the migrated guest comes up on the network', { skip: ovaToolsSkip() || guestSkip(), timeout: 40 * 60_000 }, () => {
+  let work: string;
+  let oned: Oned;
+  let env: Record<string, string>;
+  let dsId: number;
+  let dhcpNet: number;
+  let staticNet: number;
+  let dhcpOva: string;
+  let staticOva: string;
+
+  before(async () => {
+    work = await mkdtemp(join(tmpdir(), 'oneswap-guest-net-'));
+    const guest = await testGuest();
+    dhcpOva = await demoOva();
+    // The static variant: the same guest with ens192 on a fixed address of qemu's user network.
+    const raw = join(work, 'static.raw');
+    await execa('cp', ['--sparse=always', guest, raw]);
+    await guestfish(['--format=raw', '-a', raw, '-i', 'write', '/etc/network/interfaces', STATIC_INTERFACES]);
+    staticOva = (
+      await buildOva(
+        {
+          name: 'static-guest',
+          cpus: 1,
+          memoryMiB: 1024,
+          guestId: 'debian12_64Guest',
+          scsiModel: 'VirtualSCSI',
+          nics: [{ network: 'Static Net', adapter: 'vmxnet3', mac: '00:50:56:8a:00:02' }],
+          disks: [{ raw }],
+        },
+        join(work, 'static.ova'),
+      )
+    ).ova;
+    await rm(raw);
+
+    oned = await startOned({ asyncDelayMs: 20 });
+    dsId = await oned.createDatastore({ name: 'images', type: 'IMAGE_DS', dsMad: 'fs', tmMad: 'shared' });
+    // The MAC of the DHCP guest lies in no range: oneswap adds one to keep it.
+    dhcpNet = oned.createNetwork({ name: 'VM Network', bridge: 'br0', ars: [{ type: 'ETHER', size: 16 }] });
+    // The static guest's address lies in this range: --keep-ip asks for it, and the NIC gets the range's MAC for it.
+    staticNet = oned.createNetwork({ name: 'Static Net', bridge: 'br1', ars: [{ type: 'IP4', ip: '10.0.2.10', size: 100 }] });
+    const auth = join(work, 'one_auth');
+    await writeFile(auth, `${oned.adminSession}\n`, { mode: 0o600 });
+    env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: work, ONE_AUTH: auth, ONESWAP_STATE_DIR: join(work, 'state') };
+  });
+
+  after(async () => {
+    await oned?.stop();
+    await rm(work, { recursive: true, force: true });
+  });
+
+  const importOva = async (ova: string, extra: string[]): Promise<{ result: Event; logs: Event[] }> => {
+    const r = await oneswap(['import', '--ova', ova, '--datastore', String(dsId), '--endpoint', oned.endpoint, '--instantiate', '--progress', 'json', ...extra], env, 20 * 60_000);
+    assert.equal(r.exitCode, 0, r.stderr);
+    const all = events(r.stdout);
+    return { result: all.find((e) => e.type === 'result')!, logs: all.filter((e) => e.type === 'log') };
+  };
+
+  test('DHCP: converted into OpenNebula, the MAC kept; ens192 gets its lease on KVM, and without the network step it does not', async () => {
+    const { result, logs } = await importOva(dhcpOva, []);
+    const img = oned.image(result.imageIds![0]!)!;
+    assert.equal(img.template.get('ONESWAP_STATE'), 'DONE');
+    assert.equal(img.template.get('DEV_PREFIX'), 'vd');
+    assert.equal(img.template.get('ONESWAP_GUEST_DISTRO'), 'debian');
+    assert.equal(img.template.get('ONESWAP_GUEST_VIRTIO_NET'), 'YES');
+    assert.equal(img.template.get('ONESWAP_GUEST_NETWORK'), '0 ens192 dhcp mac=00:50:56:8a:00:01');
+    const t = oned.template(result.templateId!)!.template;
+    const nic = t.vectors('NIC')[0]!;
+    assert.deepEqual([nic.get('NETWORK_ID'), nic.get('MODEL'), nic.get('MAC')], [String(dhcpNet), 'virtio', '00:50:56:8a:00:01']);
+    assert.equal(t.vectors('CONTEXT')[0]!.get('NETWORK'), 'YES', 'a DHCP guest leaves the network to contextualization');
+    // The run's log says what changed in the guest.
+    const said = logs.map((e) => e.message ?? '').join('\n');
+    assert.match(said, /network: wrote \/etc\/udev\/rules\.d\/70-oneswap-net\.rules/);
+    assert.match(said, /network: ens192 \(dhcp; \/etc\/network\/interfaces\) is Network adapter 1: .*named ens192 on KVM by MAC 00:50:56:8a:00:01/);
+
+    const vmNic = oned.vm(result.vmId!)!.template.vectors('NIC')[0]!;
+    const mac = vmNic.get('MAC')!;
+    assert.equal(mac, '00:50:56:8a:00:01');
+    const boot = await bootCheck(img.source, { format: 'raw', bus: 'virtio', workDir: work, nic: { mac } });
+    assert.equal(boot.outcome, 'login', `booted to ${boot.outcome} after ${boot.seconds} s:\n${boot.console.slice(-1500)}`);
+    assert.deepEqual(boot.network?.links, ['ens192'], boot.console.slice(-800));
+    assert.equal(boot.network?.ipv4.get('ens192'), '10.0.2.15/24', `no DHCP lease: ${boot.console.slice(-800)}`);
+
+    // The control: the same converted disk without the rules oneswap wrote (on an overlay).
+    const overlay = join(work, 'without-network-step.qcow2');
+    await execa('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', img.source, overlay]);
+    await guestfish(['--format=qcow2', '-a', overlay, '-i', 'rm', '/etc/udev/rules.d/70-oneswap-net.rules']);
+    const control = await bootCheck(overlay, { format: 'qcow2', bus: 'virtio', workDir: work, nic: { mac } });
+    assert.equal(control.outcome, 'login');
+    assert.ok(!control.network?.links.includes('ens192'), `the NIC is not ens192 without the step: ${control.network?.links.join(' ')}`);
+    assert.equal(control.network?.ipv4.size, 0, 'and the guest has no address');
+  });
+
+  test('static, --keep-ip: OpenNebula leases the guest its own address, the guest is bound to the MAC that lease has, and ens192 has the address on KVM', async () => {
+    const { result, logs } = await importOva(staticOva, ['--keep-ip']);
+    const img = oned.image(result.imageIds![0]!)!;
+    assert.equal(img.template.get('ONESWAP_GUEST_NETWORK'), '0 ens192 static addr=10.0.2.50 mac=02:00:0a:00:02:32');
+    const t = oned.template(result.templateId!)!.template;
+    const nic = t.vectors('NIC')[0]!;
+    assert.deepEqual([nic.get('NETWORK_ID'), nic.get('IP'), nic.get('MAC')], [String(staticNet), '10.0.2.50', undefined], 'the NIC asks for the IP (OpenNebula allows an IP or a MAC)');
+    assert.equal(t.vectors('CONTEXT')[0]!.get('NETWORK'), undefined, "contextualization does not rewrite the guest's static configuration");
+    assert.match(logs.map((e) => e.message ?? '').join('\n'), /keeps IP 10\.0\.2\.50 from address range 0 of network Static Net \(with that range's MAC 02:00:0a:00:02:32\)/);
+
+    const vmNic = oned.vm(result.vmId!)!.template.vectors('NIC')[0]!;
+    assert.deepEqual([vmNic.get('IP'), vmNic.get('MAC')], ['10.0.2.50', '02:00:0a:00:02:32']);
+    const boot = await bootCheck(img.source, { format: 'raw', bus: 'virtio', workDir: work, nic: { mac: vmNic.get('MAC')! } });
+    assert.equal(boot.outcome, 'login', `booted to ${boot.outcome} after ${boot.seconds} s:\n${boot.console.slice(-1500)}`);
+    assert.deepEqual(boot.network?.links, ['ens192'], boot.console.slice(-800));
+    assert.equal(boot.network?.ipv4.get('ens192'), '10.0.2.50/24', boot.console.slice(-800));
+  });
+});
