@@ -12,6 +12,7 @@
 // text, and every decision is reported.
 
 import { parse as parseYaml } from 'yaml';
+import { normalizeMac } from '../input/index.js';
 
 export type NetFamily = 'ifupdown' | 'netplan' | 'networkmanager' | 'ifcfg' | 'wicked' | 'networkd';
 export type NetMode = 'dhcp' | 'static' | 'manual';
@@ -110,7 +111,7 @@ function ifupdown(f: GuestFile, notes: string[]): GuestInterface[] {
     const hw = /^(?:ether\s+)?([0-9a-f:]{17})$/i.exec(o.get('hwaddress') ?? '')?.[1];
     out.push({
       name: cur.name,
-      mac: hw ? normalizeMac(hw) : undefined,
+      mac: hw ? normalizeMac(hw) || undefined : undefined,
       family: 'ifupdown',
       file: f.path,
       mode: cur.method === 'dhcp' ? 'dhcp' : cur.method === 'static' ? 'static' : 'manual',
@@ -162,7 +163,7 @@ function netplan(f: GuestFile, notes: string[]): GuestInterface[] {
     return {
       // With a match, the id is only a label; the name is set-name, or the matched name.
       name: e['set-name'] ?? e.match?.name ?? (e.match === undefined ? id : undefined),
-      mac: e.match?.macaddress ? normalizeMac(e.match.macaddress) : undefined,
+      mac: normalizeMac(e.match?.macaddress ?? '') || undefined,
       family: 'netplan' as const,
       file: f.path,
       mode: dhcp ? ('dhcp' as const) : addresses.length > 0 ? ('static' as const) : ('manual' as const),
@@ -194,7 +195,7 @@ function networkManager(f: GuestFile): GuestInterface[] {
   return [
     {
       name: c?.get('interface-name'),
-      mac: mac && /^[0-9a-f:]{17}$/i.test(mac) ? normalizeMac(mac) : undefined,
+      mac: normalizeMac(mac ?? '') || undefined,
       family: 'networkmanager',
       file: f.path,
       mode: method === 'auto' ? 'dhcp' : method === 'manual' ? 'static' : 'manual',
@@ -223,7 +224,7 @@ function ifcfg(f: GuestFile, family: 'ifcfg' | 'wicked'): GuestInterface[] {
   return [
     {
       name,
-      mac: mac && /^[0-9a-f:]{17}$/i.test(mac) ? normalizeMac(mac) : undefined,
+      mac: normalizeMac(mac ?? '') || undefined,
       family,
       file: f.path,
       mode: proto.startsWith('dhcp') ? 'dhcp' : addresses.length > 0 ? 'static' : 'manual',
@@ -247,7 +248,7 @@ function networkd(f: GuestFile): GuestInterface[] {
   return [
     {
       name,
-      mac: mac && /^[0-9a-f:]{17}$/i.test(mac) ? normalizeMac(mac) : undefined,
+      mac: normalizeMac(mac ?? '') || undefined,
       family: 'networkd',
       file: f.path,
       mode: dhcp ? 'dhcp' : addresses.length > 0 ? 'static' : 'manual',
@@ -265,7 +266,7 @@ function udevNames(text: string): Array<[string, string]> {
     if (line.trim().startsWith('#')) continue;
     const mac = /ATTRS?\{address\}=="([0-9a-fA-F:]{17})"/.exec(line)?.[1];
     const name = /\bNAME:?="([^"]+)"/.exec(line)?.[1];
-    if (mac && name) out.push([normalizeMac(mac), name]);
+    if (mac && name && normalizeMac(mac)) out.push([normalizeMac(mac), name]);
   }
   return out;
 }
@@ -404,10 +405,6 @@ export function udevRules(bindings: readonly Binding[], macs: ReadonlyMap<number
 }
 
 // ---- small parsers ----
-
-function normalizeMac(mac: string): string {
-  return mac.toLowerCase().replace(/-/g, ':');
-}
 
 /** 255.255.255.0 → 24; a bare number is taken as a prefix already. */
 function prefixOf(netmask: string): number {

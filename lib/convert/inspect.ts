@@ -45,8 +45,8 @@ export interface GuestFs {
 
 /**
  * Inspects the disks of one guest; undefined when they hold no operating system. Read-only,
- * unless `then` is given: the filesystems are then mounted read-write (the disks must be the
- * conversion's overlays) and `then` runs with them before the appliance closes.
+ * unless `then` is given: a Linux guest's filesystems are then mounted read-write (the disks
+ * must be the conversion's overlays) and `then` runs with them before the appliance closes.
  */
 export async function inspectGuest(
   disks: readonly InspectTarget[],
@@ -80,7 +80,9 @@ export async function inspectGuest(
       hostname: (await get('hostname')).replace(/^unknown$/, ''),
     };
     const firmware: Firmware = (await hasEfiSystemPartition(gf)) ? 'efi' : 'bios';
-    await mountAll(gf, root, then !== undefined);
+    // Read-write only where something is written (Linux guests' network files): NTFS of a
+    // hibernated Windows mounts read-only only.
+    await mountAll(gf, root, then !== undefined && type === 'linux');
     const drivers = type === 'windows' ? await windowsVirtio(gf, root) : type === 'linux' ? await linuxVirtio(gf) : { virtioBlock: false, virtioNet: false };
     // libguestfs gives Debian's product name as the bare /etc/debian_version ("12.15").
     const pretty = type === 'linux' ? await osReleaseName(gf) : '';

@@ -7,7 +7,7 @@
 // are moved by lib/copy's decoder, which checks the manifest's digests in the same pass).
 
 export type { VmDescription, DiskDescription, NicDescription, DiskBus, NicAdapter, Firmware, SourceIdentity } from './vm-description.js';
-export { vmIdentity } from './vm-description.js';
+export { vmIdentity, normalizeMac } from './vm-description.js';
 export {
   describeVcenterVm,
   checkCopyableDisks,

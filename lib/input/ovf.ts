@@ -11,7 +11,7 @@
 
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import { OneswapError } from '../errors/index.js';
-import type { DiskBus, DiskDescription, Firmware, NicAdapter, NicDescription, VmDescription } from './vm-description.js';
+import { normalizeMac, type DiskBus, type DiskDescription, type Firmware, type NicAdapter, type NicDescription, type VmDescription } from './vm-description.js';
 
 export interface OvfFile {
   readonly id: string;
@@ -369,12 +369,6 @@ function nicAdapter(subType: string): NicAdapter {
 }
 
 /** "00:50:56:AB:CD:EF", "00-50-56-ab-cd-ef" or "005056abcdef" → "00:50:56:ab:cd:ef"; else "". */
-function normalizeMac(text: string): string {
-  const hex = text.trim().replace(/[:-]/g, '').toLowerCase();
-  if (!/^[0-9a-f]{12}$/.test(hex)) return '';
-  return hex.match(/../g)!.join(':');
-}
-
 /** CIM_OperatingSystem.OSType values (DSP1045) an OVF is likely to carry, for a display name only. */
 const CIM_OS_NAMES: Record<number, string> = {
   1: 'Other',

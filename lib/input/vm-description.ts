@@ -61,6 +61,13 @@ export interface VmDescription {
   readonly nics: readonly NicDescription[];
 }
 
+/** A MAC as oneswap writes it: lower case, colon-separated; "" when `text` is not a MAC ("00-50-56-…" and "005056…" are). */
+export function normalizeMac(text: string): string {
+  const hex = text.trim().replace(/[:-]/g, '').toLowerCase();
+  if (!/^[0-9a-f]{12}$/.test(hex)) return '';
+  return hex.match(/../g)!.join(':');
+}
+
 /** A stable, unique label for a VM in logs, journals and image attributes. */
 export function vmIdentity(vm: VmDescription): string {
   return vm.source.kind === 'vcenter' ? `${vm.source.host}/${vm.source.instanceUuid || vm.source.uuid}` : vm.source.path;
