@@ -37,6 +37,7 @@ export async function placeNics(one: OneClient, nics: readonly NicMapping[], opt
   const out: PlacedNic[] = [];
   for (const m of nics) {
     const ip = opts.keepIp ? opts.guestAddresses.get(m.nic.index) : undefined;
+    if (opts.keepIp && ip === undefined) opts.log(`${m.nic.label}: --keep-ip: the guest records no address for it (no static address, no DHCP lease file); OpenNebula picks the IP`, 'warn');
     const kept = ip === undefined ? undefined : await keepIp(one, m, ip, me.isAdmin, opts);
     out.push(kept ?? (opts.keepMac ? await keepMac(one, m, me.isAdmin, opts) : { nic: m.nic, networkId: m.networkId }));
   }

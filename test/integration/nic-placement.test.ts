@@ -119,5 +119,8 @@ describe('NIC placement: MACs and guest IPs kept in OpenNebula', () => {
     assert.equal(macOnKvm(userInRange.placed[0]!), '02:00:0a:00:00:78', 'asking for an IP of a range is not restricted');
     const off = await place(admin, [nic(0, '00:50:56:8a:00:96')], { keepMac: false, keepIp: false });
     assert.equal(macOnKvm(off.placed[0]!), undefined);
+    const noAddress = await place(admin, [nic(0, '00:50:56:8a:00:95')], { keepMac: true, keepIp: true });
+    assert.match(noAddress.lines.join('\n'), /--keep-ip: the guest records no address for it/);
+    assert.equal(macOnKvm(noAddress.placed[0]!), '00:50:56:8a:00:95', 'the MAC is still kept');
   });
 });
