@@ -1,6 +1,6 @@
 // Hole punching for raw targets that hold older data. Node has no fallocate(2) binding, so this
 // runs util-linux's fallocate(1); it is only needed where a previously written area became zero
-// (warm rounds), never on a fresh placeholder.
+// (warm rounds) or an interrupted copy is started over, never on a fresh placeholder.
 
 import type { Extent } from '../extents/index.js';
 

@@ -8,3 +8,4 @@
 export { copyExtents, ShortReadError, type RangeSource, type CopyOptions, type CopyStats, type CopyProgress } from './engine.js';
 export { together } from './together.js';
 export { decodeVmdk, type DecodeOptions, type DecodeStats } from './vmdk-decode.js';
+export { clearTargetFile } from './target-file.js';

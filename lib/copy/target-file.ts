@@ -5,6 +5,7 @@
 
 import { open, type FileHandle } from 'node:fs/promises';
 import { OneswapError } from '../errors/index.js';
+import { punchHoles } from './holes.js';
 
 /** Opens `path` for positional writes; it must exist and, when `minSize` is given, be that large. */
 export async function openTargetFile(path: string, minSize?: number): Promise<FileHandle> {
@@ -30,6 +31,26 @@ export async function openTargetFile(path: string, minSize?: number): Promise<Fi
     }
   }
   return fh;
+}
+
+/**
+ * Makes a target read as zeros again (what an interrupted copy wrote is dropped), at least
+ * `size` bytes long. Its size never shrinks on the way, so a process killed in the middle leaves
+ * a file an OpenNebula image can still be (a truncate to 0 and back could leave it empty).
+ */
+export async function clearTargetFile(path: string, size: number): Promise<void> {
+  const fh = await openTargetFile(path);
+  let allocated: boolean;
+  let length: number;
+  try {
+    const s = await fh.stat();
+    if (s.size < size) await fh.truncate(size);
+    allocated = s.blocks > 0;
+    length = Math.max(s.size, size);
+  } finally {
+    await fh.close();
+  }
+  if (allocated) await punchHoles(path, [{ start: 0, length }]);
 }
 
 /** A failed write or sync of the target as the user should read it. */

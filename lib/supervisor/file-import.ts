@@ -23,14 +23,13 @@ import {
   type DirectoryState,
   type ConvertedGuest,
 } from '../output/index.js';
-import { decodeVmdk, together } from '../copy/index.js';
+import { clearTargetFile, decodeVmdk, together } from '../copy/index.js';
 import { PidLock } from './pid-lock.js';
 import { convertImages, describeConversion, vmConversionRequest } from './conversion.js';
 import { Phases, build, convert, networkCandidates, openTarget, placeholders, rollback, type DiskTarget, type MigrationOptions, type OneContext, type VmResult } from './steps.js';
 import type { Journal } from './journal.js';
 import type { EventSink } from './events.js';
 import type { OneClient } from '../one/index.js';
-import { open } from 'node:fs/promises';
 
 export type FileTarget = { readonly kind: 'one'; readonly datastoreId: number } | { readonly kind: 'dir'; readonly dir: string };
 
@@ -214,7 +213,7 @@ async function decodeDisks(
         ctx.emit({ type: 'disk', vm: label, disk: d.index, name: `disk${d.index}`, bytesDone, bytesPlanned: planned, bytesWritten, capacityBytes: d.capacityBytes, state });
       emit(0, 0, 'copying');
       try {
-        await emptyFile(t.path, d.capacityBytes);
+        await clearTargetFile(t.path, d.capacityBytes);
         const s = await decodeVmdk(t.disk.image, { target: t.path, digests: vm.digests, signal, onProgress: (p) => emit(p.bytesRead, p.bytesWritten, 'copying') });
         await onDiskDone(t);
         emit(s.bytesRead, s.bytesWritten, 'done');
@@ -232,14 +231,3 @@ async function decodeDisks(
   return `${stats.length} disk${stats.length === 1 ? '' : 's'} decoded: ${read} bytes read, ${written} bytes written${checked}`;
 }
 
-/** Drops whatever an interrupted decode wrote: the file becomes all holes, of the disk's size. */
-async function emptyFile(path: string, size: number): Promise<void> {
-  const h = await open(path, 'r+');
-  try {
-    const { size: now } = await h.stat();
-    await h.truncate(0);
-    await h.truncate(Math.max(now, size));
-  } finally {
-    await h.close();
-  }
-}

@@ -1,0 +1,35 @@
+// The target file helpers shared by the copy engine and the VMDK decoder.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { clearTargetFile } from '../../lib/copy/index.js';
+import { OneswapError } from '../../lib/errors/index.js';
+
+test('clearing a target: what a copy wrote is dropped, the size is kept or grown, never shrunk', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'oneswap-target-'));
+  try {
+    const path = join(dir, 'image');
+    const h = await open(path, 'w');
+    await h.truncate(8 << 20);
+    await h.write(Buffer.alloc(1 << 20, 0xab), 0, 1 << 20, 3 << 20);
+    await h.close();
+    await clearTargetFile(path, 4 << 20);
+    const s = await stat(path);
+    assert.equal(s.size, 8 << 20, 'a larger file keeps its size (an image may be rounded up)');
+    assert.equal(s.blocks, 0, 'all holes');
+    assert.ok((await readFile(path)).every((b) => b === 0));
+
+    const small = join(dir, 'small');
+    await writeFile(small, Buffer.alloc(4096, 1));
+    await clearTargetFile(small, 1 << 20);
+    assert.equal((await stat(small)).size, 1 << 20, 'a short file grows to the disk');
+    assert.ok((await readFile(small)).every((b) => b === 0));
+
+    await assert.rejects(clearTargetFile(join(dir, 'missing'), 10), (e) => e instanceof OneswapError && e.kind === 'not-found');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
