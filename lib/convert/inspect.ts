@@ -149,7 +149,10 @@ function guestFs(gf: Fish): GuestFs {
     glob: async (pattern) => (await gf('glob-expand', pattern).catch(() => '')).split('\n').filter(Boolean),
     read: async (path) => {
       if ((await gf('is-file', path).catch(() => 'false')).trim() !== 'true') return undefined;
-      return gf('cat', path);
+      const text = await gf('cat', path);
+      // The tool runner strips the output's final newline; a file rewritten later keeps its own.
+      const size = Number((await gf('filesize', path)).trim());
+      return Buffer.byteLength(text) === size - 1 ? `${text}\n` : text;
     },
     write: async (path, text) => {
       await gf('mkdir-p', path.slice(0, path.lastIndexOf('/')) || '/');

@@ -61,18 +61,17 @@ iface ens192 inet dhcp
 EOF
 cat >"$ROOT/usr/local/sbin/oneswap-netreport" <<'EOF'
 #!/bin/sh
-# oneswap test guest: waits up to 60 s for an IPv4 address on a NIC, then says on the serial
-# console which NICs there are and what addresses they have.
+# oneswap test guest: waits up to 60 s for an IPv4 address on a NIC, then says on the console
+# which NICs there are and what addresses they have. Through the kernel's log (the console is
+# ttyS0): a write to /dev/ttyS0 itself is lost when the serial getty hangs the line up meanwhile.
 i=0
 while [ "$i" -lt 60 ] && [ -z "$(ip -o -4 addr show scope global)" ]; do
 	sleep 1
 	i=$((i + 1))
 done
-{
-	echo "oneswap-netreport: links: $(ip -o link show | awk -F': ' '$2 != "lo" {printf "%s ", $2}')"
-	echo "oneswap-netreport: ipv4: $(ip -o -4 addr show scope global | awk '{printf "%s=%s ", $2, $4}')"
-	echo "oneswap-netreport: done"
-} >/dev/ttyS0
+echo "<2>oneswap-netreport: links: $(ip -o link show | awk -F': ' '$2 != "lo" {printf "%s ", $2}')" >/dev/kmsg
+echo "<2>oneswap-netreport: ipv4: $(ip -o -4 addr show scope global | awk '{printf "%s=%s ", $2, $4}')" >/dev/kmsg
+echo "<2>oneswap-netreport: done" >/dev/kmsg
 EOF
 chmod 0755 "$ROOT/usr/local/sbin/oneswap-netreport"
 cat >"$ROOT/etc/systemd/system/oneswap-netreport.service" <<'EOF'
