@@ -9,8 +9,8 @@
 // local name, never by prefix or namespace URI: producers disagree on the URIs (VirtualBox appends
 // ".xsd" to the sasd/epasd ones), and no two OVF namespaces share a local name that matters here.
 
-import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import { OneswapError } from '../errors/index.js';
+import { localName, parseElementTree, type Element as El } from '../xml/index.js';
 import { normalizeMac, type DiskBus, type DiskDescription, type Firmware, type NicAdapter, type NicDescription, type VmDescription } from './vm-description.js';
 
 export interface OvfFile {
@@ -121,101 +121,7 @@ export interface OvfDiskFile {
 }
 
 // ---------------------------------------------------------------------------------------------
-// A small namespace-free element tree.
-
-interface El {
-  /** Local name (prefix removed). */
-  readonly name: string;
-  /** The prefix as written, for messages only. */
-  readonly qname: string;
-  /** Attributes by local name; xmlns declarations left out. The first of equal local names wins. */
-  readonly attrs: ReadonlyMap<string, string>;
-  readonly children: readonly El[];
-  /** Character data directly inside the element, entities decoded. */
-  readonly text: string;
-  /** Namespace declarations made on this element: prefix ("" for the default) → URI. */
-  readonly decls: ReadonlyMap<string, string>;
-}
-
-// Entities are decoded here (processEntities: false): numeric references work without the parser's
-// deprecated htmlEntities switch, and a DOCTYPE cannot define entities that expand. A '.' before
-// every tag name keeps fast-xml-parser from refusing names like "constructor"; it is stripped again.
-const parser = new XMLParser({
-  preserveOrder: true,
-  ignoreAttributes: false,
-  attributeNamePrefix: '',
-  parseTagValue: false,
-  parseAttributeValue: false,
-  trimValues: false,
-  processEntities: false,
-  cdataPropName: '#cdata',
-  ignoreDeclaration: true,
-  ignorePiTags: true,
-  transformTagName: (name) => `.${name}`,
-});
-
-type RawNode = Record<string, unknown>;
-
-function parseTree(xml: string, descriptor: string): El {
-  const body = xml.charCodeAt(0) === 0xfeff ? xml.slice(1) : xml;
-  const valid = XMLValidator.validate(body);
-  if (valid !== true) throw dataError(`${descriptor} is not well-formed XML: ${valid.err.msg} (line ${valid.err.line})`);
-  let nodes: RawNode[];
-  try {
-    nodes = parser.parse(body) as RawNode[];
-  } catch (err) {
-    throw dataError(`${descriptor} is not well-formed XML: ${(err as Error).message.split('\n')[0]}`);
-  }
-  const root = toChildren(nodes)[0];
-  if (root === undefined) throw dataError(`${descriptor} holds no XML element`);
-  return root;
-}
-
-function toChildren(nodes: readonly RawNode[]): El[] {
-  const out: El[] = [];
-  for (const node of nodes) {
-    for (const [key, value] of Object.entries(node)) {
-      if (key.startsWith('.')) out.push(toElement(key.replace(/^\.+/, ''), value as RawNode[], node[':@'] as Record<string, string> | undefined));
-    }
-  }
-  return out;
-}
-
-function toElement(qname: string, content: readonly RawNode[], rawAttrs: Record<string, string> | undefined): El {
-  let text = '';
-  for (const node of content) {
-    if (typeof node['#text'] === 'string') text += decodeEntities(node['#text']);
-    const cdata = node['#cdata'];
-    if (Array.isArray(cdata)) for (const part of cdata as RawNode[]) if (typeof part['#text'] === 'string') text += part['#text'];
-  }
-  const attrs = new Map<string, string>();
-  const decls = new Map<string, string>();
-  for (const [name, value] of Object.entries(rawAttrs ?? {})) {
-    if (name === 'xmlns' || name.startsWith('xmlns:')) {
-      decls.set(name === 'xmlns' ? '' : name.slice(6), decodeEntities(String(value)));
-      continue;
-    }
-    const local = localName(name);
-    if (!attrs.has(local)) attrs.set(local, decodeEntities(String(value)));
-  }
-  return { name: localName(qname), qname, attrs, children: toChildren(content), text, decls };
-}
-
-function localName(qname: string): string {
-  const colon = qname.indexOf(':');
-  return colon < 0 ? qname : qname.slice(colon + 1);
-}
-
-const NAMED_ENTITIES: Record<string, string> = { lt: '<', gt: '>', amp: '&', quot: '"', apos: "'" };
-
-function decodeEntities(text: string): string {
-  if (!text.includes('&')) return text;
-  return text.replace(/&(?:#x([0-9a-fA-F]+)|#([0-9]+)|([a-zA-Z]+));/g, (whole, hex?: string, dec?: string, named?: string) => {
-    if (named !== undefined) return NAMED_ENTITIES[named] ?? whole;
-    const code = hex !== undefined ? parseInt(hex, 16) : parseInt(dec ?? '', 10);
-    return code <= 0x10ffff ? String.fromCodePoint(code) : whole;
-  });
-}
+// The element tree (lib/xml), read namespace-free: by local names.
 
 function child(el: El, name: string): El | undefined {
   return el.children.find((c) => c.name === name);
@@ -419,7 +325,7 @@ const VMDK_FORMAT = /^https?:\/\/www\.vmware\.com\/(?:interfaces\/)?specificatio
  * (OneswapError 'data', one line naming the descriptor) what cannot describe one importable VM.
  */
 export function parseOvf(xml: string, name: string): OvfPackage {
-  const root = parseTree(xml, name);
+  const root = parseElementTree(xml, name);
   const rootNs = namespaceOf(root);
   if (root.name !== 'Envelope' || (rootNs !== '' && !/ovf/i.test(rootNs)))
     throw dataError(`${name} is not an OVF descriptor (root element <${root.qname}>${rootNs !== '' ? ` in ${rootNs}` : ''})`);
