@@ -37,7 +37,7 @@ function migrationOptions(cmd: Command, datastore: 'required' | 'optional' = 're
     .option('--guest-agent', 'install qemu-guest-agent at the guest\'s first boot and give the VM its channel')
     .option('--network-map <vcenterNet=oneNet>', 'map a vCenter network to an OpenNebula network id or name (repeatable)', collect, [] as string[])
     .option('--no-keep-mac', 'let OpenNebula choose the NIC MACs instead of keeping the source MACs')
-    .option('--keep-ip', "reserve the address the guest used on each NIC (its static address or last DHCP lease) on the mapped network")
+    .option('--keep-ip', "reserve the address the guest used on each NIC (its static address; else what VMware Tools reported while it ran, or its last DHCP lease) on the mapped network")
     .option('--context-network', 'CONTEXT NETWORK=YES even when the guest keeps a static configuration of its own')
     .option('--no-context-network', 'no CONTEXT NETWORK=YES, whatever the guest\'s configuration')
     .option('--name-prefix <prefix>', 'prefix for the names of the images and the template', '')

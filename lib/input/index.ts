@@ -10,6 +10,7 @@ export type { VmDescription, DiskDescription, NicDescription, DiskBus, NicAdapte
 export { vmIdentity, normalizeMac } from './vm-description.js';
 export {
   describeVcenterVm,
+  reportedAddresses,
   checkCopyableDisks,
   openVcenterDisks,
   allocatedAreas,

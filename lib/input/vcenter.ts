@@ -78,6 +78,28 @@ export function describeVcenterVm(host: string, vm: VmSummary): VmDescription {
   };
 }
 
+/**
+ * The IPv4 address VMware Tools reports for each NIC (by description index) while the guest runs:
+ * what --keep-ip can keep where the guest's own files do not say (systemd-networkd keeps its DHCP
+ * leases under /run, Windows guests are not read). Link-local and loopback addresses are no one's
+ * to keep. Empty when the VM is off or Tools do not run.
+ */
+export function reportedAddresses(vm: VmSummary): Map<number, string> {
+  const out = new Map<number, string>();
+  vm.nics.forEach((n, index) => {
+    const mac = n.macAddress.toLowerCase();
+    const ip = vm.guestNet.find((g) => g.mac === mac)?.addresses.find(isKeepableIpv4);
+    if (ip !== undefined) out.set(index, ip);
+  });
+  return out;
+}
+
+function isKeepableIpv4(ip: string): boolean {
+  const octets = ip.split('.');
+  if (octets.length !== 4 || !octets.every((o) => /^\d{1,3}$/.test(o) && Number(o) <= 255)) return false;
+  return !ip.startsWith('169.254.') && !ip.startsWith('127.') && ip !== '0.0.0.0';
+}
+
 function nicAdapter(type: string): NicAdapter {
   switch (type) {
     case 'VirtualVmxnet3':

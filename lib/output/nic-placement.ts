@@ -4,8 +4,8 @@
 //
 // - The source MAC is kept when it lies in a free lease of the network, or, for an admin, after
 //   adding a one-address ETHER range holding it.
-// - With keepIp, the address the guest used on a NIC (its static address or its last DHCP lease)
-//   is kept: when it lies in a free lease of an existing range, the NIC asks for that IP and gets
+// - With keepIp, the address the guest used on a NIC (addressesToKeep: its static address, or for
+//   DHCP the address VMware Tools reported while it ran, else its last lease) is kept: when it lies in a free lease of an existing range, the NIC asks for that IP and gets
 //   that range's MAC for it (known now, so the guest is bound to it); otherwise an admin adds a
 //   one-address IP4 range holding the IP and the source MAC, and the NIC asks for the MAC.
 // Ranges added are recorded first, so a rollback removes them. A second call with the same
@@ -13,7 +13,7 @@
 
 import { Template, type OneClient, type OneAddressRange } from '../one/index.js';
 import { macInRange, macToNumber, type NicMapping } from './network-map.js';
-import type { PlacedNic } from './vm-template.js';
+import type { GuestNicConfig, PlacedNic } from './vm-template.js';
 
 export interface AddedAddressRange {
   readonly vnetId: number;
@@ -23,11 +23,27 @@ export interface AddedAddressRange {
 export interface PlaceNicsOptions {
   readonly keepMac: boolean;
   readonly keepIp: boolean;
-  /** The address the guest used, per NIC index (from the conversion). */
+  /** The address the guest used, per NIC index (addressesToKeep). */
   readonly guestAddresses: ReadonlyMap<number, string>;
   /** Where added ranges are recorded before anything else happens (the resume journal). */
   readonly journal: { addressRanges: AddedAddressRange[] };
   readonly log: (message: string, level?: 'warn') => void;
+}
+
+/**
+ * The address --keep-ip keeps per NIC index, from what the conversion read in the guest's files
+ * and what VMware Tools reported while the source ran. A static address is the guest's own
+ * decision and wins; for DHCP, the address Tools saw is newer than any lease file; a NIC whose
+ * configuration was not read (Windows, no conversion) keeps what Tools saw.
+ */
+export function addressesToKeep(uses: readonly Pick<GuestNicConfig, 'nic' | 'mode' | 'address'>[], reported: ReadonlyMap<number, string>): Map<number, string> {
+  const out = new Map<number, string>();
+  for (const u of uses) {
+    const ip = u.mode === 'static' && u.address ? u.address : (reported.get(u.nic) ?? u.address);
+    if (ip) out.set(u.nic, ip);
+  }
+  for (const [nic, ip] of reported) if (!uses.some((u) => u.nic === nic)) out.set(nic, ip);
+  return out;
 }
 
 export async function placeNics(one: OneClient, nics: readonly NicMapping[], opts: PlaceNicsOptions): Promise<PlacedNic[]> {
@@ -37,7 +53,7 @@ export async function placeNics(one: OneClient, nics: readonly NicMapping[], opt
   const out: PlacedNic[] = [];
   for (const m of nics) {
     const ip = opts.keepIp ? opts.guestAddresses.get(m.nic.index) : undefined;
-    if (opts.keepIp && ip === undefined) opts.log(`${m.nic.label}: --keep-ip: the guest records no address for it (no static address, no DHCP lease file); OpenNebula picks the IP`, 'warn');
+    if (opts.keepIp && ip === undefined) opts.log(`${m.nic.label}: --keep-ip: the guest records no address for it (no static address, no DHCP lease file, none reported by VMware Tools); OpenNebula picks the IP`, 'warn');
     const kept = ip === undefined ? undefined : await keepIp(one, m, ip, me.isAdmin, opts);
     out.push(kept ?? (opts.keepMac ? await keepMac(one, m, me.isAdmin, opts) : { nic: m.nic, networkId: m.networkId }));
   }

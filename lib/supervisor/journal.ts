@@ -60,6 +60,11 @@ export interface JournalData {
   addressRanges: Array<{ readonly vnetId: number; readonly arId: number }>;
   templateId?: number;
   vmId?: number;
+  /**
+   * IPv4 address per NIC index that VMware Tools reported while the source ran (the last precheck
+   * that saw it running), for --keep-ip after the shutdown and on resume.
+   */
+  reportedAddresses?: Record<string, string>;
   /** The source VM was running and oneswap shut it down. */
   shutDownByUs?: boolean;
   /** Present for a warm migration. */

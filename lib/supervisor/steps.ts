@@ -7,6 +7,7 @@ import type { VSphereClient, VmSummary } from '../vsphere/index.js';
 import type { OneClient } from '../one/index.js';
 import {
   describeVcenterVm,
+  reportedAddresses,
   checkCopyableDisks,
   openVcenterDisks,
   isOwnSnapshot,
@@ -31,6 +32,7 @@ import {
   templateName,
   mapNics,
   placeNics,
+  addressesToKeep,
   macOnKvm,
   removeAddressRanges,
   buildVmTemplate,
@@ -38,6 +40,7 @@ import {
   type NicMapping,
   type PlacedNic,
   type ConvertedGuest,
+  type GuestNicConfig,
   type WarmImage,
 } from '../output/index.js';
 import { Journal } from './journal.js';
@@ -176,6 +179,11 @@ export async function precheck(ctx: ImportContext, vmName: string, opts: ImportO
   const disks = await openVcenterDisks(ctx.vsphere, summary, description);
 
   const { journal, ds } = await openTarget(ctx, description, opts, log, summary.name, warm && ((j) => adoptWarmImages(ctx.one, j, description, opts.datastoreId)));
+  const reported = reportedAddresses(summary);
+  if (reported.size > 0) {
+    journal.data.reportedAddresses = Object.fromEntries(reported);
+    await journal.flush();
+  }
   return { summary, description, disks, ds, nics, journal };
 }
 
@@ -420,8 +428,8 @@ export async function build(
   opts: Pick<MigrationOptions, 'keepMac' | 'keepIp' | 'contextNetwork' | 'namePrefix' | 'convert' | 'additions' | 'instantiate'>,
   log: (m: string, l?: 'warn') => void,
 ): Promise<{ templateId: number; vmId?: number }> {
-  if (opts.keepIp && guest?.network === undefined)
-    log('--keep-ip: the guest\'s addresses are read during the conversion, and this VM was not converted (or is not Linux): OpenNebula picks the IPs', 'warn');
+  if (opts.keepIp && guest?.network === undefined && Object.keys(journal.data.reportedAddresses ?? {}).length === 0)
+    log('--keep-ip: the guest\'s addresses are read during the conversion, this VM was not converted (or is not Linux), and VMware Tools reported none while it ran: OpenNebula picks the IPs', 'warn');
   const placedNics = await placeNicsOf(ctx, journal, nics, guest?.network ?? [], opts, log);
   const version = await ctx.one.version();
   const template = buildVmTemplate({
@@ -452,11 +460,16 @@ async function placeNicsOf(
   ctx: OneContext,
   journal: Journal,
   nics: readonly NicMapping[],
-  uses: ReadonlyArray<{ readonly nic: number; readonly address?: string | undefined }>,
+  uses: readonly Pick<GuestNicConfig, 'nic' | 'mode' | 'address'>[],
   opts: Pick<MigrationOptions, 'keepMac' | 'keepIp'>,
   log: (m: string, l?: 'warn') => void,
 ): Promise<PlacedNic[]> {
-  const guestAddresses = new Map(uses.flatMap((u) => (u.address ? [[u.nic, u.address] as const] : [])));
+  const reported = new Map(Object.entries(journal.data.reportedAddresses ?? {}).map(([nic, ip]) => [Number(nic), ip] as const));
+  const guestAddresses = addressesToKeep(uses, reported);
+  for (const m of opts.keepIp ? nics : []) {
+    const ip = guestAddresses.get(m.nic.index);
+    if (ip !== undefined && ip === reported.get(m.nic.index) && uses.find((u) => u.nic === m.nic.index)?.address !== ip) log(`${m.nic.label}: --keep-ip: ${ip} is the address VMware Tools reported while the VM ran`);
+  }
   const placed = await placeNics(ctx.one, nics, { keepMac: opts.keepMac, keepIp: opts.keepIp, guestAddresses, journal: journal.data, log });
   await journal.flush();
   return placed;

@@ -119,7 +119,15 @@ export interface VmSummary {
   readonly disks: readonly VmDisk[];
   readonly nics: readonly VmNic[];
   readonly hasSnapshots: boolean;
-  readonly guestIps: readonly string[];
+  /** What VMware Tools reports per NIC while the guest runs; empty when it is off or Tools do not run. */
+  readonly guestNet: readonly GuestNic[];
+}
+
+export interface GuestNic {
+  /** Lower case, as the VM's NICs carry it. */
+  readonly mac: string;
+  /** IPv4 and IPv6 addresses, as the guest reports them. */
+  readonly addresses: readonly string[];
 }
 
 export interface Snapshot {

@@ -1,6 +1,6 @@
 // VirtualDevice lists (from a VM's or a snapshot's config.hardware.device) read into disks and NICs.
 
-import type { ControllerKind, VmDisk, VmNic } from './types.js';
+import type { ControllerKind, GuestNic, VmDisk, VmNic } from './types.js';
 import { bool, field, int, list, text, typeName, type VimValue } from './vim-value.js';
 
 const CONTROLLER_KINDS: Record<string, ControllerKind> = {
@@ -115,10 +115,23 @@ export function readNics(devices: readonly VimValue[], networkName: NetworkNameR
   return nics;
 }
 
-/** All IP addresses the guest reports, in order, without duplicates. */
-export function readGuestIps(guestNet: VimValue | undefined, primaryIp: string | undefined): string[] {
-  const ips = new Set<string>();
-  if (primaryIp) ips.add(primaryIp);
-  for (const nic of list(guestNet)) for (const ip of list(nic, 'ipAddress')) if (typeof ip === 'string' && ip !== '') ips.add(ip);
-  return [...ips];
+/**
+ * The addresses the guest reports per NIC (GuestNicInfo). Tools fill `ipConfig.ipAddress` and the
+ * older flat `ipAddress` list; both are read, in order, without duplicates. Entries without a MAC
+ * (the guest's own virtual interfaces) say nothing about a NIC and are left out.
+ */
+export function readGuestNet(guestNet: VimValue | undefined): GuestNic[] {
+  const out: GuestNic[] = [];
+  for (const nic of list(guestNet)) {
+    const mac = (text(nic, 'macAddress') ?? '').toLowerCase();
+    if (mac === '') continue;
+    const addresses = new Set<string>();
+    for (const a of list(nic, 'ipConfig.ipAddress')) {
+      const ip = text(a, 'ipAddress');
+      if (ip) addresses.add(ip);
+    }
+    for (const ip of list(nic, 'ipAddress')) if (typeof ip === 'string' && ip !== '') addresses.add(ip);
+    out.push({ mac, addresses: [...addresses] });
+  }
+  return out;
 }

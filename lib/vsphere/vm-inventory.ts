@@ -7,7 +7,7 @@ import type { PropertyCollector } from './property-collector.js';
 import type { MoRef, PowerState, VmFilter, VmSummary } from './types.js';
 import { isFault } from './vim-fault.js';
 import { bool, int, list, moRef, text, type VimValue } from './vim-value.js';
-import { readDisks, readGuestIps, readNics } from './vm-hardware.js';
+import { readDisks, readGuestNet, readNics } from './vm-hardware.js';
 
 export const VM_DETAIL_PATHS = [
   'name', 'parent', 'parentVApp',
@@ -15,7 +15,7 @@ export const VM_DETAIL_PATHS = [
   'config.bootOptions.efiSecureBootEnabled', 'config.annotation', 'config.changeTrackingEnabled', 'config.version',
   'config.hardware.numCPU', 'config.hardware.numCoresPerSocket', 'config.hardware.memoryMB', 'config.hardware.device',
   'runtime.powerState', 'runtime.host',
-  'guest.toolsRunningStatus', 'guest.ipAddress', 'guest.net',
+  'guest.toolsRunningStatus', 'guest.net',
   'snapshot.rootSnapshotList',
 ];
 
@@ -120,7 +120,7 @@ export function readVmSummary(ref: MoRef, props: ReadonlyMap<string, VimValue>, 
     disks: readDisks(devices),
     nics: readNics(devices, (backing) => index.networkName(backing)),
     hasSnapshots: list(props.get('snapshot.rootSnapshotList')).length > 0,
-    guestIps: readGuestIps(props.get('guest.net'), text(props.get('guest.ipAddress'))),
+    guestNet: readGuestNet(props.get('guest.net')),
   };
 }
 

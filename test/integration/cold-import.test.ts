@@ -7,8 +7,9 @@ import { createHash } from 'node:crypto';
 import { readFile, stat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { vcsimSkip, type Vcsim } from '../peers/vcsim/index.js';
-import { createTestVm, listSnapshots, type TestVm } from '../peers/vcsim/fixture.js';
+import { createTestVm, listSnapshots, powerOn, setReportedAddress, type TestVm } from '../peers/vcsim/fixture.js';
 import { IMAGE_STATE, type Oned } from '../peers/one/index.js';
+import { ipToNum, macToNum } from '../peers/one/state.js';
 import type { TcpProxy } from '../peers/net/tcp-proxy.js';
 import { oneswap } from '../peers/cli.js';
 import { startMigrationPeers, type MigrationPeers } from '../peers/migration.js';
@@ -136,6 +137,28 @@ describe('oneswap import (cold) from vCenter into OpenNebula', { skip }, () => {
     assert.equal(await imageDigest(img.source, plainVm.disks[0]!.sizeBytes), plainVm.disks[0]!.sha256);
     assert.ok((await stat(img.source)).blocks * 512 <= plainVm.disks[0]!.dataBytes + MiB);
     assert.ok(proxy.counters.down >= 64 * MiB);
+  });
+
+  test('--shutdown --keep-ip: the address VMware Tools reported while the VM ran is kept, after the shutdown too', async () => {
+    const running = await createTestVm(sim, {
+      name: 'mig-tools',
+      cbt: true,
+      disks: [{ sizeBytes: 8 * MiB, data: [{ offset: 0, length: 4096 }] }],
+      nics: [{ network: 'VM Network', adapter: 'vmxnet3', mac: '00:50:56:01:02:03' }],
+    });
+    await powerOn(sim, running.moref);
+    await setReportedAddress(sim, running.moref, '10.0.7.42');
+    // Not converted: the guest's files say nothing, so only Tools' report can name the address.
+    const r = await oneswap(args(['--shutdown', '--keep-ip', '--no-convert', 'mig-tools']), env);
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.match(r.stdout, /10\.0\.7\.42 is the address VMware Tools reported/);
+    const result = r.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { type: string; templateId: number }).find((e) => e.type === 'result')!;
+    const [nic] = oned.template(result.templateId)!.template.vectors('NIC');
+    assert.equal(nic!.get('MAC'), '00:50:56:01:02:03');
+    // The address lay in no range: oneswap added a one-address IP4 range holding it and the MAC.
+    const ar = oned.network(netId)!.ars.find((a) => a.ip === ipToNum('10.0.7.42'));
+    assert.ok(ar, 'an address range holds the reported IP');
+    assert.equal(ar.mac, macToNum('00:50:56:01:02:03'));
   });
 
   test('several VMs in one run, each isolated: one failing VM does not stop the others', async () => {

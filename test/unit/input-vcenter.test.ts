@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { describeVcenterVm, checkCopyableDisks, isOwnSnapshot, ownSnapshotSpec } from '../../lib/input/index.js';
+import { describeVcenterVm, checkCopyableDisks, isOwnSnapshot, ownSnapshotSpec, reportedAddresses } from '../../lib/input/index.js';
 import type { VmDisk, VmSummary } from '../../lib/vsphere/index.js';
 
 const disk = (key: number, kind: VmDisk['controller']['kind'], bus: number, unit: number, extra: Partial<VmDisk> = {}): VmDisk => ({
@@ -40,7 +40,7 @@ const summary = (disks: VmDisk[]): VmSummary => ({
   disks,
   nics: [{ key: 4000, label: 'Network adapter 1', macAddress: '00:50:56:AA:BB:CC', network: 'VM Network', adapterType: 'VirtualVmxnet3', connected: true }],
   hasSnapshots: false,
-  guestIps: [],
+  guestNet: [],
 });
 
 test('boot order: SCSI 0:0 first, then by bus kind, bus number and unit', () => {
@@ -64,4 +64,19 @@ test("oneswap's snapshots are marked by name and description", () => {
   assert.ok(isOwnSnapshot(spec));
   assert.ok(!isOwnSnapshot({ name: spec.name, description: 'before patching' }));
   assert.ok(!isOwnSnapshot({ name: 'nightly', description: spec.description }));
+});
+
+test('reportedAddresses: the first keepable IPv4 that Tools report per NIC, matched by MAC whatever its case', () => {
+  const nic = (key: number, mac: string) => ({ key, label: `Network adapter ${key}`, macAddress: mac, network: 'VM Network', adapterType: 'VirtualVmxnet3', connected: true });
+  const vm: VmSummary = {
+    ...summary([disk(0, 'scsi', 0, 0)]),
+    nics: [nic(1, '00:50:56:AA:00:01'), nic(2, '00:50:56:aa:00:02'), nic(3, '00:50:56:aa:00:03'), nic(4, '00:50:56:aa:00:04')],
+    guestNet: [
+      { mac: '00:50:56:aa:00:01', addresses: ['fe80::250:56ff:feaa:1', '169.254.3.4', '192.168.10.20', '192.168.10.21'] },
+      { mac: '00:50:56:aa:00:03', addresses: ['fe80::1', '127.0.0.1', '999.1.1.1'] },
+      { mac: '00:50:56:aa:00:04', addresses: ['10.1.2.3'] },
+    ],
+  };
+  assert.deepEqual([...reportedAddresses(vm)], [[0, '192.168.10.20'], [3, '10.1.2.3']]);
+  assert.deepEqual([...reportedAddresses(summary([disk(0, 'scsi', 0, 0)]))], [], 'a VM that is off reports nothing');
 });

@@ -85,8 +85,7 @@ const VM =
     prop('runtime.powerState', `<val ${XSI} XMLSchema-instance:type="VirtualMachinePowerState">poweredOn</val>`),
     prop('runtime.host', mo('HostSystem', 'host-42')),
     prop('guest.toolsRunningStatus', str('guestToolsRunning')),
-    prop('guest.ipAddress', str('10.0.0.5')),
-    prop('guest.net', `<val ${XSI} XMLSchema-instance:type="ArrayOfGuestNicInfo"><GuestNicInfo><ipAddress>10.0.0.5</ipAddress><ipAddress>fe80::1</ipAddress></GuestNicInfo><GuestNicInfo><ipAddress>192.168.1.9</ipAddress></GuestNicInfo></val>`),
+    prop('guest.net', `<val ${XSI} XMLSchema-instance:type="ArrayOfGuestNicInfo"><GuestNicInfo><network>VM Network</network><ipAddress>10.0.0.5</ipAddress><ipAddress>fe80::1</ipAddress><macAddress>00:50:56:AA:BB:CC</macAddress><ipConfig><ipAddress><ipAddress>10.0.0.5</ipAddress><prefixLength>24</prefixLength></ipAddress><ipAddress><ipAddress>10.0.0.6</ipAddress><prefixLength>24</prefixLength></ipAddress></ipConfig></GuestNicInfo><GuestNicInfo><ipAddress>192.168.1.9</ipAddress><macAddress>00:50:56:00:00:01</macAddress></GuestNicInfo><GuestNicInfo><ipAddress>172.17.0.1</ipAddress></GuestNicInfo></val>`),
     prop('snapshot.rootSnapshotList', `<val ${XSI} XMLSchema-instance:type="ArrayOfVirtualMachineSnapshotTree"><VirtualMachineSnapshotTree><snapshot type="VirtualMachineSnapshot">snapshot-1</snapshot><name>a</name></VirtualMachineSnapshotTree></val>`),
   );
 
@@ -125,7 +124,11 @@ describe('inventory index', () => {
     assert.deepEqual([vm.firmware, vm.secureBoot, vm.changeTrackingEnabled, vm.toolsRunning], ['efi', true, true, true]);
     assert.equal(vm.annotation, 'line1\nline2');
     assert.equal(vm.hasSnapshots, true);
-    assert.deepEqual(vm.guestIps, ['10.0.0.5', 'fe80::1', '192.168.1.9']);
+    // Per NIC by MAC, ipConfig first, then the flat list; an entry without a MAC (docker0) is no NIC.
+    assert.deepEqual(vm.guestNet, [
+      { mac: '00:50:56:aa:bb:cc', addresses: ['10.0.0.5', '10.0.0.6', 'fe80::1'] },
+      { mac: '00:50:56:00:00:01', addresses: ['192.168.1.9'] },
+    ]);
 
     // Device order as listed (boot order is the input stage's business); the opaque key stays a
     // number, capacityInBytes wins over capacityInKB.

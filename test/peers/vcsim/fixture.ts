@@ -472,6 +472,15 @@ export async function powerOff(sim: Vcsim, vm: MoRef): Promise<void> {
   await (await client(sim)).task('PowerOffVM_Task', ref(vm));
 }
 
+/**
+ * Makes the VM report `ip` on its first NIC as VMware Tools would (guest.net): vcsim takes
+ * `SET.guest.ipAddress` in extraConfig for that.
+ */
+export async function setReportedAddress(sim: Vcsim, vm: MoRef, ip: string): Promise<void> {
+  const option = `<extraConfig><key>SET.guest.ipAddress</key><value xsi:type="xsd:string">${xmlEscape(ip)}</value></extraConfig>`;
+  await (await client(sim)).task('ReconfigVM_Task', ref(vm) + `<spec>${option}</spec>`);
+}
+
 export async function setCbt(sim: Vcsim, vm: MoRef, on: boolean): Promise<void> {
   await (await client(sim)).task('ReconfigVM_Task', ref(vm) + `<spec><changeTrackingEnabled>${on}</changeTrackingEnabled></spec>`);
 }
