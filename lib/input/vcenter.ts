@@ -2,6 +2,7 @@
 // over the datastore's HTTPS /folder service, and finds each disk's allocated areas (CBT "*" on a
 // short-lived snapshot when change tracking is on; otherwise the whole disk, zeros become holes).
 
+import { isIPv4 } from 'node:net';
 import type { Readable } from 'node:stream';
 import { OneswapError } from '../errors/index.js';
 import type { RangeSource } from '../copy/index.js';
@@ -95,9 +96,7 @@ export function reportedAddresses(vm: VmSummary): Map<number, string> {
 }
 
 function isKeepableIpv4(ip: string): boolean {
-  const octets = ip.split('.');
-  if (octets.length !== 4 || !octets.every((o) => /^\d{1,3}$/.test(o) && Number(o) <= 255)) return false;
-  return !ip.startsWith('169.254.') && !ip.startsWith('127.') && ip !== '0.0.0.0';
+  return isIPv4(ip) && !ip.startsWith('169.254.') && !ip.startsWith('127.') && ip !== '0.0.0.0';
 }
 
 function nicAdapter(type: string): NicAdapter {

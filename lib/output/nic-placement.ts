@@ -5,9 +5,10 @@
 // - The source MAC is kept when it lies in a free lease of the network, or, for an admin, after
 //   adding a one-address ETHER range holding it.
 // - With keepIp, the address the guest used on a NIC (addressesToKeep: its static address, or for
-//   DHCP the address VMware Tools reported while it ran, else its last lease) is kept: when it lies in a free lease of an existing range, the NIC asks for that IP and gets
-//   that range's MAC for it (known now, so the guest is bound to it); otherwise an admin adds a
-//   one-address IP4 range holding the IP and the source MAC, and the NIC asks for the MAC.
+//   DHCP the address VMware Tools reported while it ran, else its last lease) is kept: when it
+//   lies in a free lease of an existing range, the NIC asks for that IP and gets that range's MAC
+//   for it (known now, so the guest is bound to it); otherwise an admin adds a one-address IP4
+//   range holding the IP and the source MAC, and the NIC asks for the MAC.
 // Ranges added are recorded first, so a rollback removes them. A second call with the same
 // inputs (a resumed run, the build after the conversion) places every NIC the same way.
 

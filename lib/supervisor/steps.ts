@@ -466,10 +466,12 @@ async function placeNicsOf(
 ): Promise<PlacedNic[]> {
   const reported = new Map(Object.entries(journal.data.reportedAddresses ?? {}).map(([nic, ip]) => [Number(nic), ip] as const));
   const guestAddresses = addressesToKeep(uses, reported);
-  for (const m of opts.keepIp ? nics : []) {
-    const ip = guestAddresses.get(m.nic.index);
-    if (ip !== undefined && ip === reported.get(m.nic.index) && uses.find((u) => u.nic === m.nic.index)?.address !== ip) log(`${m.nic.label}: --keep-ip: ${ip} is the address VMware Tools reported while the VM ran`);
-  }
+  // A kept address that is not the one in the guest's files can only be what Tools reported.
+  if (opts.keepIp)
+    for (const m of nics) {
+      const ip = guestAddresses.get(m.nic.index);
+      if (ip !== undefined && ip !== uses.find((u) => u.nic === m.nic.index)?.address) log(`${m.nic.label}: --keep-ip: ${ip} is the address VMware Tools reported while the VM ran`);
+    }
   const placed = await placeNics(ctx.one, nics, { keepMac: opts.keepMac, keepIp: opts.keepIp, guestAddresses, journal: journal.data, log });
   await journal.flush();
   return placed;
