@@ -161,6 +161,21 @@ describe('oneswap import (cold) from vCenter into OpenNebula', { skip }, () => {
     assert.equal(ar.mac, macToNum('00:50:56:01:02:03'));
   });
 
+  test('--keep-ip on a VM that is off and not converted: nothing names an address, the run says so and OpenNebula picks it', async () => {
+    await createTestVm(sim, {
+      name: 'mig-no-tools',
+      disks: [{ sizeBytes: 4 * MiB, data: [{ offset: 0, length: 4096 }] }],
+      nics: [{ network: 'VM Network', adapter: 'vmxnet3' }],
+    });
+    const r = await oneswap(args(['--keep-ip', '--no-convert', 'mig-no-tools']), env);
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.match(r.stdout, /--keep-ip: the guest's addresses are read during the conversion, this VM was not converted \(or is not Linux\), and VMware Tools reported none while it ran: OpenNebula picks the IPs/);
+    assert.doesNotMatch(r.stdout, /is the address VMware Tools reported/);
+    const result = r.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { type: string; templateId: number }).find((e) => e.type === 'result')!;
+    const [nic] = oned.template(result.templateId)!.template.vectors('NIC');
+    assert.equal(nic!.get('IP'), undefined, 'no IP asked for');
+  });
+
   test('several VMs in one run, each isolated: one failing VM does not stop the others', async () => {
     const a = await createTestVm(sim, { name: 'multi-a', disks: [{ sizeBytes: 4 * MiB, data: [{ offset: 0, length: MiB }] }], nics: [{ network: 'VM Network' }] });
     const b = await createTestVm(sim, { name: 'multi-b', disks: [{ sizeBytes: 4 * MiB, data: [{ offset: MiB, length: MiB }] }] });
