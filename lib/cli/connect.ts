@@ -47,7 +47,6 @@ export async function connectVcenter(opts: VcenterOptions, warn: (m: string) => 
   const password = await resolvePassword(user, host, {
     passwordFile: opts.passwordFile,
     prompt: process.stdin.isTTY ? promptHidden : undefined,
-    warn,
   });
   return VSphereClient.connect({ host, port, credentials: { user, password }, tls, logger: { warn } });
 }

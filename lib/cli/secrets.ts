@@ -8,13 +8,12 @@ export interface PasswordSources {
   readonly passwordFile?: string;
   readonly env?: NodeJS.ProcessEnv;
   readonly prompt?: (question: string) => Promise<string>;
-  readonly warn?: (message: string) => void;
 }
 
 export async function resolvePassword(user: string, host: string, src: PasswordSources): Promise<string> {
   const env = src.env ?? process.env;
   const file = src.passwordFile ?? env.ONESWAP_VCENTER_PASSWORD_FILE;
-  if (file) return readPasswordFile(file, src.warn);
+  if (file) return readPasswordFile(file);
   const fromEnv = env.ONESWAP_VCENTER_PASSWORD;
   if (fromEnv !== undefined && fromEnv !== '') return fromEnv;
   if (src.prompt) return src.prompt(`Password for ${user} at ${host}: `);
@@ -23,14 +22,16 @@ export async function resolvePassword(user: string, host: string, src: PasswordS
   });
 }
 
-async function readPasswordFile(file: string, warn?: (m: string) => void): Promise<string> {
+/** As ssh does with a private key: a secret others can read is refused, not used. */
+async function readPasswordFile(file: string): Promise<string> {
   let mode: number;
   try {
     mode = (await stat(file)).mode;
   } catch (err) {
     throw new OneswapError('usage', `cannot read the password file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
-  if ((mode & 0o077) !== 0) warn?.(`password file ${file} is readable by other users (mode ${(mode & 0o777).toString(8)}); chmod 600 it`);
+  if ((mode & 0o077) !== 0)
+    throw new OneswapError('usage', `the password file ${file} can be read by other users (mode ${(mode & 0o777).toString(8)}): refused`, { hint: `chmod 600 ${file}` });
   const text = await readFile(file, 'utf8');
   const first = text.split(/\r?\n/)[0] ?? '';
   if (first === '') throw new OneswapError('usage', `the password file ${file} is empty`);

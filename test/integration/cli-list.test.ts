@@ -63,12 +63,15 @@ describe('oneswap list', { skip }, () => {
     assert.match(unknown.stderr, /cannot list "toasters"/);
   });
 
-  test('a password file readable by others is used, with a warning', async () => {
-    const pw = join(work, 'pw-open');
-    await writeFile(pw, `${sim.password}\n`, { mode: 0o644 });
-    const r = await oneswap(['list', 'datacenters', '--vcenter', `127.0.0.1:${sim.port}`, '--user', sim.username, '--ca', sim.certFile, '--password-file', pw], env);
-    assert.equal(r.exitCode, 0, r.stderr);
-    assert.match(r.stderr, /readable by other users/);
+  test('a password file others can read is refused, as ssh refuses such a key, with the chmod to run', async () => {
+    for (const mode of [0o644, 0o640]) {
+      const pw = join(work, `pw-open-${mode.toString(8)}`);
+      await writeFile(pw, `${sim.password}\n`, { mode });
+      const r = await oneswap(['list', 'datacenters', '--vcenter', `127.0.0.1:${sim.port}`, '--user', sim.username, '--ca', sim.certFile, '--password-file', pw], env);
+      assert.equal(r.exitCode, 2, r.stderr);
+      assert.deepEqual(r.stderr.trim().split('\n'), [`oneswap: the password file ${pw} can be read by other users (mode ${mode.toString(8)}): refused (chmod 600 ${pw})`]);
+      assert.equal(r.stdout, '');
+    }
   });
 
   test('no password source and no terminal: exit 2 with what to do', async () => {
