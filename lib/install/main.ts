@@ -5,10 +5,12 @@
 //   modules ROOT      print the production node_modules directories of checkout ROOT to copy, one a line
 // register/unregister change FILE only when its text changes: first a backup FILE.oneswap-<time>.bak
 // (same mode and owner), then the new text through a temporary file renamed over FILE (same mode and
-// owner). Messages go to stdout, one line each; an error is one line on stderr and exit status 1,
+// owner). Of the backups oneswap made, two are kept: the oldest (FILE before oneswap first changed it)
+// and the one just made (FILE before this change); those in between are removed, so install and
+// uninstall cycles do not pile them up. Messages go to stdout, one line each; an error is one line on stderr and exit status 1,
 // with FILE untouched; bad usage exits 2.
 
-import { closeSync, fchmodSync, fchownSync, fsyncSync, openSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, fchmodSync, fchownSync, fsyncSync, openSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { OnedConfError, register, unregister, type EditResult } from './oned-conf.js';
 import { productionModules } from './modules.js';
@@ -57,6 +59,25 @@ function backup(file: string, text: string, like: { mode: number; uid: number; g
   }
 }
 
+/** The backups `backup` made of `file`, oldest first (by the time in the name, then the counter). */
+function backupsOf(file: string): string[] {
+  const base = path.basename(file);
+  const found: { name: string; key: string }[] = [];
+  for (const name of readdirSync(path.dirname(file))) {
+    if (!name.startsWith(`${base}.oneswap-`)) continue;
+    const m = /^(\d{8}-\d{6})(?:-(\d+))?\.bak$/.exec(name.slice(base.length + '.oneswap-'.length));
+    if (m) found.push({ name: path.join(path.dirname(file), name), key: `${m[1]}-${(m[2] ?? '0').padStart(4, '0')}` });
+  }
+  return found.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)).map((f) => f.name);
+}
+
+/** Keeps the first backup and `latest`; returns the first (undefined when `latest` is the only one). */
+function pruneBackups(file: string, latest: string): string | undefined {
+  const older = backupsOf(file).filter((b) => b !== latest);
+  for (const b of older.slice(1)) rmSync(b, { force: true });
+  return older[0];
+}
+
 function edit(action: 'register' | 'unregister', file: string): void {
   const real = realpathSync(file);
   const original = readFileSync(real, BYTES);
@@ -83,8 +104,10 @@ function edit(action: 'register' | 'unregister', file: string): void {
   } finally {
     closeSync(dir);
   }
+  const first = pruneBackups(real, saved);
   for (const m of result.messages) console.log(`oned.conf: ${m}`);
-  console.log(`oned.conf: ${file} changed; the original is in ${saved}`);
+  console.log(`oned.conf: ${file} changed; as it was before this change: ${saved}`);
+  if (first !== undefined) console.log(`oned.conf: as it was before oneswap first changed it: ${first} (backups in between removed)`);
 }
 
 function check(file: string): void {

@@ -7,7 +7,7 @@ import { after, before, describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, copyFileSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -194,6 +194,22 @@ describe('install.sh', { skip }, () => {
     const again = ok(t, 'second uninstall', install(['--uninstall'], env));
     assert.match(again.stdout, /no oneswap registration/);
     assert.deepEqual(files(dest), left);
+    assert.deepEqual(readFileSync(join(etc, 'oned.conf')), STOCK);
+
+    // More cycles keep two backups: oned.conf before oneswap first touched it, and before the last change.
+    for (let cycle = 0; cycle < 2; cycle++) {
+      const reinstalled = ok(t, `install, cycle ${cycle + 2}`, install(['--no-deps'], env));
+      const registered = readFileSync(join(etc, 'oned.conf'));
+      const removedAgain = ok(t, `uninstall, cycle ${cycle + 2}`, install(['--uninstall'], env));
+      const kept = backups(etc);
+      assert.equal(kept.length, 2, `cycle ${cycle + 2}: the first and the last backup, nothing in between`);
+      assert.deepEqual(readFileSync(join(etc, kept[0]!)), STOCK, 'the first backup is oned.conf before oneswap first changed it');
+      assert.equal(kept[0], allBackups[0], 'and it is the same file as after the first cycle');
+      assert.deepEqual(readFileSync(join(etc, kept[1]!)), registered, 'the last backup is oned.conf before the uninstall');
+      const at = (name: string): string => join(realpathSync(etc), name);
+      for (const out of [reinstalled.stdout, removedAgain.stdout]) assert.ok(out.split('\n').includes(`oned.conf: as it was before oneswap first changed it: ${at(kept[0]!)} (backups in between removed)`), out);
+      assert.ok(removedAgain.stdout.split('\n').includes(`oned.conf: ${join(etc, 'oned.conf')} changed; as it was before this change: ${at(kept[1]!)}`), removedAgain.stdout);
+    }
     assert.deepEqual(readFileSync(join(etc, 'oned.conf')), STOCK);
   });
 
