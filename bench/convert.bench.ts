@@ -14,6 +14,7 @@ import { mkdtemp, mkdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
+import { applianceEnv } from '../lib/convert/appliance.js';
 import { testGuest } from '../test/peers/guest/index.js';
 import { REPO_ROOT } from '../test/peers/cli.js';
 import { measure, type Measurement } from './measure.js';
@@ -23,7 +24,9 @@ const MiB = 1024 ** 2;
 async function main(): Promise<void> {
   const guest = await testGuest();
   const work = await mkdtemp(join(tmpdir(), 'oneswap-bench-convert-'));
-  const env = { LIBGUESTFS_BACKEND: 'direct' };
+  // Both contenders get the appliance settings oneswap uses (direct backend; emulated where KVM is broken).
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(await applianceEnv({}))) if (v !== undefined) env[k] = v;
   try {
     process.stderr.write('bench: warming the libguestfs appliance (not measured)\n');
     await execa('guestfish', ['-a', '/dev/null', 'run'], { env });

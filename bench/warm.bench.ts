@@ -22,6 +22,7 @@ import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
+import { applianceEnv } from '../lib/convert/appliance.js';
 import { startVcsim } from '../test/peers/vcsim/index.js';
 import { createTestVm, client as vimClient, moref, ref, writeDiskData, type TestVm } from '../test/peers/vcsim/fixture.js';
 import { startOned } from '../test/peers/one/index.js';
@@ -98,7 +99,7 @@ async function main(): Promise<void> {
 
     if (useGuest) {
       process.stderr.write('bench: warming the libguestfs appliance (not measured)\n');
-      await execa('guestfish', ['-a', '/dev/null', 'run'], { env: { ...process.env, LIBGUESTFS_BACKEND: 'direct' } });
+      await execa('guestfish', ['-a', '/dev/null', 'run'], { env: await applianceEnv() });
     }
 
     // Cold: the yardstick.

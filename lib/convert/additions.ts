@@ -73,6 +73,6 @@ export async function applyAdditions(
     args.push('--firstboot-install', 'qemu-guest-agent');
     done.push('qemu-guest-agent installed at first boot');
   }
-  await runTool('virt-customize', args, { env: applianceEnv(), signal });
+  await runTool('virt-customize', args, { env: await applianceEnv(), signal });
   return done;
 }

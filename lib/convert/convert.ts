@@ -53,7 +53,8 @@ export type ConversionResult =
 
 export async function convertGuest(req: ConversionRequest): Promise<ConversionResult> {
   if (req.disks.length === 0) throw new OneswapError('usage', `${req.name}: no disks to convert`);
-  await checkAppliance();
+  const emulated = await checkAppliance();
+  if (emulated !== undefined) req.onWarning?.(emulated);
   await checkAdditions(req.additions);
   await mkdir(req.workDir, { recursive: true, mode: 0o700 });
   const overlays: Overlay[] = [];

@@ -53,7 +53,7 @@ export async function inspectGuest(
   signal?: AbortSignal,
   then?: (fs: GuestFs, facts: GuestFacts) => Promise<void>,
 ): Promise<GuestFacts | undefined> {
-  const env = applianceEnv();
+  const env = await applianceEnv();
   const args = then ? ['--listen'] : ['--listen', '--ro'];
   for (const d of disks) args.push('--format=' + d.format, '-a', d.path);
   const pid = await startServer(args, env);

@@ -35,7 +35,7 @@ export async function runVirtV2vInPlace(opts: V2vRunOptions): Promise<V2vOutcome
   const log = createWriteStream(opts.logFile, { flags: 'a', mode: 0o600 });
   const args = ['--machine-readable', '-v', '-x', '--root', 'first', '-i', 'libvirtxml', opts.domainXmlPath];
   log.write(`# ${new Date().toISOString()} ${PROGRAM} ${args.join(' ')}\n`);
-  const child = spawn(PROGRAM, args, { env: applianceEnv(), stdio: ['ignore', 'pipe', 'pipe'], detached: false });
+  const child = spawn(PROGRAM, args, { env: await applianceEnv(), stdio: ['ignore', 'pipe', 'pipe'], detached: false });
   const onAbort = (): void => void child.kill('SIGTERM');
   opts.signal.addEventListener('abort', onAbort, { once: true });
 

@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
+import { applianceEnv } from '../../lib/convert/appliance.js';
 import { vcsimSkip, type Vcsim } from '../peers/vcsim/index.js';
 import { createTestVm, sha256File, type TestVm } from '../peers/vcsim/fixture.js';
 import { guestSkip, testGuest, bootCheck } from '../peers/guest/index.js';
@@ -158,7 +159,7 @@ describe('guest conversion in place on the image files', { skip, timeout: 40 * 6
     // The additions wait in the guest for its first boot.
     const look = await execa('guestfish', ['--ro', '--format=raw', '-a', bootImg.source, '-i'], {
       input: 'is-file /var/lib/oneswap/oneswap-test-context_1.0_all.deb\nglob-expand /usr/lib/virt-sysprep/scripts/*\n',
-      env: { ...process.env, LIBGUESTFS_BACKEND: 'direct' },
+      env: await applianceEnv(),
     });
     const [isFile, ...scripts] = look.stdout.trim().split('\n');
     assert.equal(isFile, 'true', 'the context package is in the guest');

@@ -12,6 +12,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
+import { applianceEnv } from '../../lib/convert/appliance.js';
 import { buildOva, ovaToolsSkip } from '../peers/ova/index.js';
 import { startOned, type Oned } from '../peers/one/index.js';
 import { oneswap } from '../peers/cli.js';
@@ -27,7 +28,7 @@ interface Event {
   vmId?: number;
 }
 const events = (stdout: string): Event[] => stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Event);
-const guestfish = (args: string[]) => execa('guestfish', args, { env: { ...process.env, LIBGUESTFS_BACKEND: 'direct' } });
+const guestfish = async (args: string[]) => execa('guestfish', args, { env: await applianceEnv() });
 
 const STATIC_INTERFACES = `auto lo
 iface lo inet loopback

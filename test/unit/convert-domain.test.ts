@@ -4,7 +4,7 @@ import { XMLParser } from 'fast-xml-parser';
 import { domainXml } from '../../lib/convert/index.js';
 import { driveLetters } from '../../lib/convert/domain-xml.js';
 import { classifyFailure } from '../../lib/convert/virt-v2v.js';
-import { applianceEnv, checkAppliance } from '../../lib/convert/appliance.js';
+import { applianceEnv, checkAppliance, probeKvm } from '../../lib/convert/appliance.js';
 import { lastErrorLine } from '../../lib/convert/tools.js';
 import { OneswapError } from '../../lib/errors/index.js';
 import { mkdtemp, writeFile, chmod, rm } from 'node:fs/promises';
@@ -83,9 +83,26 @@ test('conversion failures: no OS is a notice, an appliance failure names the fix
   );
 });
 
-test('appliance: the direct backend unless the user chose one', () => {
-  assert.equal(applianceEnv({}).LIBGUESTFS_BACKEND, 'direct');
-  assert.equal(applianceEnv({ LIBGUESTFS_BACKEND: 'libvirt' }).LIBGUESTFS_BACKEND, 'libvirt');
+test('appliance: the direct backend unless the user chose one', async () => {
+  assert.equal((await applianceEnv({})).LIBGUESTFS_BACKEND, 'direct');
+  assert.equal((await applianceEnv({ LIBGUESTFS_BACKEND: 'libvirt' })).LIBGUESTFS_BACKEND, 'libvirt');
+  assert.equal((await applianceEnv({ LIBGUESTFS_BACKEND_SETTINGS: 'force_kvm' })).LIBGUESTFS_BACKEND_SETTINGS, 'force_kvm', 'settings the user chose are kept');
+});
+
+test('appliance: a /dev/kvm that qemu cannot start a guest on is found (then the appliance runs emulated)', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'oneswap-kvm-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const device = join(dir, 'kvm');
+  await writeFile(device, '');
+  // Stand-ins for qemu: what it printed in a nested VM here, and one that starts and quits.
+  const broken = join(dir, 'qemu-broken');
+  await writeFile(broken, `#!/bin/sh\necho 'qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69' >&2\necho "qemu-system-x86_64: ../../target/i386/kvm/kvm.c:3183: kvm_buf_set_msrs: Assertion failed." >&2\nkill -ABRT $$\n`, { mode: 0o755 });
+  const working = join(dir, 'qemu-ok');
+  await writeFile(working, '#!/bin/sh\ngrep -q quit && exit 0\nexit 1\n', { mode: 0o755 });
+  assert.equal(await probeKvm(broken, device), `qemu cannot start a guest on ${device} (failed to set MSR 0x10a to 0x69)`);
+  assert.equal(await probeKvm(working, device), undefined, 'qemu started (it got the monitor\'s quit)');
+  assert.equal(await probeKvm(broken, join(dir, 'no-kvm')), undefined, 'no /dev/kvm: libguestfs emulates by itself');
+  assert.equal(await probeKvm(join(dir, 'no-qemu'), device), undefined, 'no qemu: libguestfs says so itself');
 });
 
 test('appliance: a missing or unreadable kernel is reported before anything starts', async (t) => {

@@ -113,6 +113,13 @@ find "$ROOT/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name 'en*' ! -name loca
 echo "guest build: disk ($SIZE, one ext4 partition, grub)"
 tar -C "$ROOT" --numeric-owner -cf "$WORK/root.tar" .
 truncate -s "$SIZE" "$WORK/disk.raw"
+# A /dev/kvm that qemu cannot start a guest on (nested virtualization: "failed to set MSR 0x10a")
+# makes the appliance abort: run it emulated then, as oneswap does (lib/convert/appliance.ts).
+if [ -z "${LIBGUESTFS_BACKEND_SETTINGS:-}" ] && [ -w /dev/kvm ] &&
+	! echo quit | qemu-system-x86_64 -machine accel=kvm -cpu max -nodefaults -no-user-config -display none -S -monitor stdio >/dev/null 2>&1; then
+	echo "guest build: qemu cannot start a guest on /dev/kvm here: the appliance runs emulated"
+	export LIBGUESTFS_BACKEND_SETTINGS=force_tcg
+fi
 LIBGUESTFS_BACKEND=${LIBGUESTFS_BACKEND:-direct} guestfish --format=raw -a "$WORK/disk.raw" >"$WORK/guestfish.log" 2>&1 <<EOF ||
 run
 part-init /dev/sda mbr
