@@ -203,7 +203,8 @@ describe('oneswap import: bad input and faults', { skip }, () => {
     assert.equal(ids.length, 2);
     for (const [i, id] of ids.entries()) {
       const data = await readFile(oned.image(id)!.source);
-      assert.equal(createHash('sha256').update(data.subarray(0, vm.disks[i]!.sizeBytes)).digest('hex'), vm.disks[i]!.sha256);
+      assert.equal(data.length, vm.disks[i]!.sizeBytes);
+      assert.equal(createHash('sha256').update(data).digest('hex'), vm.disks[i]!.sha256);
     }
     await removeImported();
   });
@@ -214,6 +215,39 @@ describe('oneswap import: bad input and faults', { skip }, () => {
     // Each new connection is cut, including SOAP calls that carry more than 2 MiB (none do).
     await assertCleanFailure(r, 4, /reading .*faulty.*failed|connection|socket/i);
   });
+
+  let dying: TestVm | undefined;
+  for (const at of [0.1, 0.6])
+    test(`vCenter dies at ${at * 100} % of a disk: exit 4 with the connection message, never "interrupted"`, async () => {
+      // Nobody pressed Ctrl-C: the streams cancelled because a sibling lost its connection must not
+      // speak for the run, whichever moment vCenter goes away.
+      // Several 64 MiB requests per disk, so several streams read each disk, all retrying in step
+      // once vCenter is gone: their last attempts race, as on the 6 GiB disk this was seen on.
+      dying ??= await createTestVm(sim, {
+        name: 'dying',
+        cbt: true,
+        disks: [
+          { sizeBytes: 256 * MiB, data: [{ offset: 0, length: 200 * MiB }] },
+          { sizeBytes: 160 * MiB + 64 * 1024, data: [{ offset: 16 * MiB, length: 144 * MiB }] },
+        ],
+        nics: [{ network: 'VM Network' }],
+      });
+      proxy.faults = { throttleBytesPerSecond: 8 * MiB };
+      const child = spawnOneswap([...base(), 'dying'], env);
+      let killed: Promise<void> | undefined;
+      child.stdout?.on('data', (d: Buffer) => {
+        for (const line of d.toString().split('\n')) {
+          const m = /"type":"disk".*"bytesDone":(\d+),"bytesPlanned":(\d+)/.exec(line);
+          if (!killed && m && Number(m[1]) >= at * Number(m[2])) killed = proxy.down();
+        }
+      });
+      const r = await child;
+      assert.ok(killed, 'the copy never got that far');
+      await killed;
+      await proxy.up();
+      await assertCleanFailure({ exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) }, 4, /cannot reach vCenter 127\.0\.0\.1:\d+ \(connection refused\)/);
+      assert.doesNotMatch(String(r.stderr), /cancelled|interrupted/);
+    });
 
   test('Ctrl-C mid-copy: exit 130, placeholders removed, source untouched', async () => {
     proxy.faults = { throttleBytesPerSecond: 4 * MiB };
@@ -260,7 +294,8 @@ describe('oneswap import: bad input and faults', { skip }, () => {
       const img = oned.image(id)!;
       assert.equal(img.template.get('ONESWAP_STATE'), 'DONE');
       const bytes = await readFile(img.source);
-      assert.equal(createHash('sha256').update(bytes.subarray(0, vm.disks[i]!.sizeBytes)).digest('hex'), vm.disks[i]!.sha256);
+      assert.equal(bytes.length, vm.disks[i]!.sizeBytes);
+      assert.equal(createHash('sha256').update(bytes).digest('hex'), vm.disks[i]!.sha256);
     }
     await removeImported();
   });

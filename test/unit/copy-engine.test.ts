@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { copyExtents, ShortReadError, type RangeSource } from '../../lib/copy/engine.js';
 import { together } from '../../lib/copy/together.js';
+import { OneswapError } from '../../lib/errors/index.js';
 
 const MiB = 1024 * 1024;
 
@@ -214,4 +215,18 @@ test('together: the first failure stops the others and is reported only after al
   const run = together([slow], outer.signal);
   outer.abort(new Error('Ctrl-C'));
   await assert.rejects(run, /Ctrl-C/);
+});
+
+test('together: a sibling stopped with its own error (a cancelled GET) never hides the failure that stopped it', async () => {
+  // A stream cancelled by the stop reports itself as interrupted, and it comes first in task order;
+  // the vCenter that died took the other stream down first, and that is what the user must hear.
+  const cancelled = async (signal: AbortSignal): Promise<string> => {
+    await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+    throw new OneswapError('interrupted', 'GET [LocalDS_0] vm/vm-flat.vmdk on 127.0.0.1 was cancelled');
+  };
+  const lost = async (): Promise<string> => {
+    await new Promise((r) => setTimeout(r, 10));
+    throw new OneswapError('connection', 'cannot reach vCenter 127.0.0.1 (connection refused)');
+  };
+  await assert.rejects(together([cancelled, cancelled, lost], undefined), (err: OneswapError) => err.kind === 'connection' && err.exitCode === 4);
 });

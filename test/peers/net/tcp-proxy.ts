@@ -8,8 +8,6 @@ export interface ProxyFaults {
   cutAfterBytes?: number;
   /** Only the first N connections that reach cutAfterBytes are cut. */
   cutCount?: number;
-  /** Refuse (close at once) all new connections. */
-  refuse?: boolean;
   /** Bytes per second towards the client, per connection. */
   throttleBytesPerSecond?: number;
 }
@@ -19,6 +17,13 @@ export interface TcpProxy {
   /** Bytes sent from the upstream to clients, and from clients upstream. */
   readonly counters: { down: number; up: number; connections: number; cuts: number };
   faults: ProxyFaults;
+  /**
+   * The upstream dies, as a vCenter that is killed: every open connection is dropped and new ones
+   * are refused (ECONNREFUSED) until up().
+   */
+  down(): Promise<void>;
+  /** Listens again on the same port. */
+  up(): Promise<void>;
   reset(): void;
   close(): Promise<void>;
 }
@@ -30,10 +35,6 @@ export async function startTcpProxy(upstreamPort: number, upstreamHost = '127.0.
 
   const server: Server = createServer((client) => {
     counters.connections++;
-    if (proxy.faults.refuse) {
-      client.destroy();
-      return;
-    }
     const upstream = connect(upstreamPort, upstreamHost);
     sockets.add(client);
     sockets.add(upstream);
@@ -72,9 +73,21 @@ export async function startTcpProxy(upstreamPort: number, upstreamHost = '127.0.
     client.on('error', close);
     upstream.on('error', close);
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const listen = (port: number): Promise<void> =>
+    new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, '127.0.0.1', () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  await listen(0);
   const address = server.address();
   if (address === null || typeof address === 'string') throw new Error('proxy has no port');
+  const dropAll = (): void => {
+    for (const s of sockets) s.destroy();
+    sockets.clear();
+  };
   return {
     port: address.port,
     counters,
@@ -84,6 +97,12 @@ export async function startTcpProxy(upstreamPort: number, upstreamHost = '127.0.
     set faults(f: ProxyFaults) {
       proxy.faults = f;
     },
+    down: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        dropAll();
+      }),
+    up: () => listen(address.port),
     reset() {
       counters.down = 0;
       counters.up = 0;
@@ -92,7 +111,8 @@ export async function startTcpProxy(upstreamPort: number, upstreamHost = '127.0.
     },
     close: () =>
       new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy();
+        dropAll();
+        if (!server.listening) return resolve();
         server.close(() => resolve());
       }),
   };
