@@ -34,23 +34,26 @@ export async function openTargetFile(path: string, minSize?: number): Promise<Fi
 }
 
 /**
- * Makes a target read as zeros again (what an interrupted copy wrote is dropped), at least
- * `size` bytes long. Its size never shrinks on the way, so a process killed in the middle leaves
- * a file an OpenNebula image can still be (a truncate to 0 and back could leave it empty).
+ * Makes a target read as zeros again (what an interrupted copy wrote is dropped) and exactly
+ * `size` bytes long, the disk's capacity. It is never shorter than `size` on the way, so a process
+ * killed in the middle leaves a file an OpenNebula image can still be (a truncate to 0 and back
+ * could leave it empty).
  */
 export async function clearTargetFile(path: string, size: number): Promise<void> {
   const fh = await openTargetFile(path);
   let allocated: boolean;
-  let length: number;
+  let block: number;
   try {
     const s = await fh.stat();
-    if (s.size < size) await fh.truncate(size);
+    if (s.size !== size) await fh.truncate(size);
     allocated = s.blocks > 0;
-    length = Math.max(s.size, size);
+    block = s.blksize || 4096;
   } finally {
     await fh.close();
   }
-  if (allocated) await punchHoles(path, [{ start: 0, length }]);
+  // Up to the end of the last block: a disk that ends inside a block (not a whole MiB) would keep
+  // that block allocated, zeroed, if the hole stopped at the file's end.
+  if (allocated) await punchHoles(path, [{ start: 0, length: Math.ceil(size / block) * block }]);
 }
 
 /** A failed write or sync of the target as the user should read it. */

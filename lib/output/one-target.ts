@@ -2,7 +2,7 @@
 // so any user can do it and the datastore driver creates the file), finds their files on this host,
 // creates the VM template and the VM, and takes it all back on failure.
 
-import { access, stat, constants } from 'node:fs/promises';
+import { access, stat, truncate, constants } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { OneswapError } from '../errors/index.js';
 import { Template, sanitizeName, type OneClient, type OneDatastore, type OneImage } from '../one/index.js';
@@ -141,7 +141,12 @@ export async function allocatePlaceholder(one: OneClient, ds: ImageDatastore, sp
   return one.imageAllocate(t, ds.id, false);
 }
 
-/** Waits until the placeholder is READY and returns the local path of its raw file, checked. */
+/**
+ * Waits until the placeholder is READY and returns the local path of its raw file, checked and cut
+ * to the disk's exact capacity: mkfs makes SIZE MiB, rounded up, and a guest must see the size its
+ * disk had (a GPT's backup header sits in the last sectors). oned's own `cp` of a file leaves the
+ * same: SIZE rounded up, the file exact.
+ */
 export async function placeholderFile(one: OneClient, id: number, capacityBytes: number, signal: AbortSignal): Promise<string> {
   const image: OneImage = await one.waitForImage(id, { timeoutMs: 10 * 60_000, signal });
   if (image.format !== 'raw')
@@ -160,6 +165,7 @@ export async function placeholderFile(one: OneClient, id: number, capacityBytes:
   if (size < capacityBytes)
     throw new OneswapError('remote', `the file of image ${id} (${image.source}) has ${size} bytes, the disk needs ${capacityBytes}`);
   await checkReachable(image.source, `image ${id}`);
+  if (size > capacityBytes) await truncate(image.source, capacityBytes);
   return image.source;
 }
 

@@ -8,10 +8,9 @@
 // plans pending ∪ (changes since that changeId), then moves the anchor to the new snapshot, then
 // copies; finished ranges leave `pending`. A re-run plans the same way and converges.
 
-import { truncate } from 'node:fs/promises';
 import { OneswapError, describeError } from '../errors/index.js';
 import { isFault, type MoRef, type Snapshot, type VmDisk, type VmSummary } from '../vsphere/index.js';
-import type { RangeSource } from '../copy/index.js';
+import { clearTargetFile, type RangeSource } from '../copy/index.js';
 import { isOwnSnapshot, openVcenterDisks, ownSnapshotSpec, type VmDescription } from '../input/index.js';
 import { normalizeExtents, subtractExtents, totalLength, type Extent } from '../extents/index.js';
 import { recordWarmRound, markImage } from '../output/index.js';
@@ -154,14 +153,14 @@ async function planDisk(ctx: ImportContext, summary: VmSummary, snapshot: MoRef,
     // No round yet. An image a cold import (kept after a failure) already wrote to is cleared
     // first: only an image of holes can take a full copy without punching every zero block.
     if (jd.complete || jd.done.length > 0) {
-      await clearImage(t.path, cap);
+      await clearTargetFile(t.path, cap);
       jd.complete = false;
     }
     return { areas: await allocated(), full: true, targetIsZero: true };
   }
   const reset = async (why: string): Promise<DiskPlan> => {
     log(`change tracking of disk "${d.label}" was reset (${why}): copying it in full again`, 'warn');
-    await clearImage(t.path, cap);
+    await clearTargetFile(t.path, cap);
     return { areas: await allocated(), full: true, targetIsZero: true };
   };
   if (changeTrack(jd.changeId) !== changeTrack(changeId)) return reset('its changeId has a new identity');
@@ -174,12 +173,6 @@ async function planDisk(ctx: ImportContext, summary: VmSummary, snapshot: MoRef,
   }
   const pending = subtractExtents(jd.pending ?? [], jd.done);
   return { areas: normalizeExtents([...pending, ...changed], cap), full: false, targetIsZero: false };
-}
-
-/** Makes the image all holes again, for a full copy after a CBT reset. */
-async function clearImage(path: string, capacityBytes: number): Promise<void> {
-  await truncate(path, 0);
-  await truncate(path, capacityBytes);
 }
 
 /** Snapshot without memory; quiesced through VMware Tools when they run, plain if quiescing fails. */

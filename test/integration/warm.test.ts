@@ -79,7 +79,8 @@ describe('warm migration: CBT rounds while the VM runs, then a measured cutover'
 
   const twoDisks: DiskSpec[] = [
     { sizeBytes: 24 * MiB, data: [{ offset: 0, length: 4 * MiB }, { offset: 16 * MiB, length: 2 * MiB }] },
-    { sizeBytes: 8 * MiB, data: [{ offset: 1 * MiB, length: 1 * MiB }] },
+    // Not a whole MiB (vCenter sizes disks in KiB): each image must end where its disk ends.
+    { sizeBytes: 8 * MiB + 64 * 1024, data: [{ offset: 1 * MiB, length: 1 * MiB }, { offset: 8 * MiB, length: 64 * 1024 }] },
   ];
   /** One disk large enough to interrupt a throttled round in the middle. */
   const bigDisk: DiskSpec[] = [{ sizeBytes: 64 * MiB, data: [{ offset: 0, length: 48 * MiB }] }];
@@ -102,7 +103,7 @@ describe('warm migration: CBT rounds while the VM runs, then a measured cutover'
     for (const d of s.disks) assert.match(d.changeId ?? '', /^52 [0-9a-f ]+-[0-9a-f ]+\/\d+$/);
     assert.equal(oned.image(ids[0]!)!.template.get('ONESWAP_STATE'), 'SYNCING');
     assert.equal(oned.image(ids[0]!)!.template.get('ONESWAP_CHANGE_ID'), s.disks[0]!.changeId);
-    assert.deepEqual(s.disks.map((d) => d.bytesPerRound[0]), [6 * MiB, 1 * MiB], 'round 0 copies the allocated areas');
+    assert.deepEqual(s.disks.map((d) => d.bytesPerRound[0]), [6 * MiB, 1 * MiB + 64 * 1024], 'round 0 copies the allocated areas');
     await assertImagesEqual(vm, ids);
 
     // The guest writes 192 KiB (three 64 KiB CBT blocks) into disk 0 and 64 KiB into disk 1.
@@ -149,7 +150,7 @@ describe('warm migration: CBT rounds while the VM runs, then a measured cutover'
     assert.equal(r.exitCode, 0, r.stderr);
     assert.match(r.stdout, /change tracking of disk .* was reset/);
     const s = await status(vm.name);
-    assert.deepEqual(s.disks.map((d) => d.bytesPerRound[1]), [6 * MiB + 64 * 1024, 1 * MiB], 'the round after the reset copies everything allocated');
+    assert.deepEqual(s.disks.map((d) => d.bytesPerRound[1]), [6 * MiB + 64 * 1024, 1 * MiB + 64 * 1024], 'the round after the reset copies everything allocated');
     await assertImagesEqual(vm, s.disks.map((d) => d.imageId));
     assert.equal((await warm('abort', vm.name)).exitCode, 0);
   });

@@ -8,17 +8,18 @@ import { join } from 'node:path';
 import { clearTargetFile } from '../../lib/copy/index.js';
 import { OneswapError } from '../../lib/errors/index.js';
 
-test('clearing a target: what a copy wrote is dropped, the size is kept or grown, never shrunk', async () => {
+test('clearing a target: what a copy wrote is dropped, the file is cut or grown to the disk\'s exact size', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'oneswap-target-'));
   try {
     const path = join(dir, 'image');
     const h = await open(path, 'w');
     await h.truncate(8 << 20);
     await h.write(Buffer.alloc(1 << 20, 0xab), 0, 1 << 20, 3 << 20);
+    await h.write(Buffer.alloc(4096, 0xcd), 0, 4096, (4 << 20) + 512);
     await h.close();
-    await clearTargetFile(path, 4 << 20);
+    await clearTargetFile(path, (4 << 20) + 512);
     const s = await stat(path);
-    assert.equal(s.size, 8 << 20, 'a larger file keeps its size (an image may be rounded up)');
+    assert.equal(s.size, (4 << 20) + 512, 'a larger file (a placeholder rounded up to MiB) is cut to the disk');
     assert.equal(s.blocks, 0, 'all holes');
     assert.ok((await readFile(path)).every((b) => b === 0));
 
