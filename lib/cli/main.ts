@@ -125,6 +125,7 @@ export function program(signal: AbortSignal): Command {
       .option('--datacenter <name>', 'look the VM up in this datacenter')
       .requiredOption('--datastore <id>', 'the OpenNebula image datastore of the migration')
       .option('--json', 'JSON instead of text')
+      .option('--name-prefix <prefix>', 'the --name-prefix the migration was started with (found by its images when this host has no journal of it)', '')
       .option('--endpoint <url>', 'OpenNebula XML-RPC endpoint (default: ONE_XMLRPC, ~/.one/one_endpoint)')
       .option('--state-dir <dir>', 'where resume journals live (default: ~/.local/state/oneswap)'),
   ).action(async (vm: string, o: WarmStatusCliOptions) => {

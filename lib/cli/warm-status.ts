@@ -13,6 +13,7 @@ export interface WarmStatusCliOptions extends VcenterOptions {
   json?: boolean;
   endpoint?: string;
   stateDir?: string;
+  namePrefix?: string;
 }
 
 export async function runWarmStatus(vm: string, o: WarmStatusCliOptions, warn: (m: string) => void): Promise<string> {
@@ -22,7 +23,7 @@ export async function runWarmStatus(vm: string, o: WarmStatusCliOptions, warn: (
     const one = await connectOne(o.endpoint);
     try {
       const host = parseHost(o.vcenter ?? process.env.ONESWAP_VCENTER ?? '').host;
-      const s = await warmStatus({ vsphere, one, vcenterHost: host }, vm, { datastoreId, stateDir: o.stateDir ?? defaultStateDir(), datacenter: o.datacenter });
+      const s = await warmStatus({ vsphere, one, vcenterHost: host }, vm, { datastoreId, stateDir: o.stateDir ?? defaultStateDir(), namePrefix: o.namePrefix ?? '', datacenter: o.datacenter });
       return o.json ? `${JSON.stringify(s, null, 2)}\n` : renderStatus(s);
     } finally {
       one.close();

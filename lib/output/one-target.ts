@@ -192,17 +192,66 @@ export interface WarmImage {
   readonly round: number;
 }
 
-/** The images of a warm migration of `vm` into datastore `datastoreId` that finished a round. */
-export async function warmImagesOf(one: OneClient, vm: VmDescription, datastoreId: number): Promise<WarmImage[]> {
+/** States of an image whose migration is still copying: the only ones a run without local state takes over. */
+const UNFINISHED: ReadonlySet<string | undefined> = new Set<ImageState>(['COPYING', 'SYNCING', 'FAILED']);
+
+/**
+ * Why no run may write into or remove `image` for a migration of the VM `identity`, or undefined
+ * when it may: it holds a disk of that VM, is not a finished migration's (DONE), and no VM but
+ * `ownVm` (the one this migration created) uses it. A VM may be running on a finished image.
+ */
+export function untouchable(image: OneImage, identity: string, ownVm?: number): string | undefined {
+  if (image.template.get('ONESWAP_SOURCE_VM') !== identity) return 'it holds no disk of this VM';
+  if (image.template.get('ONESWAP_STATE') === 'DONE') return 'it is a finished migration (ONESWAP_STATE=DONE)';
+  const users = image.vms.filter((v) => v !== ownVm);
+  if (users.length > 0) return `it is in use by VM ${users.join(', ')}`;
+  return undefined;
+}
+
+/** Images of `vm` in a datastore that a migration without local state found and did not take, and why. */
+export interface PassedImage {
+  readonly imageId: number;
+  readonly why: string;
+}
+
+/**
+ * The images of an unfinished warm migration of `vm` into `datastoreId` under this migration's
+ * image names (`namePrefix`): each finished a round, is still copying (COPYING, SYNCING or FAILED)
+ * and in use by no VM; at most one per disk. The VM's other images there (a finished migration,
+ * one under other names, one in use) are listed in `passed`: never written to or removed.
+ */
+export async function warmImagesOf(one: OneClient, vm: VmDescription, datastoreId: number, namePrefix: string): Promise<{ resumable: WarmImage[]; passed: PassedImage[] }> {
   const identity = vmIdentity(vm);
-  return (await one.images())
-    .filter((i) => i.datastoreId === datastoreId && i.template.get('ONESWAP_SOURCE_VM') === identity && i.template.get('ONESWAP_CHANGE_ID'))
-    .map((i) => ({
-      imageId: i.id,
-      diskIndex: Number(i.template.get('ONESWAP_DISK_INDEX') ?? -1),
-      changeId: i.template.get('ONESWAP_CHANGE_ID')!,
-      round: Number(i.template.get('ONESWAP_WARM_ROUND') ?? 0),
-    }));
+  const resumable: WarmImage[] = [];
+  const passed: PassedImage[] = [];
+  // Oldest first (oned lists newest first): the first image of a disk is the one resumed.
+  for (const i of (await one.images()).sort((a, b) => a.id - b.id)) {
+    if (i.datastoreId !== datastoreId || i.template.get('ONESWAP_SOURCE_VM') !== identity) continue;
+    const diskIndex = Number(i.template.get('ONESWAP_DISK_INDEX') ?? -1);
+    const changeId = i.template.get('ONESWAP_CHANGE_ID');
+    const whyNot = (): string | undefined => {
+      const state = i.template.get('ONESWAP_STATE');
+      const disk = vm.disks[diskIndex];
+      const name = disk && imageName(vm, disk, namePrefix);
+      const twin = resumable.find((r) => r.diskIndex === diskIndex);
+      return (
+        untouchable(i, identity) ??
+        (UNFINISHED.has(state) ? undefined : `its migration is past copying (ONESWAP_STATE=${state ?? 'none'})`) ??
+        (name === undefined ? `the VM has no disk ${diskIndex}` : i.name !== name ? `it is named ${i.name}, not ${name}` : undefined) ??
+        (changeId === undefined ? 'it finished no warm round' : undefined) ??
+        (twin ? `image ${twin.imageId} holds the same disk` : undefined)
+      );
+    };
+    const why = whyNot();
+    if (why !== undefined) passed.push({ imageId: i.id, why });
+    else resumable.push({ imageId: i.id, diskIndex, changeId: changeId!, round: Number(i.template.get('ONESWAP_WARM_ROUND') ?? 0) });
+  }
+  return { resumable, passed };
+}
+
+/** One line on images a migration left alone. */
+export function describePassed(vm: VmDescription, passed: readonly PassedImage[]): string {
+  return `not touching image${passed.length === 1 ? '' : 's'} of ${vm.name} that belong to no unfinished migration under these names: ${passed.map((p) => `${p.imageId} (${p.why})`).join(', ')}`;
 }
 
 /** Marks converted images and records the guest facts on each (so a later run builds the same template). */

@@ -43,8 +43,13 @@ export interface WarmState {
   baseRound?: number;
   /** oneswap's migration snapshot (moref) while a round or the cutover holds one. */
   snapshot?: string;
-  /** The conversion tried on throw-away overlays during the rounds. */
-  rehearsal?: { readonly ok: boolean; readonly at: string; readonly durationMs: number; readonly detail: string };
+  /**
+   * Whether the cutover converts the guest: set by the stage that started the migration, turned off
+   * for good by any stage run with --no-convert. Absent in older journals: converts.
+   */
+  convert?: boolean;
+  /** The conversion tried on throw-away overlays during the rounds; `noOs`: it found no operating system. */
+  rehearsal?: { readonly ok: boolean; readonly at: string; readonly durationMs: number; readonly detail: string; readonly noOs?: boolean };
   /** Set when the cutover began; the source's power state before it decides the rollback. */
   cutover?: { readonly startedAt: string; readonly sourceWasOn: boolean };
 }

@@ -4,7 +4,7 @@
 
 import { OneswapError, describeError } from '../errors/index.js';
 import type { VSphereClient, VmSummary } from '../vsphere/index.js';
-import type { OneClient } from '../one/index.js';
+import type { OneClient, OneImage } from '../one/index.js';
 import {
   describeVcenterVm,
   reportedAddresses,
@@ -24,6 +24,8 @@ import {
   checkImageDatastore,
   checkNamesFree,
   warmImagesOf,
+  untouchable,
+  describePassed,
   imageName,
   markImage,
   convertedGuestOf,
@@ -178,7 +180,7 @@ export async function precheck(ctx: ImportContext, vmName: string, opts: ImportO
   const nics = mapNics(summary.name, description.nics, await networkCandidates(ctx.one), opts.networkMap);
   const disks = await openVcenterDisks(ctx.vsphere, summary, description);
 
-  const { journal, ds } = await openTarget(ctx, description, opts, log, summary.name, warm && ((j) => adoptWarmImages(ctx.one, j, description, opts.datastoreId)));
+  const { journal, ds } = await openTarget(ctx, description, opts, log, summary.name, warm && ((j) => adoptWarmImages(ctx.one, j, description, opts, log)));
   const reported = reportedAddresses(summary);
   if (reported.size > 0) {
     journal.data.reportedAddresses = Object.fromEntries(reported);
@@ -213,13 +215,13 @@ export async function openTarget(
     }
     const ownIds = new Set<number>();
     if (resumed) {
-      for (const d of journal.data.disks) {
-        try {
-          const img = await ctx.one.image(d.imageId);
-          if (img.template.get('ONESWAP_SOURCE_DISK') === undefined) throw new Error('not ours');
-          ownIds.add(d.imageId);
-        } catch {
-          log(`image ${d.imageId} of an earlier run is gone; its disk is copied again`, 'warn');
+      for (const d of [...journal.data.disks]) {
+        // Only an image this VM's unfinished migration made is written to or removed again; a
+        // finished one, or one a VM uses, stays as it is whatever the journal says.
+        const why = await notResumable(ctx.one, d.imageId, vmIdentity(description), journal.data.vmId);
+        if (why === undefined) ownIds.add(d.imageId);
+        else {
+          log(`image ${d.imageId} of an earlier run is not taken over (${why}); its disk goes into a new image`, 'warn');
           journal.data.disks = journal.data.disks.filter((x) => x !== d);
         }
       }
@@ -267,20 +269,35 @@ async function checkWarmable(ctx: ImportContext, vm: VmSummary, warm: WarmPreche
   return ctx.vsphere.vm(vm.ref);
 }
 
+/** Why the journal's image `id` must not be resumed into, or undefined. */
+async function notResumable(one: OneClient, id: number, identity: string, ownVm: number | undefined): Promise<string | undefined> {
+  let img: OneImage;
+  try {
+    img = await one.image(id);
+  } catch (err) {
+    if (err instanceof OneswapError && err.kind === 'not-found') return 'it is gone';
+    throw err;
+  }
+  if (img.template.get('ONESWAP_SOURCE_DISK') === undefined) return 'oneswap did not make it';
+  return untouchable(img, identity, ownVm);
+}
+
 /**
  * A warm migration started on another machine (or whose local state was lost): its images carry
- * the changeIds. Adds them to the journal and returns them (none: nothing to adopt).
+ * the changeIds. Adds those of an unfinished migration under this run's image names to the
+ * journal and returns them (none: nothing to adopt); says which images of the VM it left alone.
  */
-export async function adoptWarmImages(one: OneClient, journal: Journal, vm: VmDescription, datastoreId: number): Promise<WarmImage[]> {
-  const found = (await warmImagesOf(one, vm, datastoreId)).filter((f) => vm.disks[f.diskIndex] !== undefined);
-  if (found.length === 0) return found;
-  for (const f of found) {
+export async function adoptWarmImages(one: OneClient, journal: Journal, vm: VmDescription, opts: Pick<ImportOptions, 'datastoreId' | 'namePrefix'>, log: (m: string, l?: 'warn') => void): Promise<WarmImage[]> {
+  const { resumable, passed } = await warmImagesOf(one, vm, opts.datastoreId, opts.namePrefix);
+  if (passed.length > 0) log(describePassed(vm, passed), 'warn');
+  if (resumable.length === 0) return resumable;
+  for (const f of resumable) {
     const d = vm.disks[f.diskIndex]!;
     journal.data.disks.push({ sourceKey: d.sourceKey, imageId: f.imageId, imagePath: '', capacityBytes: d.capacityBytes, done: [], complete: false, changeId: f.changeId, pending: [] });
   }
-  journal.data.warm = { rounds: [], baseRound: Math.max(...found.map((f) => f.round)) + 1 };
+  journal.data.warm = { rounds: [], baseRound: Math.max(...resumable.map((f) => f.round)) + 1 };
   await journal.flush();
-  return found;
+  return resumable;
 }
 
 /** The networks a source NIC can be mapped to (mapNics), with their VCENTER_NETWORK_MATCH. */

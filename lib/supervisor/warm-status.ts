@@ -1,13 +1,13 @@
 // `oneswap warm status`: where a warm migration stands, per disk, and what a cutover now would
 // cost. The prediction uses only what the rounds measured: the copy rate of the rounds, the rate
 // at which the guest changed its disks between the last two snapshots, the snapshot time, and the
-// rehearsal's conversion time.
+// rehearsal's conversion time (none where the cutover will not convert).
 
 import { warmImagesOf } from '../output/index.js';
 import { subtractExtents, totalLength } from '../extents/index.js';
 import type { WarmRound } from './journal.js';
 import type { ImportContext } from './steps.js';
-import { findMigration, roundBytes } from './warm.js';
+import { conversionSkipped, findMigration, roundBytes } from './warm.js';
 
 export interface WarmDiskStatus {
   readonly index: number;
@@ -42,7 +42,7 @@ export interface WarmStatus {
   readonly runningPid?: number;
 }
 
-export async function warmStatus(ctx: Pick<ImportContext, 'vsphere' | 'one' | 'vcenterHost'>, vmName: string, opts: { datastoreId: number; stateDir: string; datacenter?: string }, now = Date.now()): Promise<WarmStatus> {
+export async function warmStatus(ctx: Pick<ImportContext, 'vsphere' | 'one' | 'vcenterHost'>, vmName: string, opts: { datastoreId: number; stateDir: string; namePrefix: string; datacenter?: string }, now = Date.now()): Promise<WarmStatus> {
   const { description: vm, journal, resumed } = await findMigration(ctx, vmName, opts);
   const runningPid = await journal.lockHolder();
   const warm = journal.data.warm;
@@ -56,7 +56,7 @@ export async function warmStatus(ctx: Pick<ImportContext, 'vsphere' | 'one' | 'v
     });
   } else {
     // No local state: what the images say.
-    disks = (await warmImagesOf(ctx.one, vm, opts.datastoreId)).map((f) => ({ index: f.diskIndex, label: vm.disks[f.diskIndex]?.label ?? '?', imageId: f.imageId, changeId: f.changeId, pendingBytes: 0, bytesPerRound: [] }));
+    disks = (await warmImagesOf(ctx.one, vm, opts.datastoreId, opts.namePrefix)).resumable.map((f) => ({ index: f.diskIndex, label: vm.disks[f.diskIndex]?.label ?? '?', imageId: f.imageId, changeId: f.changeId, pendingBytes: 0, bytesPerRound: [] }));
   }
   const count = (warm?.baseRound ?? 0) + rounds.length;
   const state = warm?.cutover ? 'cutting over' : disks.length > 0 ? 'syncing' : 'not started';
@@ -70,7 +70,7 @@ export async function warmStatus(ctx: Pick<ImportContext, 'vsphere' | 'one' | 'v
     disks,
     ...rates,
     rehearsal: warm?.rehearsal,
-    prediction: last ? predictDowntime(rounds, rates, warm?.rehearsal, disks, now) : undefined,
+    prediction: last ? predictDowntime(rounds, rates, warm?.rehearsal, conversionSkipped(warm), disks, now) : undefined,
     runningPid,
   };
 }
@@ -95,6 +95,8 @@ export function predictDowntime(
   rounds: readonly WarmRound[],
   rates: { copyRate?: number; changeRate?: number },
   rehearsal: { ok: boolean; durationMs: number } | undefined,
+  /** Why the cutover will not convert (conversionSkipped), or undefined when it will. */
+  noConversion: string | undefined,
   disks: readonly WarmDiskStatus[],
   now: number,
 ): DowntimePrediction {
@@ -110,7 +112,8 @@ export function predictDowntime(
   const deltaBytes = changed + pending;
   const copyMs = rates.copyRate ? (deltaBytes * 1000) / rates.copyRate : 0;
   const parts = [{ step: 'final snapshot and delta', ms: Math.round(last.snapshotMs + copyMs) }];
-  if (rehearsal?.ok) parts.push({ step: 'conversion', ms: rehearsal.durationMs });
+  if (noConversion !== undefined) notes.push(`no conversion at the cutover: ${noConversion}`);
+  else if (rehearsal?.ok) parts.push({ step: 'conversion', ms: rehearsal.durationMs });
   else notes.push('conversion not rehearsed: its time is not included');
   notes.push('template and VM creation take seconds and are not included');
   return { totalMs: parts.reduce((a, p) => a + p.ms, 0), parts, notes };

@@ -13,7 +13,7 @@ import { OneswapError, describeError } from '../errors/index.js';
 import type { MoRef, VmSummary } from '../vsphere/index.js';
 import { describeVcenterVm, vmIdentity, type VmDescription } from '../input/index.js';
 import { convertedGuestOf, markImage, type ConvertedGuest } from '../output/index.js';
-import { Journal, type WarmRound } from './journal.js';
+import { Journal, type WarmRound, type WarmState } from './journal.js';
 import { rehearseConversion, vmConversionRequest } from './conversion.js';
 import { removeLeftovers, removeSnapshot, runRound } from './cbt-round.js';
 import { Phases, adoptWarmImages, build, convert, placeholders, precheck, rollback, type DiskTarget, type ImportContext, type ImportOptions, type Prechecked, type StepLog, type VmResult } from './steps.js';
@@ -44,6 +44,8 @@ export interface WarmResult extends VmResult {
 /** A warm migration that the journal (or the images) know of, ready for its next stage. */
 interface Started extends Prechecked {
   readonly targets: DiskTarget[];
+  /** Whether its cutover converts the guest (the migration's choice, see WarmState.convert). */
+  readonly convert: boolean;
 }
 
 async function open(ctx: ImportContext, phases: Phases, vmName: string, opts: WarmOptions): Promise<Started> {
@@ -54,8 +56,13 @@ async function open(ctx: ImportContext, phases: Phases, vmName: string, opts: Wa
       () => placeholders(ctx, pre.journal, pre.description, pre.disks, pre.ds, opts),
       (t) => `images ${t.map((x) => x.imageId).join(', ')}`,
     );
-    pre.journal.data.warm ??= { rounds: [] };
-    return { ...pre, targets };
+    const warm = (pre.journal.data.warm ??= { rounds: [] });
+    if (warm.convert === undefined || (warm.convert && !opts.convert)) {
+      if (warm.convert) phases.log(`the cutover of ${pre.summary.name} will not convert the guest (--no-convert): turned off for this migration`, 'warn');
+      warm.convert = opts.convert;
+      await pre.journal.flush();
+    }
+    return { ...pre, targets, convert: warm.convert };
   } catch (err) {
     await pre.journal.unlock();
     throw err;
@@ -81,7 +88,7 @@ async function round(ctx: ImportContext, s: Started, phases: Phases, opts: WarmO
 
 async function rehearse(ctx: ImportContext, s: Started, phases: Phases, opts: WarmOptions): Promise<void> {
   const warm = s.journal.data.warm!;
-  if (!opts.rehearse || !opts.convert || warm.rehearsal?.ok) return;
+  if (!opts.rehearse || !s.convert || warm.rehearsal?.ok) return;
   const t0 = Date.now();
   try {
     const r = await phases.run(
@@ -97,7 +104,7 @@ async function rehearse(ctx: ImportContext, s: Started, phases: Phases, opts: Wa
         ),
       (x) => (x.kind === 'no-os' ? 'no operating system found (data disks only): the cutover will not convert' : `${x.guest.productName || x.guest.distro} converts`),
     );
-    warm.rehearsal = { ok: true, at: new Date().toISOString(), durationMs: Date.now() - t0, detail: r.kind === 'no-os' ? 'no operating system' : r.guest.productName };
+    warm.rehearsal = { ok: true, at: new Date().toISOString(), durationMs: Date.now() - t0, ...(r.kind === 'no-os' ? { detail: 'no operating system', noOs: true } : { detail: r.guest.productName }) };
     await s.journal.flush();
   } catch (err) {
     if (ctx.signal.aborted) throw err;
@@ -243,14 +250,15 @@ async function cutover(ctx: ImportContext, s: Started, phases: Phases, opts: War
       finalSnapshot = final.snapshot;
     }
     let guest: ConvertedGuest | undefined;
-    if (opts.convert) {
+    const skip = conversionSkipped(warm);
+    if (skip === undefined) {
       guest = await timed('conversion', () => phases.run('convert', () => convert(ctx, journal, description, targets, s.nics, opts, phases.log), (g) => g.detail).then((g) => g.guest));
       converted = true;
     } else {
-      ctx.emit({ type: 'phase', vm: description.name, phase: 'convert', state: 'skipped', detail: '--no-convert' });
+      ctx.emit({ type: 'phase', vm: description.name, phase: 'convert', state: 'skipped', detail: skip });
     }
     const built = await timed(opts.instantiate ? 'template and VM' : 'template', () =>
-      phases.run('build', () => build(ctx, journal, description, targets, s.nics, guest, opts, phases.log), (b) => `template ${b.templateId}${b.vmId === undefined ? '' : `, VM ${b.vmId}`}`),
+      phases.run('build', () => build(ctx, journal, description, targets, s.nics, guest, { ...opts, convert: s.convert }, phases.log), (b) => `template ${b.templateId}${b.vmId === undefined ? '' : `, VM ${b.vmId}`}`),
     );
     const downtimeMs = Date.now() - downtimeStart;
     ctx.emit({ type: 'downtime', vm: description.name, totalMs: downtimeMs, parts: withResumedTime(parts, downtimeMs) });
@@ -267,6 +275,17 @@ async function cutover(ctx: ImportContext, s: Started, phases: Phases, opts: War
     await failedCutover(ctx, s, converted, phases.log);
     throw err;
   }
+}
+
+/**
+ * Why the cutover does not convert, or undefined when it does. A rehearsal that found no operating
+ * system settled it while the source ran: the downtime is not spent booting an appliance to find
+ * nothing again (warm-status predicts the same).
+ */
+export function conversionSkipped(warm: WarmState | undefined): string | undefined {
+  if (warm?.convert === false) return 'the migration runs with --no-convert';
+  if (warm?.rehearsal?.noOs) return 'the rehearsal found no operating system (data disks only)';
+  return undefined;
 }
 
 /** Guest shutdown through VMware Tools; a hard power-off only when asked for. */
@@ -322,7 +341,7 @@ export async function warmAbort(ctx: ImportContext, vmName: string, opts: WarmOp
   await journal.lock(summary.name);
   try {
     const snapshots = await removeLeftovers(ctx, journal, summary, phases.log);
-    if (!resumed) await adoptWarmImages(ctx.one, journal, description, opts.datastoreId);
+    if (!resumed) await adoptWarmImages(ctx.one, journal, description, opts, phases.log);
     if (journal.data.disks.length === 0 && snapshots === 0)
       throw new OneswapError('not-found', `no warm migration of ${summary.name} into datastore ${opts.datastoreId} to abort`);
     await rollback(ctx, journal, summary, { ...opts, keepOnFailure: false, keptAfterConvert: false }, phases.log);

@@ -8,9 +8,10 @@ import assert from 'node:assert/strict';
 import { open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { vcsimSkip, type Vcsim } from '../peers/vcsim/index.js';
-import { client as vimClient, createTestVm, listSnapshots, setCbt, sha256File, writeDiskData, type DiskSpec, type TestVm } from '../peers/vcsim/fixture.js';
+import { client as vimClient, createTestVm, listSnapshots, powerOn, setCbt, sha256File, writeDiskData, type DiskSpec, type TestVm } from '../peers/vcsim/fixture.js';
 import type { Oned } from '../peers/one/index.js';
 import { killOnceJournalHolds, oneswap, spawnOneswap } from '../peers/cli.js';
+import { OneClient, Template } from '../../lib/one/index.js';
 import { startMigrationPeers, type MigrationPeers } from '../peers/migration.js';
 
 const MiB = 1024 * 1024;
@@ -20,7 +21,7 @@ interface Status {
   state: string;
   rounds: number;
   disks: Array<{ imageId: number; changeId?: string; bytesPerRound: number[]; pendingBytes: number }>;
-  prediction?: { totalMs: number; parts: Array<{ step: string; ms: number }> };
+  prediction?: { totalMs: number; parts: Array<{ step: string; ms: number }>; notes: string[] };
   copyRate?: number;
 }
 
@@ -49,6 +50,7 @@ describe('warm migration: CBT rounds while the VM runs, then a measured cutover'
     return JSON.parse(r.stdout) as Status;
   };
   const imageFile = (id: number): string => oned.image(id)!.source;
+  const powerOnVm = (vm: TestVm): Promise<void> => powerOn(sim, vm.moref);
   const assertImagesEqual = async (vm: TestVm, ids: number[]): Promise<void> => {
     for (const [i, d] of vm.disks.entries()) assert.equal(await sha256File(imageFile(ids[i]!)), await sha256File(d.flatPath), `image ${ids[i]} differs from disk ${i}`);
   };
@@ -125,6 +127,9 @@ describe('warm migration: CBT rounds while the VM runs, then a measured cutover'
     s = await status(vm.name);
     assert.ok(s.copyRate !== undefined && s.copyRate > 0);
     assert.ok(s.prediction && s.prediction.parts.some((p) => p.step === 'final snapshot and delta'), JSON.stringify(s));
+    // Started with --no-convert: the cutover will not convert, and the prediction does not count it.
+    assert.deepEqual(s.prediction.parts.map((p) => p.step), ['final snapshot and delta']);
+    assert.ok(s.prediction.notes.includes('no conversion at the cutover: the migration runs with --no-convert'), s.prediction.notes.join('; '));
 
     await guestWrites(vm, 0, 10 * MiB, 64 * 1024);
     const cut = await warm('cutover', vm.name);
@@ -336,5 +341,81 @@ describe('warm migration: CBT rounds while the VM runs, then a measured cutover'
     assert.equal(again.exitCode, 0, again.stderr);
     await assertImagesEqual(vm, ids);
     assert.match(await powerState(vm), /poweredOff/);
+  });
+
+  test('a guest without an operating system: the rehearsal finds it, status predicts no conversion, the cutover spends none', async () => {
+    const vm = await runningVm('warm15');
+    const start = await oneswap([...args(['warm', 'start']), vm.name], env, 10 * 60_000);
+    assert.equal(start.exitCode, 0, start.stderr);
+    assert.match(start.stdout, /no operating system found \(data disks only\): the cutover will not convert/);
+    const s = await status(vm.name);
+    assert.deepEqual(s.prediction!.parts.map((p) => p.step), ['final snapshot and delta'], JSON.stringify(s.prediction));
+    assert.ok(s.prediction!.notes.includes('no conversion at the cutover: the rehearsal found no operating system (data disks only)'), s.prediction!.notes.join('; '));
+    await guestWrites(vm, 0, 3 * MiB, 64 * 1024);
+    const cut = await oneswap([...args(['warm', 'cutover']), vm.name], env, 10 * 60_000);
+    assert.equal(cut.exitCode, 0, cut.stderr);
+    const events = cut.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { type: string; phase?: string; state?: string; detail?: string; parts?: Array<{ step: string }> });
+    assert.deepEqual(events.filter((e) => e.phase === 'convert').map((e) => [e.state, e.detail]), [['skipped', 'the rehearsal found no operating system (data disks only)']]);
+    assert.deepEqual(events.find((e) => e.type === 'downtime')!.parts!.map((p) => p.step), ['shutdown', 'final delta', 'template']);
+    await assertImagesEqual(vm, s.disks.map((d) => d.imageId));
+  });
+
+  test('a VM migrated already: another warm migration never takes over, writes into or removes the finished images', async () => {
+    const vm = await runningVm('warm14');
+    assert.equal((await warm('start', vm.name)).exitCode, 0);
+    const cut = await warm('cutover', vm.name);
+    assert.equal(cut.exitCode, 0, cut.stderr);
+    const finished = peers.imageIds().filter((id) => oned.image(id)!.name.startsWith('warm14-'));
+    assert.equal(finished.length, 2);
+    const templates = peers.templateIds();
+    const snapshot = async (): Promise<string[]> =>
+      Promise.all(finished.map(async (id) => `${oned.image(id)!.template.toText()} ${await sha256File(imageFile(id))}`));
+    const untouched = await snapshot();
+    await powerOnVm(vm);
+
+    // The same names: a name clash, said in one line, nothing created or changed.
+    const before = peers.imageIds();
+    const same = await warm('start', vm.name);
+    assert.equal(same.exitCode, 6, same.stderr);
+    assert.match(same.stderr.trim().split('\n').at(-1)!, new RegExp(`^oneswap: image name "warm14-disk0" is already taken by image ${finished[0]}`));
+    assert.match(same.stdout, new RegExp(`not touching images of warm14 .*: ${finished[0]} \\(it is a finished migration \\(ONESWAP_STATE=DONE\\)\\), ${finished[1]} \\(`));
+    assert.deepEqual(peers.imageIds(), before);
+
+    // Other names: a fresh migration with new images; the finished ones stay as they are.
+    const again = await warm('start', vm.name, ['--name-prefix', 'again-']);
+    assert.equal(again.exitCode, 0, again.stderr);
+    assert.doesNotMatch(again.stdout, /resuming/);
+    const fresh = peers.imageIds().filter((id) => !before.includes(id));
+    assert.deepEqual(fresh.map((id) => oned.image(id)!.name), ['again-warm14-disk0', 'again-warm14-disk1']);
+    await assertImagesEqual(vm, fresh);
+
+    // An image of that unfinished migration attached to a VM by someone: not taken over either.
+    const one = await OneClient.connect({ endpoint: oned.endpoint, env: { ONE_AUTH: env.ONE_AUTH! } });
+    try {
+      const tpl = await one.templateAllocate(Template.of({ NAME: 'borrower', CPU: 1, MEMORY: 128, DISK: { IMAGE_ID: fresh[1]! } }));
+      const borrower = await one.templateInstantiate(tpl, { name: 'borrower', hold: true, persistent: false });
+      await rm(join(peers.work, 'state', 'journal'), { recursive: true, force: true });
+      const sync = await warm('sync', vm.name, ['--name-prefix', 'again-']);
+      assert.equal(sync.exitCode, 6, sync.stderr);
+      assert.match(sync.stdout, new RegExp(`no local state for warm14: resuming the warm migration from images ${fresh[0]} `));
+      assert.match(sync.stdout, new RegExp(`${fresh[1]} \\(it is in use by VM ${borrower}\\)`));
+      assert.match(sync.stderr, new RegExp(`image name "again-warm14-disk1" is already taken by image ${fresh[1]}`));
+      await one.vmAction('terminate-hard', borrower);
+      await one.templateDelete(tpl);
+    } finally {
+      one.close();
+    }
+
+    // Abort without local state: only that migration's images go.
+    await rm(join(peers.work, 'state', 'journal'), { recursive: true, force: true });
+    const abort = await warm('abort', vm.name, ['--name-prefix', 'again-']);
+    assert.equal(abort.exitCode, 0, abort.stderr);
+    await oned.idle();
+    assert.deepEqual(peers.imageIds(), before, 'the new images are gone, the finished ones are there');
+    assert.deepEqual(await snapshot(), untouched, 'the finished images are as the first migration left them');
+    assert.deepEqual(peers.templateIds(), templates, 'the first migration\'s template stays');
+    assert.equal((await warm('abort', vm.name, ['--name-prefix', 'again-'])).exitCode, 5, 'nothing of that migration is left to abort');
+    assert.equal((await warm('abort', vm.name)).exitCode, 5, 'a finished migration is not something to abort');
+    assert.deepEqual(await snapshot(), untouched);
   });
 });

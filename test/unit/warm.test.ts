@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { parseCutoverAt, parseDuration, parseSize } from '../../lib/cli/units.js';
 import { changeTrack } from '../../lib/supervisor/cbt-round.js';
 import { measuredRates, predictDowntime } from '../../lib/supervisor/warm-status.js';
+import { conversionSkipped } from '../../lib/supervisor/warm.js';
 import { Journal, type WarmRound } from '../../lib/supervisor/journal.js';
 import { OneswapError } from '../../lib/errors/index.js';
 
@@ -47,14 +48,33 @@ test('rates and the predicted downtime come from what the rounds measured', () =
   assert.equal(rates.changeRate, (60 * MiB) / 600, 'bytes changed between the two snapshots per second');
   // Five minutes after the last snapshot: 30 MiB changed, plus 4 MiB an interrupted round left.
   const now = Date.parse('2026-11-24T10:15:00Z');
-  const p = predictDowntime(rounds, rates, { ok: true, durationMs: 150_000 }, [{ index: 0, label: 'd', imageId: 1, pendingBytes: 4 * MiB, bytesPerRound: [] }], now);
+  const pending = [{ index: 0, label: 'd', imageId: 1, pendingBytes: 4 * MiB, bytesPerRound: [] }];
+  const p = predictDowntime(rounds, rates, { ok: true, durationMs: 150_000 }, undefined, pending, now);
   const delta = p.parts.find((x) => x.step === 'final snapshot and delta')!.ms;
   assert.equal(delta, Math.round(500 + (34 * MiB * 1000) / rates.copyRate!));
   assert.deepEqual(p.parts.map((x) => x.step), ['final snapshot and delta', 'conversion']);
   assert.equal(p.totalMs, delta + 150_000);
   // Without a rehearsal, the prediction says what it leaves out.
-  const q = predictDowntime(rounds.slice(0, 1), measuredRates(rounds.slice(0, 1)), undefined, [], now);
+  const q = predictDowntime(rounds.slice(0, 1), measuredRates(rounds.slice(0, 1)), undefined, undefined, [], now);
   assert.ok(q.notes.some((n) => /not rehearsed/.test(n)) && q.notes.some((n) => /needs two rounds/.test(n)));
+});
+
+test('the prediction follows what the cutover will do: no conversion for --no-convert or a guest without an OS', () => {
+  const rounds = [round(0, '2026-11-24T10:00:00Z', 1024 * MiB, 8000, true), round(1, '2026-11-24T10:10:00Z', 60 * MiB, 500)];
+  const rates = measuredRates(rounds);
+  const now = Date.parse('2026-11-24T10:15:00Z');
+  const noOs = { ok: true, at: '2026-11-24T10:01:00Z', durationMs: 40_000, detail: 'no operating system', noOs: true };
+  assert.equal(conversionSkipped({ rounds, convert: true }), undefined, 'converts, not rehearsed yet');
+  assert.equal(conversionSkipped({ rounds }), undefined, 'a journal from before the choice was recorded converts');
+  assert.equal(conversionSkipped({ rounds, convert: false }), 'the migration runs with --no-convert');
+  assert.equal(conversionSkipped({ rounds, convert: true, rehearsal: noOs }), 'the rehearsal found no operating system (data disks only)');
+  for (const warm of [{ rounds, convert: false }, { rounds, convert: true, rehearsal: noOs }]) {
+    const p = predictDowntime(rounds, rates, warm.rehearsal, conversionSkipped(warm), [], now);
+    assert.deepEqual(p.parts.map((x) => x.step), ['final snapshot and delta'], 'no conversion time counted');
+    assert.equal(p.totalMs, p.parts[0]!.ms);
+    assert.ok(p.notes.includes(`no conversion at the cutover: ${conversionSkipped(warm)!}`), p.notes.join('; '));
+    assert.ok(!p.notes.some((n) => /not rehearsed/.test(n)));
+  }
 });
 
 test('one process per migrated VM: the lock names its holder, a dead holder is taken over, a cutover request is taken once', async () => {
