@@ -54,6 +54,7 @@ export async function probeKvm(qemu: string, device = '/dev/kvm'): Promise<strin
       const first = stderr.split('\n').find((l) => l.trim() !== '')?.replace(/^[^:]*qemu[^:]*: (error: )?/, '');
       resolve(code === 0 ? undefined : `qemu cannot start a guest on ${device} (${first ?? (signal ? `killed by ${signal}` : `exit ${code}`)})`);
     });
+    child.stdin.on('error', () => undefined); // a qemu that aborts at once never reads it
     child.stdin.end('quit\n');
   });
 }
