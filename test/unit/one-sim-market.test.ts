@@ -287,12 +287,14 @@ describe('marketplace methods: errors', () => {
 });
 
 describe('market driver: monitor and apps', () => {
-  test('allocate → the first monitor runs before the reply: payload in argv, apps imported', async () => {
+  test('allocate monitors nothing; a monitor runs the driver with the payload in argv and imports the apps', async () => {
     marketId = (await ok(oned, 'one.market.allocate', [s('NAME="vc"\nMARKET_MAD="fakemkt"\nVCENTER_HOST="vc.example"\nDESCRIPTION="vCenter vc.example"')])) as number;
     assert.equal(marketId, 100);
-    const mon = oned.log.filter((e) => e.kind === 'market' && e.action === 'monitor');
-    assert.equal(mon.length, 1);
-    const e = mon[0]!;
+    await oned.idle();
+    assert.deepEqual(oned.log.filter((e) => e.kind === 'market'), []);
+    assert.equal(oned.market(marketId)?.apps.size, 0);
+    const e = (await oned.monitorMarket(marketId))!;
+    assert.equal(oned.log.filter((x) => x.kind === 'market' && x.action === 'monitor').length, 1);
     assert.equal(e.script, path.join(oned.remotesDir, 'market', 'fakemkt', 'monitor'));
     assert.equal(e.argv.length, 2);
     assert.equal(e.argv[1], '100');
@@ -345,6 +347,7 @@ describe('market driver: monitor and apps', () => {
 
   test('a marketplace listing the same app NAMEs gets none of them: apps are matched by NAME across markets', async () => {
     const other = await oned.createMarket({ name: 'vc-copy', marketMad: 'strict', template: { VCENTER_HOST: 'vc.example' } });
+    assert.equal((await oned.monitorMarket(other))?.exitCode, 0);
     assert.equal(oned.market(other)?.apps.size, 0);
     assert.equal((await apps(oned)).length, 3);
     await ok(oned, 'one.market.delete', [i(other)]);
@@ -533,6 +536,7 @@ describe('deleting apps and marketplaces', () => {
     writeFileSync(path.join(delDir, 'apps', 'a.tmpl'), imageApp('del-app', '/nowhere', 1));
     writeFileSync(path.join(delDir, 'apps', 'b.tmpl'), vmApp('del-vm', [['disk0', 'del-app']]));
     const mid = (await ok(oned, 'one.market.allocate', [s('NAME="deleting"\nMARKET_MAD="delmkt"')])) as number;
+    await oned.monitorMarket(mid);
     const list = await apps(oned);
     const app = list.find((a) => a.NAME === 'del-app');
     const vm = list.find((a) => a.NAME === 'del-vm');
@@ -575,28 +579,95 @@ describe('deleting apps and marketplaces', () => {
   });
 });
 
-describe('monitor timing options', () => {
-  test('marketMonitorDelayMs > 0: allocate replies first, the monitor follows (idle() waits); < 0: only monitorMarket()', async () => {
-    const dir = path.join(work, 'timing-drv');
+describe('monitor timing: the timer of MarketPlaceManager and one.market.enable', () => {
+  let dir: string;
+  before(() => {
+    dir = path.join(work, 'timing-drv');
     makeMarketDriver(dir);
     writeFileSync(path.join(dir, 'apps', 'a.tmpl'), imageApp('timing-app', '/nowhere', 1));
-    const later = await startOned({ marketDrivers: { t: { dir } }, marketMonitorDelayMs: 200 });
-    const never = await startOned({ marketDrivers: { t: { dir } }, marketMonitorDelayMs: -1 });
+  });
+  const monitorsOf = (o: Oned, id: number) => o.log.filter((e) => e.kind === 'market' && e.action === 'monitor' && e.argv[1] === String(id));
+  const until = async (what: string, cond: () => boolean, ms: number): Promise<void> => {
+    const end = Date.now() + ms;
+    while (!cond()) {
+      if (Date.now() > end) assert.fail(`${what}: not within ${ms} ms`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+
+  test('by default the first cycle comes 15 s after start, then one every MONITORING_INTERVAL_MARKET (600 s)', () => {
+    assert.deepEqual([oned.sim.config.marketMonitorFirstCycleMs, oned.sim.config.marketMonitorIntervalMs], [15_000, 600_000]);
+  });
+
+  test('a market created ENABLED waits for a cycle: the first after marketMonitorFirstCycleMs, the next an interval later; DISABLED ones are skipped', async () => {
+    const started = Date.now();
+    const o = await startOned({ marketDrivers: { t: { dir } }, marketMonitorFirstCycleMs: 500, marketMonitorIntervalMs: 2000 });
     try {
-      const id = (await ok(later, 'one.market.allocate', [s('NAME="t"\nMARKET_MAD="t"')])) as number;
-      assert.equal(later.market(id)?.apps.size, 0);
-      await later.idle();
-      assert.equal(later.market(id)?.apps.size, 1);
-      const id2 = (await ok(never, 'one.market.allocate', [s('NAME="t"\nMARKET_MAD="t"')])) as number;
-      await never.idle();
-      assert.equal(never.market(id2)?.apps.size, 0);
-      assert.equal((await never.monitorMarket(id2))?.exitCode, 0);
-      assert.equal(never.market(id2)?.apps.size, 1);
-      await assert.rejects(never.monitorMarket(12345), /does not exist/);
-      assert.equal(await never.monitorMarket(1), undefined, 'DISABLED Linux Containers market: not monitored');
+      assert.match((await ok(o, 'one.system.config', [])) as string, /<MONITORING_INTERVAL_MARKET>2<\/MONITORING_INTERVAL_MARKET>/);
+      const early = (await ok(o, 'one.market.allocate', [s('NAME="early"\nMARKET_MAD="t"')])) as number;
+      await o.idle();
+      assert.deepEqual(monitorsOf(o, early), []);
+      await until('the first cycle', () => o.market(early)!.apps.size === 1, 3000);
+      const first = monitorsOf(o, early)[0]!;
+      assert.ok(first.startedAt - started >= 500, `first cycle ${first.startedAt - started} ms after start`);
+      // the cycle tried every enabled market: the OpenNebula Public one (no script here), not the DISABLED Linux Containers
+      assert.equal(monitorsOf(o, 0).length, 1);
+      assert.ok(o.onedLog.some((l) => l.startsWith('[Z0][MKP][E]: Error monitoring marketplace 0: No such file or directory')), o.onedLog.join('\n'));
+      assert.deepEqual(monitorsOf(o, 1), []);
+
+      const late = (await ok(o, 'one.market.allocate', [s('NAME="late"\nMARKET_MAD="t"')])) as number;
+      await new Promise((r) => setTimeout(r, 300));
+      assert.deepEqual(monitorsOf(o, late), [], 'created after the first cycle: nothing until the next');
+      await until('the second cycle', () => monitorsOf(o, late).length === 1, 3000);
+      const second = monitorsOf(o, late)[0]!;
+      assert.ok(second.startedAt - first.startedAt >= 1900, `second cycle ${second.startedAt - first.startedAt} ms after the first`);
+      assert.equal(monitorsOf(o, early).length, 2);
     } finally {
-      await later.stop();
-      await never.stop();
+      await o.stop();
+    }
+  });
+
+  test('STATE="DISABLED" at allocate; enable(true) replies at once and the monitor follows without a cycle; enable of an enabled market does nothing; disable drops the apps', { timeout: 20_000 }, async () => {
+    const o = await startOned({ marketDrivers: { t: { dir } } });
+    try {
+      const id = (await ok(o, 'one.market.allocate', [s('NAME="t"\nMARKET_MAD="t"\nSTATE="DISABLED"')])) as number;
+      const doc = parseDoc(await ok(o, 'one.market.info', [i(id)])).MARKETPLACE;
+      assert.deepEqual([doc.STATE, doc.TEMPLATE.STATE], ['1', undefined]);
+      assert.equal(await o.monitorMarket(id), undefined, 'a cycle skips a DISABLED market');
+
+      let open!: () => void;
+      const gate = new Promise<void>((r) => (open = r));
+      o.setMarketAction('monitor', async () => {
+        await gate;
+        return undefined; // then the script runs
+      });
+      const t0 = Date.now();
+      assert.equal(await ok(o, 'one.market.enable', [i(id), b(true)]), id);
+      assert.deepEqual([o.market(id)?.state, o.market(id)?.apps.size], [0, 0], 'the reply does not wait for the monitor');
+      open();
+      await until('the monitor after enable', () => o.market(id)!.apps.size === 1, 3000);
+      assert.ok(Date.now() - t0 < 3000);
+      assert.equal(monitorsOf(o, id).length, 1);
+      assert.deepEqual(monitorsOf(o, 0), [], 'no cycle ran');
+      o.setMarketAction('monitor', null);
+      const firstIds = [...o.market(id)!.apps];
+
+      await ok(o, 'one.market.enable', [i(id), b(true)]);
+      await o.idle();
+      assert.equal(monitorsOf(o, id).length, 1, 'enabling an enabled market runs no monitor');
+
+      await ok(o, 'one.market.enable', [i(id), b(false)]);
+      assert.equal(o.market(id)?.apps.size, 0);
+      assert.equal(o.marketApp(firstIds[0]!), undefined);
+      await ok(o, 'one.market.enable', [i(id), b(true)]);
+      await o.idle();
+      const again = [...o.market(id)!.apps];
+      assert.equal(again.length, 1);
+      assert.notDeepEqual(again, firstIds, 'listed again under new ids');
+      assert.deepEqual(o.marketApp(again[0]!)?.name, 'timing-app');
+      await assert.rejects(o.monitorMarket(12345), /does not exist/);
+    } finally {
+      await o.stop();
     }
   });
 });

@@ -474,14 +474,16 @@ describe('image allocate: PATH route (stat + cp)', () => {
 
 describe('image allocate: SOURCE route and restricted attributes', () => {
   test('admin SOURCE → READY at once, no driver call', async () => {
-    const n = oned.log.length;
+    // the market timer's cycle may run the (absent) OpenNebula Public market driver meanwhile
+    const datastoreRuns = (): number => oned.log.filter((l) => l.kind !== 'market').length;
+    const n = datastoreRuns();
     const src = `${oned.datastore(1)?.basePath}/made-by-client`;
     writeFileSync(src, Buffer.alloc(0));
     const r = await allocate(oned, `NAME="by-source"\nSOURCE="${src}"\nFORMAT=raw\nSIZE=5\nTYPE=OS`);
     const { doc } = await imageInfo(oned, r.arr?.[1] as number);
     assert.equal(doc.STATE, '1');
     assert.equal(doc.SOURCE, src);
-    assert.equal(oned.log.length, n);
+    assert.equal(datastoreRuns(), n);
     const nofmt = await fails(oned, 'one.image.allocate', [s(`NAME="src2"\nSOURCE="${src}"\nSIZE=5`), i(1), b(false)]);
     assert.equal(nofmt.msg, '[one.image.allocate] Error allocating a new image. SOURCE needs FORMAT to be set.');
     const both = await fails(oned, 'one.image.allocate', [s(`NAME="src3"\nSOURCE="${src}"\nPATH="/x"\nFORMAT=raw\nSIZE=5`), i(1), b(false)]);

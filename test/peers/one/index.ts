@@ -12,7 +12,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CreateDatastoreOptions, createDatastore, monitorDatastore } from './datastores.js';
 import { DriverAction, DriverHook, DriverLogEntry, MarketAction } from './driver-runner.js';
-import { allocateMarket, createDefaultMarkets, firstMonitor, monitorAllMarkets, monitorMarket } from './markets.js';
+import { allocateMarket, createDefaultMarkets, monitorAllMarkets, monitorMarket } from './markets.js';
 import { buildRemotesTree } from './remotes-tree.js';
 import { CallRecord, startServer } from './server.js';
 import { CallContext, DS_MAD_CONF, MARKET_MAD_CONF, Sim } from './simulator.js';
@@ -64,22 +64,20 @@ export interface StartOnedOptions {
    */
   marketDrivers?: Record<string, { dir: string; conf?: Record<string, string> }>;
   /**
-   * First monitor of a marketplace after one.market.allocate / enable. 0 (default): inside
-   * the call, before it returns (real oned: ≈27 s later); > 0: asynchronously after that many
-   * ms (idle() waits for it); < 0: never — only monitorMarket() / the interval.
+   * MarketPlaceManager's timer, the only thing that monitors a market oned was not told to enable:
+   * the first cycle this long after start; default 15 000 ms (oned's first MANAGER_TIMER tick).
+   * A test that stands for an oned running since long sets when its next cycle comes.
    */
-  marketMonitorDelayMs?: number;
-  /** re-monitor every marketplace periodically (real oned: MONITORING_INTERVAL_MARKET = 600 s); default 0 = off */
+  marketMonitorFirstCycleMs?: number;
+  /** then a cycle every this many ms; default 600 000 (MONITORING_INTERVAL_MARKET, as one.system.config reports it) */
   marketMonitorIntervalMs?: number;
 }
 
 export interface CreateMarketOptions {
   name: string;
   marketMad: string;
-  /** extra template attributes (upper-cased names) */
+  /** extra template attributes (upper-cased names), e.g. STATE: 'DISABLED' */
   template?: Record<string, string>;
-  /** run the first monitor like one.market.allocate would (default true) */
-  monitor?: boolean;
 }
 
 export interface Oned {
@@ -99,14 +97,16 @@ export interface Oned {
   createDatastore(opts: CreateDatastoreOptions): Promise<number>;
   createNetwork(opts: CreateNetworkOptions): number;
   monitorDatastore(id: number): Promise<void>;
-  /** like one.market.allocate as oneadmin (errors thrown as RequestError) */
+  /** like one.market.allocate as oneadmin (errors thrown as RequestError): no monitor runs */
   createMarket(opts: CreateMarketOptions): Promise<number>;
   /**
-   * Runs one monitor cycle of a marketplace now (the driver, then oned's processing) and
-   * resolves with the driver's log entry; undefined when oned would not run it (DISABLED,
-   * `monitor` not in APP_ACTIONS). Throws for an unknown id.
+   * Runs one monitor of a marketplace now (the driver, then oned's processing), as a cycle of
+   * the timer would, and resolves with the driver's log entry; undefined when oned would not run
+   * it (DISABLED, `monitor` not in APP_ACTIONS). Throws for an unknown id.
    */
   monitorMarket(id: number): Promise<DriverLogEntry | undefined>;
+  /** The timer's cycle now: every marketplace monitored, as oned does every MONITORING_INTERVAL_MARKET. */
+  marketCycle(): Promise<void>;
 
   image(id: number): ImageRec | undefined;
   vm(id: number): VmRec | undefined;
@@ -171,9 +171,10 @@ export async function startOned(opts: StartOnedOptions = {}): Promise<Oned> {
         ]),
       ),
     },
-    marketMonitorDelayMs: opts.marketMonitorDelayMs ?? 0,
-    marketMonitorIntervalMs: opts.marketMonitorIntervalMs ?? 0,
+    marketMonitorFirstCycleMs: opts.marketMonitorFirstCycleMs ?? 15_000,
+    marketMonitorIntervalMs: opts.marketMonitorIntervalMs ?? 600_000,
   });
+  if (!(sim.config.marketMonitorIntervalMs > 0)) throw new Error('marketMonitorIntervalMs must be > 0: oned always has a market monitor cycle');
 
   // ---------------- a fresh 7.4 install
   sim.pools.groups.set(0, { id: 0, name: 'oneadmin', users: [], template: new Template() });
@@ -187,7 +188,7 @@ export async function startOned(opts: StartOnedOptions = {}): Promise<Oned> {
   await createDatastore(sim, { id: 2, name: 'files', type: 'FILE_DS', dsMad: 'fs', tmMad: 'local' });
   const admin: CallContext = { method: '', uid: 0, gid: 0, groups: [0], uname: 'oneadmin', gname: 'oneadmin', isAdmin: true };
   createDefaultMarkets(sim, admin);
-  if (sim.config.marketMonitorIntervalMs > 0) sim.every(sim.config.marketMonitorIntervalMs, () => monitorAllMarkets(sim));
+  sim.cycle(sim.config.marketMonitorFirstCycleMs, sim.config.marketMonitorIntervalMs, () => monitorAllMarkets(sim));
 
   const calls: CallRecord[] = [];
   const server = await startServer(sim, calls);
@@ -213,14 +214,13 @@ export async function startOned(opts: StartOnedOptions = {}): Promise<Oned> {
       t.add('NAME', o.name);
       t.add('MARKET_MAD', o.marketMad);
       for (const [k, v] of Object.entries(o.template ?? {})) t.add(k.toUpperCase(), v);
-      const id = allocateMarket(sim, admin, t);
-      if (o.monitor ?? true) await firstMonitor(sim, id);
-      return id;
+      return allocateMarket(sim, admin, t);
     },
     monitorMarket(id) {
       if (!sim.pools.markets.has(id)) return Promise.reject(new Error(`marketplace ${id} does not exist`));
       return monitorMarket(sim, id);
     },
+    marketCycle: () => monitorAllMarkets(sim),
     image: (id) => sim.pools.images.get(id),
     vm: (id) => sim.pools.vms.get(id),
     template: (id) => sim.pools.templates.get(id),

@@ -4,7 +4,7 @@
  *
  * - one.market.allocate / info / update / delete / enable, one.marketpool.info;
  * - one.marketapp.info / update / delete / enable, one.marketapppool.info;
- * - the monitor cycle: `<remotes>/market/<MARKET_MAD>/monitor <base64> <market id>`, then
+ * - the monitor: `<remotes>/market/<MARKET_MAD>/monitor <base64> <market id>`, then
  *   MarketPlaceManager::_monitor — capacity, MarketPlaceAppPool::import of every `APP="<base64>"`
  *   (matched by NAME among the apps of oneadmin, i.e. across all marketplaces), and removal of
  *   apps of this market that stayed missing (map_check, MAX_MISSING_MONITORS = 3).
@@ -149,20 +149,14 @@ export function createDefaultMarkets(sim: Sim, admin: CallContext): void {
   allocateMarket(sim, admin, lxc, 1, { ...perms });
 }
 
-/** The first monitor after allocate/enable, as configured by marketMonitorDelayMs. */
-export async function firstMonitor(sim: Sim, id: number): Promise<void> {
-  const d = sim.config.marketMonitorDelayMs;
-  if (d < 0) return;
-  if (d === 0) await monitorMarket(sim, id);
-  else sim.later(async () => void (await monitorMarket(sim, id)), d);
-}
-
-export async function marketAllocate(sim: Sim, call: CallContext, p: XrValue[]): Promise<number> {
+/**
+ * MarketPlaceAllocateAPI: the market is stored and nothing else happens — oned monitors it at the
+ * next cycle of MarketPlaceManager's timer (or when one.market.enable turns it on).
+ */
+export function marketAllocate(sim: Sim, call: CallContext, p: XrValue[]): number {
   const t = parseOrInternal(str(p, 1));
   if (!call.isAdmin) throw new RequestError(ErrorCode.AUTHORIZATION, 'Not authorized to perform CREATE MARKETPLACE');
-  const id = allocateMarket(sim, call, t);
-  await firstMonitor(sim, id);
-  return id;
+  return allocateMarket(sim, call, t);
 }
 
 export function marketInfo(sim: Sim, call: CallContext, p: XrValue[]): string {
@@ -211,15 +205,19 @@ export function marketDelete(sim: Sim, call: CallContext, p: XrValue[]): number 
   return id;
 }
 
-/** one.market.enable: disabling drops every app of the market, enabling monitors it. */
-export async function marketEnable(sim: Sim, call: CallContext, p: XrValue[]): Promise<number> {
+/**
+ * MarketPlaceAPI::enable: a change of state only (enabling an enabled market does nothing).
+ * Disabling drops every app of the market; enabling hands a monitor to the MAD at once and
+ * replies without waiting for it.
+ */
+export function marketEnable(sim: Sim, call: CallContext, p: XrValue[]): number {
   const id = int(p, 1);
   const enable = bool(p, 2);
   const m = getMarket(sim, id);
   sim.authorize(call, m, 'MANAGE', 'market');
   if ((enable && m.state === MARKET_STATE.ENABLED) || (!enable && m.state === MARKET_STATE.DISABLED)) return id;
   m.state = enable ? MARKET_STATE.ENABLED : MARKET_STATE.DISABLED;
-  if (enable) await firstMonitor(sim, id);
+  if (enable) sim.later(async () => void (await monitorMarket(sim, id)), 0);
   else {
     const apps = [...m.apps];
     m.apps.clear();
@@ -519,7 +517,10 @@ async function monitorOnce(sim: Sim, id: number): Promise<DriverLogEntry | undef
   return r.entry;
 }
 
-/** MarketPlaceManager::timer_action: every market, one after the other. */
+/**
+ * One cycle of MarketPlaceManager::timer_action: a monitor of every market handed to the MAD,
+ * whose threads run them side by side (monitorOnce skips DISABLED ones).
+ */
 export async function monitorAllMarkets(sim: Sim): Promise<void> {
-  for (const id of [...sim.pools.markets.keys()]) await monitorMarket(sim, id);
+  await Promise.all([...sim.pools.markets.keys()].map((id) => monitorMarket(sim, id)));
 }

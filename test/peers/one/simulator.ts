@@ -26,9 +26,11 @@ export interface SimConfig {
   dsMadConf: Record<string, Record<string, string>>;
   /** MARKET_MAD_CONF entries by driver name (oned.conf); their names form the MAD's `-m` list */
   marketMadConf: Record<string, Record<string, string>>;
-  /** delay between one.market.allocate (or enable) and the first monitor: 0 = inside the call, < 0 = never */
-  marketMonitorDelayMs: number;
-  /** periodic re-monitoring of every market (MONITORING_INTERVAL_MARKET); 0 = off */
+  /**
+   * MarketPlaceManager's timer: the first cycle this long after start (oned: the first MANAGER_TIMER
+   * tick, 15 s), then one every `marketMonitorIntervalMs` (MONITORING_INTERVAL_MARKET, 600 s)
+   */
+  marketMonitorFirstCycleMs: number;
   marketMonitorIntervalMs: number;
 }
 
@@ -132,6 +134,22 @@ export class Sim {
   /** Runs `fn` every `periodMs` (unref'd: does not keep the process alive); each run is tracked like later(). */
   every(periodMs: number, fn: () => Promise<void>): void {
     const t = setInterval(() => this.later(fn, 0), periodMs);
+    t.unref();
+    this.intervals.add(t);
+  }
+
+  /**
+   * Runs `fn` after `firstMs`, then every `periodMs`. Unlike later(), idle() does not wait for a
+   * run that has not started: a cycle minutes away is not pending work.
+   */
+  cycle(firstMs: number, periodMs: number, fn: () => Promise<void>): void {
+    if (this.stopped) return;
+    const t = setTimeout(() => {
+      this.intervals.delete(t);
+      if (this.stopped) return;
+      this.later(fn, 0);
+      this.every(periodMs, fn);
+    }, firstMs);
     t.unref();
     this.intervals.add(t);
   }

@@ -27,7 +27,7 @@ export function systemConfig(sim: Sim, call: CallContext): string {
   t.add('MANAGER_TIMER', '15');
   t.addVector('MARKET_MAD', new Map([['ARGUMENTS', `-t 15 -m ${Object.keys(c.marketMadConf).join(',')}`], ['EXECUTABLE', 'one_market']]));
   for (const [name, conf] of Object.entries(c.marketMadConf)) t.addVector('MARKET_MAD_CONF', new Map([['NAME', name], ...Object.entries(conf)]));
-  t.add('MONITORING_INTERVAL_MARKET', c.marketMonitorIntervalMs > 0 ? String(Math.round(c.marketMonitorIntervalMs / 1000)) : '600');
+  t.add('MONITORING_INTERVAL_MARKET', String(Math.round(c.marketMonitorIntervalMs / 1000)));
   t.add('PORT', '2633');
   for (const [name, conf] of Object.entries(TM_MAD_CONF)) t.addVector('TM_MAD_CONF', new Map([['NAME', name], ...Object.entries(conf)]));
   t.add('VERSION', c.version);
