@@ -9,6 +9,7 @@ import { list, LIST_KINDS, type ListFilters } from './list.js';
 import { runImport, runWarmStage, type ImportCliOptions, type WarmStage } from './import.js';
 import { runWarmStatus, type WarmStatusCliOptions } from './warm-status.js';
 import { runConvert, type ConvertCliOptions } from './convert.js';
+import { runMarketRefresh, type MarketRefreshCliOptions } from './market.js';
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
 
@@ -145,6 +146,19 @@ export function program(signal: AbortSignal): Command {
     .option('--log-dir <dir>', 'where run and conversion logs go (default: <state-dir>/logs)')
     .action(async (o: ConvertCliOptions) => {
       process.exitCode = await runConvert(o, signal);
+    });
+
+  p.command('market')
+    .description('oneswap marketplaces in OpenNebula')
+    .command('refresh')
+    .description(
+      "list a oneswap marketplace's vCenter VMs now instead of at OpenNebula's next market monitor (every MONITORING_INTERVAL_MARKET, 600 s by default): disables and enables it (its apps get new ids) and waits for the listing",
+    )
+    .argument('<id>', 'the marketplace id (onemarket list)')
+    .option('--timeout <seconds>', 'how long to wait for the listing', '120')
+    .option('--endpoint <url>', 'OpenNebula XML-RPC endpoint (default: ONE_XMLRPC, ~/.one/one_endpoint)')
+    .action(async (id: string, o: MarketRefreshCliOptions) => {
+      process.stdout.write(await runMarketRefresh(id, o, signal));
     });
 
   return p;

@@ -9,6 +9,7 @@ import {
   parseDatastorePool,
   parseImage,
   parseImagePool,
+  parseMarketplace,
   parseSystemConfig,
   parseUser,
   parseVm,
@@ -21,6 +22,7 @@ import {
   type ImageTypeName,
   type OneDatastore,
   type OneImage,
+  type OneMarketplace,
   type OneTemplate,
   type OneUser,
   type OneVm,
@@ -282,6 +284,20 @@ export class OneClient {
 
   async vmAction(action: VmAction, id: number): Promise<void> {
     await this.call('one.vm.action', [action, id]);
+  }
+
+  // --- marketplaces -------------------------------------------------------------------------------
+
+  async marketplace(id: number): Promise<OneMarketplace> {
+    return parseMarketplace(await this.#string('one.market.info', [id, false]));
+  }
+
+  /**
+   * Enabling a DISABLED marketplace makes oned monitor it at once (the reply does not wait for
+   * that monitor); enabling an enabled one does nothing; disabling drops every app it lists.
+   */
+  async marketplaceEnable(id: number, enable: boolean): Promise<void> {
+    await this.call('one.market.enable', [id, enable]);
   }
 
   // --- virtual networks ---------------------------------------------------------------------------

@@ -140,11 +140,14 @@ export interface OneVm extends Owned {
   readonly userTemplate: Template;
 }
 
-/** A marketplace as the driver messages carry it (the `<MARKETPLACE>` of a cp from an app). */
+/** A marketplace: `one.market.info`, and the `<MARKETPLACE>` of a driver message (monitor, cp from an app). */
 export interface OneMarketplace {
   readonly id: number;
   readonly name: string;
   readonly marketMad: string;
+  readonly state: 'ENABLED' | 'DISABLED' | `UNKNOWN_${number}`;
+  /** The apps it lists now (MARKETPLACEAPPS). */
+  readonly appIds: readonly number[];
   readonly template: Template;
 }
 
@@ -219,13 +222,12 @@ export function parseDriverActionData(xml: string): DriverActionData {
     // stat gets <IMAGE><PATH/><SIZE/></IMAGE> only: no ID, no NAME.
     image: img && { path: img.textOf('PATH'), sizeMb: int(img, 'SIZE'), full: img.first('ID') && img.first('NAME') ? image(img) : undefined },
     datastore: ds && datastore(ds),
-    marketplace: market && {
-      id: requiredInt(market, 'ID'),
-      name: market.textOf('NAME'),
-      marketMad: market.textOf('MARKET_MAD'),
-      template: template(market, 'TEMPLATE'),
-    },
+    marketplace: market && marketplace(market),
   };
+}
+
+export function parseMarketplace(xml: string): OneMarketplace {
+  return marketplace(root(xml, 'MARKETPLACE'));
 }
 
 /** oned.conf as `one.system.config` returns it: a template (DS_MAD_CONF vectors, DATASTORE_LOCATION …). */
@@ -295,6 +297,17 @@ function datastore(e: XmlElement): OneDatastore {
     usedMb: int(e, 'USED_MB'),
     clusters: ids(e, 'CLUSTERS'),
     images: ids(e, 'IMAGES'),
+    template: template(e, 'TEMPLATE'),
+  };
+}
+
+function marketplace(e: XmlElement): OneMarketplace {
+  return {
+    id: requiredInt(e, 'ID'),
+    name: e.textOf('NAME'),
+    marketMad: e.textOf('MARKET_MAD'),
+    state: nameOf(['ENABLED', 'DISABLED'] as const, int(e, 'STATE')),
+    appIds: ids(e, 'MARKETPLACEAPPS'),
     template: template(e, 'TEMPLATE'),
   };
 }

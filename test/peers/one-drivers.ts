@@ -29,9 +29,13 @@ export interface DriverPeers {
   url(vm: string, disk?: number): string;
 }
 
-export async function startOnedWithDrivers(sim: Vcsim, o: { asyncDelayMs?: number; market?: boolean } = {}): Promise<DriverPeers> {
+export async function startOnedWithDrivers(
+  sim: Vcsim,
+  o: { asyncDelayMs?: number; market?: boolean; marketMonitorFirstCycleMs?: number } = {},
+): Promise<DriverPeers> {
   const oned = await startOned({
     asyncDelayMs: o.asyncDelayMs ?? 50,
+    ...(o.marketMonitorFirstCycleMs === undefined ? {} : { marketMonitorFirstCycleMs: o.marketMonitorFirstCycleMs }),
     drivers: { oneswap: { dir: DS_DRIVER_DIR, conf: registered(DS_MAD_CONF_BLOCK) } },
     ...(o.market ? { marketDrivers: { oneswap: { dir: MARKET_DRIVER_DIR, conf: registered(MARKET_MAD_CONF_BLOCK) } } } : {}),
   });
