@@ -83,9 +83,12 @@ describe('marketplace driver: vCenter VMs as apps, imported by the stock export'
     peers = await startOnedWithDrivers(sim, { market: true });
     oned = peers.oned;
     one = await OneClient.connect({ endpoint: oned.endpoint, secret: oned.adminSession });
-    const market = Template.of({ NAME: 'vcenter', MARKET_MAD: 'oneswap', VCENTER_HOST: `127.0.0.1:${sim.port}`, ONESWAP_CREDENTIALS: peers.credentials });
+    // As docs/DRIVERS.md sets it up: created disabled, then enabled, which oned monitors at once.
+    const market = Template.of({ NAME: 'vcenter', MARKET_MAD: 'oneswap', VCENTER_HOST: `127.0.0.1:${sim.port}`, ONESWAP_CREDENTIALS: peers.credentials, STATE: 'DISABLED' });
     marketId = Number(await one.call('one.market.allocate', [market.toXml()]));
-    await oned.monitorMarket(marketId);
+    await one.marketplaceEnable(marketId, true);
+    const until = Date.now() + 30_000;
+    while ((await one.marketplace(marketId)).appIds.length === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 200));
   });
 
   after(async () => {
@@ -96,7 +99,7 @@ describe('marketplace driver: vCenter VMs as apps, imported by the stock export'
   });
 
   test('monitor lists every VM as a VM app and each disk as an image app', async () => {
-    const monitor = oned.log.find((e) => e.action === 'monitor' && e.kind === 'market');
+    const monitor = oned.log.find((e) => e.action === 'monitor' && e.kind === 'market' && e.argv[1] === String(marketId));
     assert.ok(monitor, 'the market monitor ran');
     assert.equal(monitor!.exitCode, 0, monitor!.stderr);
     const all = await apps();
