@@ -10,14 +10,15 @@
 // How the `cp`s of one VM meet: the template the export created lists their images. Each `cp`
 // records COPIED on its image, waits until every image of that template is COPIED (or one
 // failed), and the first to take the per-template lock converts all of them; the others wait for
-// CONVERTED. A converter that died (kill -9) leaves its lock to the next waiter, which resumes the
-// conversion (its commit marker makes that safe).
+// the outcome, CONVERTED or NOT_CONVERTED (no operating system on the disks). A converter that
+// died (kill -9) leaves its lock to the next waiter, which resumes the conversion (its commit
+// marker makes that safe).
 
 import { join } from 'node:path';
 import { describeError, OneswapError } from '../errors/index.js';
 import { vmIdentity, type VmDescription } from '../input/index.js';
 import { OneApiError, OneErrorCode, PoolFilter, Template, type OneClient, type OneImage, type OneTemplate } from '../one/index.js';
-import { buildVmTemplate, convertedGuestOf, type ConvertedGuest } from '../output/index.js';
+import { buildVmTemplate, CONVERSION_OUTCOMES, convertedGuestOf, type ConvertedGuest, type ImageState } from '../output/index.js';
 import { convertImages, describeConversion, newRunId, PidLock, sourceMacsNetwork, vmConversionRequest, type MigrationEvent } from '../supervisor/index.js';
 import type { DriverConfig } from './config.js';
 import type { CopiedDisk } from './datastore-cp.js';
@@ -34,6 +35,12 @@ export interface GroupContext {
 }
 
 type Member = { readonly image: OneImage; readonly index: number };
+
+const stateOf = (m: Member): ImageState | undefined => m.image.template.get('ONESWAP_STATE') as ImageState | undefined;
+const concluded = (m: Member): boolean => {
+  const state = stateOf(m);
+  return state !== undefined && CONVERSION_OUTCOMES.includes(state);
+};
 
 export async function convertImportedVm(ctx: GroupContext, copied: CopiedDisk): Promise<void> {
   const { one, imageId, log } = ctx;
@@ -63,15 +70,15 @@ export async function convertImportedVm(ctx: GroupContext, copied: CopiedDisk): 
       return;
     }
     // The converter wrote the outcome on every image of the group.
-    if (members.every((m) => m.image.template.get('ONESWAP_STATE') === 'CONVERTED')) return;
+    if (members.every(concluded)) return;
     if (members.some((m) => m.image.template.get('ONESWAP_CONVERT_ERROR'))) return;
-    if (members.every((m) => ['COPIED', 'CONVERTED'].includes(m.image.template.get('ONESWAP_STATE') ?? ''))) {
+    if (members.every((m) => stateOf(m) === 'COPIED' || concluded(m))) {
       const lock = new PidLock(join(ctx.config.stateDir, 'locks', `convert-template-${template.id}.lock`));
       if ((await lock.tryAcquire()) === undefined) {
         try {
           // Another cp may have finished between our look and the lock.
           const fresh = (await membersOf(one, ids, copied.vm)).members;
-          if (!fresh.every((m) => m.image.template.get('ONESWAP_STATE') === 'CONVERTED')) await convertGroup(ctx, template, fresh, copied);
+          if (!fresh.every(concluded)) await convertGroup(ctx, template, fresh, copied);
         } finally {
           await lock.release();
         }
@@ -134,10 +141,8 @@ async function convertGroup(ctx: GroupContext, template: OneTemplate, members: r
     log(`INFO: ${vm.name}: ${describeConversion(r)}`);
     const guest = r.kind === 'converted' ? r.guest : undefined;
     await rewriteTemplate(one, template, vm, members, guest);
-    if (r.kind === 'no-os') {
-      // Nothing to convert (a data-only VM): the disks are final as copied.
-      await Promise.all(ids.map((id) => one.imageUpdate(id, Template.of({ ONESWAP_STATE: 'CONVERTED', ONESWAP_PROGRESS: `no operating system found: not converted` }), 'merge')));
-    } else await say(`converted: ${guest!.productName}`);
+    // convertImages recorded the outcome (CONVERTED, or NOT_CONVERTED for a data-only VM).
+    await say(r.kind === 'no-os' ? describeConversion(r) : `converted: ${guest!.productName}`);
   } catch (err) {
     const why = describeError(err);
     log(`WARN: the conversion of ${vm.name} failed: ${why}`);

@@ -169,8 +169,15 @@ export async function placeholderFile(one: OneClient, id: number, capacityBytes:
   return image.source;
 }
 
-/** SYNCING: a warm migration's image, equal to the source disk as of its last CBT round. */
-export type ImageState = 'COPYING' | 'SYNCING' | 'COPIED' | 'CONVERTED' | 'DONE' | 'FAILED';
+/**
+ * SYNCING: a warm migration's image, equal to the source disk as of its last CBT round.
+ * NOT_CONVERTED: a conversion ran and found no operating system on the VM's disks (a data-only
+ * VM); the image holds the copied bytes, and that is final, as CONVERTED is.
+ */
+export type ImageState = 'COPYING' | 'SYNCING' | 'COPIED' | 'CONVERTED' | 'NOT_CONVERTED' | 'DONE' | 'FAILED';
+
+/** How a conversion ends: what the `cp`s of a marketplace import wait for. */
+export const CONVERSION_OUTCOMES: readonly ImageState[] = ['CONVERTED', 'NOT_CONVERTED'];
 
 export async function markImage(one: OneClient, id: number, state: ImageState): Promise<void> {
   await one.imageUpdate(id, Template.of({ ONESWAP_STATE: state }), 'merge');
@@ -259,6 +266,11 @@ export async function recordConversion(one: OneClient, ids: readonly number[], g
   for (const id of ids) {
     await one.imageUpdate(id, Template.of({ ONESWAP_STATE: 'CONVERTED', ...guestAttributes(guest), DEV_PREFIX: guest.virtioBlock ? 'vd' : 'sd' }), 'merge');
   }
+}
+
+/** Marks images whose conversion found no operating system to convert. */
+export async function recordNoOperatingSystem(one: OneClient, ids: readonly number[]): Promise<void> {
+  for (const id of ids) await markImage(one, id, 'NOT_CONVERTED');
 }
 
 /** The guest facts as image attributes (read back by convertedGuestOf). */

@@ -9,7 +9,7 @@ import { convertGuest, commitConversion, discardConversion, type ConversionReque
 import type { DomainNic, GuestNetwork, NetworkRequest } from '../convert/index.js';
 import type { DiskBus, Firmware, NicDescription, VmDescription } from '../input/index.js';
 import type { OneClient } from '../one/index.js';
-import { recordConversion, type ConvertedGuest } from '../output/index.js';
+import { recordConversion, recordNoOperatingSystem, type ConvertedGuest } from '../output/index.js';
 import type { EventSink } from './events.js';
 
 export interface ImageToConvert {
@@ -179,6 +179,8 @@ async function convertImagesNow(ctx: ConvertImagesContext, req: ConvertImagesReq
   const result = await convertGuest(conversionOf(ctx, req, workDir, logFile));
   if (result.kind === 'no-os') {
     await rm(workDir, { recursive: true, force: true });
+    // The images say what happened, as they do after a conversion: CONVERTED would be a lie.
+    if ('one' in ctx) await recordNoOperatingSystem(ctx.one, ids);
     return { kind: 'no-os', reason: result.reason, logFile };
   }
   for (const line of result.added) log(`convert: ${line}`);

@@ -2,7 +2,8 @@
 // simulator's VMs as apps; the stock export (what Sunstone and `onemarketapp export` run) of a VM
 // app creates images on oneswap's datastore and a template; the datastore driver copies each disk
 // from vCenter, converts the real Debian guest in place once all its disks are there, and
-// rewrites the template. The result boots on virtio.
+// rewrites the template. The result boots on virtio. A VM whose disks hold no operating system is
+// imported as it is and its images say NOT_CONVERTED.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,10 +12,11 @@ import { createTestVm, sha256File, type TestVm } from '../peers/vcsim/fixture.js
 import { guestSkip, testGuest, bootCheck } from '../peers/guest/index.js';
 import { exportMarketApp, IMAGE_STATE, type Oned } from '../peers/one/index.js';
 import { startOnedWithDrivers, type DriverPeers } from '../peers/one-drivers.js';
+import { oneswap } from '../peers/cli.js';
 import { OneClient, Template, parseTemplateText } from '../../lib/one/index.js';
 import { parseXml } from '../../lib/one/xml.js';
 import { templateFromXml } from '../../lib/one/template.js';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -42,6 +44,8 @@ describe('marketplace driver: vCenter VMs as apps, imported by the stock export'
   let debian: TestVm;
   let dataVm: TestVm;
   let work: string;
+  /** The copied disk of the import whose other disk failed: left for `oneswap convert`. */
+  let leftUnconverted: number | undefined;
 
   const apps = async (): Promise<App[]> => {
     const pool = parseXml(String(await one.call('one.marketapppool.info', [-2, -1, -1])), 'MARKETPLACEAPP_POOL');
@@ -172,12 +176,49 @@ describe('marketplace driver: vCenter VMs as apps, imported by the stock export'
       const [first, second] = await Promise.all(result.image.map((id) => oned.waitImage(id, [IMAGE_STATE.READY, IMAGE_STATE.ERROR], 120_000)));
       assert.equal(second!.state, IMAGE_STATE.ERROR);
       assert.equal(first!.state, IMAGE_STATE.READY);
+      assert.equal((await one.image(result.image[0]!)).template.get('ONESWAP_STATE'), 'COPIED');
+      leftUnconverted = result.image[0];
       assert.equal(await sha256File((await one.image(result.image[0]!)).source), dataVm.disks[0]!.sha256);
       const tpl = await one.template(result.vmtemplate[0]!);
       assert.match(tpl.template.get('ONESWAP_ERROR') ?? '', new RegExp(`not converted: image ${result.image[1]} \\(disk 1\\): .*simulated copy failure`));
     } finally {
       oned.setDriverAction('cp', null);
     }
+  });
+
+  test('importing a VM whose disks hold no operating system: every cp returns, the images say NOT_CONVERTED and why, the bytes are the copy', async () => {
+    const vmApp = (await apps()).find((a) => a.name === 'mkt-data (127.0.0.1)')!;
+    const started = Date.now();
+    const result = await exportMarketApp({ endpoint: oned.endpoint, session: oned.adminSession, appId: vmApp.id, name: 'data-plain', datastoreId: peers.dsId });
+    assert.equal(result.image.length, 2);
+    const images = await Promise.all(result.image.map((id) => oned.waitImage(id, [IMAGE_STATE.READY, IMAGE_STATE.ERROR], 10 * 60_000)));
+    const cps = oned.log.filter((e) => e.action === 'cp' && result.image.map(String).includes(e.argv[0]!));
+    assert.deepEqual(images.map((i) => i.state), [IMAGE_STATE.READY, IMAGE_STATE.READY], cps.map((c) => c.stderr).join(' | '));
+    assert.deepEqual(cps.map((c) => [c.exitCode, /^\S+ raw\n$/.test(c.stdout)]), [[0, true], [0, true]]);
+    for (const [n, id] of result.image.entries()) {
+      const img = await one.image(id);
+      assert.deepEqual(
+        [img.template.get('ONESWAP_STATE'), img.template.get('ONESWAP_PROGRESS'), img.template.get('ONESWAP_CONVERT_ERROR'), img.template.get('ONESWAP_GUEST_OS')],
+        ['NOT_CONVERTED', 'no operating system found (data disks only): not converted', undefined, undefined],
+      );
+      assert.equal(await sha256File(img.source), dataVm.disks[n]!.sha256, `disk ${n} holds the source bytes`);
+    }
+    const tpl = await one.template(result.vmtemplate[0]!);
+    assert.equal(tpl.template.get('ONESWAP_ERROR'), undefined);
+    assert.deepEqual(tpl.template.vectors('DISK').map((d) => d.get('IMAGE_ID')), result.image.map(String));
+    process.stderr.write(`# marketplace import of a VM without an OS (2 small disks): ${((Date.now() - started) / 1000).toFixed(0)} s\n`);
+  });
+
+  test('oneswap convert on the copied disk of the failed import finds no operating system: the image says NOT_CONVERTED', async () => {
+    assert.ok(leftUnconverted !== undefined, 'the failed import left a copied disk');
+    await writeFile(join(work, 'one_auth'), `${oned.adminSession}\n`, { mode: 0o600 });
+    const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: work, ONE_AUTH: join(work, 'one_auth'), ONESWAP_STATE_DIR: join(work, 'state') };
+    const r = await oneswap(['convert', '--image', String(leftUnconverted), '--endpoint', oned.endpoint, '--progress', 'plain'], env, 10 * 60_000);
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.match(r.stdout + r.stderr, new RegExp(`no operating system found on images ${leftUnconverted}: nothing converted`));
+    const img = await one.image(leftUnconverted!);
+    assert.equal(img.template.get('ONESWAP_STATE'), 'NOT_CONVERTED');
+    assert.equal(await sha256File(img.source), dataVm.disks[0]!.sha256);
   });
 });
 
