@@ -5,7 +5,7 @@
 // `onemarket enable` returns before the monitor ran and its failure shows only in oned.log.
 
 import { setTimeout as sleep } from 'node:timers/promises';
-import { OneswapError, describeError } from '../errors/index.js';
+import { OneswapError } from '../errors/index.js';
 import { DRIVER_NAME } from '../install/index.js';
 import type { OneClient, OneMarketplace } from '../one/index.js';
 import { connectOne } from './connect.js';
@@ -28,13 +28,7 @@ export async function runMarketRefresh(idText: string, o: MarketRefreshCliOption
       });
     if (market.state === 'ENABLED') await one.marketplaceEnable(id, false);
     const enabledAt = Date.now();
-    try {
-      await one.marketplaceEnable(id, true);
-    } catch (err) {
-      throw new OneswapError(err instanceof OneswapError ? err.kind : 'remote', `marketplace ${id} (${market.name}) is left disabled: enabling it failed: ${describeError(err)}`, {
-        hint: `onemarket enable ${id}`,
-      });
-    }
+    await one.marketplaceEnable(id, true);
     const listed = await waitForApps(one, market, timeoutMs, signal);
     return `marketplace ${id} (${market.name}): ${listed.appIds.length} apps listed ${Math.round((Date.now() - enabledAt) / 1000)} s after it was enabled\n`;
   } finally {
@@ -53,8 +47,10 @@ async function waitForApps(one: OneClient, market: OneMarketplace, timeoutMs: nu
         'remote',
         `marketplace ${market.id} (${market.name}) is enabled but listed nothing within ${timeoutMs / 1000} s: its monitor failed (oned.log: "Error monitoring marketplace ${market.id}"), or the vCenter has no VM with disks, or another marketplace lists the same VMs`,
       );
-    await sleep(500, undefined, { signal }).catch(() => {
-      throw signal.reason instanceof OneswapError ? signal.reason : new OneswapError('interrupted', 'interrupted');
-    });
+    try {
+      await sleep(500, undefined, { signal });
+    } catch {
+      throw new OneswapError('interrupted', `stopped waiting for marketplace ${market.id} (${market.name}) to list its VMs (it is enabled)`);
+    }
   }
 }

@@ -13,7 +13,7 @@ import { vcsimSkip, startVcsim, type Vcsim } from '../peers/vcsim/index.js';
 import { createTestVm } from '../peers/vcsim/fixture.js';
 import type { Oned } from '../peers/one/index.js';
 import { startOnedWithDrivers, type DriverPeers } from '../peers/one-drivers.js';
-import { oneswap } from '../peers/cli.js';
+import { oneswap, spawnOneswap } from '../peers/cli.js';
 import { OneClient, Template } from '../../lib/one/index.js';
 
 const MiB = 1024 * 1024;
@@ -110,6 +110,8 @@ describe('the first listing of a oneswap marketplace', { skip: vcsimSkip(), time
   test('oneswap market refresh refuses, in one line with its exit code: no id, an unknown or foreign marketplace, a user who may not manage it, a listing that does not come', async () => {
     const notId = await refresh(['vcenter']);
     assert.deepEqual([notId.exitCode, lastLine(notId.stderr)], [2, 'oneswap: marketplace id "vcenter" is not a non-negative integer']);
+    const noTime = await refresh([String(marketId), '--timeout', '0']);
+    assert.deepEqual([noTime.exitCode, lastLine(noTime.stderr)], [2, 'oneswap: --timeout "0" is not a positive integer']);
 
     const unknown = await refresh(['4242']);
     assert.deepEqual([unknown.exitCode, lastLine(unknown.stderr)], [5, 'oneswap: [one.market.info] Error getting marketplace [4242].']);
@@ -138,5 +140,12 @@ describe('the first listing of a oneswap marketplace', { skip: vcsimSkip(), time
       `oneswap: marketplace ${broken} (broken) is enabled but listed nothing within 3 s: its monitor failed (oned.log: "Error monitoring marketplace ${broken}"), or the vCenter has no VM with disks, or another marketplace lists the same VMs`,
     );
     assert.match(monitorsOf(broken)[0]?.stderr ?? '', /cannot read the vCenter credentials file/);
+
+    const child = spawnOneswap(['market', 'refresh', String(broken), '--endpoint', oned.endpoint], env);
+    while (monitorsOf(broken).length < 2) await new Promise((r) => setTimeout(r, 50));
+    child.kill('SIGINT');
+    const stopped = await child;
+    assert.equal(stopped.exitCode, 130, String(stopped.stderr));
+    assert.equal(lastLine(String(stopped.stderr)), `oneswap: stopped waiting for marketplace ${broken} (broken) to list its VMs (it is enabled)`);
   });
 });
