@@ -14,6 +14,7 @@ import { vmIdentity, type DiskDescription, type VmDescription } from '../input/i
 import { RULES_FILE } from '../convert/index.js';
 import { buildVmTemplate, type ConvertedGuest, type PlacedNic } from './vm-template.js';
 import { diskImageDescription, diskSourceAttributes, guestAttributes } from './one-target.js';
+import { keptAddressRange } from './nic-placement.js';
 
 const MiB = 1024 * 1024;
 
@@ -25,6 +26,8 @@ export interface DirectoryLayout {
   readonly lockFile: string;
   readonly templateFile: string;
   readonly summaryFile: string;
+  /** The address range that keeps a NIC's source MAC, for `onevnet addar`. */
+  addressRange(nicIndex: number): string;
   disk(index: number): { readonly part: string; readonly final: string; readonly imageTemplate: string; readonly imageName: string };
 }
 
@@ -40,6 +43,7 @@ export function directoryLayout(dir: string, vm: VmDescription, prefix = ''): Di
     lockFile: join(abs, `.${file}.oneswap.lock`),
     templateFile: join(abs, `${file}.template`),
     summaryFile: join(abs, `${file}.README.txt`),
+    addressRange: (nicIndex) => join(abs, `${file}-nic${nicIndex}.ar`),
     disk: (index) => ({
       part: join(abs, `${file}-disk${index}.raw.part`),
       final: join(abs, `${file}-disk${index}.raw`),
@@ -141,6 +145,25 @@ export interface DirectoryResult {
   readonly summaryFile: string;
   readonly diskFiles: readonly string[];
   readonly imageTemplates: readonly string[];
+  readonly addressRanges: readonly string[];
+}
+
+/** What the summary records besides the VM itself. */
+export interface DirectoryFacts {
+  readonly source: string;
+  readonly notes: readonly string[];
+  readonly importedAt: Date;
+  readonly guestAgent: boolean;
+  /** The NICs keep the source MACs (the guest's network is bound to them); false with --no-keep-mac. */
+  readonly keepMac: boolean;
+}
+
+/** A NIC of the template with the address range that lets OpenNebula lease its MAC (and static IP). */
+interface KeptNic {
+  readonly placed: PlacedNic & { readonly networkName: string };
+  /** The range file, when the NIC keeps a MAC. */
+  readonly rangeFile?: string;
+  readonly ip?: string;
 }
 
 /**
@@ -152,7 +175,7 @@ export async function finishDirectory(
   vm: VmDescription,
   guest: ConvertedGuest | undefined,
   networkMap: ReadonlyMap<string, string>,
-  facts: { readonly source: string; readonly notes: readonly string[]; readonly importedAt: Date; readonly guestAgent: boolean },
+  facts: DirectoryFacts,
 ): Promise<DirectoryResult> {
   const virtio = guest?.virtioBlock ?? false;
   const disks = [...vm.disks].sort((a, b) => a.index - b.index);
@@ -178,12 +201,17 @@ export async function finishDirectory(
     await writeFile(f.imageTemplate, t.toText() + '\n', { mode: 0o644 });
     imageTemplates.push(f.imageTemplate);
   }
-  const nics: PlacedNic[] = vm.nics.map((n) => ({ nic: n, networkName: networkMap.get(n.network) ?? (n.network || 'default') }));
+  const nics = keptNics(layout, vm, guest, networkMap, facts.keepMac);
+  for (const n of nics) {
+    if (n.rangeFile === undefined) continue;
+    const range = keptAddressRange(n.ip === undefined ? { mac: n.placed.mac! } : { mac: n.placed.mac!, ip: n.ip });
+    await writeFile(n.rangeFile, Template.of({ AR: range }).toText() + '\n', { mode: 0o644 });
+  }
   const template = buildVmTemplate({
     name: layout.name,
     vm,
     disks: disks.map((d) => ({ disk: d, imageName: layout.disk(d.index).imageName })),
-    nics,
+    nics: nics.map((n) => n.placed),
     guest,
     guestAgent: facts.guestAgent,
     oneMajorVersion: 7,
@@ -192,7 +220,29 @@ export async function finishDirectory(
   await writeFile(layout.templateFile, template.toText() + '\n', { mode: 0o644 });
   await writeFile(layout.summaryFile, summaryText(layout, vm, guest, nics, facts), { mode: 0o644 });
   await rm(layout.stateFile, { force: true });
-  return { templateFile: layout.templateFile, summaryFile: layout.summaryFile, diskFiles: disks.map((d) => layout.disk(d.index).final), imageTemplates };
+  return {
+    templateFile: layout.templateFile,
+    summaryFile: layout.summaryFile,
+    diskFiles: disks.map((d) => layout.disk(d.index).final),
+    imageTemplates,
+    addressRanges: nics.flatMap((n) => (n.rangeFile === undefined ? [] : [n.rangeFile])),
+  };
+}
+
+/**
+ * The template's NICs. A kept source MAC goes into the NIC with a one-address range for it (the
+ * shape an administrator's import adds): the guest's network is bound to that MAC, and OpenNebula
+ * leases a MAC only from a range of the network. A NIC the guest configures statically gets its
+ * address in that range too, so OpenNebula's lease agrees with the guest.
+ */
+function keptNics(layout: DirectoryLayout, vm: VmDescription, guest: ConvertedGuest | undefined, networkMap: ReadonlyMap<string, string>, keepMac: boolean): KeptNic[] {
+  return vm.nics.map((n) => {
+    const networkName = networkMap.get(n.network) ?? (n.network || 'default');
+    const mac = n.mac.toLowerCase();
+    if (!keepMac || mac === '') return { placed: { nic: n, networkName } };
+    const ip = guest?.network?.find((g) => g.nic === n.index && g.mode === 'static' && g.address)?.address;
+    return { placed: { nic: n, networkName, mac }, rangeFile: layout.addressRange(n.index), ...(ip ? { ip } : {}) };
+  });
 }
 
 /** Takes back what an unfinished import wrote (the partial disk files and the state). */
@@ -201,14 +251,9 @@ export async function removePartial(layout: DirectoryLayout, vm: VmDescription):
   await rm(layout.stateFile, { force: true });
 }
 
-function summaryText(
-  layout: DirectoryLayout,
-  vm: VmDescription,
-  guest: ConvertedGuest | undefined,
-  nics: readonly PlacedNic[],
-  facts: { readonly source: string; readonly notes: readonly string[]; readonly importedAt: Date },
-): string {
+function summaryText(layout: DirectoryLayout, vm: VmDescription, guest: ConvertedGuest | undefined, nics: readonly KeptNic[], facts: DirectoryFacts): string {
   const gib = (b: number): string => `${(b / 2 ** 30).toFixed(2)} GiB`;
+  const disks = [...vm.disks].sort((a, b) => a.index - b.index);
   const lines = [
     `${layout.name}: imported by oneswap on ${facts.importedAt.toISOString()}`,
     '',
@@ -217,27 +262,61 @@ function summaryText(
     `Guest:     ${guest ? `${guest.productName || guest.distro} converted for KVM (${guest.virtioBlock ? 'virtio-blk' : 'no virtio-blk'}, ${guest.virtioNet ? 'virtio-net' : 'no virtio-net'})` : 'not converted (the template keeps SATA disks and the source NIC models)'}`,
     '',
     'Disks (raw, sparse; boot disk first):',
-    ...[...vm.disks]
-      .sort((a, b) => a.index - b.index)
-      .map((d) => `  ${layout.disk(d.index).final}  ${gib(d.capacityBytes)}  (${d.label}, was ${d.bus} ${d.sourceName})`),
+    ...disks.map((d) => `  ${layout.disk(d.index).final}  ${gib(d.capacityBytes)}  (${d.label}, was ${d.bus} ${d.sourceName})`),
     '',
     'NICs:',
     ...(nics.length === 0
       ? ['  none']
-      : nics.map((n) => `  NIC ${n.nic.index}: source network "${n.nic.network}", MAC ${n.nic.mac || '-'} (${n.nic.adapter}) -> ${'networkName' in n ? `OpenNebula network "${n.networkName}"` : `network ${n.networkId}`}`)),
+      : nics.map(({ placed: n }) => `  NIC ${n.nic.index}: source network "${n.nic.network}", MAC ${n.nic.mac || '-'} (${n.nic.adapter}) -> OpenNebula network "${n.networkName}"${n.mac ? `, keeps MAC ${n.mac}` : ''}`)),
     '',
     ...guestNetworkLines(vm, guest),
     ...(facts.notes.length > 0 ? ['', 'Notes:', ...facts.notes.map((n) => `  - ${n}`)] : []),
     '',
-    'To import into OpenNebula (the datastore must accept this folder: see its SAFE_DIRS / RESTRICTED_DIRS):',
-    ...[...vm.disks].sort((a, b) => a.index - b.index).map((d) => `  oneimage create -d <image datastore> ${layout.disk(d.index).imageTemplate}`),
-    `  onetemplate create ${layout.templateFile}`,
-    'The template names its images and networks by name: create the images first, under the same',
-    'user, and make sure networks with those names exist (or edit the NIC lines). The source MACs are',
-    'listed above; keeping them needs an address range that holds them (oneswap import does that).',
+    ...importSteps(layout, disks, nics, facts.keepMac),
     '',
   ];
   return lines.join('\n');
+}
+
+/**
+ * How to bring the files into OpenNebula, as commands a person (or a test) runs one by one. A
+ * kept MAC makes two things necessary: a range that holds it (OpenNebula leases MACs only from
+ * ranges, else instantiate fails with "Cannot get IP/MAC lease"), and an administrator to create
+ * the template (NIC/MAC is in VM_RESTRICTED_ATTR).
+ */
+function importSteps(layout: DirectoryLayout, disks: readonly DiskDescription[], nics: readonly KeptNic[], keepMac: boolean): string[] {
+  const kept = nics.filter((n) => n.rangeFile !== undefined);
+  const lines = [
+    `To import into OpenNebula${kept.length > 0 ? ', as oneadmin' : ''}:`,
+    '  1. The images (the datastore must accept this folder: see its SAFE_DIRS / RESTRICTED_DIRS):',
+    ...disks.map((d) => `     oneimage create -d <image datastore> ${shellWord(layout.disk(d.index).imageTemplate)}`),
+  ];
+  if (kept.length > 0) {
+    lines.push(
+      '  2. One address range per NIC, holding the MAC the guest\'s network is bound to (skip a NIC whose',
+      '     network already has that MAC in a free lease: onevnet addar then says the range overlaps):',
+      ...kept.map((n) => `     onevnet addar ${shellWord(n.placed.networkName)} ${shellWord(n.rangeFile!)}`),
+      '  3. The VM template:',
+      `     onetemplate create ${shellWord(layout.templateFile)}`,
+      'Its NICs ask for the source MACs. NIC/MAC is a restricted attribute (VM_RESTRICTED_ATTR): a user',
+      'outside the oneadmin group gets "VM Template includes a restricted attribute NIC/MAC". Create it',
+      'as oneadmin, then give it and its images to their user: onetemplate chown <template id> <user>,',
+      'oneimage chown <image id> <user>.',
+    );
+  } else {
+    lines.push('  2. The VM template:', `     onetemplate create ${shellWord(layout.templateFile)}`);
+    if (!keepMac && nics.length > 0) lines.push('The NICs ask for no MAC (--no-keep-mac): OpenNebula picks them.');
+  }
+  lines.push(
+    'The template names its images and networks by name: OpenNebula looks them up among those of the',
+    'user who instantiates it, unless the DISK or NIC says whose (IMAGE_UNAME, NETWORK_UNAME).',
+  );
+  return lines;
+}
+
+/** A word the shell reads back as it is: OpenNebula names and paths may hold blanks. */
+function shellWord(word: string): string {
+  return /^[A-Za-z0-9._\/:=@%+-]+$/.test(word) ? word : `'${word.replace(/'/g, "'\\''")}'`;
 }
 
 /** What the conversion did to the guest's network configuration, for the summary. */
@@ -251,7 +330,7 @@ function guestNetworkLines(vm: VmDescription, guest: ConvertedGuest | undefined)
       const how = n.mode === 'dhcp' ? `dhcp${n.address ? `, last lease ${n.address}` : ''}` : `${n.mode}${n.address ? ` ${n.address}` : ''}`;
       return `  ${n.name ?? 'a configuration following its MAC'} (${how}) -> NIC ${n.nic}${nic ? ` "${nic.network}"` : ''}, ${n.mac ? `MAC ${n.mac}` : 'any MAC (the only NIC)'}`;
     }),
-    '  A VM created from these files must keep those MACs for the names to apply (see NICs above).',
+    ...(guest.network.some((n) => n.mac) ? ['  A VM created from these files must have those MACs for the names to apply: the template asks for them.'] : []),
   ];
 }
 

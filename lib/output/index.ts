@@ -33,7 +33,7 @@ export {
   type PlaceholderSpec,
 } from './one-target.js';
 export { mapNics, parseNetworkMap, macInRange, type NicMapping, type NetworkCandidate } from './network-map.js';
-export { placeNics, addressesToKeep, removeAddressRanges, type AddedAddressRange } from './nic-placement.js';
+export { placeNics, addressesToKeep, keptAddressRange, removeAddressRanges, type AddedAddressRange } from './nic-placement.js';
 export { buildVmTemplate, logoFor, macOnKvm, formatGuestNetwork, parseGuestNetwork, type VmTemplateInput, type PlacedDisk, type PlacedNic, type ConvertedGuest, type GuestNicConfig } from './vm-template.js';
 export {
   directoryLayout,

@@ -79,7 +79,7 @@ async function keepIp(one: OneClient, m: NicMapping, ip: string, isAdmin: boolea
     return undefined;
   }
   const mac = m.nic.mac === '' ? undefined : m.nic.mac.toLowerCase();
-  const added = await addRange(one, m.networkId, { TYPE: 'IP4', IP: ip, ...(mac ? { MAC: mac } : {}), SIZE: 1 }, (a) => a.ip === ip && a.size === 1, opts);
+  const added = await addRange(one, m.networkId, keptAddressRange({ ip, mac }), (a) => a.ip === ip && a.size === 1, opts);
   if (added === undefined) {
     opts.log(`${m.nic.label}: could not find the address range added for IP ${ip} on network ${vnet.name}; not kept`, 'warn');
     return undefined;
@@ -110,13 +110,23 @@ async function keepMac(one: OneClient, m: NicMapping, isAdmin: boolean, opts: Pl
     }
     return { ...unplaced, mac };
   }
-  const added = await addRange(one, m.networkId, { TYPE: 'ETHER', MAC: mac, SIZE: 1 }, (a) => a.mac?.toLowerCase() === mac && a.size === 1, opts);
+  const added = await addRange(one, m.networkId, keptAddressRange({ mac }), (a) => a.mac?.toLowerCase() === mac && a.size === 1, opts);
   if (added === undefined) {
     opts.log(`${m.nic.label}: could not find the address range added for MAC ${mac} on network ${vnet.name}; OpenNebula will pick a MAC`, 'warn');
     return unplaced;
   }
   opts.log(`${m.nic.label}: added address range ${added.id} with MAC ${mac} to network ${vnet.name} to keep the source MAC`);
   return { ...unplaced, mac };
+}
+
+/**
+ * The one-address range that lets OpenNebula lease a kept MAC, and with an IP that IP along with
+ * it (a NIC asking for the MAC then gets both): what an administrator's import adds, and what a
+ * directory import's summary has the administrator add.
+ */
+export function keptAddressRange(keep: { readonly mac: string; readonly ip?: string } | { readonly mac?: string; readonly ip: string }): Record<string, string | number> {
+  if (keep.ip === undefined) return { TYPE: 'ETHER', MAC: keep.mac!, SIZE: 1 };
+  return { TYPE: 'IP4', IP: keep.ip, ...(keep.mac ? { MAC: keep.mac } : {}), SIZE: 1 };
 }
 
 /** Adds one range and finds it again (one.vn.add_ar answers only the network's id). */

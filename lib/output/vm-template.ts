@@ -12,7 +12,8 @@ export type PlacedDisk = { readonly disk: DiskDescription; readonly imageId: num
 
 /**
  * A NIC and its network: by id when mapped against OpenNebula; by name in a directory target's
- * template (no MAC there: keeping one needs an address range, which only an import can add).
+ * template, with the source MAC when it is kept (the summary says which address range to add so
+ * that OpenNebula leases it).
  */
 export type PlacedNic =
   | {
@@ -25,11 +26,11 @@ export type PlacedNic =
       /** The MAC the NIC will have when it asks for an IP: the address range's MAC for that IP. */
       readonly ipMac?: string;
     }
-  | { readonly nic: NicDescription; readonly networkName: string };
+  | { readonly nic: NicDescription; readonly networkName: string; readonly mac?: string };
 
 /** The MAC a placed NIC will have in OpenNebula, when that is known before the VM exists. */
 export function macOnKvm(n: PlacedNic): string | undefined {
-  return 'networkName' in n ? undefined : (n.mac ?? n.ipMac);
+  return 'networkName' in n ? n.mac : (n.mac ?? n.ipMac);
 }
 
 /** What the conversion found in the guest (lib/convert's inspection, as the images record it). */
@@ -117,7 +118,7 @@ export function buildVmTemplate(input: VmTemplateInput): Template {
   for (const n of [...input.nics].sort((a, b) => a.nic.index - b.nic.index)) {
     const model = nicModelFor(n.nic.adapter, guest);
     if ('networkName' in n) {
-      t.add('NIC', { NETWORK: n.networkName, MODEL: model });
+      t.add('NIC', n.mac ? { NETWORK: n.networkName, MAC: n.mac, MODEL: model } : { NETWORK: n.networkName, MODEL: model });
       continue;
     }
     const nic: Record<string, string | number> = { NETWORK_ID: n.networkId, MODEL: model };

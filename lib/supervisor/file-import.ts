@@ -149,9 +149,13 @@ async function importIntoDirectory(ctx: FileImportContext, vm: FileVm, opts: Fil
             s.guest = g;
             await saveState(layout, s);
           };
+          const request = vmConversionRequest(vm.description, images, opts);
+          // Without the source MACs the template asks for none: OpenNebula picks them, so the
+          // guest's network cannot be bound to a MAC now.
+          const network = opts.keepMac ? request.network : { ...request.network, assign: async () => new Map(vm.description.nics.map((n) => [n.index, undefined])) };
           const r = await convertImages(
             { emit: ctx.emit, signal: ctx.signal, record },
-            { ...vmConversionRequest(vm.description, images, opts), workKey: `dir-${createHash('sha256').update(layout.stateFile).digest('hex').slice(0, 16)}` },
+            { ...request, network, workKey: `dir-${createHash('sha256').update(layout.stateFile).digest('hex').slice(0, 16)}` },
           );
           if (r.kind === 'no-os') {
             log(`no operating system found on the disks of ${label}: a data-only VM, not converted (${r.reason})`, 'warn');
@@ -166,7 +170,14 @@ async function importIntoDirectory(ctx: FileImportContext, vm: FileVm, opts: Fil
 
     const result = await phases.run(
       'build',
-      () => finishDirectory(layout, vm.description, guest, opts.networkMap, { source: vm.summary, notes: vm.warnings, importedAt: new Date(), guestAgent: opts.convert && opts.additions.guestAgent === true }),
+      () =>
+        finishDirectory(layout, vm.description, guest, opts.networkMap, {
+          source: vm.summary,
+          notes: vm.warnings,
+          importedAt: new Date(),
+          guestAgent: opts.convert && opts.additions.guestAgent === true,
+          keepMac: opts.keepMac,
+        }),
       (r) => `${r.diskFiles.length} disk files, ${r.templateFile}`,
     );
     ctx.emit({ type: 'result', vm: label, ok: true, imageIds: [], templateFile: result.templateFile, durationMs: Date.now() - started });

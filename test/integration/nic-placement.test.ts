@@ -80,7 +80,7 @@ describe('NIC placement: MACs and guest IPs kept in OpenNebula', () => {
     const nics = [nic(0, '00:50:56:8a:00:02')];
     const outside = await place(admin, nics, { keepMac: true, keepIp: true, ips: [[0, '192.168.7.9']] });
     assert.equal(outside.journal.addressRanges.length, 1, 'one range added and recorded');
-    assert.deepEqual(outside.placed.map((p) => ('mac' in p ? [p.mac, p.ip] : [])), [['00:50:56:8a:00:02', undefined]], 'asks for the MAC: the lease carries the IP');
+    assert.deepEqual(outside.placed.map((p) => ('networkId' in p ? [p.mac, p.ip] : [])), [['00:50:56:8a:00:02', undefined]], 'asks for the MAC: the lease carries the IP');
     const ar = oned.network(net)!.ars.find((a) => a.arId === outside.journal.addressRanges[0]!.arId)!;
     assert.deepEqual([ar.type, ar.size], ['IP4', 1]);
     const tid = await admin.templateAllocate(buildVmTemplate({ name: 'placed-2', vm: vm(nics), disks: [], nics: outside.placed, guest: undefined, oneMajorVersion: 7, importedAt: new Date() }));

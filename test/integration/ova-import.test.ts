@@ -14,7 +14,7 @@ import { oneswap, spawnOneswap } from '../peers/cli.js';
 import { readTarIndex } from '../../lib/input/tar-index.js';
 import { OneswapError } from '../../lib/errors/index.js';
 import { openOva } from '../../lib/input/index.js';
-import { OneClient, parseTemplateText } from '../../lib/one/index.js';
+import { OneClient, parseTemplateText, type Template } from '../../lib/one/index.js';
 import { fileImportVm } from '../../lib/supervisor/index.js';
 import { bootCheck, guestSkip, testGuest } from '../peers/guest/index.js';
 import { demoOva } from '../peers/guest/demo-ova.js';
@@ -86,6 +86,11 @@ function sourceDisk(ova: BuiltOva, source: string | undefined): BuiltOva['disks'
   const d = ova.disks.find((x) => x.member === source);
   assert.ok(d, `no disk ${source} in ${ova.ova}`);
   return d;
+}
+
+/** The words of a command line as a POSIX shell splits them (single quotes, and '\\'' inside them). */
+function shellWords(line: string): string[] {
+  return (line.match(/(?:'[^']*'|\\'|[^\s'\\])+/g) ?? []).map((w) => w.replace(/'([^']*)'|\\(')/g, '$1$2'));
 }
 
 /** A one-line error on stderr, `oneswap: ...`, and nothing else. */
@@ -221,6 +226,91 @@ describe('oneswap import --ova / --vmdk', { skip, timeout: 15 * 60_000 }, () => 
     } finally {
       client.close();
     }
+  });
+
+  test("--output-dir keeps the source MACs: the summary's commands, run as it says, give the VM exactly those MACs", async () => {
+    const netIds = new Map([
+      ['lan a', oned.createNetwork({ name: 'lan a', bridge: 'br2', ars: [{ type: 'ETHER', mac: '02:00:00:00:30:00', size: 8 }] })],
+      ['lan-b', oned.createNetwork({ name: 'lan-b', bridge: 'br3', ars: [{ type: 'ETHER', mac: '02:00:00:00:31:00', size: 8 }] })],
+    ]);
+    const ova = await buildOva(
+      {
+        name: 'macs',
+        cpus: 1,
+        memoryMiB: 512,
+        nics: [{ network: 'lan a', mac: '00:50:56:0A:0B:01' }, { network: 'lan-b', adapter: 'e1000e', mac: '00:50:56:0a:0b:02' }, { network: 'lan-b' }],
+        disks: [{ raw: join(work, 'raw', 'c.raw') }],
+      },
+      join(work, 'macs.ova'),
+    );
+    const out = join(work, 'out-macs');
+    const r = await oneswap(dirArgs(['--ova', ova.ova, '--output-dir', out, '--no-convert']), env);
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.deepEqual((await readdir(out)).sort(), ['macs-disk0.image', 'macs-disk0.raw', 'macs-nic0.ar', 'macs-nic1.ar', 'macs.README.txt', 'macs.template']);
+    assert.deepEqual(
+      parseTemplateText(await readFile(join(out, 'macs.template'), 'utf8')).vectors('NIC').map((n) => [n.get('NETWORK'), n.get('MAC')]),
+      [['lan a', '00:50:56:0a:0b:01'], ['lan-b', '00:50:56:0a:0b:02'], ['lan-b', undefined]],
+      'the template asks for each source MAC; the NIC without one asks for none',
+    );
+    assert.deepEqual(
+      [...parseTemplateText(await readFile(join(out, 'macs-nic1.ar'), 'utf8')).vectors('AR')[0]!],
+      [['TYPE', 'ETHER'], ['MAC', '00:50:56:0a:0b:02'], ['SIZE', '1']],
+    );
+
+    // The commands exactly as the summary writes them, run against the simulator as oneadmin.
+    const summary = await readFile(join(out, 'macs.README.txt'), 'utf8');
+    const commands = [...summary.matchAll(/^ {5}(one(?:image|vnet|template) .*)$/gm)].map((m) => shellWords(m[1]!.replace('<image datastore>', String(dsId))));
+    assert.deepEqual(
+      commands.map((c) => c.slice(0, 2).join(' ')),
+      ['oneimage create', 'onevnet addar', 'onevnet addar', 'onetemplate create'],
+      'images, one address range per kept MAC, then the template',
+    );
+    assert.match(summary, /as oneadmin/);
+    const admin = await OneClient.connect({ endpoint: oned.endpoint, secret: oned.adminSession });
+    oned.createUser('macuser', 'pw');
+    const user = await OneClient.connect({ endpoint: oned.endpoint, secret: 'macuser:pw' });
+    try {
+      const run = async (c: string[], client: OneClient): Promise<number> => {
+        const file = async (path: string | undefined): Promise<Template> => parseTemplateText(await readFile(path!, 'utf8'));
+        if (c[0] === 'oneimage') {
+          assert.deepEqual(c.slice(0, 3), ['oneimage', 'create', '-d']);
+          const id = await client.imageAllocate(await file(c[4]), Number(c[3]));
+          await client.waitForImage(id, { timeoutMs: 60_000, signal: AbortSignal.timeout(60_000) });
+          return id;
+        }
+        if (c[0] === 'onevnet') {
+          const vnet = (await client.vnets()).find((v) => v.name === c[2]);
+          assert.ok(vnet, `no network named ${c[2]}`);
+          await client.vnetAddAr(vnet.id, await file(c[3]));
+          return vnet.id;
+        }
+        return client.templateAllocate(await file(c[2]));
+      };
+      const templateCommand = commands.find((c) => c[0] === 'onetemplate')!;
+      await assert.rejects(run(templateCommand, user), /VM Template includes a restricted attribute NIC\/MAC/, 'a user outside oneadmin may not create it');
+      for (const c of commands.filter((x) => x[0] === 'oneimage')) await run(c, admin);
+      const templateId = await run(templateCommand, admin);
+      // Without the ranges OpenNebula has no lease for the source MACs.
+      await assert.rejects(admin.templateInstantiate(templateId, { name: 'macs-no-ranges', hold: true }), new RegExp(`Cannot get IP/MAC lease from virtual network ${netIds.get('lan a')}`));
+      for (const c of commands.filter((x) => x[0] === 'onevnet')) await run(c, admin);
+      const vmId = await admin.templateInstantiate(templateId, { name: 'macs', hold: true });
+      assert.deepEqual(
+        oned.vm(vmId)!.template.vectors('NIC').map((n) => [n.get('NETWORK'), n.get('MAC')]),
+        [['lan a', '00:50:56:0a:0b:01'], ['lan-b', '00:50:56:0a:0b:02'], ['lan-b', '02:00:00:00:31:00']],
+        'the VM has the source MACs; the NIC without one gets the network\'s first free lease',
+      );
+    } finally {
+      admin.close();
+      user.close();
+    }
+
+    // --no-keep-mac: no MAC asked for, no range to add.
+    const loose = join(work, 'out-macs-loose');
+    const l = await oneswap(dirArgs(['--ova', ova.ova, '--output-dir', loose, '--no-convert', '--no-keep-mac']), env);
+    assert.equal(l.exitCode, 0, l.stderr);
+    assert.deepEqual((await readdir(loose)).sort(), ['macs-disk0.image', 'macs-disk0.raw', 'macs.README.txt', 'macs.template']);
+    assert.deepEqual(parseTemplateText(await readFile(join(loose, 'macs.template'), 'utf8')).vectors('NIC').map((n) => n.get('MAC')), [undefined, undefined, undefined]);
+    assert.match(await readFile(join(loose, 'macs.README.txt'), 'utf8'), /The NICs ask for no MAC \(--no-keep-mac\): OpenNebula picks them\./);
   });
 
   test('the other way round: the multi-disk OVA into a directory, the SHA256 OVA into OpenNebula', async () => {
