@@ -78,12 +78,13 @@ export function vmConversionRequest(vm: VmDescription, images: readonly ImageToC
 
 /**
  * The network step when the NICs keep the source's MACs on KVM (a rehearsal, a directory
- * target; an OpenNebula import replaces `assign` with what OpenNebula grants).
+ * target; an OpenNebula import replaces `assign` with what OpenNebula grants). Without them
+ * (a directory import with --no-keep-mac) OpenNebula will pick the MACs: none is known now.
  */
-export function sourceMacsNetwork(nics: readonly NicDescription[] | undefined): NetworkRequest {
+export function sourceMacsNetwork(nics: readonly NicDescription[] | undefined, keepMac = true): NetworkRequest {
   return {
     nics: nics?.map((n) => ({ index: n.index, label: n.label, sourceMac: n.mac, pciSlot: n.pciSlot })),
-    assign: async () => new Map((nics ?? []).map((n) => [n.index, n.mac || undefined])),
+    assign: async () => new Map((nics ?? []).map((n) => [n.index, keepMac ? n.mac || undefined : undefined])),
   };
 }
 

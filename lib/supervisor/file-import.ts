@@ -25,7 +25,7 @@ import {
 } from '../output/index.js';
 import { clearTargetFile, decodeVmdk, together } from '../copy/index.js';
 import { PidLock } from './pid-lock.js';
-import { convertImages, describeConversion, vmConversionRequest } from './conversion.js';
+import { convertImages, describeConversion, sourceMacsNetwork, vmConversionRequest } from './conversion.js';
 import { Phases, build, convert, networkCandidates, openTarget, placeholders, rollback, type DiskTarget, type MigrationOptions, type OneContext, type VmResult } from './steps.js';
 import type { Journal } from './journal.js';
 import type { EventSink } from './events.js';
@@ -149,13 +149,14 @@ async function importIntoDirectory(ctx: FileImportContext, vm: FileVm, opts: Fil
             s.guest = g;
             await saveState(layout, s);
           };
-          const request = vmConversionRequest(vm.description, images, opts);
-          // Without the source MACs the template asks for none: OpenNebula picks them, so the
-          // guest's network cannot be bound to a MAC now.
-          const network = opts.keepMac ? request.network : { ...request.network, assign: async () => new Map(vm.description.nics.map((n) => [n.index, undefined])) };
           const r = await convertImages(
             { emit: ctx.emit, signal: ctx.signal, record },
-            { ...request, network, workKey: `dir-${createHash('sha256').update(layout.stateFile).digest('hex').slice(0, 16)}` },
+            {
+              ...vmConversionRequest(vm.description, images, opts),
+              // The template asks for the source MACs unless --no-keep-mac: the guest is bound to what it will get.
+              network: sourceMacsNetwork(vm.description.nics, opts.keepMac),
+              workKey: `dir-${createHash('sha256').update(layout.stateFile).digest('hex').slice(0, 16)}`,
+            },
           );
           if (r.kind === 'no-os') {
             log(`no operating system found on the disks of ${label}: a data-only VM, not converted (${r.reason})`, 'warn');
