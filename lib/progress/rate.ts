@@ -45,3 +45,9 @@ export function formatDuration(seconds: number): string {
   const sec = s % 60;
   return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${String(sec).padStart(2, '0')}` : `${m}:${String(sec).padStart(2, '0')}`;
 }
+
+/** A rough length for an expectation: "40 s" under a minute and a half, else whole minutes. */
+export function formatAbout(ms: number): string {
+  const s = ms / 1000;
+  return s < 90 ? `${Math.max(10, Math.round(s / 10) * 10)} s` : `${Math.round(s / 60)} min`;
+}

@@ -1,16 +1,19 @@
 // The convert phase on OpenNebula images, shared by `oneswap import` and `oneswap convert`:
 // conversion over overlays (lib/convert), then the commit into the image files, then the guest
 // facts recorded on the images. A commit marker in the work directory makes a crash during the
-// commit safe: the next run finishes that commit before anything else touches the images.
+// commit safe: the next run finishes that commit before anything else touches the images. Each
+// conversion is announced with the time an earlier one took (conversion-times.ts) and timed for
+// the next one.
 
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { convertGuest, commitConversion, discardConversion, type ConversionRequest, type GuestAdditions, type GuestFacts, type Overlay, type OverlayUsage } from '../convert/index.js';
 import type { DomainNic, GuestNetwork, NetworkRequest } from '../convert/index.js';
-import type { DiskBus, Firmware, NicDescription, VmDescription } from '../input/index.js';
+import { vmIdentity, type DiskBus, type Firmware, type NicDescription, type VmDescription } from '../input/index.js';
 import type { OneClient } from '../one/index.js';
 import { recordConversion, recordNoOperatingSystem, type ConvertedGuest } from '../output/index.js';
 import type { EventSink } from './events.js';
+import { expectedConversion, readConversionTimes, recordConversionTime, type ConversionSubject } from './conversion-times.js';
 
 export interface ImageToConvert {
   /** The OpenNebula image id, or the disk index for a directory target. */
@@ -36,6 +39,12 @@ export interface ConvertImagesRequest {
   readonly additions?: GuestAdditions;
   /** Names the work directory; default `images-<ids>` (OpenNebula images are unique by id). */
   readonly workKey?: string;
+  /** The VM's identity (vmIdentity): its earlier conversions give the time to expect. */
+  readonly identity?: string;
+  /** The OS the source declares (vSphere guestId): another guest's conversion of it is the next best guess. */
+  readonly osKey?: string;
+  /** A warm migration's rehearsal of this conversion, from the journal. */
+  readonly rehearsed?: { readonly ms: number; readonly at: string };
 }
 
 /**
@@ -48,7 +57,13 @@ export type ConvertImagesContext = {
 } & ({ readonly one: OneClient } | { readonly record: (guest: ConvertedGuest) => Promise<void> });
 
 export type ImagesConversion =
-  | { readonly kind: 'converted'; readonly guest: ConvertedGuest; readonly usage: OverlayUsage; readonly logFile: string; readonly resumedCommit: boolean }
+  | {
+      readonly kind: 'converted';
+      readonly guest: ConvertedGuest;
+      readonly usage: OverlayUsage;
+      readonly logFile: string;
+      readonly resumedCommit: boolean;
+    }
   | { readonly kind: 'no-os'; readonly reason: string; readonly logFile: string };
 
 /** Where a conversion keeps its work and logs, and what it adds to the guest. */
@@ -73,6 +88,8 @@ export function vmConversionRequest(vm: VmDescription, images: readonly ImageToC
     logDir: run.logDir,
     runId: run.runId,
     additions: run.additions,
+    identity: vmIdentity(vm),
+    ...(vm.guestId ? { osKey: vm.guestId } : {}),
   };
 }
 
@@ -142,14 +159,61 @@ export function rehearseConversion(ctx: ConvertImagesContext, req: ConvertImages
     const logFile = conversionLogFile(req.logDir, req.runId, `${req.vm}-rehearsal`);
     ctx.emit({ type: 'log', level: 'info', vm: req.vm, message: `rehearsing the conversion on throw-away overlays (full log: ${logFile})` });
     try {
-      const result = await convertGuest({ ...conversionOf(ctx, req, workDir, logFile), onStep: () => undefined });
-      if (result.kind === 'no-os') return { kind: 'no-os', reason: result.reason, logFile };
-      await discardConversion(result.overlays);
-      return { kind: 'converted', guest: convertedGuest(result.facts, result.network), logFile };
+      return await announced(ctx, req, true, async (step) => {
+        const result = await convertGuest(conversionOf(ctx, req, workDir, logFile, step));
+        if (result.kind === 'no-os') return { kind: 'no-os', reason: result.reason, logFile };
+        await discardConversion(result.overlays);
+        return { kind: 'converted', guest: convertedGuest(result.facts, result.network), logFile };
+      });
     } finally {
       await rm(workDir, { recursive: true, force: true });
     }
   });
+}
+
+/**
+ * Runs a conversion between a start and an end event (the displays' live line and the log's
+ * durations), with the time an earlier one took; a guest converted records its own time.
+ */
+async function announced<T extends { readonly kind: 'converted' | 'no-os'; readonly guest?: ConvertedGuest }>(
+  ctx: ConvertImagesContext,
+  req: ConvertImagesRequest,
+  rehearsal: boolean,
+  body: (step: (text: string) => void) => Promise<T>,
+): Promise<T> {
+  const who: ConversionSubject = { identity: req.identity, ...(req.osKey ? { osKey: req.osKey } : {}) };
+  const expected = expectedConversion(await readConversionTimes(req.stateDir), who, req.rehearsed);
+  const flag = rehearsal ? { rehearsal: true } : {};
+  const t0 = Date.now();
+  const steps: { step: string; ms: number }[] = [];
+  let current: { step: string; at: number } | undefined;
+  const close = (now: number): void => {
+    if (current) steps.push({ step: current.step, ms: now - current.at });
+    current = undefined;
+  };
+  ctx.emit({ type: 'conversion', vm: req.vm, state: 'start', ...flag, ...(expected ? { expected } : {}) });
+  let ok = false;
+  let endedAt: number | undefined;
+  try {
+    const r = await body((text) => {
+      const now = Date.now();
+      close(now);
+      current = { step: text, at: now };
+      ctx.emit({ type: 'conversion', vm: req.vm, state: 'step', step: text, ...flag });
+    });
+    ok = true;
+    endedAt = Date.now();
+    if (r.kind === 'converted' && r.guest) {
+      const t = { ms: endedAt - t0, at: new Date(endedAt).toISOString(), os: r.guest.productName || r.guest.distro, ...flag };
+      // Only the next expectation depends on it: an unwritable state dir must not fail a conversion.
+      await recordConversionTime(req.stateDir, who, t).catch((err: Error) => ctx.emit({ type: 'log', level: 'warn', vm: req.vm, message: `could not record the conversion time: ${err.message}` }));
+    }
+    return r;
+  } finally {
+    const now = endedAt ?? Date.now();
+    close(now);
+    ctx.emit({ type: 'conversion', vm: req.vm, state: 'end', ok, durationMs: now - t0, steps, ...flag, ...(expected ? { expected } : {}) });
+  }
 }
 
 async function convertImagesNow(ctx: ConvertImagesContext, req: ConvertImagesRequest): Promise<ImagesConversion> {
@@ -177,30 +241,33 @@ async function convertImagesNow(ctx: ConvertImagesContext, req: ConvertImagesReq
   await mkdir(req.logDir, { recursive: true, mode: 0o700 });
   const logFile = conversionLogFile(req.logDir, req.runId, req.vm);
   log(`converting the guest in place (virt-v2v-in-place over qcow2 overlays; full log: ${logFile})`);
-  const result = await convertGuest(conversionOf(ctx, req, workDir, logFile));
-  if (result.kind === 'no-os') {
-    await rm(workDir, { recursive: true, force: true });
-    // The images say what happened, as they do after a conversion: CONVERTED would be a lie.
-    if ('one' in ctx) await recordNoOperatingSystem(ctx.one, ids);
-    return { kind: 'no-os', reason: result.reason, logFile };
-  }
-  for (const line of result.added) log(`convert: ${line}`);
-  for (const line of result.network?.changes ?? []) log(`network: ${line}`);
-  for (const line of result.network?.warnings ?? []) log(`network: ${line}`, 'warn');
-  if (result.facts.firmware !== req.firmware) {
-    // The VM booted with the source's firmware, which is what the template keeps; say so when the
-    // disks suggest the other one (a BIOS guest with a leftover ESP, or a UEFI VM without one).
-    log(`the source VM boots with ${req.firmware.toUpperCase()} but its disks ${result.facts.firmware === 'efi' ? 'carry' : 'carry no'} EFI system partition; the template keeps ${req.firmware.toUpperCase()}`, 'warn');
-  }
-  const guest = convertedGuest(result.facts, result.network);
-  const marker: CommitMarker = { version: 1, imageIds: ids, overlays: [...result.overlays], guest, usage: result.usage };
-  await writeFile(markerFile, JSON.stringify(marker), { mode: 0o600 });
-  log(`convert: committing ${result.usage.dataBytes} bytes of changes into images ${ids.join(', ')} (and ${result.usage.zeroedBytes} bytes of trimmed free space as holes)`);
-  await commit(marker);
-  return { kind: 'converted', guest, usage: result.usage, logFile, resumedCommit: false };
+  return announced(ctx, req, false, async (step) => {
+    const result = await convertGuest(conversionOf(ctx, req, workDir, logFile, step));
+    if (result.kind === 'no-os') {
+      await rm(workDir, { recursive: true, force: true });
+      // The images say what happened, as they do after a conversion: CONVERTED would be a lie.
+      if ('one' in ctx) await recordNoOperatingSystem(ctx.one, ids);
+      return { kind: 'no-os', reason: result.reason, logFile };
+    }
+    for (const line of result.added) log(`convert: ${line}`);
+    for (const line of result.network?.changes ?? []) log(`network: ${line}`);
+    for (const line of result.network?.warnings ?? []) log(`network: ${line}`, 'warn');
+    if (result.facts.firmware !== req.firmware) {
+      // The VM booted with the source's firmware, which is what the template keeps; say so when the
+      // disks suggest the other one (a BIOS guest with a leftover ESP, or a UEFI VM without one).
+      log(`the source VM boots with ${req.firmware.toUpperCase()} but its disks ${result.facts.firmware === 'efi' ? 'carry' : 'carry no'} EFI system partition; the template keeps ${req.firmware.toUpperCase()}`, 'warn');
+    }
+    const guest = convertedGuest(result.facts, result.network);
+    const marker: CommitMarker = { version: 1, imageIds: ids, overlays: [...result.overlays], guest, usage: result.usage };
+    await writeFile(markerFile, JSON.stringify(marker), { mode: 0o600 });
+    step('Committing the conversion into the images');
+    log(`convert: committing ${result.usage.dataBytes} bytes of changes into images ${ids.join(', ')} (and ${result.usage.zeroedBytes} bytes of trimmed free space as holes)`);
+    await commit(marker);
+    return { kind: 'converted', guest, usage: result.usage, logFile, resumedCommit: false };
+  });
 }
 
-function conversionOf(ctx: ConvertImagesContext, req: ConvertImagesRequest, workDir: string, logFile: string): ConversionRequest {
+function conversionOf(ctx: ConvertImagesContext, req: ConvertImagesRequest, workDir: string, logFile: string, step: (text: string) => void): ConversionRequest {
   const log = (message: string, level: 'info' | 'warn' = 'info'): void => ctx.emit({ type: 'log', level, vm: req.vm, message });
   return {
     name: req.vm,
@@ -213,7 +280,7 @@ function conversionOf(ctx: ConvertImagesContext, req: ConvertImagesRequest, work
     workDir,
     logFile,
     signal: ctx.signal,
-    onStep: (text) => log(`convert: ${text}`),
+    onStep: step,
     onWarning: (text) => log(`convert: ${text.replace(/\s+/g, ' ')}`, 'warn'),
     ...(req.additions ? { additions: req.additions } : {}),
   };

@@ -1,6 +1,8 @@
 // Typed events of a migration run. The supervisor emits them; lib/progress turns them into a TTY
 // display, JSON lines and the run's log file. Events never carry secrets.
 
+import type { ExpectedConversion } from './conversion-times.js';
+
 export type Phase = 'precheck' | 'placeholders' | 'sync' | 'rehearse' | 'shutdown' | 'copy' | 'final-sync' | 'convert' | 'build' | 'cleanup' | 'rollback';
 
 export type PhaseState = 'start' | 'done' | 'skipped' | 'failed';
@@ -32,6 +34,24 @@ export type MigrationEvent =
       readonly vm: string;
       readonly totalMs: number;
       readonly parts: readonly { readonly step: string; readonly ms: number }[];
+    }
+  | {
+      /**
+       * A guest conversion (or a warm migration's rehearsal of it): minutes with no bytes to count,
+       * so a terminal shows the time spent against the time an earlier conversion took.
+       */
+      readonly type: 'conversion';
+      readonly vm: string;
+      readonly state: 'start' | 'step' | 'end';
+      readonly rehearsal?: boolean;
+      /** 'start': what an earlier conversion took; absent when none was measured. */
+      readonly expected?: ExpectedConversion;
+      /** 'step': virt-v2v's message ("Converting … to run on KVM") or oneswap's own step. */
+      readonly step?: string;
+      /** 'end' */
+      readonly ok?: boolean;
+      readonly durationMs?: number;
+      readonly steps?: readonly { readonly step: string; readonly ms: number }[];
     }
   | { readonly type: 'log'; readonly level: 'info' | 'warn' | 'error'; readonly vm?: string; readonly message: string }
   | {

@@ -14,4 +14,5 @@ export { newRunId, mapLimited } from './run.js';
 export { warmStart, warmSync, warmCutover, warmAbort, warmImport, type WarmOptions, type CutoverPolicy, type WarmResult } from './warm.js';
 export { warmStatus, type WarmStatus, type WarmDiskStatus, type DowntimePrediction } from './warm-status.js';
 export { convertImages, vmConversionRequest, sourceMacsNetwork, describeConversion, type ConvertImagesRequest, type ImagesConversion, type ImageToConvert } from './conversion.js';
+export type { ExpectedConversion } from './conversion-times.js';
 export { fileImportVm, type FileImportOptions, type FileImportContext, type FileTarget } from './file-import.js';

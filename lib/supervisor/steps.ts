@@ -430,7 +430,9 @@ export async function convert(
     const placed = await placeNicsOf(ctx, journal, nics, uses, opts, log);
     return new Map(placed.map((p) => [p.nic.index, macOnKvm(p)]));
   };
-  const r = await convertImages(ctx, { ...request, network: { ...request.network, assign } });
+  const rehearsal = journal.data.warm?.rehearsal;
+  const rehearsed = rehearsal?.ok ? { rehearsed: { ms: rehearsal.durationMs, at: rehearsal.at } } : {};
+  const r = await convertImages(ctx, { ...request, ...rehearsed, network: { ...request.network, assign } });
   if (r.kind === 'no-os') log(`no operating system found on the disks of ${vm.name}: a data-only VM, not converted (${r.reason})`, 'warn');
   return { guest: r.kind === 'converted' ? r.guest : undefined, detail: describeConversion(r) };
 }
