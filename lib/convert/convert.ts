@@ -14,6 +14,7 @@ import { inspectGuest, type GuestFacts } from './inspect.js';
 import { bindGuestNetwork, type GuestNetwork, type NetworkRequest } from './network-step.js';
 import { createOverlay, discardOverlay, overlayUsage, commitOverlay, type Overlay, type OverlayUsage } from './overlay.js';
 import { runVirtV2vInPlace } from './virt-v2v.js';
+import { explainWarning, isKnownWarning, readBootFiles, type BootFiles, type ExplainedWarning } from './v2v-warnings.js';
 
 export interface ConversionRequest {
   readonly name: string;
@@ -32,6 +33,7 @@ export interface ConversionRequest {
   readonly signal: AbortSignal;
   /** Steps for the progress stream: virt-v2v's messages, inspection, commit. */
   readonly onStep?: (text: string) => void;
+  /** virt-v2v's warnings that are not explained (see ConversionResult.warnings), as it wrote them. */
   readonly onWarning?: (text: string) => void;
   readonly additions?: GuestAdditions;
 }
@@ -48,6 +50,8 @@ export type ConversionResult =
       readonly added: readonly string[];
       /** What the network step found and changed; undefined for guests other than Linux. */
       readonly network: GuestNetwork | undefined;
+      /** virt-v2v's known warnings, each with what it means for this guest (lib/convert/v2v-warnings.ts). */
+      readonly warnings: readonly ExplainedWarning[];
     }
   | { readonly kind: 'no-os'; readonly reason: string };
 
@@ -59,6 +63,8 @@ export async function convertGuest(req: ConversionRequest): Promise<ConversionRe
   await mkdir(req.workDir, { recursive: true, mode: 0o700 });
   const overlays: Overlay[] = [];
   let keep = false;
+  // Known warnings wait for the boot files the inspection reads, so each is said once, explained.
+  const held: string[] = [];
   try {
     for (const [i, d] of req.disks.entries()) overlays.push(await createOverlay(d.path, req.workDir, i, req.signal));
     const xmlPath = join(req.workDir, 'domain.xml');
@@ -79,16 +85,19 @@ export async function convertGuest(req: ConversionRequest): Promise<ConversionRe
       logFile: req.logFile,
       signal: req.signal,
       ...(req.onStep ? { onMessage: req.onStep } : {}),
-      ...(req.onWarning ? { onWarning: req.onWarning } : {}),
+      onWarning: (text) => (isKnownWarning(text) ? held.push(text) : req.onWarning?.(text)),
     });
     if (ran.kind === 'no-os') return ran;
     req.onStep?.('Inspecting the converted guest and binding its network configuration to its NICs');
     let network: GuestNetwork | undefined;
+    let bootFiles: BootFiles | undefined;
     const facts = await inspectGuest(
       overlays.map((o) => ({ path: o.path, format: 'qcow2' as const })),
       req.signal,
       async (fs, found) => {
-        if (found.type === 'linux') network = await bindGuestNetwork(fs, req.network);
+        if (found.type !== 'linux') return;
+        bootFiles = await readBootFiles(fs);
+        network = await bindGuestNetwork(fs, req.network);
       },
     );
     if (facts === undefined) throw new OneswapError('conversion', `${req.name}: after conversion no operating system is found on the disks; full log: ${req.logFile}`);
@@ -99,9 +108,13 @@ export async function convertGuest(req: ConversionRequest): Promise<ConversionRe
     }
     const usages = await Promise.all(overlays.map((o) => overlayUsage(o, req.signal)));
     const usage = { dataBytes: usages.reduce((s, u) => s + u.dataBytes, 0), zeroedBytes: usages.reduce((s, u) => s + u.zeroedBytes, 0) };
+    const boot = bootFiles && { files: bootFiles, virtioBlock: facts.virtioBlock, distro: facts.distro };
+    const warnings = held.splice(0).map((w) => explainWarning(w, boot)!);
     keep = true;
-    return { kind: 'converted', overlays, facts, usage, added, network };
+    return { kind: 'converted', overlays, facts, usage, added, network, warnings };
   } finally {
+    // Stopped before the boot files were read: what each warning means, without a verdict.
+    for (const w of held) req.onWarning?.(explainWarning(w, undefined)!.text);
     if (!keep) {
       for (const o of overlays) await discardOverlay(o);
       await rm(join(req.workDir, 'domain.xml'), { force: true });

@@ -62,6 +62,8 @@ export interface DirectoryState {
   guest?: ConvertedGuest;
   /** The conversion ran and found no operating system: nothing to convert again. */
   noOs?: boolean;
+  /** What the conversion tool's warnings mean for this guest, for the summary. */
+  conversionNotes?: string[];
 }
 
 /**

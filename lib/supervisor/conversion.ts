@@ -3,11 +3,11 @@
 // facts recorded on the images. A commit marker in the work directory makes a crash during the
 // commit safe: the next run finishes that commit before anything else touches the images. Each
 // conversion is announced with the time an earlier one took (conversion-times.ts) and timed for
-// the next one.
+// the next one, and virt-v2v's warnings are logged with what they mean for the guest.
 
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { convertGuest, commitConversion, discardConversion, type ConversionRequest, type GuestAdditions, type GuestFacts, type Overlay, type OverlayUsage } from '../convert/index.js';
+import { convertGuest, commitConversion, discardConversion, type ConversionRequest, type ExplainedWarning, type GuestAdditions, type GuestFacts, type Overlay, type OverlayUsage } from '../convert/index.js';
 import type { DomainNic, GuestNetwork, NetworkRequest } from '../convert/index.js';
 import { vmIdentity, type DiskBus, type Firmware, type NicDescription, type VmDescription } from '../input/index.js';
 import type { OneClient } from '../one/index.js';
@@ -63,6 +63,8 @@ export type ImagesConversion =
       readonly usage: OverlayUsage;
       readonly logFile: string;
       readonly resumedCommit: boolean;
+      /** virt-v2v's warnings explained for this guest, one line each (a directory summary's notes). */
+      readonly notes: readonly string[];
     }
   | { readonly kind: 'no-os'; readonly reason: string; readonly logFile: string };
 
@@ -162,6 +164,7 @@ export function rehearseConversion(ctx: ConvertImagesContext, req: ConvertImages
       return await announced(ctx, req, true, async (step) => {
         const result = await convertGuest(conversionOf(ctx, req, workDir, logFile, step));
         if (result.kind === 'no-os') return { kind: 'no-os', reason: result.reason, logFile };
+        logWarnings(ctx, req, result.warnings);
         await discardConversion(result.overlays);
         return { kind: 'converted', guest: convertedGuest(result.facts, result.network), logFile };
       });
@@ -216,6 +219,11 @@ async function announced<T extends { readonly kind: 'converted' | 'no-os'; reado
   }
 }
 
+/** Each explained warning once, as a warning only where the guest needs something done. */
+function logWarnings(ctx: ConvertImagesContext, req: ConvertImagesRequest, warnings: readonly ExplainedWarning[]): void {
+  for (const w of warnings) ctx.emit({ type: 'log', level: w.harmless ? 'info' : 'warn', vm: req.vm, message: `convert: ${w.text}` });
+}
+
 async function convertImagesNow(ctx: ConvertImagesContext, req: ConvertImagesRequest): Promise<ImagesConversion> {
   ctx.signal.throwIfAborted();
   const ids = req.images.map((i) => i.id);
@@ -235,7 +243,7 @@ async function convertImagesNow(ctx: ConvertImagesContext, req: ConvertImagesReq
   if (pending) {
     log(`an earlier run was committing the conversion into images ${ids.join(', ')}; finishing that commit`, 'warn');
     await commit(pending);
-    return { kind: 'converted', guest: pending.guest, usage: pending.usage, logFile: '', resumedCommit: true };
+    return { kind: 'converted', guest: pending.guest, usage: pending.usage, logFile: '', resumedCommit: true, notes: [] };
   }
 
   await mkdir(req.logDir, { recursive: true, mode: 0o700 });
@@ -249,6 +257,7 @@ async function convertImagesNow(ctx: ConvertImagesContext, req: ConvertImagesReq
       if ('one' in ctx) await recordNoOperatingSystem(ctx.one, ids);
       return { kind: 'no-os', reason: result.reason, logFile };
     }
+    logWarnings(ctx, req, result.warnings);
     for (const line of result.added) log(`convert: ${line}`);
     for (const line of result.network?.changes ?? []) log(`network: ${line}`);
     for (const line of result.network?.warnings ?? []) log(`network: ${line}`, 'warn');
@@ -263,7 +272,7 @@ async function convertImagesNow(ctx: ConvertImagesContext, req: ConvertImagesReq
     step('Committing the conversion into the images');
     log(`convert: committing ${result.usage.dataBytes} bytes of changes into images ${ids.join(', ')} (and ${result.usage.zeroedBytes} bytes of trimmed free space as holes)`);
     await commit(marker);
-    return { kind: 'converted', guest, usage: result.usage, logFile, resumedCommit: false };
+    return { kind: 'converted', guest, usage: result.usage, logFile, resumedCommit: false, notes: result.warnings.map((w) => w.text) };
   });
 }
 

@@ -158,6 +158,10 @@ async function importIntoDirectory(ctx: FileImportContext, vm: FileVm, opts: Fil
               workKey: `dir-${createHash('sha256').update(layout.stateFile).digest('hex').slice(0, 16)}`,
             },
           );
+          if (r.kind === 'converted' && r.notes.length > 0) {
+            s.conversionNotes = [...r.notes];
+            await saveState(layout, s);
+          }
           if (r.kind === 'no-os') {
             log(`no operating system found on the disks of ${label}: a data-only VM, not converted (${r.reason})`, 'warn');
             s.noOs = true;
@@ -174,7 +178,7 @@ async function importIntoDirectory(ctx: FileImportContext, vm: FileVm, opts: Fil
       () =>
         finishDirectory(layout, vm.description, guest, opts.networkMap, {
           source: vm.summary,
-          notes: vm.warnings,
+          notes: [...vm.warnings, ...(s.conversionNotes ?? [])],
           importedAt: new Date(),
           guestAgent: opts.convert && opts.additions.guestAgent === true,
           keepMac: opts.keepMac,
