@@ -1,0 +1,74 @@
+// The directory target's files for the NICs: the template asks for each kept source MAC, and a
+// one-address range per NIC holds it (with the guest's static address, where it has one).
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { directoryLayout, finishDirectory, type ConvertedGuest } from '../../lib/output/index.js';
+import { parseTemplateText } from '../../lib/one/index.js';
+import type { VmDescription } from '../../lib/input/index.js';
+
+const vm: VmDescription = {
+  name: 'web01',
+  source: { kind: 'file', path: '/srv/web01.ova' },
+  cpus: 1,
+  coresPerSocket: 1,
+  memoryMiB: 1024,
+  firmware: 'bios',
+  secureBoot: false,
+  guestId: 'debian12_64Guest',
+  guestFullName: '',
+  annotation: '',
+  disks: [{ index: 0, label: 'Hard disk 1', capacityBytes: 1 << 20, bus: 'scsi', controllerModel: 'ParaVirtualSCSIController', busNumber: 0, unitNumber: 0, sourceName: 'web01-disk1.vmdk', sourceKey: 'web01-disk1.vmdk' }],
+  nics: [
+    { index: 0, label: 'Network adapter 1', mac: '00:50:56:AA:BB:CC', network: 'VM Network', adapter: 'vmxnet3' },
+    { index: 1, label: 'Network adapter 2', mac: '00:50:56:aa:bb:cd', network: 'DMZ', adapter: 'e1000e' },
+  ],
+};
+
+const guest: ConvertedGuest = {
+  productName: 'Debian GNU/Linux 12 (bookworm)',
+  distro: 'debian',
+  osinfo: 'debian12',
+  arch: 'x86_64',
+  virtioBlock: true,
+  virtioNet: true,
+  firmware: 'bios',
+  network: [
+    { nic: 0, name: 'ens192', mode: 'dhcp', address: '10.0.2.15', mac: '00:50:56:aa:bb:cc' },
+    { nic: 1, name: 'ens224', mode: 'static', address: '192.168.7.9', mac: '00:50:56:aa:bb:cd' },
+  ],
+};
+
+test('a directory import keeps the source MACs: ETHER range for DHCP, IP4 range with the static address', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'oneswap-dir-'));
+  try {
+    const layout = directoryLayout(dir, vm);
+    const r = await finishDirectory(layout, vm, guest, new Map([['DMZ', 'dmz-net']]), { source: 'OVA /srv/web01.ova', notes: [], importedAt: new Date('2026-12-06T00:00:00Z'), guestAgent: false, keepMac: true });
+    assert.deepEqual(r.addressRanges, [join(dir, 'web01-nic0.ar'), join(dir, 'web01-nic1.ar')]);
+    const ar = async (i: number): Promise<string[][]> => [...parseTemplateText(await readFile(join(dir, `web01-nic${i}.ar`), 'utf8')).vectors('AR')[0]!];
+    assert.deepEqual(await ar(0), [['TYPE', 'ETHER'], ['MAC', '00:50:56:aa:bb:cc'], ['SIZE', '1']]);
+    assert.deepEqual(await ar(1), [['TYPE', 'IP4'], ['IP', '192.168.7.9'], ['MAC', '00:50:56:aa:bb:cd'], ['SIZE', '1']]);
+    const nics = parseTemplateText(await readFile(r.templateFile, 'utf8')).vectors('NIC').map((n) => [n.get('NETWORK'), n.get('MAC'), n.get('IP')]);
+    assert.deepEqual(nics, [['VM Network', '00:50:56:aa:bb:cc', undefined], ['dmz-net', '00:50:56:aa:bb:cd', undefined]], 'asking for the MAC gets the static address with it');
+    const summary = await readFile(r.summaryFile, 'utf8');
+    assert.ok(summary.includes(`     onevnet addar 'VM Network' ${join(dir, 'web01-nic0.ar')}\n     onevnet addar dmz-net ${join(dir, 'web01-nic1.ar')}\n`), summary);
+    assert.match(summary, /Create it\nas oneadmin, then give it and its images to their user: onetemplate chown <template id> <user>,/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('--no-keep-mac: no MAC asked for, no range written', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'oneswap-dir-'));
+  try {
+    const r = await finishDirectory(directoryLayout(dir, vm), vm, guest, new Map(), { source: 'OVA /srv/web01.ova', notes: [], importedAt: new Date(), guestAgent: false, keepMac: false });
+    assert.deepEqual(r.addressRanges, []);
+    assert.deepEqual((await readdir(dir)).filter((f) => f.endsWith('.ar')), []);
+    assert.deepEqual(parseTemplateText(await readFile(r.templateFile, 'utf8')).vectors('NIC').map((n) => n.get('MAC')), [undefined, undefined]);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
