@@ -19,6 +19,7 @@ import { describeError, OneswapError } from '../errors/index.js';
 import { vmIdentity, type VmDescription } from '../input/index.js';
 import { OneApiError, OneErrorCode, PoolFilter, Template, type OneClient, type OneImage, type OneTemplate } from '../one/index.js';
 import { buildVmTemplate, CONVERSION_OUTCOMES, convertedGuestOf, type ConvertedGuest, type ImageState } from '../output/index.js';
+import { describeEvent } from '../progress/index.js';
 import { convertImages, describeConversion, newRunId, PidLock, sourceMacsNetwork, vmConversionRequest, type MigrationEvent } from '../supervisor/index.js';
 import type { DriverConfig } from './config.js';
 import type { CopiedDisk } from './datastore-cp.js';
@@ -131,6 +132,9 @@ async function convertGroup(ctx: GroupContext, template: OneTemplate, members: r
   await say('converting the guest (virt-v2v-in-place)');
   const emit = (e: MigrationEvent): void => {
     if (e.type === 'log') log(`INFO: ${e.message}`);
+    // The conversion's steps and durations, as oneswap's own log has them.
+    const text = e.type === 'conversion' ? describeEvent(e) : undefined;
+    if (text !== undefined) log(`INFO: ${text}`);
   };
   try {
     const images = members.map((m) => ({ id: m.image.id, path: fileOf(m.image), bus: vm.disks[m.index]?.bus ?? 'scsi' }));

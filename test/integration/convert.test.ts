@@ -30,6 +30,7 @@ interface Event {
   detail?: string;
   level?: string;
   message?: string;
+  step?: string;
   ok?: boolean;
   imageIds?: number[];
   templateId?: number;
@@ -141,7 +142,7 @@ describe('guest conversion in place on the image files', { skip, timeout: 40 * 6
     const ev = events(r.stdout);
     const conv = ev.filter((e) => e.type === 'phase' && e.phase === 'convert');
     assert.deepEqual(conv.map((e) => e.state), ['start', 'done']);
-    assert.ok(ev.some((e) => e.type === 'log' && /convert: Converting .* to run on KVM/.test(e.message ?? '')), 'virt-v2v steps reach the progress stream');
+    assert.ok(ev.some((e) => e.type === 'conversion' && e.state === 'step' && /^Converting .* to run on KVM$/.test(e.step ?? '')), 'virt-v2v steps reach the progress stream');
     const result = resultOf(r.stdout);
     const [bootId, dataId] = result.imageIds!;
     const bootImg = oned.image(bootId!)!;
