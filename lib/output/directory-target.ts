@@ -158,6 +158,8 @@ export interface DirectoryFacts {
   readonly guestAgent: boolean;
   /** The NICs keep the source MACs (the guest's network is bound to them); false with --no-keep-mac. */
   readonly keepMac: boolean;
+  /** The conversion found no operating system (so `guest` is undefined for that reason, not --no-convert). */
+  readonly noOs: boolean;
 }
 
 /** A NIC of the template with the address range that lets OpenNebula lease its MAC (and static IP). */
@@ -196,7 +198,8 @@ export async function finishDirectory(
       PERSISTENT: 'YES',
       DEV_PREFIX: virtio ? 'vd' : 'sd',
       DESCRIPTION: diskImageDescription(vm, d),
-      ONESWAP_STATE: guest ? 'CONVERTED' : 'COPIED',
+      // COPIED (--no-convert) tells `oneswap convert` there is something left to do; NOT_CONVERTED is final.
+      ONESWAP_STATE: guest ? 'CONVERTED' : facts.noOs ? 'NOT_CONVERTED' : 'COPIED',
       ...diskSourceAttributes(vm, d),
       ...(guest ? guestAttributes(guest) : {}),
     });
@@ -261,7 +264,7 @@ function summaryText(layout: DirectoryLayout, vm: VmDescription, guest: Converte
     '',
     `Source:    ${facts.source}`,
     `Hardware:  ${vm.cpus} vCPU, ${vm.memoryMiB} MiB memory, ${vm.firmware.toUpperCase()} firmware${vm.guestFullName ? `, ${vm.guestFullName}` : ''}`,
-    `Guest:     ${guest ? `${guest.productName || guest.distro} converted for KVM (${guest.virtioBlock ? 'virtio-blk' : 'no virtio-blk'}, ${guest.virtioNet ? 'virtio-net' : 'no virtio-net'})` : 'not converted (the template keeps SATA disks and the source NIC models)'}`,
+    `Guest:     ${guest ? `${guest.productName || guest.distro} converted for KVM (${guest.virtioBlock ? 'virtio-blk' : 'no virtio-blk'}, ${guest.virtioNet ? 'virtio-net' : 'no virtio-net'})` : `${facts.noOs ? 'no operating system found (data disks only): ' : ''}not converted (the template keeps SATA disks and the source NIC models)`}`,
     '',
     'Disks (raw, sparse; boot disk first):',
     ...disks.map((d) => `  ${layout.disk(d.index).final}  ${gib(d.capacityBytes)}  (${d.label}, was ${d.bus} ${d.sourceName})`),

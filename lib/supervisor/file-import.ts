@@ -182,6 +182,7 @@ async function importIntoDirectory(ctx: FileImportContext, vm: FileVm, opts: Fil
           importedAt: new Date(),
           guestAgent: opts.convert && opts.additions.guestAgent === true,
           keepMac: opts.keepMac,
+          noOs: s.noOs === true,
         }),
       (r) => `${r.diskFiles.length} disk files, ${r.templateFile}`,
     );

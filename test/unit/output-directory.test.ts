@@ -46,7 +46,7 @@ test('a directory import keeps the source MACs: ETHER range for DHCP, IP4 range 
   const dir = await mkdtemp(join(tmpdir(), 'oneswap-dir-'));
   try {
     const layout = directoryLayout(dir, vm);
-    const r = await finishDirectory(layout, vm, guest, new Map([['DMZ', 'dmz-net']]), { source: 'OVA /srv/web01.ova', notes: [], importedAt: new Date('2026-12-06T00:00:00Z'), guestAgent: false, keepMac: true });
+    const r = await finishDirectory(layout, vm, guest, new Map([['DMZ', 'dmz-net']]), { source: 'OVA /srv/web01.ova', notes: [], importedAt: new Date('2026-12-06T00:00:00Z'), guestAgent: false, keepMac: true, noOs: false });
     assert.deepEqual(r.addressRanges, [join(dir, 'web01-nic0.ar'), join(dir, 'web01-nic1.ar')]);
     const ar = async (i: number): Promise<string[][]> => [...parseTemplateText(await readFile(join(dir, `web01-nic${i}.ar`), 'utf8')).vectors('AR')[0]!];
     assert.deepEqual(await ar(0), [['TYPE', 'ETHER'], ['MAC', '00:50:56:aa:bb:cc'], ['SIZE', '1']]);
@@ -64,11 +64,29 @@ test('a directory import keeps the source MACs: ETHER range for DHCP, IP4 range 
 test('--no-keep-mac: no MAC asked for, no range written', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'oneswap-dir-'));
   try {
-    const r = await finishDirectory(directoryLayout(dir, vm), vm, guest, new Map(), { source: 'OVA /srv/web01.ova', notes: [], importedAt: new Date(), guestAgent: false, keepMac: false });
+    const r = await finishDirectory(directoryLayout(dir, vm), vm, guest, new Map(), { source: 'OVA /srv/web01.ova', notes: [], importedAt: new Date(), guestAgent: false, keepMac: false, noOs: false });
     assert.deepEqual(r.addressRanges, []);
     assert.deepEqual((await readdir(dir)).filter((f) => f.endsWith('.ar')), []);
     assert.deepEqual(parseTemplateText(await readFile(r.templateFile, 'utf8')).vectors('NIC').map((n) => n.get('MAC')), [undefined, undefined]);
   } finally {
     await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('the image files say what the conversion did: CONVERTED, NOT_CONVERTED (no operating system), COPIED (--no-convert)', async () => {
+  for (const [g, noOs, state, line] of [
+    [guest, false, 'CONVERTED', 'Guest:     Debian GNU/Linux 12 (bookworm) converted for KVM (virtio-blk, virtio-net)'],
+    [undefined, true, 'NOT_CONVERTED', 'Guest:     no operating system found (data disks only): not converted (the template keeps SATA disks and the source NIC models)'],
+    [undefined, false, 'COPIED', 'Guest:     not converted (the template keeps SATA disks and the source NIC models)'],
+  ] as const) {
+    const dir = await mkdtemp(join(tmpdir(), 'oneswap-dir-'));
+    try {
+      const layout = directoryLayout(dir, vm);
+      const r = await finishDirectory(layout, vm, g, new Map(), { source: 'OVA /srv/web01.ova', notes: [], importedAt: new Date(), guestAgent: false, keepMac: true, noOs });
+      assert.equal(parseTemplateText(await readFile(r.imageTemplates[0]!, 'utf8')).get('ONESWAP_STATE'), state);
+      assert.ok((await readFile(r.summaryFile, 'utf8')).split('\n').includes(line));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   }
 });
