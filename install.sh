@@ -143,9 +143,10 @@ if [ "$mode" = install ] && [ "$deps" = yes ]; then
   # virt-v2v: virt-v2v-in-place; libguestfs-tools: guestfish (inspection); guestfs-tools:
   # virt-customize; linux-image-amd64: the kernel libguestfs builds its appliance from.
   runtime_pkgs=(qemu-utils nbdkit libnbd-bin util-linux ca-certificates virt-v2v libguestfs-tools guestfs-tools linux-image-amd64)
-  # golang-go + govmomi sources: the vCenter simulator; curl + time: benchmark baselines;
-  # debootstrap: the test guest; qemu-system-x86: booting it to prove a conversion.
-  dev_pkgs=(golang-go golang-github-vmware-govmomi-dev curl time debootstrap qemu-system-x86)
+  # golang-go + govmomi sources: the vCenter simulator; curl, time and qemu-block-extra (qemu-img's
+  # https driver): benchmark baselines; debootstrap: the test guest; qemu-system-x86: booting it to
+  # prove a conversion.
+  dev_pkgs=(golang-go golang-github-vmware-govmomi-dev curl time qemu-block-extra debootstrap qemu-system-x86)
 
   pkgs=("${runtime_pkgs[@]}")
   [ "$dev" = yes ] && pkgs+=("${dev_pkgs[@]}")
