@@ -44,8 +44,6 @@ export interface WarmResult extends VmResult {
 /** A warm migration that the journal (or the images) know of, ready for its next stage. */
 interface Started extends Prechecked {
   readonly targets: DiskTarget[];
-  /** Whether its cutover converts the guest (the migration's choice, see WarmState.convert). */
-  readonly convert: boolean;
 }
 
 async function open(ctx: ImportContext, phases: Phases, vmName: string, opts: WarmOptions): Promise<Started> {
@@ -62,7 +60,7 @@ async function open(ctx: ImportContext, phases: Phases, vmName: string, opts: Wa
       warm.convert = opts.convert;
       await pre.journal.flush();
     }
-    return { ...pre, targets, convert: warm.convert };
+    return { ...pre, targets };
   } catch (err) {
     await pre.journal.unlock();
     throw err;
@@ -88,7 +86,7 @@ async function round(ctx: ImportContext, s: Started, phases: Phases, opts: WarmO
 
 async function rehearse(ctx: ImportContext, s: Started, phases: Phases, opts: WarmOptions): Promise<void> {
   const warm = s.journal.data.warm!;
-  if (!opts.rehearse || !s.convert || warm.rehearsal?.ok) return;
+  if (!opts.rehearse || warm.convert === false || warm.rehearsal?.ok) return;
   const t0 = Date.now();
   try {
     const r = await phases.run(
@@ -258,7 +256,7 @@ async function cutover(ctx: ImportContext, s: Started, phases: Phases, opts: War
       ctx.emit({ type: 'phase', vm: description.name, phase: 'convert', state: 'skipped', detail: skip });
     }
     const built = await timed(opts.instantiate ? 'template and VM' : 'template', () =>
-      phases.run('build', () => build(ctx, journal, description, targets, s.nics, guest, { ...opts, convert: s.convert }, phases.log), (b) => `template ${b.templateId}${b.vmId === undefined ? '' : `, VM ${b.vmId}`}`),
+      phases.run('build', () => build(ctx, journal, description, targets, s.nics, guest, { ...opts, convert: warm.convert !== false }, phases.log), (b) => `template ${b.templateId}${b.vmId === undefined ? '' : `, VM ${b.vmId}`}`),
     );
     const downtimeMs = Date.now() - downtimeStart;
     ctx.emit({ type: 'downtime', vm: description.name, totalMs: downtimeMs, parts: withResumedTime(parts, downtimeMs) });
