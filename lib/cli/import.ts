@@ -4,7 +4,7 @@
 
 import { join } from 'node:path';
 import { OneswapError, describeError } from '../errors/index.js';
-import { openOva, openVmdks, type Firmware } from '../input/index.js';
+import { openOva, openVmdks, type Firmware, type ReaderSettings, type TransportChoice } from '../input/index.js';
 import {
   coldImportVm,
   fileImportVm,
@@ -56,6 +56,9 @@ export interface ImportCliOptions extends VcenterOptions, RunCliOptions {
   namePrefix: string;
   streams: string;
   parallel: string;
+  transport?: string;
+  vddkLibdir?: string;
+  leaseRounds?: boolean;
   // warm
   warm?: boolean;
   enableCbt?: boolean;
@@ -175,6 +178,7 @@ function fileImportOptions(vms: string[], o: ImportCliOptions): FileImportOption
     ['--vcenter', o.vcenter], ['--user', o.user], ['--password-file', o.passwordFile], ['--thumbprint', o.thumbprint], ['--ca', o.ca], ['--insecure', o.insecure],
     ['--datacenter', o.datacenter], ['--shutdown', o.shutdown], ['--warm', o.warm], ['--enable-cbt', o.enableCbt], ['--cutover-at', o.cutoverAt],
     ['--cutover-when-below', o.cutoverWhenBelow], ['--sync-interval', o.syncInterval], ['--force-poweroff', o.forcePoweroff],
+    ['--transport', o.transport === 'auto' ? undefined : o.transport], ['--vddk-libdir', o.vddkLibdir], ['--lease-rounds', o.leaseRounds],
   ];
   for (const [flag, value] of refused) if (value !== undefined) throw new OneswapError('usage', `${flag} belongs to a vCenter import, not to ${source}`);
   if (o.ova !== undefined) for (const [flag, value] of [['--cpus', o.cpus], ['--memory', o.memory], ['--firmware', o.firmware]] as const) {
@@ -208,7 +212,16 @@ function importOptions(o: ImportCliOptions): WarmOptions {
     enableCbt: o.enableCbt ?? false,
     rehearse: o.rehearse ?? true,
     forcePoweroff: o.forcePoweroff ?? false,
+    leaseRounds: o.leaseRounds ?? false,
+    readers: readerSettings(o),
   };
+}
+
+/** --transport and --vddk-libdir (or ONESWAP_VDDK_LIBDIR). */
+export function readerSettings(o: { transport?: string; vddkLibdir?: string }): ReaderSettings {
+  const transport = (o.transport ?? 'auto') as TransportChoice;
+  const libdir = o.vddkLibdir ?? (process.env.ONESWAP_VDDK_LIBDIR || undefined);
+  return { transport, ...(libdir === undefined ? {} : { vddkLibdir: libdir }) };
 }
 
 /** The options every import shares, vCenter or files. */

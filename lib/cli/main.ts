@@ -42,6 +42,9 @@ function migrationOptions(cmd: Command, datastore: 'required' | 'optional' = 're
     .option('--context-network', 'CONTEXT NETWORK=YES even when the guest keeps a static configuration of its own')
     .option('--no-context-network', 'no CONTEXT NETWORK=YES, whatever the guest\'s configuration')
     .option('--name-prefix <prefix>', 'prefix for the names of the images and the template', '')
+    .addOption(new Option('--transport <reader>', 'how disks are read: auto picks vddk or nfc when available, else datastore HTTP (folder) for a powered-off VM on a file datastore, else an export lease').choices(['auto', 'folder', 'lease', 'vddk', 'nfc']).default('auto'))
+    .option('--vddk-libdir <dir>', "VMware's VDDK (the unpacked vmware-vix-disklib-distrib folder) for nbdkit's vddk plugin (env ONESWAP_VDDK_LIBDIR)")
+    .option('--lease-rounds', 'warm: run rounds after the first even when a disk is read through an export lease (each streams the whole disk)')
     .option('--streams <n>', 'parallel range streams per disk', '4')
     .option('--parallel <n>', 'VMs migrated at once', '2')
     .addOption(new Option('--progress <mode>', 'progress display').choices(['tty', 'plain', 'json']))
@@ -127,6 +130,8 @@ export function program(signal: AbortSignal): Command {
       .requiredOption('--datastore <id>', 'the OpenNebula image datastore of the migration')
       .option('--json', 'JSON instead of text')
       .option('--name-prefix <prefix>', 'the --name-prefix the migration was started with (found by its images when this host has no journal of it)', '')
+      .addOption(new Option('--transport <reader>', 'the --transport the cutover will run with').choices(['auto', 'folder', 'lease', 'vddk', 'nfc']).default('auto'))
+      .option('--vddk-libdir <dir>', 'the --vddk-libdir the cutover will run with (env ONESWAP_VDDK_LIBDIR)')
       .option('--endpoint <url>', 'OpenNebula XML-RPC endpoint (default: ONE_XMLRPC, ~/.one/one_endpoint)')
       .option('--state-dir <dir>', 'where resume journals live (default: ~/.local/state/oneswap)'),
   ).action(async (vm: string, o: WarmStatusCliOptions) => {

@@ -4,7 +4,7 @@
 import { defaultStateDir, warmStatus, type WarmStatus } from '../supervisor/index.js';
 import { formatBytes, formatDuration } from '../progress/index.js';
 import { connectOne, connectVcenter, parseHost, type VcenterOptions } from './connect.js';
-import { positiveInt } from './import.js';
+import { positiveInt, readerSettings } from './import.js';
 import { renderTable } from './table.js';
 
 export interface WarmStatusCliOptions extends VcenterOptions {
@@ -14,6 +14,8 @@ export interface WarmStatusCliOptions extends VcenterOptions {
   endpoint?: string;
   stateDir?: string;
   namePrefix?: string;
+  transport?: string;
+  vddkLibdir?: string;
 }
 
 export async function runWarmStatus(vm: string, o: WarmStatusCliOptions, warn: (m: string) => void): Promise<string> {
@@ -23,7 +25,7 @@ export async function runWarmStatus(vm: string, o: WarmStatusCliOptions, warn: (
     const one = await connectOne(o.endpoint);
     try {
       const host = parseHost(o.vcenter ?? process.env.ONESWAP_VCENTER ?? '').host;
-      const s = await warmStatus({ vsphere, one, vcenterHost: host }, vm, { datastoreId, stateDir: o.stateDir ?? defaultStateDir(), namePrefix: o.namePrefix ?? '', datacenter: o.datacenter });
+      const s = await warmStatus({ vsphere, one, vcenterHost: host }, vm, { datastoreId, stateDir: o.stateDir ?? defaultStateDir(), namePrefix: o.namePrefix ?? '', datacenter: o.datacenter, readers: readerSettings(o) });
       return o.json ? `${JSON.stringify(s, null, 2)}\n` : renderStatus(s);
     } finally {
       one.close();
@@ -42,8 +44,8 @@ export function renderStatus(s: WarmStatus): string {
   if (s.disks.length > 0) {
     lines.push(
       renderTable(
-        ['DISK', 'IMAGE', 'CHANGE ID', 'UNFINISHED', 'BYTES PER ROUND'],
-        s.disks.map((d) => [`${d.index} ${d.label}`, String(d.imageId), d.changeId ?? '-', d.pendingBytes > 0 ? formatBytes(d.pendingBytes) : '-', d.bytesPerRound.map(formatBytes).join(' ') || '-']),
+        ['DISK', 'IMAGE', 'CHANGE ID', 'UNFINISHED', 'BYTES PER ROUND', 'CUTOVER READS WITH'],
+        s.disks.map((d) => [`${d.index} ${d.label}`, String(d.imageId), d.changeId ?? '-', d.pendingBytes > 0 ? formatBytes(d.pendingBytes) : '-', d.bytesPerRound.map(formatBytes).join(' ') || '-', d.cutoverReader ?? '-']),
       ).trimEnd(),
     );
   }

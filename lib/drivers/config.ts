@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { parse } from 'yaml';
 import { OneswapError } from '../errors/index.js';
 import { defaultStateDir } from '../supervisor/index.js';
+import type { TransportChoice } from '../input/index.js';
 
 export interface DriverConfig {
   readonly streams: number;
@@ -13,7 +14,13 @@ export interface DriverConfig {
   readonly logDir: string;
   readonly convert: boolean;
   readonly progressIntervalMs: number;
+  /** How disks are read (reader-select.ts): auto, folder, lease, vddk or nfc. */
+  readonly transport: TransportChoice;
+  /** VMware's VDDK for nbdkit's vddk plugin; absent: none. */
+  readonly vddkLibdir?: string;
 }
+
+const TRANSPORTS: readonly TransportChoice[] = ['auto', 'folder', 'lease', 'vddk', 'nfc'];
 
 export async function readDriverConfig(file: string | undefined): Promise<DriverConfig> {
   let doc: Record<string, unknown> = {};
@@ -43,7 +50,14 @@ export async function readDriverConfig(file: string | undefined): Promise<Driver
   if (typeof convert !== 'boolean') throw new OneswapError('usage', `convert in ${where} must be true or false`);
   const stateDirValue = doc['state_dir'];
   const stateDir = typeof stateDirValue === 'string' && stateDirValue !== '' ? stateDirValue : defaultStateDir();
+  const transport = doc['transport'] ?? 'auto';
+  if (typeof transport !== 'string' || !TRANSPORTS.includes(transport as TransportChoice))
+    throw new OneswapError('usage', `transport in ${where} must be one of ${TRANSPORTS.join(', ')}, not ${JSON.stringify(transport)}`);
+  const libdir = doc['vddk_libdir'] ?? '';
+  if (typeof libdir !== 'string') throw new OneswapError('usage', `vddk_libdir in ${where} must be a directory path`);
   return {
+    transport: transport as TransportChoice,
+    ...(libdir === '' ? {} : { vddkLibdir: libdir }),
     streams: int('streams', 4, 64),
     stateDir,
     logDir: join(stateDir, 'logs'),

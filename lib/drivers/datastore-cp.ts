@@ -8,7 +8,7 @@ import { mkdir, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { copyExtents } from '../copy/index.js';
 import { OneswapError } from '../errors/index.js';
-import { allocatedAreas, checkCopyableDisks, describeVcenterVm, openVcenterDisks, type VmDescription } from '../input/index.js';
+import { allocatedAreas, availablePlugins, checkCopyableDisks, chooseReader, describeVcenterVm, openReadings, placeVcenterDisks, type VmDescription } from '../input/index.js';
 import { diskSourceAttributes } from '../output/index.js';
 import { Template, type DriverActionData, type OneClient } from '../one/index.js';
 import { PidLock } from '../supervisor/index.js';
@@ -68,32 +68,42 @@ export async function vcenterCopy(ctx: CopyContext): Promise<CopiedDisk> {
     }
 
     const one = { ...vm, disks: [disk] };
-    const [source] = await openVcenterDisks(client, summary, one);
-    // A CBT map takes a snapshot; the disks of one VM copy in parallel (one cp each), and vCenter
-    // runs one snapshot task per VM at a time.
+    const { dcPath, disks: [placed] } = await placeVcenterDisks(client, summary, one);
+    const settings = { transport: config.transport, vddkLibdir: config.vddkLibdir };
+    const choice = chooseReader(settings, await availablePlugins(settings), placed!, false);
+    log(`INFO: ${choice.reader} reader: ${choice.why}`);
+    // A CBT map takes a snapshot, and an export lease holds the VM: the disks of one VM copy in
+    // parallel (one cp each), and vCenter runs one such task per VM at a time.
     const lock = new PidLock(join(config.stateDir, 'locks', `vm-${summary.instanceUuid || summary.uuid}.lock`));
     await lock.acquire(signal);
+    let stats;
     let areas;
     try {
-      areas = await allocatedAreas(client, summary, [source!], (m) => log(`INFO: ${m}`));
+      areas = await allocatedAreas(client, summary, [placed!], (m) => log(`INFO: ${m}`));
+      if (choice.reader !== 'lease') await lock.release();
+      const readings = await openReadings({ client, vm: summary, dcPath, disks: [placed!], state: { kind: 'powered-off' }, choices: new Map([[placed!.device.key, choice]]), settings, signal });
+      try {
+        const reading = readings.get(placed!.device.key);
+        let extents = areas.extents.get(placed!.device.key) ?? [];
+        if (areas.method === 'full' && reading.access === 'ranges' && reading.allocated) extents = await reading.allocated(signal);
+        const startedAt = Date.now();
+        const planned = extents.reduce((n, e) => n + e.length, 0);
+        log(`INFO: copying ${describeRef(ref)} (${planned} of ${disk.capacityBytes} bytes, ${areas.method === 'cbt' ? 'allocated areas from CBT' : 'whole disk, zeros become holes'}) into ${file}`);
+        await progress.say('copying 0%', { ONESWAP_STATE: 'COPYING' });
+        const onProgress = (p: { bytesDone: number; bytesPlanned: number }): void => progress.copying(p.bytesDone, p.bytesPlanned, startedAt);
+        stats =
+          reading.access === 'ranges'
+            ? await copyExtents({ source: reading.source, target: file, capacity: disk.capacityBytes, extents, targetIsZero: true, streams: Math.min(config.streams, reading.maxStreams), signal, onProgress })
+            : await reading.copyInto({ target: file, capacity: disk.capacityBytes, areas: extents, targetIsZero: true, signal, onProgress });
+        await readings.finish(true);
+      } catch (err) {
+        await readings.finish(false, (err as Error).message);
+        throw err;
+      }
     } finally {
       await lock.release();
     }
-    const extents = areas.extents.get(source!.device.key) ?? [];
-    const startedAt = Date.now();
-    const planned = extents.reduce((n, e) => n + e.length, 0);
-    log(`INFO: copying ${describeRef(ref)} (${planned} of ${disk.capacityBytes} bytes, ${areas.method === 'cbt' ? 'allocated areas from CBT' : 'whole disk, zeros become holes'}) into ${file}`);
-    await progress.say('copying 0%', { ONESWAP_STATE: 'COPYING' });
-    const stats = await copyExtents({
-      source: source!.source,
-      target: file,
-      capacity: disk.capacityBytes,
-      extents,
-      targetIsZero: true,
-      streams: config.streams,
-      signal,
-      onProgress: (p) => progress.copying(p.bytesDone, p.bytesPlanned, startedAt),
-    });
+    const startedAt = Date.now() - stats.durationMs;
     signal.throwIfAborted();
     const secs = Math.max(0.001, (Date.now() - startedAt) / 1000);
     log(`INFO: copied ${stats.bytesRead} bytes, wrote ${stats.bytesWritten} in ${secs.toFixed(1)} s`);

@@ -1,19 +1,17 @@
-// vCenter as a source: resolves a VM to its neutral description, gives a raw range reader per disk
-// over the datastore's HTTPS /folder service, and finds each disk's allocated areas (CBT "*" on a
+// vCenter as a source: resolves a VM to its neutral description, places each disk (datastore and
+// its type, for the reader selector), and finds each disk's allocated areas (CBT "*" on a
 // short-lived snapshot when change tracking is on; otherwise the whole disk, zeros become holes).
 
 import { isIPv4 } from 'node:net';
-import type { Readable } from 'node:stream';
 import { OneswapError } from '../errors/index.js';
-import type { RangeSource } from '../copy/index.js';
 import type { VSphereClient, VmSummary, VmDisk, VmNic, Extent, MoRef } from '../vsphere/index.js';
-import { parseVmdkDescriptor, vmdkKind, type DescriptorExtent } from './vmdk-descriptor.js';
 import type { DiskBus, DiskDescription, NicAdapter, NicDescription, VmDescription } from './vm-description.js';
 
 export interface VcenterDisk {
   readonly description: DiskDescription;
   readonly device: VmDisk;
-  readonly source: RangeSource;
+  /** The datastore's type as vCenter reports it ("VMFS", "NFS", "vsan"…). */
+  readonly datastoreType: string;
 }
 
 /** How the areas to read were found: CBT's allocated map, or the whole disk (zeros skipped on write). */
@@ -135,93 +133,28 @@ export function checkCopyableDisks(vm: VmSummary): void {
   }
 }
 
-/** Builds a raw range reader for every disk by reading its VMDK descriptor from the datastore. */
-export async function openVcenterDisks(client: VSphereClient, vm: VmSummary, description: VmDescription): Promise<VcenterDisk[]> {
-  const datacenters = await client.datacenters();
+/**
+ * Where each disk lives: its datastore's type decides which readers ESXi allows (reader-select.ts).
+ * Nothing is read yet: the reader is opened for the state the copy reads (powered off, or a snapshot).
+ */
+export async function placeVcenterDisks(client: VSphereClient, vm: VmSummary, description: VmDescription): Promise<PlacedDisks> {
+  const [datacenters, datastores] = await Promise.all([client.datacenters(), client.datastores()]);
   const dc = datacenters.find((d) => d.name === vm.datacenter);
   if (!dc) throw new OneswapError('not-found', `datacenter ${vm.datacenter} of VM ${vm.name} not found`);
   const byKey = new Map(vm.disks.map((d) => [String(d.key), d]));
-  const out: VcenterDisk[] = [];
-  for (const desc of description.disks) {
+  const disks = description.disks.map((desc): VcenterDisk => {
     const device = byKey.get(desc.sourceKey)!;
-    const folder = device.datastorePath.includes('/') ? device.datastorePath.slice(0, device.datastorePath.lastIndexOf('/') + 1) : '';
-    const descriptorUrl = client.datastoreUrl(dc.path, device.datastoreName, device.datastorePath);
-    const fileName = device.datastorePath.slice(folder.length);
-    const layout = await readLayout(client, descriptorUrl, device.fileName, fileName);
-    if (layout.capacityBytes < device.capacityBytes)
-      throw new OneswapError('data', `${device.fileName} holds ${layout.capacityBytes} bytes but the disk has ${device.capacityBytes}`);
-    const segments = layout.extents.map((e) => ({
-      ...e,
-      url: e.file === undefined ? undefined : client.datastoreUrl(dc.path, device.datastoreName, folder + e.file),
-    }));
-    out.push({ description: desc, device, source: flatSource(client, device.fileName, segments) });
-  }
-  return out;
+    const ds = datastores.find((x) => x.name === device.datastoreName && x.datacenter === vm.datacenter) ?? datastores.find((x) => x.name === device.datastoreName);
+    if (!ds) throw new OneswapError('not-found', `datastore ${device.datastoreName} of disk "${device.label}" of VM ${vm.name} not found`);
+    return { description: desc, device, datastoreType: ds.type };
+  });
+  return { dcPath: dc.path, disks };
 }
 
-interface Layout {
-  readonly extents: readonly DescriptorExtent[];
-  readonly capacityBytes: number;
-}
-
-async function readLayout(client: VSphereClient, url: string, name: string, fileName: string): Promise<Layout> {
-  const { size } = await client.head(url);
-  const head = await readAll(await client.openRange(url, 0, Math.min(size, 65536)));
-  const kind = vmdkKind(head);
-  if (kind === 'descriptor') {
-    if (size > 65536) throw new OneswapError('data', `${name} looks like a descriptor but is ${size} bytes long`);
-    return parseVmdkDescriptor(head.toString('utf8'), name);
-  }
-  if (kind === 'hosted-sparse' || kind === 'vmfs-sparse')
-    throw new OneswapError('data', `${name} is a sparse VMDK (${kind}), which cannot be read as raw ranges over the datastore`, {
-      hint: 'consolidate the disk or clone it to a flat disk first',
-    });
-  // No descriptor: a plain raw file (seen on some NFS datastores and in the simulator).
-  return { extents: [{ kind: 'FLAT', size, file: fileName, fileOffset: 0 }], capacityBytes: size };
-}
-
-interface Segment extends DescriptorExtent {
-  readonly url: string | undefined;
-}
-
-/** A RangeSource over the descriptor's extents laid end to end (ZERO extents read as zeros). */
-function flatSource(client: VSphereClient, name: string, segments: readonly Segment[]): RangeSource {
-  const starts: number[] = [];
-  let at = 0;
-  for (const s of segments) {
-    starts.push(at);
-    at += s.size;
-  }
-  return {
-    name,
-    async open(start, end, signal) {
-      const pieces: Array<() => Promise<AsyncIterable<Uint8Array>>> = [];
-      segments.forEach((seg, i) => {
-        const segStart = starts[i]!;
-        const from = Math.max(start, segStart);
-        const to = Math.min(end, segStart + seg.size);
-        if (from >= to) return;
-        const url = seg.url;
-        if (url === undefined) pieces.push(async () => zeros(to - from));
-        else pieces.push(async () => (await client.openRange(url, seg.fileOffset + from - segStart, seg.fileOffset + to - segStart, signal)) as AsyncIterable<Uint8Array>);
-      });
-      if (pieces.length === 1) return pieces[0]!();
-      return (async function* () {
-        for (const p of pieces) yield* await p();
-      })();
-    },
-  };
-}
-
-async function* zeros(n: number): AsyncIterable<Uint8Array> {
-  const block = Buffer.alloc(Math.min(n, 1024 * 1024));
-  for (let left = n; left > 0; left -= block.length) yield left >= block.length ? block : block.subarray(0, left);
-}
-
-async function readAll(stream: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of stream) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
+export interface PlacedDisks {
+  /** The datacenter's inventory path, for /folder URLs. */
+  readonly dcPath: string;
+  readonly disks: VcenterDisk[];
 }
 
 const SNAPSHOT_NAME_PREFIX = 'oneswap-';

@@ -16,6 +16,8 @@ export function describeEvent(e: MigrationEvent): string | undefined {
       const pct = e.bytesPlanned > 0 ? Math.floor((e.bytesDone * 100) / e.bytesPlanned) : 100;
       return `${e.vm}: ${e.name} ${e.state} ${pct}% (${formatBytes(e.bytesDone)} of ${formatBytes(e.bytesPlanned)} to read, ${formatBytes(e.bytesWritten)} written, disk ${formatBytes(e.capacityBytes)})`;
     }
+    case 'reader':
+      return `${e.vm}: disk ${e.disk} (${e.name}) is read with the ${e.reader} reader: ${e.why}`;
     case 'downtime': {
       const parts = e.parts.map((p) => `${p.step} ${formatDuration(p.ms / 1000)} (${e.totalMs > 0 ? Math.round((p.ms * 100) / e.totalMs) : 0} %)`);
       return `${e.vm}: downtime ${formatDuration(e.totalMs / 1000)}: ${parts.join(', ')}`;

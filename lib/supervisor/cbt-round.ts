@@ -9,13 +9,13 @@
 // copies; finished ranges leave `pending`. A re-run plans the same way and converges.
 
 import { OneswapError, describeError } from '../errors/index.js';
-import { isFault, type MoRef, type Snapshot, type VmDisk, type VmSummary } from '../vsphere/index.js';
-import { clearTargetFile, type RangeSource } from '../copy/index.js';
-import { isOwnSnapshot, openVcenterDisks, ownSnapshotSpec, type VmDescription } from '../input/index.js';
+import { isFault, type MoRef, type Snapshot, type VmSummary } from '../vsphere/index.js';
+import { clearTargetFile } from '../copy/index.js';
+import { isOwnSnapshot, ownSnapshotSpec, type ReaderKind, type ReaderSettings, type ReadState, type Readings, type VmDescription } from '../input/index.js';
 import { normalizeExtents, subtractExtents, totalLength, type Extent } from '../extents/index.js';
 import { recordWarmRound, markImage } from '../output/index.js';
 import type { Journal, JournalDisk, WarmRound } from './journal.js';
-import { copyIntoImages, type DiskCopy, type DiskTarget, type ImportContext, type StepLog } from './steps.js';
+import { copyIntoImages, openDiskReaders, type DiskCopy, type DiskTarget, type ImportContext, type StepLog } from './steps.js';
 
 /**
  * Range streams per disk in a round. A delta is many small areas: each costs a request's round
@@ -27,15 +27,20 @@ function roundStreams(streams: number, full: boolean): number {
 }
 
 export interface RoundOptions {
-  /** The cutover's round: the VM is off, the images become final, the snapshot stays for the caller to remove. */
+  /**
+   * The cutover's round: the VM is off, so no snapshot is taken: CBT answers for the disk as it is
+   * (vSphere allows that on a powered-off VM) and the reader opens the disks themselves.
+   */
   readonly final: boolean;
   readonly streams: number;
+  readonly readers: ReaderSettings;
+  readonly dcPath: string;
 }
 
 export interface RoundResult {
   readonly round: WarmRound;
-  /** The final round's snapshot, still there; undefined after a normal round. */
-  readonly snapshot?: MoRef;
+  /** Which reader each disk was read with (by device key). */
+  readonly readers: ReadonlyMap<number, ReaderKind>;
 }
 
 /** The part of a changeId before "/": it changes when CBT is reset for the disk. */
@@ -58,36 +63,47 @@ export async function runRound(
   await removeLeftovers(ctx, journal, summary, log);
 
   const t0 = Date.now();
-  // The copy's connections are opened while vCenter takes the snapshot (a disk never copied is
-  // copied in full: the guess the plan confirms below).
-  const firstRound = targets.some((t) => journal.disk(t.disk.description.sourceKey)?.changeId === undefined);
-  const warming = ctx.vsphere.prepareRangeStreams(roundStreams(opts.streams, firstRound) * targets.length);
-  const snapshot = await takeSnapshot(ctx, summary, opts.final ? 'cutover' : `round-${number}`, !opts.final && summary.toolsRunning, log).finally(() => warming);
+  const snapshot = opts.final ? undefined : await takeSnapshot(ctx, summary, `round-${number}`, summary.toolsRunning, log);
   const snapshotMs = Date.now() - t0;
-  warm.snapshot = snapshot.ref.value;
-  await journal.flush();
+  if (snapshot) {
+    warm.snapshot = snapshot.ref.value;
+    await journal.flush();
+  }
+  let readings: Readings | undefined;
   try {
-    const snapDisks = snapshot.disks ?? (await ctx.vsphere.snapshotDisks(snapshot.ref));
-    const sources = await snapshotSources(ctx, summary, vm, targets, snapDisks);
-    const changeIds = targets.map((t) => {
+    // The disk list and changeIds of a snapshot come from its own config (vSphere's contract).
+    const frozen = snapshot ? (snapshot.disks ?? (await ctx.vsphere.snapshotDisks(snapshot.ref))) : summary.disks;
+    const disks = targets.map((t) => {
       const d = t.disk.description;
-      const changeId = snapDisks.find((f) => String(f.key) === d.sourceKey)?.changeId;
-      if (!changeId)
-        throw new OneswapError('conflict', `vCenter reports no changeId for disk "${d.label}" of VM ${vm.name} in oneswap's snapshot: change tracking is not active on that disk`, {
-          hint: 'per-disk tracking starts at the next stun after CBT is enabled; power-cycle the VM or take and delete a snapshot in vCenter, then run again',
-        });
-      return changeId;
+      const device = frozen.find((f) => String(f.key) === d.sourceKey);
+      if (!device) throw new OneswapError('conflict', `disk "${d.label}" of VM ${vm.name} is no longer in its configuration`, { hint: `oneswap warm abort ${vm.name}, then start again` });
+      return { ...t.disk, device };
     });
-    const plans = await Promise.all(targets.map((t, i) => planDisk(ctx, summary, snapshot.ref, t, journal.disk(t.disk.description.sourceKey)!, changeIds[i]!, log)));
+    const changeIds = disks.map((d) => {
+      if (!snapshot || d.device.changeId) return d.device.changeId;
+      throw new OneswapError('conflict', `vCenter reports no changeId for disk "${d.description.label}" of VM ${vm.name} in oneswap's snapshot: change tracking is not active on that disk`, {
+        hint: 'per-disk tracking starts at the next stun after CBT is enabled; power-cycle the VM or take and delete a snapshot in vCenter, then run again',
+      });
+    });
+    const plans = await Promise.all(targets.map((t, i) => planDisk(ctx, summary, snapshot?.ref, t, journal.disk(t.disk.description.sourceKey)!, changeIds[i], log)));
     const full = plans.some((p) => p.full);
-    const copies: DiskCopy[] = targets.map((t, i) => {
+    // The cutover keeps each image's anchor: the powered-off disk does not change any more, and a
+    // re-run plans pending ∪ (changes since that anchor) again.
+    for (const [i, t] of targets.entries()) {
       const jd = journal.disk(t.disk.description.sourceKey)!;
-      jd.changeId = changeIds[i]!;
+      if (snapshot) jd.changeId = changeIds[i]!;
       jd.pending = plans[i]!.areas;
       jd.done = [];
-      return { target: t, source: sources.get(t.disk.description.sourceKey)!, planned: plans[i]!.areas, targetIsZero: plans[i]!.targetIsZero };
-    });
+    }
     await journal.flush();
+
+    const state: ReadState = snapshot ? { kind: 'snapshot', snapshot: snapshot.ref, vmRunning: summary.powerState === 'poweredOn' } : { kind: 'powered-off' };
+    const opened = await openDiskReaders(ctx, summary, opts.dcPath, disks, state, opts.readers);
+    readings = opened.readings;
+    const copies: DiskCopy[] = targets.map((t, i) => ({ target: t, reading: readings!.get(disks[i]!.device.key), planned: plans[i]!.areas, targetIsZero: plans[i]!.targetIsZero }));
+    const streamed = copies.filter((c) => c.reading.access === 'stream' && !plans[copies.indexOf(c)]!.full);
+    if (streamed.length > 0)
+      log(`round ${number} reads through an export lease, which streams each whole allocated disk over the network to write ${totalLength(streamed.flatMap((c) => c.planned))} bytes of changed areas`, 'warn');
 
     const t1 = Date.now();
     await copyIntoImages(ctx, journal, vm.name, copies, roundStreams(opts.streams, full), async (c) => {
@@ -98,6 +114,7 @@ export async function runRound(
       if (opts.final) await markImage(ctx.one, c.target.imageId, 'COPIED');
       else await recordWarmRound(ctx.one, c.target.imageId, jd.changeId!, number);
     });
+    await readings.finish(true);
     const round: WarmRound = {
       round: number,
       full,
@@ -106,37 +123,18 @@ export async function runRound(
       snapshotMs,
       copyMs: Date.now() - t1,
       bytes: Object.fromEntries(copies.map((c) => [c.target.disk.description.sourceKey, totalLength(c.planned)])),
+      readers: Object.fromEntries(disks.map((d) => [d.description.sourceKey, opened.choices.get(d.device.key)!.reader])),
     };
     warm.rounds.push(round);
     await journal.flush();
-    if (opts.final) return { round, snapshot: snapshot.ref };
-    await removeSnapshot(ctx, journal, snapshot.ref, log);
-    return { round };
+    if (snapshot) await removeSnapshot(ctx, journal, snapshot.ref, log);
+    return { round, readers: new Map([...opened.choices].map(([k, c]) => [k, c.reader])) };
   } catch (err) {
+    await readings?.finish(false, describeError(err)).catch(() => undefined);
     // Before the cutover the source keeps running; our snapshot must not stay on it.
-    await removeSnapshot(ctx, journal, snapshot.ref, log).catch(() => undefined);
+    if (snapshot) await removeSnapshot(ctx, journal, snapshot.ref, log).catch(() => undefined);
     throw err;
   }
-}
-
-/**
- * The copy reads the disk files the snapshot froze. With no other snapshot those are the files the
- * precheck opened already (the base disks); any other (a redo log) is opened from its descriptor.
- */
-async function snapshotSources(ctx: ImportContext, summary: VmSummary, vm: VmDescription, targets: readonly DiskTarget[], snapDisks: readonly VmDisk[]): Promise<Map<string, RangeSource>> {
-  const sources = new Map<string, RangeSource>();
-  const others: VmDisk[] = [];
-  for (const t of targets) {
-    const frozen = snapDisks.find((f) => String(f.key) === t.disk.description.sourceKey);
-    if (frozen && frozen.fileName === t.disk.device.fileName) sources.set(t.disk.description.sourceKey, t.disk.source);
-    else if (frozen) others.push(frozen);
-  }
-  if (others.length > 0) {
-    const keys = new Set(others.map((o) => String(o.key)));
-    const opened = await openVcenterDisks(ctx.vsphere, { ...summary, disks: others }, { ...vm, disks: vm.disks.filter((d) => keys.has(d.sourceKey)) });
-    for (const o of opened) sources.set(o.description.sourceKey, o.source);
-  }
-  return sources;
 }
 
 interface DiskPlan {
@@ -145,7 +143,7 @@ interface DiskPlan {
   readonly targetIsZero: boolean;
 }
 
-async function planDisk(ctx: ImportContext, summary: VmSummary, snapshot: MoRef, t: DiskTarget, jd: JournalDisk, changeId: string, log: StepLog): Promise<DiskPlan> {
+async function planDisk(ctx: ImportContext, summary: VmSummary, snapshot: MoRef | undefined, t: DiskTarget, jd: JournalDisk, changeId: string | undefined, log: StepLog): Promise<DiskPlan> {
   const d = t.disk.description;
   const cap = d.capacityBytes;
   const allocated = async (): Promise<Extent[]> => ctx.vsphere.queryChangedDiskAreas(summary.ref, snapshot, t.disk.device.key, '*', cap);
@@ -163,7 +161,7 @@ async function planDisk(ctx: ImportContext, summary: VmSummary, snapshot: MoRef,
     await clearTargetFile(t.path, cap);
     return { areas: await allocated(), full: true, targetIsZero: true };
   };
-  if (changeTrack(jd.changeId) !== changeTrack(changeId)) return reset('its changeId has a new identity');
+  if (changeId !== undefined && changeTrack(jd.changeId) !== changeTrack(changeId)) return reset('its changeId has a new identity');
   let changed: Extent[];
   try {
     changed = await ctx.vsphere.queryChangedDiskAreas(summary.ref, snapshot, t.disk.device.key, jd.changeId, cap);

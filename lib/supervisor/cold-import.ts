@@ -8,7 +8,7 @@ import type { VmSummary } from '../vsphere/index.js';
 import { allocatedAreas, type VmDescription } from '../input/index.js';
 import { markImage, type ConvertedGuest } from '../output/index.js';
 import type { Journal } from './journal.js';
-import { Phases, build, convert, copyIntoImages, placeholders, precheck, rollback, type DiskTarget, type ImportContext, type ImportOptions, type StepLog, type VmResult } from './steps.js';
+import { Phases, build, convert, copyIntoImages, openDiskReaders, placeholders, precheck, rollback, type DiskTarget, type ImportContext, type ImportOptions, type StepLog, type VmResult } from './steps.js';
 
 export async function coldImportVm(ctx: ImportContext, vmName: string, opts: ImportOptions): Promise<VmResult> {
   const started = Date.now();
@@ -34,7 +34,7 @@ export async function coldImportVm(ctx: ImportContext, vmName: string, opts: Imp
 
     const targets = await phases.run('placeholders', () => placeholders(ctx, journal!, description, disks, ds, opts), (t) => `images ${t.map((x) => x.imageId).join(', ')}`);
 
-    await phases.run('copy', () => copyDisks(ctx, journal!, summary!, description, targets, opts, log), (s) => s);
+    await phases.run('copy', () => copyDisks(ctx, journal!, summary!, pre.dcPath, description, targets, opts, log), (s) => s);
 
     let guest: ConvertedGuest | undefined;
     if (opts.convert) {
@@ -67,26 +67,39 @@ export async function coldImportVm(ctx: ImportContext, vmName: string, opts: Imp
 }
 
 /** Copies the allocated areas of every disk not finished yet (CBT "*" when tracking is on). */
-async function copyDisks(ctx: ImportContext, journal: Journal, summary: VmSummary, vm: VmDescription, targets: readonly DiskTarget[], opts: ImportOptions, log: StepLog): Promise<string> {
+async function copyDisks(ctx: ImportContext, journal: Journal, summary: VmSummary, dcPath: string, vm: VmDescription, targets: readonly DiskTarget[], opts: ImportOptions, log: StepLog): Promise<string> {
   const pending = targets.filter((t) => !journal.disk(t.disk.description.sourceKey)!.complete);
   if (pending.length === 0) return 'all disks already copied';
   const areas = await allocatedAreas(ctx.vsphere, summary, pending.map((t) => t.disk), log);
   // A resumed image may carry FAILED from the run that kept it.
   for (const t of pending) if (journal.disk(t.disk.description.sourceKey)!.done.length > 0) await markImage(ctx.one, t.imageId, 'COPYING');
-  const copies = pending.map((t) => ({
-    target: t,
-    source: t.disk.source,
-    planned: areas.extents.get(t.disk.device.key) ?? [],
-    // A fresh mkfs placeholder is all holes, and areas of a resumed run that are not in `done`
-    // were never written by us.
-    targetIsZero: true,
-  }));
-  const stats = await copyIntoImages(ctx, journal, vm.name, copies, opts.streams, async (c) => {
-    journal.disk(c.target.disk.description.sourceKey)!.complete = true;
-    await journal.flush();
-    await markImage(ctx.one, c.target.imageId, 'COPIED');
-  });
-  const read = stats.reduce((s, x) => s + x.bytesRead, 0);
-  const written = stats.reduce((s, x) => s + x.bytesWritten, 0);
-  return `${areas.method === 'cbt' ? 'CBT allocated areas' : 'whole disks'}: ${read} bytes read, ${written} bytes written`;
+  const { readings } = await openDiskReaders(ctx, summary, dcPath, pending.map((t) => t.disk), { kind: 'powered-off' }, opts.readers);
+  let allocation: string = areas.method === 'cbt' ? 'CBT allocated areas' : 'whole disks';
+  try {
+    const copies = [];
+    for (const t of pending) {
+      const reading = readings.get(t.disk.device.key);
+      let planned = areas.extents.get(t.disk.device.key) ?? [];
+      // Without CBT, NBD's block status still knows what is allocated.
+      if (areas.method === 'full' && reading.access === 'ranges' && reading.allocated) {
+        planned = await reading.allocated(ctx.signal);
+        allocation = 'allocated areas (NBD block status)';
+      }
+      // A fresh mkfs placeholder is all holes, and areas of a resumed run that are not in `done`
+      // were never written by us.
+      copies.push({ target: t, reading, planned, targetIsZero: true });
+    }
+    const stats = await copyIntoImages(ctx, journal, vm.name, copies, opts.streams, async (c) => {
+      journal.disk(c.target.disk.description.sourceKey)!.complete = true;
+      await journal.flush();
+      await markImage(ctx.one, c.target.imageId, 'COPIED');
+    });
+    await readings.finish(true);
+    const read = stats.reduce((s, x) => s + x.bytesRead, 0);
+    const written = stats.reduce((s, x) => s + x.bytesWritten, 0);
+    return `${allocation}: ${read} bytes read, ${written} bytes written`;
+  } catch (err) {
+    await readings.finish(false, describeError(err));
+    throw err;
+  }
 }

@@ -2,6 +2,7 @@
 // display, JSON lines and the run's log file. Events never carry secrets.
 
 import type { ExpectedConversion } from './conversion-times.js';
+import type { ReaderKind } from '../input/index.js';
 
 export type Phase = 'precheck' | 'placeholders' | 'sync' | 'rehearse' | 'shutdown' | 'copy' | 'final-sync' | 'convert' | 'build' | 'cleanup' | 'rollback';
 
@@ -27,6 +28,15 @@ export type MigrationEvent =
       readonly bytesWritten: number;
       readonly capacityBytes: number;
       readonly state: 'copying' | 'done' | 'failed';
+    }
+  | {
+      /** Which reader a disk is read with (folder, lease, vddk, nfc) and why, once per copy or round. */
+      readonly type: 'reader';
+      readonly vm: string;
+      readonly disk: number;
+      readonly name: string;
+      readonly reader: ReaderKind;
+      readonly why: string;
     }
   | {
       /** A warm cutover's downtime: source stopped → VM (or template) created, split by step. */

@@ -2,6 +2,7 @@
 // that a crash, kill -9 or Ctrl-C followed by the same command continues instead of starting over.
 // One JSON file per source VM, written atomically (temp file + rename), mode 0600.
 
+import type { ReaderKind } from '../input/index.js';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { PidLock } from './pid-lock.js';
 import { OneswapError } from '../errors/index.js';
@@ -35,6 +36,8 @@ export interface WarmRound {
   readonly copyMs: number;
   /** Bytes of areas copied in this round, per disk source key. */
   readonly bytes: Record<string, number>;
+  /** The reader each disk was read with, per disk source key (absent in older journals). */
+  readonly readers?: Record<string, ReaderKind>;
 }
 
 export interface WarmState {

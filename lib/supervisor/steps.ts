@@ -9,14 +9,22 @@ import {
   describeVcenterVm,
   reportedAddresses,
   checkCopyableDisks,
-  openVcenterDisks,
+  placeVcenterDisks,
   isOwnSnapshot,
+  chooseReader,
+  openReadings,
+  availablePlugins,
   vmIdentity,
   type DiskDescription,
   type VcenterDisk,
   type VmDescription,
+  type DiskReading,
+  type ReaderChoice,
+  type ReaderSettings,
+  type ReadState,
+  type Readings,
 } from '../input/index.js';
-import { copyExtents, together, type CopyStats, type RangeSource } from '../copy/index.js';
+import { copyExtents, together, type CopyStats } from '../copy/index.js';
 import { checkAdditions, type GuestAdditions, type NicUse } from '../convert/index.js';
 import { subtractExtents, normalizeExtents, totalLength, type Extent } from '../extents/index.js';
 import {
@@ -77,6 +85,8 @@ export interface ImportOptions extends MigrationOptions {
   /** Ask the guest to shut down when the VM runs, and wait for it. */
   readonly shutdown: boolean;
   readonly shutdownTimeoutMs: number;
+  /** How disks are read: --transport and --vddk-libdir. */
+  readonly readers: ReaderSettings;
 }
 
 /** What the OpenNebula side of an import needs, whatever the source. */
@@ -140,6 +150,8 @@ export interface Prechecked {
   readonly summary: VmSummary;
   readonly description: VmDescription;
   readonly disks: VcenterDisk[];
+  /** The VM's datacenter path (for datastore URLs). */
+  readonly dcPath: string;
   readonly ds: ImageDatastore;
   readonly nics: NicMapping[];
   readonly journal: Journal;
@@ -178,7 +190,10 @@ export async function precheck(ctx: ImportContext, vmName: string, opts: ImportO
 
   const description = describeVcenterVm(ctx.vcenterHost, summary);
   const nics = mapNics(summary.name, description.nics, await networkCandidates(ctx.one), opts.networkMap);
-  const disks = await openVcenterDisks(ctx.vsphere, summary, description);
+  const { disks, dcPath } = await placeVcenterDisks(ctx.vsphere, summary, description);
+  // An explicit --transport that cannot read these disks fails here, before anything is created.
+  const plugins = await availablePlugins(opts.readers);
+  for (const d of disks) chooseReader(opts.readers, plugins, d, warm !== undefined && summary.powerState === 'poweredOn');
 
   const { journal, ds } = await openTarget(ctx, description, opts, log, summary.name, warm && ((j) => adoptWarmImages(ctx.one, j, description, opts, log)));
   const reported = reportedAddresses(summary);
@@ -186,7 +201,7 @@ export async function precheck(ctx: ImportContext, vmName: string, opts: ImportO
     journal.data.reportedAddresses = Object.fromEntries(reported);
     await journal.flush();
   }
-  return { summary, description, disks, ds, nics, journal };
+  return { summary, description, disks, dcPath, ds, nics, journal };
 }
 
 /**
@@ -348,7 +363,7 @@ export async function placeholders<D extends SourcedDisk>(
 /** One disk's share of a copy: which areas of which source go into which image. */
 export interface DiskCopy {
   readonly target: DiskTarget;
-  readonly source: RangeSource;
+  readonly reading: DiskReading;
   /** Every area this copy stands for; those the journal lists as done are skipped. */
   readonly planned: readonly Extent[];
   /** The image holds only zeros where nothing is planned, so zero blocks need no hole punched. */
@@ -381,17 +396,22 @@ export async function copyIntoImages(
         ctx.emit({ type: 'disk', vm, disk: d.index, name, bytesDone: base + bytesDone, bytesPlanned: totalLength(planned), bytesWritten, capacityBytes: cap, state });
       emit(0, 0, 'copying');
       try {
-        const s = await copyExtents({
-          source: c.source,
-          target: c.target.path,
-          capacity: cap,
-          extents: todo,
-          targetIsZero: c.targetIsZero,
-          streams,
-          signal,
-          onProgress: (p) => emit(p.bytesDone, p.bytesWritten, 'copying'),
-          onWritten: (r) => journal.rangeDone(d.sourceKey, r),
-        });
+        const r = c.reading;
+        const s =
+          r.access === 'ranges'
+            ? await copyExtents({
+                source: r.source,
+                target: c.target.path,
+                capacity: cap,
+                extents: todo,
+                targetIsZero: c.targetIsZero,
+                streams: Math.min(streams, r.maxStreams),
+                signal,
+                onProgress: (p) => emit(p.bytesDone, p.bytesWritten, 'copying'),
+                onWritten: (x) => journal.rangeDone(d.sourceKey, x),
+              })
+            : // One ordered pass: nothing is done until the stream ends (no Range to resume inside it).
+              await r.copyInto({ target: c.target.path, capacity: cap, areas: todo, targetIsZero: c.targetIsZero, signal, onProgress: (p) => emit(p.bytesDone, p.bytesWritten, 'copying') });
         await onDiskDone(c, s);
         emit(s.bytesPlanned, s.bytesWritten, 'done');
         return s;
@@ -404,6 +424,29 @@ export async function copyIntoImages(
     ctx.signal,
   );
 }
+/**
+ * Chooses a reader for each disk in one state of the VM, says which and why (a `reader` event
+ * per disk, a line in the log), and opens them. The caller must `finish` the result: an export lease
+ * is completed on success and aborted on failure, nbdkit processes stop either way.
+ */
+export async function openDiskReaders(
+  ctx: ImportContext,
+  vm: VmSummary,
+  dcPath: string,
+  disks: readonly VcenterDisk[],
+  state: ReadState,
+  settings: ReaderSettings,
+): Promise<{ readings: Readings; choices: Map<number, ReaderChoice> }> {
+  const plugins = await availablePlugins(settings);
+  const choices = new Map(disks.map((d) => [d.device.key, chooseReader(settings, plugins, d, state.kind === 'snapshot' && state.vmRunning)] as const));
+  for (const d of disks) {
+    const c = choices.get(d.device.key)!;
+    ctx.emit({ type: 'reader', vm: vm.name, disk: d.description.index, name: d.device.fileName, reader: c.reader, why: c.why });
+  }
+  const readings = await openReadings({ client: ctx.vsphere, vm, dcPath, disks, state, choices, settings, signal: ctx.signal });
+  return { readings, choices };
+}
+
 /**
  * The convert phase: skipped for images an earlier run (or `oneswap convert`) already converted.
  * The guest's network configuration is bound to the MACs its NICs get in OpenNebula, which are

@@ -4,6 +4,7 @@
 // rehearsal's conversion time (none where the cutover will not convert).
 
 import { warmImagesOf } from '../output/index.js';
+import { availablePlugins, chooseReader, placeVcenterDisks, type ReaderKind, type ReaderSettings } from '../input/index.js';
 import { subtractExtents, totalLength } from '../extents/index.js';
 import type { WarmRound } from './journal.js';
 import type { ImportContext } from './steps.js';
@@ -17,6 +18,8 @@ export interface WarmDiskStatus {
   /** Bytes of the round under way not written yet (an interrupted round). */
   readonly pendingBytes: number;
   readonly bytesPerRound: readonly number[];
+  /** The reader the cutover will read this disk with (the VM is off by then). */
+  readonly cutoverReader?: ReaderKind;
 }
 
 export interface DowntimePrediction {
@@ -42,8 +45,19 @@ export interface WarmStatus {
   readonly runningPid?: number;
 }
 
-export async function warmStatus(ctx: Pick<ImportContext, 'vsphere' | 'one' | 'vcenterHost'>, vmName: string, opts: { datastoreId: number; stateDir: string; namePrefix: string; datacenter?: string }, now = Date.now()): Promise<WarmStatus> {
-  const { description: vm, journal, resumed } = await findMigration(ctx, vmName, opts);
+export async function warmStatus(
+  ctx: Pick<ImportContext, 'vsphere' | 'one' | 'vcenterHost'>,
+  vmName: string,
+  opts: { datastoreId: number; stateDir: string; namePrefix: string; datacenter?: string; readers: ReaderSettings },
+  now = Date.now(),
+): Promise<WarmStatus> {
+  const { summary, description: vm, journal, resumed } = await findMigration(ctx, vmName, opts);
+  const plugins = await availablePlugins(opts.readers);
+  const placed = (await placeVcenterDisks(ctx.vsphere, summary, vm)).disks;
+  const readerOf = (index: number): ReaderKind | undefined => {
+    const p = placed.find((d) => d.description.index === index);
+    return p && chooseReader(opts.readers, plugins, p, false).reader;
+  };
   const runningPid = await journal.lockHolder();
   const warm = journal.data.warm;
   const rounds = warm?.rounds ?? [];
@@ -52,11 +66,11 @@ export async function warmStatus(ctx: Pick<ImportContext, 'vsphere' | 'one' | 'v
     disks = vm.disks.flatMap((d) => {
       const jd = journal.disk(d.sourceKey);
       if (!jd) return [];
-      return [{ index: d.index, label: d.label, imageId: jd.imageId, changeId: jd.changeId, pendingBytes: totalLength(subtractExtents(jd.pending ?? [], jd.done)), bytesPerRound: rounds.map((r) => r.bytes[d.sourceKey] ?? 0) }];
+      return [{ index: d.index, label: d.label, imageId: jd.imageId, changeId: jd.changeId, pendingBytes: totalLength(subtractExtents(jd.pending ?? [], jd.done)), bytesPerRound: rounds.map((r) => r.bytes[d.sourceKey] ?? 0), cutoverReader: readerOf(d.index) }];
     });
   } else {
     // No local state: what the images say.
-    disks = (await warmImagesOf(ctx.one, vm, opts.datastoreId, opts.namePrefix)).resumable.map((f) => ({ index: f.diskIndex, label: vm.disks[f.diskIndex]?.label ?? '?', imageId: f.imageId, changeId: f.changeId, pendingBytes: 0, bytesPerRound: [] }));
+    disks = (await warmImagesOf(ctx.one, vm, opts.datastoreId, opts.namePrefix)).resumable.map((f) => ({ index: f.diskIndex, label: vm.disks[f.diskIndex]?.label ?? '?', imageId: f.imageId, changeId: f.changeId, pendingBytes: 0, bytesPerRound: [], cutoverReader: readerOf(f.diskIndex) }));
   }
   const count = (warm?.baseRound ?? 0) + rounds.length;
   const state = warm?.cutover ? 'cutting over' : disks.length > 0 ? 'syncing' : 'not started';
@@ -89,7 +103,9 @@ export function measuredRates(rounds: readonly WarmRound[]): { copyRate?: number
 
 /**
  * Final delta = what the guest changed since the last snapshot (change rate × time since) plus
- * any unfinished areas, at the measured copy rate, plus one snapshot; conversion = the rehearsal.
+ * any unfinished areas, at the measured copy rate; the cutover takes no snapshot (the VM is off).
+ * A disk the cutover reads through an export lease streams whole: its last full round's bytes.
+ * Conversion = the rehearsal.
  */
 export function predictDowntime(
   rounds: readonly WarmRound[],
@@ -109,9 +125,13 @@ export function predictDowntime(
     changed = last.full ? 0 : roundBytes(last);
     notes.push('no change rate yet (needs two rounds): the final delta is guessed from the last round');
   }
-  const deltaBytes = changed + pending;
+  const streamed = disks.filter((d) => d.cutoverReader === 'lease');
+  const streamedBytes = streamed.reduce((a, d) => a + (d.bytesPerRound.find((_, i) => rounds[i]?.full) ?? 0), 0);
+  const readers = [...new Set(disks.map((d) => d.cutoverReader).filter((r) => r !== undefined))];
+  const deltaBytes = changed + pending + streamedBytes;
   const copyMs = rates.copyRate ? (deltaBytes * 1000) / rates.copyRate : 0;
-  const parts = [{ step: 'final snapshot and delta', ms: Math.round(last.snapshotMs + copyMs) }];
+  const parts = [{ step: `final delta${readers.length > 0 ? ` (${readers.join(', ')})` : ''}`, ms: Math.round(copyMs) }];
+  if (streamed.length > 0) notes.push(`disk ${streamed.map((d) => d.index).join(', ')} is read through an export lease at the cutover, which streams the whole allocated disk (give a VDDK with --vddk-libdir to read only the changes)`);
   if (noConversion !== undefined) notes.push(`no conversion at the cutover: ${noConversion}`);
   else if (rehearsal?.ok) parts.push({ step: 'conversion', ms: rehearsal.durationMs });
   else notes.push('conversion not rehearsed: its time is not included');

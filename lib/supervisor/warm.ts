@@ -10,12 +10,12 @@
 
 import { setTimeout as sleep } from 'node:timers/promises';
 import { OneswapError, describeError } from '../errors/index.js';
-import type { MoRef, VmSummary } from '../vsphere/index.js';
+import type { VmSummary } from '../vsphere/index.js';
 import { describeVcenterVm, vmIdentity, type VmDescription } from '../input/index.js';
 import { convertedGuestOf, markImage, type ConvertedGuest } from '../output/index.js';
 import { Journal, type WarmRound, type WarmState } from './journal.js';
 import { rehearseConversion, vmConversionRequest } from './conversion.js';
-import { removeLeftovers, removeSnapshot, runRound } from './cbt-round.js';
+import { removeLeftovers, runRound } from './cbt-round.js';
 import { Phases, adoptWarmImages, build, convert, placeholders, precheck, rollback, type DiskTarget, type ImportContext, type ImportOptions, type Prechecked, type StepLog, type VmResult } from './steps.js';
 
 export interface WarmOptions extends ImportOptions {
@@ -25,6 +25,11 @@ export interface WarmOptions extends ImportOptions {
   readonly rehearse: boolean;
   /** Power the source off when the guest does not shut down in time. */
   readonly forcePoweroff: boolean;
+  /**
+   * Rounds after the first even when a disk is read through an export lease, which streams the
+   * whole allocated disk to write the changed areas: `oneswap import --warm` skips them otherwise.
+   */
+  readonly leaseRounds: boolean;
 }
 
 /** When `oneswap import --warm` stops the rounds and cuts over. */
@@ -78,7 +83,7 @@ async function refuseIfConverted(ctx: ImportContext, s: Started): Promise<void> 
 async function round(ctx: ImportContext, s: Started, phases: Phases, opts: WarmOptions): Promise<WarmRound> {
   const r = await phases.run(
     'sync',
-    () => runRound(ctx, s.journal, s.summary, s.description, s.targets, { final: false, streams: opts.streams }, phases.log),
+    () => runRound(ctx, s.journal, s.summary, s.description, s.targets, { final: false, streams: opts.streams, readers: opts.readers, dcPath: s.dcPath }, phases.log),
     (x) => describeRound(x.round),
   );
   return r.round;
@@ -150,14 +155,20 @@ export async function warmImport(ctx: ImportContext, vmName: string, opts: WarmO
     if (!convertedGuestOf(await ctx.one.image(s.targets[0]!.imageId))) {
       let last = await round(ctx, s, phases, opts);
       await rehearse(ctx, s, phases, opts);
+      const streamed = !opts.leaseRounds && Object.values(last.readers ?? {}).includes('lease');
+      if (streamed) phases.log(`more rounds would stream every disk read through the export lease again (no VDDK): skipped; the cutover reads only the areas changed since round ${last.round} (--lease-rounds runs them anyway)`);
       for (;;) {
         const why = await cutoverReason(s.journal, policy, last);
         if (why) {
           phases.log(`cutting over: ${why}`);
           break;
         }
+        if (streamed && policy.at === undefined) {
+          phases.log('cutting over: no rounds to wait for (export lease) and no --cutover-at');
+          break;
+        }
         const started = Date.parse(last.snapshotAt) - last.snapshotMs;
-        const wake = await waitForNextRound(ctx.signal, s.journal, policy, started + policy.intervalMs);
+        const wake = await waitForNextRound(ctx.signal, s.journal, policy, streamed ? Number.POSITIVE_INFINITY : started + policy.intervalMs);
         if (wake !== 'round') {
           phases.log(`cutting over: ${wake}`);
           break;
@@ -229,7 +240,6 @@ async function cutover(ctx: ImportContext, s: Started, phases: Phases, opts: War
       parts.push({ step, ms: Date.now() - t0 });
     }
   };
-  let finalSnapshot: MoRef | undefined;
   let converted = convertedGuestOf(await ctx.one.image(targets[0]!.imageId)) !== undefined;
   try {
     if (!converted) {
@@ -243,9 +253,9 @@ async function cutover(ctx: ImportContext, s: Started, phases: Phases, opts: War
         );
       }
       const final = await timed('final delta', () =>
-        phases.run('final-sync', () => runRound(ctx, journal, summary, description, targets, { final: true, streams: opts.streams }, phases.log), (r) => describeRound(r.round)),
+        phases.run('final-sync', () => runRound(ctx, journal, summary, description, targets, { final: true, streams: opts.streams, readers: opts.readers, dcPath: s.dcPath }, phases.log), (r) => describeRound(r.round)),
       );
-      finalSnapshot = final.snapshot;
+      void final;
     }
     let guest: ConvertedGuest | undefined;
     const skip = conversionSkipped(warm);
@@ -262,9 +272,7 @@ async function cutover(ctx: ImportContext, s: Started, phases: Phases, opts: War
     ctx.emit({ type: 'downtime', vm: description.name, totalMs: downtimeMs, parts: withResumedTime(parts, downtimeMs) });
 
     await phases.run('cleanup', async () => {
-      // Consolidating the final snapshot can take long under load; the VM runs in OpenNebula already.
-      if (finalSnapshot) await removeSnapshot(ctx, journal, finalSnapshot, phases.log);
-      else await removeLeftovers(ctx, journal, summary, phases.log);
+      await removeLeftovers(ctx, journal, summary, phases.log);
       for (const t of targets) await markImage(ctx.one, t.imageId, 'DONE');
       await journal.remove();
     });

@@ -72,15 +72,16 @@ export class ChangeTracking {
 
   /**
    * Areas of disk `deviceKey` of `snapshot` to copy: with changeId "*" the allocated (written) areas,
-   * with an earlier changeId of the same disk the areas changed since.
+   * with an earlier changeId of the same disk the areas changed since. Without a snapshot the
+   * answer is up to the disk's current state, which vSphere allows only for a powered-off VM.
    */
-  async queryChangedDiskAreas(vm: MoRef, snapshot: MoRef, deviceKey: number, changeId: string, capacityBytes: number): Promise<Extent[]> {
-    const describe = `disk ${deviceKey} of VM ${vm.value} at snapshot ${snapshot.value} (vCenter ${this.transport.endpoint.host})`;
+  async queryChangedDiskAreas(vm: MoRef, snapshot: MoRef | undefined, deviceKey: number, changeId: string, capacityBytes: number): Promise<Extent[]> {
+    const describe = `disk ${deviceKey} of VM ${vm.value} ${snapshot ? `at snapshot ${snapshot.value}` : 'as it is now (powered off)'} (vCenter ${this.transport.endpoint.host})`;
     const query = async (startOffset: number): Promise<DiskChangeInfo> => {
       try {
         return readDiskChangeInfo(
           await this.transport.callOne('QueryChangedDiskAreas', vm, [
-            ['snapshot', ref(snapshot)],
+            ...(snapshot ? [['snapshot', ref(snapshot)] as const] : []),
             ['deviceKey', deviceKey],
             ['startOffset', startOffset],
             ['changeId', changeId],

@@ -38,6 +38,15 @@ import type {
 } from './types.js';
 import { findVm, listVms, readVm, type FindVmOptions } from './vm-inventory.js';
 
+export interface LoginFacts {
+  readonly host: string;
+  readonly port: number;
+  readonly user: string;
+  readonly password: string;
+  /** "AB:CD:…", as VDDK and nbdkit's vddk plugin take it. */
+  readonly thumbprintSha1: string;
+}
+
 export interface ConnectOptions {
   readonly host: string;
   /** Default 443. */
@@ -126,6 +135,23 @@ export class VSphereClient {
     return this.endpoint.port;
   }
 
+  /**
+   * What another program logging in to this vCenter (nbdkit's vddk or nfc plugin) needs: the
+   * endpoint, the credentials, and the SHA-1 thumbprint of the certificate this client verified
+   * under its TLS policy (VDDK pins SHA-1). The password is for a 0600 file, never for argv.
+   */
+  async loginFacts(signal?: AbortSignal): Promise<LoginFacts> {
+    const lease = await this.rangeAgent.acquireRaw(signal);
+    let sha1: string;
+    try {
+      sha1 = lease.socket.getPeerCertificate().fingerprint;
+    } finally {
+      this.rangeAgent.releaseRaw(lease, true);
+    }
+    const { user, password } = this.session.loginCredentials;
+    return { host: this.endpoint.host, port: this.endpoint.port, user, password, thumbprintSha1: sha1 };
+  }
+
   /** "VirtualCenter" for vCenter, "HostAgent" for a standalone ESXi. */
   get apiType(): string {
     return this.session.serviceContent.about.apiType;
@@ -193,7 +219,7 @@ export class VSphereClient {
   }
 
   /** Areas to copy, merged and sorted: allocated ones for changeId "*", else changed since changeId. */
-  async queryChangedDiskAreas(vmRef: MoRef, snapRef: MoRef, deviceKey: number, changeId: string, capacityBytes: number): Promise<Extent[]> {
+  async queryChangedDiskAreas(vmRef: MoRef, snapRef: MoRef | undefined, deviceKey: number, changeId: string, capacityBytes: number): Promise<Extent[]> {
     return this.cbt.queryChangedDiskAreas(vmRef, snapRef, deviceKey, changeId, capacityBytes);
   }
 

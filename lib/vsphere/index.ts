@@ -16,7 +16,7 @@
  */
 
 export { VSphereClient } from './client.js';
-export type { ConnectOptions } from './client.js';
+export type { ConnectOptions, LoginFacts } from './client.js';
 export type { VSphereLogger } from './logger.js';
 export type { CreateSnapshotOptions, RemoveSnapshotOptions } from './snapshots.js';
 export type { FindVmOptions } from './vm-inventory.js';

@@ -40,6 +40,11 @@ export class Session {
     this.logger = logger;
   }
 
+  /** For programs that log in on their own (nbdkit's vddk plugin); never logged. */
+  get loginCredentials(): Credentials {
+    return this.credentials;
+  }
+
   get serviceContent(): ServiceContent {
     if (this.content === undefined) throw new OneswapError('internal', 'vSphere session used before open()');
     return this.content;

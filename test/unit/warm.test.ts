@@ -48,15 +48,26 @@ test('rates and the predicted downtime come from what the rounds measured', () =
   assert.equal(rates.changeRate, (60 * MiB) / 600, 'bytes changed between the two snapshots per second');
   // Five minutes after the last snapshot: 30 MiB changed, plus 4 MiB an interrupted round left.
   const now = Date.parse('2026-11-24T10:15:00Z');
-  const pending = [{ index: 0, label: 'd', imageId: 1, pendingBytes: 4 * MiB, bytesPerRound: [] }];
+  const pending = [{ index: 0, label: 'd', imageId: 1, pendingBytes: 4 * MiB, bytesPerRound: [], cutoverReader: 'vddk' as const }];
   const p = predictDowntime(rounds, rates, { ok: true, durationMs: 150_000 }, undefined, pending, now);
-  const delta = p.parts.find((x) => x.step === 'final snapshot and delta')!.ms;
-  assert.equal(delta, Math.round(500 + (34 * MiB * 1000) / rates.copyRate!));
-  assert.deepEqual(p.parts.map((x) => x.step), ['final snapshot and delta', 'conversion']);
+  // The cutover takes no snapshot: the VM is off.
+  const delta = p.parts.find((x) => x.step === 'final delta (vddk)')!.ms;
+  assert.equal(delta, Math.round((34 * MiB * 1000) / rates.copyRate!));
+  assert.deepEqual(p.parts.map((x) => x.step), ['final delta (vddk)', 'conversion']);
   assert.equal(p.totalMs, delta + 150_000);
   // Without a rehearsal, the prediction says what it leaves out.
   const q = predictDowntime(rounds.slice(0, 1), measuredRates(rounds.slice(0, 1)), undefined, undefined, [], now);
   assert.ok(q.notes.some((n) => /not rehearsed/.test(n)) && q.notes.some((n) => /needs two rounds/.test(n)));
+});
+
+test('a disk the cutover reads through an export lease streams whole: its full round counts, and the note says why', () => {
+  const rounds = [round(0, '2026-11-24T10:00:00Z', 1024 * MiB, 8000, true), round(1, '2026-11-24T10:10:00Z', 60 * MiB, 500)];
+  const rates = measuredRates(rounds);
+  const now = Date.parse('2026-11-24T10:10:00Z');
+  const disks = [{ index: 0, label: 'd', imageId: 1, pendingBytes: 0, bytesPerRound: [1024 * MiB, 60 * MiB], cutoverReader: 'lease' as const }];
+  const p = predictDowntime(rounds, rates, undefined, 'the migration runs with --no-convert', disks, now);
+  assert.deepEqual(p.parts, [{ step: 'final delta (lease)', ms: Math.round((1024 * MiB * 1000) / rates.copyRate!) }]);
+  assert.ok(p.notes.some((n) => /disk 0 is read through an export lease at the cutover, which streams the whole allocated disk/.test(n)), p.notes.join('; '));
 });
 
 test('the prediction follows what the cutover will do: no conversion for --no-convert or a guest without an OS', () => {
@@ -70,7 +81,7 @@ test('the prediction follows what the cutover will do: no conversion for --no-co
   assert.equal(conversionSkipped({ rounds, convert: true, rehearsal: noOs }), 'the rehearsal found no operating system (data disks only)');
   for (const warm of [{ rounds, convert: false }, { rounds, convert: true, rehearsal: noOs }]) {
     const p = predictDowntime(rounds, rates, warm.rehearsal, conversionSkipped(warm), [], now);
-    assert.deepEqual(p.parts.map((x) => x.step), ['final snapshot and delta'], 'no conversion time counted');
+    assert.deepEqual(p.parts.map((x) => x.step), ['final delta'], 'no conversion time counted');
     assert.equal(p.totalMs, p.parts[0]!.ms);
     assert.ok(p.notes.includes(`no conversion at the cutover: ${conversionSkipped(warm)!}`), p.notes.join('; '));
     assert.ok(!p.notes.some((n) => /not rehearsed/.test(n)));
