@@ -8,8 +8,7 @@
 // listens (nbdkit reads it while parsing its parameters).
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { connect as netConnect } from 'node:net';
+import { lstat, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -114,10 +113,8 @@ export async function startNbdkit(disk: NbdkitDisk, signal?: AbortSignal): Promi
     await writeFile(passwordFile, disk.password, { mode: 0o600, flag: 'wx' });
     const args = nbdkitArgs(disk, socket, passwordFile);
     child = spawn(NBDKIT, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    server = new Server(disk, dir, socket, child);
-    await server.listening(signal);
-    await rm(passwordFile, { force: true });
-    server.spare = await server.connect(signal);
+    server = new Server(disk, dir, socket, passwordFile, child);
+    server.spare = await server.firstConnection(signal);
     return server;
   } catch (err) {
     if (server) await server.close();
@@ -142,6 +139,7 @@ class Server implements NbdkitServer {
     private readonly disk: NbdkitDisk,
     private readonly dir: string,
     readonly socket: string,
+    private readonly passwordFile: string,
     private readonly child: ChildProcess,
   ) {
     child.stderr!.setEncoding('utf8').on('data', (d: string) => {
@@ -163,23 +161,34 @@ class Server implements NbdkitServer {
     return this.child.pid ?? -1;
   }
 
-  /** Waits until the socket accepts connections, or nbdkit exits (bad parameters, no library). */
-  async listening(signal?: AbortSignal): Promise<void> {
+  /**
+   * Connects once nbdkit listens (it exits at start on bad parameters or a missing library), and
+   * removes the password file then: nbdkit has read it while parsing its parameters.
+   */
+  async firstConnection(signal?: AbortSignal): Promise<NbdClient> {
     const deadline = Date.now() + START_TIMEOUT_MS;
-    while (Date.now() < deadline) {
+    for (;;) {
       signal?.throwIfAborted();
       if (this.spawnError) {
         const missing = (this.spawnError as NodeJS.ErrnoException).code === 'ENOENT';
         throw new OneswapError('usage', `cannot run nbdkit for disk ${this.disk.file}: ${missing ? 'nbdkit is not installed (no nbdkit in PATH)' : this.spawnError.message}`);
       }
       if (this.exit) throw this.failure(0, `nbdkit exited at start (${this.exit.signal ?? `code ${this.exit.code}`})`);
-      if (await accepts(this.socket)) return;
+      if (Date.now() > deadline) throw this.failure(0, `nbdkit did not listen within ${START_TIMEOUT_MS / 1000} s`);
+      // Probing with a bare connect would make nbdkit log a broken handshake: try the real thing.
+      const listening = await listens(this.socket);
+      if (listening) {
+        await rm(this.passwordFile, { force: true });
+        const conn = await this.connect(signal, true);
+        if (conn) return conn;
+      }
       await sleep(25, undefined, { signal });
     }
-    throw this.failure(0, `nbdkit did not listen within ${START_TIMEOUT_MS / 1000} s`);
   }
 
-  async connect(signal?: AbortSignal): Promise<NbdClient> {
+  connect(signal?: AbortSignal): Promise<NbdClient>;
+  connect(signal: AbortSignal | undefined, refusedIsUndefined: true): Promise<NbdClient | undefined>;
+  async connect(signal?: AbortSignal, refusedIsUndefined = false): Promise<NbdClient | undefined> {
     const spare = this.spare;
     this.spare = undefined;
     if (spare && !spare.broken) return spare;
@@ -189,6 +198,8 @@ class Server implements NbdkitServer {
       return await NbdClient.connect(this.socket, { signal });
     } catch (err) {
       if (signal?.aborted) throw err;
+      // Between bind() and listen() nbdkit refuses connections: not yet an answer.
+      if (refusedIsUndefined && /^(ECONNREFUSED|ENOENT)$/.test(String(((err as Error).cause as NodeJS.ErrnoException | undefined)?.code))) return undefined;
       // nbdkit logs why the plugin could not open the disk just before it refuses: let it arrive.
       for (let i = 0; i < 20 && errorLines(this.log.slice(logMark)).length === 0 && !this.exit; i++) await sleep(25);
       const fallback = err instanceof NbdError ? err.message : String(err);
@@ -232,7 +243,7 @@ const CAUSES: ReadonlyArray<{ test: RegExp; kind: ErrorKind; say: string; hint?:
     test: /libvixDiskLib|VDDK library|cannot open VDDK/i,
     kind: 'usage',
     say: 'the VDDK library cannot be loaded',
-    hint: 'point --vddk-libdir at the directory of the unpacked VMware VDDK (it holds lib64/)',
+    hint: 'give the directory of the unpacked VMware VDDK, the one holding lib64/',
   },
   {
     test: /incorrect user name or password|InvalidLogin|authenticat|not authori[sz]ed|login failed/i,
@@ -265,22 +276,24 @@ const CAUSES: ReadonlyArray<{ test: RegExp; kind: ErrorKind; say: string; hint?:
 
 /** Maps nbdkit's error lines to one OneswapError naming the disk. Exported for tests. */
 export function explainNbdkitFailure(disk: NbdkitDisk, lines: readonly string[], fallback: string, cause?: unknown): OneswapError {
-  const text = lines.join('\n');
   const what = `nbdkit ${disk.plugin} could not open disk ${disk.file} of VM ${disk.vm}${disk.snapshot ? ` (snapshot ${disk.snapshot})` : ''} on ${disk.server}`;
-  const reason = lines[0] ?? fallback;
-  const match = CAUSES.find((c) => c.test.test(text));
-  if (!match) return new OneswapError('connection', `${what}: ${reason}`, { cause });
-  return new OneswapError(match.kind, `${what}: ${match.say}: ${reason}`, { cause, ...(match.hint ? { hint: match.hint } : {}) });
+  // The line that explains the failure best: the first one a known cause matches.
+  for (const c of CAUSES) {
+    const line = lines.find((l) => c.test.test(l));
+    if (line) return new OneswapError(c.kind, `${what}: ${c.say}: ${line}`, { cause, ...(c.hint ? { hint: c.hint } : {}) });
+  }
+  return new OneswapError('connection', `${what}: ${lines[0] ?? fallback}`, { cause });
 }
 
-/** True when something accepts connections on the Unix socket. */
-function accepts(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = netConnect(path);
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
+/**
+ * True once nbdkit listens on the socket. nbdkit creates the socket file with bind() and listens
+ * right after; the file is enough (a connect-and-drop probe would be logged as an error), and a
+ * connect that comes in between is refused and retried by the caller's next look.
+ */
+async function listens(path: string): Promise<boolean> {
+  try {
+    return (await lstat(path)).isSocket();
+  } catch {
+    return false;
+  }
 }
