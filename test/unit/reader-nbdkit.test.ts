@@ -29,6 +29,34 @@ const disk: NbdkitDisk = {
   transports: ['nbdssl', 'nbd'],
 };
 
+// In front of the real nbdkit (on SOCK.real): cuts the second NBD connection after 256 KiB of
+// replies, as a dropped network connection to VMware would.
+const PROXY = `
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import net from 'node:net';
+const [sock, ...args] = process.argv.slice(2);
+const child = spawn('nbdkit', args, { stdio: 'inherit' });
+process.on('SIGTERM', () => { child.kill('SIGTERM'); });
+child.on('exit', () => process.exit(0));
+let n = 0;
+const server = net.createServer((c) => {
+  const id = ++n;
+  const up = net.connect(sock + '.real');
+  let bytes = 0;
+  up.on('data', (d) => {
+    bytes += d.length;
+    if (id === 2 && bytes > 256 * 1024) { c.destroy(); up.destroy(); return; }
+    c.write(d);
+  });
+  c.on('data', (d) => up.write(d));
+  c.on('close', () => up.destroy());
+  up.on('close', () => c.destroy());
+  c.on('error', () => {}); up.on('error', () => {});
+});
+const wait = setInterval(() => { if (existsSync(sock + '.real')) { clearInterval(wait); server.listen(sock); } }, 20);
+`;
+
 let dir: string;
 const savedPath = process.env.PATH;
 
@@ -39,7 +67,11 @@ before(async () => {
 set -e
 out=""
 seen=""
+sock=""
+next_is_sock=""
 for a in "$@"; do
+  if [ -n "$next_is_sock" ]; then sock="$a"; next_is_sock=""; [ -n "$FAKE_PROXY" ] && a="$a.real"; fi
+  [ "$a" = --unix ] && next_is_sock=1
   if [ -z "$seen" ] && { [ "$a" = vddk ] || [ "$a" = nfc ]; }; then seen=1; continue; fi
   if [ -n "$seen" ]; then
     case "$a" in password=+*) f="\${a#password=+}"; cp "$f" "$FAKE_LOG.password"; stat -c %a "$f" > "$FAKE_LOG.mode" ;; esac
@@ -49,10 +81,13 @@ for a in "$@"; do
 done
 printf '%s\\n' "$@" > "$FAKE_LOG.args"
 [ -n "$FAKE_STDERR" ] && { echo "$FAKE_STDERR" >&2; exit 1; }
+[ -n "$FAKE_PROXY" ] && exec /usr/bin/env PATH="$FAKE_REAL_PATH" "$FAKE_NODE" "$FAKE_PROXY" "$sock" $out $FAKE_PLUGIN
 exec /usr/bin/env PATH="$FAKE_REAL_PATH" nbdkit $out $FAKE_PLUGIN
 `;
   await writeFile(join(dir, 'nbdkit'), script);
   await chmod(join(dir, 'nbdkit'), 0o755);
+  await writeFile(join(dir, 'proxy.mjs'), PROXY);
+  process.env.FAKE_NODE = process.execPath;
   process.env.FAKE_REAL_PATH = savedPath;
   process.env.FAKE_LOG = join(dir, 'log');
   process.env.PATH = `${dir}:${savedPath}`;
@@ -198,6 +233,31 @@ test('failed reads are retried by the copy engine and then succeed', async () =>
     assert.ok((await readFile(target)).equals(data));
   } finally {
     await reading.close();
+  }
+});
+
+test('a dropped connection is replaced: the range is retried and the copy completes', async () => {
+  const data = Buffer.alloc(8 * MiB);
+  for (let i = 0; i < data.length; i += 8) data.writeBigUInt64BE(BigInt(i), i);
+  process.env.FAKE_PLUGIN = 'pattern size=8M';
+  process.env.FAKE_PROXY = join(dir, 'proxy.mjs');
+  const target = join(dir, 'dropped.raw');
+  try {
+    const reading = await openNbdkitDisk(disk, { connections: 2, pieceSize: 64 * 1024 });
+    try {
+      await writeFile(target, '');
+      await truncate(target, data.length);
+      const stats = await copyExtents({
+        source: reading.source, target, capacity: data.length, extents: [{ start: 0, length: data.length }],
+        targetIsZero: true, streams: 2, requestSize: MiB, retries: 3, retryDelayMs: 1,
+      });
+      assert.ok(stats.retries >= 1, 'the cut range was retried');
+      assert.ok((await readFile(target)).equals(data));
+    } finally {
+      await reading.close();
+    }
+  } finally {
+    delete process.env.FAKE_PROXY;
   }
 });
 
