@@ -202,17 +202,20 @@ export class NbdClient {
     this.contextId = info.contextId;
     this.maxRequest = info.maxRequest;
     this.ended = new Promise((resolve) => socket.once('close', () => resolve()));
-    socket.on('data', (chunk: Buffer) => {
-      queue.push(chunk);
+    const parse = (): void => {
       try {
         this.parse();
       } catch (err) {
         this.fail(err instanceof NbdError ? err : new NbdError('EPROTO', `broken NBD reply: ${(err as Error).message}`));
       }
+    };
+    socket.on('data', (chunk: Buffer) => {
+      queue.push(chunk);
+      parse();
     });
     socket.on('error', (err) => this.fail(new NbdError('ECONNRESET', `NBD connection failed: ${err.message}`, { cause: err })));
     socket.on('close', () => this.fail(new NbdError('ECONNRESET', 'the NBD server closed the connection')));
-    if (queue.available > 0) this.parse();
+    if (queue.available > 0) parse();
   }
 
   /** Connects and negotiates; rejects with an NbdError naming what the server refused. */
@@ -256,7 +259,13 @@ export class NbdClient {
   /** Sends NBD_CMD_DISC once the replies in flight are in, then closes; safe to call twice. */
   async close(): Promise<void> {
     if (!this.failure) {
-      await Promise.all([...this.pending.values()].map((p) => p.settled));
+      // Replies still owed (also to abandoned requests) come first, but not forever.
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.all([...this.pending.values()].map((p) => p.settled)),
+        new Promise<void>((resolve) => (timer = setTimeout(resolve, 5000))),
+      ]);
+      clearTimeout(timer);
       if (!this.failure) {
         this.failure = new NbdError('ECONNRESET', 'the NBD connection was closed');
         this.socket.end(this.header(CMD_DISC, 0, 0, 0, 0));
