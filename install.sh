@@ -145,8 +145,9 @@ if [ "$mode" = install ] && [ "$deps" = yes ]; then
   runtime_pkgs=(qemu-utils nbdkit libnbd-bin util-linux ca-certificates virt-v2v libguestfs-tools guestfs-tools linux-image-amd64)
   # golang-go + govmomi sources: the vCenter simulator; curl, time and qemu-block-extra (qemu-img's
   # https driver): benchmark baselines; debootstrap: the test guest; qemu-system-x86: booting it to
-  # prove a conversion.
-  dev_pkgs=(golang-go golang-github-vmware-govmomi-dev curl time qemu-block-extra debootstrap qemu-system-x86)
+  # prove a conversion; nbdkit-plugin-python: the VDDK stand-in (test/peers/vddk) the vddk and nfc
+  # readers are tested against.
+  dev_pkgs=(golang-go golang-github-vmware-govmomi-dev curl time qemu-block-extra debootstrap qemu-system-x86 nbdkit-plugin-python)
 
   pkgs=("${runtime_pkgs[@]}")
   [ "$dev" = yes ] && pkgs+=("${dev_pkgs[@]}")

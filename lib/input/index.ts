@@ -30,3 +30,6 @@ export { openVmdk, type VmdkImage } from './vmdk-image.js';
 export type { SourceFile, FileDigest } from './source-file.js';
 // Where a VMDK's bytes lie, for the decoder that moves them (lib/copy/vmdk-decode.ts).
 export { vmdkLayout, grainCheck, type FileLayout, type FlatSegment, type SparseGrains, type StreamExtent } from './vmdk-image.js';
+// The vddk and nfc readers: nbdkit serving a VMware disk, read over NBD.
+export { openNbdkitDisk, type NbdkitReading, type NbdkitReaderOptions } from './reader-nbdkit.js';
+export { nbdkitPluginMissing, type NbdkitDisk, type NbdkitPlugin } from './nbdkit.js';
