@@ -152,10 +152,12 @@ func (l *lease) initialize() {
 // finish ends a live lease. Caller holds l.mu.
 func (l *lease) finish(state types.HttpNfcLeaseState, end string, fault *types.LocalizedMethodFault) {
 	l.state, l.end, l.files = state, end, nil
+	// The new state is visible before downloads are cut and files go: a
+	// client that sees its download fail reads why.
+	l.update(func(o *mo.HttpNfcLease) { o.State, o.Error = state, fault })
 	l.timer.Stop()
 	l.stop()
 	_ = os.RemoveAll(l.dir)
-	l.update(func(o *mo.HttpNfcLease) { o.State, o.Error = state, fault })
 }
 
 func (l *lease) expire(gen int) {
