@@ -152,10 +152,12 @@ func (l *lease) initialize() {
 // finish ends a live lease. Caller holds l.mu.
 func (l *lease) finish(state types.HttpNfcLeaseState, end string, fault *types.LocalizedMethodFault) {
 	l.state, l.end, l.files = state, end, nil
+	// The new state is visible before downloads are cut and files go: a
+	// client that sees its download fail reads why.
+	l.update(func(o *mo.HttpNfcLease) { o.State, o.Error = state, fault })
 	l.timer.Stop()
 	l.stop()
 	_ = os.RemoveAll(l.dir)
-	l.update(func(o *mo.HttpNfcLease) { o.State, o.Error = state, fault })
 }
 
 func (l *lease) expire(gen int) {
@@ -253,15 +255,6 @@ func (x *extension) closeLeases() {
 
 // --- downloads -------------------------------------------------------------
 
-// connKey is the context key of the request's connection (see withConn).
-type connKey struct{}
-
-// withConn is the server's ConnContext: it lets a download close its own
-// connection when the lease ends, even while a write is blocked.
-func withConn(ctx context.Context, c net.Conn) context.Context {
-	return context.WithValue(ctx, connKey{}, c)
-}
-
 // serveExport answers GET/HEAD /nfc/<lease>/<file> of export leases, and
 // reports false for anything else (import leases, which stock serves). Like
 // ESXi's NFC: the session cookie is required and Range is ignored (the whole
@@ -297,38 +290,50 @@ func (x *extension) serveExport(w http.ResponseWriter, r *http.Request) bool {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return true
 	}
-	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("Content-Length", strconv.FormatInt(st.Size(), 10))
-	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodHead {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Length", strconv.FormatInt(st.Size(), 10))
 		return true
 	}
-
-	// When the lease ends, close the connection at once: a write blocked on
-	// a slow client, or a paced one, must not keep the download alive.
+	// The download owns its connection (hijacked) so that the end of the
+	// lease can close it at once, even while a write is blocked on a slow
+	// client or a paced one is waiting: the client sees the body cut.
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		http.Error(w, "export downloads need HTTP/1.1", http.StatusInternalServerError)
+		return true
+	}
+	conn, buf, err := hj.Hijack()
+	if err != nil {
+		return true
+	}
+	defer conn.Close()
 	done := make(chan struct{})
 	defer close(done)
 	go func() {
 		select {
 		case <-l.ctx.Done():
-			closeConn(r)
+			closeConn(conn)
 		case <-done:
 		}
 	}()
+	fmt.Fprintf(buf, "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\nDate: %s\r\nConnection: close\r\n\r\n",
+		st.Size(), time.Now().UTC().Format(http.TimeFormat))
+	if buf.Flush() != nil {
+		return true
+	}
+
 	chunk := int64(64 << 10)
 	if x.nfcRate > 0 && x.nfcRate/50 < chunk { // pace in steps of ~20 ms
 		chunk = max64(x.nfcRate/50, 512)
 	}
-	buf := make([]byte, chunk)
+	b := make([]byte, chunk)
 	start := time.Now()
 	var sent int64
-	for {
-		n, rerr := f.Read(buf)
+	for l.ctx.Err() == nil {
+		n, rerr := f.Read(b)
 		if n > 0 {
-			if l.ctx.Err() != nil {
-				panic(http.ErrAbortHandler) // closes the connection mid-body
-			}
-			m, werr := w.Write(buf[:n])
+			m, werr := conn.Write(b[:n])
 			sent += int64(m)
 			x.add(&x.stats.NfcBytes, int64(m))
 			atomic.AddInt64(&l.bytes, int64(m))
@@ -340,24 +345,20 @@ func (x *extension) serveExport(w http.ResponseWriter, r *http.Request) bool {
 			return true
 		}
 		if x.nfcRate > 0 {
-			due := start.Add(time.Duration(float64(sent) / float64(x.nfcRate) * float64(time.Second)))
 			select {
-			case <-time.After(time.Until(due)):
+			case <-time.After(time.Until(start.Add(time.Duration(float64(sent) / float64(x.nfcRate) * float64(time.Second))))):
 			case <-l.ctx.Done():
-				panic(http.ErrAbortHandler)
 			}
 		}
 	}
+	return true
 }
 
-// closeConn closes the TCP connection under a request (under TLS too,
-// without the close_notify alert: the client sees the body cut).
-func closeConn(r *http.Request) {
-	c, _ := r.Context().Value(connKey{}).(net.Conn)
+// closeConn closes the TCP connection under conn (under TLS too, without
+// the close_notify alert: the client sees the body cut, not a clean end).
+func closeConn(c net.Conn) {
 	if tc, ok := c.(*tls.Conn); ok {
 		c = tc.NetConn()
 	}
-	if c != nil {
-		_ = c.Close()
-	}
+	_ = c.Close()
 }

@@ -148,7 +148,6 @@ func run(cfg *launch.Config, o options) error {
 	// the URL is announced, puts the front handler in front of every request a
 	// client can make (nobody knows the port yet).
 	srv.Config.Handler = ext.front(srv.Config.Handler)
-	srv.Config.ConnContext = withConn // export downloads close their connection when the lease ends
 	if err := out.Flush(); err != nil {
 		return err
 	}
