@@ -106,9 +106,9 @@ export async function openReadings(o: OpenReadings): Promise<Readings> {
     for (const d of byReader('folder')) readings.set(d.device.key, await openFolderReading(o.client, o.dcPath, d.device));
     const leased = byReader('lease');
     if (leased.length > 0) {
-      const lease = await openLease(o.client, o.state.kind === 'snapshot' ? { snapshot: o.state.snapshot } : { vm: o.vm.ref }, o.vm.name, leased.map((d) => d.device), o.signal);
+      const lease = await openLease(o.client, o.state.kind === 'snapshot' ? { snapshot: o.state.snapshot } : { vm: o.vm.ref }, leased.map((d) => d.device), { vmName: o.vm.name, signal: o.signal });
       closers.push((ok, why) => (ok ? lease.complete() : lease.abort(why)));
-      for (const d of leased) readings.set(d.device.key, lease.reading(d.device.key));
+      for (const d of leased) readings.set(d.device.key, lease.disks.get(d.device.key)!);
     }
     const viaNbd = [...byReader('vddk'), ...byReader('nfc')];
     if (viaNbd.length > 0) {

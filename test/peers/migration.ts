@@ -9,6 +9,8 @@ import { join } from 'node:path';
 import { startVcsim, type Vcsim } from './vcsim/index.js';
 import { startOned, type Oned } from './one/index.js';
 import { startTcpProxy, type TcpProxy } from './net/tcp-proxy.js';
+import { vddkStandin, type VddkStandin } from './vddk/index.js';
+import type { VcsimOptions } from './vcsim/index.js';
 
 export interface MigrationPeers {
   readonly sim: Vcsim;
@@ -18,17 +20,21 @@ export interface MigrationPeers {
   readonly dsId: number;
   /** Environment for the oneswap child process. */
   readonly env: Record<string, string>;
-  /** `import --vcenter … --datastore … --endpoint … --no-convert --progress json`. */
-  importArgs(o?: { port?: number; thumbprint?: string; datastore?: number }): string[];
+  /** The same with the VDDK stand-in's `nbdkit` first in PATH (test/peers/vddk). */
+  readonly vddkEnv: Record<string, string>;
+  readonly vddk: VddkStandin;
+  /** `import --vcenter … --datastore … --endpoint … --no-convert --progress json` (`vddk`: and `--vddk-libdir`). */
+  importArgs(o?: { port?: number; thumbprint?: string; datastore?: number; vddk?: boolean }): string[];
   /** Ids of the images and templates that exist now. */
   imageIds(): number[];
   templateIds(): number[];
   stop(): Promise<void>;
 }
 
-export async function startMigrationPeers(name: string, o: { dataDir?: boolean } = {}): Promise<MigrationPeers> {
+export async function startMigrationPeers(name: string, o: { dataDir?: boolean; vcsim?: VcsimOptions } = {}): Promise<MigrationPeers> {
   const work = await mkdtemp(join(tmpdir(), `oneswap-${name}-`));
-  const sim = await startVcsim();
+  const sim = await startVcsim(o.vcsim);
+  const vddk = await vddkStandin();
   const proxy = await startTcpProxy(sim.port);
   const oned = await startOned({ asyncDelayMs: 20, ...(o.dataDir ? { dataDir: join(work, 'one') } : {}) });
   const dsId = await oned.createDatastore({ name: 'images', type: 'IMAGE_DS', dsMad: 'fs', tmMad: 'shared' });
@@ -41,6 +47,7 @@ export async function startMigrationPeers(name: string, o: { dataDir?: boolean }
     ONESWAP_VCENTER_PASSWORD: sim.password,
     ONESWAP_STATE_DIR: join(work, 'state'),
   };
+  const vddkEnv = { ...env, PATH: `${vddk.pathDir}:${env.PATH}` };
   const ids = (get: (id: number) => unknown): number[] => [...Array(500).keys()].filter((id) => get(id) !== undefined);
   return {
     sim,
@@ -49,6 +56,8 @@ export async function startMigrationPeers(name: string, o: { dataDir?: boolean }
     work,
     dsId,
     env,
+    vddkEnv,
+    vddk,
     importArgs: (a = {}) => [
       'import',
       '--vcenter', `127.0.0.1:${a.port ?? proxy.port}`,
@@ -58,6 +67,7 @@ export async function startMigrationPeers(name: string, o: { dataDir?: boolean }
       '--endpoint', oned.endpoint,
       '--no-convert',
       '--progress', 'json',
+      ...(a.vddk ? ['--vddk-libdir', vddk.libdir] : []),
     ],
     imageIds: () => ids((id) => oned.image(id)),
     templateIds: () => ids((id) => oned.template(id)),
@@ -65,6 +75,7 @@ export async function startMigrationPeers(name: string, o: { dataDir?: boolean }
       await proxy.close();
       await oned.stop();
       await sim.stop();
+      await vddk.cleanup();
       await rm(work, { recursive: true, force: true });
     },
   };
