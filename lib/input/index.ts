@@ -3,8 +3,9 @@
 //
 // Sources: vCenter/ESXi over the API and the datastore's HTTPS /folder service (flat VMDKs of
 // powered-off VMs); and files (file-vm.ts): an OVA read in place (tar-index.ts, never unpacked),
-// an OVF folder, or bare VMDKs, whose layout vmdk-image.ts reads from their metadata (the bytes
-// are moved by lib/copy's decoder, which checks the manifest's digests in the same pass).
+// an OVF folder, or bare VMDKs, whose layout vmdk-image.ts reads from their metadata and whose
+// bytes vmdk-decode.ts moves into the raw target (one sequential pass, grains inflated by worker
+// threads, zeros left as holes, the manifest's digests checked in the same pass).
 
 export type { VmDescription, DiskDescription, NicDescription, DiskBus, NicAdapter, Firmware, SourceIdentity } from './vm-description.js';
 export { vmIdentity, normalizeMac } from './vm-description.js';
@@ -24,5 +25,4 @@ export { parseVmdkDescriptor, vmdkKind, type VmdkDescriptor } from './vmdk-descr
 export { openOva, openVmdks, type FileVm, type FileDisk, type BareVmHardware } from './file-vm.js';
 export { openVmdk, type VmdkImage } from './vmdk-image.js';
 export type { SourceFile, FileDigest } from './source-file.js';
-// Where a VMDK's bytes lie, for the decoder that moves them (lib/copy/vmdk-decode.ts).
-export { vmdkLayout, grainCheck, type FileLayout, type FlatSegment, type SparseGrains, type StreamExtent } from './vmdk-image.js';
+export { decodeVmdk, type DecodeOptions, type DecodeStats } from './vmdk-decode.js';

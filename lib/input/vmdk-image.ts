@@ -1,5 +1,5 @@
 // Opens a VMDK that arrives as a file (an OVA member, a file of an OVF folder, a VMDK on disk) and
-// works out, from its small metadata only, how lib/copy/vmdk-decode.ts turns it into a raw image: which
+// works out, from its small metadata only, how vmdk-decode.ts turns it into a raw image: which
 // files are read, and where each of their bytes goes on the disk.
 //
 // Layouts: a text descriptor with FLAT/VMFS/ZERO/SPARSE extents (monolithicFlat,

@@ -11,7 +11,7 @@ import { wholeFile, type FileDigest, type SourceFile } from '../../lib/input/sou
 import { findMember, readTarIndex } from '../../lib/input/tar-index.js';
 import { parseManifest } from '../../lib/input/manifest.js';
 import { openVmdk, type VmdkImage } from '../../lib/input/vmdk-image.js';
-import { decodeVmdk, type DecodeStats } from '../../lib/copy/vmdk-decode.js';
+import { decodeVmdk, type DecodeStats } from '../../lib/input/vmdk-decode.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;

@@ -13,8 +13,9 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { OneswapError } from '../errors/index.js';
-import { grainCheck, vmdkLayout, type FileDigest, type FileLayout, type SourceFile, type SparseGrains, type StreamExtent, type VmdkImage } from '../input/index.js';
-import { Writeback, openTargetFile, targetWriteError } from './target-file.js';
+import { Writeback, openTargetFile, targetWriteError } from '../copy/index.js';
+import type { FileDigest, SourceFile } from './source-file.js';
+import { grainCheck, vmdkLayout, type FileLayout, type SparseGrains, type StreamExtent, type VmdkImage } from './vmdk-image.js';
 
 export interface DecodeOptions {
   /** Existing raw file, at least capacityBytes long, that reads as zeros (a fresh sparse placeholder). Zero data is never written, so holes stay holes. */
