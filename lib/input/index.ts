@@ -25,4 +25,4 @@ export { parseVmdkDescriptor, vmdkKind, type VmdkDescriptor } from './vmdk-descr
 export { openOva, openVmdks, type FileVm, type FileDisk, type BareVmHardware } from './file-vm.js';
 export { openVmdk, type VmdkImage } from './vmdk-image.js';
 export type { SourceFile, FileDigest } from './source-file.js';
-export { decodeVmdk, type DecodeOptions, type DecodeStats } from './vmdk-decode.js';
+export { decodeVmdk, decodeVmdkStream, type DecodeOptions, type DecodeStats, type StreamDecodeOptions, type StreamDecodeStats } from './vmdk-decode.js';
