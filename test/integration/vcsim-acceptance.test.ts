@@ -24,9 +24,12 @@ import {
   moref,
   num,
   powerOff,
+  powerOn,
+  pseudoRandom,
   ref,
   setCbt,
   sha256File,
+  simStats,
   text,
   VimClient,
   VimFault,
@@ -85,10 +88,11 @@ function diskOf(devs: Xml[], key: number): Xml {
 
 const changeIdOf = (disk: Xml): string => text(child(child(disk, 'backing'), 'changeId'));
 
-async function qcda(c: VimClient, vm: MoRef, snap: MoRef, key: number, start: number, changeId: string): Promise<{ startOffset: number; length: number; areas: Area[] }> {
+/** QueryChangedDiskAreas; snap undefined = against the current disk (powered-off VMs only). */
+async function qcda(c: VimClient, vm: MoRef, snap: MoRef | undefined, key: number, start: number, changeId: string): Promise<{ startOffset: number; length: number; areas: Area[] }> {
   const r = await c.call(
     'QueryChangedDiskAreas',
-    `${ref(vm)}${ref(snap, 'snapshot')}<deviceKey>${key}</deviceKey><startOffset>${start}</startOffset><changeId>${xmlEscape(changeId)}</changeId>`,
+    `${ref(vm)}${snap ? ref(snap, 'snapshot') : ''}<deviceKey>${key}</deviceKey><startOffset>${start}</startOffset><changeId>${xmlEscape(changeId)}</changeId>`,
   );
   return {
     startOffset: num(child(r, 'startOffset')),
@@ -98,7 +102,7 @@ async function qcda(c: VimClient, vm: MoRef, snap: MoRef, key: number, start: nu
 }
 
 /** The client loop of the vSphere contract: page until the capacity is reached. */
-async function allAreas(c: VimClient, vm: MoRef, snap: MoRef, key: number, changeId: string, capacity: number): Promise<{ areas: Area[]; calls: number }> {
+async function allAreas(c: VimClient, vm: MoRef, snap: MoRef | undefined, key: number, changeId: string, capacity: number): Promise<{ areas: Area[]; calls: number }> {
   const areas: Area[] = [];
   let calls = 0;
   for (let off = 0; off < capacity; ) {
@@ -116,25 +120,63 @@ async function allAreas(c: VimClient, vm: MoRef, snap: MoRef, key: number, chang
   return { areas, calls };
 }
 
-function folderUrl(sim: Vcsim, flatPath: string): string {
-  const ds = sim.datastores['LocalDS_0'] ?? '';
-  return `/folder/${relative(ds, flatPath).split('/').map(encodeURIComponent).join('/')}?dcPath=DC0&dsName=LocalDS_0`;
+function folderUrl(sim: Vcsim, localFile: string, dsName = 'LocalDS_0'): string {
+  const ds = sim.datastores[dsName] ?? '';
+  return `/folder/${relative(ds, localFile).split('/').map(encodeURIComponent).join('/')}?dcPath=DC0&dsName=${dsName}`;
 }
 
-/** Copies areas of a datastore file into a local file with /folder Range GETs. */
-async function copyAreas(c: VimClient, url: string, areas: Area[], target: string): Promise<void> {
+/** GET /nfc-disk/<op> (the VDDK stand-in's data path). */
+function nfcDisk(c: VimClient, op: 'info' | 'extents' | 'read', q: { vm: MoRef; file: string; snapshot?: MoRef }, opts: { range?: string; cookie?: string } = {}) {
+  const params = new URLSearchParams({ vm: q.vm.value, file: q.file, ...(q.snapshot ? { snapshot: q.snapshot.value } : {}) });
+  return c.http('GET', `/nfc-disk/${op}?${params}`, { ...(opts.range ? { headers: { range: opts.range } } : {}), ...(opts.cookie !== undefined ? { cookie: opts.cookie } : {}) });
+}
+
+/** Copies areas of a snapshot's disk into a local file through /nfc-disk/read Range GETs. */
+async function copyAreas(c: VimClient, q: { vm: MoRef; file: string; snapshot?: MoRef }, areas: Area[], target: string, capacity = DISK): Promise<void> {
   const fh = await open(target, 'r+');
   try {
     for (const a of areas) {
-      const r = await c.http('GET', url, { headers: { range: `bytes=${a.start}-${a.start + a.length - 1}` } });
+      const r = await nfcDisk(c, 'read', q, { range: `bytes=${a.start}-${a.start + a.length - 1}` });
       assert.equal(r.status, 206, `Range GET ${a.start}+${a.length}`);
-      assert.equal(r.headers['content-range'], `bytes ${a.start}-${a.start + a.length - 1}/${DISK}`);
+      assert.equal(r.headers['content-range'], `bytes ${a.start}-${a.start + a.length - 1}/${capacity}`);
       assert.equal(r.body.length, a.length);
       await fh.write(r.body, 0, a.length, a.start);
     }
   } finally {
     await fh.close();
   }
+}
+
+/** Polls an export lease until it leaves `initializing`; returns its state. */
+async function leaseSettled(c: VimClient, lease: MoRef): Promise<string> {
+  for (let i = 0; i < 400; i++) {
+    const state = text((await c.props(lease, ['state']))['state']);
+    if (state !== 'initializing') return state;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  assert.fail(`lease ${lease.value} stays initializing`);
+}
+
+/** The download path of a lease's disk N, its '*' host replaced. */
+async function leaseDiskPath(c: VimClient, sim: Vcsim, lease: MoRef, n = 0): Promise<{ path: string; dev: Xml; info: Xml }> {
+  const info = (await c.props(lease, ['info']))['info'];
+  const dev = children(info, 'deviceUrl')[n];
+  assert.ok(dev, `deviceUrl ${n}`);
+  const url = text(child(dev, 'url'));
+  assert.match(url, new RegExp(`^https://\\*/nfc/${lease.value}/disk-${n}\\.vmdk$`));
+  return { path: new URL(url.replace('*', `${sim.host}:${sim.port}`)).pathname, dev, info };
+}
+
+/** Converts a downloaded streamOptimized VMDK to raw and returns its sha256. */
+async function rawSha256(vmdkBytes: Buffer, dir: string): Promise<string> {
+  const vmdk = join(dir, `dl-${process.hrtime.bigint()}.vmdk`);
+  const raw = `${vmdk}.raw`;
+  await writeFile(vmdk, vmdkBytes);
+  await execFileP('qemu-img', ['convert', '-f', 'vmdk', '-O', 'raw', vmdk, raw]);
+  const sum = await sha256File(raw);
+  await rm(vmdk, { force: true });
+  await rm(raw, { force: true });
+  return sum;
 }
 
 async function expectFault(p: Promise<unknown>, type: string): Promise<VimFault> {
@@ -157,6 +199,7 @@ describe('vcsim-cbt acceptance (reference 7.8)', { skip }, () => {
   let vm: MoRef;
   let key: number;
   let flat: string;
+  let fileName: string;
   let url: string;
   let snap1: MoRef;
   let changeId1: string;
@@ -188,7 +231,8 @@ describe('vcsim-cbt acceptance (reference 7.8)', { skip }, () => {
       }),
       /self.signed|certificate/i,
     );
-    assert.ok(sim.datastores['LocalDS_0']);
+    assert.deepEqual(Object.keys(sim.datastores), ['LocalDS_0'], 'one datastore by default');
+    assert.equal(sim.vsanDatastore, undefined);
   });
 
   it('refuses a wrong password', async () => {
@@ -202,7 +246,7 @@ describe('vcsim-cbt acceptance (reference 7.8)', { skip }, () => {
     assert.ok(disk);
     key = num(child(disk, 'key'));
     assert.equal(num(child(disk, 'capacityInBytes')), num(child(disk, 'capacityInKB')) * 1024, 'capacityInBytes at start-up');
-    const fileName = text(child(child(disk, 'backing'), 'fileName'));
+    fileName = text(child(child(disk, 'backing'), 'fileName'));
     const descriptor = localPath(sim, fileName);
     flat = flatPathOf(descriptor);
     await rm(descriptor, { force: true });
@@ -236,7 +280,7 @@ describe('vcsim-cbt acceptance (reference 7.8)', { skip }, () => {
     assert.equal(changeIdOf(diskOf(await devices(sim, vm), key)), changeId1);
   });
 
-  it('4-5: changeId "*" gives the three written regions; copying them reproduces the disk', async () => {
+  it('4-5: changeId "*" gives the three written regions; copying them (NFC, snapshot) reproduces the disk', async () => {
     const { areas, calls } = await allAreas(c, vm, snap1, key, '*', DISK);
     assert.equal(calls, 1);
     assert.deepEqual(areas, [
@@ -249,7 +293,7 @@ describe('vcsim-cbt acceptance (reference 7.8)', { skip }, () => {
     const fh = await open(copy, 'r+');
     await fh.truncate(DISK); // unreported areas are zeros
     await fh.close();
-    await copyAreas(c, url, areas, copy);
+    await copyAreas(c, { vm, file: fileName, snapshot: snap1 }, areas, copy);
     await removeSnapshot(c, snap1);
     assert.equal(await sha256File(copy), await sha256File(flat));
   });
@@ -270,17 +314,28 @@ describe('vcsim-cbt acceptance (reference 7.8)', { skip }, () => {
       { start: 8388608, length: 131072 },
     ]);
     const copy = join(work, 'copy.raw');
-    await copyAreas(c, url, areas, copy);
+    await copyAreas(c, { vm, file: fileName, snapshot: snap2 }, areas, copy);
     assert.equal(await sha256File(copy), await sha256File(flat), 'incremental copy equals the source');
   });
 
-  it('8: /folder needs the session cookie (Basic is not accepted)', async () => {
+  it('8: /folder needs the session cookie (Basic is not accepted); a running VM\'s extent is locked, its descriptor is not', async () => {
     const anon = await c.http('GET', url, { cookie: '' });
     assert.equal(anon.status, 401);
     assert.match(String(anon.headers['www-authenticate']), /^Basic/);
     const basic = Buffer.from(`${sim.username}:${sim.password}`).toString('base64');
     assert.equal((await c.http('GET', url, { cookie: '', headers: { authorization: `Basic ${basic}` } })).status, 401);
-    assert.equal((await c.http('HEAD', url)).status, 200);
+    const before = await simStats(sim);
+    const rel = relative(sim.datastores['LocalDS_0'] ?? '', flat);
+    const locked = await c.http('GET', url, { headers: { range: 'bytes=0-511' } });
+    assert.equal(locked.status, 500);
+    assert.equal(locked.body.toString(), `Cannot open file "[LocalDS_0] ${rel}": it is locked by a running virtual machine (DC0_H0_VM0)`);
+    assert.equal((await c.http('HEAD', url)).status, 500);
+    const desc = await c.http('GET', folderUrl(sim, localPath(sim, fileName)));
+    assert.equal(desc.status, 200);
+    assert.match(desc.body.toString(), /createType="monolithicFlat"/);
+    const after = await simStats(sim);
+    assert.equal(after.folderRefusals - before.folderRefusals, 2);
+    assert.equal(after.folderBytes - before.folderBytes, desc.body.length);
   });
 
   it('7.3 faults of QueryChangedDiskAreas', async () => {
@@ -313,22 +368,22 @@ describe('vcsim-cbt acceptance (reference 7.8)', { skip }, () => {
     assert.deepEqual(await listSnapshots(sim, other), []);
   });
 
-  it('9: ExportVm refuses a running VM, then serves a streamOptimized VMDK with Range support', async () => {
+  it('9: ExportVm refuses a running VM, then serves a streamOptimized VMDK (cookie required, no Range)', async () => {
     await removeSnapshot(c, snap2);
     assert.deepEqual(await listSnapshots(sim, vm), []);
     await expectFault(c.call('ExportVm', ref(vm)), 'InvalidPowerState');
     await powerOff(sim, vm);
     const lease = moref(await c.call('ExportVm', ref(vm)));
     assert.equal(lease.type, 'HttpNfcLease');
-    const props = await c.props(lease, ['state', 'info']);
-    assert.equal(text(props['state']), 'ready');
-    const info = props['info'];
+    assert.equal(await leaseSettled(c, lease), 'ready');
+    const { path, dev, info } = await leaseDiskPath(c, sim, lease);
     assert.equal(num(child(info, 'totalDiskCapacityInKB')), DISK / 1024);
-    const dev = child(info, 'deviceUrl');
+    assert.equal(num(child(info, 'leaseTimeout')), 300, 'default -lease-timeout 5m');
     assert.equal(text(child(dev, 'sslThumbprint')), sim.thumbprint);
-    const devUrl = text(child(dev, 'url'));
-    assert.match(devUrl, /^https:\/\/\*\/nfc\/[^/]+\/disk-0\.vmdk$/);
-    const path = new URL(devUrl.replace('*', `${sim.host}:${sim.port}`)).pathname;
+    assert.equal(text(child(dev, 'disk')), 'true');
+    assert.equal(text(child(dev, 'targetId')), 'disk-0.vmdk');
+    assert.ok(text(child(dev, 'key')));
+    assert.equal((await c.http('GET', path, { cookie: '' })).status, 401, 'the session cookie is required');
 
     const got = await c.http('GET', path);
     assert.equal(got.status, 200);
@@ -342,12 +397,15 @@ describe('vcsim-cbt acceptance (reference 7.8)', { skip }, () => {
     assert.equal(await sha256File(raw), await sha256File(flat), 'exported disk equals the source');
 
     const part = await c.http('GET', path, { headers: { range: 'bytes=0-511' } });
-    assert.equal(part.status, 206);
-    assert.equal(part.headers['content-range'], `bytes 0-511/${got.body.length}`);
-    assert.deepEqual(part.body, got.body.subarray(0, 512));
+    assert.equal(part.status, 200, 'Range is ignored, as by ESXi NFC');
+    assert.equal(part.headers['content-range'], undefined);
+    assert.deepEqual(part.body, got.body);
 
     await c.call('HttpNfcLeaseComplete', ref(lease));
+    assert.equal(text((await c.props(lease, ['state']))['state']), 'done');
     assert.equal((await c.http('GET', path)).status, 404);
+    const st = (await simStats(sim)).leases.find((l) => l.id === lease.value);
+    assert.deepEqual(st, { id: lease.value, vm: vm.value, snapshot: '', state: 'done', end: 'complete', bytes: 2 * got.body.length });
   });
 
   it('CBT reset: switching change tracking off and on starts a new UUID part at /1', async () => {
@@ -406,11 +464,11 @@ describe('vcsim-cbt acceptance (reference 7.8)', { skip }, () => {
   });
 });
 
-describe('vcsim-cbt paging and -folder-auth=false', { skip }, () => {
+describe('vcsim-cbt paging, -folder-auth=false, -folder-lock=false', { skip }, () => {
   let sim: Vcsim;
   before(async () => {
     if (missing) assert.fail(`ONESWAP_REQUIRE_PEERS=1 but ${missing}`);
-    sim = await startVcsim({ cbtWindow: MiB, folderAuth: false });
+    sim = await startVcsim({ cbtWindow: MiB, folderAuth: false, folderLock: false });
   });
   after(async () => {
     await sim?.stop();
@@ -436,9 +494,432 @@ describe('vcsim-cbt paging and -folder-auth=false', { skip }, () => {
       { start: 1048576, length: 262144 },
       { start: 16711680, length: 65536 },
     ]);
-    // -folder-auth=false: stock behaviour, no cookie needed.
+    // -folder-auth=false: stock behaviour, no cookie needed; -folder-lock=false: a running VM's extent is served.
+    await powerOn(sim, t.moref);
     const r = await c.http('GET', folderUrl(sim, d.flatPath), { cookie: '', headers: { range: 'bytes=0-15' } });
     assert.equal(r.status, 206);
+    assert.equal((await simStats(sim)).folderRefusals, 0);
+    assert.doesNotMatch(sim.stderr(), /panic|DATA RACE/);
+  });
+
+  it('QueryChangedDiskAreas without a snapshot: powered-off VMs only, against the current bytes, paged, no new epoch', async () => {
+    const c = await VimClient.login(sim);
+    const t = await createTestVm(sim, {
+      name: 'current',
+      disks: [{ sizeBytes: 4 * MiB, data: [{ offset: 0, length: 64 * KiB }, { offset: 2 * MiB + 100, length: 1000 }] }],
+      cbt: true,
+      powerOn: true,
+    });
+    const d = t.disks[0];
+    assert.ok(d);
+    const f = await expectFault(qcda(c, t.moref, undefined, d.key, 0, '*'), 'FileFault');
+    assert.match(f.message, /poweredOn/);
+    const s1 = await snapshot(c, t.moref, 'c1');
+    const changeId1 = changeIdOf(diskOf(await devices(sim, s1), d.key));
+    await removeSnapshot(c, s1);
+    await powerOff(sim, t.moref);
+    await writeDiskData(d.flatPath, MiB + 4096, 100, 21); // the guest wrote before it stopped
+    await writeDiskData(d.flatPath, 3 * MiB - 10, 20, 22); // across the blocks at 3 MiB - 64 KiB and 3 MiB
+
+    const all = await allAreas(c, t.moref, undefined, d.key, '*', 4 * MiB);
+    assert.equal(all.calls, 4, '-cbt-window 1 MiB pages a 4 MiB disk in 4 answers');
+    assert.deepEqual(all.areas, [
+      { start: 0, length: 65536 },
+      { start: 1048576, length: 65536 },
+      { start: 2097152, length: 65536 },
+      { start: 3080192, length: 131072 },
+    ]);
+    const since = await allAreas(c, t.moref, undefined, d.key, changeId1, 4 * MiB);
+    assert.deepEqual(since.areas, [
+      { start: 1048576, length: 65536 },
+      { start: 3080192, length: 131072 },
+    ]);
+    await expectFault(qcda(c, t.moref, undefined, d.key, 4 * MiB, '*'), 'InvalidArgument');
+    await expectFault(qcda(c, t.moref, undefined, 999999, 0, '*'), 'NotFound');
+    await expectFault(qcda(c, t.moref, undefined, d.key, 0, '52 00 00 00 00 00 00 00-00 00 00 00 00 00 00 00/1'), 'FileFault');
+    assert.equal(changeIdOf(diskOf(await devices(sim, t.moref), d.key)), changeId1, 'no new changeId');
+    const s2 = await snapshot(c, t.moref, 'c2');
+    assert.equal(changeIdOf(diskOf(await devices(sim, s2), d.key)), changeId1.replace(/\/1$/, '/2'), 'no epoch was made');
+    await removeSnapshot(c, s2);
+  });
+});
+
+// --- strictness: the /folder lock ----------------------------------------------
+
+describe('vcsim-cbt /folder lock', { skip }, () => {
+  let sim: Vcsim;
+  let c: VimClient;
+  before(async () => {
+    if (missing) assert.fail(`ONESWAP_REQUIRE_PEERS=1 but ${missing}`);
+    sim = await startVcsim();
+    c = await VimClient.login(sim);
+  });
+  after(async () => {
+    await sim?.stop();
+  });
+
+  it('refuses GET/HEAD of every extent of a running, snapshotted or suspended VM with a one-line 500, serves it powered off', async () => {
+    const t = await createTestVm(sim, {
+      name: 'web1',
+      disks: [
+        { sizeBytes: 4 * MiB, data: [{ offset: 0, length: 64 * KiB, seed: 5 }] },
+        { sizeBytes: 2 * MiB, controller: 'sata', data: [{ offset: MiB, length: 4096, seed: 6 }] },
+      ],
+      cbt: true,
+      powerOn: true,
+    });
+    const [d0, d1] = t.disks;
+    assert.ok(d0 && d1);
+    const message = (file: string): string => `Cannot open file "[LocalDS_0] web1/${file}": it is locked by a running virtual machine (web1)`;
+    const expectLocked = async (): Promise<void> => {
+      for (const [d, file] of [
+        [d0, 'web1-flat.vmdk'],
+        [d1, 'web1_1-flat.vmdk'],
+      ] as const) {
+        const r = await c.http('GET', folderUrl(sim, d.flatPath), { headers: { range: 'bytes=0-511' } });
+        assert.equal(r.status, 500);
+        assert.equal(r.body.toString(), message(file));
+        assert.equal((await c.http('HEAD', folderUrl(sim, d.flatPath))).status, 500);
+      }
+    };
+    const s0 = await simStats(sim);
+    await expectLocked();
+    // Descriptors stay readable.
+    const desc = await c.http('GET', folderUrl(sim, localPath(sim, d0.fileName)));
+    assert.equal(desc.status, 200);
+    assert.match(desc.body.toString(), /FLAT "web1-flat.vmdk"/);
+    // A snapshot does not unlock the base extents.
+    const snap = await snapshot(c, t.moref, 's');
+    await expectLocked();
+    await c.task('SuspendVM_Task', ref(t.moref));
+    assert.equal(text((await c.props(t.moref, ['runtime.powerState']))['runtime.powerState']), 'suspended');
+    await expectLocked();
+    const s1 = await simStats(sim);
+    assert.equal(s1.folderRefusals - s0.folderRefusals, 12);
+    assert.equal(s1.folderBytes - s0.folderBytes, desc.body.length);
+
+    await powerOff(sim, t.moref);
+    const r = await c.http('GET', folderUrl(sim, d0.flatPath), { headers: { range: 'bytes=0-65535' } });
+    assert.equal(r.status, 206);
+    assert.deepEqual(r.body, pseudoRandom(5, 65536));
+    const s2 = await simStats(sim);
+    assert.equal(s2.folderRefusals, s1.folderRefusals);
+    assert.equal(s2.folderBytes - s1.folderBytes, 65536);
+    await removeSnapshot(c, snap);
+  });
+
+  it('stock placeholders lock their -flat file; a raw (non-descriptor) backing file is itself the extent', async () => {
+    const vm = (await c.findByInventoryPath('DC0/vm/DC0_H0_VM1')) as MoRef;
+    assert.equal(text((await c.props(vm, ['runtime.powerState']))['runtime.powerState']), 'poweredOn');
+    const disk = (await devices(sim, vm)).find((d) => xsiType(d) === 'VirtualDisk');
+    const fileName = text(child(child(disk, 'backing'), 'fileName'));
+    const file = localPath(sim, fileName);
+    // vcsim's empty <disk>.vmdk + <disk>-flat.vmdk stand for a descriptor and its extent.
+    assert.equal((await c.http('GET', folderUrl(sim, file))).status, 200);
+    assert.equal((await c.http('GET', folderUrl(sim, flatPathOf(file)))).status, 500);
+    await writeFile(file, pseudoRandom(9, 128 * KiB));
+    const r = await c.http('GET', folderUrl(sim, file));
+    assert.equal(r.status, 500);
+    assert.equal(r.body.toString(), `Cannot open file "${fileName}": it is locked by a running virtual machine (DC0_H0_VM1)`);
+    assert.doesNotMatch(sim.stderr(), /panic|DATA RACE/);
+  });
+});
+
+// --- export leases -------------------------------------------------------------
+
+/** Downloads path, recording how and when the body ended. */
+function streamDownload(sim: Vcsim, c: VimClient, path: string): Promise<{ status: number; bytes: number; complete: boolean; endedAt: number }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: sim.host, port: sim.port, path, headers: { cookie: c.cookie }, ca: sim.certPem, agent: false }, (res) => {
+      let bytes = 0;
+      res.on('data', (b: Buffer) => {
+        bytes += b.length;
+      });
+      res.on('error', () => undefined); // 'aborted' is reported through complete=false
+      res.on('close', () => resolve({ status: res.statusCode ?? 0, bytes, complete: res.complete, endedAt: Date.now() }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe('vcsim-cbt export leases (-lease-timeout 1s, -nfc-rate 1 MiB/s)', { skip }, () => {
+  let sim: Vcsim;
+  let c: VimClient;
+  let work: string;
+  before(async () => {
+    if (missing) assert.fail(`ONESWAP_REQUIRE_PEERS=1 but ${missing}`);
+    sim = await startVcsim({ leaseTimeout: '1s', nfcRate: MiB });
+    c = await VimClient.login(sim);
+    work = await mkdtemp(join(tmpdir(), 'oneswap-vcsim-lease-'));
+  });
+  after(async () => {
+    await sim?.stop();
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  it('ExportSnapshot of a running VM: initializing in the background, then ready; the snapshot config\'s disks; kept alive by progress; Complete', async () => {
+    const t = await createTestVm(sim, {
+      name: 'exp1',
+      disks: [
+        { sizeBytes: 16 * MiB, data: [{ offset: 0, length: 8 * MiB, seed: 31 }] },
+        { sizeBytes: 2 * MiB, data: [{ offset: 64 * KiB, length: 4096, seed: 32 }] },
+      ],
+      powerOn: true,
+    });
+    const snap = await snapshot(c, t.moref, 'export');
+    const lease = moref(await c.call('ExportSnapshot', ref(snap)));
+    assert.equal(lease.type, 'HttpNfcLease');
+    const early = await c.props(lease, ['state']);
+    assert.equal(text(early['state']), 'initializing', 'the SOAP call returns before the VMDKs are made');
+    assert.equal(await leaseSettled(c, lease), 'ready');
+    const p = await c.props(lease, ['initializeProgress', 'transferProgress']);
+    assert.equal(num(p['initializeProgress']), 100);
+    const { info } = await leaseDiskPath(c, sim, lease, 0);
+    assert.equal(num(child(info, 'totalDiskCapacityInKB')), (18 * MiB) / 1024);
+    assert.equal(num(child(info, 'leaseTimeout')), 1);
+    assert.equal(children(info, 'deviceUrl').length, 2);
+    for (const [i, dev] of children(info, 'deviceUrl').entries()) {
+      assert.equal(text(child(dev, 'sslThumbprint')), sim.thumbprint);
+      assert.equal(text(child(dev, 'disk')), 'true');
+      assert.equal(text(child(dev, 'targetId')), `disk-${i}.vmdk`);
+      assert.ok(text(child(dev, 'key')));
+    }
+    const { path: path1 } = await leaseDiskPath(c, sim, lease, 1);
+    // Keep the lease alive past its timeout with HttpNfcLeaseProgress.
+    for (let i = 0; i < 6; i++) {
+      await new Promise((r) => setTimeout(r, 300));
+      await c.call('HttpNfcLeaseProgress', `${ref(lease)}<percent>${10 * i}</percent>`);
+    }
+    assert.equal(text((await c.props(lease, ['state']))['state']), 'ready');
+    assert.equal(num((await c.props(lease, ['transferProgress']))['transferProgress']), 50);
+    const got = await c.http('GET', path1);
+    assert.equal(got.status, 200);
+    assert.equal(await rawSha256(got.body, work), t.disks[1]?.sha256);
+    await c.call('HttpNfcLeaseComplete', ref(lease));
+    assert.equal(text((await c.props(lease, ['state']))['state']), 'done');
+    assert.equal((await c.http('GET', path1)).status, 404);
+    await expectFault(c.call('HttpNfcLeaseProgress', `${ref(lease)}<percent>100</percent>`), 'InvalidState');
+    const st = (await simStats(sim)).leases.find((l) => l.id === lease.value);
+    assert.deepEqual(st, { id: lease.value, vm: t.moref.value, snapshot: snap.value, state: 'done', end: 'complete', bytes: got.body.length });
+    await removeSnapshot(c, snap);
+  });
+
+  it('a lease without progress expires: downloads cut at once, files deleted, state error (Timedout), calls fault', async () => {
+    const t = await createTestVm(sim, { name: 'exp2', disks: [{ sizeBytes: 16 * MiB, data: [{ offset: 0, length: 8 * MiB, seed: 33 }] }], powerOn: true });
+    const snap = await snapshot(c, t.moref, 'expire');
+    const t0 = Date.now();
+    const lease = moref(await c.call('ExportSnapshot', ref(snap)));
+    const t1 = Date.now();
+    assert.equal(await leaseSettled(c, lease), 'ready');
+    const { path, dev } = await leaseDiskPath(c, sim, lease);
+    const size = num(child(dev, 'fileSize'));
+    assert.ok(size > 4 * MiB, 'the download takes seconds at 1 MiB/s');
+    const dl = await streamDownload(sim, c, path);
+    assert.equal(dl.status, 200);
+    assert.equal(dl.complete, false, 'the body was cut');
+    assert.ok(dl.bytes < size);
+    assert.ok(dl.endedAt - t0 >= 1000, `cut after the timeout (${dl.endedAt - t0} ms)`);
+    assert.ok(dl.endedAt - t1 <= 1100, `cut promptly (${dl.endedAt - t1} ms after creation)`);
+    const p = await c.props(lease, ['state', 'error']);
+    assert.equal(text(p['state']), 'error');
+    assert.equal(xsiType(child(p['error'], 'fault')), 'Timedout');
+    assert.equal((await c.http('GET', path)).status, 404);
+    await expectFault(c.call('HttpNfcLeaseProgress', `${ref(lease)}<percent>10</percent>`), 'Timedout');
+    await expectFault(c.call('HttpNfcLeaseComplete', ref(lease)), 'Timedout');
+    const st = (await simStats(sim)).leases.find((l) => l.id === lease.value);
+    assert.equal(st?.state, 'error');
+    assert.equal(st?.end, 'expired');
+    assert.ok((st?.bytes ?? 0) >= dl.bytes);
+    await removeSnapshot(c, snap);
+  });
+
+  it('HttpNfcLeaseAbort ends the lease in error; ExportVm still wants a powered-off VM', async () => {
+    const t = await createTestVm(sim, { name: 'exp3', disks: [{ sizeBytes: MiB, data: [{ offset: 0, length: 4096 }] }], powerOn: true });
+    await expectFault(c.call('ExportVm', ref(t.moref)), 'InvalidPowerState');
+    await powerOff(sim, t.moref);
+    const lease = moref(await c.call('ExportVm', ref(t.moref)));
+    assert.equal(await leaseSettled(c, lease), 'ready');
+    const { path } = await leaseDiskPath(c, sim, lease);
+    await c.call('HttpNfcLeaseAbort', ref(lease));
+    assert.equal(text((await c.props(lease, ['state']))['state']), 'error');
+    assert.equal((await c.http('GET', path)).status, 404);
+    await expectFault(c.call('HttpNfcLeaseComplete', ref(lease)), 'InvalidState');
+    const st = (await simStats(sim)).leases.find((l) => l.id === lease.value);
+    assert.deepEqual(st, { id: lease.value, vm: t.moref.value, snapshot: '', state: 'error', end: 'abort', bytes: 0 });
+    assert.doesNotMatch(sim.stderr(), /panic|DATA RACE/);
+  });
+});
+
+describe('vcsim-cbt -delay (a slow vCenter)', { skip }, () => {
+  let sim: Vcsim;
+  before(async () => {
+    if (missing) assert.fail(`ONESWAP_REQUIRE_PEERS=1 but ${missing}`);
+    sim = await startVcsim({ leaseTimeout: '1s', delay: { HttpNfcLeaseProgress: '1500ms' } });
+  });
+  after(async () => {
+    await sim?.stop();
+  });
+
+  it('a delayed HttpNfcLeaseProgress is processed after the delay, too late to keep the lease', async () => {
+    const c = await VimClient.login(sim);
+    const t = await createTestVm(sim, { name: 'slow', disks: [{ sizeBytes: MiB, data: [{ offset: 0, length: 4096 }] }] });
+    const lease = moref(await c.call('ExportVm', ref(t.moref)));
+    assert.equal(await leaseSettled(c, lease), 'ready');
+    const start = Date.now();
+    await expectFault(c.call('HttpNfcLeaseProgress', `${ref(lease)}<percent>1</percent>`), 'Timedout');
+    assert.ok(Date.now() - start >= 1500, 'answered after the delay');
+    assert.equal(text((await c.props(lease, ['state']))['state']), 'error');
+  });
+});
+
+// --- NFC disk endpoint (VDDK stand-in) -----------------------------------------
+
+describe('vcsim-cbt /nfc-disk', { skip }, () => {
+  let sim: Vcsim;
+  let c: VimClient;
+  before(async () => {
+    if (missing) assert.fail(`ONESWAP_REQUIRE_PEERS=1 but ${missing}`);
+    sim = await startVcsim();
+    c = await VimClient.login(sim);
+  });
+  after(async () => {
+    await sim?.stop();
+  });
+
+  it('serves a snapshot\'s disk of a running VM: info, extents, exact ranges; checks vm, snapshot, file and the lock', async () => {
+    const t = await createTestVm(sim, {
+      name: 'nfc1',
+      disks: [{ sizeBytes: 4 * MiB, data: [{ offset: 0, length: 64 * KiB, seed: 41 }, { offset: 2 * MiB, length: 128 * KiB, seed: 42 }] }],
+      powerOn: true,
+    });
+    const d = t.disks[0];
+    assert.ok(d);
+    const snap = await snapshot(c, t.moref, 'nfc');
+    const q = { vm: t.moref, file: d.fileName, snapshot: snap };
+    const s0 = await simStats(sim);
+
+    const info = await nfcDisk(c, 'info', q);
+    assert.equal(info.status, 200);
+    assert.deepEqual(JSON.parse(info.body.toString()), { capacity: 4 * MiB });
+    const ext = await nfcDisk(c, 'extents', q);
+    assert.deepEqual(JSON.parse(ext.body.toString()), [
+      [0, 65536],
+      [2097152, 131072],
+    ]);
+    const a = await nfcDisk(c, 'read', q, { range: 'bytes=0-65535' });
+    assert.equal(a.status, 206);
+    assert.equal(a.headers['content-range'], `bytes 0-65535/${4 * MiB}`);
+    assert.deepEqual(a.body, pseudoRandom(41, 65536));
+    const edge = 2 * MiB + 128 * KiB;
+    const b = await nfcDisk(c, 'read', q, { range: `bytes=${edge - 100}-${edge + 99}` });
+    assert.equal(b.status, 206);
+    assert.deepEqual(b.body, Buffer.concat([pseudoRandom(42, 128 * KiB).subarray(-100), Buffer.alloc(100)]));
+    const end = await nfcDisk(c, 'read', q, { range: `bytes=${4 * MiB - 10}-${4 * MiB + 100}` });
+    assert.equal(end.status, 206);
+    assert.equal(end.body.length, 10, 'clipped to the capacity');
+    assert.equal((await simStats(sim)).nfcDiskBytes - s0.nfcDiskBytes, 65536 + 200 + 10);
+
+    assert.equal((await nfcDisk(c, 'read', q)).status, 400, 'Range is required');
+    assert.equal((await nfcDisk(c, 'info', q, { cookie: '' })).status, 401);
+    const fault = async (r: Promise<{ status: number; body: Buffer }>, status: number, name: string): Promise<void> => {
+      const res = await r;
+      assert.equal(res.status, status);
+      const j = JSON.parse(res.body.toString()) as { fault: string; message: string };
+      assert.equal(j.fault, name);
+      assert.ok(j.message);
+    };
+    await fault(nfcDisk(c, 'info', { ...q, vm: { type: 'VirtualMachine', value: 'vm-999999' } }), 404, 'ManagedObjectNotFound');
+    const other = (await c.findByInventoryPath('DC0/vm/DC0_H0_VM0')) as MoRef;
+    const otherSnap = await snapshot(c, other, 'other');
+    await fault(nfcDisk(c, 'info', { ...q, snapshot: otherSnap }), 404, 'ManagedObjectNotFound');
+    await fault(nfcDisk(c, 'info', { ...q, file: '[LocalDS_0] nfc1/other.vmdk' }), 404, 'FileNotFound');
+    await fault(nfcDisk(c, 'read', { vm: t.moref, file: d.fileName }, { range: 'bytes=0-1' }), 500, 'FileLocked');
+    await removeSnapshot(c, snap);
+    await fault(nfcDisk(c, 'info', q), 404, 'ManagedObjectNotFound');
+    await removeSnapshot(c, otherSnap);
+
+    // A powered-off VM's disk opens without a snapshot.
+    await powerOff(sim, t.moref);
+    const off = await nfcDisk(c, 'read', { vm: t.moref, file: d.fileName }, { range: 'bytes=65530-65545' });
+    assert.equal(off.status, 206);
+    assert.deepEqual(off.body, Buffer.concat([pseudoRandom(41, 65536).subarray(-6), Buffer.alloc(10)]));
+    assert.doesNotMatch(sim.stderr(), /panic|DATA RACE/);
+  });
+});
+
+// --- vSAN ----------------------------------------------------------------------
+
+describe('vcsim-cbt vSAN datastore', { skip }, () => {
+  let sim: Vcsim;
+  let c: VimClient;
+  let work: string;
+  before(async () => {
+    if (missing) assert.fail(`ONESWAP_REQUIRE_PEERS=1 but ${missing}`);
+    sim = await startVcsim({ vsan: true });
+    c = await VimClient.login(sim);
+    work = await mkdtemp(join(tmpdir(), 'oneswap-vcsim-vsan-'));
+  });
+  after(async () => {
+    await sim?.stop();
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  it('LocalDS_1 is vSAN: summary.type, descriptor with a vsan:// object, no /folder access to objects; CBT, NFC and exports read the object', async () => {
+    assert.deepEqual(Object.keys(sim.datastores).sort(), ['LocalDS_0', 'LocalDS_1']);
+    assert.equal(sim.vsanDatastore, 'LocalDS_1');
+    for (const [name, type] of [
+      ['LocalDS_1', 'vsan'],
+      ['LocalDS_0', 'OTHER'],
+    ] as const) {
+      const ds = (await c.findByInventoryPath(`DC0/datastore/${name}`)) as MoRef;
+      assert.ok(ds, name);
+      assert.equal(text(child((await c.props(ds, ['summary']))['summary'], 'type')), type);
+    }
+
+    const t = await createTestVm(sim, {
+      name: 'vs1',
+      datastore: 'LocalDS_1',
+      disks: [{ sizeBytes: 4 * MiB, data: [{ offset: 0, length: 64 * KiB, seed: 51 }, { offset: 3 * MiB, length: 4096, seed: 52 }] }],
+      cbt: true,
+    });
+    const d = t.disks[0];
+    assert.ok(d?.vsanObject);
+    assert.equal(d.flatPath, join(sim.datastores['LocalDS_1'] ?? '', '.vsan-objects', d.vsanObject));
+    assert.match(d.fileName, /^\[LocalDS_1\] vs1\/vs1\.vmdk$/);
+
+    const desc = await c.http('GET', folderUrl(sim, localPath(sim, d.fileName), 'LocalDS_1'));
+    assert.equal(desc.status, 200);
+    assert.match(desc.body.toString(), new RegExp(`\\nRW 8192 VSANSPARSE "vsan://${d.vsanObject}"\\n`));
+    assert.equal((await c.http('GET', folderUrl(sim, d.flatPath, 'LocalDS_1'))).status, 404, 'objects are not files');
+    assert.equal((await c.http('HEAD', folderUrl(sim, d.flatPath, 'LocalDS_1'))).status, 404);
+
+    const snap = await snapshot(c, t.moref, 'vsan');
+    const { areas } = await allAreas(c, t.moref, snap, d.key, '*', 4 * MiB);
+    assert.deepEqual(areas, [
+      { start: 0, length: 65536 },
+      { start: 3145728, length: 65536 },
+    ]);
+    const q = { vm: t.moref, file: d.fileName, snapshot: snap };
+    assert.deepEqual(JSON.parse((await nfcDisk(c, 'extents', q)).body.toString()), [
+      [0, 65536],
+      [3145728, 4096],
+    ]);
+    const r = await nfcDisk(c, 'read', q, { range: `bytes=${3 * MiB}-${3 * MiB + 4095}` });
+    assert.deepEqual(r.body, pseudoRandom(52, 4096));
+    await removeSnapshot(c, snap);
+
+    const lease = moref(await c.call('ExportVm', ref(t.moref)));
+    assert.equal(await leaseSettled(c, lease), 'ready');
+    const { path } = await leaseDiskPath(c, sim, lease);
+    const got = await c.http('GET', path);
+    assert.equal(await rawSha256(got.body, work), d.sha256);
+    await c.call('HttpNfcLeaseComplete', ref(lease));
+
+    // Running: the descriptor stays readable, the object stays unreachable.
+    await powerOn(sim, t.moref);
+    assert.equal((await c.http('GET', folderUrl(sim, localPath(sim, d.fileName), 'LocalDS_1'))).status, 200);
+    assert.equal((await c.http('GET', folderUrl(sim, d.flatPath, 'LocalDS_1'))).status, 404);
     assert.doesNotMatch(sim.stderr(), /panic|DATA RACE/);
   });
 });

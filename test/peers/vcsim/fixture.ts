@@ -4,11 +4,11 @@
 // bug there cannot hide in the fixture).
 
 import { execFile } from 'node:child_process';
-import { createCipheriv, createHash, randomBytes } from 'node:crypto';
+import { createCipheriv, createHash, randomBytes, randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { open, rm, stat, truncate } from 'node:fs/promises';
+import { mkdir, open, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { XMLParser } from 'fast-xml-parser';
 import type { Vcsim } from './index.js';
@@ -274,6 +274,42 @@ export async function writeDiskData(flatPath: string, offset: number, length: nu
   }
 }
 
+// ---------------------------------------------------------------------------
+// Simulator stats (GET /sim/stats)
+
+export interface SimLeaseStats {
+  /** Lease moref value. */
+  id: string;
+  vm: string;
+  /** Snapshot moref value; '' for ExportVm. */
+  snapshot: string;
+  state: 'initializing' | 'ready' | 'done' | 'error';
+  /** How it ended; '' while live (or when its export failed). */
+  end: 'complete' | 'abort' | 'expired' | '';
+  /** Body bytes served from its URLs. */
+  bytes: number;
+}
+
+export interface SimStats {
+  /** /folder GET/HEADs refused because a running VM locks the file. */
+  folderRefusals: number;
+  /** Body bytes served by /folder. */
+  folderBytes: number;
+  /** Body bytes of /nfc export lease downloads. */
+  nfcBytes: number;
+  /** Body bytes of /nfc-disk/read. */
+  nfcDiskBytes: number;
+  /** Every export lease, in creation order. */
+  leases: SimLeaseStats[];
+}
+
+/** What the simulator counted so far (no session needed). */
+export async function simStats(sim: Vcsim): Promise<SimStats> {
+  const r = await (await client(sim)).http('GET', '/sim/stats', { cookie: '' });
+  if (r.status !== 200) throw new Error(`GET /sim/stats: HTTP ${r.status}`);
+  return JSON.parse(r.body.toString('utf8')) as SimStats;
+}
+
 export async function sha256File(path: string): Promise<string> {
   const h = createHash('sha256');
   for await (const c of createReadStream(path)) h.update(c as Buffer);
@@ -327,8 +363,13 @@ export interface TestDisk {
   key: number;
   /** Datastore path of the descriptor, e.g. '[LocalDS_0] vm/vm.vmdk'. */
   fileName: string;
-  /** Local path of the -flat extent holding the guest bytes. */
+  /**
+   * Local path of the file holding the guest bytes: the -flat extent, or on the vSAN datastore
+   * the object file (<datastore>/.vsan-objects/<uuid>, not reachable through /folder).
+   */
   flatPath: string;
+  /** The vSAN object UUID when the disk is on the vSAN datastore. */
+  vsanObject?: string;
   sizeBytes: number;
   /** sha256 (hex) of the whole raw disk content. */
   sha256: string;
@@ -426,17 +467,42 @@ export async function createTestVm(sim: Vcsim, spec: TestVmSpec): Promise<TestVm
   const created = (await devices(sim, vm)).filter((d) => xsiType(d) === 'VirtualDisk');
   const disks: TestDisk[] = [];
   const edits: string[] = [];
+  const matched: Array<{ fileName: string; key: number }> = [];
   for (const [i, d] of spec.disks.entries()) {
     const file = `${spec.name}/${spec.name}${i === 0 ? '' : `_${i}`}.vmdk`;
     const dev = created.find((x) => text(child(child(x, 'backing'), 'fileName')).endsWith(`] ${file}`));
     if (!dev) throw new Error(`disk ${file} not found on ${spec.name}`);
     const fileName = text(child(child(dev, 'backing'), 'fileName'));
+    const key = num(child(dev, 'key'));
+    matched.push({ fileName, key });
+    edits.push(
+      `<deviceChange><operation>edit</operation><device xsi:type="VirtualDisk"><key>${key}</key>` +
+        `<deviceInfo><label>${xmlEscape(text(child(child(dev, 'deviceInfo'), 'label')) || `Hard disk ${i + 1}`)}</label><summary></summary></deviceInfo>` +
+        `<backing xsi:type="VirtualDiskFlatVer2BackingInfo"><fileName>${xmlEscape(fileName)}</fileName><diskMode>${d.mode ?? 'persistent'}</diskMode><thinProvisioned>false</thinProvisioned></backing>` +
+        `<controllerKey>${text(child(dev, 'controllerKey'))}</controllerKey><unitNumber>${text(child(dev, 'unitNumber'))}</unitNumber>` +
+        `<capacityInKB>${d.sizeBytes / 1024}</capacityInKB><capacityInBytes>${d.sizeBytes}</capacityInBytes></device></deviceChange>`,
+    );
+  }
+  const cbt = spec.cbt ? '<changeTrackingEnabled>true</changeTrackingEnabled>' : '';
+  // Reconfigure first: stock vcsim wants the <disk>-flat.vmdk placeholder present when a disk is
+  // edited, and a vSAN disk has none once laid out.
+  await c.task('ReconfigVM_Task', ref(vm) + `<spec>${edits.join('')}${cbt}</spec>`);
+
+  for (const [i, d] of spec.disks.entries()) {
+    const { fileName, key } = matched[i] ?? { fileName: '', key: 0 };
     const descriptor = localPath(sim, fileName);
-    const flatPath = flatPathOf(descriptor);
-    // Replace the simulator's 0-byte placeholders by a real monolithicFlat VMDK.
+    let flatPath = flatPathOf(descriptor);
+    let vsanObject: string | undefined;
+    // Replace the simulator's 0-byte placeholders by a real monolithicFlat VMDK, or on vSAN by
+    // a descriptor naming an object.
     await rm(descriptor, { force: true });
     await rm(flatPath, { force: true });
-    await execFileP('qemu-img', ['create', '-q', '-f', 'vmdk', '-o', 'subformat=monolithicFlat', descriptor, String(d.sizeBytes)]);
+    if (ds === sim.vsanDatastore) {
+      vsanObject = randomUUID();
+      flatPath = await writeVsanDisk(sim, ds, descriptor, vsanObject, d.sizeBytes);
+    } else {
+      await execFileP('qemu-img', ['create', '-q', '-f', 'vmdk', '-o', 'subformat=monolithicFlat', descriptor, String(d.sizeBytes)]);
+    }
     let dataBytes = 0;
     if (d.fromRaw !== undefined) {
       if ((await stat(d.fromRaw)).size > d.sizeBytes) throw new Error(`${d.fromRaw} is larger than the disk (${d.sizeBytes} bytes)`);
@@ -448,20 +514,33 @@ export async function createTestVm(sim: Vcsim, spec: TestVmSpec): Promise<TestVm
       await writeDiskData(flatPath, r.offset, r.length, r.seed ?? 1000 * (i + 1) + j);
       dataBytes += r.length;
     }
-    const key = num(child(dev, 'key'));
-    disks.push({ key, fileName, flatPath, sizeBytes: d.sizeBytes, sha256: await sha256File(flatPath), dataBytes });
-    edits.push(
-      `<deviceChange><operation>edit</operation><device xsi:type="VirtualDisk"><key>${key}</key>` +
-        `<deviceInfo><label>${xmlEscape(text(child(child(dev, 'deviceInfo'), 'label')) || `Hard disk ${i + 1}`)}</label><summary></summary></deviceInfo>` +
-        `<backing xsi:type="VirtualDiskFlatVer2BackingInfo"><fileName>${xmlEscape(fileName)}</fileName><diskMode>${d.mode ?? 'persistent'}</diskMode><thinProvisioned>false</thinProvisioned></backing>` +
-        `<controllerKey>${text(child(dev, 'controllerKey'))}</controllerKey><unitNumber>${text(child(dev, 'unitNumber'))}</unitNumber>` +
-        `<capacityInKB>${d.sizeBytes / 1024}</capacityInKB><capacityInBytes>${d.sizeBytes}</capacityInBytes></device></deviceChange>`,
-    );
+    disks.push({ key, fileName, flatPath, sizeBytes: d.sizeBytes, sha256: await sha256File(flatPath), dataBytes, ...(vsanObject ? { vsanObject } : {}) });
   }
-  const cbt = spec.cbt ? '<changeTrackingEnabled>true</changeTrackingEnabled>' : '';
-  await c.task('ReconfigVM_Task', ref(vm) + `<spec>${edits.join('')}${cbt}</spec>`);
   if (spec.powerOn) await powerOn(sim, vm);
   return { name: spec.name, moref: vm, nics: nics.map((n) => ({ mac: n.mac })), disks };
+}
+
+/**
+ * Lays a disk out as vSAN does: the descriptor in the VM folder names the object
+ * (`RW <sectors> VSANSPARSE "vsan://<uuid>"`), whose bytes the simulator keeps as a sparse raw
+ * file <datastore dir>/.vsan-objects/<uuid>. Returns the object's local path.
+ */
+export async function writeVsanDisk(sim: Vcsim, ds: string, descriptor: string, uuid: string, sizeBytes: number): Promise<string> {
+  const dir = sim.datastores[ds];
+  if (dir === undefined) throw new Error(`unknown datastore ${ds}`);
+  const object = join(dir, '.vsan-objects', uuid);
+  await mkdir(dirname(object), { recursive: true });
+  await writeFile(object, '');
+  await truncate(object, sizeBytes);
+  const sectors = Math.ceil(sizeBytes / 512);
+  const text =
+    '# Disk DescriptorFile\nversion=4\nencoding="UTF-8"\n' +
+    `CID=${randomBytes(4).toString('hex')}\nparentCID=ffffffff\ncreateType="vsanSparse"\n\n` +
+    `# Extent description\nRW ${sectors} VSANSPARSE "vsan://${uuid}"\n\n` +
+    '# The Disk Data Base\n#DDB\n\nddb.adapterType = "lsilogic"\nddb.virtualHWVersion = "13"\n' +
+    `ddb.uuid = "${randomBytes(16).toString('hex').replace(/(..)(?!$)/g, '$1 ')}"\n`;
+  await writeFile(descriptor, text);
+  return object;
 }
 
 export async function powerOn(sim: Vcsim, vm: MoRef): Promise<void> {

@@ -28,6 +28,19 @@ export interface VcsimOptions {
   folderAuth?: boolean;
   /** -folder-rate: bytes per second one /folder download may send (default unlimited). */
   folderRate?: number;
+  /**
+   * -folder-lock: /folder refuses GET/HEAD of the disk extents of running or suspended VMs with
+   * HTTP 500, as ESXi does (default true; false only while moving off that shortcut).
+   */
+  folderLock?: boolean;
+  /** -lease-timeout, a Go duration: an export lease without HttpNfcLeaseProgress for this long expires (default '5m'). */
+  leaseTimeout?: string;
+  /** -nfc-rate: bytes per second one /nfc export download may send (default unlimited). */
+  nfcRate?: number;
+  /** -delay: SOAP method -> Go duration; the method is processed only after it (a slow vCenter). */
+  delay?: Record<string, string>;
+  /** Two datastores (-ds 2), LocalDS_1 presented as vSAN (-vsan LocalDS_1); see Vcsim.vsanDatastore. */
+  vsan?: boolean;
   /** Defaults to 'user'. */
   username?: string;
   /** Defaults to a random password. */
@@ -54,6 +67,8 @@ export interface Vcsim {
   certFile: string;
   /** Datastore name -> local directory holding its files. */
   datastores: Record<string, string>;
+  /** Name of the vSAN datastore (with `vsan: true`), else undefined. */
+  vsanDatastore?: string;
   pid: number;
   /** The simulator's private TMPDIR (removed by stop()). */
   tmpDir: string;
@@ -119,6 +134,12 @@ export async function startVcsim(opts: VcsimOptions = {}): Promise<Vcsim> {
   if (opts.cbtWindow !== undefined) args.push('-cbt-window', String(opts.cbtWindow));
   if (opts.folderAuth !== undefined) args.push(`-folder-auth=${opts.folderAuth}`);
   if (opts.folderRate !== undefined) args.push('-folder-rate', String(opts.folderRate));
+  if (opts.folderLock !== undefined) args.push(`-folder-lock=${opts.folderLock}`);
+  if (opts.leaseTimeout !== undefined) args.push('-lease-timeout', opts.leaseTimeout);
+  if (opts.nfcRate !== undefined) args.push('-nfc-rate', String(opts.nfcRate));
+  const delays = Object.entries(opts.delay ?? {});
+  if (delays.length > 0) args.push('-delay', delays.map(([m, d]) => `${m}=${d}`).join(','));
+  if (opts.vsan) args.push('-ds', '2', '-vsan', 'LocalDS_1');
   if (opts.sessionIdleTimeout !== undefined) args.push('-session-idle-timeout', opts.sessionIdleTimeout);
   args.push(...(opts.extraArgs ?? []));
 
@@ -168,7 +189,7 @@ export async function startVcsim(opts: VcsimOptions = {}): Promise<Vcsim> {
         else seen.set(key, value);
         const tls = !(seen.get('GOVC_URL') ?? '').startsWith('http:');
         const haveCert = !tls || (seen.has('VCSIM_THUMBPRINT') && seen.has('VCSIM_THUMBPRINT_SHA256'));
-        if (seen.has('GOVC_URL') && haveCert && Object.keys(datastores).length > 0) {
+        if (seen.has('GOVC_URL') && haveCert && Object.keys(datastores).length >= (opts.vsan ? 2 : 1)) {
           clearTimeout(timer);
           resolve(seen);
         }
@@ -190,6 +211,7 @@ export async function startVcsim(opts: VcsimOptions = {}): Promise<Vcsim> {
       certPem,
       certFile,
       datastores,
+      ...(startup.has('VCSIM_VSAN') ? { vsanDatastore: startup.get('VCSIM_VSAN') } : {}),
       pid: child.pid ?? Number(startup.get('GOVC_SIM_PID')),
       tmpDir,
       stderr: () => log,

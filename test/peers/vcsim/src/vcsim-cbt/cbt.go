@@ -66,11 +66,13 @@ var blockSeed = maphash.MakeSeed()
 // hashing gigabytes of holes. maphash (64 bits, AES-based) is fast and ample
 // for telling changed blocks from unchanged ones.
 func hashDisk(fileName string, capacity, block int64) ([]uint64, []bool, error) {
-	path, err := localPath(fileName)
-	if err != nil {
-		return nil, nil, err
-	}
-	d, err := openDisk(path)
+	return hashDiskRange(fileName, capacity, block, 0, capacity)
+}
+
+// hashDiskRange is hashDisk for the blocks that meet [from, to) only; the
+// other entries of the lists stay zero and must not be used.
+func hashDiskRange(fileName string, capacity, block, from, to int64) ([]uint64, []bool, error) {
+	d, err := openDiskFile(fileName)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -81,7 +83,7 @@ func hashDisk(fileName string, capacity, block int64) ([]uint64, []bool, error) 
 	buf, zero := make([]byte, block), make([]byte, block)
 	zeroSum := maphash.Bytes(blockSeed, zero)
 	next := int64(-1) // the first offset at or after which data may lie
-	for i := int64(0); i < n; i++ {
+	for i := from / block; i < n && i*block < to; i++ {
 		lo, hi := i*block, min64((i+1)*block, capacity)
 		if next < lo {
 			next = d.nextData(lo)
@@ -346,7 +348,7 @@ func (x *extension) queryChangedDiskAreas(req *types.QueryChangedDiskAreas) (*ty
 		return nil, faultf(&types.ManagedObjectNotFound{Obj: req.This}, "managed object not found: %s", req.This)
 	}
 	if req.Snapshot == nil {
-		return nil, faultf(&types.InvalidArgument{InvalidProperty: "snapshot"}, "a snapshot is required")
+		return x.queryCurrentDisk(vm, req)
 	}
 	snap, ok := simulator.Map.Get(*req.Snapshot).(*simulator.VirtualMachineSnapshot)
 	if !ok || snap.Vm != vm.Self {
@@ -391,24 +393,84 @@ func (x *extension) queryChangedDiskAreas(req *types.QueryChangedDiskAreas) (*ty
 		changed = func(i int64) bool { return blockDiffers(prev, cur, i) }
 	}
 
-	length := capacity - req.StartOffset
+	return x.changedAreas(req.StartOffset, capacity, changed), nil
+}
+
+// changedAreas answers one page: [start, start+min(window, capacity-start))
+// with the changed blocks in it, adjacent ones merged.
+func (x *extension) changedAreas(start, capacity int64, changed func(block int64) bool) *types.DiskChangeInfo {
+	length := capacity - start
 	if x.window > 0 && x.window < length {
 		length = x.window
 	}
-	info := &types.DiskChangeInfo{StartOffset: req.StartOffset, Length: length}
-	end := req.StartOffset + length
-	for i := req.StartOffset / x.block; i*x.block < end; i++ {
+	info := &types.DiskChangeInfo{StartOffset: start, Length: length}
+	end := start + length
+	for i := start / x.block; i*x.block < end; i++ {
 		if !changed(i) {
 			continue
 		}
-		lo, hi := max64(i*x.block, req.StartOffset), min64((i+1)*x.block, end)
+		lo, hi := max64(i*x.block, start), min64((i+1)*x.block, end)
 		if n := len(info.ChangedArea); n > 0 && info.ChangedArea[n-1].Start+info.ChangedArea[n-1].Length == lo {
 			info.ChangedArea[n-1].Length += hi - lo // merge adjacent blocks
 			continue
 		}
 		info.ChangedArea = append(info.ChangedArea, types.DiskChangeExtent{Start: lo, Length: hi - lo})
 	}
-	return info, nil
+	return info
+}
+
+// queryCurrentDisk is QueryChangedDiskAreas without a snapshot: changes
+// between the epoch of changeId and the disk's bytes now. vSphere allows it
+// only for a powered-off VM (a running VM's disk is open and changing), and
+// so does this: otherwise FileFault, naming the disk. The disk is hashed for
+// this page only; no epoch and no changeId are made.
+func (x *extension) queryCurrentDisk(vm *simulator.VirtualMachine, req *types.QueryChangedDiskAreas) (*types.DiskChangeInfo, *methodFault) {
+	var state types.VirtualMachinePowerState
+	var enabled bool
+	var capacity int64 = -1
+	var file string
+	simulator.Map.WithLock(vm, func() {
+		state, enabled = vm.Runtime.PowerState, cbtEnabled(vm.Config)
+		for _, d := range vm.Config.Hardware.Device {
+			if disk, ok := d.(*types.VirtualDisk); ok && disk.Key == req.DeviceKey {
+				capacity, file = diskCapacity(disk), diskFile(disk)
+			}
+		}
+	})
+	switch {
+	case state != types.VirtualMachinePowerStatePoweredOff:
+		return nil, faultf(&types.FileFault{File: file}, "cannot compute changes of the current disk of %s: the virtual machine is %s (query against a snapshot, or power it off)", vm.Self.Value, state)
+	case capacity < 0:
+		return nil, faultf(&types.NotFound{}, "device %d is not a disk of %s", req.DeviceKey, vm.Self)
+	case !enabled:
+		return nil, faultf(&types.FileFault{File: file}, "change tracking is not enabled on %s", vm.Self)
+	case req.StartOffset < 0 || req.StartOffset >= capacity:
+		return nil, faultf(&types.InvalidArgument{InvalidProperty: "startOffset"}, "startOffset %d is outside the disk (%d bytes)", req.StartOffset, capacity)
+	}
+	var prev *epoch
+	if req.ChangeId != "*" {
+		x.mu.Lock()
+		prev = x.epochs[req.ChangeId]
+		live := x.tracks[diskKey{vm.Self, req.DeviceKey}]
+		x.mu.Unlock()
+		if prev == nil || prev.track != live {
+			return nil, faultf(&types.FileFault{File: file}, "unknown changeId %q for disk %d", req.ChangeId, req.DeviceKey)
+		}
+	}
+	end := req.StartOffset + capacity
+	if x.window > 0 {
+		end = req.StartOffset + x.window
+	}
+	sums, nonzero, err := hashDiskRange(file, capacity, x.block, req.StartOffset, end)
+	if err != nil {
+		return nil, faultf(&types.FileFault{File: file}, "no change tracking data: %v", err)
+	}
+	now := &epoch{sums: sums, nonzero: nonzero}
+	changed := func(i int64) bool { return i < int64(len(nonzero)) && nonzero[i] }
+	if prev != nil {
+		changed = func(i int64) bool { return blockDiffers(prev, now, i) }
+	}
+	return x.changedAreas(req.StartOffset, capacity, changed), nil
 }
 
 // blockDiffers compares block i of two epochs; a block one epoch lacks (the

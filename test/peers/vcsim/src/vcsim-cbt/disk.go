@@ -17,24 +17,37 @@ import (
 
 var datastorePath = regexp.MustCompile(`^\[([^\]]+)\] ?(.*)$`)
 
-// localPath maps a datastore path "[LocalDS_0] vm/disk.vmdk" to the file
-// backing it: the simulator keeps every datastore in a local directory.
-func localPath(dsPath string) (string, error) {
-	m := datastorePath.FindStringSubmatch(dsPath)
-	if m == nil {
-		return "", fmt.Errorf("not a datastore path: %q", dsPath)
-	}
+// datastoreDir is the local directory holding a datastore's files: the
+// simulator keeps every datastore in a directory under $TMPDIR.
+func datastoreDir(name string) (string, bool) {
 	for _, e := range simulator.Map.All("Datastore") {
-		if ds := e.(*simulator.Datastore); ds.Name == m[1] {
-			return filepath.Join(ds.Info.GetDatastoreInfo().Url, m[2]), nil
+		if ds := e.(*simulator.Datastore); ds.Name == name {
+			return ds.Info.GetDatastoreInfo().Url, true
 		}
 	}
-	return "", fmt.Errorf("datastore %q not found", m[1])
+	return "", false
+}
+
+// localPath maps a datastore path "[LocalDS_0] vm/disk.vmdk" to the file
+// backing it, and also returns the datastore's directory (vsan:// extents
+// are resolved against it).
+func localPath(dsPath string) (path, dsDir string, err error) {
+	m := datastorePath.FindStringSubmatch(dsPath)
+	if m == nil {
+		return "", "", fmt.Errorf("not a datastore path: %q", dsPath)
+	}
+	dir, ok := datastoreDir(m[1])
+	if !ok {
+		return "", "", fmt.Errorf("datastore %q not found", m[1])
+	}
+	return filepath.Join(dir, m[2]), dir, nil
 }
 
 // extent is a piece of the virtual disk: size bytes read from file at offset,
-// or zeros when file is "".
+// or zeros when file is "". kind is the descriptor's extent type (FLAT,
+// VMFS, VSANSPARSE, SPARSE, ...; "RAW" for a file that is not a descriptor).
 type extent struct {
+	kind   string
 	file   string
 	offset int64
 	size   int64
@@ -50,45 +63,46 @@ type diskData struct {
 // The extent line of a VMDK descriptor, e.g. `RW 32768 FLAT "disk1-flat.vmdk" 0`.
 var extentLine = regexp.MustCompile(`^(RW|RDONLY|NOACCESS)\s+(\d+)\s+(\w+)(?:\s+"([^"]*)"(?:\s+(\d+))?)?`)
 
-// openDisk opens the disk behind a VMDK path. A text descriptor is followed to
-// its FLAT/VMFS extents; any other file is taken as raw data. Sparse formats
-// are refused: their bytes are not the guest's bytes, and decoding them is
-// beyond what the tests need (reference 7.2 step 1).
-func openDisk(path string) (*diskData, error) {
+// describeDisk lists the extents of the disk whose backing file is path.
+// A text descriptor gives the extents it names, their files resolved
+// (relative names against the descriptor's directory, vsan://<uuid> against
+// the datastore's object store); any other file is one RAW extent, itself.
+// It only reads the descriptor: the lock check uses it for every kind of
+// extent, including those openDisk refuses to decode.
+func describeDisk(path, dsDir string) (createType string, extents []extent, err error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
+	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		f.Close()
-		return nil, err
+		return "", nil, err
 	}
 	head := make([]byte, 4)
 	n, _ := io.ReadFull(f, head)
 	switch string(head[:n]) {
 	case "KDMV", "COWD": // hosted sparse / streamOptimized, ESX 3 sparse
-		f.Close()
-		return nil, fmt.Errorf("%s: sparse VMDK is not supported (use a monolithicFlat or raw disk)", path)
+		return "sparse", []extent{{kind: "SPARSE", file: path, size: st.Size()}}, nil
 	}
-	d := &diskData{files: map[string]*os.File{}}
+	if flat := strings.TrimSuffix(path, ".vmdk") + "-flat.vmdk"; st.Size() == 0 && flat != path+"-flat.vmdk" {
+		// Stock vcsim creates a disk as two empty files, <name>.vmdk and
+		// <name>-flat.vmdk: a stand-in for a descriptor and its extent.
+		if fst, err := os.Stat(flat); err == nil {
+			return "", []extent{{kind: "FLAT", file: flat, size: fst.Size()}}, nil
+		}
+	}
 	if st.Size() > 64<<10 || !isDescriptor(f) {
-		d.extents = []extent{{file: path, size: st.Size()}}
-		d.files[path] = f
-		return d, nil
+		return "", []extent{{kind: "RAW", file: path, size: st.Size()}}, nil
 	}
-	defer f.Close()
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
 		if strings.HasPrefix(line, "createType=") {
-			kind := strings.ToLower(strings.Trim(strings.TrimPrefix(line, "createType="), `"`))
-			if strings.Contains(kind, "sparse") || kind == "streamoptimized" {
-				return nil, fmt.Errorf("%s: createType %s is not supported (use monolithicFlat)", path, kind)
-			}
+			createType = strings.ToLower(strings.Trim(strings.TrimPrefix(line, "createType="), `"`))
 		}
 		m := extentLine.FindStringSubmatch(line)
 		if m == nil {
@@ -96,26 +110,55 @@ func openDisk(path string) (*diskData, error) {
 		}
 		sectors, _ := strconv.ParseInt(m[2], 10, 64)
 		offset, _ := strconv.ParseInt(m[5], 10, 64)
-		e := extent{offset: offset * 512, size: sectors * 512}
-		switch m[3] {
-		case "FLAT", "VMFS", "VMFSRAW", "VMFSRDM":
-			e.file = filepath.Join(filepath.Dir(path), m[4])
-		case "ZERO":
+		e := extent{kind: m[3], offset: offset * 512, size: sectors * 512}
+		if m[3] != "ZERO" {
+			e.file = extentFile(m[4], filepath.Dir(path), dsDir)
+		}
+		extents = append(extents, e)
+	}
+	return createType, extents, sc.Err()
+}
+
+// openDisk opens the disk behind a VMDK path for reading guest bytes: FLAT,
+// VMFS and VSANSPARSE extents (a vSAN object holds the guest bytes as they
+// are), ZERO extents, or a raw file. Sparse formats are refused: their bytes
+// are not the guest's bytes, and decoding them is beyond what the tests need
+// (reference 7.2 step 1).
+func openDisk(path, dsDir string) (*diskData, error) {
+	createType, extents, err := describeDisk(path, dsDir)
+	if err != nil {
+		return nil, err
+	}
+	if createType != "vsansparse" && (strings.Contains(createType, "sparse") || createType == "streamoptimized") {
+		return nil, fmt.Errorf("%s: createType %s is not supported (use monolithicFlat)", path, createType)
+	}
+	d := &diskData{extents: extents, files: map[string]*os.File{}}
+	for _, e := range extents {
+		switch e.kind {
+		case "RAW", "FLAT", "VMFS", "VMFSRAW", "VMFSRDM", "VSANSPARSE", "ZERO":
 		default: // SPARSE, VMFSSPARSE, SESPARSE, ...
 			d.close()
-			return nil, fmt.Errorf("%s: %s extent is not supported (use monolithicFlat)", path, m[3])
+			return nil, fmt.Errorf("%s: %s extent is not supported (use monolithicFlat)", path, e.kind)
 		}
 		if e.file != "" && d.files[e.file] == nil {
-			ef, err := os.Open(e.file)
+			f, err := os.Open(e.file)
 			if err != nil {
 				d.close()
 				return nil, err
 			}
-			d.files[e.file] = ef
+			d.files[e.file] = f
 		}
-		d.extents = append(d.extents, e)
 	}
-	return d, sc.Err()
+	return d, nil
+}
+
+// openDiskFile opens the disk whose backing fileName is "[ds] path".
+func openDiskFile(fileName string) (*diskData, error) {
+	path, dsDir, err := localPath(fileName)
+	if err != nil {
+		return nil, err
+	}
+	return openDisk(path, dsDir)
 }
 
 // isDescriptor tells a small VMDK text descriptor from raw disk data.
@@ -145,8 +188,11 @@ func (d *diskData) readAt(p []byte, off int64) error {
 	return nil
 }
 
-// seekData is lseek(2)'s SEEK_DATA on Linux.
-const seekData = 3
+// seekData and seekHole are lseek(2)'s SEEK_DATA and SEEK_HOLE on Linux.
+const (
+	seekData = 3
+	seekHole = 4
+)
 
 // nextData is the first disk offset at or after off where a backing file may
 // hold data (lseek SEEK_DATA), or the end of the last extent when none does.
@@ -164,6 +210,56 @@ func (d *diskData) nextData(off int64) int64 {
 		base = end
 	}
 	return base
+}
+
+// dataAreas lists the [start, end) ranges of the first capacity bytes of
+// the disk where a backing file holds data (SEEK_DATA/SEEK_HOLE), merged and
+// widened to 512-byte sectors. A file system without SEEK_DATA support
+// reports a whole extent as data; zeros past a short file are not data.
+func (d *diskData) dataAreas(capacity int64) [][2]int64 {
+	var out [][2]int64
+	add := func(lo, hi int64) {
+		lo, hi = lo/512*512, min64((hi+511)/512*512, capacity)
+		if lo >= hi {
+			return
+		}
+		if n := len(out); n > 0 && out[n-1][1] >= lo {
+			out[n-1][1] = max64(out[n-1][1], hi)
+			return
+		}
+		out = append(out, [2]int64{lo, hi})
+	}
+	var base int64
+	for _, e := range d.extents {
+		if base >= capacity {
+			break
+		}
+		if f := d.files[e.file]; e.file != "" {
+			st, err := f.Stat()
+			if err != nil {
+				break
+			}
+			end := min64(e.offset+e.size, st.Size()) // file offsets of this extent
+			for pos := e.offset; pos < end; {
+				lo, err := f.Seek(pos, seekData)
+				if err != nil { // ENXIO: no data after pos
+					break
+				}
+				hi, err := f.Seek(lo, seekHole)
+				if err != nil {
+					hi = end
+				}
+				lo, hi = max64(lo, e.offset), min64(hi, end)
+				if lo >= hi {
+					break
+				}
+				add(base+lo-e.offset, base+hi-e.offset)
+				pos = hi
+			}
+		}
+		base += e.size
+	}
+	return out
 }
 
 func (d *diskData) close() {

@@ -2,30 +2,20 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"log"
-	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 
 	"github.com/vmware/govmomi/simulator"
-	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
 )
 
-// ExportVm and HttpNfcLease downloads (reference 7.4). The stock simulator
-// has leases only for ImportVApp uploads, and its /nfc GET has no Range
-// support, so export leases and their downloads are served here. Progress,
-// Complete and Abort stay with the stock handler; after Complete/Abort the
-// front handler calls releaseExport, which deletes the exported files.
-
-// export is one ExportVm lease: its directory and its files by URL name.
-type export struct {
-	dir   string
-	files map[string]string
-}
+// ExportVm and ExportSnapshot (reference 7.4): both answer with an export
+// lease (lease.go) of the disks of a config, the VM's or the snapshot's. The
+// stock simulator has leases only for ImportVApp uploads.
 
 type exportDisk struct {
 	key      string
@@ -33,6 +23,27 @@ type exportDisk struct {
 	capacity int64
 }
 
+// exportDisks lists the disks of a config (VM or snapshot) for a lease.
+func exportDisks(vm types.ManagedObjectReference, devices []types.BaseVirtualDevice) []exportDisk {
+	var disks []exportDisk
+	for _, d := range devices {
+		if disk, ok := d.(*types.VirtualDisk); ok {
+			unit := int32(-1)
+			if disk.UnitNumber != nil {
+				unit = *disk.UnitNumber
+			}
+			disks = append(disks, exportDisk{
+				key:      fmt.Sprintf("/%s/%d:%d", vm.Value, disk.ControllerKey, unit),
+				fileName: diskFile(disk),
+				capacity: diskCapacity(disk),
+			})
+		}
+	}
+	return disks
+}
+
+// exportVM: ESXi exports only a powered-off VM (a running one's disks are
+// locked); ExportSnapshot is the way for a running VM.
 func (x *extension) exportVM(req *types.ExportVm) (*types.ManagedObjectReference, *methodFault) {
 	vm, ok := simulator.Map.Get(req.This).(*simulator.VirtualMachine)
 	if !ok {
@@ -42,19 +53,7 @@ func (x *extension) exportVM(req *types.ExportVm) (*types.ManagedObjectReference
 	var disks []exportDisk
 	simulator.Map.WithLock(vm, func() {
 		state = vm.Runtime.PowerState
-		for _, d := range vm.Config.Hardware.Device {
-			if disk, ok := d.(*types.VirtualDisk); ok {
-				unit := int32(-1)
-				if disk.UnitNumber != nil {
-					unit = *disk.UnitNumber
-				}
-				disks = append(disks, exportDisk{
-					key:      fmt.Sprintf("/%s/%d:%d", vm.Self.Value, disk.ControllerKey, unit),
-					fileName: diskFile(disk),
-					capacity: diskCapacity(disk),
-				})
-			}
-		}
+		disks = exportDisks(vm.Self, vm.Config.Hardware.Device)
 	})
 	if state != types.VirtualMachinePowerStatePoweredOff {
 		return nil, faultf(&types.InvalidPowerState{
@@ -62,57 +61,32 @@ func (x *extension) exportVM(req *types.ExportVm) (*types.ManagedObjectReference
 			ExistingState:  state,
 		}, "The attempted operation cannot be performed in the current state (%s).", state)
 	}
+	return x.startLease(vm.Self, types.ManagedObjectReference{}, disks)
+}
 
-	dir, err := os.MkdirTemp("", "vcsim-cbt-export-")
-	if err != nil {
-		return nil, faultf(&types.FileFault{File: dir}, "%v", err)
+// exportSnapshot exports the disks of the snapshot's own config, whatever
+// the VM's power state. The simulator has no delta disks, so the bytes are
+// the disks' current ones (README, limitations).
+func (x *extension) exportSnapshot(req *types.ExportSnapshot) (*types.ManagedObjectReference, *methodFault) {
+	snap, ok := simulator.Map.Get(req.This).(*simulator.VirtualMachineSnapshot)
+	if !ok {
+		return nil, faultf(&types.ManagedObjectNotFound{Obj: req.This}, "managed object not found: %s", req.This)
 	}
-	lease := &simulator.HttpNfcLease{HttpNfcLease: mo.HttpNfcLease{State: types.HttpNfcLeaseStateInitializing}}
-	// The lease lives in the global registry (the stock import leases live in
-	// the session's): the front handler has no access to the session object,
-	// and the stock Progress/Complete/Abort find it there just the same.
-	simulator.Map.Put(lease)
-	ex := &export{dir: dir, files: map[string]string{}}
-	info := &types.HttpNfcLeaseInfo{Lease: lease.Self, Entity: vm.Self, LeaseTimeout: 300}
-	for i, d := range disks {
-		name := fmt.Sprintf("disk-%d.vmdk", i)
-		size, err := writeExport(d, filepath.Join(dir, name), x.block)
-		if err != nil {
-			_ = os.RemoveAll(dir)
-			simulator.Map.Remove(lease.Self)
-			return nil, faultf(&types.FileFault{File: d.fileName}, "export of %s failed: %v", d.fileName, err)
-		}
-		ex.files[name] = filepath.Join(dir, name)
-		info.DeviceUrl = append(info.DeviceUrl, types.HttpNfcLeaseDeviceUrl{
-			Key:           d.key,
-			ImportKey:     d.key,
-			Url:           fmt.Sprintf("%s://*/nfc/%s/%s", x.scheme, lease.Self.Value, name),
-			SslThumbprint: x.thumbprint,
-			Disk:          types.NewBool(true),
-			TargetId:      name,
-			FileSize:      size,
-		})
-		info.TotalDiskCapacityInKB += (d.capacity + 1023) / 1024
-	}
-	simulator.Map.WithLock(lease, func() {
-		lease.Info = info
-		lease.State = types.HttpNfcLeaseStateReady
+	var disks []exportDisk
+	var vm types.ManagedObjectReference
+	simulator.Map.WithLock(snap, func() {
+		vm = snap.Vm
+		disks = exportDisks(snap.Vm, snap.Config.Hardware.Device)
 	})
-	x.mu.Lock()
-	x.exports[lease.Self.Value] = ex
-	x.mu.Unlock()
-	return &lease.Self, nil
+	return x.startLease(vm, snap.Self, disks)
 }
 
 // writeExport writes the disk as a streamOptimized VMDK (what vSphere's
 // export sends), converted by qemu-img from a sparse raw image of the guest
-// bytes. Without qemu-img the raw image itself is served.
-func writeExport(d exportDisk, out string, block int64) (int64, error) {
-	path, err := localPath(d.fileName)
-	if err != nil {
-		return 0, err
-	}
-	src, err := openDisk(path)
+// bytes. Without qemu-img the raw image itself is served. ctx ends with the
+// lease: an aborted or expired lease stops its conversion.
+func writeExport(ctx context.Context, d exportDisk, out string, block int64) (int64, error) {
+	src, err := openDiskFile(d.fileName)
 	if err != nil {
 		return 0, err
 	}
@@ -126,6 +100,14 @@ func writeExport(d exportDisk, out string, block int64) (int64, error) {
 	err = f.Truncate(d.capacity)
 	buf, zero := make([]byte, block), make([]byte, block)
 	for off := int64(0); err == nil && off < d.capacity; off += block {
+		if err = ctx.Err(); err != nil {
+			break
+		}
+		// Holes are skipped: exporting a large thin disk costs its data only.
+		if next := src.nextData(off); next >= off+block {
+			off = next/block*block - block
+			continue
+		}
 		p := buf[:min64(block, d.capacity-off)]
 		if err = src.readAt(p, off); err == nil && !bytes.Equal(p, zero[:len(p)]) {
 			_, err = f.WriteAt(p, off)
@@ -142,7 +124,7 @@ func writeExport(d exportDisk, out string, block int64) (int64, error) {
 		log.Printf("vcsim-cbt: qemu-img not found, exporting raw bytes")
 		err = os.Rename(raw, out)
 	} else {
-		cmd := exec.Command("qemu-img", "convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=streamOptimized", raw, out)
+		cmd := exec.CommandContext(ctx, "qemu-img", "convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=streamOptimized", raw, out)
 		if msg, cerr := cmd.CombinedOutput(); cerr != nil {
 			err = fmt.Errorf("qemu-img: %v: %s", cerr, strings.TrimSpace(string(msg)))
 		}
@@ -155,54 +137,4 @@ func writeExport(d exportDisk, out string, block int64) (int64, error) {
 		return 0, err
 	}
 	return st.Size(), nil
-}
-
-// serveExport answers GET/HEAD /nfc/<lease>/<file> for export leases, with
-// Range support from http.ServeContent. It reports false for anything else
-// (import leases), which the stock handler serves.
-func (x *extension) serveExport(w http.ResponseWriter, r *http.Request) bool {
-	parts := strings.Split(strings.TrimPrefix(r.URL.Path, "/nfc/"), "/")
-	if len(parts) != 2 {
-		return false
-	}
-	x.mu.Lock()
-	ex := x.exports[parts[0]]
-	var file string
-	if ex != nil {
-		file = ex.files[parts[1]]
-	}
-	x.mu.Unlock()
-	if ex == nil {
-		return false
-	}
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-		return true
-	}
-	f, err := os.Open(file)
-	if file == "" || err != nil {
-		http.NotFound(w, r)
-		return true
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return true
-	}
-	w.Header().Set("Content-Type", "application/octet-stream")
-	http.ServeContent(w, r, "", st.ModTime(), f)
-	return true
-}
-
-// releaseExport runs after a successful stock HttpNfcLeaseComplete/Abort.
-func (x *extension) releaseExport(lease types.ManagedObjectReference) {
-	x.mu.Lock()
-	ex := x.exports[lease.Value]
-	delete(x.exports, lease.Value)
-	x.mu.Unlock()
-	if ex != nil {
-		_ = os.RemoveAll(ex.dir)
-		simulator.Map.Remove(lease)
-	}
 }

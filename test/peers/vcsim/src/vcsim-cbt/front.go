@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -20,18 +19,24 @@ import (
 type extension struct {
 	block, window int64
 	folderAuth    bool
-	folderRate    int64  // bytes/s per /folder download, 0 = unlimited
-	scheme        string // of the export URLs: https, or http with -tls=false
-	thumbprint    string // SHA-1 of the server certificate, for the export URLs
+	folderLock    bool                     // refuse /folder reads of a running VM's extents (lock.go)
+	folderRate    int64                    // bytes/s per /folder download, 0 = unlimited
+	nfcRate       int64                    // bytes/s per /nfc lease download, 0 = unlimited
+	leaseTimeout  time.Duration            // export leases expire without HttpNfcLeaseProgress
+	delays        map[string]time.Duration // SOAP method -> delay before it is processed
+	scheme        string                   // of the export URLs: https, or http with -tls=false
+	thumbprint    string                   // SHA-1 of the server certificate, for the export URLs
 
 	stock http.Handler
+	stats counters // atomic
 
-	mu        sync.Mutex
-	tracks    map[diskKey]*track                                  // live CBT track per disk
-	epochs    map[string]*epoch                                   // by changeId
-	snapshots map[types.ManagedObjectReference]map[int32]snapDisk // per snapshot, per disk key
-	capacity  map[diskKey]int64                                   // capacityInBytes at the last sync
-	exports   map[string]*export                                  // by lease moref value
+	mu         sync.Mutex
+	tracks     map[diskKey]*track                                  // live CBT track per disk
+	epochs     map[string]*epoch                                   // by changeId
+	snapshots  map[types.ManagedObjectReference]map[int32]snapDisk // per snapshot, per disk key
+	capacity   map[diskKey]int64                                   // capacityInBytes at the last sync
+	leases     map[string]*lease                                   // export leases by moref value
+	leaseOrder []*lease                                            // the same, in creation order
 
 	// Session cookies that passed the /folder check recently. The check is a
 	// SOAP call, which vcsim runs one at a time; real vCenter validates a
@@ -47,36 +52,34 @@ const authTTL = time.Second
 
 // newExtension hooks the extension into the simulator's registry; call it
 // after the model is created (Model.Load replaces the registry).
-func newExtension(block, window int64, folderAuth bool) *extension {
+func newExtension(block, window int64) *extension {
 	x := &extension{
-		block:      block,
-		window:     window,
-		folderAuth: folderAuth,
-		scheme:     "https",
-		tracks:     map[diskKey]*track{},
-		epochs:     map[string]*epoch{},
-		snapshots:  map[types.ManagedObjectReference]map[int32]snapDisk{},
-		capacity:   map[diskKey]int64{},
-		exports:    map[string]*export{},
-		authUntil:  map[string]time.Time{},
+		block:        block,
+		window:       window,
+		folderAuth:   true,
+		folderLock:   true,
+		leaseTimeout: 5 * time.Minute,
+		scheme:       "https",
+		tracks:       map[diskKey]*track{},
+		epochs:       map[string]*epoch{},
+		snapshots:    map[types.ManagedObjectReference]map[int32]snapDisk{},
+		capacity:     map[diskKey]int64{},
+		leases:       map[string]*lease{},
+		authUntil:    map[string]time.Time{},
 	}
 	simulator.Map.AddHandler(x)
 	x.sync() // capacityInBytes on the model's VMs
 	return x
 }
 
-// close deletes the files of leases never completed.
+// close deletes the files of leases never ended.
 func (x *extension) close() {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	for _, ex := range x.exports {
-		_ = os.RemoveAll(ex.dir)
-	}
+	x.closeLeases()
 }
 
 // front wraps the stock simulator handler: it answers the SOAP methods the
-// stock one lacks, guards /folder, serves export downloads, and passes
-// everything else through unchanged.
+// stock one lacks, guards /folder, serves export downloads, the NFC disk
+// endpoint and the stats, and passes everything else through unchanged.
 func (x *extension) front(stock http.Handler) http.Handler {
 	x.stock = stock
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -84,18 +87,43 @@ func (x *extension) front(stock http.Handler) http.Handler {
 		switch {
 		case r.Method == http.MethodPost && (p == "/sdk" || p == "/sdk/vimService"):
 			x.serveSDK(w, r)
-		case strings.HasPrefix(p, "/folder/") && x.folderAuth && !x.authenticated(r):
-			// Real vCenter would also take Basic credentials; refusing them
-			// makes sure the client sends the session cookie (reference 7.6).
-			w.Header().Set("WWW-Authenticate", `Basic realm="VMware HTTP server"`)
-			http.Error(w, "a session cookie is required", http.StatusUnauthorized)
+		case p == "/sim/stats":
+			x.serveStats(w, r)
+		case strings.HasPrefix(p, "/nfc-disk/"):
+			x.serveNfcDisk(w, r)
+		case strings.HasPrefix(p, "/folder/"):
+			x.serveFolder(w, r)
 		case strings.HasPrefix(p, "/nfc/") && x.serveExport(w, r):
-		case strings.HasPrefix(p, "/folder/") && r.Method == http.MethodGet && x.folderRate > 0:
-			stock.ServeHTTP(&pacedWriter{ResponseWriter: w, rate: float64(x.folderRate)}, r)
 		default:
 			stock.ServeHTTP(w, r)
 		}
 	})
+}
+
+// serveFolder guards datastore HTTP: session cookie, vSAN objects, the lock
+// of running VMs' extents; then counts (and paces) what stock serves.
+func (x *extension) serveFolder(w http.ResponseWriter, r *http.Request) {
+	read := r.Method == http.MethodGet || r.Method == http.MethodHead
+	switch _, _, rel, _ := folderTarget(r); {
+	case x.folderAuth && !x.authenticated(r):
+		// Real vCenter would also take Basic credentials; refusing them
+		// makes sure the client sends the session cookie (reference 7.6).
+		w.Header().Set("WWW-Authenticate", `Basic realm="VMware HTTP server"`)
+		http.Error(w, "a session cookie is required", http.StatusUnauthorized)
+		return
+	case isVsanObjectPath(rel):
+		http.NotFound(w, r) // vSAN objects are not files
+		return
+	case read && x.folderLock && x.refuseLocked(w, r):
+		return
+	}
+	if r.Method == http.MethodGet {
+		w = &countingWriter{ResponseWriter: w, x: x, counter: &x.stats.FolderBytes}
+		if x.folderRate > 0 {
+			w = &pacedWriter{ResponseWriter: w, rate: float64(x.folderRate)}
+		}
+	}
+	x.stock.ServeHTTP(w, r)
 }
 
 // pacedWriter sends a response body no faster than rate bytes per second.
@@ -180,10 +208,25 @@ func (x *extension) serveSDK(w http.ResponseWriter, r *http.Request) {
 	}
 	method := soapMethod(body)
 
+	// -delay: a slow vCenter. The call is processed only after the delay,
+	// so e.g. a delayed HttpNfcLeaseProgress does not keep a lease alive.
+	if d := x.delays[method]; d > 0 {
+		select {
+		case <-time.After(d):
+		case <-r.Context().Done():
+			return
+		}
+	}
+
 	switch method {
-	case "QueryChangedDiskAreas", "ExportVm":
+	case "QueryChangedDiskAreas", "ExportVm", "ExportSnapshot":
 		x.serveOwn(w, r, body)
 		return
+	case "HttpNfcLeaseProgress", "HttpNfcLeaseComplete", "HttpNfcLeaseAbort":
+		if m, err := simulator.UnmarshalBody(types.TypeFunc(), body); err == nil && x.leaseOf(m.This) != nil {
+			x.serveOwn(w, r, body)
+			return
+		}
 	}
 
 	// Everything else goes to the stock handler. Its answer is held back
@@ -192,16 +235,9 @@ func (x *extension) serveSDK(w http.ResponseWriter, r *http.Request) {
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	rec := httptest.NewRecorder()
 	x.stock.ServeHTTP(rec, r)
-	if rec.Code == http.StatusOK {
-		switch {
-		case method == "HttpNfcLeaseComplete" || method == "HttpNfcLeaseAbort":
-			if m, err := simulator.UnmarshalBody(types.TypeFunc(), body); err == nil {
-				x.releaseExport(m.This)
-			}
-		case strings.HasSuffix(method, "_Task"):
-			if task, ok := taskOf(rec.Body.Bytes()); ok {
-				x.syncTask(task)
-			}
+	if rec.Code == http.StatusOK && strings.HasSuffix(method, "_Task") {
+		if task, ok := taskOf(rec.Body.Bytes()); ok {
+			x.syncTask(task)
 		}
 	}
 	for k, v := range rec.Header() {
@@ -237,6 +273,23 @@ func (x *extension) serveOwn(w http.ResponseWriter, r *http.Request, body []byte
 		var lease *types.ManagedObjectReference
 		if lease, fault = x.exportVM(req); fault == nil {
 			res = &exportVMResponse{Returnval: *lease}
+		}
+	case *types.ExportSnapshot:
+		var lease *types.ManagedObjectReference
+		if lease, fault = x.exportSnapshot(req); fault == nil {
+			res = &exportSnapshotResponse{Returnval: *lease}
+		}
+	case *types.HttpNfcLeaseProgress:
+		if fault = x.leaseOf(req.This).progress(req.Percent); fault == nil {
+			res = emptyResponse("HttpNfcLeaseProgress")
+		}
+	case *types.HttpNfcLeaseComplete:
+		if fault = x.leaseOf(req.This).complete(); fault == nil {
+			res = emptyResponse("HttpNfcLeaseComplete")
+		}
+	case *types.HttpNfcLeaseAbort:
+		if fault = x.leaseOf(req.This).abort(req.Fault); fault == nil {
+			res = emptyResponse("HttpNfcLeaseAbort")
 		}
 	}
 	if fault != nil {

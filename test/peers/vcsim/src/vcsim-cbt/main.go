@@ -1,9 +1,11 @@
 // Command vcsim-cbt is the stock govmomi simulator (see ../vcsim) with a small
 // front HTTP handler on the same port that adds what oneswap's tests need and
 // vcsim 0.24.2 lacks: Changed Block Tracking computed from the real disk bytes
-// (QueryChangedDiskAreas, changeId on disk backings), ExportVm with
-// HttpNfcLease downloads, capacityInBytes on every disk, a session-protected
-// /folder and a fresh TLS certificate per start.
+// (QueryChangedDiskAreas, changeId on disk backings), ExportVm/ExportSnapshot
+// with HttpNfcLease life cycle and downloads, capacityInBytes on every disk, a
+// session-protected /folder that refuses running VMs' disk extents as ESXi
+// does, a vSAN datastore, an NFC disk endpoint (the VDDK stand-in's data
+// path), stats for tests and a fresh TLS certificate per start.
 // Specification: /work/shared/reference/vsphere-simulator.md, section 7.
 package main
 
@@ -14,6 +16,8 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strings"
+	"time"
 
 	"github.com/vmware/govmomi/simulator"
 
@@ -22,20 +26,58 @@ import (
 
 func main() {
 	cfg := launch.AddFlags(flag.CommandLine)
-	block := flag.Int64("cbt-block", 65536, "CBT block size in bytes, for hashing and reported areas")
-	window := flag.Int64("cbt-window", 0, "largest byte range one QueryChangedDiskAreas answer covers (0 = whole disk)")
-	folderAuth := flag.Bool("folder-auth", true, "require a session cookie on /folder (false = stock behaviour)")
-	folderRate := flag.Int64("folder-rate", 0, "bytes per second one /folder download may send (0 = unlimited); models the per-stream limit of real datastore HTTP")
-	certOut := flag.String("cert-out", "", "write the server certificate (PEM) to this file")
+	o := options{delays: delayFlag{}}
+	flag.Int64Var(&o.block, "cbt-block", 65536, "CBT block size in bytes, for hashing and reported areas")
+	flag.Int64Var(&o.window, "cbt-window", 0, "largest byte range one QueryChangedDiskAreas answer covers (0 = whole disk)")
+	flag.BoolVar(&o.folderAuth, "folder-auth", true, "require a session cookie on /folder (false = stock behaviour)")
+	flag.BoolVar(&o.folderLock, "folder-lock", true, "refuse /folder GET/HEAD of the disk extents of running or suspended VMs, as ESXi does (false = old behaviour, for transition only)")
+	flag.Int64Var(&o.folderRate, "folder-rate", 0, "bytes per second one /folder download may send (0 = unlimited); models the per-stream limit of real datastore HTTP")
+	flag.Int64Var(&o.nfcRate, "nfc-rate", 0, "bytes per second one /nfc export download may send (0 = unlimited)")
+	flag.DurationVar(&o.leaseTimeout, "lease-timeout", 5*time.Minute, "an export lease without HttpNfcLeaseProgress for this long times out")
+	flag.Var(o.delays, "delay", "Method=duration[,Method=duration]: answer these SOAP methods only after the delay (repeatable)")
+	flag.StringVar(&o.vsan, "vsan", "", "datastore to present as vSAN (summary.type vsan, disks as objects)")
+	flag.StringVar(&o.certOut, "cert-out", "", "write the server certificate (PEM) to this file")
 	flag.Parse()
 
-	if err := run(cfg, *block, *window, *folderAuth, *folderRate, *certOut); err != nil {
+	if err := run(cfg, o); err != nil {
 		fmt.Fprintln(os.Stderr, "vcsim-cbt:", err)
 		os.Exit(1)
 	}
 }
 
-func run(cfg *launch.Config, block, window int64, folderAuth bool, folderRate int64, certOut string) error {
+// options are the flags vcsim-cbt adds to the stock ones.
+type options struct {
+	block, window          int64
+	folderAuth, folderLock bool
+	folderRate, nfcRate    int64
+	leaseTimeout           time.Duration
+	delays                 delayFlag
+	vsan                   string
+	certOut                string
+}
+
+// delayFlag is -delay Method=duration[,Method=duration].
+type delayFlag map[string]time.Duration
+
+func (d delayFlag) String() string { return fmt.Sprint(map[string]time.Duration(d)) }
+
+func (d delayFlag) Set(v string) error {
+	for _, item := range strings.Split(v, ",") {
+		kv := strings.SplitN(strings.TrimSpace(item), "=", 2)
+		if len(kv) != 2 || kv[0] == "" {
+			return fmt.Errorf("%q: want Method=duration", item)
+		}
+		dur, err := time.ParseDuration(kv[1])
+		if err != nil || dur < 0 {
+			return fmt.Errorf("%q: bad duration", item)
+		}
+		d[kv[0]] = dur
+	}
+	return nil
+}
+
+func run(cfg *launch.Config, o options) error {
+	block, window := o.block, o.window
 	if block <= 0 || block%512 != 0 {
 		return fmt.Errorf("-cbt-block %d: must be a positive multiple of 512", block)
 	}
@@ -43,8 +85,14 @@ func run(cfg *launch.Config, block, window int64, folderAuth bool, folderRate in
 		// Areas are whole blocks except at the disk end (reference 7.3).
 		return fmt.Errorf("-cbt-window %d: must be 0 or a positive multiple of -cbt-block", window)
 	}
-	if folderRate < 0 {
-		return fmt.Errorf("-folder-rate %d: must be 0 or positive", folderRate)
+	if o.folderRate < 0 {
+		return fmt.Errorf("-folder-rate %d: must be 0 or positive", o.folderRate)
+	}
+	if o.nfcRate < 0 {
+		return fmt.Errorf("-nfc-rate %d: must be 0 or positive", o.nfcRate)
+	}
+	if o.leaseTimeout <= 0 {
+		return fmt.Errorf("-lease-timeout %s: must be positive", o.leaseTimeout)
 	}
 
 	var cert *tls.Certificate
@@ -61,9 +109,16 @@ func run(cfg *launch.Config, block, window int64, folderAuth bool, folderRate in
 	}
 	defer model.Remove() // deletes the datastore directories under $TMPDIR
 
-	ext := newExtension(block, window, folderAuth)
-	ext.folderRate = folderRate
+	ext := newExtension(block, window)
+	ext.folderAuth, ext.folderLock = o.folderAuth, o.folderLock
+	ext.folderRate, ext.nfcRate = o.folderRate, o.nfcRate
+	ext.leaseTimeout, ext.delays = o.leaseTimeout, o.delays
 	defer ext.close()
+	if o.vsan != "" {
+		if err := setVsan(o.vsan); err != nil {
+			return err
+		}
+	}
 
 	srv := model.Service.NewServer()
 	defer srv.Close()
@@ -74,13 +129,16 @@ func run(cfg *launch.Config, block, window int64, folderAuth bool, folderRate in
 		ext.thumbprint = sha1Thumbprint(der)
 		fmt.Fprintf(out, "VCSIM_THUMBPRINT=%s\n", ext.thumbprint)
 		fmt.Fprintf(out, "VCSIM_THUMBPRINT_SHA256=%s\n", sha256Thumbprint(der))
-		if certOut != "" {
-			if err := writeCertPEM(certOut, der); err != nil {
+		if o.certOut != "" {
+			if err := writeCertPEM(o.certOut, der); err != nil {
 				return err
 			}
 		}
 	} else {
 		ext.scheme = "http"
+	}
+	if o.vsan != "" {
+		fmt.Fprintf(out, "VCSIM_VSAN=%s\n", o.vsan)
 	}
 	for _, ds := range datastores() {
 		fmt.Fprintf(out, "VCSIM_DS_%s=%s\n", ds[0], ds[1])

@@ -148,6 +148,20 @@ type exportVMResponse struct {
 	Returnval types.ManagedObjectReference `xml:"returnval"`
 }
 
+type exportSnapshotResponse struct {
+	XMLName   vxml.Name                    `xml:"urn:vim25 ExportSnapshotResponse"`
+	Returnval types.ManagedObjectReference `xml:"returnval"`
+}
+
+// voidResponse is the answer of a method without a return value.
+type voidResponse struct {
+	XMLName vxml.Name
+}
+
+func emptyResponse(method string) *voidResponse {
+	return &voidResponse{XMLName: vxml.Name{Space: "urn:vim25", Local: method + "Response"}}
+}
+
 // methodFault pairs a fault with its faultstring.
 type methodFault struct {
 	msg   string

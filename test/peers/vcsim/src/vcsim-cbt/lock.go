@@ -1,0 +1,132 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"path"
+	"path/filepath"
+	"reflect"
+	"strings"
+
+	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/vim25/types"
+)
+
+// The /folder lock (flag -folder-lock, default true). ESXi holds an
+// exclusive lock on every extent of the disks of a VM that is running or
+// suspended, and datastore HTTP cannot open a locked file: GET answers HTTP
+// 500. This is what makes reading a running VM's disks through /folder
+// impossible on real systems (snapshots do not help: the base extents stay
+// locked, read-only by the VM), and the simulator must not let a client get
+// away with it. Descriptors, .vmx, logs and the other small files of the VM
+// folder stay readable, as on ESXi.
+
+// folderTarget resolves a /folder request to its datastore and the path in
+// it. ok is false when the datastore is unknown: the stock handler answers.
+func folderTarget(r *http.Request) (dsName, dsDir, rel string, ok bool) {
+	dsName = r.URL.Query().Get("dsName")
+	if dsName == "" { // stock falls back to the only datastore
+		if all := datastores(); len(all) == 1 {
+			dsName = all[0][0]
+		}
+	}
+	dsDir, ok = datastoreDir(dsName)
+	rel = strings.TrimPrefix(path.Clean("/"+strings.TrimPrefix(r.URL.Path, "/folder/")), "/")
+	return dsName, dsDir, rel, ok
+}
+
+// lockHolder names the poweredOn or suspended VM that has the file at local
+// as an extent of one of its disk chains (its current disks with their
+// parents, and the disks of its snapshots).
+func lockHolder(local string) (vmName string, locked bool) {
+	for _, e := range simulator.Map.All("VirtualMachine") {
+		vm := e.(*simulator.VirtualMachine)
+		var files []string
+		var snaps []types.ManagedObjectReference
+		simulator.Map.WithLock(vm, func() {
+			s := vm.Runtime.PowerState
+			if vm.Config == nil || (s != types.VirtualMachinePowerStatePoweredOn && s != types.VirtualMachinePowerStateSuspended) {
+				return
+			}
+			vmName = vm.Name
+			files = diskChainFiles(vm.Config.Hardware.Device)
+			if vm.Snapshot != nil {
+				snaps = snapshotRefs(vm.Snapshot.RootSnapshotList)
+			}
+		})
+		for _, ref := range snaps {
+			if snap, ok := simulator.Map.Get(ref).(*simulator.VirtualMachineSnapshot); ok {
+				simulator.Map.WithLock(snap, func() { files = append(files, diskChainFiles(snap.Config.Hardware.Device)...) })
+			}
+		}
+		for _, f := range files {
+			p, dsDir, err := localPath(f)
+			if err != nil {
+				continue
+			}
+			_, extents, err := describeDisk(p, dsDir)
+			if err != nil {
+				continue
+			}
+			for _, x := range extents {
+				if x.file != "" && filepath.Clean(x.file) == local {
+					return vmName, true
+				}
+			}
+		}
+	}
+	return "", false
+}
+
+// refuseLocked answers a GET/HEAD of a locked extent as ESXi does (HTTP 500,
+// the reason in one line) and reports whether it did.
+func (x *extension) refuseLocked(w http.ResponseWriter, r *http.Request) bool {
+	dsName, dsDir, rel, ok := folderTarget(r)
+	if !ok {
+		return false
+	}
+	vmName, locked := lockHolder(filepath.Join(dsDir, rel))
+	if !locked {
+		return false
+	}
+	x.add(&x.stats.FolderRefusals, 1)
+	msg := fmt.Sprintf("Cannot open file \"[%s] %s\": it is locked by a running virtual machine (%s)", dsName, rel, vmName)
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusInternalServerError)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write([]byte(msg))
+	}
+	return true
+}
+
+// diskChainFiles lists the backing files of the disks among devices, each
+// followed by its parents' (a delta disk's chain).
+func diskChainFiles(devices []types.BaseVirtualDevice) []string {
+	var files []string
+	for _, d := range devices {
+		disk, ok := d.(*types.VirtualDisk)
+		if !ok || disk.Backing == nil {
+			continue
+		}
+		for v := reflect.ValueOf(disk.Backing); v.Kind() == reflect.Ptr && !v.IsNil(); {
+			fb, ok := v.Interface().(types.BaseVirtualDeviceFileBackingInfo)
+			if !ok {
+				break
+			}
+			files = append(files, fb.GetVirtualDeviceFileBackingInfo().FileName)
+			v = v.Elem().FieldByName("Parent") // every disk backing type with a chain has one
+		}
+	}
+	return files
+}
+
+// snapshotRefs flattens a snapshot tree.
+func snapshotRefs(tree []types.VirtualMachineSnapshotTree) []types.ManagedObjectReference {
+	var out []types.ManagedObjectReference
+	for _, t := range tree {
+		out = append(out, t.Snapshot)
+		out = append(out, snapshotRefs(t.ChildSnapshotList)...)
+	}
+	return out
+}
