@@ -246,7 +246,8 @@ class Session implements LeaseSession {
       ]);
       if (serverSays === undefined) return new OneswapError('connection', `the export stream of ${s.label} was cut: ${err.message}`, { hint: 'run the copy again', cause: err });
     }
-    return this.expired(s, 'connection', `${err.message}${serverSays === undefined ? '' : `; the server says: ${serverSays}`}`, err);
+    const what = serverSays === undefined ? `no keep-alive got through for ${Math.round(silent / 1000)} s and the stream was cut` : `the server ended it (${serverSays})`;
+    return this.expired(s, 'connection', what, err);
   }
 
   /** A copy the session stopped: by the signal, or because the lease expired. */

@@ -57,6 +57,8 @@ export interface LeaseDownload {
 }
 
 const READY_TIMEOUT_MS = 10 * 60_000;
+/** A lease still initializing after this long gets keep-alives while it is waited for. */
+const INIT_KEEPALIVE_AFTER_MS = 1000;
 /** Leases that do not say their timeout get ESXi's default. */
 const DEFAULT_LEASE_TIMEOUT_SEC = 300;
 
@@ -127,7 +129,8 @@ export class ExportLease {
   /** Polls the lease until it is ready (then reads its info); `error` is a failure with the lease's message. */
   async waitReady(options: LeaseWaitOptions = {}): Promise<void> {
     const timeoutMs = options.readyTimeoutMs ?? READY_TIMEOUT_MS;
-    const deadline = Date.now() + timeoutMs;
+    const started = Date.now();
+    const deadline = started + timeoutMs;
     let delay = 50;
     for (;;) {
       const props = await this.pc.retrieveOne(this.ref, ['state', 'error', 'info']);
@@ -146,6 +149,9 @@ export class ExportLease {
           hint: 'check the VM\'s Recent Tasks in vCenter, then run again',
         });
       if (options.signal?.aborted) throw new OneswapError('interrupted', `stopped waiting for ${this.what}`);
+      // The lease's timeout runs while it initializes too (its length is in the info, not known
+      // yet): a long preparation is kept alive the same way, at the pace of the polls.
+      if (Date.now() - started >= INIT_KEEPALIVE_AFTER_MS) await this.progress(0).catch(() => undefined);
       await sleep(Math.min(delay, Math.max(0, deadline - Date.now())));
       delay = Math.min(2000, Math.ceil(delay * 1.5));
     }
