@@ -2,10 +2,10 @@
 // offsets: parallel range streams, bounded memory (streams x buffer), zero blocks left as holes,
 // per-range retry that resumes inside the range, progress counters, and a callback per finished
 // range for the resume journal. One engine for cold and warm imports and the datastore driver.
-// For files: decodeVmdk, one sequential pass over a VMDK's files (inside an OVA or not) into the
-// raw target, grains inflated by worker threads, zeros left as holes, manifest digests checked.
+// Also the raw target file's helpers (open, writeback, hole punching, errors) that the readers
+// which write targets themselves use: lib/input's VMDK decoder. lib/copy knows no source format.
 
 export { copyExtents, ShortReadError, type RangeSource, type CopyOptions, type CopyStats, type CopyProgress } from './engine.js';
 export { together } from './together.js';
-export { decodeVmdk, type DecodeOptions, type DecodeStats } from './vmdk-decode.js';
-export { clearTargetFile } from './target-file.js';
+export { clearTargetFile, openTargetFile, targetWriteError, Writeback } from './target-file.js';
+export { punchHoles } from './holes.js';

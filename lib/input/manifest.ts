@@ -1,6 +1,6 @@
 // Reads an OVF manifest (.mf): one line per file of the package, `SHA256(disk1.vmdk)= <hex>`
 // (VMware's tools write SHA1, SHA256 or SHA512). The digests are checked while the files are read
-// for the import (lib/copy/vmdk-decode.ts), not in a separate pass.
+// for the import (vmdk-decode.ts), not in a separate pass.
 
 import { OneswapError } from '../errors/index.js';
 import type { FileDigest } from './source-file.js';

@@ -2,7 +2,7 @@
 // (parseVmdkDescriptor) only flat layouts (monolithicFlat, twoGbMaxExtentFlat, ESXi "vmfs") can be
 // read as raw ranges; sparse and snapshot-delta layouts are refused with a message that says why.
 // For files (parseImageDescriptor: OVA members, VMDKs on disk) hosted sparse extents are accepted
-// too, since lib/copy/vmdk-decode.ts decodes them.
+// too, since vmdk-decode.ts decodes them.
 
 import { OneswapError } from '../errors/index.js';
 

@@ -1,5 +1,5 @@
 // Opens a VMDK that arrives as a file (an OVA member, a file of an OVF folder, a VMDK on disk) and
-// works out, from its small metadata only, how lib/copy/vmdk-decode.ts turns it into a raw image: which
+// works out, from its small metadata only, how vmdk-decode.ts turns it into a raw image: which
 // files are read, and where each of their bytes goes on the disk.
 //
 // Layouts: a text descriptor with FLAT/VMFS/ZERO/SPARSE extents (monolithicFlat,
@@ -74,6 +74,9 @@ export interface VmdkLayout {
 }
 
 const layouts = new WeakMap<VmdkImage, VmdkLayout>();
+
+/** What the checks and messages need of a file: its name and size (Infinity for a stream of unknown length). */
+type Named = Pick<SourceFile, 'name' | 'size'>;
 
 /** The layout openVmdk worked out for `img` (which must be the object it returned). */
 export function vmdkLayout(img: VmdkImage): VmdkLayout {
@@ -172,7 +175,7 @@ async function openSparseFile(file: SourceFile, head: Buffer, files: FileCache):
   return image(file, subformat, h.capacityBytes, adapterType, [layout]);
 }
 
-interface SparseHeader {
+export interface SparseHeader {
   readonly version: number;
   readonly flags: number;
   readonly capacityBytes: number;
@@ -188,7 +191,7 @@ interface SparseHeader {
 }
 
 /** The 512-byte header of a hosted sparse extent, checked against the file it is in. */
-function parseSparseHeader(file: SourceFile, head: Buffer): SparseHeader {
+function parseSparseHeader(file: Named, head: Buffer): SparseHeader {
   if (head.length < SECTOR) throw truncated(file, `the ${SECTOR}-byte sparse header is cut at byte ${head.length}`);
   const version = head.readUInt32LE(4);
   const flags = head.readUInt32LE(8);
@@ -264,13 +267,58 @@ async function streamExtent(file: SourceFile, h: SparseHeader, virt: number, len
       throw corrupt(file, `its footer puts the grain directory at sector ${gd}, outside the file`);
     gdOffset = sectors * SECTOR;
   }
+  const { grains, check } = await tableCheck(file, { ...h, gdOffset }, length, (at, n) => files.read(file, at, n));
+  return { virt, length, grainBytes: h.grainBytes, start: h.overheadBytes, grains, check };
+}
+
+/** The number of grains a stream's grain tables list, and the checksum of their places. */
+async function tableCheck(file: Named, h: SparseHeader, length: number, read: (at: number, length: number) => Promise<Buffer>): Promise<StreamTables> {
   let grains = 0;
   let check = 0;
-  await walkGrainTables(file, { ...h, gdOffset }, length, files, (grain, sector) => {
+  await walkGrainTables(file, h, length, read, (grain, sector) => {
     grains++;
     check = (check + grainCheck(sector, (grain * h.grainBytes) / SECTOR)) >>> 0;
   });
-  return { virt, length, grainBytes: h.grainBytes, start: h.overheadBytes, grains, check };
+  return { grains, check };
+}
+
+// ---- a streamOptimized VMDK that arrives as a byte stream (an export lease) ----
+
+export interface StreamTables {
+  readonly grains: number;
+  readonly check: number;
+}
+
+/**
+ * The 512-byte header at the start of a stream, checked as a file's is; anything but a
+ * streamOptimized (compressed, with markers) sparse header is refused: only those can be decoded
+ * in one ordered pass.
+ */
+export function parseStreamHeader(name: string, head: Buffer): SparseHeader {
+  const file: Named = { name, size: Number.POSITIVE_INFINITY };
+  if (head.length < SECTOR || vmdkKind(head) !== 'hosted-sparse')
+    throw new OneswapError('data', `${name} is not a streamOptimized VMDK: its stream does not start with a sparse header (KDMV)`, { hint: DAMAGED_HINT });
+  const h = parseSparseHeader(file, head);
+  if (!h.compressed) throw unsupported(file, 'a monolithicSparse layout in a stream (grains out of order)');
+  return h;
+}
+
+/**
+ * What a stream's grain tables list, when they come before its first grain (qemu-img writes the
+ * directory and the tables into the header's overHead area): read through `read`, which only goes
+ * forward. Undefined when the directory is at the end of the stream (VMware's streams): the walk
+ * then needs the end-of-stream marker to know the stream is whole.
+ */
+export async function streamTables(
+  name: string,
+  h: SparseHeader,
+  length: number,
+  read: (at: number, length: number) => Promise<Buffer>,
+): Promise<StreamTables | undefined> {
+  if (h.gdOffset === undefined) return undefined;
+  const gdBytes = Math.ceil(Math.ceil(h.capacityBytes / h.grainBytes) / Math.max(1, h.gtes)) * 4;
+  if (h.gdOffset + gdBytes > h.overheadBytes) return undefined;
+  return tableCheck({ name, size: h.overheadBytes }, h, length, read);
 }
 
 /** One grain's share of a stream's checksum: a mix of where its marker is and where it goes (both in sectors). */
@@ -291,10 +339,10 @@ export function grainCheck(markerSector: number, lbaSector: number): number {
  * is there).
  */
 async function walkGrainTables(
-  file: SourceFile,
+  file: Named,
   h: SparseHeader,
   length: number,
-  files: FileCache,
+  read: (at: number, length: number) => Promise<Buffer>,
   visit: (grain: number, sector: number) => void,
 ): Promise<void> {
   const grainCount = Math.ceil(h.capacityBytes / h.grainBytes);
@@ -304,7 +352,7 @@ async function walkGrainTables(
   const gdOffset = h.gdOffset!;
   if (gdBytes > MAX_GD_BYTES) throw corrupt(file, `its header gives ${grainCount} grains, an absurd number`);
   if (gdOffset + gdBytes > file.size) throw corrupt(file, `its grain directory (${gdBytes} bytes at byte ${gdOffset}) runs past the end of the file`);
-  const gd = gdBytes === 0 ? Buffer.alloc(0) : await files.read(file, gdOffset, gdBytes);
+  const gd = gdBytes === 0 ? Buffer.alloc(0) : await read(gdOffset, gdBytes);
   const gtBytes = h.gtes * 4;
 
   const tables: Array<{ index: number; at: number }> = [];
@@ -320,7 +368,7 @@ async function walkGrainTables(
     const first = tables[t]!.at;
     let last = t;
     while (last + 1 < tables.length && tables[last + 1]!.at + gtBytes - first <= Math.max(GT_READ_BYTES, gtBytes)) last++;
-    const span = await files.read(file, first, tables[last]!.at + gtBytes - first);
+    const span = await read(first, tables[last]!.at + gtBytes - first);
     for (; t <= last; t++) {
       const { index, at } = tables[t]!;
       for (let j = 0; j < h.gtes; j++) {
@@ -340,7 +388,7 @@ async function walkGrainTables(
 async function sparseGrains(file: SourceFile, h: SparseHeader, virt: number, length: number, files: FileCache): Promise<SparseGrains> {
   const grainsFile: number[] = [];
   const grainsDisk: number[] = [];
-  await walkGrainTables(file, h, length, files, (grain, sector) => {
+  await walkGrainTables(file, h, length, (at, n) => files.read(file, at, n), (grain, sector) => {
     const start = grain * h.grainBytes;
     const need = Math.min(h.grainBytes, length - start);
     if (sector * SECTOR + need > file.size) throw truncated(file, `grain ${grain} (at sector ${sector}) lies past its end at byte ${file.size}`);
@@ -500,15 +548,17 @@ function u64(buf: Buffer, off: number): number | undefined {
   return v > BigInt(Number.MAX_SAFE_INTEGER) ? undefined : Number(v);
 }
 
-function corrupt(file: SourceFile, why: string): OneswapError {
-  return new OneswapError('data', `${file.name} is not a valid VMDK: ${why}`, { hint: 'the disk file is damaged: copy or export it again' });
+const DAMAGED_HINT = 'the disk file is damaged: copy or export it again';
+
+function corrupt(file: Named, why: string): OneswapError {
+  return new OneswapError('data', `${file.name} is not a valid VMDK: ${why}`, { hint: DAMAGED_HINT });
 }
 
-function truncated(file: SourceFile, why: string): OneswapError {
+function truncated(file: Named, why: string): OneswapError {
   return new OneswapError('data', `${file.name} is truncated: ${why}`, { hint: 'the disk file was cut short: copy or export it again' });
 }
 
-function unsupported(file: SourceFile, what: string): OneswapError {
+function unsupported(file: Named, what: string): OneswapError {
   return new OneswapError('data', `${file.name} uses ${what}, which oneswap does not read`, {
     hint: 'convert the disk with qemu-img convert -O vmdk -o subformat=streamOptimized, or to raw',
   });

@@ -8,7 +8,7 @@
 
 import { createHash } from 'node:crypto';
 import { OneswapError, describeError } from '../errors/index.js';
-import type { FileDisk, FileVm } from '../input/index.js';
+import { decodeVmdk, type FileDisk, type FileVm } from '../input/index.js';
 import { checkAdditions } from '../convert/index.js';
 import {
   diskFile,
@@ -23,7 +23,7 @@ import {
   type DirectoryState,
   type ConvertedGuest,
 } from '../output/index.js';
-import { clearTargetFile, decodeVmdk, together } from '../copy/index.js';
+import { clearTargetFile, together } from '../copy/index.js';
 import { PidLock } from './pid-lock.js';
 import { convertImages, describeConversion, sourceMacsNetwork, vmConversionRequest } from './conversion.js';
 import { Phases, build, convert, networkCandidates, openTarget, placeholders, rollback, type DiskTarget, type MigrationOptions, type OneContext, type VmResult } from './steps.js';

@@ -5,6 +5,7 @@ import { OneswapError } from '../errors/index.js';
 import { ChangeTracking } from './cbt.js';
 import { DatastoreHttp } from './datastore-http.js';
 import { endpointLabel, type Endpoint } from './endpoint.js';
+import { ExportLeases, type ExportLease, type LeaseWaitOptions } from './export-lease.js';
 import {
   listClusters,
   listDatacenters,
@@ -81,8 +82,9 @@ export class VSphereClient {
   private readonly power: PowerControl;
   private readonly files: DatastoreHttp;
   private readonly rangeAgent: PolicyAgent;
+  private readonly leases: ExportLeases;
 
-  private constructor(endpoint: Endpoint, transport: SoapTransport, session: Session, soapAgent: PolicyAgent, rangeAgent: PolicyAgent, timeoutMs: number) {
+  private constructor(endpoint: Endpoint, transport: SoapTransport, session: Session, soapAgent: PolicyAgent, rangeAgent: PolicyAgent, tls: TlsPolicy, timeoutMs: number) {
     this.endpoint = endpoint;
     this.transport = transport;
     this.session = session;
@@ -93,6 +95,7 @@ export class VSphereClient {
     this.power = new PowerControl(transport, this.pc);
     this.files = new DatastoreHttp({ transport, agent: rangeAgent, timeoutMs });
     this.rangeAgent = rangeAgent;
+    this.leases = new ExportLeases(transport, this.pc, tls, timeoutMs);
   }
 
   /** Connects, applies the TLS policy, logs in and starts the session keep-alive. */
@@ -119,7 +122,7 @@ export class VSphereClient {
       throw err;
     }
     session.startKeepAlive(options.keepAliveMs ?? DEFAULT_KEEPALIVE_MS);
-    return new VSphereClient(endpoint, transport, session, soapAgent, rangeAgent, timeoutMs);
+    return new VSphereClient(endpoint, transport, session, soapAgent, rangeAgent, tls, timeoutMs);
   }
 
   /** The API version the server reports and the client speaks (SOAPAction urn:vim25/<version>). */
@@ -242,6 +245,19 @@ export class VSphereClient {
 
   async powerOn(vmRef: MoRef): Promise<void> {
     return this.power.powerOn(vmRef);
+  }
+
+  /**
+   * ExportVm: an export lease of a powered-off VM's disks, once it is ready (InvalidPowerState for
+   * a running VM). Keep it alive with `progress`, end it with `complete` or `abort`.
+   */
+  async exportVm(vmRef: MoRef, options?: LeaseWaitOptions): Promise<ExportLease> {
+    return this.leases.exportVm(vmRef, options);
+  }
+
+  /** ExportSnapshot: an export lease of a snapshot's disks (the VM may be running), once it is ready. */
+  async exportSnapshot(snapRef: MoRef, options?: LeaseWaitOptions): Promise<ExportLease> {
+    return this.leases.exportSnapshot(snapRef, options);
   }
 
   /** URL of a datastore file: dcPath is the datacenter's inventory path ("/DC0" or "DC0"). */

@@ -15,7 +15,7 @@ import type { IncomingMessage } from 'node:http';
 import { isIP } from 'node:net';
 import { Readable, Transform } from 'node:stream';
 import { OneswapError } from '../errors/index.js';
-import { endpointLabel, endpointOrigin, timeoutError, toConnectionError, type Endpoint } from './endpoint.js';
+import { endpointLabel, endpointOrigin, sendRequest, timeoutError, toConnectionError, type Endpoint } from './endpoint.js';
 import type { SoapTransport } from './soap.js';
 import { PolicyAgent, type RawLease } from './tls-agent.js';
 
@@ -396,35 +396,15 @@ export class DatastoreHttp {
   }
 
   private sendOnce(method: string, target: URL, headers: Record<string, string>, signal?: AbortSignal): Promise<IncomingMessage> {
-    const call = `${method} ${describeDatastoreUrl(target)}`;
-    return new Promise<IncomingMessage>((resolve, reject) => {
-      let timedOut = false;
-      const req = https.request(
-        {
-          host: this.endpoint.host,
-          port: this.endpoint.port,
-          path: target.pathname + target.search,
-          method,
-          agent: this.agent,
-          ...(signal === undefined ? {} : { signal }),
-          headers: { ...headers, ...(this.transport.cookie === undefined ? {} : { Cookie: this.transport.cookie }) },
-        },
-        (res) => {
-          clearTimeout(timer);
-          resolve(res);
-        },
-      );
-      const timer = setTimeout(() => {
-        timedOut = true;
-        req.destroy();
-      }, this.timeoutMs);
-      req.on('error', (err) => {
-        clearTimeout(timer);
-        if (timedOut) reject(timeoutError(this.endpoint, call, this.timeoutMs));
-        else if (signal?.aborted) reject(new OneswapError('interrupted', `${call} on vCenter ${endpointLabel(this.endpoint)} was cancelled`, { cause: err }));
-        else reject(toConnectionError(err, this.endpoint, call));
-      });
-      req.end();
+    return sendRequest({
+      endpoint: this.endpoint,
+      agent: this.agent,
+      method,
+      path: target.pathname + target.search,
+      headers: { ...headers, ...(this.transport.cookie === undefined ? {} : { Cookie: this.transport.cookie }) },
+      timeoutMs: this.timeoutMs,
+      call: `${method} ${describeDatastoreUrl(target)}`,
+      ...(signal === undefined ? {} : { signal }),
     });
   }
 

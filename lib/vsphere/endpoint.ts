@@ -1,5 +1,7 @@
 // Where the client connects and how network failures are reported about it.
 
+import https from 'node:https';
+import type { IncomingMessage } from 'node:http';
 import { isIP } from 'node:net';
 import { OneswapError } from '../errors/index.js';
 
@@ -54,4 +56,54 @@ export function timeoutError(e: Endpoint, call: string, timeoutMs: number): Ones
 
 function formatSeconds(ms: number): string {
   return ms % 1000 === 0 ? `${ms / 1000} s` : `${(ms / 1000).toFixed(1)} s`;
+}
+
+export interface RequestSpec {
+  /** Where the request goes (and what errors name). */
+  readonly endpoint: Endpoint;
+  readonly agent: https.Agent;
+  readonly method: string;
+  readonly path: string;
+  readonly headers: Record<string, string>;
+  /** Bound on waiting for the response head. */
+  readonly timeoutMs: number;
+  /** For messages: "GET [LocalDS_0] vm/disk.vmdk". */
+  readonly call: string;
+  readonly signal?: AbortSignal;
+  /** What the server is, for messages; default "vCenter". */
+  readonly server?: string;
+}
+
+/** Sends a request without a body; resolves with the response head, errors told as connection, timeout or cancel. */
+export function sendRequest(spec: RequestSpec): Promise<IncomingMessage> {
+  const { endpoint, signal, call } = spec;
+  return new Promise<IncomingMessage>((resolve, reject) => {
+    let timedOut = false;
+    const req = https.request(
+      {
+        host: endpoint.host,
+        port: endpoint.port,
+        path: spec.path,
+        method: spec.method,
+        agent: spec.agent,
+        ...(signal === undefined ? {} : { signal }),
+        headers: spec.headers,
+      },
+      (res) => {
+        clearTimeout(timer);
+        resolve(res);
+      },
+    );
+    const timer = setTimeout(() => {
+      timedOut = true;
+      req.destroy();
+    }, spec.timeoutMs);
+    req.on('error', (err) => {
+      clearTimeout(timer);
+      if (timedOut) reject(timeoutError(endpoint, call, spec.timeoutMs));
+      else if (signal?.aborted) reject(new OneswapError('interrupted', `${call} on ${spec.server ?? 'vCenter'} ${endpointLabel(endpoint)} was cancelled`, { cause: err }));
+      else reject(toConnectionError(err, endpoint, call));
+    });
+    req.end();
+  });
 }

@@ -10,12 +10,16 @@
  *   (`queryChangedDiskAreas` paged to the disk capacity, enable/disable), power operations.
  * - Datastore files over `/folder`: URL builder, HEAD, small text GET, and exact single-range
  *   streams for the copy engine.
+ * - Export leases (`exportVm`, `exportSnapshot`): waited for until ready; device URLs downloaded
+ *   whole (no Range) from the host the client connected to, TLS pinned to the lease's thumbprint;
+ *   keep-alive (`progress`), `complete`, `abort` with our message.
  *
  * Every failure is a `OneswapError` (kind + one-line message naming the object, the call and
  * what to do). Morefs, device keys and changeIds are opaque strings/integers.
  */
 
 export { VSphereClient } from './client.js';
+export type { ExportLease, ExportLeaseInfo, LeaseDevice, LeaseDownload, LeaseState, LeaseWaitOptions } from './export-lease.js';
 export type { ConnectOptions, LoginFacts } from './client.js';
 export type { VSphereLogger } from './logger.js';
 export type { CreateSnapshotOptions, RemoveSnapshotOptions } from './snapshots.js';

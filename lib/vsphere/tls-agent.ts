@@ -19,9 +19,13 @@ export interface AgentSettings {
   readonly maxSockets: number;
   /** Bound on TCP connect + TLS handshake. */
   readonly handshakeTimeoutMs: number;
+  /** Judges the peer certificate instead of `tls` (an export lease pins the SHA-1 its device URL names). */
+  readonly check?: PeerChecker;
 }
 
-type Checker = (socket: TLSSocket) => OneswapError | undefined;
+/** The verdict on a connected socket's certificate: undefined to go on, else the error to fail with. */
+export type PeerChecker = (socket: TLSSocket) => OneswapError | undefined;
+type Checker = PeerChecker;
 
 /**
  * Receives a raw socket's bytes. The chunk lives in the socket's reused read buffer, so it is
@@ -63,7 +67,7 @@ export class PolicyAgent extends https.Agent {
   constructor(settings: AgentSettings) {
     super({ keepAlive: true, maxSockets: settings.maxSockets, scheduling: 'lifo' });
     this.settings = settings;
-    this.check = peerChecker(settings.endpoint, settings.tls);
+    this.check = settings.check ?? peerChecker(settings.endpoint, settings.tls);
   }
 
   /**

@@ -8,26 +8,17 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import https from 'node:https';
 import { after, before, describe, it } from 'node:test';
-import { VSphereClient, type ConnectOptions, type Extent, type VmDisk } from '../../lib/vsphere/index.js';
+import type { Extent, VSphereClient, VmDisk } from '../../lib/vsphere/index.js';
 import { startVcsim, vcsimSkip, type Vcsim } from '../peers/vcsim/index.js';
 import { client as fixtureClient, createTestVm, moref, ref as xmlRef, writeDiskData, type TestVm } from '../peers/vcsim/fixture.js';
 import { refusal } from '../support/refusal.js';
+import { connectTo } from '../support/vcsim-client.js';
 
 const skip = vcsimSkip();
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
-function connectTo(sim: Vcsim, extra: Partial<ConnectOptions> = {}): Promise<VSphereClient> {
-  return VSphereClient.connect({
-    host: sim.host,
-    port: sim.port,
-    credentials: { user: sim.username, password: sim.password },
-    tls: { kind: 'verify', ca: sim.certPem },
-    keepAliveMs: 0,
-    ...extra,
-  });
-}
 
 /** Copies `extents` of a disk through /folder range reads into `target`. */
 async function copyExtents(client: VSphereClient, url: string, extents: readonly Extent[], target: Buffer): Promise<void> {

@@ -1,20 +1,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, mkdir, readFile, rm, truncate, writeFile, open } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, truncate, writeFile, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { OneswapError } from '../../lib/errors/index.js';
 import { findMember, readTarIndex, type TarMember } from '../../lib/input/tar-index.js';
 import { parseManifest } from '../../lib/input/manifest.js';
+import { withTempDir } from '../support/temp-dir.js';
 
-async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await mkdtemp(join(tmpdir(), 'oneswap-tar-'));
-  try {
-    await fn(dir);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  return withTempDir('oneswap-tar-', fn);
 }
 
 /** Bytes of a member, read where the index says they are. */

@@ -14,7 +14,7 @@ import { wholeFile } from '../../lib/input/source-file.js';
 import { findMember, readTarIndex } from '../../lib/input/tar-index.js';
 import { parseManifest } from '../../lib/input/manifest.js';
 import { openVmdk, type VmdkImage } from '../../lib/input/vmdk-image.js';
-import { decodeVmdk } from '../../lib/copy/vmdk-decode.js';
+import { decodeVmdk } from '../../lib/input/vmdk-decode.js';
 import type { FileDigest } from '../../lib/input/source-file.js';
 
 const KiB = 1024;

@@ -3,6 +3,10 @@
 // streamOptimized file's grain markers are walked and each grain inflated. Nothing that is zero is
 // written, so the target's holes stay holes. Manifest digests are computed on the same pass.
 //
+// decodeVmdkStream does the same for a streamOptimized VMDK that arrives as a byte stream with no
+// Range (an export lease's HTTP body): the same marker walk, chunk buffers and workers, the grains
+// written only where they fall inside the planned areas.
+//
 // Threads: the main thread reads (read-ahead into shared buffers), hashes and walks the metadata;
 // a small pool of worker threads inflates grains, finds their zero blocks and writes the rest with
 // positional writes into the target. Chunks live in SharedArrayBuffers, so a grain reaches a worker
@@ -13,8 +17,11 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { OneswapError } from '../errors/index.js';
-import { grainCheck, vmdkLayout, type FileDigest, type FileLayout, type SourceFile, type SparseGrains, type StreamExtent, type VmdkImage } from '../input/index.js';
-import { Writeback, openTargetFile, targetWriteError } from './target-file.js';
+import { Writeback, openTargetFile, punchHoles, targetWriteError } from '../copy/index.js';
+import { normalizeExtents, type Extent } from '../extents/index.js';
+import type { StreamCopyOptions } from './disk-reader.js';
+import type { FileDigest, SourceFile } from './source-file.js';
+import { grainCheck, parseStreamHeader, streamTables, vmdkLayout, type FileLayout, type SparseGrains, type StreamTables, type VmdkImage } from './vmdk-image.js';
 
 export interface DecodeOptions {
   /** Existing raw file, at least capacityBytes long, that reads as zeros (a fresh sparse placeholder). Zero data is never written, so holes stay holes. */
@@ -52,29 +59,129 @@ const ZERO_BLOCK = 4096;
 
 export async function decodeVmdk(img: VmdkImage, opts: DecodeOptions): Promise<DecodeStats> {
   const layout = vmdkLayout(img);
-  const { signal } = opts;
-  signal.throwIfAborted();
   const counters = { bytesRead: 0, bytesWritten: 0 };
   const progress = (): void => opts.onProgress?.({ bytesRead: counters.bytesRead, bytesWritten: counters.bytesWritten });
-
-  const target = await openTargetFile(opts.target, img.capacityBytes);
-  const slots = new SlotPool(SLOTS, CHUNK);
-  const writeback = new Writeback(target, WRITEBACK_BYTES);
-  const jobs = new Jobs(pool(), target.fd, slots, opts.target, (written) => {
+  await intoTarget(opts.target, img.capacityBytes, opts.signal, (written) => {
     counters.bytesWritten += written;
-    writeback.wrote(written);
     progress();
-  });
-  try {
+  }, async (jobs, slots) => {
     for (const fl of layout.files) {
-      await decodeFile(fl, opts.digests?.get(fl.file.name), jobs, slots, signal, (n) => {
+      await decodeFile(fl, opts.digests?.get(fl.file.name), jobs, slots, opts.signal, (n) => {
         counters.bytesRead += n;
         progress();
       });
     }
+  });
+  return { bytesRead: counters.bytesRead, bytesWritten: counters.bytesWritten, sourceBytes: img.sourceBytes };
+}
+
+/** A stream copy's options (the disk reader's), with the disk's name for messages. */
+export interface StreamDecodeOptions extends StreamCopyOptions {
+  /** "disk 'Hard disk 1' of VM web01". */
+  readonly name: string;
+}
+
+export interface StreamDecodeStats {
+  /** Bytes taken from the stream. */
+  readonly bytesRead: number;
+  readonly bytesWritten: number;
+  readonly bytesPlanned: number;
+}
+
+/**
+ * Decodes a streamOptimized VMDK arriving as an ordered byte stream (an export lease's HTTP body,
+ * which has no Range): the header, the grain tables when they come first, then the markers in
+ * order, each grain inflated and written where it falls inside `areas` (zero blocks left as
+ * holes). The same marker walk, reading and worker pool as decodeVmdk's. A stream that is cut,
+ * damaged or places a grain outside the disk is a OneswapError('data') naming the disk; errors the
+ * stream itself throws (a cut connection) come through as they are.
+ */
+export async function decodeVmdkStream(body: AsyncIterable<Uint8Array>, opts: StreamDecodeOptions): Promise<StreamDecodeStats> {
+  const { name, signal } = opts;
+  const areas = normalizeExtents(opts.areas, opts.capacity);
+  const planned = new PlannedAreas(areas);
+  const counters = { bytesRead: 0, bytesWritten: 0, bytesDone: 0 };
+  const progress = (): void =>
+    opts.onProgress?.({ bytesDone: counters.bytesDone, bytesPlanned: planned.total, bytesWritten: counters.bytesWritten });
+  signal.throwIfAborted();
+  if (!opts.targetIsZero && areas.length > 0) {
+    await openTargetFile(opts.target, opts.capacity).then((fh) => fh.close());
+    try {
+      await punchHoles(opts.target, areas);
+    } catch (err) {
+      throw targetWriteError(err, opts.target);
+    }
+  }
+  await intoTarget(opts.target, opts.capacity, signal, (written) => {
+    counters.bytesWritten += written;
+    progress();
+  }, async (jobs, slots) => {
+    const chunks = new StreamChunks(body, slots, signal, (n) => {
+      counters.bytesRead += n;
+      progress();
+    });
+    const batch = new Batch(jobs);
+    const cursor = new Cursor(chunks, name, undefined, slots, () => batch.flush());
+    jobs.setSource(name);
+    try {
+      const head = await cursor.bytes(0, SECTOR, (end) => `it ends at byte ${end}, inside its ${SECTOR}-byte header`);
+      const h = parseStreamHeader(name, Buffer.from(head.data));
+      // The tables are small and lie in the first chunks; copied, since the cursor moves on.
+      const tables = await streamTables(name, h, opts.capacity, async (at, n) =>
+        Buffer.from((await cursor.bytes(at, n, (end) => `it ends at byte ${end}, inside its grain tables`)).data),
+      );
+      await walkMarkers(
+        { name, virt: 0, length: opts.capacity, grainBytes: h.grainBytes, start: h.overheadBytes, tables },
+        cursor,
+        batch,
+        {
+          parts: (pos, need) => planned.parts(pos, need),
+          met: (end) => {
+            const done = planned.below(end);
+            if (done <= counters.bytesDone) return;
+            counters.bytesDone = done;
+            progress();
+          },
+        },
+      );
+      await batch.flush();
+      // The rest (padding after the end-of-stream marker) is read, so the transfer completes.
+      await cursor.finish();
+    } finally {
+      cursor.release();
+      await chunks.close();
+    }
+  });
+  counters.bytesDone = planned.total;
+  progress();
+  return { bytesRead: counters.bytesRead, bytesWritten: counters.bytesWritten, bytesPlanned: planned.total };
+}
+
+/**
+ * The target, the chunk buffers and the workers of one decode, around `run`: every job waited for
+ * (also on failure, before the target is closed), then the data synced. The signal's reason wins
+ * over whatever the stopped decode threw.
+ */
+async function intoTarget(
+  path: string,
+  capacity: number,
+  signal: AbortSignal,
+  onWritten: (bytes: number) => void,
+  run: (jobs: Jobs, slots: SlotPool) => Promise<void>,
+): Promise<void> {
+  signal.throwIfAborted();
+  const target = await openTargetFile(path, capacity);
+  const slots = new SlotPool(SLOTS, CHUNK);
+  const writeback = new Writeback(target, WRITEBACK_BYTES);
+  const jobs = new Jobs(pool(), target.fd, slots, path, (written) => {
+    writeback.wrote(written);
+    onWritten(written);
+  });
+  try {
+    await run(jobs, slots);
     await jobs.drain();
     signal.throwIfAborted();
-    await writeback.finish(opts.target);
+    await writeback.finish(path);
   } catch (err) {
     await jobs.settle();
     throw signal.aborted ? signal.reason : err;
@@ -82,7 +189,6 @@ export async function decodeVmdk(img: VmdkImage, opts: DecodeOptions): Promise<D
     await writeback.settle();
     await target.close();
   }
-  return { bytesRead: counters.bytesRead, bytesWritten: counters.bytesWritten, sourceBytes: img.sourceBytes };
 }
 
 /** One file, start to end, once: its flat segments, sparse grains or stream markers go to the workers. */
@@ -104,9 +210,9 @@ async function decodeFile(
     });
   }
   const hash = digest === undefined ? undefined : createHash(digest.algorithm);
-  const reader = new ChunkReader(fh, file, slots, hash, signal, onRead);
+  const reader = new FileChunks(fh, file, slots, hash, signal, onRead);
   const batch = new Batch(jobs);
-  const cursor = new Cursor(reader, file, slots, () => batch.flush());
+  const cursor = new Cursor(reader, file.name, file.size, slots, () => batch.flush());
   jobs.setSource(file.name);
   try {
     for (const seg of fl.flat) {
@@ -119,7 +225,7 @@ async function decodeFile(
       }
     }
     if (fl.sparse) await decodeSparse(fl.sparse, cursor, batch);
-    if (fl.stream) await decodeStream(fl.stream, file, cursor, batch);
+    if (fl.stream) await walkMarkers({ ...fl.stream, name: file.name, tables: { grains: fl.stream.grains, check: fl.stream.check } }, cursor, batch);
     await batch.flush();
     await cursor.finish();
     if (hash !== undefined && digest !== undefined) {
@@ -149,53 +255,145 @@ async function decodeSparse(s: SparseGrains, cursor: Cursor, batch: Batch): Prom
   }
 }
 
+/** A stream's markers, where they are and what they must add up to. */
+interface MarkerWalk {
+  /** The file or disk, for messages. */
+  readonly name: string;
+  /** Where the extent starts on the disk, and its length. */
+  readonly virt: number;
+  readonly length: number;
+  readonly grainBytes: number;
+  /** Byte of the first marker. */
+  readonly start: number;
+  /** What the grain tables list; unknown for a stream whose tables come at its end. */
+  readonly tables: StreamTables | undefined;
+}
+
+/** For a stream decoded into planned areas only. */
+interface MarkerPlacement {
+  /** Which parts of the grain at disk byte `pos` (`need` bytes) to write: null none, undefined all, else [from, to) pairs relative to pos. */
+  parts(pos: number, need: number): number[] | null | undefined;
+  /** A grain ending at disk byte `end` was met. */
+  met(end: number): void;
+}
+
 /**
  * Walks a stream's markers from the first one to the end-of-stream marker (or the end of the file:
  * qemu-img writes none): grain markers (LBA, compressed size, data) go to the workers; metadata
  * markers (grain tables, directory, footer) are stepped over, since every grain carries its own
- * address. The grains seen must be those the grain tables list (count and checksum of places).
+ * address. The grains seen must be those the grain tables list (count and checksum of places);
+ * where those are unknown (the tables follow the grains), the stream must end with its
+ * end-of-stream marker.
  */
-async function decodeStream(s: StreamExtent, file: SourceFile, cursor: Cursor, batch: Batch): Promise<void> {
-  const maxCompressed = s.grainBytes + (s.grainBytes >>> 3) + 4096;
+async function walkMarkers(w: MarkerWalk, cursor: Cursor, batch: Batch, place?: MarkerPlacement): Promise<void> {
+  const { name } = w;
+  const maxCompressed = w.grainBytes + (w.grainBytes >>> 3) + 4096;
   let grains = 0;
   let check = 0;
-  let p = s.start;
+  let eos = false;
+  let p = w.start;
   for (;;) {
-    if (p === file.size) break; // the end of the file, at a marker's place
-    if (p + 16 > file.size) throw truncated(file, `it ends at byte ${file.size}, inside the marker at byte ${p}`);
-    const head = (await cursor.bytes(p, 16)).data;
+    if (await cursor.endsAt(p)) break; // the end, at a marker's place
+    const head = (await cursor.bytes(p, 16, (end) => `it ends at byte ${end}, inside the marker at byte ${p}`)).data;
     const lo = head.readUInt32LE(0);
     const hi = head.readUInt32LE(4);
     const size = head.readUInt32LE(8);
     if (size > 0) {
-      if (hi >= 0x200000) throw badMarker(file, p, `a grain at sector ${(BigInt(hi) << 32n) + BigInt(lo)}, beyond the disk`);
+      if (hi >= 0x200000) throw badMarker(name, p, `a grain at sector ${(BigInt(hi) << 32n) + BigInt(lo)}, beyond the disk`);
       const lba = hi * 2 ** 32 + lo;
       const at = lba * SECTOR;
-      if (at >= s.length) throw badMarker(file, p, `a grain at sector ${lba}, beyond the disk's ${s.length / SECTOR} sectors`);
-      if (at % s.grainBytes !== 0) throw badMarker(file, p, `a grain at sector ${lba}, not on a grain boundary`);
-      if (size > maxCompressed) throw badMarker(file, p, `a grain of ${size} compressed bytes, more than a grain can take`);
-      if (p + 12 + size > file.size) throw truncated(file, `the grain at byte ${p} needs ${size} bytes, the file ends at byte ${file.size}`);
-      const v = await cursor.bytes(p + 12, size);
-      await batch.add(v.data, v.slot, s.virt + at, s.grainBytes, Math.min(s.grainBytes, s.length - at), p);
+      if (at >= w.length) throw badMarker(name, p, `a grain at sector ${lba}, beyond the disk's ${w.length / SECTOR} sectors`);
+      if (at % w.grainBytes !== 0) throw badMarker(name, p, `a grain at sector ${lba}, not on a grain boundary`);
+      if (size > maxCompressed) throw badMarker(name, p, `a grain of ${size} compressed bytes, more than a grain can take`);
+      const need = Math.min(w.grainBytes, w.length - at);
+      const parts = place === undefined ? undefined : place.parts(w.virt + at, need);
+      if (parts === null) {
+        // Outside the planned areas: stepped over, though its bytes must still be there.
+        await cursor.reach(p + 12 + size, (end) => `the grain at byte ${p} needs ${size} bytes, it ends at byte ${end}`);
+      } else {
+        const v = await cursor.bytes(p + 12, size, (end) => `the grain at byte ${p} needs ${size} bytes, the file ends at byte ${end}`);
+        await batch.add(v.data, v.slot, w.virt + at, w.grainBytes, need, p, parts);
+      }
+      place?.met(w.virt + at + need);
       grains++;
       check = (check + grainCheck(p / SECTOR, lba)) >>> 0;
       p = Math.ceil((p + 12 + size) / SECTOR) * SECTOR;
       continue;
     }
     const type = head.readUInt32LE(12);
-    if (type === 0) break; // end of stream
-    if (type > 3) throw badMarker(file, p, `an unknown marker type ${type}`);
+    if (type === 0) {
+      eos = true;
+      break;
+    }
+    if (type > 3) throw badMarker(name, p, `an unknown marker type ${type}`);
     // Grain table, grain directory, footer: a marker sector, then `lo` sectors of metadata.
-    if (hi !== 0 || p + SECTOR + lo * SECTOR > file.size)
-      throw truncated(file, `its metadata at byte ${p} needs ${(BigInt(hi) << 32n) + BigInt(lo)} sectors, the file ends at byte ${file.size}`);
-    p += SECTOR + lo * SECTOR;
+    if (hi !== 0) throw badMarker(name, p, `${(BigInt(hi) << 32n) + BigInt(lo)} sectors of metadata`);
+    const next = p + SECTOR + lo * SECTOR;
+    await cursor.reach(next, (end) => `its metadata at byte ${p} needs ${lo} sectors, the file ends at byte ${end}`);
+    p = next;
   }
-  if (grains < s.grains && p === file.size)
-    throw truncated(file, `it ends at byte ${file.size} after ${grains} of the ${s.grains} grains its grain tables list`);
-  if (grains !== s.grains || check !== s.check)
-    throw new OneswapError('data', `${file.name} is damaged: its grain markers (${grains} grains) do not match its grain tables (${s.grains} grains)`, {
+  const { tables } = w;
+  if (tables === undefined) {
+    if (!eos) throw truncated(name, `it ends at byte ${p} after ${grains} grains, without its end-of-stream marker`);
+    return;
+  }
+  if (grains < tables.grains && !eos)
+    throw truncated(name, `it ends at byte ${p} after ${grains} of the ${tables.grains} grains its grain tables list`);
+  if (grains !== tables.grains || check !== tables.check)
+    throw new OneswapError('data', `${name} is damaged: its grain markers (${grains} grains) do not match its grain tables (${tables.grains} grains)`, {
       hint: DAMAGED,
     });
+}
+
+/** The planned areas of a stream decode: which parts of a grain to write, and progress. */
+class PlannedAreas {
+  readonly total: number;
+  /** Planned bytes before area k. */
+  private readonly before: number[];
+
+  constructor(private readonly areas: readonly Extent[]) {
+    this.before = [];
+    let sum = 0;
+    for (const a of areas) {
+      this.before.push(sum);
+      sum += a.length;
+    }
+    this.total = sum;
+  }
+
+  /** The first area that ends after `pos`. */
+  private first(pos: number): number {
+    let lo = 0;
+    let hi = this.areas.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      const a = this.areas[mid]!;
+      if (a.start + a.length <= pos) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  parts(pos: number, need: number): number[] | null | undefined {
+    const end = pos + need;
+    const out: number[] = [];
+    for (let k = this.first(pos); k < this.areas.length; k++) {
+      const a = this.areas[k]!;
+      if (a.start >= end) break;
+      out.push(Math.max(a.start, pos) - pos, Math.min(a.start + a.length, end) - pos);
+    }
+    if (out.length === 0) return null;
+    if (out.length === 2 && out[0] === 0 && out[1] === need) return undefined;
+    return out;
+  }
+
+  /** Planned bytes before disk byte `pos`. */
+  below(pos: number): number {
+    const k = this.first(pos);
+    if (k >= this.areas.length) return this.total;
+    const a = this.areas[k]!;
+    return this.before[k]! + Math.max(0, pos - a.start);
+  }
 }
 
 // ---- reading: chunks in shared buffers, read ahead, hashed in order ----
@@ -242,13 +440,21 @@ class SlotPool {
 
 interface Chunk {
   readonly slot: Slot;
-  /** Offset in the SourceFile. */
+  /** Offset in the source (file or stream). */
   readonly start: number;
   readonly length: number;
   readonly data: Buffer;
 }
 
-class ChunkReader {
+/** A source's bytes in order, as chunks in slots (each held once by the caller: release its slot). */
+interface ChunkSource {
+  /** The next chunk, or undefined at the end. */
+  read(): Promise<Chunk | undefined>;
+  /** Stops reading and gives the buffers of chunks read ahead back. */
+  close(): Promise<void>;
+}
+
+class FileChunks implements ChunkSource {
   private next = 0;
   private readonly ahead: Array<Promise<Chunk>> = [];
 
@@ -261,7 +467,6 @@ class ChunkReader {
     private readonly onRead: (bytes: number) => void,
   ) {}
 
-  /** The next chunk of the file in order (held once: release its slot), or undefined at the end. */
   async read(): Promise<Chunk | undefined> {
     this.signal.throwIfAborted();
     this.fill();
@@ -304,7 +509,7 @@ class ChunkReader {
       let got = 0;
       while (got < length) {
         const { bytesRead } = await this.fh.read(slot.buf, got, length - got, this.file.offset + start + got);
-        if (bytesRead === 0) throw truncated(this.file, `it ends at byte ${start + got}, ${this.file.size} bytes were expected`);
+        if (bytesRead === 0) throw truncated(this.file.name, `it ends at byte ${start + got}, ${this.file.size} bytes were expected`);
         got += bytesRead;
       }
     } catch (err) {
@@ -316,39 +521,169 @@ class ChunkReader {
   }
 }
 
-/** Moves forward through a file's chunks; hands out byte ranges, copying only those that straddle two chunks. */
-class Cursor {
-  private cur: Chunk | undefined;
+/**
+ * An ordered byte stream gathered into chunks: each piece the stream gives is copied once, into a
+ * shared chunk buffer; READ_AHEAD chunks are filled ahead of the decode. Whatever the stream
+ * throws comes through `read` as it is.
+ */
+class StreamChunks implements ChunkSource {
+  private readonly it: AsyncIterator<Uint8Array>;
+  private piece: Uint8Array | undefined;
+  private pieceAt = 0;
+  private pos = 0;
+  private ended = false;
+  private closed = false;
+  private failure: { readonly err: unknown } | undefined;
+  private tail: Promise<unknown> = Promise.resolve();
+  private readonly ahead: Array<Promise<Chunk | undefined>> = [];
 
   constructor(
-    private readonly reader: ChunkReader,
-    private readonly file: SourceFile,
+    body: AsyncIterable<Uint8Array>,
+    private readonly slots: SlotPool,
+    private readonly signal: AbortSignal,
+    private readonly onRead: (bytes: number) => void,
+  ) {
+    this.it = body[Symbol.asyncIterator]();
+  }
+
+  async read(): Promise<Chunk | undefined> {
+    this.signal.throwIfAborted();
+    this.fill();
+    const p = this.ahead.shift();
+    if (p === undefined) return undefined;
+    const c = await untilAborted(p, this.signal);
+    if (c === undefined) return undefined;
+    this.onRead(c.length);
+    this.fill();
+    return c;
+  }
+
+  /** Stops the stream (a read still waiting for it gives its buffer back when it ends). */
+  close(): Promise<void> {
+    this.closed = true;
+    for (const p of this.ahead.splice(0)) p.then((c) => c !== undefined && this.slots.release(c.slot), () => undefined);
+    if (!this.ended) {
+      this.ended = true;
+      // Not waited for: a stream that hangs (the reason to stop) may never answer.
+      Promise.resolve()
+        .then(() => this.it.return?.())
+        .catch(() => undefined);
+    }
+    return Promise.resolve();
+  }
+
+  private fill(): void {
+    while (this.ahead.length < READ_AHEAD && !this.ended && !this.closed) {
+      const p = this.tail.then(() => this.produce());
+      this.tail = p.catch(() => undefined);
+      p.catch(() => undefined);
+      this.ahead.push(p);
+    }
+  }
+
+  /** The next chunk; called one after another (chained on `tail`). */
+  private async produce(): Promise<Chunk | undefined> {
+    if (this.failure !== undefined) throw this.failure.err;
+    if (this.ended || this.closed) return undefined;
+    const slot = await this.slots.acquire();
+    slot.refs = 1;
+    let got = 0;
+    try {
+      while (got < CHUNK) {
+        if (this.piece === undefined) {
+          const r = await this.it.next();
+          if (r.done === true) {
+            this.ended = true;
+            break;
+          }
+          this.piece = r.value;
+          this.pieceAt = 0;
+        }
+        const n = Math.min(CHUNK - got, this.piece.length - this.pieceAt);
+        slot.buf.set(this.piece.subarray(this.pieceAt, this.pieceAt + n), got);
+        got += n;
+        this.pieceAt += n;
+        if (this.pieceAt >= this.piece.length) this.piece = undefined;
+      }
+    } catch (err) {
+      this.failure = { err };
+      this.ended = true;
+      this.slots.release(slot);
+      throw err;
+    }
+    if (got === 0) {
+      this.slots.release(slot);
+      return undefined;
+    }
+    const start = this.pos;
+    this.pos += got;
+    return { slot, start, length: got, data: slot.buf.subarray(0, got) };
+  }
+}
+
+/** `p`, or the signal's reason as soon as it aborts (a stream may not listen to it). */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason as Error);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason as Error);
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err as Error);
+      },
+    );
+  });
+}
+
+/** Moves forward through a source's chunks; hands out byte ranges, copying only those that straddle two chunks. */
+class Cursor {
+  private cur: Chunk | undefined;
+  /** Where the source ended, once it did (known up front for a file). */
+  private end: number | undefined;
+  private seen = 0;
+
+  constructor(
+    private readonly source: ChunkSource,
+    private readonly name: string,
+    size: number | undefined,
     private readonly slots: SlotPool,
     /** Called before the current chunk is left (pieces that use it are sent off first). */
     private readonly beforeLeaving: () => Promise<void>,
-  ) {}
+  ) {
+    this.end = size;
+  }
 
-  /** The chunk holding byte `pos` (never before the current one). */
-  async chunkAt(pos: number): Promise<Chunk> {
+  /** The chunk holding byte `pos` (never before the current one); `cut` says why a source that ends first is truncated. */
+  async chunkAt(pos: number, cut?: (end: number) => string): Promise<Chunk> {
+    if (this.cur !== undefined && pos < this.cur.start) throw new OneswapError('data', `${this.name} is damaged: byte ${pos} is needed after byte ${this.cur.start}, a stream goes forward only`, { hint: DAMAGED });
     while (this.cur === undefined || pos >= this.cur.start + this.cur.length) {
       if (this.cur !== undefined) {
         await this.beforeLeaving();
         this.release();
       }
-      this.cur = await this.reader.read();
-      if (this.cur === undefined) throw truncated(this.file, `byte ${pos} is needed, the file has ${this.file.size}`);
+      this.cur = await this.source.read();
+      if (this.cur === undefined) {
+        this.end ??= this.seen;
+        throw truncated(this.name, cut?.(this.end) ?? `byte ${pos} is needed, it ends at byte ${this.end}`);
+      }
+      this.seen = this.cur.start + this.cur.length;
     }
     return this.cur;
   }
 
   /** Bytes [pos, pos + length): a view into a chunk (with its slot), or a copy when they straddle chunks. */
-  async bytes(pos: number, length: number): Promise<{ data: Buffer; slot: Slot | undefined }> {
-    const c = await this.chunkAt(pos);
+  async bytes(pos: number, length: number, cut?: (end: number) => string): Promise<{ data: Buffer; slot: Slot | undefined }> {
+    const c = await this.chunkAt(pos, cut);
     const off = pos - c.start;
     if (off + length <= c.length) return { data: c.data.subarray(off, off + length), slot: c.slot };
     const out = Buffer.from(new SharedArrayBuffer(length));
     for (let have = 0; have < length; ) {
-      const d = await this.chunkAt(pos + have);
+      const d = await this.chunkAt(pos + have, cut);
       const from = pos + have - d.start;
       const n = Math.min(length - have, d.length - from);
       d.data.copy(out, have, from, from + n);
@@ -357,11 +692,29 @@ class Cursor {
     return { data: out, slot: undefined };
   }
 
-  /** Reads the rest of the file (for its digest). */
+  /** Steps forward until the bytes before `pos` were read (they are passed over). */
+  async reach(pos: number, cut: (end: number) => string): Promise<void> {
+    if (pos > 0) await this.chunkAt(pos - 1, cut);
+  }
+
+  /** True when the source ends exactly at `pos` (where a marker would be). */
+  async endsAt(pos: number): Promise<boolean> {
+    if (this.end !== undefined) return pos === this.end;
+    if (this.cur !== undefined && pos < this.cur.start + this.cur.length) return false;
+    try {
+      await this.chunkAt(pos);
+      return false;
+    } catch (err) {
+      if (this.end !== undefined && pos === this.end) return true;
+      throw err;
+    }
+  }
+
+  /** Reads the rest of the source (for its digest, or so a transfer completes). */
   async finish(): Promise<void> {
     await this.beforeLeaving();
     this.release();
-    for (let c = await this.reader.read(); c !== undefined; c = await this.reader.read()) this.slots.release(c.slot);
+    for (let c = await this.source.read(); c !== undefined; c = await this.source.read()) this.slots.release(c.slot);
   }
 
   /** Gives the current chunk back. */
@@ -386,6 +739,8 @@ interface Piece {
   readonly need: number;
   /** Where it came from in the source file, for messages. */
   readonly at: number;
+  /** Only these parts of it are written: [from, to) pairs relative to pos (a stream into planned areas). */
+  readonly parts: number[] | undefined;
 }
 
 /** Pieces gathered into jobs of about JOB_BYTES; each piece holds its chunk until its job is done. */
@@ -396,12 +751,12 @@ class Batch {
 
   constructor(private readonly jobs: Jobs) {}
 
-  async add(data: Buffer, slot: Slot | undefined, pos: number, grain: number, need: number, at: number): Promise<void> {
+  async add(data: Buffer, slot: Slot | undefined, pos: number, grain: number, need: number, at: number, parts?: number[]): Promise<void> {
     if (slot !== undefined) {
       this.jobs.slots.retain(slot);
       this.held.push(slot);
     }
-    this.pieces.push({ sab: data.buffer as SharedArrayBuffer, off: data.byteOffset, len: data.length, pos, grain, need, at });
+    this.pieces.push({ sab: data.buffer as SharedArrayBuffer, off: data.byteOffset, len: data.length, pos, grain, need, at, parts });
     this.bytes += data.length;
     if (this.bytes >= JOB_BYTES || this.pieces.length >= JOB_PIECES) await this.flush();
   }
@@ -586,7 +941,11 @@ parentPort.on('message', (job) => {
       data = out.subarray(0, Math.min(n, p.need));
     }
     try {
-      written += writeNonZero(job.fd, data, p.pos);
+      if (p.parts === undefined) written += writeNonZero(job.fd, data, p.pos);
+      else for (let k = 0; k < p.parts.length; k += 2) {
+        const from = p.parts[k], to = Math.min(p.parts[k + 1], data.length);
+        if (to > from) written += writeNonZero(job.fd, data.subarray(from, to), p.pos + from);
+      }
     } catch (e) {
       parentPort.postMessage({ id: job.id, written, error: { piece: i, kind: 'write', message: String(e && e.message || e), code: e && e.code } });
       return;
@@ -658,10 +1017,10 @@ function pool(): WorkerPool {
 
 // ---- target and errors ----
 
-function truncated(file: SourceFile, why: string): OneswapError {
-  return new OneswapError('data', `${file.name} is truncated: ${why}`, { hint: 'the disk file was cut short: copy or export it again' });
+function truncated(name: string, why: string): OneswapError {
+  return new OneswapError('data', `${name} is truncated: ${why}`, { hint: 'the disk file was cut short: copy or export it again' });
 }
 
-function badMarker(file: SourceFile, at: number, what: string): OneswapError {
-  return new OneswapError('data', `${file.name} is damaged: the stream marker at byte ${at} describes ${what}`, { hint: DAMAGED });
+function badMarker(name: string, at: number, what: string): OneswapError {
+  return new OneswapError('data', `${name} is damaged: the stream marker at byte ${at} describes ${what}`, { hint: DAMAGED });
 }

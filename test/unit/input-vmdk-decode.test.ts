@@ -3,15 +3,15 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { statSync } from 'node:fs';
-import { mkdtemp, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { OneswapError } from '../../lib/errors/index.js';
 import { wholeFile, type FileDigest, type SourceFile } from '../../lib/input/source-file.js';
 import { findMember, readTarIndex } from '../../lib/input/tar-index.js';
 import { parseManifest } from '../../lib/input/manifest.js';
 import { openVmdk, type VmdkImage } from '../../lib/input/vmdk-image.js';
-import { decodeVmdk, type DecodeStats } from '../../lib/copy/vmdk-decode.js';
+import { decodeVmdk, type DecodeStats } from '../../lib/input/vmdk-decode.js';
+import { withTempDir } from '../support/temp-dir.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -41,13 +41,8 @@ function rawImage(): Buffer {
 const RAW = rawImage();
 const DATA_BYTES = ISLANDS.reduce((s, [, len]) => s + len, 0);
 
-async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await mkdtemp(join(tmpdir(), 'oneswap-vmdk-'));
-  try {
-    await fn(dir);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  return withTempDir('oneswap-vmdk-', fn);
 }
 
 function qemuImg(...args: string[]): void {
