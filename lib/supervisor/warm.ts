@@ -163,8 +163,9 @@ export async function warmImport(ctx: ImportContext, vmName: string, opts: WarmO
           phases.log(`cutting over: ${why}`);
           break;
         }
-        if (streamed && policy.at === undefined) {
-          phases.log('cutting over: no rounds to wait for (export lease) and no --cutover-at');
+        if (streamed && policy.at === undefined && policy.whenBelowBytes !== undefined) {
+          // No round will come to measure against --cutover-when-below: the cutover reads what changed.
+          phases.log(`cutting over: --cutover-when-below has no rounds to measure (export lease); the cutover reads only what changed since round ${last.round}`);
           break;
         }
         const started = Date.parse(last.snapshotAt) - last.snapshotMs;

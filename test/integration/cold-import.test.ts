@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { readFile, stat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { vcsimSkip, type Vcsim } from '../peers/vcsim/index.js';
-import { createTestVm, listSnapshots, powerOn, setReportedAddress, type TestVm } from '../peers/vcsim/fixture.js';
+import { createTestVm, listSnapshots, powerOn, setReportedAddress, simStats, type TestVm } from '../peers/vcsim/fixture.js';
 import { IMAGE_STATE, type Oned } from '../peers/one/index.js';
 import { ipToNum, macToNum } from '../peers/one/state.js';
 import type { TcpProxy } from '../peers/net/tcp-proxy.js';
@@ -38,7 +38,8 @@ describe('oneswap import (cold) from vCenter into OpenNebula', { skip }, () => {
   const args = (extra: string[]): string[] => [...peers.importArgs(), ...extra];
 
   before(async () => {
-    peers = await startMigrationPeers('cold');
+    // A second datastore presented as vSAN: its disks are objects, never files /folder could serve.
+    peers = await startMigrationPeers('cold', { vcsim: { vsan: true } });
     ({ sim, oned, proxy, env } = peers);
     netId = oned.createNetwork({ name: 'VM Network', bridge: 'br0', ars: [{ type: 'ETHER', size: 10 }] });
     dmzId = oned.createNetwork({ name: 'public', bridge: 'br1', template: { VCENTER_NETWORK_MATCH: 'DC0_DVPG0' }, ars: [{ type: 'ETHER', mac: '02:00:00:00:10:00', size: 16 }] });
@@ -187,5 +188,74 @@ describe('oneswap import (cold) from vCenter into OpenNebula', { skip }, () => {
     for (const [vm, res] of [[a, results.find((x) => x.vm === 'multi-a')!], [b, results.find((x) => x.vm === 'multi-b')!]] as const) {
       assert.equal(await imageDigest(oned.image(res.imageIds[0]!)!.source, vm.disks[0]!.sizeBytes), vm.disks[0]!.sha256);
     }
+  });
+
+  const readersOf = (stdout: string): string[] =>
+    stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { type: string; reader?: string }).filter((e) => e.type === 'reader').map((e) => e.reader!);
+  const resultOf = (stdout: string): { imageIds: number[] } =>
+    stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { type: string; imageIds: number[] }).find((e) => e.type === 'result')!;
+
+  test('with VDDK (the stand-in): a powered-off VM and a --shutdown import read over NBD, only the allocated data travels', async () => {
+    const vddk = ['--vddk-libdir', peers.vddk.libdir];
+    // CBT off: block status still knows what is allocated.
+    const off = await createTestVm(sim, { name: 'vddk-off', cbt: false, disks: [{ sizeBytes: 48 * MiB + 4096, data: [{ offset: 0, length: MiB }, { offset: 40 * MiB, length: 2 * MiB }] }], nics: [{ network: 'VM Network' }] });
+    proxy.reset();
+    const r = await oneswap(args([...vddk, 'vddk-off']), peers.vddkEnv);
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.deepEqual(readersOf(r.stdout), ['vddk']);
+    assert.match(r.stdout, /allocated areas \(NBD block status\)/);
+    assert.equal(await imageDigest(oned.image(resultOf(r.stdout).imageIds[0]!)!.source, off.disks[0]!.sizeBytes), off.disks[0]!.sha256);
+    assert.ok(proxy.counters.down < 3 * MiB + MiB, `${proxy.counters.down} bytes over the network for 3 MiB of data`);
+
+    const before = await simStats(sim);
+    const on = await createTestVm(sim, { name: 'vddk-on', cbt: true, powerOn: true, disks: [{ sizeBytes: 16 * MiB, data: [{ offset: 4 * MiB, length: 4 * MiB }] }], nics: [{ network: 'VM Network' }] });
+    const s = await oneswap(args([...vddk, '--shutdown', 'vddk-on']), peers.vddkEnv);
+    assert.equal(s.exitCode, 0, s.stderr);
+    assert.deepEqual(readersOf(s.stdout), ['vddk']);
+    assert.equal(await imageDigest(oned.image(resultOf(s.stdout).imageIds[0]!)!.source, on.disks[0]!.sizeBytes), on.disks[0]!.sha256);
+    assert.deepEqual(await listSnapshots(sim, on.moref), []);
+    assert.equal((await simStats(sim)).folderRefusals, before.folderRefusals);
+  });
+
+  test('without VDDK a --shutdown import reads the powered-off disks through /folder; --transport folder on a running VM is refused up front', async () => {
+    const on = await createTestVm(sim, { name: 'folder-on', cbt: true, powerOn: true, disks: [{ sizeBytes: 16 * MiB, data: [{ offset: 0, length: 2 * MiB }] }], nics: [{ network: 'VM Network' }] });
+    const before = await simStats(sim);
+    const r = await oneswap(args(['--shutdown', 'folder-on']), env);
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.deepEqual(readersOf(r.stdout), ['folder']);
+    assert.equal(await imageDigest(oned.image(resultOf(r.stdout).imageIds[0]!)!.source, on.disks[0]!.sizeBytes), on.disks[0]!.sha256);
+    assert.equal((await simStats(sim)).folderRefusals, before.folderRefusals, 'nothing was read before the guest was off');
+
+    const warmVm = await createTestVm(sim, { name: 'folder-warm', cbt: true, powerOn: true, disks: [{ sizeBytes: 4 * MiB, data: [{ offset: 0, length: 4096 }] }], nics: [{ network: 'VM Network' }] });
+    const images = peers.imageIds().length;
+    const w = await oneswap([...args(['--warm', '--transport', 'folder']), warmVm.name], env);
+    assert.equal(w.exitCode, 2, w.stderr);
+    assert.match(w.stderr.trim(), /^oneswap: --transport folder cannot read \[LocalDS_0\] folder-warm\/folder-warm\.vmdk: the VM runs, and ESXi refuses a file download of a running VM.s disks/m);
+    assert.equal(peers.imageIds().length, images, 'nothing created');
+  });
+
+  test('a VM on vSAN: no flat file to download, so an export lease streams it (cold); --transport folder says why not', async () => {
+    const vsan = sim.vsanDatastore!;
+    const vm = await createTestVm(sim, {
+      name: 'vsan-cold',
+      datastore: vsan,
+      cbt: true,
+      disks: [{ sizeBytes: 24 * MiB + 1024, data: [{ offset: 0, length: 3 * MiB }, { offset: 24 * MiB - 64 * 1024, length: 64 * 1024 + 1024 }] }],
+      nics: [{ network: 'VM Network' }],
+    });
+    const refused = await oneswap(args(['--transport', 'folder', 'vsan-cold']), env);
+    assert.equal(refused.exitCode, 2, refused.stderr);
+    assert.match(refused.stderr, new RegExp(`datastore ${vsan} is vsan, which keeps disks as objects, not files`));
+    const before = await simStats(sim);
+    proxy.reset();
+    const r = await oneswap(args(['vsan-cold']), env);
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.deepEqual(readersOf(r.stdout), ['lease']);
+    assert.equal(await imageDigest(oned.image(resultOf(r.stdout).imageIds[0]!)!.source, vm.disks[0]!.sizeBytes), vm.disks[0]!.sha256);
+    const after = await simStats(sim);
+    assert.deepEqual(after.leases.slice(before.leases.length).map((l) => [l.state, l.end]), [['done', 'complete']]);
+    assert.equal(after.folderRefusals, before.folderRefusals);
+    // Random data does not compress: the stream is the allocated data plus the VMDK's own bytes.
+    assert.ok(proxy.counters.down < vm.disks[0]!.dataBytes * 1.05 + MiB, `${proxy.counters.down} bytes over the network for ${vm.disks[0]!.dataBytes} bytes of data`);
   });
 });

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { vcsimSkip, type Vcsim } from '../peers/vcsim/index.js';
-import { client as vimClient, createTestVm, listSnapshots, powerOn, setCbt, sha256File, writeDiskData, type DiskSpec, type TestVm } from '../peers/vcsim/fixture.js';
+import { client as vimClient, createTestVm, listSnapshots, powerOn, setCbt, sha256File, simStats, writeDiskData, type DiskSpec, type TestVm } from '../peers/vcsim/fixture.js';
 import type { Oned } from '../peers/one/index.js';
 import { killOnceJournalHolds, oneswap, spawnOneswap } from '../peers/cli.js';
 import { OneClient, Template } from '../../lib/one/index.js';
@@ -41,11 +41,11 @@ describe('warm migration: CBT rounds while the VM runs, then a measured cutover'
     const common = peers.importArgs().slice(1).filter((a) => a !== '--no-convert' || o.convert === false);
     return [...cmd, ...common];
   };
-  const warm = (stage: string, vm: string, extra: string[] = []): Promise<{ exitCode: number; stdout: string; stderr: string }> =>
-    oneswap([...args(['warm', stage], { convert: false }), ...extra, vm], env);
-  const status = async (vm: string): Promise<Status> => {
+  const warm = (stage: string, vm: string, extra: string[] = [], e = env): Promise<{ exitCode: number; stdout: string; stderr: string }> =>
+    oneswap([...args(['warm', stage], { convert: false }), ...extra, vm], e);
+  const status = async (vm: string, extra: string[] = [], e = env): Promise<Status> => {
     const common = peers.importArgs().slice(1).filter((a) => !['--no-convert', '--progress', 'json'].includes(a));
-    const r = await oneswap(['warm', 'status', ...common, '--json', vm], env);
+    const r = await oneswap(['warm', 'status', ...common, ...extra, '--json', vm], e);
     assert.equal(r.exitCode, 0, r.stderr);
     return JSON.parse(r.stdout) as Status;
   };
@@ -59,7 +59,7 @@ describe('warm migration: CBT rounds while the VM runs, then a measured cutover'
   const powerState = async (vm: TestVm): Promise<string> => JSON.stringify((await (await vimClient(sim)).props(vm.moref, ['runtime.powerState']))['runtime.powerState']);
 
   before(async () => {
-    peers = await startMigrationPeers('warm');
+    peers = await startMigrationPeers('warm', { vcsim: { vsan: true } });
     ({ sim, oned, env } = peers);
     oned.createNetwork({ name: 'VM Network', bridge: 'br0', ars: [{ type: 'ETHER', size: 10 }] });
     watcher = (async () => {
@@ -92,57 +92,103 @@ describe('warm migration: CBT rounds while the VM runs, then a measured cutover'
     return vm;
   };
 
-  test('start, sync, status, cutover: each image equals its disk, only changes travel, downtime measured', async () => {
-    const vm = await runningVm('warm1');
-    const start = await warm('start', vm.name);
+  // Once with VDDK (the stand-in, random access to each snapshot) and once without, the way real
+  // ESXi serves a running VM then: an export lease of the snapshot, and /folder only at the cutover.
+  for (const mode of ['vddk', 'lease'] as const) {
+    test(`start, sync, status, cutover (${mode}): each image equals its disk after every round, downtime measured, no /folder read of the running VM`, async () => {
+      const vm = await runningVm(`warm1-${mode}`);
+      const e = mode === 'vddk' ? peers.vddkEnv : env;
+      const extra = mode === 'vddk' ? ['--vddk-libdir', peers.vddk.libdir] : [];
+      const before = await simStats(sim);
+      const start = await warm('start', vm.name, extra, e);
+      assert.equal(start.exitCode, 0, start.stderr);
+      const readers = (out: string): string[] => out.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { type: string; reader?: string }).filter((x) => x.type === 'reader').map((x) => x.reader!);
+      assert.deepEqual(readers(start.stdout), [mode, mode], 'round 0 reads the snapshot with VDDK, else through an export lease');
+      assert.match(await powerState(vm), /poweredOn/);
+      assert.deepEqual(await listSnapshots(sim, vm.moref), [], 'a round leaves no snapshot behind');
+      let s = await status(vm.name, extra, e);
+      assert.equal(s.rounds, 1);
+      const ids = s.disks.map((d) => d.imageId);
+      assert.equal(ids.length, 2);
+      for (const d of s.disks) assert.match(d.changeId ?? '', /^52 [0-9a-f ]+-[0-9a-f ]+\/\d+$/);
+      assert.equal(oned.image(ids[0]!)!.template.get('ONESWAP_STATE'), 'SYNCING');
+      assert.equal(oned.image(ids[0]!)!.template.get('ONESWAP_CHANGE_ID'), s.disks[0]!.changeId);
+      assert.deepEqual(s.disks.map((d) => d.bytesPerRound[0]), [6 * MiB, 1 * MiB + 64 * 1024], 'round 0 copies the allocated areas');
+      await assertImagesEqual(vm, ids);
+
+      // The guest writes 192 KiB (three 64 KiB CBT blocks) into disk 0 and 64 KiB into disk 1.
+      await guestWrites(vm, 0, 20 * MiB, 128 * 1024);
+      await guestWrites(vm, 0, 5 * MiB + 100, 1000);
+      await guestWrites(vm, 1, 7 * MiB, 64 * 1024);
+      peers.proxy.reset();
+      const sync = await warm('sync', vm.name, extra, e);
+      assert.equal(sync.exitCode, 0, sync.stderr);
+      s = await status(vm.name, extra, e);
+      assert.equal(s.rounds, 2);
+      assert.deepEqual(s.disks.map((d) => d.bytesPerRound[1]), [192 * 1024, 64 * 1024], 'round 1 writes only the changed blocks');
+      if (mode === 'vddk') assert.ok(peers.proxy.counters.down < 1 * MiB, `the sync moved ${peers.proxy.counters.down} bytes`);
+      else {
+        // A lease streams each whole allocated disk (random data: streamOptimized cannot compress it).
+        assert.match(sync.stdout, /round 1 reads through an export lease, which streams each whole allocated disk over the network to write 262144 bytes of changed areas/);
+        assert.ok(peers.proxy.counters.down > 7 * MiB && peers.proxy.counters.down < 8 * MiB, `the sync moved ${peers.proxy.counters.down} bytes`);
+      }
+      await assertImagesEqual(vm, ids);
+
+      await guestWrites(vm, 1, 0, 256 * 1024);
+      const s2 = await warm('sync', vm.name, extra, e);
+      assert.equal(s2.exitCode, 0, s2.stderr);
+      await assertImagesEqual(vm, ids);
+      s = await status(vm.name, extra, e);
+      assert.ok(s.copyRate !== undefined && s.copyRate > 0);
+      // The cutover reads the powered-off disks: VDDK, else /folder (a file datastore). Started
+      // with --no-convert, it will not convert, and the prediction does not count it.
+      const final = mode === 'vddk' ? 'final delta (vddk)' : 'final delta (folder)';
+      assert.deepEqual(s.prediction?.parts.map((p) => p.step), [final], JSON.stringify(s));
+      assert.ok(s.prediction!.notes.includes('no conversion at the cutover: the migration runs with --no-convert'), s.prediction!.notes.join('; '));
+
+      await guestWrites(vm, 0, 10 * MiB, 64 * 1024);
+      const cut = await warm('cutover', vm.name, extra, e);
+      assert.equal(cut.exitCode, 0, cut.stderr);
+      assert.deepEqual(readers(cut.stdout), mode === 'vddk' ? ['vddk', 'vddk'] : ['folder', 'folder']);
+      assert.match(await powerState(vm), /poweredOff/);
+      await assertImagesEqual(vm, ids);
+      const downtime = cut.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { type: string; totalMs?: number; parts?: Array<{ step: string }> }).find((x) => x.type === 'downtime');
+      assert.ok(downtime && downtime.totalMs! > 0, 'the downtime is reported');
+      assert.deepEqual(downtime.parts!.map((p) => p.step), ['shutdown', 'final delta', 'template']);
+      assert.equal(oned.image(ids[0]!)!.template.get('ONESWAP_STATE'), 'DONE');
+      assert.deepEqual(await listSnapshots(sim, vm.moref), []);
+      assert.ok(maxSnapshots <= 1, `${maxSnapshots} oneswap snapshots existed at once`);
+      const after = await simStats(sim);
+      assert.equal(after.folderRefusals, before.folderRefusals, 'no /folder read of a running VM was ever tried');
+      const leases = after.leases.slice(before.leases.length);
+      if (mode === 'vddk') assert.deepEqual(leases, [], 'VDDK needs no export lease');
+      else assert.deepEqual(leases.map((l) => [l.state, l.end]), [['done', 'complete'], ['done', 'complete'], ['done', 'complete']], 'three rounds, each lease completed');
+    });
+  }
+
+  test('a VM on vSAN, warm through VDDK: every round and the cutover read over NBD, the images equal the disks', async () => {
+    const vm = await createTestVm(sim, { name: 'warm-vsan', datastore: sim.vsanDatastore!, cbt: true, powerOn: true, disks: twoDisks, nics: [{ network: 'VM Network' }] });
+    watched.push(vm);
+    const vddk = ['--vddk-libdir', peers.vddk.libdir];
+    const before = await simStats(sim);
+    const start = await warm('start', vm.name, vddk, peers.vddkEnv);
     assert.equal(start.exitCode, 0, start.stderr);
-    assert.match(await powerState(vm), /poweredOn/);
-    assert.deepEqual(await listSnapshots(sim, vm.moref), [], 'a round leaves no snapshot behind');
-    let s = await status(vm.name);
-    assert.equal(s.rounds, 1);
-    const ids = s.disks.map((d) => d.imageId);
-    assert.equal(ids.length, 2);
-    for (const d of s.disks) assert.match(d.changeId ?? '', /^52 [0-9a-f ]+-[0-9a-f ]+\/\d+$/);
-    assert.equal(oned.image(ids[0]!)!.template.get('ONESWAP_STATE'), 'SYNCING');
-    assert.equal(oned.image(ids[0]!)!.template.get('ONESWAP_CHANGE_ID'), s.disks[0]!.changeId);
-    assert.deepEqual(s.disks.map((d) => d.bytesPerRound[0]), [6 * MiB, 1 * MiB + 64 * 1024], 'round 0 copies the allocated areas');
+    const ids = (await status(vm.name, vddk, peers.vddkEnv)).disks.map((d) => d.imageId);
     await assertImagesEqual(vm, ids);
-
-    // The guest writes 192 KiB (three 64 KiB CBT blocks) into disk 0 and 64 KiB into disk 1.
-    await guestWrites(vm, 0, 20 * MiB, 128 * 1024);
-    await guestWrites(vm, 0, 5 * MiB + 100, 1000);
-    await guestWrites(vm, 1, 7 * MiB, 64 * 1024);
-    peers.proxy.reset();
-    const sync = await warm('sync', vm.name);
+    await guestWrites(vm, 0, 2 * MiB, 64 * 1024);
+    const sync = await warm('sync', vm.name, vddk, peers.vddkEnv);
     assert.equal(sync.exitCode, 0, sync.stderr);
-    s = await status(vm.name);
-    assert.equal(s.rounds, 2);
-    assert.deepEqual(s.disks.map((d) => d.bytesPerRound[1]), [192 * 1024, 64 * 1024], 'round 1 copies only the changed blocks');
-    assert.ok(peers.proxy.counters.down < 1 * MiB, `the sync moved ${peers.proxy.counters.down} bytes`);
     await assertImagesEqual(vm, ids);
-
-    await guestWrites(vm, 1, 0, 256 * 1024);
-    const s2 = await warm('sync', vm.name);
-    assert.equal(s2.exitCode, 0, s2.stderr);
-    s = await status(vm.name);
-    assert.ok(s.copyRate !== undefined && s.copyRate > 0);
-    assert.ok(s.prediction && s.prediction.parts.some((p) => p.step === 'final snapshot and delta'), JSON.stringify(s));
-    // Started with --no-convert: the cutover will not convert, and the prediction does not count it.
-    assert.deepEqual(s.prediction.parts.map((p) => p.step), ['final snapshot and delta']);
-    assert.ok(s.prediction.notes.includes('no conversion at the cutover: the migration runs with --no-convert'), s.prediction.notes.join('; '));
-
-    await guestWrites(vm, 0, 10 * MiB, 64 * 1024);
-    const cut = await warm('cutover', vm.name);
+    await guestWrites(vm, 1, 3 * MiB, 4096);
+    const cut = await warm('cutover', vm.name, vddk, peers.vddkEnv);
     assert.equal(cut.exitCode, 0, cut.stderr);
-    assert.match(await powerState(vm), /poweredOff/);
     await assertImagesEqual(vm, ids);
-    const downtime = cut.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { type: string; totalMs?: number; parts?: Array<{ step: string }> }).find((e) => e.type === 'downtime');
-    assert.ok(downtime && downtime.totalMs! > 0, 'the downtime is reported');
-    assert.deepEqual(downtime.parts!.map((p) => p.step), ['shutdown', 'final delta', 'template']);
-    assert.equal(oned.image(ids[0]!)!.template.get('ONESWAP_STATE'), 'DONE');
-    assert.equal(peers.templateIds().length, 1);
+    const readers = [start, sync, cut].flatMap((r) => r.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { type: string; reader?: string }).filter((e) => e.type === 'reader').map((e) => e.reader));
+    assert.deepEqual(readers, Array(6).fill('vddk'));
+    const after = await simStats(sim);
+    assert.equal(after.folderRefusals, before.folderRefusals);
+    assert.equal(after.leases.length, before.leases.length);
     assert.deepEqual(await listSnapshots(sim, vm.moref), []);
-    assert.ok(maxSnapshots <= 1, `${maxSnapshots} oneswap snapshots existed at once`);
   });
 
   test('a CBT reset (tracking off and on) makes the next round a full one, and the images stay exact', async () => {
@@ -208,10 +254,11 @@ describe('warm migration: CBT rounds while the VM runs, then a measured cutover'
     assert.match(cold.stderr, /--enable-cbt belongs to a warm migration \(add --warm/);
   });
 
-  test('kill -9 mid-round, then the same command resumes without copying finished ranges again', async () => {
+  test('kill -9 mid-round (vddk), then the same command resumes without copying finished ranges again', async () => {
     const vm = await runningVm('warm5', true, bigDisk);
+    const vddk = ['--vddk-libdir', peers.vddk.libdir];
     peers.proxy.faults = { throttleBytesPerSecond: 8 * MiB };
-    const child = spawnOneswap([...args(['warm', 'start'], { convert: false }), '--streams', '1', vm.name], env);
+    const child = spawnOneswap([...args(['warm', 'start'], { convert: false }), '--streams', '1', ...vddk, vm.name], peers.vddkEnv);
     const killed = await killOnceJournalHolds(child, join(peers.work, 'state'), 16 * MiB);
     assert.ok(killed, 'the journal never recorded progress');
     assert.equal((await listSnapshots(sim, vm.moref)).length, 1, 'the killed run left its snapshot');
@@ -219,7 +266,7 @@ describe('warm migration: CBT rounds while the VM runs, then a measured cutover'
     // The guest keeps writing while nobody copies.
     await guestWrites(vm, 0, 60 * MiB, 64 * 1024);
     peers.proxy.reset();
-    const r = await warm('start', vm.name);
+    const r = await warm('start', vm.name, vddk, peers.vddkEnv);
     assert.equal(r.exitCode, 0, r.stderr);
     assert.match(r.stdout, /removing oneswap's leftover snapshot/);
     assert.ok(peers.proxy.counters.down < 48 * MiB - 12 * MiB, `the resumed run read ${peers.proxy.counters.down} bytes`);
@@ -238,11 +285,14 @@ describe('warm migration: CBT rounds while the VM runs, then a measured cutover'
     child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
     while (!/"type":"disk"/.test(out)) await new Promise((res) => setTimeout(res, 50));
     await new Promise((res) => setTimeout(res, 500));
+    const leases = (await simStats(sim)).leases.length;
     child.kill('SIGINT');
     const r = await child;
     peers.proxy.faults = {};
     assert.equal(r.exitCode, 130, String(r.stderr));
     assert.deepEqual(await listSnapshots(sim, vm.moref), [], 'the snapshot of the interrupted round was removed');
+    const aborted = (await simStats(sim)).leases.slice(leases - 1);
+    assert.deepEqual(aborted.map((l) => [l.vm, l.state, l.end]), [[vm.moref.value, 'error', 'abort']], 'the round\'s export lease was aborted');
     assert.match(await powerState(vm), /poweredOn/);
     assert.equal((await warm('start', vm.name)).exitCode, 0, 'the same command finishes round 0');
 
@@ -349,7 +399,7 @@ describe('warm migration: CBT rounds while the VM runs, then a measured cutover'
     assert.equal(start.exitCode, 0, start.stderr);
     assert.match(start.stdout, /no operating system found \(data disks only\): the cutover will not convert/);
     const s = await status(vm.name);
-    assert.deepEqual(s.prediction!.parts.map((p) => p.step), ['final snapshot and delta'], JSON.stringify(s.prediction));
+    assert.deepEqual(s.prediction!.parts.map((p) => p.step), ['final delta (folder)'], JSON.stringify(s.prediction));
     assert.ok(s.prediction!.notes.includes('no conversion at the cutover: the rehearsal found no operating system (data disks only)'), s.prediction!.notes.join('; '));
     await guestWrites(vm, 0, 3 * MiB, 64 * 1024);
     const cut = await oneswap([...args(['warm', 'cutover']), vm.name], env, 10 * 60_000);
