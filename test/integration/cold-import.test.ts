@@ -215,6 +215,17 @@ describe('oneswap import (cold) from vCenter into OpenNebula', { skip }, () => {
     assert.equal(await imageDigest(oned.image(resultOf(s.stdout).imageIds[0]!)!.source, on.disks[0]!.sizeBytes), on.disks[0]!.sha256);
     assert.deepEqual(await listSnapshots(sim, on.moref), []);
     assert.equal((await simStats(sim)).folderRefusals, before.folderRefusals);
+
+    // nbdkit's open nfc plugin (the stand-in answers to that name too): chosen by auto when there
+    // is no VDDK, and asked for by name; without it, --transport nfc is a usage error.
+    const nfc = await createTestVm(sim, { name: 'nfc-off', cbt: true, disks: [{ sizeBytes: 8 * MiB, data: [{ offset: MiB, length: MiB }] }], nics: [{ network: 'VM Network' }] });
+    const n = await oneswap(args(['nfc-off']), peers.vddkEnv);
+    assert.equal(n.exitCode, 0, n.stderr);
+    assert.deepEqual(readersOf(n.stdout), ['nfc']);
+    assert.equal(await imageDigest(oned.image(resultOf(n.stdout).imageIds[0]!)!.source, nfc.disks[0]!.sizeBytes), nfc.disks[0]!.sha256);
+    const missing = await oneswap(args(['--transport', 'nfc', '--name-prefix', 'x-', 'nfc-off']), env);
+    assert.equal(missing.exitCode, 2, missing.stderr);
+    assert.match(missing.stderr.trim(), /^oneswap: this nbdkit has no nfc plugin/m);
   });
 
   test('without VDDK a --shutdown import reads the powered-off disks through /folder; --transport folder on a running VM is refused up front', async () => {
