@@ -1,7 +1,9 @@
 // One round of a warm migration: snapshot the VM, ask CBT what changed since the changeId each
-// image was brought to, copy those areas from the snapshot, record the new changeIds, remove the
+// image was brought to, copy those areas from the snapshot through a reader ESXi allows for a
+// running VM (VDDK/nfc, else an export lease of the snapshot), record the new changeIds, remove the
 // snapshot. oneswap's snapshot is the only one it ever creates or removes, and there is at most
-// one at any moment: leftovers of a killed run are removed before the next is taken.
+// one at any moment: leftovers of a killed run are removed before the next is taken. The
+// cutover's round takes none: the VM is off, CBT answers for the disk as it is.
 //
 // The invariant that makes every interruption safe: each image equals the disk at the snapshot
 // whose changeId the journal holds for it, except inside its `pending` areas. A round first

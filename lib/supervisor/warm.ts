@@ -3,7 +3,7 @@
 // (`oneswap warm start|sync|cutover|abort|status`) or let `oneswap import --warm` run them all:
 //   start:   precheck → placeholders → round 0 (allocated areas) → rehearsal conversion
 //   sync:    one more round of the areas changed since the last one
-//   cutover: shutdown → final round → convert → build (template, VM) → final snapshot removed
+//   cutover: shutdown → final round (no snapshot: the VM is off) → convert → build (template, VM)
 // Until the cutover a failure leaves the source running, removes oneswap's snapshot and keeps the
 // images with their changeIds: the same command resumes. A failed cutover powers the source on
 // again as long as the images were not converted yet.
@@ -253,10 +253,9 @@ async function cutover(ctx: ImportContext, s: Started, phases: Phases, opts: War
           }),
         );
       }
-      const final = await timed('final delta', () =>
+      await timed('final delta', () =>
         phases.run('final-sync', () => runRound(ctx, journal, summary, description, targets, { final: true, streams: opts.streams, readers: opts.readers, dcPath: s.dcPath }, phases.log), (r) => describeRound(r.round)),
       );
-      void final;
     }
     let guest: ConvertedGuest | undefined;
     const skip = conversionSkipped(warm);

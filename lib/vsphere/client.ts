@@ -270,11 +270,6 @@ export class VSphereClient {
     return this.files.openRange(url, start, endExclusive, signal);
   }
 
-  /** Connects up to `count` range streams ahead of use (their TLS handshakes overlap a wait). */
-  async prepareRangeStreams(count: number): Promise<void> {
-    await this.rangeAgent.prewarmRaw(count);
-  }
-
   async head(url: string): Promise<{ size: number }> {
     return this.files.head(url);
   }

@@ -163,17 +163,6 @@ export class PolicyAgent extends https.Agent {
     this.rawIdle.push(raw);
   }
 
-  /**
-   * Opens raw sockets ahead of use, up to `count` in the pool, so their TLS handshakes happen
-   * while the caller waits for something else. Failures are left for the real request to meet.
-   */
-  async prewarmRaw(count: number): Promise<void> {
-    const wanted = Math.min(count, this.settings.maxSockets) - this.rawIdle.length - this.rawLent;
-    if (wanted <= 0) return;
-    const leases = await Promise.allSettled(Array.from({ length: wanted }, () => this.acquireRaw()));
-    for (const l of leases) if (l.status === 'fulfilled') this.releaseRaw(l.value, true);
-  }
-
   override destroy(): void {
     this.closed = true;
     for (const raw of this.rawIdle.splice(0)) raw.socket.destroy();
