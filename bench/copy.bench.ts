@@ -4,27 +4,31 @@
 //   qemu-img      qemu-img convert from the HTTPS URL into a raw file
 //   nbdcopy       nbdcopy over nbdkit's curl plugin into a raw file
 //   incumbent     download to a work directory, qemu-img convert to qcow2, copy into the datastore
-//   oneswap       `oneswap import` with CBT on (only data travels) and with CBT off
+//   oneswap       `oneswap import` with CBT on (only data travels) and with CBT off, through
+//                 datastore HTTP (/folder); with CBT on also through an export lease (one
+//                 streamOptimized stream) and through the VDDK stand-in (nbdkit over NBD)
 // Prints wall time, CPU (contender and simulator), bytes over the network, bytes written to disk
 // and peak RSS, checks every output file against the source disk, then the issue's targets as
 // PASS/MISS and notes. Every contender that writes an image ends with it fsynced. About 5 minutes.
 //
-// The simulator paces each /folder download to BENCH_STREAM_MIBPS (default 128 MiB/s): real
-// datastore HTTP gives one stream far less than the link (hostd streams each request on its own;
-// 41-60 MiB/s measured through vCenter, ~140 MB/s for one VDDK stream: reference peers 4.2, 9),
-// which is what makes a single curl the line-rate reference. BENCH_STREAM_MIBPS=0 removes the
-// pacing: on loopback every contender is then bound by this machine's CPU instead.
+// The simulator paces each /folder and export-lease download to BENCH_STREAM_MIBPS (default
+// 128 MiB/s): real datastore HTTP gives one stream far less than the link (hostd streams each
+// request on its own; 41-60 MiB/s measured through vCenter, ~140 MB/s for one VDDK stream:
+// reference peers 4.2, 9), which is what makes a single curl the line-rate reference. The VDDK
+// stand-in's reads (/nfc-disk) are not paced. BENCH_STREAM_MIBPS=0 removes the pacing: on
+// loopback every contender is then bound by this machine's CPU instead.
 // BENCH_DISK_GIB (default 4) and BENCH_DATA_PERCENT (default 25) change the disk;
 // BENCH_PROXY=1 sends every contender through the counting TCP proxy (test/peers/net) instead of
 // straight to the simulator; BENCH_STREAMS passes --streams to oneswap.
 
 import { readFileSync } from 'node:fs';
-import { mkdtemp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { startVcsim } from '../test/peers/vcsim/index.js';
-import { createTestVm, client as vimClient, moref, ref, type VimClient, type MoRef } from '../test/peers/vcsim/fixture.js';
+import { createTestVm, client as vimClient, moref, ref, simStats, type SimStats, type VimClient, type MoRef } from '../test/peers/vcsim/fixture.js';
+import { vddkStandin } from '../test/peers/vddk/index.js';
 import { startOned } from '../test/peers/one/index.js';
 import { startTcpProxy, type TcpProxy } from '../test/peers/net/tcp-proxy.js';
 import { REPO_ROOT } from '../test/peers/cli.js';
@@ -65,7 +69,9 @@ async function snapshotSeconds(vim: VimClient, vm: MoRef): Promise<number> {
 
 async function main(): Promise<void> {
   const work = await mkdtemp(join(tmpdir(), 'oneswap-bench-copy-'));
-  const sim = await startVcsim(streamMiBps > 0 ? { folderRate: Math.round(streamMiBps * MiB) } : {});
+  const rate = Math.round(streamMiBps * MiB);
+  const sim = await startVcsim(streamMiBps > 0 ? { folderRate: rate, nfcRate: rate } : {});
+  const vddk = await vddkStandin();
   let proxy: TcpProxy | undefined;
   const oned = await startOned({ asyncDelayMs: 50, dataDir: join(work, 'one') });
   try {
@@ -74,7 +80,8 @@ async function main(): Promise<void> {
     // Bytes over the network: through the proxy, both directions as counted there; otherwise the
     // bytes the simulator wrote to its sockets (its wchar; the simulator writes no files while
     // serving, and its log lines are subtracted). That equals the proxy's "down" count to the
-    // byte, without a user-space relay in the data path.
+    // byte, without a user-space relay in the data path. An export lease is the exception: the
+    // simulator writes the streamOptimized files first (see the lease row).
     const network = (): number => (proxy ? proxy.counters.down + proxy.counters.up : wchar(sim.pid) - sim.stderr().length);
     const serverCpu = (): number => cpuSeconds(sim.pid) + (proxy ? process.cpuUsage().user / 1e6 + process.cpuUsage().system / 1e6 : 0);
 
@@ -105,8 +112,8 @@ async function main(): Promise<void> {
       ONESWAP_STATE_DIR: join(work, 'state'),
       HOME: work,
     };
-    const oneswapCmd = (vm: string, prefix: string): string =>
-      `node ${join(REPO_ROOT, 'dist/lib/cli/main.js')} import --vcenter 127.0.0.1:${port} --user ${sim.username} --thumbprint ${sim.thumbprintSha256} ` +
+    const oneswapCmd = (vm: string, prefix: string, reader = ''): string =>
+      `node ${join(REPO_ROOT, 'dist/lib/cli/main.js')} import ${reader} --vcenter 127.0.0.1:${port} --user ${sim.username} --thumbprint ${sim.thumbprintSha256} ` +
       `--datastore ${dsId} --endpoint ${oned.endpoint} --no-convert --progress plain --log-dir ${join(work, 'logs', prefix)} ` +
       `${streamsArg ? `--streams ${streamsArg} ` : ''}--name-prefix ${prefix} ${vm}`;
     // qemu's curl block driver, read through its own JSON options: the cookie goes in its own
@@ -190,6 +197,29 @@ async function main(): Promise<void> {
     };
     const oursCbt = await keep(await run('oneswap import, CBT on', oneswapCmd('bench-cbt', 'a-'), { env: { ...env, ...oneswapEnv } }), checkOurs('a-'));
     const cbtPhases = await phaseTimes(join(work, 'logs', 'a-'), oursCbt.wallSeconds);
+    // The same VM through the other readers. A lease streams what the simulator serves: the disk
+    // as a streamOptimized VMDK made by qemu-img, whose size is measured here the same way.
+    const streamFile = join(work, 'stream.vmdk');
+    await execa('qemu-img', ['convert', '-f', 'raw', '-O', 'vmdk', '-o', 'subformat=streamOptimized', disk.flatPath, streamFile]);
+    const streamBytes = (await stat(streamFile)).size;
+    await rm(streamFile);
+    // Its wchar then also counts the export files the simulator (and its qemu-img, which writes
+    // each byte about twice) wrote; without the proxy the row counts the body bytes the
+    // simulator served instead (/sim/stats: less than the wire by SOAP, headers and TLS framing).
+    const served = (s: SimStats): number => s.folderBytes + s.nfcBytes + s.nfcDiskBytes;
+    const before = await simStats(sim);
+    const lease = await run('oneswap import, CBT on, lease', oneswapCmd('bench-cbt', 'c-', '--transport lease'), { env: { ...env, ...oneswapEnv } });
+    const after = await simStats(sim);
+    const leaseBytes = after.nfcBytes - before.nfcBytes;
+    const oursLease = await keep(proxy ? lease : { ...lease, networkBytes: served(after) - served(before) }, checkOurs('c-'));
+    if (!proxy) notes.push('lease row: network = body bytes the simulator served (/sim/stats), not its wchar, which also counts the export files it wrote');
+    const oursVddk = await keep(
+      await run('oneswap import, CBT on, vddk (stand-in)', oneswapCmd('bench-cbt', 'd-', `--transport vddk --vddk-libdir ${vddk.libdir}`), {
+        env: { ...env, ...oneswapEnv, PATH: `${vddk.pathDir}:${process.env.PATH ?? '/usr/bin:/bin'}` },
+      }),
+      checkOurs('d-'),
+    );
+    const readers = [oursCbt, oursLease, oursVddk];
     const oursPlain = await keep(await run('oneswap import, CBT off', oneswapCmd('bench-plain', 'b-'), { env: { ...env, ...oneswapEnv } }), checkOurs('b-'));
     const plainPhases = await phaseTimes(join(work, 'logs', 'b-'), oursPlain.wallSeconds);
 
@@ -200,7 +230,7 @@ async function main(): Promise<void> {
     const cipher = await tlsCipher(port);
     const conditions = [
       `${cpus().length} cores`,
-      streamMiBps > 0 ? `loopback, each /folder download paced to ${streamMiBps} MiB/s (BENCH_STREAM_MIBPS)` : 'loopback, unpaced (CPU-bound)',
+      streamMiBps > 0 ? `loopback, each /folder and export-lease download paced to ${streamMiBps} MiB/s (BENCH_STREAM_MIBPS)` : 'loopback, unpaced (CPU-bound)',
       useProxy ? 'through the counting TCP proxy' : 'straight to the simulator',
       `TLS ${cipher}`,
       'source and targets in page cache, outputs fsynced',
@@ -226,6 +256,13 @@ async function main(): Promise<void> {
       check('network, CBT on, vs data <= 1.05', oursCbt.ok, oursCbt.networkBytes / dataBytes, 1.05),
       check('written, CBT on, vs data <= 1.0 (+1 %)', oursCbt.ok, oursCbt.writtenBytes / dataBytes, 1.01),
       check('written, CBT off, vs data <= 1.0 (+1 %)', oursPlain.ok, oursPlain.writtenBytes / dataBytes, 1.01),
+      ...readers.slice(1).map((m) => check(`written, ${m.name.replace('oneswap import, ', '')}, vs data <= 1.0 (+1 %)`, m.ok, m.writtenBytes / dataBytes, 1.01)),
+      check(
+        `network, lease, vs the streamOptimized VMDK of the disk (${(streamBytes / MiB).toFixed(0)} MiB) <= 1.0 (+1 %)`,
+        oursLease.ok,
+        oursLease.networkBytes / streamBytes,
+        1.01,
+      ),
       check('peak RSS MiB, CBT on <= 256', oursCbt.ok, oursCbt.peakRssBytes / MiB, 256),
       check('peak RSS MiB, CBT off <= 256', oursPlain.ok, oursPlain.peakRssBytes / MiB, 256),
       check('output files equal the source disk', true, rows.filter((r) => r.check !== 'ok' && r.check !== 'n/a').length, 0, 'contenders wrong or failed'),
@@ -235,6 +272,8 @@ async function main(): Promise<void> {
         `oneswap phases (from its run log), CBT on: ${cbtPhases.text}; CBT off: ${plainPhases.text}`,
         ...notes,
         `for reference: qemu-img ${ratio(qemu, curl)}x curl, nbdcopy ${ratio(nbd, curl)}x curl, incumbent ${ratio(incumbent, curl)}x curl`,
+        `readers, CBT on: lease ${ratio(oursLease, oursCbt)}x folder, vddk stand-in ${ratio(oursVddk, oursCbt)}x folder; the lease downloaded ${leaseBytes} bytes of a ${streamBytes}-byte streamOptimized VMDK (qemu-img convert of the source, as the simulator serves it)`,
+        "vddk (stand-in): VMware's VDDK is not available here; the stand-in is nbdkit's python plugin reading the simulator's /nfc-disk over HTTPS (one request per NBD read, unpaced: BENCH_STREAM_MIBPS does not apply), so its speed says nothing about real VDDK",
         useProxy
           ? 'network = bytes both ways through the counting proxy (a Node relay in the data path: it slows every contender)'
           : 'network = bytes the vCenter simulator sent (its /proc io wchar less its log; equal to the byte to what the counting proxy sees); client requests (a few KiB) are not counted; BENCH_PROXY=1 counts both ways through the TCP proxy, a Node relay that slows line rate 2-4x here',
@@ -250,6 +289,7 @@ async function main(): Promise<void> {
     await proxy?.close();
     await oned.stop();
     await sim.stop();
+    await vddk.cleanup();
     await rm(work, { recursive: true, force: true });
   }
 }
