@@ -213,7 +213,7 @@ async function main(): Promise<void> {
       else if (p === 1) {
         targets.push(`  ${finalDelta / coldCopy <= 0.1 ? 'PASS' : 'MISS'}  final delta at 1 % change (${pattern}) vs cold copy <= 0.10: ${(finalDelta / coldCopy).toFixed(3)}`);
         const corrected = (finalDelta - hashing) / (coldCopy - hashing);
-        targets.push(`  ${corrected <= 0.1 ? 'PASS' : 'MISS'}  the same, less the simulator's CBT hashing at the snapshot (${hashing.toFixed(2)} s, in both; ESXi keeps a change bitmap): ${corrected.toFixed(3)}`);
+        targets.push(`  ${corrected <= 0.1 ? 'PASS' : 'MISS'}  the same, less the simulator's CBT hashing (${hashing.toFixed(2)} s, in both: at a snapshot, or at the cutover's query of the powered-off disk; ESXi keeps a change bitmap): ${corrected.toFixed(3)}`);
       }
       targets.push(`        ${name}: final delta ${(finalDelta / incumbentDelta).toFixed(2)}x the incumbent's redo-log copy (${(redo / MiB).toFixed(1)} MiB in one stream)`);
     }
@@ -238,9 +238,9 @@ async function main(): Promise<void> {
       ...targets,
       '',
       'notes:',
-      '  - downtime = source shutdown requested → template created (no VM started here); the final snapshot is removed after that, outside the downtime',
+      '  - downtime = source shutdown requested → template created (no VM started here); the cutover takes no snapshot (the VM is off)',
       "  - the simulator's snapshot hashes the disk's data (about 0.3 s per GiB here); ESXi keeps a change bitmap instead",
-      "  - predicted = `warm status` just before the cutover: final snapshot and delta from the measured rates, conversion from the rehearsal (shutdown and template not included)",
+      "  - predicted = `warm status` just before the cutover: the final delta from the measured rates (with the reader the cutover uses), conversion from the rehearsal (shutdown, template and the reader's start-up not included)",
       '  - warm total = start + sync (with the rehearsal conversion) + cutover',
       "  - without VDDK, round 0 and 1 each stream the whole allocated disk through an export lease (the simulator first makes the streamOptimized VMDK with qemu-img); the cutover's final delta reads only the changed areas of the powered-off VM through /folder",
       "  - vddk = the VDDK stand-in: nbdkit's python plugin reading the simulator's /nfc-disk over HTTPS (unpaced, one request per NBD read); its speed says nothing about real VDDK",
