@@ -6,12 +6,11 @@
 import { createHash } from 'node:crypto';
 import { mkdir, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { copyExtents } from '../copy/index.js';
 import { OneswapError } from '../errors/index.js';
 import { allocatedAreas, availablePlugins, checkCopyableDisks, chooseReader, describeVcenterVm, openReadings, placeVcenterDisks, type VmDescription } from '../input/index.js';
 import { diskSourceAttributes } from '../output/index.js';
 import { Template, type DriverActionData, type OneClient } from '../one/index.js';
-import { PidLock } from '../supervisor/index.js';
+import { PidLock, areasToRead, copyReading } from '../supervisor/index.js';
 import type { VmSummary } from '../vsphere/index.js';
 import type { DriverConfig } from './config.js';
 import { ImageProgress } from './image-progress.js';
@@ -84,17 +83,20 @@ export async function vcenterCopy(ctx: CopyContext): Promise<CopiedDisk> {
       const readings = await openReadings({ client, vm: summary, dcPath, disks: [placed!], state: { kind: 'powered-off' }, choices: new Map([[placed!.device.key, choice]]), settings, signal });
       try {
         const reading = readings.get(placed!.device.key);
-        let extents = areas.extents.get(placed!.device.key) ?? [];
-        if (areas.method === 'full' && reading.access === 'ranges' && reading.allocated) extents = await reading.allocated(signal);
+        const { areas: extents, how } = await areasToRead(areas, placed!.device.key, reading, signal);
         const startedAt = Date.now();
         const planned = extents.reduce((n, e) => n + e.length, 0);
-        log(`INFO: copying ${describeRef(ref)} (${planned} of ${disk.capacityBytes} bytes, ${areas.method === 'cbt' ? 'allocated areas from CBT' : 'whole disk, zeros become holes'}) into ${file}`);
+        log(`INFO: copying ${describeRef(ref)} (${planned} of ${disk.capacityBytes} bytes, ${how}) into ${file}`);
         await progress.say('copying 0%', { ONESWAP_STATE: 'COPYING' });
-        const onProgress = (p: { bytesDone: number; bytesPlanned: number }): void => progress.copying(p.bytesDone, p.bytesPlanned, startedAt);
-        stats =
-          reading.access === 'ranges'
-            ? await copyExtents({ source: reading.source, target: file, capacity: disk.capacityBytes, extents, targetIsZero: true, streams: Math.min(config.streams, reading.maxStreams), signal, onProgress })
-            : await reading.copyInto({ target: file, capacity: disk.capacityBytes, areas: extents, targetIsZero: true, signal, onProgress });
+        stats = await copyReading(reading, {
+          target: file,
+          capacity: disk.capacityBytes,
+          areas: extents,
+          targetIsZero: true,
+          streams: config.streams,
+          signal,
+          onProgress: (p) => progress.copying(p.bytesDone, p.bytesPlanned, startedAt),
+        });
         await readings.finish(true);
       } catch (err) {
         await readings.finish(false, (err as Error).message);

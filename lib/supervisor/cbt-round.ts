@@ -13,7 +13,7 @@
 import { OneswapError, describeError } from '../errors/index.js';
 import { isFault, type MoRef, type Snapshot, type VmSummary } from '../vsphere/index.js';
 import { clearTargetFile } from '../copy/index.js';
-import { isOwnSnapshot, ownSnapshotSpec, type ReaderKind, type ReaderSettings, type ReadState, type Readings, type VmDescription } from '../input/index.js';
+import { isOwnSnapshot, ownSnapshotSpec, type ReaderSettings, type ReadState, type Readings, type VmDescription } from '../input/index.js';
 import { normalizeExtents, subtractExtents, totalLength, type Extent } from '../extents/index.js';
 import { recordWarmRound, markImage } from '../output/index.js';
 import type { Journal, JournalDisk, WarmRound } from './journal.js';
@@ -41,8 +41,6 @@ export interface RoundOptions {
 
 export interface RoundResult {
   readonly round: WarmRound;
-  /** Which reader each disk was read with (by device key). */
-  readonly readers: ReadonlyMap<number, ReaderKind>;
 }
 
 /** The part of a changeId before "/": it changes when CBT is reset for the disk. */
@@ -103,7 +101,7 @@ export async function runRound(
     const opened = await openDiskReaders(ctx, summary, opts.dcPath, disks, state, opts.readers);
     readings = opened.readings;
     const copies: DiskCopy[] = targets.map((t, i) => ({ target: t, reading: readings!.get(disks[i]!.device.key), planned: plans[i]!.areas, targetIsZero: plans[i]!.targetIsZero }));
-    const streamed = copies.filter((c) => c.reading.access === 'stream' && !plans[copies.indexOf(c)]!.full);
+    const streamed = copies.filter((c, i) => c.reading.access === 'stream' && !plans[i]!.full);
     if (streamed.length > 0)
       log(`round ${number} reads through an export lease, which streams each whole allocated disk over the network to write ${totalLength(streamed.flatMap((c) => c.planned))} bytes of changed areas`, 'warn');
 
@@ -130,7 +128,7 @@ export async function runRound(
     warm.rounds.push(round);
     await journal.flush();
     if (snapshot) await removeSnapshot(ctx, journal, snapshot.ref, log);
-    return { round, readers: new Map([...opened.choices].map(([k, c]) => [k, c.reader])) };
+    return { round };
   } catch (err) {
     await readings?.finish(false, describeError(err)).catch(() => undefined);
     // Before the cutover the source keeps running; our snapshot must not stay on it.

@@ -8,7 +8,7 @@ import type { VmSummary } from '../vsphere/index.js';
 import { allocatedAreas, type VmDescription } from '../input/index.js';
 import { markImage, type ConvertedGuest } from '../output/index.js';
 import type { Journal } from './journal.js';
-import { Phases, build, convert, copyIntoImages, openDiskReaders, placeholders, precheck, rollback, type DiskTarget, type ImportContext, type ImportOptions, type StepLog, type VmResult } from './steps.js';
+import { Phases, areasToRead, build, convert, copyIntoImages, openDiskReaders, placeholders, precheck, rollback, type DiskTarget, type ImportContext, type ImportOptions, type StepLog, type VmResult } from './steps.js';
 
 export async function coldImportVm(ctx: ImportContext, vmName: string, opts: ImportOptions): Promise<VmResult> {
   const started = Date.now();
@@ -74,17 +74,13 @@ async function copyDisks(ctx: ImportContext, journal: Journal, summary: VmSummar
   // A resumed image may carry FAILED from the run that kept it.
   for (const t of pending) if (journal.disk(t.disk.description.sourceKey)!.done.length > 0) await markImage(ctx.one, t.imageId, 'COPYING');
   const { readings } = await openDiskReaders(ctx, summary, dcPath, pending.map((t) => t.disk), { kind: 'powered-off' }, opts.readers);
-  let allocation: string = areas.method === 'cbt' ? 'CBT allocated areas' : 'whole disks';
+  const allocation = new Set<string>();
   try {
     const copies = [];
     for (const t of pending) {
       const reading = readings.get(t.disk.device.key);
-      let planned = areas.extents.get(t.disk.device.key) ?? [];
-      // Without CBT, NBD's block status still knows what is allocated.
-      if (areas.method === 'full' && reading.access === 'ranges' && reading.allocated) {
-        planned = await reading.allocated(ctx.signal);
-        allocation = 'allocated areas (NBD block status)';
-      }
+      const { areas: planned, how } = await areasToRead(areas, t.disk.device.key, reading, ctx.signal);
+      allocation.add(how);
       // A fresh mkfs placeholder is all holes, and areas of a resumed run that are not in `done`
       // were never written by us.
       copies.push({ target: t, reading, planned, targetIsZero: true });
@@ -97,7 +93,7 @@ async function copyDisks(ctx: ImportContext, journal: Journal, summary: VmSummar
     await readings.finish(true);
     const read = stats.reduce((s, x) => s + x.bytesRead, 0);
     const written = stats.reduce((s, x) => s + x.bytesWritten, 0);
-    return `${allocation}: ${read} bytes read, ${written} bytes written`;
+    return `${[...allocation].join(', ')}: ${read} bytes read, ${written} bytes written`;
   } catch (err) {
     await readings.finish(false, describeError(err));
     throw err;

@@ -10,6 +10,8 @@ export { PidLock } from './pid-lock.js';
 export { Journal, defaultStateDir, type JournalData, type JournalDisk } from './journal.js';
 export { coldImportVm } from './cold-import.js';
 export type { ImportOptions, ImportContext, MigrationOptions, VmResult } from './steps.js';
+// How one disk's areas move from its reader into a raw file: also the datastore driver's cp.
+export { copyReading, areasToRead, type ReadingCopy } from './steps.js';
 export { newRunId, mapLimited } from './run.js';
 export { warmStart, warmSync, warmCutover, warmAbort, warmImport, type WarmOptions, type CutoverPolicy, type WarmResult } from './warm.js';
 export { warmStatus, type WarmStatus, type WarmDiskStatus, type DowntimePrediction } from './warm-status.js';

@@ -23,6 +23,8 @@ import {
   type ReaderSettings,
   type ReadState,
   type Readings,
+  type StreamCopyOptions,
+  type AllocationMap,
 } from '../input/index.js';
 import { copyExtents, together, type CopyStats } from '../copy/index.js';
 import { checkAdditions, type GuestAdditions, type NicUse } from '../convert/index.js';
@@ -396,22 +398,16 @@ export async function copyIntoImages(
         ctx.emit({ type: 'disk', vm, disk: d.index, name, bytesDone: base + bytesDone, bytesPlanned: totalLength(planned), bytesWritten, capacityBytes: cap, state });
       emit(0, 0, 'copying');
       try {
-        const r = c.reading;
-        const s =
-          r.access === 'ranges'
-            ? await copyExtents({
-                source: r.source,
-                target: c.target.path,
-                capacity: cap,
-                extents: todo,
-                targetIsZero: c.targetIsZero,
-                streams: Math.min(streams, r.maxStreams),
-                signal,
-                onProgress: (p) => emit(p.bytesDone, p.bytesWritten, 'copying'),
-                onWritten: (x) => journal.rangeDone(d.sourceKey, x),
-              })
-            : // One ordered pass: nothing is done until the stream ends (no Range to resume inside it).
-              await r.copyInto({ target: c.target.path, capacity: cap, areas: todo, targetIsZero: c.targetIsZero, signal, onProgress: (p) => emit(p.bytesDone, p.bytesWritten, 'copying') });
+        const s = await copyReading(c.reading, {
+          target: c.target.path,
+          capacity: cap,
+          areas: todo,
+          targetIsZero: c.targetIsZero,
+          streams,
+          signal,
+          onProgress: (p) => emit(p.bytesDone, p.bytesWritten, 'copying'),
+          onWritten: (x) => journal.rangeDone(d.sourceKey, x),
+        });
         await onDiskDone(c, s);
         emit(s.bytesPlanned, s.bytesWritten, 'done');
         return s;
@@ -424,6 +420,41 @@ export async function copyIntoImages(
     ctx.signal,
   );
 }
+export interface ReadingCopy extends StreamCopyOptions {
+  /** Range streams at most (a reader may allow fewer). */
+  readonly streams: number;
+  /** Each span written, for a resume journal; a stream reports nothing until it ends. */
+  readonly onWritten?: (span: Extent) => void;
+}
+
+/**
+ * Moves the areas of one disk from its reader into a raw target: random-access readers through
+ * the copy engine, a stream (an export lease) in its one ordered pass.
+ */
+export function copyReading(reading: DiskReading, o: ReadingCopy): Promise<CopyStats> {
+  if (reading.access === 'stream') return reading.copyInto(o);
+  return copyExtents({
+    source: reading.source,
+    target: o.target,
+    capacity: o.capacity,
+    extents: o.areas,
+    targetIsZero: o.targetIsZero,
+    streams: Math.min(o.streams, reading.maxStreams),
+    signal: o.signal,
+    ...(o.onProgress ? { onProgress: o.onProgress } : {}),
+    ...(o.onWritten ? { onWritten: o.onWritten } : {}),
+  });
+}
+
+/**
+ * The areas worth reading of one disk: what CBT answered; without CBT what the reader knows is
+ * allocated (NBD block status); else the whole disk, whose zero blocks the copy leaves as holes.
+ */
+export async function areasToRead(map: AllocationMap, key: number, reading: DiskReading, signal: AbortSignal): Promise<{ areas: Extent[]; how: string }> {
+  if (map.method === 'full' && reading.access === 'ranges' && reading.allocated) return { areas: await reading.allocated(signal), how: 'allocated areas (NBD block status)' };
+  return { areas: [...(map.extents.get(key) ?? [])], how: map.method === 'cbt' ? 'CBT allocated areas' : 'whole disk, zeros become holes' };
+}
+
 /**
  * Chooses a reader for each disk in one state of the VM, says which and why (a `reader` event
  * per disk, a line in the log), and opens them. The caller must `finish` the result: an export lease

@@ -61,6 +61,16 @@ test('settings: defaults without a file, values checked', async () => {
     await assert.rejects(readDriverConfig(file), /streams in .* must be a whole number from 1 to 64/);
     await writeFile(file, 'convert: maybe\n');
     await assert.rejects(readDriverConfig(file), /convert in .* must be true or false/);
+    // How the driver reads disks: auto without a VDDK by default.
+    assert.equal(d.transport, 'auto');
+    assert.equal(d.vddkLibdir, undefined);
+    await writeFile(file, 'transport: vddk\nvddk_libdir: /opt/vmware-vix-disklib-distrib\n');
+    const v = await readDriverConfig(file);
+    assert.deepEqual([v.transport, v.vddkLibdir], ['vddk', '/opt/vmware-vix-disklib-distrib']);
+    await writeFile(file, 'transport: scp\n');
+    await assert.rejects(readDriverConfig(file), /transport in .* must be one of auto, folder, lease, vddk, nfc, not "scp"/);
+    await writeFile(file, 'vddk_libdir: 7\n');
+    await assert.rejects(readDriverConfig(file), /vddk_libdir in .* must be a directory path/);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
