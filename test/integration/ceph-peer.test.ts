@@ -104,3 +104,55 @@ describe('one-node Ceph peer', { skip }, () => {
     assert.ok(!existsSync(cephDir), 'its directory is removed');
   });
 });
+
+// With a manager (what OpenNebula's Ceph datastore monitor needs): `ceph df` reports the pool's
+// capacity and, within the manager's stats period, what was written to it.
+describe('one-node Ceph peer with a manager', { skip: skip || cephSkip({ mgr: true }) }, () => {
+  let ceph: Ceph;
+
+  before(async () => {
+    ceph = await startCeph({ mgr: true });
+    process.stderr.write(`ceph peer (mgr): HEALTH_OK and ceph df ready after ${ceph.startMs} ms\n`);
+  });
+
+  after(async () => {
+    await ceph?.stop();
+  });
+
+  it('ceph df shows the pool, its free space and the bytes stored; health stays OK', async () => {
+    type Df = { pools: { name: string; stats: { stored: number; max_avail: number } }[] };
+    const poolStats = async (): Promise<{ stored: number; max_avail: number }> => {
+      const df = JSON.parse(await ceph.ceph(['df', '--format', 'json'])) as Df;
+      const p = df.pools.find((x) => x.name === ceph.pool);
+      assert.ok(p, JSON.stringify(df));
+      return p.stats;
+    };
+    const before0 = await poolStats();
+    assert.ok(before0.max_avail > 512 * MiB, `max_avail ${before0.max_avail}`);
+    await ceph.rbd(['create', '--size', '16', `${ceph.pool}/m`]);
+    const dir = await mkdtemp(join(tmpdir(), 'oneswap-ceph-test-'));
+    const src = join(dir, 'd.raw');
+    const f = await open(src, 'w');
+    await f.write(randomBytes(4 * MiB), 0, 4 * MiB, 0);
+    await f.close();
+    const conv = spawnSync('qemu-img', ['convert', '-n', '-f', 'raw', '-O', 'raw', src, `rbd:${ceph.pool}/m:id=admin:conf=${ceph.conf}`], { encoding: 'utf8' });
+    await rm(dir, { recursive: true, force: true });
+    assert.equal(conv.status, 0, conv.stderr);
+    const deadline = Date.now() + 30_000;
+    let st = await poolStats();
+    while (st.stored < 4 * MiB && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 500));
+      st = await poolStats();
+    }
+    assert.ok(st.stored >= 4 * MiB, `stored ${st.stored} after writing 4 MiB`);
+    assert.ok(st.max_avail < before0.max_avail, `max_avail went down: ${before0.max_avail} -> ${st.max_avail}`);
+    assert.match(await ceph.ceph(['health']), /^HEALTH_OK/);
+  });
+
+  it('stop() ends all three daemons', async () => {
+    const { pids } = ceph;
+    assert.ok(pids.mgr !== undefined && pidAlive(pids.mgr));
+    await ceph.stop();
+    for (const [name, pid] of Object.entries(pids)) assert.ok(!pidAlive(pid), `${name} is gone`);
+  });
+});

@@ -22,6 +22,11 @@ export interface CephOptions {
   timeoutMs?: number;
   /** Pool name (default 'one', OpenNebula's default POOL_NAME). */
   pool?: string;
+  /**
+   * Also run a manager (`ceph-mgr`, package ceph-mgr): needed for `ceph df`/`rados df` statistics
+   * (OpenNebula's datastore monitor), not for rbd or qemu. Adds a few seconds and ~300 MB RSS.
+   */
+  mgr?: boolean;
 }
 
 export interface Ceph {
@@ -41,8 +46,8 @@ export interface Ceph {
   dir: string;
   /** Milliseconds from startCeph() to HEALTH_OK with the pool initialised. */
   startMs: number;
-  /** pids of the daemons (mon, osd). */
-  pids: { mon: number; osd: number };
+  /** pids of the daemons (mgr only with `mgr: true`). */
+  pids: { mon: number; osd: number; mgr?: number };
   /** `base` plus CEPH_CONF and CEPH_ARGS (`--id admin --keyring …`) for child processes. */
   env(base?: NodeJS.ProcessEnv): NodeJS.ProcessEnv;
   /** Runs `rbd --conf … --id admin <args>`; resolves with stdout, rejects with stderr in the message. */
@@ -56,8 +61,8 @@ export interface Ceph {
 }
 
 /** The Ceph tools this peer runs that are not in PATH (empty when all are). */
-export function cephMissingTools(): string[] {
-  return CEPH_TOOLS.filter((t) => spawnSync('sh', ['-c', `command -v ${t}`], { stdio: 'ignore' }).status !== 0);
+export function cephMissingTools(opts: { mgr?: boolean } = {}): string[] {
+  return [...CEPH_TOOLS, ...(opts.mgr ? ['ceph-mgr'] : [])].filter((t) => spawnSync('sh', ['-c', `command -v ${t}`], { stdio: 'ignore' }).status !== 0);
 }
 
 /**
@@ -65,10 +70,11 @@ export function cephMissingTools(): string[] {
  * printed loudly so a green run without them is never mistaken for a full run. In CI (CI=true) or
  * with ONESWAP_REQUIRE_PEERS=1 missing packages are an error instead.
  */
-export function cephSkip(): string | false {
-  const missing = cephMissingTools();
+export function cephSkip(opts: { mgr?: boolean } = {}): string | false {
+  const missing = cephMissingTools(opts);
   if (missing.length === 0) return false;
-  const reason = `a one-node Ceph needs ${missing.join(', ')} (apt-get install -y --no-install-recommends ${CEPH_PACKAGES.join(' ')}, or ./install.sh --dev)`;
+  const pkgs = [...CEPH_PACKAGES, ...(opts.mgr ? ['ceph-mgr'] : [])].join(' ');
+  const reason = `a one-node Ceph needs ${missing.join(', ')} (apt-get install -y --no-install-recommends ${pkgs}, or ./install.sh --dev)`;
   if (process.env.CI === 'true' || process.env.ONESWAP_REQUIRE_PEERS === '1') throw new Error(`${reason}; CI requires it`);
   process.stderr.write(`\n*** SKIPPED: ${reason} ***\n\n`);
   return reason;
@@ -114,8 +120,8 @@ function run(cmd: string, args: readonly string[], timeoutMs: number, env?: Node
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export async function startCeph(opts: CephOptions = {}): Promise<Ceph> {
-  const missing = cephMissingTools();
-  if (missing.length > 0) throw new Error(`Ceph tools missing: ${missing.join(', ')}; install ${CEPH_PACKAGES.join(' ')}`);
+  const missing = cephMissingTools(opts);
+  if (missing.length > 0) throw new Error(`Ceph tools missing: ${missing.join(', ')}; install ${CEPH_PACKAGES.join(' ')}${opts.mgr ? ' ceph-mgr' : ''}`);
   const t0 = Date.now();
   const timeoutMs = opts.timeoutMs ?? 90_000;
   const deadline = t0 + timeoutMs;
@@ -129,6 +135,7 @@ export async function startCeph(opts: CephOptions = {}): Promise<Ceph> {
   const monmap = join(dir, 'monmap');
   const monData = join(dir, 'mon', 'ceph-a');
   const osdData = join(dir, 'osd', 'ceph-0');
+  const mgrData = join(dir, 'mgr', 'ceph-x');
   const runDir = join(dir, 'run');
   const logDir = join(dir, 'log');
   const fsid = randomUUID();
@@ -156,7 +163,7 @@ export async function startCeph(opts: CephOptions = {}): Promise<Ceph> {
 
   const logTail = async (lines = 20): Promise<string> => {
     const parts: string[] = [];
-    for (const name of ['ceph-mon.a', 'ceph-osd.0']) {
+    for (const name of ['ceph-mon.a', 'ceph-osd.0', ...(opts.mgr ? ['ceph-mgr.x'] : [])]) {
       const text = await readFile(join(logDir, `${name}.log`), 'utf8').catch(() => '');
       parts.push(`--- ${name}.log (last ${lines} lines) ---\n${text.trimEnd().split('\n').slice(-lines).join('\n')}`);
     }
@@ -187,7 +194,7 @@ export async function startCeph(opts: CephOptions = {}): Promise<Ceph> {
   };
 
   try {
-    await Promise.all([mkdir(monData, { recursive: true }), mkdir(osdData, { recursive: true }), mkdir(runDir), mkdir(logDir)]);
+    await Promise.all([mkdir(monData, { recursive: true }), mkdir(osdData, { recursive: true }), mkdir(mgrData, { recursive: true }), mkdir(runDir), mkdir(logDir)]);
     await writeFile(
       conf,
       [
@@ -219,6 +226,11 @@ export async function startCeph(opts: CephOptions = {}): Promise<Ceph> {
         `mon cluster log file = ${logDir}/$cluster.log`,
         `mon data = ${join(dir, 'mon')}/$cluster-$id`,
         `osd data = ${join(dir, 'osd')}/$cluster-$id`,
+        `mgr data = ${join(dir, 'mgr')}/$cluster-$id`,
+        // The manager's optional modules: none (restful wants a certificate, nfs a cluster).
+        'mgr initial modules = iostat',
+        // With a manager the autoscaler would resize pool `one` (and warn on the way).
+        'osd pool default pg autoscale mode = off',
         'osd objectstore = memstore',
         `memstore device bytes = ${memstoreBytes}`,
         // No journald/syslog; the log files above are enough.
@@ -255,6 +267,14 @@ export async function startCeph(opts: CephOptions = {}): Promise<Ceph> {
     await run('ceph-osd', ['--conf', conf, '-i', '0', '--mkfs', '--osd-uuid', osdUuid], 60_000);
     const osd = daemon('ceph-osd', ['-i', '0'], 'ceph-osd.0');
 
+    let mgr: ChildProcess | undefined;
+    if (opts.mgr) {
+      await cephCmd(['auth', 'get-or-create', 'mgr.x', 'mon', 'allow profile mgr', 'osd', 'allow *', 'mds', 'allow *', '-o', join(mgrData, 'keyring')], {
+        timeoutMs: left(30_000),
+      });
+      mgr = daemon('ceph-mgr', ['-i', 'x'], 'ceph-mgr.x');
+    }
+
     await cephCmd(['osd', 'pool', 'create', pool, '8', '8'], { timeoutMs: left(60_000) });
     // rbd pool init writes to the pool: it returns once the OSD is up and the PGs are active.
     await run('rbd', [...cephArgs, 'pool', 'init', pool], left(120_000));
@@ -265,6 +285,13 @@ export async function startCeph(opts: CephOptions = {}): Promise<Ceph> {
       if (health.startsWith('HEALTH_OK')) break;
       if (Date.now() > deadline) throw new Error(`ceph health is not HEALTH_OK within ${timeoutMs} ms: ${health}`);
       if (children.some((c) => c.exitCode !== null || c.signalCode !== null)) throw new Error(`a Ceph daemon exited; ceph health: ${health}`);
+      await sleep(250);
+    }
+    // With a manager: until `ceph df` knows the pool's capacity (what a datastore monitor reads).
+    while (opts.mgr) {
+      const df = JSON.parse(await cephCmd(['df', '--format', 'json'], { timeoutMs: left(30_000) })) as { pools?: { name: string; stats: { max_avail: number } }[] };
+      if ((df.pools ?? []).some((p) => p.name === pool && p.stats.max_avail > 0)) break;
+      if (Date.now() > deadline) throw new Error(`ceph df shows no capacity for pool ${pool} within ${timeoutMs} ms: ${JSON.stringify(df)}`);
       await sleep(250);
     }
 
@@ -279,7 +306,7 @@ export async function startCeph(opts: CephOptions = {}): Promise<Ceph> {
       pool,
       dir,
       startMs,
-      pids: { mon: mon.pid ?? 0, osd: osd.pid ?? 0 },
+      pids: { mon: mon.pid ?? 0, osd: osd.pid ?? 0, ...(mgr ? { mgr: mgr.pid ?? 0 } : {}) },
       env: (base = process.env) => ({ ...base, CEPH_CONF: conf, CEPH_ARGS: `--id admin --keyring ${keyring}` }),
       rbd,
       ceph: cephCmd,
@@ -305,7 +332,7 @@ export function pidAlive(pid: number): boolean {
 
 // Run directly to measure start and stop: `node --import tsx test/peers/ceph/index.ts`.
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const c = await startCeph();
+  const c = await startCeph({ mgr: process.argv.includes('--mgr') });
   process.stdout.write(`HEALTH_OK after ${c.startMs} ms; conf ${c.conf}; mon ${c.monHost}\n`);
   const t = Date.now();
   await c.stop();
