@@ -1,5 +1,5 @@
-// The copy engine: reads byte ranges from a source and writes them at the same offsets into a raw
-// target file. Several range streams run at once, each holding one staging buffer, so memory is
+// The copy engine: reads byte ranges from a source and writes them at the same offsets into a
+// target (a raw file, or an image a block server serves: see target.ts). Several range streams run at once, each holding one staging buffer, so memory is
 // bounded by streams x bufferSize whatever the disk size. Blocks that are all zero are not written
 // (the target keeps its holes), which is what makes the target as sparse as the source's data.
 
@@ -7,9 +7,8 @@ import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { OneswapError } from '../errors/index.js';
 import { type Extent, normalizeExtents, splitExtents, totalLength } from '../extents/index.js';
-import { punchHoles } from './holes.js';
 import { together } from './together.js';
-import { Writeback, openTargetFile, targetWriteError } from './target-file.js';
+import type { TargetWriter } from './target.js';
 
 /** Where the bytes come from: anything that can stream a byte range. */
 export interface RangeSource {
@@ -43,8 +42,8 @@ export interface CopyProgress {
 
 export interface CopyOptions {
   readonly source: RangeSource;
-  /** Raw target file; it must already exist with the disk's size (a placeholder). */
-  readonly target: string;
+  /** Where the bytes go, opened by the caller (who closes it); flushed before the copy returns. */
+  readonly target: TargetWriter;
   readonly capacity: number;
   /** Areas to copy; everything else of the target is left as it is. */
   readonly extents: readonly Extent[];
@@ -60,12 +59,6 @@ export interface CopyOptions {
   readonly requestSize?: number;
   /** Staging buffer per stream; also the largest single write. */
   readonly bufferSize?: number;
-  /**
-   * Start writing data to disk (fdatasync in the background) after every this many bytes written,
-   * so the disk works while the network does and the final sync has little left; 0 = only at the
-   * end.
-   */
-  readonly writebackBytes?: number;
   /** Retries per range after a failed or cut read, with exponential back-off. */
   readonly retries?: number;
   readonly retryDelayMs?: number;
@@ -96,7 +89,6 @@ const DEFAULTS = {
   streams: 4,
   requestSize: 64 * 1024 * 1024,
   bufferSize: 1024 * 1024,
-  writebackBytes: 64 * 1024 * 1024,
   retries: 5,
   retryDelayMs: 500,
 };
@@ -108,7 +100,6 @@ export async function copyExtents(options: CopyOptions): Promise<CopyStats> {
   const requestSize = Math.max(bufferSize, options.requestSize ?? DEFAULTS.requestSize);
   const retries = options.retries ?? DEFAULTS.retries;
   const retryDelayMs = options.retryDelayMs ?? DEFAULTS.retryDelayMs;
-  const writebackBytes = options.writebackBytes ?? DEFAULTS.writebackBytes;
 
   const planned = normalizeExtents(options.extents, options.capacity);
   // Aligned pieces spread a big extent over all streams, so one large data island is not read
@@ -117,8 +108,10 @@ export async function copyExtents(options: CopyOptions): Promise<CopyStats> {
   const bytesPlanned = totalLength(planned);
   const counters = { bytesDone: 0, bytesRead: 0, bytesWritten: 0, bytesZero: 0, requests: 0, retries: 0 };
 
-  const fh = await openTargetFile(options.target);
-  const writeback = new Writeback(fh, writebackBytes);
+  const target = options.target;
+  // Writes still running when a stream fails: waited for before the error goes up, so the caller
+  // closes (or removes) a target nothing writes to any more.
+  const inFlight = new Set<Promise<void>>();
   try {
     let next = 0;
     const worker = async (signal: AbortSignal): Promise<void> => {
@@ -196,23 +189,20 @@ export async function copyExtents(options: CopyOptions): Promise<CopyStats> {
         }
       }
       if (runStart >= 0) await writeAll(buf, runStart, length - runStart, fileOffset + runStart);
-      if (holes.length > 0) await punchHoles(options.target, holes);
+      if (holes.length > 0) await target.zero(holes);
       counters.bytesDone += length;
       options.onProgress?.({ bytesDone: counters.bytesDone, bytesPlanned, bytesWritten: counters.bytesWritten });
     };
 
     const writeAll = async (buf: Buffer, off: number, len: number, position: number): Promise<void> => {
-      let written = 0;
-      while (written < len) {
-        try {
-          const { bytesWritten } = await fh.write(buf, off + written, len - written, position + written);
-          written += bytesWritten;
-        } catch (err) {
-          throw targetWriteError(err, options.target);
-        }
+      const w = target.write(buf.subarray(off, off + len), position);
+      inFlight.add(w);
+      try {
+        await w;
+      } finally {
+        inFlight.delete(w);
       }
       counters.bytesWritten += len;
-      writeback.wrote(len);
     };
 
     // One failing stream stops the others before the file is closed under them.
@@ -220,10 +210,9 @@ export async function copyExtents(options: CopyOptions): Promise<CopyStats> {
       Array.from({ length: Math.min(streams, Math.max(1, work.length)) }, () => worker),
       options.signal,
     );
-    await writeback.finish(options.target);
+    await target.flush();
   } finally {
-    await writeback.settle();
-    await fh.close();
+    await Promise.allSettled([...inFlight]);
   }
 
   return {

@@ -11,7 +11,7 @@
 //
 // A reader gives either random access (the copy engine asks for ranges) or one ordered pass.
 
-import type { RangeSource, CopyProgress, CopyStats } from '../copy/index.js';
+import type { RangeSource, CopyProgress, CopyStats, TargetWriter } from '../copy/index.js';
 import type { Extent } from '../extents/index.js';
 
 export type ReaderKind = 'folder' | 'lease' | 'vddk' | 'nfc';
@@ -33,8 +33,8 @@ export interface RangeReading {
 }
 
 export interface StreamCopyOptions {
-  /** Raw target file, already the disk's exact size. */
-  readonly target: string;
+  /** Where the disk goes, opened by the caller, the disk's exact size. */
+  readonly target: TargetWriter;
   readonly capacity: number;
   /** Only these areas of the target are written (zeros in them become holes); the rest is skipped. */
   readonly areas: readonly Extent[];
