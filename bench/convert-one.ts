@@ -14,7 +14,7 @@ const r = await convertGuest({
   firmware: 'bios',
   memoryMiB: 1024,
   cpus: 1,
-  disks: [{ path: disk, bus: 'scsi' }],
+  disks: [{ image: { filename: disk, format: 'raw' }, bus: 'scsi' }],
   nics: [],
   network: { nics: undefined, assign: async () => new Map() },
   workDir,

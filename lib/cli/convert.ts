@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { OneswapError, describeError } from '../errors/index.js';
 import type { Firmware } from '../input/index.js';
 import { checkAdditions } from '../convert/index.js';
-import { checkConvertible, importedDiskOf } from '../output/index.js';
+import { convertibleImage, importedDiskOf } from '../output/index.js';
 import type { OneClient, OneImage } from '../one/index.js';
 import { openRunLog } from '../progress/index.js';
 import { convertImages, defaultStateDir, describeConversion, fanOut, newRunId, sourceMacsNetwork } from '../supervisor/index.js';
@@ -37,7 +37,7 @@ export async function runConvert(o: ConvertCliOptions, signal: AbortSignal): Pro
     const one = await connectOne(o.endpoint);
     try {
       const images = o.vm !== undefined ? await imagesOfVm(one, o.vm) : await Promise.all(ids.map((id) => imageById(one, id)));
-      for (const img of images) await checkConvertible(img);
+      const opened = await Promise.all(images.map((img) => convertibleImage(img)));
       const boot = images[0]!;
       const vm = o.vm ?? importedDiskOf(boot).vmName ?? boot.name;
       const t0 = Date.now();
@@ -47,7 +47,7 @@ export async function runConvert(o: ConvertCliOptions, signal: AbortSignal): Pro
           { one, emit, signal },
           {
             vm,
-            images: images.map((i) => ({ id: i.id, path: i.source, bus: importedDiskOf(i).bus })),
+            images: images.map((i, k) => ({ id: i.id, image: opened[k]!, bus: importedDiskOf(i).bus })),
             firmware: firmware ?? importedDiskOf(boot).firmware,
             memoryMiB: 2048,
             cpus: 2,

@@ -12,7 +12,7 @@ import { applyAdditions, checkAdditions, hasAdditions, type GuestAdditions } fro
 import { domainXml, type DomainNic } from './domain-xml.js';
 import { inspectGuest, type GuestFacts } from './inspect.js';
 import { bindGuestNetwork, type GuestNetwork, type NetworkRequest } from './network-step.js';
-import { createOverlay, discardOverlay, overlayUsage, commitOverlay, type Overlay, type OverlayUsage } from './overlay.js';
+import { createOverlay, discardOverlay, overlayUsage, commitOverlay, type Overlay, type OverlayUsage, type QemuImage } from './overlay.js';
 import { runVirtV2vInPlace } from './virt-v2v.js';
 import { explainWarning, isKnownWarning, readBootFiles, type BootFiles, type ExplainedWarning } from './v2v-warnings.js';
 
@@ -21,8 +21,8 @@ export interface ConversionRequest {
   readonly firmware: Firmware;
   readonly memoryMiB: number;
   readonly cpus: number;
-  /** The raw image files, in guest (boot) order, with the bus the source gave each. */
-  readonly disks: ReadonlyArray<{ readonly path: string; readonly bus: DiskBus }>;
+  /** The images, in guest (boot) order, with the bus the source gave each. */
+  readonly disks: ReadonlyArray<{ readonly image: QemuImage; readonly bus: DiskBus }>;
   readonly nics: readonly DomainNic[];
   /** The guest's network configuration made to follow its NICs (Linux guests; see network-step.ts). */
   readonly network: NetworkRequest;
@@ -66,7 +66,7 @@ export async function convertGuest(req: ConversionRequest): Promise<ConversionRe
   // Known warnings wait for the boot files the inspection reads, so each is said once, explained.
   const held: string[] = [];
   try {
-    for (const [i, d] of req.disks.entries()) overlays.push(await createOverlay(d.path, req.workDir, i, req.signal));
+    for (const [i, d] of req.disks.entries()) overlays.push(await createOverlay(d.image, req.workDir, i, req.signal));
     const xmlPath = join(req.workDir, 'domain.xml');
     await writeFile(
       xmlPath,

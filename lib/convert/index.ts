@@ -8,7 +8,7 @@
 
 export { convertGuest, commitConversion, discardConversion, type ConversionRequest, type ConversionResult } from './convert.js';
 export { type GuestFacts } from './inspect.js';
-export { type Overlay, type OverlayUsage } from './overlay.js';
+export { type Overlay, type OverlayUsage, type QemuImage } from './overlay.js';
 export { domainXml, type DomainSpec, type DomainDisk, type DomainNic } from './domain-xml.js';
 export { checkAdditions, type GuestAdditions } from './additions.js';
 export { type NetworkRequest, type NicUse, type GuestNetwork } from './network-step.js';

@@ -1,5 +1,5 @@
-// qcow2 overlays over the raw image files. The conversion writes only into the overlays; the image
-// files are opened read-only as their backing files. Committing copies the overlay's clusters
+// qcow2 overlays over the images (raw or qcow2 files, RBD images). The conversion writes only into
+// the overlays; the images are opened read-only as their backing files. Committing copies the overlay's clusters
 // into the image file and is idempotent, so an interrupted commit is simply run again; discarding
 // deletes the overlay and leaves the image exactly as the copy left it.
 
@@ -7,19 +7,26 @@ import { rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { runTool } from './tools.js';
 
+/** How qemu opens an image: a file name, or a `json:` pseudo-file (an RBD image), and its format. */
+export interface QemuImage {
+  readonly filename: string;
+  readonly format: 'raw' | 'qcow2';
+}
+
 export interface Overlay {
-  /** The raw image file (backing file, never written during conversion). */
+  /** The image's qemu file name (the backing file, never written during conversion). */
   readonly base: string;
   /** The qcow2 file conversion writes into. */
   readonly path: string;
 }
 
-export async function createOverlay(base: string, dir: string, index: number, signal?: AbortSignal): Promise<Overlay> {
-  const path = join(dir, `disk${index}-${basename(base)}.overlay.qcow2`);
+export async function createOverlay(base: QemuImage, dir: string, index: number, signal?: AbortSignal): Promise<Overlay> {
+  const name = base.filename.startsWith('json:') ? 'image' : basename(base.filename);
+  const path = join(dir, `disk${index}-${name}.overlay.qcow2`);
   await rm(path, { force: true });
-  // Absolute backing path and explicit format: qemu never probes the raw image's contents.
-  await runTool('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=65536', '-b', base, '-F', 'raw', path], { signal });
-  return { base, path };
+  // Absolute backing name and explicit format: qemu never probes the image's contents.
+  await runTool('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=65536', '-b', base.filename, '-F', base.format, path], { signal });
+  return { base: base.filename, path };
 }
 
 export interface OverlayUsage {

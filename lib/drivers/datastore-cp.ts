@@ -8,7 +8,7 @@ import { mkdir, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { OneswapError } from '../errors/index.js';
 import { allocatedAreas, availablePlugins, checkCopyableDisks, chooseReader, describeVcenterVm, openReadings, placeVcenterDisks, type VmDescription } from '../input/index.js';
-import { diskSourceAttributes } from '../output/index.js';
+import { diskSourceAttributes, fileTarget } from '../output/index.js';
 import { Template, type DriverActionData, type OneClient } from '../one/index.js';
 import { PidLock, areasToRead, copyReading } from '../supervisor/index.js';
 import type { VmSummary } from '../vsphere/index.js';
@@ -88,8 +88,7 @@ export async function vcenterCopy(ctx: CopyContext): Promise<CopiedDisk> {
         const planned = extents.reduce((n, e) => n + e.length, 0);
         log(`INFO: copying ${describeRef(ref)} (${planned} of ${disk.capacityBytes} bytes, ${how}) into ${file}`);
         await progress.say('copying 0%', { ONESWAP_STATE: 'COPYING' });
-        stats = await copyReading(reading, {
-          target: file,
+        stats = await copyReading(reading, fileTarget(file, disk.capacityBytes), {
           capacity: disk.capacityBytes,
           areas: extents,
           targetIsZero: true,

@@ -137,7 +137,7 @@ async function convertGroup(ctx: GroupContext, template: OneTemplate, members: r
     if (text !== undefined) log(`INFO: ${text}`);
   };
   try {
-    const images = members.map((m) => ({ id: m.image.id, path: fileOf(m.image), bus: vm.disks[m.index]?.bus ?? 'scsi' }));
+    const images = members.map((m) => ({ id: m.image.id, image: { filename: fileOf(m.image), format: 'raw' as const }, bus: vm.disks[m.index]?.bus ?? 'scsi' }));
     // The catalog's template has no NICs (the user adds them): a single configured interface
     // follows whatever single NIC the VM gets.
     const request = { ...vmConversionRequest(vm, images, { stateDir: config.stateDir, logDir: config.logDir, runId: newRunId() }), network: sourceMacsNetwork(undefined) };

@@ -2,6 +2,8 @@
 // finds their files, maps NICs to networks (keeping MACs where OpenNebula allows it), builds the
 // VM template from the neutral VM description, and removes what a failed run created.
 // Or a local directory (directory-target.ts): raw disk files, image and VM templates, a summary.
+// Where an image's bytes live (image-target.ts): one ImageTarget per kind of storage, which the
+// copy, the warm rounds and the conversion all go through; the raw file's is file-target.ts.
 
 export {
   checkImageDatastore,
@@ -9,7 +11,7 @@ export {
   allocatePlaceholder,
   diskSourceAttributes,
   diskImageDescription,
-  placeholderFile,
+  placeholderTarget,
   markImage,
   CONVERSION_OUTCOMES,
   type ImageState,
@@ -24,7 +26,7 @@ export {
   guestAttributes,
   convertedGuestOf,
   importedDiskOf,
-  checkConvertible,
+  convertibleImage,
   type ImportedDisk,
   removeImages,
   imageName,
@@ -46,3 +48,5 @@ export {
   type DirectoryState,
   type DirectoryResult,
 } from './directory-target.js';
+export { fileTarget, writingInto, type ImageTarget } from './image-target.js';
+export { openFileWriter, clearFile } from './file-target.js';

@@ -8,6 +8,8 @@ import { OneswapError } from '../errors/index.js';
 import { Template, sanitizeName, type OneClient, type OneDatastore, type OneImage } from '../one/index.js';
 import { vmIdentity, type DiskBus, type DiskDescription, type Firmware, type VmDescription } from '../input/index.js';
 import { formatGuestNetwork, parseGuestNetwork, type ConvertedGuest } from './vm-template.js';
+import { fileTarget, type ImageTarget } from './image-target.js';
+import type { QemuImage } from '../convert/index.js';
 
 const MiB = 1024 * 1024;
 
@@ -142,12 +144,12 @@ export async function allocatePlaceholder(one: OneClient, ds: ImageDatastore, sp
 }
 
 /**
- * Waits until the placeholder is READY and returns the local path of its raw file, checked and cut
- * to the disk's exact capacity: mkfs makes SIZE MiB, rounded up, and a guest must see the size its
- * disk had (a GPT's backup header sits in the last sectors). oned's own `cp` of a file leaves the
- * same: SIZE rounded up, the file exact.
+ * Waits until the placeholder is READY and returns where its bytes live, checked and cut to the
+ * disk's exact capacity: mkfs makes SIZE MiB, rounded up, and a guest must see the size its disk
+ * had (a GPT's backup header sits in the last sectors). oned's own `cp` of a file leaves the same:
+ * SIZE rounded up, the file exact.
  */
-export async function placeholderFile(one: OneClient, id: number, capacityBytes: number, signal: AbortSignal): Promise<string> {
+export async function placeholderTarget(one: OneClient, _ds: ImageDatastore, id: number, capacityBytes: number, signal: AbortSignal): Promise<ImageTarget> {
   const image: OneImage = await one.waitForImage(id, { timeoutMs: 10 * 60_000, signal });
   if (image.format !== 'raw')
     throw new OneswapError('usage', `image ${id} was created as ${image.format || 'unknown format'}, not raw`, {
@@ -166,7 +168,7 @@ export async function placeholderFile(one: OneClient, id: number, capacityBytes:
     throw new OneswapError('remote', `the file of image ${id} (${image.source}) has ${size} bytes, the disk needs ${capacityBytes}`);
   await checkReachable(image.source, `image ${id}`);
   if (size > capacityBytes) await truncate(image.source, capacityBytes);
-  return image.source;
+  return fileTarget(image.source, capacityBytes);
 }
 
 /**
@@ -309,8 +311,11 @@ export function importedDiskOf(image: OneImage): ImportedDisk {
   };
 }
 
-/** Refuses an image whose guest cannot be converted from here: not raw, in use, or its file out of reach. */
-export async function checkConvertible(img: OneImage): Promise<void> {
+/**
+ * How qemu opens an image whose guest is converted from here; refuses one that cannot be: not
+ * raw, in use, or its file out of reach.
+ */
+export async function convertibleImage(img: OneImage): Promise<QemuImage> {
   if (img.format !== 'raw') throw new OneswapError('usage', `image ${img.id} (${img.name}) is ${img.format || 'of unknown format'}; oneswap converts raw images`);
   if (img.stateName === 'USED' || img.stateName === 'USED_PERS' || img.runningVms > 0)
     throw new OneswapError('conflict', `image ${img.id} (${img.name}) is in use by VM ${img.vms.join(', ')}`, {
@@ -319,6 +324,7 @@ export async function checkConvertible(img: OneImage): Promise<void> {
   if (img.stateName !== 'READY') throw new OneswapError('conflict', `image ${img.id} (${img.name}) is ${img.stateName}, not READY`);
   if (!img.source) throw new OneswapError('remote', `image ${img.id} (${img.name}) has no SOURCE`);
   await checkReachable(img.source, `image ${img.id}`, constants.R_OK | constants.W_OK);
+  return { filename: img.source, format: 'raw' };
 }
 
 /** The guest facts an earlier conversion recorded on an image, or undefined when it was not converted. */

@@ -12,7 +12,6 @@
 
 import { OneswapError, describeError } from '../errors/index.js';
 import { isFault, type MoRef, type Snapshot, type VmSummary } from '../vsphere/index.js';
-import { clearTargetFile } from '../copy/index.js';
 import { isOwnSnapshot, ownSnapshotSpec, type ReaderSettings, type ReadState, type Readings, type VmDescription } from '../input/index.js';
 import { normalizeExtents, subtractExtents, totalLength, type Extent } from '../extents/index.js';
 import { recordWarmRound, markImage } from '../output/index.js';
@@ -151,14 +150,14 @@ async function planDisk(ctx: ImportContext, summary: VmSummary, snapshot: MoRef 
     // No round yet. An image a cold import (kept after a failure) already wrote to is cleared
     // first: only an image of holes can take a full copy without punching every zero block.
     if (jd.complete || jd.done.length > 0) {
-      await clearTargetFile(t.path, cap);
+      await t.target.clear();
       jd.complete = false;
     }
     return { areas: await allocated(), full: true, targetIsZero: true };
   }
   const reset = async (why: string): Promise<DiskPlan> => {
     log(`change tracking of disk "${d.label}" was reset (${why}): copying it in full again`, 'warn');
-    await clearTargetFile(t.path, cap);
+    await t.target.clear();
     return { areas: await allocated(), full: true, targetIsZero: true };
   };
   if (changeId !== undefined && changeTrack(jd.changeId) !== changeTrack(changeId)) return reset('its changeId has a new identity');

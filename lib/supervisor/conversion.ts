@@ -7,7 +7,7 @@
 
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { convertGuest, commitConversion, discardConversion, type ConversionRequest, type ExplainedWarning, type GuestAdditions, type GuestFacts, type Overlay, type OverlayUsage } from '../convert/index.js';
+import { convertGuest, commitConversion, discardConversion, type ConversionRequest, type ExplainedWarning, type GuestAdditions, type GuestFacts, type Overlay, type OverlayUsage, type QemuImage } from '../convert/index.js';
 import type { DomainNic, GuestNetwork, NetworkRequest } from '../convert/index.js';
 import { vmIdentity, type DiskBus, type Firmware, type NicDescription, type VmDescription } from '../input/index.js';
 import type { OneClient } from '../one/index.js';
@@ -18,7 +18,7 @@ import { expectedConversion, readConversionTimes, recordConversionTime, type Con
 export interface ImageToConvert {
   /** The OpenNebula image id, or the disk index for a directory target. */
   readonly id: number;
-  readonly path: string;
+  readonly image: QemuImage;
   readonly bus: DiskBus;
 }
 
@@ -283,7 +283,7 @@ function conversionOf(ctx: ConvertImagesContext, req: ConvertImagesRequest, work
     firmware: req.firmware,
     memoryMiB: req.memoryMiB,
     cpus: req.cpus,
-    disks: req.images.map((i) => ({ path: i.path, bus: i.bus })),
+    disks: req.images.map((i) => ({ image: i.image, bus: i.bus })),
     nics: req.nics,
     network: req.network,
     workDir,

@@ -19,11 +19,13 @@ import {
   prepareDirectory,
   removePartial,
   saveState,
+  fileTarget,
+  writingInto,
   type DirectoryLayout,
   type DirectoryState,
   type ConvertedGuest,
 } from '../output/index.js';
-import { clearTargetFile, together } from '../copy/index.js';
+import { together } from '../copy/index.js';
 import { PidLock } from './pid-lock.js';
 import { convertImages, describeConversion, sourceMacsNetwork, vmConversionRequest } from './conversion.js';
 import { Phases, build, convert, networkCandidates, openTarget, placeholders, rollback, type DiskTarget, type MigrationOptions, type OneContext, type VmResult } from './steps.js';
@@ -126,7 +128,7 @@ async function importIntoDirectory(ctx: FileImportContext, vm: FileVm, opts: Fil
     }, () => layout.dir);
     const s = state;
     const targets: DiskTarget<FileDisk>[] = [];
-    for (const d of vm.disks) targets.push({ disk: d, imageId: d.description.index, path: await diskFile(layout, d.description, !s.copied.includes(d.description.index)) });
+    for (const d of vm.disks) targets.push({ disk: d, imageId: d.description.index, target: fileTarget(await diskFile(layout, d.description, !s.copied.includes(d.description.index)), d.description.capacityBytes) });
 
     await phases.run('copy', async () => {
       const pending = targets.filter((t) => !s.copied.includes(t.disk.description.index));
@@ -144,7 +146,7 @@ async function importIntoDirectory(ctx: FileImportContext, vm: FileVm, opts: Fil
       guest = await phases.run(
         'convert',
         async () => {
-          const images = targets.map((t) => ({ id: t.disk.description.index, path: t.path, bus: t.disk.description.bus }));
+          const images = targets.map((t) => ({ id: t.disk.description.index, image: t.target.qemu, bus: t.disk.description.bus }));
           const record = async (g: ConvertedGuest): Promise<void> => {
             s.guest = g;
             await saveState(layout, s);
@@ -230,8 +232,10 @@ async function decodeDisks(
         ctx.emit({ type: 'disk', vm: label, disk: d.index, name: `disk${d.index}`, bytesDone, bytesPlanned: planned, bytesWritten, capacityBytes: d.capacityBytes, state });
       emit(0, 0, 'copying');
       try {
-        await clearTargetFile(t.path, d.capacityBytes);
-        const s = await decodeVmdk(t.disk.image, { target: t.path, digests: vm.digests, signal, onProgress: (p) => emit(p.bytesRead, p.bytesWritten, 'copying') });
+        await t.target.clear();
+        const s = await writingInto(t.target, (target) =>
+          decodeVmdk(t.disk.image, { target, digests: vm.digests, signal, onProgress: (p) => emit(p.bytesRead, p.bytesWritten, 'copying') }),
+        );
         await onDiskDone(t);
         emit(s.bytesRead, s.bytesWritten, 'done');
         return s;

@@ -26,7 +26,7 @@ import {
   type StreamCopyOptions,
   type AllocationMap,
 } from '../input/index.js';
-import { copyExtents, together, type CopyStats } from '../copy/index.js';
+import { copyExtents, together, type CopyStats, type TargetWriter } from '../copy/index.js';
 import { checkAdditions, type GuestAdditions, type NicUse } from '../convert/index.js';
 import { subtractExtents, normalizeExtents, totalLength, type Extent } from '../extents/index.js';
 import {
@@ -39,7 +39,8 @@ import {
   imageName,
   markImage,
   convertedGuestOf,
-  placeholderFile,
+  placeholderTarget,
+  writingInto,
   removeImages,
   templateName,
   mapNics,
@@ -49,6 +50,7 @@ import {
   removeAddressRanges,
   buildVmTemplate,
   type ImageDatastore,
+  type ImageTarget,
   type NicMapping,
   type PlacedNic,
   type ConvertedGuest,
@@ -325,7 +327,7 @@ export async function networkCandidates(one: OneClient) {
 export interface DiskTarget<D extends SourcedDisk = VcenterDisk> {
   readonly disk: D;
   readonly imageId: number;
-  readonly path: string;
+  readonly target: ImageTarget;
 }
 
 export async function placeholders<D extends SourcedDisk>(
@@ -352,12 +354,12 @@ export async function placeholders<D extends SourcedDisk>(
   const out: DiskTarget<D>[] = [];
   for (const d of disks) {
     const j = journal.disk(d.description.sourceKey)!;
-    const path = await placeholderFile(ctx.one, j.imageId, d.description.capacityBytes, ctx.signal);
-    if (j.imagePath !== path) {
-      Object.assign(j, { imagePath: path });
+    const target = await placeholderTarget(ctx.one, ds, j.imageId, d.description.capacityBytes, ctx.signal);
+    if (j.imagePath !== target.name) {
+      Object.assign(j, { imagePath: target.name });
       await journal.flush();
     }
-    out.push({ disk: d, imageId: j.imageId, path });
+    out.push({ disk: d, imageId: j.imageId, target });
   }
   return out;
 }
@@ -398,8 +400,7 @@ export async function copyIntoImages(
         ctx.emit({ type: 'disk', vm, disk: d.index, name, bytesDone: base + bytesDone, bytesPlanned: totalLength(planned), bytesWritten, capacityBytes: cap, state });
       emit(0, 0, 'copying');
       try {
-        const s = await copyReading(c.reading, {
-          target: c.target.path,
+        const s = await copyReading(c.reading, c.target.target, {
           capacity: cap,
           areas: todo,
           targetIsZero: c.targetIsZero,
@@ -420,7 +421,7 @@ export async function copyIntoImages(
     ctx.signal,
   );
 }
-export interface ReadingCopy extends StreamCopyOptions {
+export interface ReadingCopy extends Omit<StreamCopyOptions, 'target'> {
   /** Range streams at most (a reader may allow fewer). */
   readonly streams: number;
   /** Each span written, for a resume journal; a stream reports nothing until it ends. */
@@ -428,14 +429,18 @@ export interface ReadingCopy extends StreamCopyOptions {
 }
 
 /**
- * Moves the areas of one disk from its reader into a raw target: random-access readers through
- * the copy engine, a stream (an export lease) in its one ordered pass.
+ * Moves the areas of one disk from its reader into an image: random-access readers through the
+ * copy engine, a stream (an export lease) in its one ordered pass.
  */
-export function copyReading(reading: DiskReading, o: ReadingCopy): Promise<CopyStats> {
-  if (reading.access === 'stream') return reading.copyInto(o);
+export function copyReading(reading: DiskReading, target: ImageTarget, o: ReadingCopy): Promise<CopyStats> {
+  return writingInto(target, (writer) => copyInto(reading, writer, o));
+}
+
+function copyInto(reading: DiskReading, target: TargetWriter, o: ReadingCopy): Promise<CopyStats> {
+  if (reading.access === 'stream') return reading.copyInto({ ...o, target });
   return copyExtents({
     source: reading.source,
-    target: o.target,
+    target,
     capacity: o.capacity,
     extents: o.areas,
     targetIsZero: o.targetIsZero,
@@ -498,7 +503,7 @@ export async function convert(
     log(`images ${targets.map((t) => t.imageId).join(', ')} were converted by an earlier run; not converting again`);
     return { guest: recorded, detail: `already converted: ${recorded.productName}` };
   }
-  const images = targets.map((t) => ({ id: t.imageId, path: t.path, bus: t.disk.description.bus }));
+  const images = targets.map((t) => ({ id: t.imageId, image: t.target.qemu, bus: t.disk.description.bus }));
   const request = vmConversionRequest(vm, images, opts);
   const assign = async (uses: readonly NicUse[]): Promise<Map<number, string | undefined>> => {
     const placed = await placeNicsOf(ctx, journal, nics, uses, opts, log);

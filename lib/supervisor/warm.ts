@@ -101,7 +101,7 @@ async function rehearse(ctx: ImportContext, s: Started, phases: Phases, opts: Wa
           ctx,
           vmConversionRequest(
             s.description,
-            s.targets.map((t) => ({ id: t.imageId, path: t.path, bus: t.disk.description.bus })),
+            s.targets.map((t) => ({ id: t.imageId, image: t.target.qemu, bus: t.disk.description.bus })),
             opts,
           ),
         ),

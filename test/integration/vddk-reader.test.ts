@@ -8,7 +8,7 @@ import { readFile, rm, truncate, writeFile, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { copyExtents } from '../../lib/copy/index.js';
+import { copyToFile } from '../support/copy-to-file.js';
 import { OneswapError } from '../../lib/errors/index.js';
 import type { NbdkitDisk } from '../../lib/input/nbdkit.js';
 import { openNbdkitDisk, type NbdkitReading } from '../../lib/input/reader-nbdkit.js';
@@ -82,7 +82,7 @@ describe('vddk reader through the VDDK stand-in', { skip }, () => {
       const target = join(dir, 'disk.raw');
       await writeFile(target, '');
       await truncate(target, reading.capacity);
-      await copyExtents({ source: reading.source, target, capacity: reading.capacity, extents: areas, targetIsZero: true, streams: reading.maxStreams, requestSize: 2 * MiB });
+      await copyToFile({ source: reading.source, target, capacity: reading.capacity, extents: areas, targetIsZero: true, streams: reading.maxStreams, requestSize: 2 * MiB });
       assert.equal(await sha256File(target), vm.disks[0]!.sha256);
     } finally {
       await reading.close();

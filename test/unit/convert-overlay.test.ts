@@ -29,7 +29,7 @@ test('an overlay takes every write; the image changes only at the commit, by the
   t.after(() => rm(dir, { recursive: true, force: true }));
   const base = await rawWithData(dir);
   const before = await sha(base);
-  const ov = await createOverlay(base, join(dir), 0);
+  const ov = await createOverlay({ filename: base, format: 'raw' }, join(dir), 0);
   // What a conversion does: new data in one place, a discard (fstrim) of old data in another.
   await execa('qemu-io', ['-f', 'qcow2', '-c', `write -P 0x22 ${8 * MiB} ${MiB}`, '-c', `write -z ${2 * MiB} ${MiB}`, ov.path]);
   assert.equal(await sha(base), before, 'the image is only read while the overlay is written');
@@ -50,7 +50,7 @@ test('a commit cut short by a crash is finished from its marker before anything 
   const stateDir = join(dir, 'state');
   const work = join(stateDir, 'convert', 'images-7');
   await mkdir(work, { recursive: true });
-  const ov = await createOverlay(base, work, 0);
+  const ov = await createOverlay({ filename: base, format: 'raw' }, work, 0);
   await execa('qemu-io', ['-f', 'qcow2', '-c', `write -P 0x33 0 ${MiB}`, ov.path]);
   const guest = { productName: 'Debian GNU/Linux 12 (bookworm)', distro: 'debian', osinfo: 'debian12', arch: 'x86_64', virtioBlock: true, virtioNet: true, firmware: 'bios' };
   await writeFile(join(work, 'commit.json'), JSON.stringify({ version: 1, imageIds: [7], overlays: [ov], guest, usage: { dataBytes: MiB, zeroedBytes: 0 } }));
@@ -60,7 +60,7 @@ test('a commit cut short by a crash is finished from its marker before anything 
   const events: MigrationEvent[] = [];
   const r = await convertImages(
     { one, emit: (e) => events.push(e), signal: new AbortController().signal },
-    { vm: 'web01', images: [{ id: 7, path: base, bus: 'scsi' }], firmware: 'bios', memoryMiB: 1024, cpus: 1, nics: [], network: sourceMacsNetwork([]), stateDir, logDir: join(dir, 'logs'), runId: 'r1' },
+    { vm: 'web01', images: [{ id: 7, image: { filename: base, format: 'raw' }, bus: 'scsi' }], firmware: 'bios', memoryMiB: 1024, cpus: 1, nics: [], network: sourceMacsNetwork([]), stateDir, logDir: join(dir, 'logs'), runId: 'r1' },
   );
   assert.equal(r.kind, 'converted');
   assert.ok(r.kind === 'converted' && r.resumedCommit);

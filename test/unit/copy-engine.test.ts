@@ -4,7 +4,8 @@ import { mkdtemp, rm, writeFile, readFile, stat, truncate } from 'node:fs/promis
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { copyExtents, ShortReadError, type RangeSource } from '../../lib/copy/engine.js';
+import { ShortReadError, type RangeSource } from '../../lib/copy/engine.js';
+import { copyToFile } from '../support/copy-to-file.js';
 import { together } from '../../lib/copy/together.js';
 import { OneswapError } from '../../lib/errors/index.js';
 
@@ -60,7 +61,7 @@ test('copies only data blocks, leaves holes, bytes equal the source', async () =
   const size = 32 * MiB;
   const data = sourceImage(size, [[0, 65536], [5 * MiB + 100, 3 * MiB], [size - 4096, 4096]]);
   await withTarget(size, async (target) => {
-    const stats = await copyExtents({
+    const stats = await copyToFile({
       source: memorySource(data),
       target,
       capacity: size,
@@ -83,7 +84,7 @@ test('reads only the given extents (CBT "*" areas)', async () => {
   const data = sourceImage(size, [[MiB, 262144]]);
   const log: Array<[number, number]> = [];
   await withTarget(size, async (target) => {
-    const stats = await copyExtents({
+    const stats = await copyToFile({
       source: memorySource(data, { log }),
       target,
       capacity: size,
@@ -101,7 +102,7 @@ test('a cut stream is retried from where it stopped', async () => {
   const data = sourceImage(size, [[0, size]]);
   const log: Array<[number, number]> = [];
   await withTarget(size, async (target) => {
-    const stats = await copyExtents({
+    const stats = await copyToFile({
       source: memorySource(data, { cutEvery: 2, log }),
       target,
       capacity: size,
@@ -129,7 +130,7 @@ test('gives up after the retry budget with a one-line connection error', async (
   };
   await withTarget(size, async (target) => {
     await assert.rejects(
-      copyExtents({ source: failing, target, capacity: size, extents: [{ start: 0, length: size }], targetIsZero: true, retries: 2, retryDelayMs: 1 }),
+      copyToFile({ source: failing, target, capacity: size, extents: [{ start: 0, length: size }], targetIsZero: true, retries: 2, retryDelayMs: 1 }),
       (err: Error & { kind?: string }) => err.kind === 'connection' && /\[ds\] vm\/vm-flat\.vmdk/.test(err.message) && !err.message.includes('\n'),
     );
   });
@@ -147,7 +148,7 @@ test('a short stream is detected, not silently accepted', async () => {
   };
   await withTarget(size, async (target) => {
     await assert.rejects(
-      copyExtents({ source: short, target, capacity: size, extents: [{ start: 0, length: size }], targetIsZero: true, retries: 1, retryDelayMs: 1 }),
+      copyToFile({ source: short, target, capacity: size, extents: [{ start: 0, length: size }], targetIsZero: true, retries: 1, retryDelayMs: 1 }),
       /stream ended at offset/,
     );
   });
@@ -159,7 +160,7 @@ test('zero blocks over old data become holes when the target is not known zero',
   const data = sourceImage(size, [[0, 4096]]);
   await withTarget(size, async (target) => {
     await writeFile(target, Buffer.alloc(size, 0xaa));
-    await copyExtents({ source: memorySource(data), target, capacity: size, extents: [{ start: 0, length: size }], targetIsZero: false });
+    await copyToFile({ source: memorySource(data), target, capacity: size, extents: [{ start: 0, length: size }], targetIsZero: false });
     assert.equal(sha(await readFile(target)), sha(data));
     const st = await stat(target);
     assert.ok(st.blocks * 512 < 256 * 1024, `allocated ${st.blocks * 512}`);
@@ -185,7 +186,7 @@ test('Ctrl-C (abort) stops all streams promptly', async () => {
   await withTarget(size, async (target) => {
     const t0 = Date.now();
     await assert.rejects(
-      copyExtents({ source: slow, target, capacity: size, extents: [{ start: 0, length: size }], targetIsZero: true, signal: ac.signal }),
+      copyToFile({ source: slow, target, capacity: size, extents: [{ start: 0, length: size }], targetIsZero: true, signal: ac.signal }),
       /interrupted/,
     );
     assert.ok(Date.now() - t0 < 2000);

@@ -8,7 +8,7 @@ import { chmod, mkdtemp, readFile, rm, stat, truncate, writeFile } from 'node:fs
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { copyExtents } from '../../lib/copy/index.js';
+import { copyToFile } from '../support/copy-to-file.js';
 import { OneswapError } from '../../lib/errors/index.js';
 import { errorLines, explainNbdkitFailure, nbdkitArgs, nbdkitPluginMissing, type NbdkitDisk } from '../../lib/input/nbdkit.js';
 import { openNbdkitDisk } from '../../lib/input/reader-nbdkit.js';
@@ -201,7 +201,7 @@ test('reads a disk through nbdkit: allocated areas, copy equals the disk, passwo
 
     await writeFile(target, '');
     await truncate(target, data.length);
-    const stats = await copyExtents({ source: reading.source, target, capacity: data.length, extents: areas, targetIsZero: true, streams: reading.maxStreams, requestSize: 2 * MiB });
+    const stats = await copyToFile({ source: reading.source, target, capacity: data.length, extents: areas, targetIsZero: true, streams: reading.maxStreams, requestSize: 2 * MiB });
     assert.equal(stats.retries, 0);
     const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
     assert.equal(sha(await readFile(target)), sha(data));
@@ -225,7 +225,7 @@ test('failed reads are retried by the copy engine and then succeed', async () =>
   try {
     await writeFile(target, '');
     await truncate(target, data.length);
-    const stats = await copyExtents({
+    const stats = await copyToFile({
       source: reading.source, target, capacity: data.length, extents: [{ start: 0, length: data.length }],
       targetIsZero: true, streams: 4, requestSize: MiB, retries: 50, retryDelayMs: 1,
     });
@@ -247,7 +247,7 @@ test('a dropped connection is replaced: the range is retried and the copy comple
     try {
       await writeFile(target, '');
       await truncate(target, data.length);
-      const stats = await copyExtents({
+      const stats = await copyToFile({
         source: reading.source, target, capacity: data.length, extents: [{ start: 0, length: data.length }],
         targetIsZero: true, streams: 2, requestSize: MiB, retries: 3, retryDelayMs: 1,
       });

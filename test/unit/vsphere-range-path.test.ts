@@ -17,7 +17,8 @@ import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import tls from 'node:tls';
 import { after, afterEach, before, describe, it } from 'node:test';
-import { copyExtents, DIRECT_CHUNKS, type DirectChunks, type RangeSource } from '../../lib/copy/engine.js';
+import { DIRECT_CHUNKS, type DirectChunks, type RangeSource } from '../../lib/copy/engine.js';
+import { copyToFile } from '../support/copy-to-file.js';
 import { OneswapError } from '../../lib/errors/index.js';
 import { DatastoreHttp } from '../../lib/vsphere/datastore-http.js';
 import type { SoapTransport } from '../../lib/vsphere/soap.js';
@@ -173,7 +174,7 @@ describe('datastore range reads: raw TLS path and copy engine', { skip: opensslM
     execFileSync('truncate', ['-s', String(SIZE), target]);
     const source: RangeSource = { name: '[ds 1] vm 1/disk-flat.vmdk', open: (s, e, signal) => http.openRange(url, s, e, signal) };
     try {
-      const stats = await copyExtents({
+      const stats = await copyToFile({
         source,
         target,
         capacity: SIZE,
