@@ -7,10 +7,10 @@ import { createHash } from 'node:crypto';
 import { mkdir, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { OneswapError } from '../errors/index.js';
-import { allocatedAreas, availablePlugins, checkCopyableDisks, chooseReader, describeVcenterVm, openReadings, placeVcenterDisks, type VmDescription } from '../input/index.js';
+import type { VmDescription } from '../input/index.js';
 import { diskSourceAttributes, fileTarget } from '../output/index.js';
 import { Template, type DriverActionData, type OneClient } from '../one/index.js';
-import { PidLock, areasToRead, copyReading } from '../supervisor/index.js';
+import { PidLock, copyReading, placeOneDisk, planPoweredOffReads, type MigrationEvent } from '../supervisor/index.js';
 import type { VmSummary } from '../vsphere/index.js';
 import type { DriverConfig } from './config.js';
 import { ImageProgress } from './image-progress.js';
@@ -50,9 +50,8 @@ export async function vcenterCopy(ctx: CopyContext): Promise<CopiedDisk> {
   try {
     const summary = await findVmOf(client, ref);
     refuseRunning(summary, ref);
-    const vm = describeVcenterVm(ref.host, summary);
-    const disk = diskOf(vm, ref);
-    checkCopyableDisks({ ...summary, disks: summary.disks.filter((d) => String(d.key) === disk.sourceKey) });
+    const { vm, disk: placed, dcPath } = await placeOneDisk(client, ref.host, summary, (v) => diskOf(v, ref));
+    const disk = placed.description;
 
     const base = ds.basePath.replace(/\/+$/, '');
     await mkdir(base, { recursive: true });
@@ -66,31 +65,27 @@ export async function vcenterCopy(ctx: CopyContext): Promise<CopiedDisk> {
       await fh.close();
     }
 
-    const one = { ...vm, disks: [disk] };
-    const { dcPath, disks: [placed] } = await placeVcenterDisks(client, summary, one);
     const settings = { transport: config.transport, vddkLibdir: config.vddkLibdir };
-    const choice = chooseReader(settings, await availablePlugins(settings), placed!, false);
-    log(`INFO: ${choice.reader} reader: ${choice.why}`);
+    const say = (e: MigrationEvent): void => {
+      if (e.type === 'reader') log(`INFO: ${e.reader} reader: ${e.why}`);
+    };
+    const steps = { vsphere: client, signal, emit: say };
     // A CBT map takes a snapshot, and an export lease holds the VM: the disks of one VM copy in
     // parallel (one cp each), and vCenter runs one such task per VM at a time.
     const lock = new PidLock(join(config.stateDir, 'locks', `vm-${summary.instanceUuid || summary.uuid}.lock`));
     await lock.acquire(signal);
     let stats;
-    let areas;
     try {
-      areas = await allocatedAreas(client, summary, [placed!], (m) => log(`INFO: ${m}`));
-      if (choice.reader !== 'lease') await lock.release();
-      const readings = await openReadings({ client, vm: summary, dcPath, disks: [placed!], state: { kind: 'powered-off' }, choices: new Map([[placed!.device.key, choice]]), settings, signal });
+      const { plans: [plan], readings, choices } = await planPoweredOffReads(steps, summary, dcPath, [placed], settings, (m) => log(`INFO: ${m}`));
+      if (choices.get(placed.device.key)!.reader !== 'lease') await lock.release();
       try {
-        const reading = readings.get(placed!.device.key);
-        const { areas: extents, how } = await areasToRead(areas, placed!.device.key, reading, signal);
         const startedAt = Date.now();
-        const planned = extents.reduce((n, e) => n + e.length, 0);
-        log(`INFO: copying ${describeRef(ref)} (${planned} of ${disk.capacityBytes} bytes, ${how}) into ${file}`);
+        const planned = plan!.areas.reduce((n, e) => n + e.length, 0);
+        log(`INFO: copying ${describeRef(ref)} (${planned} of ${disk.capacityBytes} bytes, ${plan!.how}) into ${file}`);
         await progress.say('copying 0%', { ONESWAP_STATE: 'COPYING' });
-        stats = await copyReading(reading, fileTarget(file, disk.capacityBytes), {
+        stats = await copyReading(plan!.reading, fileTarget(file, disk.capacityBytes), {
           capacity: disk.capacityBytes,
-          areas: extents,
+          areas: plan!.areas,
           targetIsZero: true,
           streams: config.streams,
           signal,

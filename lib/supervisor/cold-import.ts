@@ -5,10 +5,10 @@
 
 import { describeError } from '../errors/index.js';
 import type { VmSummary } from '../vsphere/index.js';
-import { allocatedAreas, type VmDescription } from '../input/index.js';
+import type { VmDescription } from '../input/index.js';
 import { markImage, type ConvertedGuest } from '../output/index.js';
 import type { Journal } from './journal.js';
-import { Phases, areasToRead, build, convert, copyIntoImages, openDiskReaders, placeholders, precheck, rollback, type DiskTarget, type ImportContext, type ImportOptions, type StepLog, type VmResult } from './steps.js';
+import { Phases, build, convert, copyIntoImages, placeholders, planPoweredOffReads, precheck, rollback, type DiskTarget, type ImportContext, type ImportOptions, type StepLog, type VmResult } from './steps.js';
 
 export async function coldImportVm(ctx: ImportContext, vmName: string, opts: ImportOptions): Promise<VmResult> {
   const started = Date.now();
@@ -70,21 +70,14 @@ export async function coldImportVm(ctx: ImportContext, vmName: string, opts: Imp
 async function copyDisks(ctx: ImportContext, journal: Journal, summary: VmSummary, dcPath: string, vm: VmDescription, targets: readonly DiskTarget[], opts: ImportOptions, log: StepLog): Promise<string> {
   const pending = targets.filter((t) => !journal.disk(t.disk.description.sourceKey)!.complete);
   if (pending.length === 0) return 'all disks already copied';
-  const areas = await allocatedAreas(ctx.vsphere, summary, pending.map((t) => t.disk), log);
   // A resumed image may carry FAILED from the run that kept it.
   for (const t of pending) if (journal.disk(t.disk.description.sourceKey)!.done.length > 0) await markImage(ctx.one, t.imageId, 'COPYING');
-  const { readings } = await openDiskReaders(ctx, summary, dcPath, pending.map((t) => t.disk), { kind: 'powered-off' }, opts.readers);
-  const allocation = new Set<string>();
+  const { plans, readings } = await planPoweredOffReads(ctx, summary, dcPath, pending.map((t) => t.disk), opts.readers, log);
+  const allocation = new Set(plans.map((p) => p.how));
   try {
-    const copies = [];
-    for (const t of pending) {
-      const reading = readings.get(t.disk.device.key);
-      const { areas: planned, how } = await areasToRead(areas, t.disk.device.key, reading, ctx.signal);
-      allocation.add(how);
-      // A fresh mkfs placeholder is all holes, and areas of a resumed run that are not in `done`
-      // were never written by us.
-      copies.push({ target: t, reading, planned, targetIsZero: true });
-    }
+    // A fresh mkfs placeholder is all holes, and areas of a resumed run that are not in `done`
+    // were never written by us.
+    const copies = plans.map((p, k) => ({ target: pending[k]!, reading: p.reading, planned: p.areas, targetIsZero: true }));
     const stats = await copyIntoImages(ctx, journal, vm.name, copies, opts.streams, async (c) => {
       journal.disk(c.target.disk.description.sourceKey)!.complete = true;
       await journal.flush();

@@ -14,6 +14,7 @@ import {
   chooseReader,
   openReadings,
   availablePlugins,
+  allocatedAreas,
   vmIdentity,
   type DiskDescription,
   type VcenterDisk,
@@ -100,8 +101,14 @@ export interface OneContext {
   readonly signal: AbortSignal;
 }
 
-export interface ImportContext extends OneContext {
+/** What reading a vCenter VM's disks needs: the datastore driver's `cp` has no more. */
+export interface VcenterContext {
   readonly vsphere: VSphereClient;
+  readonly emit: EventSink;
+  readonly signal: AbortSignal;
+}
+
+export interface ImportContext extends OneContext, VcenterContext {
   readonly vcenterHost: string;
 }
 
@@ -466,7 +473,7 @@ export async function areasToRead(map: AllocationMap, key: number, reading: Disk
  * is completed on success and aborted on failure, nbdkit processes stop either way.
  */
 export async function openDiskReaders(
-  ctx: ImportContext,
+  ctx: VcenterContext,
   vm: VmSummary,
   dcPath: string,
   disks: readonly VcenterDisk[],
@@ -481,6 +488,62 @@ export async function openDiskReaders(
   }
   const readings = await openReadings({ client: ctx.vsphere, vm, dcPath, disks, state, choices, settings, signal: ctx.signal });
   return { readings, choices };
+}
+
+/**
+ * One disk of a VM as the datastore driver's `cp` copies it: the VM described, the disk checked
+ * (a format oneswap reads) and placed on its vCenter datastore.
+ */
+export async function placeOneDisk(
+  vsphere: VSphereClient,
+  vcenterHost: string,
+  summary: VmSummary,
+  pick: (vm: VmDescription) => DiskDescription,
+): Promise<{ vm: VmDescription; disk: VcenterDisk; dcPath: string }> {
+  const vm = describeVcenterVm(vcenterHost, summary);
+  const description = pick(vm);
+  checkCopyableDisks({ ...summary, disks: summary.disks.filter((d) => String(d.key) === description.sourceKey) });
+  const { dcPath, disks } = await placeVcenterDisks(vsphere, summary, { ...vm, disks: [description] });
+  return { vm, disk: disks[0]!, dcPath };
+}
+
+/** One disk of a powered-off VM, ready to copy: its reader and the areas worth reading through it. */
+export interface PlannedRead {
+  readonly disk: VcenterDisk;
+  readonly reading: DiskReading;
+  readonly areas: Extent[];
+  /** How the areas were found, for the log. */
+  readonly how: string;
+}
+
+/**
+ * What a copy of a powered-off VM's disks reads, for the cold import and the datastore driver's
+ * `cp` alike: the allocated areas (CBT "*" when tracking is on; a snapshot is taken and removed
+ * for it), a reader per disk (one `reader` event each), and the areas worth reading through it.
+ * The caller finishes the readings (an export lease is completed or aborted).
+ */
+export async function planPoweredOffReads(
+  ctx: VcenterContext,
+  summary: VmSummary,
+  dcPath: string,
+  disks: readonly VcenterDisk[],
+  settings: ReaderSettings,
+  log: StepLog,
+): Promise<{ plans: PlannedRead[]; readings: Readings; choices: Map<number, ReaderChoice> }> {
+  const map = await allocatedAreas(ctx.vsphere, summary, disks, log);
+  const { readings, choices } = await openDiskReaders(ctx, summary, dcPath, disks, { kind: 'powered-off' }, settings);
+  try {
+    const plans: PlannedRead[] = [];
+    for (const disk of disks) {
+      const reading = readings.get(disk.device.key);
+      const { areas, how } = await areasToRead(map, disk.device.key, reading, ctx.signal);
+      plans.push({ disk, reading, areas, how });
+    }
+    return { plans, readings, choices };
+  } catch (err) {
+    await readings.finish(false, describeError(err));
+    throw err;
+  }
 }
 
 /**

@@ -1,0 +1,44 @@
+// What kind of storage an OpenNebula image datastore keeps its images on, read from the datastore
+// the way the stock drivers read it (reference: opennebula.md §5.8): a Ceph pool (DS_MAD ceph:
+// POOL_NAME, CEPH_USER, CEPH_CONF, CEPH_KEY) or files under BASE_PATH (fs and the drivers built
+// on it), raw or qcow2 as the datastore decides. BRIDGE_LIST names the hosts where the stock
+// drivers do the work that touches the storage.
+
+import type { OneDatastore } from '../one/index.js';
+
+/** How to reach a Ceph pool as the datastore's drivers do: `rbd --id USER --conf CONF --keyfile KEY`. */
+export interface CephAccess {
+  readonly pool: string;
+  /** CEPH_USER; unset: client.admin, as rbd's default. */
+  readonly user: string | undefined;
+  /** CEPH_CONF; unset: /etc/ceph/ceph.conf. */
+  readonly conf: string | undefined;
+  /** CEPH_KEY: a keyring (or a file holding the bare key); unset: the keyring the conf names. */
+  readonly key: string | undefined;
+}
+
+export type ImageStorage =
+  | { readonly kind: 'files'; readonly basePath: string; readonly bridges: readonly string[] }
+  | { readonly kind: 'ceph'; readonly ceph: CephAccess; readonly bridges: readonly string[] };
+
+export function imageStorageOf(ds: Pick<OneDatastore, 'dsMad' | 'basePath' | 'template'>): ImageStorage {
+  const t = ds.template;
+  // oned keeps BRIDGE_LIST as one space-separated string.
+  const bridges = (t.get('BRIDGE_LIST') ?? '').split(/\s+/).filter((h) => h !== '');
+  if (ds.dsMad === 'ceph')
+    return {
+      kind: 'ceph',
+      ceph: { pool: t.get('POOL_NAME') || 'one', user: t.get('CEPH_USER') || undefined, conf: t.get('CEPH_CONF') || undefined, key: t.get('CEPH_KEY') || undefined },
+      bridges,
+    };
+  return { kind: 'files', basePath: ds.basePath, bridges };
+}
+
+/**
+ * The bridge host the stock drivers pick for an image: BRIDGE_LIST[image id % n]. (They first
+ * drop hosts OpenNebula lists as off, in error or disabled; oneswap cannot read the host pool as
+ * any user, so it takes the list as it is and says which host when that one fails.)
+ */
+export function bridgeFor(bridges: readonly string[], imageId: number): string | undefined {
+  return bridges.length === 0 ? undefined : bridges[imageId % bridges.length];
+}
