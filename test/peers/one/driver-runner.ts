@@ -71,6 +71,10 @@ export interface DriverRunnerOptions {
   /** the remotes tree: `<remotesDir>/<kind>/<driver>/<action>` */
   remotesDir: string;
   varDir: string;
+  /** added to the plain environment; a PATH here replaces the inherited one (e.g. a bridge's `ssh` first) */
+  env?: Record<string, string>;
+  /** directories put before PATH (the simulator's own CLI stand-ins) */
+  pathDirs?: string[];
 }
 
 const LOG_LINE = /^(ERROR|INFO|WARN|DEBUG):\s+(\d+)?\s*(.*)$/;
@@ -233,7 +237,9 @@ export class DriverRunner {
         LC_ALL: 'C.UTF-8',
         ONE_LOCATION: '',
         TMPDIR: process.env.TMPDIR ?? '/tmp',
+        ...this.opts.env,
       };
+      if (this.opts.pathDirs && this.opts.pathDirs.length > 0) env.PATH = [...this.opts.pathDirs, env.PATH].join(':');
       const child = spawn(script, argv, { cwd: this.opts.varDir, env, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
       let stdout = '';
       let stderr = '';
