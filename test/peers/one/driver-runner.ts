@@ -77,7 +77,8 @@ export interface DriverRunnerOptions {
   pathDirs?: string[];
 }
 
-const LOG_LINE = /^(ERROR|INFO|WARN|DEBUG):\s+(\d+)?\s*(.*)$/;
+// `[^\n]*`, not `.*`: like Ruby's `.`, it takes the \r that ssh ends its messages with
+const LOG_LINE = /^(ERROR|INFO|WARN|DEBUG):\s+(\d+)?\s*([^\n]*)$/;
 
 /** Splits stderr into oned.log lines and the error text (§5.4, 5.7). */
 export function splitStderr(stderr: string): { logLines: string[]; errorText: string } {
