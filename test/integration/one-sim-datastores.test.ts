@@ -189,8 +189,8 @@ describe('oned simulator: Ceph and BRIDGE_LIST datastores with a real Ceph and s
       ['[global]', `fsid = ${ceph.fsid}`, `mon host = [v2:${ceph.monHostV2},v1:${ceph.monHost}]`, 'auth cluster required = cephx', 'auth service required = cephx', 'auth client required = cephx', ''].join('\n'),
     );
     oned = await startOned({ asyncDelayMs: 50, marketMonitorFirstCycleMs: 3_600_000, driverEnv: { PATH: bridge.env().PATH ?? '' } });
+    // PATH files are read by the frontend (root), not by the bridge user
     work = await mkdtemp('/var/tmp/one-sim-ds-');
-    await bridge.grant(work, 'r');
   });
 
   after(async () => {
