@@ -71,9 +71,14 @@ export interface DriverRunnerOptions {
   /** the remotes tree: `<remotesDir>/<kind>/<driver>/<action>` */
   remotesDir: string;
   varDir: string;
+  /** added to the plain environment; a PATH here replaces the inherited one (e.g. a bridge's `ssh` first) */
+  env?: Record<string, string>;
+  /** directories put before PATH (the simulator's own CLI stand-ins) */
+  pathDirs?: string[];
 }
 
-const LOG_LINE = /^(ERROR|INFO|WARN|DEBUG):\s+(\d+)?\s*(.*)$/;
+// `[^\n]*`, not `.*`: like Ruby's `.`, it takes the \r that ssh ends its messages with
+const LOG_LINE = /^(ERROR|INFO|WARN|DEBUG):\s+(\d+)?\s*([^\n]*)$/;
 
 /** Splits stderr into oned.log lines and the error text (§5.4, 5.7). */
 export function splitStderr(stderr: string): { logLines: string[]; errorText: string } {
@@ -233,7 +238,9 @@ export class DriverRunner {
         LC_ALL: 'C.UTF-8',
         ONE_LOCATION: '',
         TMPDIR: process.env.TMPDIR ?? '/tmp',
+        ...this.opts.env,
       };
+      if (this.opts.pathDirs && this.opts.pathDirs.length > 0) env.PATH = [...this.opts.pathDirs, env.PATH].join(':');
       const child = spawn(script, argv, { cwd: this.opts.varDir, env, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
       let stdout = '';
       let stderr = '';

@@ -15,7 +15,7 @@ export const ErrorCode = {
 } as const;
 export type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode];
 
-export type ObjectKind = 'image' | 'datastore' | 'user' | 'group' | 'template' | 'vm' | 'vnet' | 'market' | 'marketapp';
+export type ObjectKind = 'image' | 'datastore' | 'user' | 'group' | 'template' | 'vm' | 'vnet' | 'market' | 'marketapp' | 'cluster';
 
 /** Request::object_name */
 export const OBJECT_NAMES: Record<ObjectKind, string> = {
@@ -28,6 +28,7 @@ export const OBJECT_NAMES: Record<ObjectKind, string> = {
   vnet: 'virtual network',
   market: 'marketplace',
   marketapp: 'marketplaceapp',
+  cluster: 'cluster',
 };
 
 /** PoolObjectSQL::type_to_str, used in "NAME is already taken by IMAGE 12." */
@@ -41,6 +42,7 @@ export const OBJECT_TYPE_STR: Record<ObjectKind, string> = {
   vnet: 'NET',
   market: 'MARKETPLACE',
   marketapp: 'MARKETPLACEAPP',
+  cluster: 'CLUSTER',
 };
 
 /** A failed request. `message` is att.resp_msg; the full text is built by formatFailure. */

@@ -204,7 +204,7 @@ export async function imageAllocate(sim: Sim, call: CallContext, p: XrValue[]): 
     name,
     perms: defaultPerms(),
     type,
-    diskType: type === 1 && ds.diskType === 0 ? 1 : ds.diskType,
+    diskType: type === 1 ? (CDROM_DISK_TYPE[ds.diskType] ?? ds.diskType) : ds.diskType,
     persistent: isPersistent,
     regtime: Sim.now(),
     source,
@@ -230,6 +230,9 @@ export async function imageAllocate(sim: Sim, call: CallContext, p: XrValue[]): 
   registerImage(sim, img, dsData, extraData);
   return id;
 }
+
+/** ImageAllocate: a CDROM gets the CDROM flavour of its datastore's DISK_TYPE (FILE→CDROM, RBD→RBD_CDROM, …). */
+const CDROM_DISK_TYPE: Record<number, number> = { 0: 1, 3: 4, 5: 6, 7: 8 };
 
 /** Template::get(name, int&): the whole value must be an integer. */
 function templateIntValue(v: string | undefined): number | undefined {
@@ -258,8 +261,10 @@ function registerImage(sim: Sim, img: ImageRec, dsData: string, extraData = ''):
           cur.source = src;
           unlock(cur);
         } else {
-          setError(cur, r.errorText ? `Error creating datablock: ${r.errorText}` : 'Error creating datablock');
+          setError(cur, r.errorText && !r.errorText.startsWith('-') ? `Error creating datablock: ${r.errorText}` : 'Error creating datablock');
         }
+        // ImageManager::_mkfs monitors the datastore after a success and after a failure alike
+        await monitorDatastore(sim, cur.dsId);
       });
     } else {
       img.prevState = img.state;
@@ -350,20 +355,26 @@ export function deleteImage(sim: Sim, img: ImageRec, force: boolean): void {
     return;
   }
   const dsData = ds ? datastoreXml(sim.pools, ds) : '';
+  // a forced delete goes through even when rm fails (ImageManager::_rm reads FORCE_DELETE)
+  if (force) img.template.set('FORCE_DELETE', 'YES');
   img.prevState = img.state;
   img.state = IMAGE_STATE.DELETE;
   const payload = driverActionData(imageXml(sim.pools, img), dsData);
-  const source = img.source;
   sim.later(async () => {
     const r = await sim.runner.run('rm', ds?.dsMad ?? '', String(id), payload);
     const cur = sim.pools.images.get(id);
     if (!cur) return;
-    if (r.ok) {
+    if (r.ok || (cur.template.get('FORCE_DELETE') ?? '').toUpperCase() === 'YES') {
       dropImage(sim, cur);
       await monitorDatastore(sim, cur.dsId);
     } else {
-      const info = r.errorText && !r.errorText.startsWith('-') ? `: ${r.errorText}` : '';
-      setError(cur, `Error removing image from datastore. Manually remove image source ${source} to completely delete the image${info}`);
+      // 7.4 prints an empty source here (the variable is read after the message is built) and
+      // keeps the driver's text for oned.log only (reference §5.8)
+      setError(
+        cur,
+        'Error removing image from datastore. Retry the operation or manually remove image source  and run the delete --force operation to completely delete the image',
+      );
+      sim.runner.onedLog.push(`[ImM][E]: Error removing image ${id} from datastore: ${r.errorText || '-'}`);
     }
   });
 }

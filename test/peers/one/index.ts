@@ -6,16 +6,16 @@
  * See README.md for what is simulated.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CreateDatastoreOptions, createDatastore, monitorDatastore } from './datastores.js';
+import { CreateDatastoreOptions, createDatastore, monitorAllDatastores, monitorDatastore } from './datastores.js';
 import { DriverAction, DriverHook, DriverLogEntry, MarketAction } from './driver-runner.js';
 import { allocateMarket, createDefaultMarkets, monitorAllMarkets, monitorMarket } from './markets.js';
 import { buildRemotesTree } from './remotes-tree.js';
 import { CallRecord, startServer } from './server.js';
-import { CallContext, DS_MAD_CONF, MARKET_MAD_CONF, Sim } from './simulator.js';
+import { CallContext, DS_MAD_CONF, HostStat, MARKET_MAD_CONF, Sim, hostCliScript } from './simulator.js';
 import { DatastoreRec, IMAGE_STATE, ImageRec, MarketAppRec, MarketRec, UserRec, VmRec, VmTemplateRec, VnetRec } from './state.js';
 import { Template } from './template-syntax.js';
 import { CreateUserOptions, createUser } from './users.js';
@@ -31,6 +31,7 @@ export type { CreateDatastoreOptions } from './datastores.js';
 export type { CreateNetworkOptions } from './vnets.js';
 export type { CreateUserOptions } from './users.js';
 export type { CallRecord } from './server.js';
+export type { HostStat } from './simulator.js';
 
 export const DEFAULT_REMOTES_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'remotes');
 
@@ -71,6 +72,18 @@ export interface StartOnedOptions {
   marketMonitorFirstCycleMs?: number;
   /** then a cycle every this many ms; default 600 000 (MONITORING_INTERVAL_MARKET, as one.system.config reports it) */
   marketMonitorIntervalMs?: number;
+  /** every datastore is monitored this often; default 300 000 (MONITORING_INTERVAL_DATASTORE) */
+  datastoreMonitorIntervalMs?: number;
+  /**
+   * Added to the drivers' plain environment; a PATH here replaces the inherited one. A test with a
+   * bridge host passes `{ PATH: bridge.env().PATH }` so that `ssh <bridge>` runs the peer's wrapper.
+   */
+  driverEnv?: Record<string, string>;
+  /**
+   * The HOST pool as the stock drivers see it through `onehost list` (they drop BRIDGE_LIST hosts
+   * whose STAT is off, err or dsbl): name → STAT. Change it later with `setHostState`.
+   */
+  hosts?: Record<string, HostStat>;
 }
 
 export interface CreateMarketOptions {
@@ -133,6 +146,8 @@ export interface Oned {
   waitImage(id: number, states?: number[], timeoutMs?: number): Promise<ImageRec>;
   /** moves a VM to a STATE (and LCM_STATE) as the scheduler/hypervisor would; DONE frees its images */
   setVmState(id: number, state: number, lcmState?: number): void;
+  /** a host's STAT in `onehost list` (null: the host is gone), read by the drivers' BRIDGE_LIST filter */
+  setHostState(name: string, stat: HostStat | null): void;
   /** the simulator core, for tests that need more */
   readonly sim: Sim;
 }
@@ -146,6 +161,10 @@ export async function startOned(opts: StartOnedOptions = {}): Promise<Oned> {
   const datastoreLocation = `${dataDir}/` + '/datastores';
   mkdirSync(path.join(dataDir, 'datastores'), { recursive: true });
   const remotesDir = buildRemotesTree(varDir, opts.remotesDir ?? DEFAULT_REMOTES_DIR, opts.drivers, opts.marketDrivers);
+  // the OpenNebula CLI the stock drivers call (`onehost`), answered from the simulator's state
+  const cliDir = path.join(varDir, 'bin');
+  mkdirSync(cliDir, { recursive: true });
+  writeFileSync(path.join(cliDir, 'onehost'), hostCliScript(path.join(varDir, 'hosts.csv')), { mode: 0o755 });
   const adminPassword = opts.adminPassword ?? randomBytes(12).toString('hex');
 
   const sim = new Sim({
@@ -173,7 +192,11 @@ export async function startOned(opts: StartOnedOptions = {}): Promise<Oned> {
     },
     marketMonitorFirstCycleMs: opts.marketMonitorFirstCycleMs ?? 15_000,
     marketMonitorIntervalMs: opts.marketMonitorIntervalMs ?? 600_000,
+    datastoreMonitorIntervalMs: opts.datastoreMonitorIntervalMs ?? 300_000,
+    driverEnv: { ...opts.driverEnv },
+    driverPathDirs: [cliDir],
   });
+  for (const [name, stat] of Object.entries(opts.hosts ?? {})) sim.setHostState(name, stat);
   if (!(sim.config.marketMonitorIntervalMs > 0)) throw new Error('marketMonitorIntervalMs must be > 0: oned always has a market monitor cycle');
 
   // ---------------- a fresh 7.4 install
@@ -189,6 +212,8 @@ export async function startOned(opts: StartOnedOptions = {}): Promise<Oned> {
   const admin: CallContext = { method: '', uid: 0, gid: 0, groups: [0], uname: 'oneadmin', gname: 'oneadmin', isAdmin: true };
   createDefaultMarkets(sim, admin);
   sim.cycle(sim.config.marketMonitorFirstCycleMs, sim.config.marketMonitorIntervalMs, () => monitorAllMarkets(sim));
+  if (!(sim.config.datastoreMonitorIntervalMs > 0)) throw new Error('datastoreMonitorIntervalMs must be > 0');
+  sim.cycle(sim.config.datastoreMonitorIntervalMs, sim.config.datastoreMonitorIntervalMs, () => monitorAllDatastores(sim));
 
   const calls: CallRecord[] = [];
   const server = await startServer(sim, calls);
@@ -246,6 +271,7 @@ export async function startOned(opts: StartOnedOptions = {}): Promise<Oned> {
       }
     },
     setVmState: (id, state, lcm) => setVmState(sim, id, state, lcm),
+    setHostState: (name, stat) => sim.setHostState(name, stat),
     sim,
   };
   return oned;

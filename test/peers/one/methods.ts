@@ -3,7 +3,7 @@
  * parameters are required (session included; the rest are optional trailing
  * ones), the object named in failure messages, and the handler.
  */
-import { datastoreInfo, datastorePoolInfo } from './datastores.js';
+import { datastoreAllocate, datastoreInfo, datastorePoolInfo } from './datastores.js';
 import { ObjectKind } from './errors.js';
 import {
   imageAllocate, imageChtype, imageDelete, imageInfo, imagePersistent, imagePoolInfo, imageRename, imageUpdate, getImage,
@@ -35,6 +35,7 @@ export const METHODS: Record<string, MethodSpec> = {
   'one.user.info': { sig: 'A:sib', required: 2, object: 'user', handler: userInfo },
   'one.user.login': { sig: 'A:sssii', required: 5, object: 'user', handler: userLogin },
 
+  'one.datastore.allocate': { sig: 'A:ssi', required: 3, object: 'datastore', handler: datastoreAllocate },
   'one.datastore.info': { sig: 'A:sib', required: 2, object: 'datastore', handler: datastoreInfo },
   'one.datastorepool.info': { sig: 'A:s', required: 1, object: 'datastore', handler: (s, c) => datastorePoolInfo(s, c) },
 

@@ -4,6 +4,8 @@
  * per-object modules (images.ts, datastores.ts, ...).
  */
 import { createHash, randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { DriverRunner } from './driver-runner.js';
 import { ErrorCode, OBJECT_TYPE_STR, ObjectKind, RequestError } from './errors.js';
 import { Owned, Pools, UserRec } from './state.js';
@@ -32,6 +34,15 @@ export interface SimConfig {
    */
   marketMonitorFirstCycleMs: number;
   marketMonitorIntervalMs: number;
+  /** MONITORING_INTERVAL_DATASTORE: every datastore monitored this often (oned 300 s) */
+  datastoreMonitorIntervalMs: number;
+  /**
+   * Variables added to the drivers' plain environment (a PATH here replaces the inherited one);
+   * e.g. the bridge peer's PATH so that `ssh <bridge>` reaches it.
+   */
+  driverEnv: Record<string, string>;
+  /** Directories put before PATH for the drivers: the simulator's own CLI stand-ins (`onehost`). */
+  driverPathDirs: string[];
 }
 
 export interface CallContext {
@@ -52,6 +63,12 @@ export const TM_MAD_CONF: Record<string, Record<string, string>> = {
   ssh: { LN_TARGET: 'SYSTEM', CLONE_TARGET: 'SYSTEM', SHARED: 'NO', DS_MIGRATE: 'YES', ALLOW_ORPHANS: 'YES' },
   shared: { LN_TARGET: 'NONE', CLONE_TARGET: 'SYSTEM', SHARED: 'YES', DS_MIGRATE: 'YES', ALLOW_ORPHANS: 'MIXED' },
   qcow2: { LN_TARGET: 'NONE', CLONE_TARGET: 'SYSTEM', SHARED: 'YES', DS_MIGRATE: 'YES', DRIVER: 'qcow2', ALLOW_ORPHANS: 'YES' },
+  // What a real 7.4.0 put into a new Ceph datastore (reference §5.8): TM_MAD_SYSTEM only "ssh" and
+  // PERSISTENT_SNAPSHOTS, unlike the 6.x entry ("ssh,shared" and the *_SHARED targets).
+  ceph: {
+    LN_TARGET: 'NONE', CLONE_TARGET: 'SELF', SHARED: 'YES', DS_MIGRATE: 'NO', DRIVER: 'raw', ALLOW_ORPHANS: 'mixed',
+    TM_MAD_SYSTEM: 'ssh', LN_TARGET_SSH: 'SYSTEM', CLONE_TARGET_SSH: 'SYSTEM', DISK_TYPE_SSH: 'FILE', PERSISTENT_SNAPSHOTS: 'YES',
+  },
 };
 
 /**
@@ -69,7 +86,11 @@ export const MARKET_MAD_CONF: Record<string, Record<string, string>> = {
 export const DS_MAD_CONF: Record<string, Record<string, string>> = {
   dummy: { REQUIRED_ATTRS: '', PERSISTENT_ONLY: 'NO' },
   fs: { REQUIRED_ATTRS: '', PERSISTENT_ONLY: 'NO', MARKETPLACE_ACTIONS: 'export' },
+  ceph: { REQUIRED_ATTRS: 'DISK_TYPE,BRIDGE_LIST', PERSISTENT_ONLY: 'NO', MARKETPLACE_ACTIONS: 'export' },
 };
+
+/** `onehost list` STAT values of the states the stock drivers drop from BRIDGE_LIST. */
+export type HostStat = 'on' | 'off' | 'err' | 'dsbl' | 'init' | 'update' | 'retry';
 
 export const IMAGE_RESTRICTED_ATTR = ['SOURCE'];
 export const VM_RESTRICTED_ATTR = [
@@ -105,10 +126,17 @@ export class Sim {
   private intervals = new Set<NodeJS.Timeout>();
   /** per-market chain so monitor cycles of one market never overlap */
   readonly marketChains = new Map<number, Promise<unknown>>();
+  /** HOST pool stand-in: name → STAT as `onehost list` shows it (what the BRIDGE_LIST filter reads) */
+  readonly hosts = new Map<string, HostStat>();
   stopped = false;
 
   constructor(readonly config: SimConfig) {
-    this.runner = new DriverRunner({ remotesDir: config.remotesDir, varDir: config.varDir });
+    this.runner = new DriverRunner({
+      remotesDir: config.remotesDir,
+      varDir: config.varDir,
+      env: config.driverEnv,
+      pathDirs: config.driverPathDirs,
+    });
   }
 
   // ------------------------------------------------------------ async work
@@ -167,6 +195,21 @@ export class Sim {
     this.timers.clear();
     this.pending.clear();
     await this.runner.idle();
+  }
+
+  // ------------------------------------------------------------ hosts
+
+  /** Where the `onehost` stand-in (see hostCliScript) reads the pool from. */
+  get hostsFile(): string {
+    return path.join(this.config.varDir, 'hosts.csv');
+  }
+
+  /** Sets (or, with null, removes) a host as `onehost list` would show its STAT. */
+  setHostState(name: string, stat: HostStat | null): void {
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) throw new Error(`bad host name "${name}"`);
+    if (stat === null) this.hosts.delete(name);
+    else this.hosts.set(name, stat);
+    writeFileSync(this.hostsFile, [...this.hosts].map(([n, st]) => `${n},${st}\n`).join(''));
   }
 
   // ------------------------------------------------------------ users
@@ -278,6 +321,34 @@ export class Sim {
     const p = (n: number): string => String(n).padStart(2, '0');
     return `${days[d.getDay()]} ${months[d.getMonth()]} ${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())} ${d.getFullYear()}`;
   }
+}
+
+/**
+ * The simulator's `onehost`: answers the one call the stock drivers make,
+ * `onehost list --operator OR --no-pager --csv --filter="STAT=off,STAT=err,STAT=dsbl" --list=NAME,STAT`
+ * (libfs.sh remove_off_hosts), from the hosts set with Sim.setHostState.
+ */
+export function hostCliScript(hostsFile: string): string {
+  return [
+    '#!/bin/bash',
+    '# oned simulator stand-in for `onehost list --csv --filter=STAT=…,STAT=… --list=NAME,STAT`',
+    '[ "$1" = list ] || { echo "onehost: only \'list\' is simulated" >&2; exit 1; }',
+    'want=""',
+    'while [ $# -gt 0 ]; do',
+    '  case "$1" in',
+    '  --filter=*) want=${1#--filter=} ;;',
+    '  --filter) want=$2; shift ;;',
+    '  esac',
+    '  shift',
+    'done',
+    'echo "NAME,STAT"',
+    `[ -f '${hostsFile}' ] || exit 0`,
+    'while IFS=, read -r name stat; do',
+    '  [ -n "$name" ] || continue',
+    '  if [ -z "$want" ] || [[ ",$want," == *",STAT=$stat,"* ]]; then echo "$name,$stat"; fi',
+    `done < '${hostsFile}'`,
+    '',
+  ].join('\n');
 }
 
 /** format_message: the DS_DRIVER_ACTION_DATA document. */

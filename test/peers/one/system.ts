@@ -16,7 +16,7 @@ export function systemConfig(sim: Sim, call: CallContext): string {
   t.add('API_LIST_ORDER', c.apiListOrder);
   t.add('DATASTORE_CAPACITY_CHECK', 'yes');
   t.add('DATASTORE_LOCATION', c.datastoreLocation);
-  t.addVector('DATASTORE_MAD', new Map([['ARGUMENTS', `-t 15 -d ${Object.keys(c.dsMadConf).join(',')} -s shared,ssh,local,qcow2`], ['EXECUTABLE', 'one_datastore']]));
+  t.addVector('DATASTORE_MAD', new Map([['ARGUMENTS', `-t 15 -d ${Object.keys(c.dsMadConf).join(',')} -s shared,ssh,local,qcow2,ceph`], ['EXECUTABLE', 'one_datastore']]));
   t.add('DEFAULT_CDROM_DEVICE_PREFIX', 'hd');
   t.add('DEFAULT_DEVICE_PREFIX', 'sd');
   t.add('DEFAULT_IMAGE_PERSISTENT', '');
@@ -27,6 +27,7 @@ export function systemConfig(sim: Sim, call: CallContext): string {
   t.add('MANAGER_TIMER', '15');
   t.addVector('MARKET_MAD', new Map([['ARGUMENTS', `-t 15 -m ${Object.keys(c.marketMadConf).join(',')}`], ['EXECUTABLE', 'one_market']]));
   for (const [name, conf] of Object.entries(c.marketMadConf)) t.addVector('MARKET_MAD_CONF', new Map([['NAME', name], ...Object.entries(conf)]));
+  t.add('MONITORING_INTERVAL_DATASTORE', String(Math.round(c.datastoreMonitorIntervalMs / 1000)));
   t.add('MONITORING_INTERVAL_MARKET', String(Math.round(c.marketMonitorIntervalMs / 1000)));
   t.add('PORT', '2633');
   for (const [name, conf] of Object.entries(TM_MAD_CONF)) t.addVector('TM_MAD_CONF', new Map([['NAME', name], ...Object.entries(conf)]));
