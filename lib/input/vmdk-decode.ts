@@ -1,5 +1,5 @@
-// Decodes a VMDK opened by openVmdk into a raw file, reading each of its files once, in order, in
-// large chunks: flat extents are copied, sparse extents' allocated grains are copied, and a
+// Decodes a VMDK opened by openVmdk into a TargetWriter, reading each of its files once, in order,
+// in large chunks: flat extents are copied, sparse extents' allocated grains are copied, and a
 // streamOptimized file's grain markers are walked and each grain inflated. Nothing that is zero is
 // written, so the target's holes stay holes. Manifest digests are computed on the same pass.
 //
@@ -7,25 +7,30 @@
 // Range (an export lease's HTTP body): the same marker walk, chunk buffers and workers, the grains
 // written only where they fall inside the planned areas.
 //
-// Threads: the main thread reads (read-ahead into shared buffers), hashes and walks the metadata;
-// a small pool of worker threads inflates grains, finds their zero blocks and writes the rest with
-// positional writes into the target. Chunks live in SharedArrayBuffers, so a grain reaches a worker
-// without a copy; memory is a fixed number of chunks (16 MiB) whatever the disk's size.
+// Threads: the main thread reads (read-ahead into shared buffers), hashes, walks the metadata and
+// writes; a small pool of worker threads inflates grains into shared output buffers and finds
+// their zero blocks. A worker answers with the non-zero runs to write, never writes itself: the
+// target may be an NBD connection, which lives in the main thread. Chunks and outputs live in
+// SharedArrayBuffers, so bytes cross threads without a copy; memory is a fixed number of buffers
+// (16 MiB of chunks, 2 MiB of output per job in flight: 28 to 36 MiB) whatever the disk's size.
 
 import { createHash, type Hash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { OneswapError } from '../errors/index.js';
-import { Writeback, openTargetFile, punchHoles, targetWriteError } from '../copy/index.js';
+import type { TargetWriter } from '../copy/index.js';
 import { normalizeExtents, type Extent } from '../extents/index.js';
 import type { StreamCopyOptions } from './disk-reader.js';
 import type { FileDigest, SourceFile } from './source-file.js';
 import { grainCheck, parseStreamHeader, streamTables, vmdkLayout, type FileLayout, type SparseGrains, type StreamTables, type VmdkImage } from './vmdk-image.js';
 
 export interface DecodeOptions {
-  /** Existing raw file, at least capacityBytes long, that reads as zeros (a fresh sparse placeholder). Zero data is never written, so holes stay holes. */
-  readonly target: string;
+  /**
+   * Opened and closed by the caller, at least capacityBytes large, reading as zeros (a fresh
+   * placeholder): zero data is never written, so holes stay holes. The decode ends with its flush.
+   */
+  readonly target: TargetWriter;
   /**
    * Digests by SourceFile.name: each listed file is hashed while it is read (in the same single
    * sequential pass) and compared at its end; a mismatch is a OneswapError('data').
@@ -52,8 +57,10 @@ const SLOTS = 8;
 /** One job for a worker: up to this many bytes of source, or this many pieces. */
 const JOB_BYTES = 1 * MiB;
 const JOB_PIECES = 32;
-/** Background fdatasync after every this many bytes written (the copy engine's rule). */
-const WRITEBACK_BYTES = 64 * MiB;
+/** A job's inflated grains fit one output buffer of this size (32 grains of 64 KiB; a grain is at most 1 MiB). */
+const OUT_BYTES = 2 * MiB;
+/** Target writes in flight per decode: enough to keep a file's or an NBD server's queue busy. */
+const WRITES = 8;
 /** Zero detection granularity: the file system block, so a skipped block is a real hole. */
 const ZERO_BLOCK = 4096;
 
@@ -61,7 +68,7 @@ export async function decodeVmdk(img: VmdkImage, opts: DecodeOptions): Promise<D
   const layout = vmdkLayout(img);
   const counters = { bytesRead: 0, bytesWritten: 0 };
   const progress = (): void => opts.onProgress?.({ bytesRead: counters.bytesRead, bytesWritten: counters.bytesWritten });
-  await intoTarget(opts.target, img.capacityBytes, opts.signal, (written) => {
+  await intoTarget(opts.target, img.capacityBytes, [], opts.signal, (written) => {
     counters.bytesWritten += written;
     progress();
   }, async (jobs, slots) => {
@@ -92,9 +99,10 @@ export interface StreamDecodeStats {
  * Decodes a streamOptimized VMDK arriving as an ordered byte stream (an export lease's HTTP body,
  * which has no Range): the header, the grain tables when they come first, then the markers in
  * order, each grain inflated and written where it falls inside `areas` (zero blocks left as
- * holes). The same marker walk, reading and worker pool as decodeVmdk's. A stream that is cut,
- * damaged or places a grain outside the disk is a OneswapError('data') naming the disk; errors the
- * stream itself throws (a cut connection) come through as they are.
+ * holes; a target holding older data has the areas zeroed first). The same marker walk, reading
+ * and worker pool as decodeVmdk's. A stream that is cut, damaged or places a grain outside the
+ * disk is a OneswapError('data') naming the disk; errors the stream itself throws (a cut
+ * connection) and the target's write errors come through as they are.
  */
 export async function decodeVmdkStream(body: AsyncIterable<Uint8Array>, opts: StreamDecodeOptions): Promise<StreamDecodeStats> {
   const { name, signal } = opts;
@@ -103,16 +111,7 @@ export async function decodeVmdkStream(body: AsyncIterable<Uint8Array>, opts: St
   const counters = { bytesRead: 0, bytesWritten: 0, bytesDone: 0 };
   const progress = (): void =>
     opts.onProgress?.({ bytesDone: counters.bytesDone, bytesPlanned: planned.total, bytesWritten: counters.bytesWritten });
-  signal.throwIfAborted();
-  if (!opts.targetIsZero && areas.length > 0) {
-    await openTargetFile(opts.target, opts.capacity).then((fh) => fh.close());
-    try {
-      await punchHoles(opts.target, areas);
-    } catch (err) {
-      throw targetWriteError(err, opts.target);
-    }
-  }
-  await intoTarget(opts.target, opts.capacity, signal, (written) => {
+  await intoTarget(opts.target, opts.capacity, opts.targetIsZero ? [] : areas, signal, (written) => {
     counters.bytesWritten += written;
     progress();
   }, async (jobs, slots) => {
@@ -158,36 +157,32 @@ export async function decodeVmdkStream(body: AsyncIterable<Uint8Array>, opts: St
 }
 
 /**
- * The target, the chunk buffers and the workers of one decode, around `run`: every job waited for
- * (also on failure, before the target is closed), then the data synced. The signal's reason wins
- * over whatever the stopped decode threw.
+ * The chunk buffers and the workers of one decode into `target`, around `run`: `zeroFirst`
+ * zeroed before anything is written (older data the stream may not overwrite), every job and
+ * write waited for (also on failure: the caller closes the target next), then the target flushed.
+ * The signal's reason wins over whatever the stopped decode threw.
  */
 async function intoTarget(
-  path: string,
+  target: TargetWriter,
   capacity: number,
+  zeroFirst: readonly Extent[],
   signal: AbortSignal,
   onWritten: (bytes: number) => void,
   run: (jobs: Jobs, slots: SlotPool) => Promise<void>,
 ): Promise<void> {
   signal.throwIfAborted();
-  const target = await openTargetFile(path, capacity);
+  if (target.size < capacity) throw new OneswapError('capacity', `${target.name} holds ${target.size} bytes, the disk needs ${capacity}`);
+  if (zeroFirst.length > 0) await target.zero(zeroFirst);
   const slots = new SlotPool(SLOTS, CHUNK);
-  const writeback = new Writeback(target, WRITEBACK_BYTES);
-  const jobs = new Jobs(pool(), target.fd, slots, path, (written) => {
-    writeback.wrote(written);
-    onWritten(written);
-  });
+  const jobs = new Jobs(pool(), slots, target, onWritten);
   try {
     await run(jobs, slots);
     await jobs.drain();
     signal.throwIfAborted();
-    await writeback.finish(path);
+    await target.flush();
   } catch (err) {
     await jobs.settle();
     throw signal.aborted ? signal.reason : err;
-  } finally {
-    await writeback.settle();
-    await target.close();
   }
 }
 
@@ -743,21 +738,25 @@ interface Piece {
   readonly parts: number[] | undefined;
 }
 
-/** Pieces gathered into jobs of about JOB_BYTES; each piece holds its chunk until its job is done. */
+/** Pieces gathered into jobs of about JOB_BYTES; each piece holds its chunk until its job is written. */
 class Batch {
   private pieces: Piece[] = [];
   private held: Slot[] = [];
   private bytes = 0;
+  /** Inflated bytes of the job's grains: they must fit its output buffer. */
+  private inflated = 0;
 
   constructor(private readonly jobs: Jobs) {}
 
   async add(data: Buffer, slot: Slot | undefined, pos: number, grain: number, need: number, at: number, parts?: number[]): Promise<void> {
+    if (this.inflated + grain > OUT_BYTES) await this.flush();
     if (slot !== undefined) {
       this.jobs.slots.retain(slot);
       this.held.push(slot);
     }
     this.pieces.push({ sab: data.buffer as SharedArrayBuffer, off: data.byteOffset, len: data.length, pos, grain, need, at, parts });
     this.bytes += data.length;
+    this.inflated += grain;
     if (this.bytes >= JOB_BYTES || this.pieces.length >= JOB_PIECES) await this.flush();
   }
 
@@ -765,58 +764,72 @@ class Batch {
     if (this.pieces.length === 0) return;
     const pieces = this.pieces;
     const held = this.held;
+    const inflates = this.inflated > 0;
     this.pieces = [];
     this.held = [];
     this.bytes = 0;
-    await this.jobs.submit(pieces, held);
+    this.inflated = 0;
+    await this.jobs.submit(pieces, held, inflates);
   }
 }
 
 interface JobResult {
   readonly id: number;
-  readonly written: number;
-  readonly error?: { readonly piece: number; readonly kind: 'inflate' | 'size' | 'write'; readonly message: string; readonly code?: string; readonly length?: number };
+  /**
+   * The non-zero runs to write, four numbers each: where the bytes are (-1: the job's output
+   * buffer, else the index of the piece whose buffer holds them), their offset in that buffer,
+   * their length, and their place on the disk.
+   */
+  readonly runs?: number[];
+  readonly error?: { readonly piece: number; readonly kind: 'inflate' | 'size'; readonly message: string; readonly length?: number };
 }
 
-/** Jobs of one decode in flight on the pool, at most a few at a time; the first failure is kept. */
+/**
+ * Jobs of one decode in flight, at most a few at a time: each is inflated and scanned by a worker,
+ * then its runs are written (WRITES at once over the whole decode) and its buffers given back.
+ * The first failure is kept.
+ */
 class Jobs {
   private readonly inFlight = new Set<Promise<void>>();
   private error: unknown;
   private readonly max: number;
+  /** One output buffer per job in flight, so taking one never waits. */
+  private readonly outs: SlotPool;
+  private writing = 0;
+  private readonly writeQueue: Array<() => void> = [];
   private sourceName = '';
 
   constructor(
     private readonly workers: WorkerPool,
-    private readonly fd: number,
     readonly slots: SlotPool,
-    private readonly target: string,
+    private readonly target: TargetWriter,
     private readonly onWritten: (bytes: number) => void,
   ) {
-    this.max = Math.max(4, workers.size * 2);
+    // Two per worker keep them busy; two more for jobs whose runs are being written.
+    this.max = workers.size * 2 + 2;
+    // One spare byte: inflating a grain into exactly its place tells a grain that inflates to more.
+    this.outs = new SlotPool(this.max, OUT_BYTES + 1);
   }
 
   setSource(name: string): void {
     this.sourceName = name;
   }
 
-  async submit(pieces: Piece[], held: Slot[]): Promise<void> {
+  async submit(pieces: Piece[], held: Slot[], inflates: boolean): Promise<void> {
     while (this.inFlight.size >= this.max && this.error === undefined) await Promise.race(this.inFlight);
     if (this.error !== undefined) {
       for (const s of held) this.slots.release(s);
       throw this.error;
     }
-    const source = this.sourceName;
-    const p = this.workers
-      .run({ fd: this.fd, pieces })
-      .then(
-        (r) => {
-          this.onWritten(r.written);
-          if (r.error !== undefined) this.fail(jobError(r.error, pieces[r.error.piece]!, source, this.target));
-        },
-        (err: unknown) => this.fail(err),
-      )
+    const out = inflates ? await this.outs.acquire() : undefined;
+    if (out !== undefined) out.refs = 1;
+    const p = this.run(pieces, out, this.sourceName)
+      .catch((err: unknown) => {
+        this.error ??= err;
+      })
       .finally(() => {
         for (const s of held) this.slots.release(s);
+        if (out !== undefined) this.outs.release(out);
         this.inFlight.delete(p);
       });
     this.inFlight.add(p);
@@ -828,24 +841,50 @@ class Jobs {
     if (this.error !== undefined) throw this.error;
   }
 
-  /** Waits for every job, whatever happened (the target is closed next). */
+  /** Waits for every job and write, whatever happened (the target is closed next). */
   async settle(): Promise<void> {
     while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
   }
 
-  private fail(err: unknown): void {
-    this.error ??= err;
+  private async run(pieces: readonly Piece[], out: Slot | undefined, source: string): Promise<void> {
+    const r = await this.workers.run({ pieces, out: out?.sab });
+    if (r.error !== undefined) throw jobError(r.error, pieces[r.error.piece]!, source);
+    const runs = r.runs ?? [];
+    const writes: Array<Promise<void>> = [];
+    for (let k = 0; k < runs.length && this.error === undefined; k += 4) {
+      const where = runs[k]!;
+      const length = runs[k + 2]!;
+      const data = Buffer.from(where < 0 ? out!.sab : pieces[where]!.sab, runs[k + 1]!, length);
+      await this.writeSlot();
+      writes.push(
+        this.target
+          .write(data, runs[k + 3]!)
+          .then(() => this.onWritten(length))
+          .finally(() => this.writeDone()),
+      );
+    }
+    // Every write settled before the buffers go back: a write still in flight reads them.
+    const settled = await Promise.allSettled(writes);
+    for (const s of settled) if (s.status === 'rejected') throw s.reason;
+  }
+
+  private async writeSlot(): Promise<void> {
+    if (this.writing >= WRITES) await new Promise<void>((resolve) => this.writeQueue.push(resolve));
+    this.writing++;
+  }
+
+  private writeDone(): void {
+    this.writing--;
+    this.writeQueue.shift()?.();
   }
 }
 
-function jobError(e: NonNullable<JobResult['error']>, piece: Piece, source: string, target: string): OneswapError {
+function jobError(e: NonNullable<JobResult['error']>, piece: Piece, source: string): OneswapError {
   const name = source || 'the disk';
   if (e.kind === 'inflate') return new OneswapError('data', `corrupt compressed grain at byte ${piece.at} of ${name}: ${e.message}`, { hint: DAMAGED });
-  if (e.kind === 'size')
-    return new OneswapError('data', `corrupt compressed grain at byte ${piece.at} of ${name}: it inflates to ${e.length} bytes, a grain is ${piece.grain}`, {
-      hint: DAMAGED,
-    });
-  return targetWriteError(Object.assign(new Error(e.message), { code: e.code }), target);
+  return new OneswapError('data', `corrupt compressed grain at byte ${piece.at} of ${name}: it inflates to ${e.length} bytes, a grain is ${piece.grain}`, {
+    hint: DAMAGED,
+  });
 }
 
 const DAMAGED = 'the disk file is damaged: copy or export it again';
@@ -854,45 +893,45 @@ const DAMAGED = 'the disk file is damaged: copy or export it again';
 
 /**
  * What a worker runs (plain JavaScript: workers start without the TypeScript loader). A job is a
- * list of pieces of shared memory; each is inflated if it is a compressed grain, then written into
- * the target except for its zero blocks. Errors are answered, not thrown.
+ * list of pieces of shared memory; each compressed grain is inflated into the job's output
+ * buffer, one after the other, then the non-zero runs of every piece are answered, runs that
+ * continue each other (in memory and on the disk) joined into one. Errors are answered, not thrown.
  */
 const WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads');
 const zlib = require('node:zlib');
-const fs = require('node:fs');
 const Z = ${ZERO_BLOCK};
 const ZERO = Buffer.alloc(Z);
-function writeAll(fd, buf, off, len, pos) {
-  while (len > 0) {
-    const n = fs.writeSync(fd, buf, off, len, pos);
-    off += n; len -= n; pos += n;
-  }
-}
 function isZero(buf, s, e) {
   if (e - s === Z) return buf.compare(ZERO, 0, Z, s, e) === 0;
   for (let i = s; i < e; i++) if (buf[i] !== 0) return false;
   return true;
 }
-function writeNonZero(fd, buf, pos) {
-  let written = 0, run = -1;
-  for (let i = 0; i < buf.length; ) {
-    const e = Math.min(buf.length, Math.floor((pos + i) / Z) * Z + Z - pos);
-    if (isZero(buf, i, e)) {
-      if (run >= 0) { writeAll(fd, buf, run, i - run, pos + run); written += i - run; run = -1; }
+// Adds the non-zero runs of data (disk byte pos, bytes of sab at data.byteOffset, answered as
+// where) to runs; a run that continues the last one in the same buffer joins it.
+let lastSab = null;
+function addRuns(runs, where, sab, data, pos) {
+  let run = -1;
+  for (let i = 0; i <= data.length; ) {
+    const e = Math.min(data.length, Math.floor((pos + i) / Z) * Z + Z - pos);
+    if (i === data.length || isZero(data, i, e)) {
+      if (run >= 0) {
+        const off = data.byteOffset + run, len = i - run, at = pos + run, k = runs.length - 4;
+        if (k >= 0 && sab === lastSab && runs[k + 1] + runs[k + 2] === off && runs[k + 3] + runs[k + 2] === at) runs[k + 2] += len;
+        else { runs.push(where, off, len, at); lastSab = sab; }
+        run = -1;
+      }
+      if (i === data.length) break;
     } else if (run < 0) run = i;
     i = e;
   }
-  if (run >= 0) { writeAll(fd, buf, run, buf.length - run, pos + run); written += buf.length - run; }
-  return written;
 }
-// Inflation straight into one reused buffer through the zlib handle Node's own inflateSync uses,
+// Inflation straight into the output buffer through the zlib handle Node's own inflateSync uses,
 // so a grain costs no allocation (a new Inflate per grain costs ~170 KiB of garbage, which only
 // the collector gives back: tens of MB per thread). Falls back to inflateSync if that handle's
 // shape ever changes.
-let inflater = null, failure = '', out = null;
-function inflateTo(src, grain) {
-  if (out === null || out.length < grain + 1) out = Buffer.allocUnsafe(grain + 1);
+let inflater = null, failure = '';
+function inflateTo(src, out, at, grain) {
   if (inflater === null) {
     inflater = new zlib.Inflate();
     const h = inflater._handle;
@@ -904,11 +943,13 @@ function inflateTo(src, grain) {
   }
   if (inflater === false) {
     const o = zlib.inflateSync(src, { maxOutputLength: grain });
-    o.copy(out, 0);
+    o.copy(out, at);
     return o.length;
   }
   failure = '';
-  inflater._handle.writeSync(zlib.constants.Z_FINISH, src, 0, src.length, out, 0, grain + 1);
+  // grain + 1 bytes of room: the byte after a grain is the next grain's, not yet inflated, or the
+  // buffer's spare one.
+  inflater._handle.writeSync(zlib.constants.Z_FINISH, src, 0, src.length, out, at, grain + 1);
   if (failure !== '') {
     // The handle is not reused after an error.
     try { inflater._handle.onerror = () => {}; inflater.on('error', () => {}); inflater.destroy(); } catch {}
@@ -921,37 +962,38 @@ function inflateTo(src, grain) {
   return produced;
 }
 parentPort.on('message', (job) => {
-  let written = 0;
+  const out = job.out === undefined ? null : Buffer.from(job.out);
+  const runs = [];
+  lastSab = null;
+  let at = 0;
   for (let i = 0; i < job.pieces.length; i++) {
     const p = job.pieces[i];
-    let data = Buffer.from(p.sab, p.off, p.len);
+    let data = Buffer.from(p.sab, p.off, p.len), where = i, sab = p.sab;
     if (p.grain > 0) {
       let n;
       try {
-        n = inflateTo(data, p.grain);
+        n = inflateTo(data, out, at, p.grain);
       } catch (e) {
         const message = e && e.code === 'ERR_BUFFER_TOO_LARGE' ? 'it inflates to more than a grain' : String(e && e.message || e);
-        parentPort.postMessage({ id: job.id, written, error: { piece: i, kind: 'inflate', message } });
+        parentPort.postMessage({ id: job.id, error: { piece: i, kind: 'inflate', message } });
         return;
       }
       if (n !== p.grain && n !== p.need) {
-        parentPort.postMessage({ id: job.id, written, error: { piece: i, kind: 'size', message: '', length: n } });
+        parentPort.postMessage({ id: job.id, error: { piece: i, kind: 'size', message: '', length: n } });
         return;
       }
-      data = out.subarray(0, Math.min(n, p.need));
+      data = out.subarray(at, at + Math.min(n, p.need));
+      where = -1;
+      sab = job.out;
+      at += p.grain;
     }
-    try {
-      if (p.parts === undefined) written += writeNonZero(job.fd, data, p.pos);
-      else for (let k = 0; k < p.parts.length; k += 2) {
-        const from = p.parts[k], to = Math.min(p.parts[k + 1], data.length);
-        if (to > from) written += writeNonZero(job.fd, data.subarray(from, to), p.pos + from);
-      }
-    } catch (e) {
-      parentPort.postMessage({ id: job.id, written, error: { piece: i, kind: 'write', message: String(e && e.message || e), code: e && e.code } });
-      return;
+    if (p.parts === undefined) addRuns(runs, where, sab, data, p.pos);
+    else for (let k = 0; k < p.parts.length; k += 2) {
+      const from = p.parts[k], to = Math.min(p.parts[k + 1], data.length);
+      if (to > from) addRuns(runs, where, sab, data.subarray(from, to), p.pos + from);
     }
   }
-  parentPort.postMessage({ id: job.id, written });
+  parentPort.postMessage({ id: job.id, runs });
 });
 `;
 
@@ -967,7 +1009,7 @@ class WorkerPool {
 
   constructor(readonly size: number) {}
 
-  run(job: { readonly fd: number; readonly pieces: readonly Piece[] }): Promise<JobResult> {
+  run(job: { readonly pieces: readonly Piece[]; readonly out: SharedArrayBuffer | undefined }): Promise<JobResult> {
     const w = this.pick();
     const id = this.nextId++;
     return new Promise<JobResult>((resolve, reject) => {
@@ -1015,7 +1057,7 @@ function pool(): WorkerPool {
   return shared;
 }
 
-// ---- target and errors ----
+// ---- errors ----
 
 function truncated(name: string, why: string): OneswapError {
   return new OneswapError('data', `${name} is truncated: ${why}`, { hint: 'the disk file was cut short: copy or export it again' });

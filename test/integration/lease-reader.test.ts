@@ -11,9 +11,11 @@ import { after, before, describe, it } from 'node:test';
 import { OneswapError } from '../../lib/errors/index.js';
 import { openLease, type LeaseSession } from '../../lib/input/reader-lease.js';
 import type { StreamReading } from '../../lib/input/disk-reader.js';
+import { openFileWriter } from '../../lib/output/file-target.js';
 import type { ExportLease, VSphereClient, VmSummary } from '../../lib/vsphere/index.js';
 import { startVcsim, vcsimSkip, type Vcsim } from '../peers/vcsim/index.js';
 import { createTestVm, powerOn, simStats, type TestVm } from '../peers/vcsim/fixture.js';
+import { MemoryTarget } from '../support/memory-target.js';
 import { refusal } from '../support/refusal.js';
 import { withTempDir } from '../support/temp-dir.js';
 import { connectTo } from '../support/vcsim-client.js';
@@ -33,13 +35,18 @@ async function placeholder(dir: string, name: string, size: number): Promise<str
   return path;
 }
 
-/** The whole disk through the reader into a fresh target; the target's bytes. */
+/** The whole disk through the reader into a fresh target file; the file's bytes. */
 async function copyWhole(reading: StreamReading, dir: string, capacity: number, signal = new AbortController().signal): Promise<Buffer> {
-  const target = await placeholder(dir, `${reading.name.replace(/\W+/g, '_')}.raw`, capacity);
-  const stats = await reading.copyInto({ target, capacity, areas: [{ start: 0, length: capacity }], targetIsZero: true, signal });
-  assert.equal(stats.bytesPlanned, capacity);
-  assert.ok(stats.bytesRead > 0 && stats.bytesWritten > 0);
-  return readFile(target);
+  const path = await placeholder(dir, `${reading.name.replace(/\W+/g, '_')}.raw`, capacity);
+  const target = await openFileWriter(path, capacity);
+  try {
+    const stats = await reading.copyInto({ target, capacity, areas: [{ start: 0, length: capacity }], targetIsZero: true, signal });
+    assert.equal(stats.bytesPlanned, capacity);
+    assert.ok(stats.bytesRead > 0 && stats.bytesWritten > 0);
+  } finally {
+    await target.close();
+  }
+  return readFile(path);
 }
 
 /** The lease's state on the server, and the simulator's record of how it ended. */
@@ -90,7 +97,7 @@ describe('lease disk reader against vcsim', { skip }, () => {
       await session.complete();
       await assertLeaseEnded(sim, session.lease, 'done', 'complete');
       // A stream is read once.
-      const again = await refusal(session.disks.get(summary.disks[0]!.key)!.copyInto({ target: join(dir, 'x'), capacity: 1, areas: [], targetIsZero: true, signal: new AbortController().signal }));
+      const again = await refusal(session.disks.get(summary.disks[0]!.key)!.copyInto({ target: new MemoryTarget(1), capacity: 1, areas: [], targetIsZero: true, signal: new AbortController().signal }));
       assert.equal(again.kind, 'internal');
     });
   });

@@ -5,11 +5,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { readFile, truncate, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { OneswapError } from '../../lib/errors/index.js';
 import { openLease } from '../../lib/input/reader-lease.js';
 import type { ExportLease, ExportLeaseInfo, LeaseDevice, LeaseDownload, VmDisk, VSphereClient } from '../../lib/vsphere/index.js';
+import { MemoryTarget } from '../support/memory-target.js';
 import { refusal } from '../support/refusal.js';
 import { withTempDir } from '../support/temp-dir.js';
 
@@ -101,13 +102,6 @@ async function* slowly(buf: Buffer, pieces: number, ms: number): AsyncGenerator<
   }
 }
 
-async function placeholder(dir: string, name: string): Promise<string> {
-  const p = join(dir, name);
-  await writeFile(p, '');
-  await truncate(p, 2 * MiB);
-  return p;
-}
-
 test('device URLs are matched by controller and unit, in ESXi\'s and the simulator\'s key forms', async () => {
   const disks = [disk(2000, 1000, 0, 'a/a.vmdk'), disk(2001, 1000, 1, 'a/a_1.vmdk')];
   const f = fakeLease([device('/vm-1/VirtualLsiLogicController0:1', 'b'), device('/vm-1/1000:0', 'a'), { ...device('/vm-1/nvram', 'nvram'), disk: false }], nothing);
@@ -128,7 +122,7 @@ test('keep-alives carry the share streamed and stop at the end; complete after t
     const vmdk = await streamOf(dir);
     const f = fakeLease([device('/vm-1/1000:0', 'a', vmdk.length)], () => slowly(vmdk, 8, 60));
     const session = await openLease(clientWith(f.lease), { vm: { type: 'VirtualMachine', value: 'vm-1' } }, [disk(2000, 1000, 0, 'a/a.vmdk')], { vmName: 'v', keepAliveMs: 40 });
-    const target = await placeholder(dir, 't.raw');
+    const target = new MemoryTarget(2 * MiB);
     const stats = await session.disks.get(2000)!.copyInto({ target, capacity: 2 * MiB, areas: [{ start: 0, length: 2 * MiB }], targetIsZero: true, signal: new AbortController().signal });
     assert.equal(stats.bytesRead, vmdk.length);
     assert.equal(stats.requests, 1);
@@ -148,7 +142,7 @@ test('a keep-alive that faults mid-disk stops the copy with one line naming the 
     const vmdk = await streamOf(dir);
     const f = fakeLease([device('/vm-1/1000:0', 'a')], () => slowly(vmdk, 50, 40), 3);
     const session = await openLease(clientWith(f.lease), { vm: { type: 'VirtualMachine', value: 'vm-1' } }, [disk(2000, 1000, 0, 'a/a.vmdk')], { vmName: 'v', keepAliveMs: 50 });
-    const target = await placeholder(dir, 't.raw');
+    const target = new MemoryTarget(2 * MiB);
     const err = await refusal(session.disks.get(2000)!.copyInto({ target, capacity: 2 * MiB, areas: [{ start: 0, length: 2 * MiB }], targetIsZero: true, signal: new AbortController().signal }));
     assert.equal(err.kind, 'remote');
     assert.match(err.message, /^the export lease for disk \[ds\] a\/a\.vmdk of VM v expired after \d+ s, \d+ bytes had arrived: the keep-alive failed: HttpNfcLeaseProgress failed: Timedout/);

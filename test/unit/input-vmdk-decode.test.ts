@@ -10,7 +10,9 @@ import { wholeFile, type FileDigest, type SourceFile } from '../../lib/input/sou
 import { findMember, readTarIndex } from '../../lib/input/tar-index.js';
 import { parseManifest } from '../../lib/input/manifest.js';
 import { openVmdk, type VmdkImage } from '../../lib/input/vmdk-image.js';
-import { decodeVmdk, type DecodeStats } from '../../lib/input/vmdk-decode.js';
+import { decodeVmdk, type DecodeOptions, type DecodeStats } from '../../lib/input/vmdk-decode.js';
+import { openFileWriter } from '../../lib/output/file-target.js';
+import { MemoryTarget, zeroBlocksWritten } from '../support/memory-target.js';
 import { withTempDir } from '../support/temp-dir.js';
 
 const KiB = 1024;
@@ -80,11 +82,26 @@ interface Decoded {
   readonly allocated: number;
 }
 
+/** A fresh sparse placeholder of `size` bytes at `path`. */
+async function placeholder(path: string, size: number): Promise<string> {
+  await writeFile(path, '');
+  await truncate(path, size);
+  return path;
+}
+
+/** decodeVmdk into the raw file `path`, opened and closed around it as the callers do. */
+async function decodeToFile(path: string, img: VmdkImage, opts: Omit<DecodeOptions, 'target'>): Promise<DecodeStats> {
+  const target = await openFileWriter(path, img.capacityBytes);
+  try {
+    return await decodeVmdk(img, { ...opts, target });
+  } finally {
+    await target.close();
+  }
+}
+
 async function decodeTo(dir: string, img: VmdkImage, opts: { digests?: ReadonlyMap<string, FileDigest>; signal?: AbortSignal; size?: number } = {}): Promise<Decoded> {
-  const target = join(dir, `target-${Math.random().toString(36).slice(2)}.raw`);
-  await writeFile(target, '');
-  await truncate(target, opts.size ?? img.capacityBytes);
-  const stats = await decodeVmdk(img, { target, signal: opts.signal ?? new AbortController().signal, ...(opts.digests ? { digests: opts.digests } : {}) });
+  const target = await placeholder(join(dir, `target-${Math.random().toString(36).slice(2)}.raw`), opts.size ?? img.capacityBytes);
+  const stats = await decodeToFile(target, img, { signal: opts.signal ?? new AbortController().signal, ...(opts.digests ? { digests: opts.digests } : {}) });
   const bytes = await readFile(target);
   const allocated = (await stat(target)).blocks * 512;
   await rm(target);
@@ -127,16 +144,50 @@ for (const subformat of SUBFORMATS) {
       assert.equal(img.files[0]!.name, `disk-${subformat}.vmdk`);
       if (subformat.includes('Flat') || subformat === 'twoGbMaxExtentSparse') assert.ok(img.files.length >= 2, 'descriptor and extent files');
       let calls = 0;
-      const target = join(dir, 'p.raw');
-      await writeFile(target, '');
-      await truncate(target, SIZE);
-      const stats = await decodeVmdk(img, { target, signal: new AbortController().signal, onProgress: () => calls++ });
+      const target = await placeholder(join(dir, 'p.raw'), SIZE);
+      const stats = await decodeToFile(target, img, { signal: new AbortController().signal, onProgress: () => calls++ });
       assert.ok(calls > 0);
       assert.equal(stats.bytesRead, img.sourceBytes);
       assertSameDisk(await decodeTo(dir, img), img);
     });
   });
 }
+
+test('into a target that is no file (an NBD export): the exact bytes, no zero block written, flushed last', async () => {
+  await withDir(async (dir) => {
+    for (const subformat of ['streamOptimized', 'monolithicSparse', 'monolithicFlat'] as const) {
+      const img = await openFile(await makeVmdk(dir, subformat));
+      const target = new MemoryTarget(SIZE);
+      const stats = await decodeVmdk(img, { target, signal: new AbortController().signal });
+      assert.ok(target.bytes.equals(RAW), `${subformat}: decoded bytes equal the raw image`);
+      assert.deepEqual(zeroBlocksWritten(target), [], `${subformat}: holes stay holes`);
+      assert.equal(stats.bytesWritten, target.written.reduce((n, w) => n + w.data.length, 0));
+      assert.ok(stats.bytesWritten < DATA_BYTES + ISLANDS.length * 2 * 4096);
+      assert.deepEqual(target.calls.filter((c) => c.op !== 'write'), [{ op: 'flush' }], `${subformat}: a fresh target is not zeroed, nor closed by the decoder`);
+      assert.equal(target.calls.at(-1)?.op, 'flush', `${subformat}: flushed after the last write`);
+      assert.ok(target.maxInFlight > 1 || target.written.length <= 1, `${subformat}: writes in parallel (${target.maxInFlight} at most)`);
+    }
+  });
+});
+
+/** MessagePorts keeping the process alive: a decode thread with work is one. */
+const busyPorts = (): number => process.getActiveResourcesInfo().filter((r) => r === 'MessagePort').length;
+
+test('a failing target write stops the decode with its error; nothing is left running or written after it', async () => {
+  await withDir(async (dir) => {
+    const img = await openFile(await makeVmdk(dir, 'streamOptimized'));
+    const full = new OneswapError('capacity', 'the pool holding one/one-7 is full', { hint: 'free space in the pool' });
+    const idle = busyPorts();
+    const target = new MemoryTarget(SIZE, { failAt: 2, error: full });
+    await assert.rejects(decodeVmdk(img, { target, signal: new AbortController().signal }), (err) => err === full);
+    assert.equal(target.inFlight, 0, 'no write in flight');
+    assert.equal(busyPorts(), idle, 'no decode thread has work');
+    assert.ok(!target.calls.some((c) => c.op === 'flush'), 'not flushed');
+    const calls = target.calls.length;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(target.calls.length, calls, 'no write after the decode stopped');
+  });
+});
 
 test('ESXi "vmfs" descriptor with a VMFS extent', async () => {
   await withDir(async (dir) => {
@@ -280,7 +331,7 @@ test('refused: COWD, seSparse, vmfsSparse, snapshot deltas, unknown subformats, 
     // qemu-img's own snapshot child: a monolithicSparse file whose embedded descriptor has a parent.
     const baseDisk = await makeVmdk(dir, 'monolithicSparse', 'base.vmdk');
     qemuImg('create', '-f', 'vmdk', '-b', basename(baseDisk), '-F', 'vmdk', join(dir, 'snap.vmdk'));
-    await assert.rejects(openFile(join(dir, 'snap.vmdk')), expectError('data', /snap\.vmdk is a snapshot delta disk \(its parentCID is [0-9a-f]{8}\)/));
+    await assert.rejects(openFile(join(dir, 'snap.vmdk')), expectError('data', /snap\.vmdk is a snapshot delta disk \(its parentCID is [0-9a-f]{1,8}\)/));
     // One extent of a split sparse disk given on its own.
     await makeVmdk(dir, 'twoGbMaxExtentSparse', 'split.vmdk');
     await assert.rejects(openFile(join(dir, 'split-s001.vmdk')), expectError('data', /split-s001\.vmdk looks like one extent of a split/));
@@ -364,11 +415,14 @@ test('damaged sparse files: truncated grain data', async () => {
   });
 });
 
-test('target checks: missing, smaller than the disk', async () => {
+test('target checks: a missing file, a file or target smaller than the disk', async () => {
   await withDir(async (dir) => {
     const img = await openFile(await makeVmdk(dir, 'streamOptimized'));
-    await assert.rejects(decodeVmdk(img, { target: join(dir, 'none.raw'), signal: new AbortController().signal }), expectError('not-found', /none\.raw does not exist/));
+    await assert.rejects(decodeToFile(join(dir, 'none.raw'), img, { signal: new AbortController().signal }), expectError('not-found', /none\.raw does not exist/));
     await assert.rejects(decodeTo(dir, img, { size: SIZE - 512 }), expectError('capacity', /holds \d+ bytes, the disk needs \d+/));
+    const small = new MemoryTarget(SIZE - 512);
+    await assert.rejects(decodeVmdk(img, { target: small, signal: new AbortController().signal }), expectError('capacity', /^memory target holds \d+ bytes, the disk needs \d+$/));
+    assert.deepEqual(small.calls, [], 'refused before anything was written');
   });
 });
 
@@ -385,16 +439,13 @@ test('abort stops a decode promptly with the signal reason', async () => {
     await writeFile(raw, big);
     qemuImg('convert', '-f', 'raw', '-O', 'vmdk', '-o', 'subformat=monolithicSparse', raw, join(dir, 'big.vmdk'));
     const img = await openFile(join(dir, 'big.vmdk'));
-    const target = join(dir, 't.raw');
-    await writeFile(target, '');
-    await truncate(target, img.capacityBytes);
+    const target = await placeholder(join(dir, 't.raw'), img.capacityBytes);
     const ac = new AbortController();
     const reason = new OneswapError('interrupted', 'stopped by the test');
     let seen = 0;
     const started = Date.now();
     await assert.rejects(
-      decodeVmdk(img, {
-        target,
+      decodeToFile(target, img, {
         signal: ac.signal,
         onProgress: (p) => {
           seen = p.bytesRead;
@@ -407,6 +458,6 @@ test('abort stops a decode promptly with the signal reason', async () => {
     assert.ok(Date.now() - started < 5000);
     const pre = new AbortController();
     pre.abort(reason);
-    await assert.rejects(decodeVmdk(img, { target, signal: pre.signal }), (err) => err === reason);
+    await assert.rejects(decodeToFile(target, img, { signal: pre.signal }), (err) => err === reason);
   });
 });

@@ -15,6 +15,7 @@ import { findMember, readTarIndex } from '../../lib/input/tar-index.js';
 import { parseManifest } from '../../lib/input/manifest.js';
 import { openVmdk, type VmdkImage } from '../../lib/input/vmdk-image.js';
 import { decodeVmdk } from '../../lib/input/vmdk-decode.js';
+import { openFileWriter } from '../../lib/output/file-target.js';
 import type { FileDigest } from '../../lib/input/source-file.js';
 
 const KiB = 1024;
@@ -78,7 +79,12 @@ async function decodeInto(img: VmdkImage, target: string, digests?: ReadonlyMap<
   await writeFile(target, '');
   await truncate(target, img.capacityBytes);
   try {
-    await decodeVmdk(img, { target, signal: new AbortController().signal, ...(digests ? { digests } : {}) });
+    const writer = await openFileWriter(target, img.capacityBytes);
+    try {
+      await decodeVmdk(img, { target: writer, signal: new AbortController().signal, ...(digests ? { digests } : {}) });
+    } finally {
+      await writer.close();
+    }
   } finally {
     await rm(target, { force: true });
   }

@@ -9,8 +9,11 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { OneswapError } from '../../lib/errors/index.js';
-import { decodeVmdkStream, type StreamDecodeOptions } from '../../lib/input/vmdk-decode.js';
+import { decodeVmdkStream, type StreamDecodeOptions, type StreamDecodeStats } from '../../lib/input/vmdk-decode.js';
+import type { TargetWriter } from '../../lib/copy/index.js';
 import type { Extent } from '../../lib/extents/index.js';
+import { openFileWriter } from '../../lib/output/file-target.js';
+import { MemoryTarget, zeroBlocksWritten } from '../support/memory-target.js';
 import { withTempDir } from '../support/temp-dir.js';
 
 const KiB = 1024;
@@ -97,8 +100,18 @@ async function target(dir: string, content?: Buffer): Promise<string> {
   return path;
 }
 
-function opts(path: string, extra: Partial<StreamDecodeOptions> = {}): StreamDecodeOptions {
-  return { name: 'disk-0 of VM t1', target: path, capacity: SIZE, areas: [{ start: 0, length: SIZE }], targetIsZero: true, signal: new AbortController().signal, ...extra };
+function opts(target: TargetWriter, extra: Partial<StreamDecodeOptions> = {}): StreamDecodeOptions {
+  return { name: 'disk-0 of VM t1', target, capacity: SIZE, areas: [{ start: 0, length: SIZE }], targetIsZero: true, signal: new AbortController().signal, ...extra };
+}
+
+/** decodeVmdkStream into the raw file `path`, opened and closed around it as the lease reader's callers do. */
+async function streamInto(body: AsyncIterable<Uint8Array>, path: string, extra: Partial<StreamDecodeOptions> = {}): Promise<StreamDecodeStats> {
+  const target = await openFileWriter(path, SIZE);
+  try {
+    return await decodeVmdkStream(body, opts(target, extra));
+  } finally {
+    await target.close();
+  }
 }
 
 /** Bytes of non-zero 4 KiB blocks of `buf` inside `areas` (what the decode must write). */
@@ -132,7 +145,7 @@ test('a whole stream into a fresh target equals the source, holes kept, progress
       if (sizes[0] === 3 && vmdk.length > 4 * MiB) continue;
       const path = await target(dir);
       let last = { bytesDone: 0, bytesPlanned: 0, bytesWritten: 0 };
-      const stats = await decodeVmdkStream(chunked(vmdk, sizes), opts(path, { onProgress: (p) => (last = p) }));
+      const stats = await streamInto(chunked(vmdk, sizes), path, { onProgress: (p) => (last = p) });
       const out = await readFile(path);
       assert.equal(sha256(out), sha256(raw), `chunks of ${sizes.join(',')}`);
       assert.equal(stats.bytesRead, vmdk.length);
@@ -156,7 +169,7 @@ test('a delta into a target holding older data: each planned area equals the new
     fill(before, 2 * MiB, 8192, 21);
     fill(before, 4 * MiB + 20_000 - 3000, 3000, 22);
     const path = await target(dir, before);
-    const stats = await decodeVmdkStream(chunked(await streamVmdk(dir, now)), opts(path, { areas, targetIsZero: false }));
+    const stats = await streamInto(chunked(await streamVmdk(dir, now)), path, { areas, targetIsZero: false });
     const out = await readFile(path);
     const expected = Buffer.from(before);
     for (const a of areas) now.copy(expected, a.start, a.start, a.start + a.length);
@@ -165,8 +178,37 @@ test('a delta into a target holding older data: each planned area equals the new
     assert.equal(stats.bytesPlanned, areas.reduce((s, a) => s + a.length, 0));
     // And with areas covering every change, the target is the new disk.
     const path2 = await target(dir, old);
-    await decodeVmdkStream(chunked(await streamVmdk(dir, now), [65_536 + 17]), opts(path2, { areas, targetIsZero: false }));
+    await streamInto(chunked(await streamVmdk(dir, now), [65_536 + 17]), path2, { areas, targetIsZero: false });
     assert.equal(sha256(await readFile(path2)), sha256(now));
+  });
+});
+
+test('into a target that is no file (an NBD export): planned areas zeroed first, the exact bytes, no zero block written, flushed last', async () => {
+  await withDir(async (dir) => {
+    const old = oldDisk();
+    const now = newDisk(old);
+    const areas = CHANGES.map((c) => c.area);
+    const target = new MemoryTarget(SIZE, { content: old });
+    const stats = await decodeVmdkStream(chunked(await streamVmdk(dir, now)), opts(target, { areas, targetIsZero: false }));
+    assert.equal(sha256(target.bytes), sha256(now));
+    assert.deepEqual(zeroBlocksWritten(target), []);
+    assert.equal(stats.bytesWritten, nonZeroBytes(now, areas));
+    const sorted = [...areas].sort((a, b) => a.start - b.start);
+    assert.deepEqual(target.calls[0], { op: 'zero', areas: sorted }, 'the planned areas are zeroed before anything is written');
+    assert.deepEqual(target.calls.slice(1, -1).map((c) => c.op).filter((op) => op !== 'write'), []);
+    assert.deepEqual(target.calls.at(-1), { op: 'flush' }, 'flushed last, not closed');
+    for (const w of target.written)
+      assert.ok(sorted.some((a) => w.position >= a.start && w.position + w.data.length <= a.start + a.length), `write at ${w.position} inside a planned area`);
+
+    // A fresh target is not zeroed; a failing write stops the decode with its error.
+    const fresh = new MemoryTarget(SIZE);
+    await decodeVmdkStream(chunked(await streamVmdk(dir, old)), opts(fresh));
+    assert.ok(fresh.bytes.equals(old));
+    assert.ok(!fresh.calls.some((c) => c.op === 'zero'));
+    const gone = new OneswapError('connection', 'the NBD server closed the connection');
+    const failing = new MemoryTarget(SIZE, { failAt: 1, error: gone });
+    await assert.rejects(decodeVmdkStream(chunked(await streamVmdk(dir, old)), opts(failing)), (err) => err === gone);
+    assert.equal(failing.inFlight, 0);
   });
 });
 
@@ -178,10 +220,10 @@ test('a stream whose grain directory is at its end (VMware) needs its end-of-str
     const atEnd = Buffer.from(vmdk);
     atEnd.writeBigUInt64LE(0xffffffffffffffffn, 56);
     const path = await target(dir);
-    await decodeVmdkStream(chunked(atEnd), opts(path));
+    await streamInto(chunked(atEnd), path);
     assert.equal(sha256(await readFile(path)), sha256(raw));
     const end = lastGrainEnd(atEnd);
-    await assert.rejects(decodeVmdkStream(chunked(atEnd.subarray(0, end)), opts(await target(dir))), expectData(/^disk-0 of VM t1 is truncated: it ends at byte \d+ after \d+ grains, without its end-of-stream marker/));
+    await assert.rejects(streamInto(chunked(atEnd.subarray(0, end)), await target(dir)), expectData(/^disk-0 of VM t1 is truncated: it ends at byte \d+ after \d+ grains, without its end-of-stream marker/));
   });
 });
 
@@ -212,7 +254,7 @@ test('truncated and damaged streams fail with a one-line data error naming the d
   await withDir(async (dir) => {
     const raw = oldDisk();
     const vmdk = await streamVmdk(dir, raw);
-    const run = async (bytes: Buffer): Promise<unknown> => decodeVmdkStream(chunked(bytes), opts(await target(dir)));
+    const run = async (bytes: Buffer): Promise<unknown> => streamInto(chunked(bytes), await target(dir));
     await assert.rejects(run(vmdk.subarray(0, 300)), expectData(/^disk-0 of VM t1 is truncated: it ends at byte 300, inside its 512-byte header/));
     await assert.rejects(run(Buffer.alloc(0)), expectData(/^disk-0 of VM t1 is truncated/));
     const g = grainMarker(vmdk, 4 * MiB);
@@ -245,7 +287,7 @@ test('the stream\'s own error comes through as it is; the signal stops a stream 
       yield vmdk.subarray(0, 3 * MiB);
       throw cut;
     }
-    await assert.rejects(decodeVmdkStream(failing(), opts(await target(dir))), (err) => err === cut);
+    await assert.rejects(streamInto(failing(), await target(dir)), (err) => err === cut);
     const ac = new AbortController();
     const reason = new OneswapError('interrupted', 'stopped');
     async function* hanging(): AsyncGenerator<Uint8Array> {
@@ -253,6 +295,6 @@ test('the stream\'s own error comes through as it is; the signal stops a stream 
       setTimeout(() => ac.abort(reason), 50);
       await new Promise(() => undefined);
     }
-    await assert.rejects(decodeVmdkStream(hanging(), opts(await target(dir), { signal: ac.signal })), (err) => err === reason);
+    await assert.rejects(streamInto(hanging(), await target(dir), { signal: ac.signal }), (err) => err === reason);
   });
 });
