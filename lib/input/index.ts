@@ -5,7 +5,7 @@
 // (disk-reader.ts), one selector (reader-select.ts), one module per reader: reader-folder.ts (the
 // datastore's /folder for a powered-off VM's flat files), reader-lease.ts (an NFC export lease:
 // ExportVm/ExportSnapshot, each disk one streamOptimized stream decoded on the fly into the planned
-// areas), reader-nbdkit.ts (VDDK or nbdkit's nfc plugin over NBD, nbdkit.ts and nbd-client.ts);
+// areas), reader-nbdkit.ts (VDDK or nbdkit's nfc plugin over NBD, nbdkit.ts and lib/nbd);
 // and files (file-vm.ts): an OVA read in place (tar-index.ts, never unpacked), an OVF folder, or
 // bare VMDKs, whose layout vmdk-image.ts reads from their metadata and whose
 // bytes vmdk-decode.ts moves into the raw target (one sequential pass, grains inflated by worker

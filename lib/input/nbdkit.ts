@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { OneswapError, type ErrorKind } from '../errors/index.js';
 import { formatThumbprint, parseThumbprint } from '../vsphere/thumbprint.js';
-import { NbdClient, NbdError } from './nbd-client.js';
+import { NbdClient, NbdError } from '../nbd/index.js';
 
 export type NbdkitPlugin = 'vddk' | 'nfc';
 

@@ -1,5 +1,5 @@
 // The vddk and nfc readers: a VMware disk served by nbdkit (nbdkit.ts) and read over NBD
-// (nbd-client.ts) as a RangeReading. A range the copy engine asks for is read in pieces of a few
+// (lib/nbd) as a RangeReading. A range the copy engine asks for is read in pieces of a few
 // MiB from a small pool of connections, a couple of pieces ahead, so memory stays
 // streams x (ahead + 1) x piece whatever the range. A failed or dropped read fails the range with
 // a retryable error (the engine retries it from where it got); the next piece reconnects.
@@ -8,7 +8,7 @@ import type { RangeSource } from '../copy/index.js';
 import { OneswapError } from '../errors/index.js';
 import { type Extent, normalizeExtents } from '../extents/index.js';
 import type { RangeReading } from './disk-reader.js';
-import { NbdError, type NbdClient } from './nbd-client.js';
+import { NbdError, type NbdClient } from '../nbd/index.js';
 import { startNbdkit, type NbdkitDisk, type NbdkitServer } from './nbdkit.js';
 
 export interface NbdkitReaderOptions {

@@ -1,5 +1,6 @@
-// Real nbdkit servers (memory, file, data plugins) on a private Unix socket, for the NBD client
-// and reader tests. Each call starts its own nbdkit; stop() ends only that process.
+// Real NBD servers on a private Unix socket, for the NBD client and reader tests: nbdkit (memory,
+// file, data plugins, the error filter) and qemu-nbd (raw and qcow2 files, persistent so a probe
+// connection does not end it). Each call starts its own server; stop() ends only that process.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -16,10 +17,20 @@ export interface NbdServer {
 }
 
 /** `nbdkit --unix SOCK -f <args>`; resolves once the socket accepts connections. */
-export async function startNbdkit(args: readonly string[]): Promise<NbdServer> {
+export function startNbdkit(args: readonly string[]): Promise<NbdServer> {
+  return startServer('nbdkit', (socket) => ['--unix', socket, '-f', ...args]);
+}
+
+/** `qemu-nbd --socket SOCK --persistent <args>`; resolves once the socket accepts connections. */
+export function startQemuNbd(args: readonly string[]): Promise<NbdServer> {
+  return startServer('qemu-nbd', (socket) => [`--socket=${socket}`, '--persistent', ...args]);
+}
+
+async function startServer(program: string, argv: (socket: string) => string[]): Promise<NbdServer> {
   const dir = await mkdtemp(join(tmpdir(), 'oneswap-nbdtest-'));
   const socket = join(dir, 'nbd.sock');
-  const child = spawn('nbdkit', ['--unix', socket, '-f', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const args = argv(socket);
+  const child = spawn(program, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -39,5 +50,5 @@ export async function startNbdkit(args: readonly string[]): Promise<NbdServer> {
     await sleep(25);
   }
   await stop();
-  throw new Error(`nbdkit ${args.join(' ')} did not start: ${err}`);
+  throw new Error(`${program} ${args.join(' ')} did not start: ${err}`);
 }

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { NbdClient, NbdError } from '../../lib/input/nbd-client.js';
+import { NbdClient, NbdError } from '../../lib/nbd/index.js';
 import { startNbdkit } from '../support/nbd-server.js';
 
 const MiB = 1024 * 1024;

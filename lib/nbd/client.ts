@@ -1,23 +1,49 @@
 // A small NBD client (docs/proto.md of the NBD project) over a Unix socket, enough to read a disk
-// that nbdkit serves: fixed newstyle handshake with structured replies and the "base:allocation"
-// meta context, then READ, BLOCK_STATUS and DISC. Many requests may be in flight on one
-// connection; replies are matched by cookie. A read is delivered into one buffer of its own size,
-// so memory is bounded by what the caller asks for at once (keep requests to a few MiB).
+// that nbdkit serves and to write an image that qemu-nbd serves: the fixed newstyle handshake
+// (handshake.ts) with structured replies and the "base:allocation" meta context, then READ,
+// BLOCK_STATUS, WRITE, WRITE_ZEROES, TRIM, FLUSH and DISC. Many requests may be in flight on one
+// connection; replies are matched by cookie. A read is delivered into one buffer of its own size
+// and a write is sent from the caller's buffer without a copy, so memory is bounded by what the
+// caller has in flight (keep requests to a few MiB).
 //
-// No dependency (libnbd has no Node binding) and no TLS: the server is a local nbdkit we started.
+// No dependency (libnbd has no Node binding) and no TLS: the server is one we started, on a
+// socket in a private directory.
 
 import { connect as netConnect, type Socket } from 'node:net';
-
-/** An error the NBD server reported, or a broken conversation. */
-export class NbdError extends Error {
-  /** Errno name for server errors ("EIO"), "ECONNRESET" when the connection went away, "EPROTO" for a broken reply. */
-  readonly code: string;
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'NbdError';
-    this.code = code;
-  }
-}
+import { ByteQueue } from './byte-queue.js';
+import { Handshake, type Negotiated } from './handshake.js';
+import {
+  CMD_BLOCK_STATUS,
+  CMD_DISC,
+  CMD_FLAG_FAST_ZERO,
+  CMD_FLAG_FUA,
+  CMD_FLAG_NO_HOLE,
+  CMD_FLUSH,
+  CMD_READ,
+  CMD_TRIM,
+  CMD_WRITE,
+  CMD_WRITE_ZEROES,
+  NbdError,
+  REPLY_BLOCK_STATUS,
+  REPLY_ERROR_BIT,
+  REPLY_FLAG_DONE,
+  REPLY_NONE,
+  REPLY_OFFSET_DATA,
+  REPLY_OFFSET_HOLE,
+  REQUEST_MAGIC,
+  SIMPLE_REPLY_MAGIC,
+  STATE_HOLE,
+  STATE_ZERO,
+  STRUCTURED_REPLY_MAGIC,
+  TFLAG_CAN_MULTI_CONN,
+  TFLAG_READ_ONLY,
+  TFLAG_SEND_FAST_ZERO,
+  TFLAG_SEND_FLUSH,
+  TFLAG_SEND_FUA,
+  TFLAG_SEND_TRIM,
+  TFLAG_SEND_WRITE_ZEROES,
+  serverError,
+} from './protocol.js';
 
 /** One run of the base:allocation map. */
 export interface NbdExtent {
@@ -34,121 +60,30 @@ export interface NbdConnectOptions {
   readonly signal?: AbortSignal;
 }
 
-// Magic numbers and constants, as named in proto.md.
-const NBDMAGIC = 0x4e42444d41474943n;
-const IHAVEOPT = 0x49484156454f5054n;
-const OPT_REPLY_MAGIC = 0x3e889045565a9n;
-const REQUEST_MAGIC = 0x25609513;
-const SIMPLE_REPLY_MAGIC = 0x67446698;
-const STRUCTURED_REPLY_MAGIC = 0x668e33ef;
-
-const FLAG_FIXED_NEWSTYLE = 1;
-const FLAG_NO_ZEROES = 2;
-
-const OPT_GO = 7;
-const OPT_STRUCTURED_REPLY = 8;
-const OPT_SET_META_CONTEXT = 10;
-const REP_ACK = 1;
-const REP_INFO = 3;
-const REP_META_CONTEXT = 4;
-const INFO_EXPORT = 0;
-const INFO_BLOCK_SIZE = 3;
-
-const TFLAG_READ_ONLY = 1 << 1;
-const TFLAG_CAN_MULTI_CONN = 1 << 8;
-
-const CMD_READ = 0;
-const CMD_DISC = 2;
-const CMD_BLOCK_STATUS = 7;
-
-const REPLY_FLAG_DONE = 1;
-const REPLY_NONE = 0;
-const REPLY_OFFSET_DATA = 1;
-const REPLY_OFFSET_HOLE = 2;
-const REPLY_BLOCK_STATUS = 5;
-const REPLY_ERROR_BIT = 1 << 15;
-
-const STATE_HOLE = 1;
-const STATE_ZERO = 2;
-
-const ALLOCATION_CONTEXT = 'base:allocation';
-
-const OPTION_ERRORS: Record<number, string> = {
-  1: 'the option is not supported (NBD_REP_ERR_UNSUP)',
-  2: 'refused by server policy (NBD_REP_ERR_POLICY)',
-  3: 'invalid option (NBD_REP_ERR_INVALID)',
-  4: 'not supported on this platform (NBD_REP_ERR_PLATFORM)',
-  5: 'TLS required (NBD_REP_ERR_TLS_REQD)',
-  6: 'the export is not available (NBD_REP_ERR_UNKNOWN)',
-  7: 'the server is shutting down (NBD_REP_ERR_SHUTDOWN)',
-  8: 'block size negotiation required (NBD_REP_ERR_BLOCK_SIZE_REQD)',
-  9: 'request too big (NBD_REP_ERR_TOO_BIG)',
-};
-
-const SERVER_ERRORS: Record<number, [string, string]> = {
-  1: ['EPERM', 'operation not permitted'],
-  5: ['EIO', 'input/output error'],
-  12: ['ENOMEM', 'out of memory'],
-  22: ['EINVAL', 'invalid argument'],
-  28: ['ENOSPC', 'no space left'],
-  75: ['EOVERFLOW', 'value too large'],
-  95: ['ENOTSUP', 'operation not supported'],
-  108: ['ESHUTDOWN', 'the server is shutting down'],
-};
-
-/** The server's error code as an NbdError, with its message when it sent one. */
-function serverError(errno: number, what: string, message?: string): NbdError {
-  const [code, text] = SERVER_ERRORS[errno] ?? [`E${errno}`, `error ${errno}`];
-  return new NbdError(code, `${what}: ${message ? `${message} (${text})` : text}`);
+export interface NbdZeroOptions {
+  /**
+   * NBD_CMD_FLAG_NO_HOLE: the area must stay allocated (written zeros). Without it the server may
+   * deallocate (punch a hole, discard), which is what a sparse target wants.
+   */
+  readonly noHole?: boolean;
+  /** NBD_CMD_FLAG_FAST_ZERO: fail with ENOTSUP rather than zero slowly (only where canFastZero). */
+  readonly fast?: boolean;
+  /** NBD_CMD_FLAG_FUA: on stable storage when the reply comes (only where canFua). */
+  readonly fua?: boolean;
 }
 
-/** Bytes received and not yet consumed. Chunks stay as they came; only small headers are joined. */
-class ByteQueue {
-  private chunks: Buffer[] = [];
-  private head = 0; // consumed bytes of chunks[0]
-  available = 0;
-
-  push(chunk: Buffer): void {
-    this.chunks.push(chunk);
-    this.available += chunk.length;
-  }
-
-  /** Removes and returns n bytes (n <= available). */
-  take(n: number): Buffer {
-    const first = this.chunks[0]!;
-    if (first.length - this.head >= n) {
-      const out = first.subarray(this.head, this.head + n);
-      this.skip(n);
-      return out;
-    }
-    const out = Buffer.allocUnsafe(n);
-    this.copyTo(out, 0, n);
-    return out;
-  }
-
-  /** Moves n bytes (n <= available) into target at pos. */
-  copyTo(target: Buffer | undefined, pos: number, n: number): void {
-    while (n > 0) {
-      const first = this.chunks[0]!;
-      const k = Math.min(n, first.length - this.head);
-      if (target) first.copy(target, pos, this.head, this.head + k);
-      this.skip(k);
-      pos += k;
-      n -= k;
-    }
-  }
-
-  private skip(n: number): void {
-    this.available -= n;
-    this.head += n;
-    while (this.chunks.length > 0 && this.head >= this.chunks[0]!.length) {
-      this.head -= this.chunks[0]!.length;
-      this.chunks.shift();
-    }
-  }
-}
+type Command = 'read' | 'block status' | 'write' | 'write zeroes' | 'trim' | 'flush';
+const COMMANDS: Record<number, Command> = {
+  [CMD_READ]: 'read',
+  [CMD_BLOCK_STATUS]: 'block status',
+  [CMD_WRITE]: 'write',
+  [CMD_WRITE_ZEROES]: 'write zeroes',
+  [CMD_TRIM]: 'trim',
+  [CMD_FLUSH]: 'flush',
+};
 
 interface Pending {
+  readonly command: Command;
   readonly offset: number;
   readonly length: number;
   /** READ: the buffer being filled; holes are zeroed as they are reported. */
@@ -156,7 +91,7 @@ interface Pending {
   covered: number;
   readonly extents?: NbdExtent[];
   error?: NbdError;
-  readonly resolve: (value: Buffer | NbdExtent[]) => void;
+  readonly resolve: (value: Buffer | NbdExtent[] | undefined) => void;
   readonly reject: (err: unknown) => void;
   /** The caller gave up (abort): the reply is still consumed, its result dropped. */
   abandoned: boolean;
@@ -182,6 +117,20 @@ export class NbdClient {
   readonly hasBlockStatus: boolean;
   /** Largest request the server accepts (NBD_INFO_BLOCK_SIZE), 32 MiB when it does not say. */
   readonly maxRequest: number;
+  /** Requests should be multiples of this (the server may refuse others) ... */
+  readonly minBlock: number;
+  /** ... and preferably of this (smaller or unaligned ones may cost a read-modify-write). */
+  readonly preferredBlock: number;
+  /** The export takes NBD_CMD_FLUSH. */
+  readonly canFlush: boolean;
+  /** The export takes NBD_CMD_FLAG_FUA on writes. */
+  readonly canFua: boolean;
+  /** The export takes NBD_CMD_TRIM (a trimmed area need not read back as zeros). */
+  readonly canTrim: boolean;
+  /** The export takes NBD_CMD_WRITE_ZEROES. */
+  readonly canWriteZeroes: boolean;
+  /** The export takes NBD_CMD_FLAG_FAST_ZERO. */
+  readonly canFastZero: boolean;
 
   private readonly contextId: number | undefined;
   private readonly pending = new Map<number, Pending>();
@@ -193,7 +142,7 @@ export class NbdClient {
   private constructor(
     private readonly socket: Socket,
     private readonly queue: ByteQueue,
-    info: { size: number; flags: number; contextId: number | undefined; maxRequest: number },
+    info: Negotiated,
   ) {
     this.size = info.size;
     this.readOnly = (info.flags & TFLAG_READ_ONLY) !== 0;
@@ -201,6 +150,14 @@ export class NbdClient {
     this.hasBlockStatus = info.contextId !== undefined;
     this.contextId = info.contextId;
     this.maxRequest = info.maxRequest;
+    this.minBlock = info.minBlock;
+    this.preferredBlock = info.preferredBlock;
+    const writable = !this.readOnly;
+    this.canFlush = writable && (info.flags & TFLAG_SEND_FLUSH) !== 0;
+    this.canFua = writable && (info.flags & TFLAG_SEND_FUA) !== 0;
+    this.canTrim = writable && (info.flags & TFLAG_SEND_TRIM) !== 0;
+    this.canWriteZeroes = writable && (info.flags & TFLAG_SEND_WRITE_ZEROES) !== 0;
+    this.canFastZero = this.canWriteZeroes && (info.flags & TFLAG_SEND_FAST_ZERO) !== 0;
     this.ended = new Promise((resolve) => socket.once('close', () => resolve()));
     const parse = (): void => {
       try {
@@ -248,6 +205,43 @@ export class NbdClient {
   }
 
   /**
+   * Writes all of `data` at `offset` (at most maxRequest bytes). `data` is sent as it is, without
+   * a copy: it must not change until the promise settles. There is no abort: once sent, a write
+   * is only over when the server answers, and the caller's buffer is in use until then.
+   */
+  write(offset: number, data: Uint8Array, options: { readonly fua?: boolean } = {}): Promise<void> {
+    if (data.length === 0) return Promise.resolve();
+    const refused = this.refuse('write', true) ?? this.tooLong('write', data.length);
+    if (refused) return Promise.reject(refused);
+    return this.request(CMD_WRITE, options.fua && this.canFua ? CMD_FLAG_FUA : 0, offset, data.length, undefined, undefined, data) as Promise<void>;
+  }
+
+  /** Makes [offset, offset + length) read as zeros; see NbdZeroOptions for holes. */
+  writeZeroes(offset: number, length: number, options: NbdZeroOptions = {}): Promise<void> {
+    if (length === 0) return Promise.resolve();
+    const refused = this.refuse('write zeroes', this.canWriteZeroes) ?? this.tooLong('write zeroes', length, 0xffffffff);
+    if (refused) return Promise.reject(refused);
+    if (options.fast && !this.canFastZero) return Promise.reject(new NbdError('ENOTSUP', 'the NBD server offers no fast zeroing'));
+    const flags = (options.noHole ? CMD_FLAG_NO_HOLE : 0) | (options.fast ? CMD_FLAG_FAST_ZERO : 0) | (options.fua && this.canFua ? CMD_FLAG_FUA : 0);
+    return this.request(CMD_WRITE_ZEROES, flags, offset, length, undefined) as Promise<void>;
+  }
+
+  /** Tells the server the area's contents are no longer needed; it need not read back as zeros. */
+  trim(offset: number, length: number): Promise<void> {
+    if (length === 0) return Promise.resolve();
+    const refused = this.refuse('trim', this.canTrim) ?? this.tooLong('trim', length, 0xffffffff);
+    if (refused) return Promise.reject(refused);
+    return this.request(CMD_TRIM, 0, offset, length, undefined) as Promise<void>;
+  }
+
+  /** Every write this connection has had answered is on stable storage when this resolves. */
+  flush(): Promise<void> {
+    const refused = this.refuse('flush', this.canFlush);
+    if (refused) return Promise.reject(refused);
+    return this.request(CMD_FLUSH, 0, 0, 0, undefined) as Promise<void>;
+  }
+
+  /**
    * The allocation map of [offset, offset + length) as the server reports it; it may cover less
    * than asked (a server answers with what it knows cheaply): callers continue from the end.
    */
@@ -285,7 +279,26 @@ export class NbdClient {
     return this.failure;
   }
 
-  private request(type: number, flags: number, offset: number, length: number, signal: AbortSignal | undefined, buffer?: Buffer): Promise<Buffer | NbdExtent[]> {
+  /** Why a command cannot be sent on this export, if it cannot. */
+  private refuse(command: Command, offered: boolean): NbdError | undefined {
+    if (this.readOnly) return new NbdError('EPERM', `NBD ${command}: the export is read-only`);
+    if (!offered) return new NbdError('ENOTSUP', `NBD ${command}: the server does not offer it for this export`);
+    return undefined;
+  }
+
+  private tooLong(command: Command, length: number, max = this.maxRequest): NbdError | undefined {
+    return length > max ? new NbdError('EINVAL', `NBD ${command} of ${length} bytes: longer than the ${max} bytes a request may have`) : undefined;
+  }
+
+  private request(
+    type: number,
+    flags: number,
+    offset: number,
+    length: number,
+    signal: AbortSignal | undefined,
+    buffer?: Buffer,
+    payload?: Uint8Array,
+  ): Promise<Buffer | NbdExtent[] | undefined> {
     if (this.failure) return Promise.reject(this.failure);
     if (signal?.aborted) return Promise.reject(signal.reason);
     if (offset < 0 || length < 0 || offset + length > this.size) {
@@ -304,6 +317,7 @@ export class NbdClient {
         settle();
       };
       const p: Pending = {
+        command: COMMANDS[type]!,
         offset,
         length,
         buffer,
@@ -322,7 +336,14 @@ export class NbdClient {
       };
       signal?.addEventListener('abort', onAbort, { once: true });
       this.pending.set(handle, p);
-      this.socket.write(this.header(type, flags, handle, offset, length));
+      const header = this.header(type, flags, handle, offset, length);
+      if (payload) {
+        // One segment on the wire for the header and its data; the data is not copied.
+        this.socket.cork();
+        this.socket.write(header);
+        this.socket.write(payload);
+        this.socket.uncork();
+      } else this.socket.write(header);
     });
   }
 
@@ -365,6 +386,11 @@ export class NbdClient {
           } else if (p.buffer) {
             // A simple reply to READ carries all the data, no hole information.
             this.state = { step: 'data', pending: p, pos: 0, remaining: p.length, done: true, handle };
+          } else if (!p.extents) {
+            // Commands without reply data may be answered simply, structured replies or not.
+            this.pending.delete(handle);
+            p.resolve(undefined);
+            this.state = { step: 'magic' };
           } else {
             this.pending.delete(handle);
             p.reject(new NbdError('EPROTO', `${this.describe(p)}: the server gave a simple reply where structured replies were negotiated`));
@@ -463,12 +489,15 @@ export class NbdClient {
       if (p.covered !== p.length) return p.reject(new NbdError('EPROTO', `${this.describe(p)}: the server sent ${p.covered} of ${p.length} bytes`));
       return p.resolve(p.buffer);
     }
-    if (p.extents && p.extents.length === 0) return p.reject(new NbdError('EPROTO', `${this.describe(p)}: no block status in the reply`));
-    p.resolve(p.extents ?? []);
+    if (p.extents) {
+      if (p.extents.length === 0) return p.reject(new NbdError('EPROTO', `${this.describe(p)}: no block status in the reply`));
+      return p.resolve(p.extents);
+    }
+    p.resolve(undefined);
   }
 
   private describe(p: Pending): string {
-    return `${p.buffer ? 'NBD read' : 'NBD block status'} of [${p.offset}, ${p.offset + p.length})`;
+    return p.command === 'flush' ? 'NBD flush' : `NBD ${p.command} of [${p.offset}, ${p.offset + p.length})`;
   }
 
   private fail(err: NbdError): void {
@@ -479,124 +508,3 @@ export class NbdClient {
   }
 }
 
-/** The option haggling before transmission, read with awaits (it is short and sequential). */
-class Handshake {
-  private wake: (() => void) | undefined;
-  private error: Error | undefined;
-  private readonly onData = (chunk: Buffer): void => {
-    this.queue.push(chunk);
-    this.wake?.();
-  };
-  private readonly onError = (err: Error): void => {
-    this.error ??= new NbdError('ECONNRESET', `cannot talk to the NBD server: ${err.message}`, { cause: err });
-    this.wake?.();
-  };
-  private readonly onClose = (): void => {
-    this.error ??= new NbdError('ECONNRESET', 'the NBD server closed the connection during the handshake');
-    this.wake?.();
-  };
-
-  constructor(
-    private readonly socket: Socket,
-    private readonly queue: ByteQueue,
-  ) {
-    socket.on('data', this.onData);
-    socket.on('error', this.onError);
-    socket.on('close', this.onClose);
-  }
-
-  detach(): void {
-    this.socket.off('data', this.onData);
-    this.socket.off('error', this.onError);
-    this.socket.off('close', this.onClose);
-  }
-
-  private async need(n: number): Promise<Buffer> {
-    while (this.queue.available < n) {
-      if (this.error) throw this.error;
-      await new Promise<void>((resolve) => (this.wake = resolve));
-      this.wake = undefined;
-    }
-    return Buffer.from(this.queue.take(n));
-  }
-
-  async run(exportName: string): Promise<{ size: number; flags: number; contextId: number | undefined; maxRequest: number }> {
-    const greeting = await this.need(18);
-    if (greeting.readBigUInt64BE(0) !== NBDMAGIC) throw new NbdError('EPROTO', 'not an NBD server (no NBDMAGIC)');
-    if (greeting.readBigUInt64BE(8) !== IHAVEOPT) throw new NbdError('EPROTO', 'the NBD server does not speak the newstyle handshake');
-    const serverFlags = greeting.readUInt16BE(16);
-    if ((serverFlags & FLAG_FIXED_NEWSTYLE) === 0) throw new NbdError('EPROTO', 'the NBD server does not speak the fixed newstyle handshake');
-    const clientFlags = Buffer.alloc(4);
-    clientFlags.writeUInt32BE(FLAG_FIXED_NEWSTYLE | (serverFlags & FLAG_NO_ZEROES));
-    this.socket.write(clientFlags);
-
-    const structured = await this.option(OPT_STRUCTURED_REPLY, Buffer.alloc(0));
-    if (!structured.ok) throw new NbdError('ENOTSUP', `the NBD server refused structured replies: ${structured.error}`);
-
-    const name = Buffer.from(exportName, 'utf8');
-    let contextId: number | undefined;
-    const ctx = Buffer.from(ALLOCATION_CONTEXT, 'utf8');
-    const meta = Buffer.alloc(4 + name.length + 4 + 4 + ctx.length);
-    meta.writeUInt32BE(name.length, 0);
-    name.copy(meta, 4);
-    meta.writeUInt32BE(1, 4 + name.length);
-    meta.writeUInt32BE(ctx.length, 8 + name.length);
-    ctx.copy(meta, 12 + name.length);
-    // A server without block status still serves reads: the caller then plans the whole disk.
-    const metaReply = await this.option(OPT_SET_META_CONTEXT, meta, (type, data) => {
-      if (type === REP_META_CONTEXT && data.subarray(4).toString('utf8') === ALLOCATION_CONTEXT) contextId = data.readUInt32BE(0);
-    });
-    if (!metaReply.ok) contextId = undefined;
-
-    const go = Buffer.alloc(4 + name.length + 2 + 2);
-    go.writeUInt32BE(name.length, 0);
-    name.copy(go, 4);
-    go.writeUInt16BE(1, 4 + name.length);
-    go.writeUInt16BE(INFO_BLOCK_SIZE, 6 + name.length);
-    let size: number | undefined;
-    let flags = 0;
-    let maxRequest = 32 * 1024 * 1024;
-    const goReply = await this.option(OPT_GO, go, (type, data) => {
-      if (type !== REP_INFO || data.length < 2) return;
-      const info = data.readUInt16BE(0);
-      if (info === INFO_EXPORT && data.length >= 12) {
-        size = Number(data.readBigUInt64BE(2));
-        flags = data.readUInt16BE(10);
-      } else if (info === INFO_BLOCK_SIZE && data.length >= 14) {
-        maxRequest = Math.min(maxRequest, data.readUInt32BE(10));
-      }
-    });
-    if (!goReply.ok) throw new NbdError('ENOENT', `the NBD server could not open the export: ${goReply.error}`);
-    if (size === undefined) throw new NbdError('EPROTO', 'the NBD server did not say the export size');
-    return { size, flags, contextId, maxRequest };
-  }
-
-  /** Sends one option and reads its replies up to ACK or an error reply. */
-  private async option(
-    option: number,
-    data: Buffer,
-    onReply?: (type: number, data: Buffer) => void,
-  ): Promise<{ ok: true } | { ok: false; error: string }> {
-    const head = Buffer.alloc(16);
-    head.writeBigUInt64BE(IHAVEOPT, 0);
-    head.writeUInt32BE(option, 8);
-    head.writeUInt32BE(data.length, 12);
-    this.socket.write(Buffer.concat([head, data]));
-    for (;;) {
-      const h = await this.need(20);
-      if (h.readBigUInt64BE(0) !== OPT_REPLY_MAGIC) throw new NbdError('EPROTO', 'broken option reply from the NBD server');
-      if (h.readUInt32BE(8) !== option) throw new NbdError('EPROTO', 'the NBD server answered another option');
-      const type = h.readUInt32BE(12);
-      const length = h.readUInt32BE(16);
-      if (length > 1024 * 1024) throw new NbdError('EPROTO', 'oversized option reply from the NBD server');
-      const payload = length > 0 ? await this.need(length) : Buffer.alloc(0);
-      if (type === REP_ACK) return { ok: true };
-      if (type >= 0x80000000) {
-        const base = OPTION_ERRORS[type - 0x80000000] ?? `error reply ${type - 0x80000000}`;
-        const text = payload.toString('utf8').trim();
-        return { ok: false, error: text ? `${text} (${base})` : base };
-      }
-      onReply?.(type, payload);
-    }
-  }
-}
