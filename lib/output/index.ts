@@ -3,7 +3,8 @@
 // VM template from the neutral VM description, and removes what a failed run created.
 // Or a local directory (directory-target.ts): raw disk files, image and VM templates, a summary.
 // Where an image's bytes live (image-target.ts): one ImageTarget per kind of storage, which the
-// copy, the warm rounds and the conversion all go through; the raw file's is file-target.ts.
+// copy, the warm rounds and the conversion all go through; the raw file's is file-target.ts, a
+// qcow2 file's qcow2-target.ts, written through qemu-nbd (qemu-nbd.ts, nbd-target.ts).
 
 export {
   checkImageDatastore,
@@ -50,3 +51,4 @@ export {
 } from './directory-target.js';
 export { fileTarget, writingInto, type ImageTarget } from './image-target.js';
 export { openFileWriter, clearFile } from './file-target.js';
+export { openQcow2Writer, qcow2Allocated, qcow2Image, type Qcow2WriterOptions } from './qcow2-target.js';

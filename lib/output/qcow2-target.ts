@@ -1,0 +1,104 @@
+// A qcow2 image file (a placeholder a qcow2 datastore created, `qemu-img create -f qcow2`) as a
+// copy target: written through qemu-nbd, so the file stays a valid qcow2 of the same virtual size
+// with clusters allocated only where data was written; zeroed areas become zero clusters with
+// their space freed. Also what a caller needs around it: whether the file already holds data, and
+// how qemu opens it as a conversion overlay's backing file.
+
+import { OneswapError } from '../errors/index.js';
+import type { TargetWriter } from '../copy/index.js';
+import type { QemuImage } from '../convert/index.js';
+import { NbdError } from '../nbd/index.js';
+import { nbdWriter } from './nbd-target.js';
+import { QemuNbdStartError, qemuNbdReason, startQemuNbd, type QemuNbd, type QemuNbdImage } from './qemu-nbd.js';
+import { qemuImg } from './qemu-img.js';
+
+export interface Qcow2WriterOptions {
+  /** NBD connections (default 4, the copy engine's streams). */
+  readonly connections?: number;
+  readonly signal?: AbortSignal;
+  /** qemu's cache and aio modes; the defaults are the measured best (see `QCOW2_IO`). */
+  readonly io?: Pick<QemuNbdImage, 'cache' | 'aio'>;
+}
+
+/**
+ * O_DIRECT with qemu's thread pool. Measured on ext4 (1 GiB, 25 % data, 1 MiB writes over 4
+ * connections, six runs each): none+threads 0.57–1.6 s, none+io_uring 0.56–1.4 s, writeback
+ * 0.77–2.4 s (the final flush of the page cache varies most), none+native 0.79–1.7 s. Without
+ * the page cache the copy does not push the host's other files out of memory for data nobody
+ * reads again, and the flush at the end has little left to do.
+ */
+const QCOW2_IO: Pick<QemuNbdImage, 'cache' | 'aio'> = { cache: 'none', aio: 'threads' };
+/** For a file system that refuses O_DIRECT. */
+const QCOW2_IO_CACHED: Pick<QemuNbdImage, 'cache' | 'aio'> = { cache: 'writeback', aio: 'threads' };
+
+/**
+ * Opens the qcow2 file `path` for writing a disk of `size` bytes. The file must exist and be a
+ * qcow2 image of at least that virtual size; it is not resized.
+ */
+export async function openQcow2Writer(path: string, size: number, options: Qcow2WriterOptions = {}): Promise<TargetWriter> {
+  const start = (io: Pick<QemuNbdImage, 'cache' | 'aio'>): Promise<QemuNbd> =>
+    startQemuNbd({ filename: path, format: 'qcow2', ...io }, { connections: options.connections ?? 4, signal: options.signal });
+  let server: QemuNbd;
+  try {
+    try {
+      server = await start(options.io ?? QCOW2_IO);
+    } catch (err) {
+      if (options.io || !(err instanceof QemuNbdStartError && /O_DIRECT/.test(err.reason))) throw err;
+      server = await start(QCOW2_IO_CACHED);
+    }
+  } catch (err) {
+    throw openError(err, path);
+  }
+  const virtual = server.connections[0]!.size;
+  if (virtual < size) {
+    await server.stop();
+    throw new OneswapError('capacity', `the qcow2 image ${path} has a virtual size of ${virtual} bytes, the disk needs ${size}`);
+  }
+  return nbdWriter({ server, name: path, size, explain: (err, s) => writeError(err, s, path) });
+}
+
+/**
+ * Bytes of the qcow2 file's virtual disk that hold data (allocated clusters, also a backing
+ * file's): 0 for a fresh placeholder. A caller refuses to write into an image that is not empty.
+ * Fails when another process has the image open for writing.
+ */
+export async function qcow2Allocated(path: string, signal?: AbortSignal): Promise<number> {
+  const out = await qemuImg(['map', '--output=json', '-f', 'qcow2', path], { signal, explain: (reason) => openError(new QemuNbdStartError(reason, ''), path) });
+  const map = JSON.parse(out) as Array<{ length: number; data: boolean }>;
+  return map.reduce((sum, e) => (e.data ? sum + e.length : sum), 0);
+}
+
+/** How qemu opens the qcow2 file as the backing file of a conversion overlay. */
+export function qcow2Image(path: string): QemuImage {
+  return { filename: path, format: 'qcow2' };
+}
+
+function openError(err: unknown, path: string): unknown {
+  if (!(err instanceof QemuNbdStartError)) return err;
+  const reason = err.reason;
+  if (/No such file or directory/.test(reason)) return new OneswapError('not-found', `target image file ${path} does not exist`, { cause: err });
+  if (/Permission denied|Operation not permitted|Read-only file system/.test(reason))
+    return new OneswapError('auth', `cannot write the image file ${path}: ${reason.replace(/^.*: /, '')}`, {
+      hint: 'run oneswap as the OpenNebula user (oneadmin) or as root',
+      cause: err,
+    });
+  if (/write" lock|another process/.test(reason))
+    return new OneswapError('conflict', `the image file ${path} is in use by another process`, { hint: 'stop the VM or program that has it open', cause: err });
+  if (/not in qcow2 format/.test(reason)) return new OneswapError('data', `the image file ${path} is not a qcow2 image`, { cause: err });
+  return new OneswapError('internal', `qemu cannot open the qcow2 image ${path}: ${reason}`, { cause: err });
+}
+
+function writeError(err: unknown, server: QemuNbd, path: string): OneswapError {
+  if (err instanceof OneswapError) return err;
+  const code = err instanceof NbdError ? err.code : undefined;
+  if (code === 'ENOSPC' || code === 'EDQUOT' || code === 'EFBIG')
+    return new OneswapError('capacity', `the file system holding ${path} is full`, {
+      hint: 'free space in the image datastore, then run the same command again to resume',
+      cause: err,
+    });
+  if (code === 'ECONNRESET' && server.exit) {
+    const why = qemuNbdReason(server.stderr()) ?? `exit ${server.exit.signal ?? server.exit.code}`;
+    return new OneswapError('internal', `qemu-nbd serving ${path} stopped: ${why}`, { cause: err });
+  }
+  return new OneswapError('internal', `writing ${path} failed: ${(err as Error).message}`, { cause: err });
+}

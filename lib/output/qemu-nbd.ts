@@ -1,0 +1,221 @@
+// qemu-nbd serving one image (a qcow2 file, an RBD image) for writing, on a Unix socket in a
+// private 0700 directory, with the NBD connections oneswap writes through. qemu does the image
+// format and the storage's protocol; we only speak NBD to it.
+//
+// qemu-nbd ends with us, whatever happens to us:
+// - not --persistent: it exits by itself once the last of our connections is gone, which the
+//   kernel sees to when our process dies, even by SIGKILL;
+// - before the first connection is accepted (qemu opens the image only after it listens, which
+//   takes a while with Ceph) that does not hold, so it runs under `setpriv --pdeathsig SIGTERM`:
+//   the kernel signals it when we die. No --fork: a forked server would lose that signal and not
+//   be ours to wait for;
+// - its own session (detached): a Ctrl-C at the terminal reaches only us, and we close it after
+//   the writes in flight are over, instead of it dying under them.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { OneswapError } from '../errors/index.js';
+import { NbdClient, NbdError } from '../nbd/index.js';
+
+/** What qemu-nbd opens, and how. */
+export interface QemuNbdImage {
+  /** A file name, or a `json:{…}` pseudo-file name whose options name the driver (then no format). */
+  readonly filename: string;
+  readonly format?: 'raw' | 'qcow2';
+  /** How qemu caches the image: see `startQemuNbd`'s callers for the measured choice. */
+  readonly cache: 'none' | 'writeback';
+  /** --aio for file-backed images (none for network drivers, which have their own threads). */
+  readonly aio?: 'threads' | 'native' | 'io_uring';
+}
+
+export interface QemuNbdOptions {
+  /** NBD connections to open (qemu-nbd's --shared); the copy engine runs about four streams. */
+  readonly connections: number;
+  /** Gives up waiting for qemu-nbd to open the image (Ceph has its own, shorter timeouts). */
+  readonly startTimeoutMs?: number;
+  readonly signal?: AbortSignal;
+}
+
+/** A running qemu-nbd and our connections to it. */
+export interface QemuNbd {
+  readonly pid: number;
+  readonly connections: readonly NbdClient[];
+  /** What qemu-nbd said on stderr (its last lines), for explaining a failure. */
+  stderr(): string;
+  /** Whether qemu-nbd has exited, and how. */
+  readonly exit: { readonly code: number | null; readonly signal: NodeJS.Signals | null } | undefined;
+  /**
+   * Disconnects (the writes in flight answered first), waits for qemu-nbd to flush, close the
+   * image and exit, removes the socket directory. After `graceMs` (default 30 s) qemu-nbd is
+   * terminated, killed 30 s later: closing an RBD image on a full pool waits for Ceph's timeouts.
+   */
+  stop(graceMs?: number): Promise<void>;
+}
+
+/** Why qemu-nbd could not serve the image: its error line (without the echoed image options) and what exited. */
+export class QemuNbdStartError extends Error {
+  constructor(
+    readonly reason: string,
+    readonly stderr: string,
+  ) {
+    super(reason);
+    this.name = 'QemuNbdStartError';
+  }
+}
+
+const DEFAULT_START_TIMEOUT_MS = 180_000;
+const STDERR_KEEP = 16 * 1024;
+
+/** The qemu-nbd command line (after `setpriv … --`). Exported for tests. */
+export function qemuNbdArgs(image: QemuNbdImage, socket: string, connections: number): string[] {
+  return [
+    `--socket=${socket}`,
+    ...(image.format ? [`--format=${image.format}`] : []),
+    `--cache=${image.cache}`,
+    ...(image.aio ? [`--aio=${image.aio}`] : []),
+    // Zeroing without NO_HOLE may then deallocate (file holes, qcow2 clusters, RBD objects).
+    '--discard=unmap',
+    `--shared=${connections}`,
+    image.filename,
+  ];
+}
+
+/**
+ * Starts qemu-nbd on the image and opens `connections` NBD connections to it. A failure to open
+ * the image rejects with a QemuNbdStartError carrying qemu's reason, for the caller to explain in
+ * its own terms (a missing qcow2 file, a Ceph pool that does not exist).
+ */
+export async function startQemuNbd(image: QemuNbdImage, options: QemuNbdOptions): Promise<QemuNbd> {
+  const dir = await mkdtemp(join(tmpdir(), 'oneswap-qemu-nbd-'));
+  const socket = join(dir, 'nbd.sock');
+  const count = Math.max(1, options.connections);
+  const child = spawn('setpriv', ['--pdeathsig', 'SIGTERM', '--', 'qemu-nbd', ...qemuNbdArgs(image, socket, count)], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    detached: true,
+  });
+  const server = new Server(child, dir);
+  try {
+    const first = await server.firstConnection(socket, options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS, options.signal);
+    const rest = await Promise.allSettled(Array.from({ length: count - 1 }, () => NbdClient.connect(socket, { signal: options.signal })));
+    server.connections.push(first, ...rest.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : [])));
+    const failed = rest.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    return server;
+  } catch (err) {
+    await server.stop();
+    throw err;
+  }
+}
+
+class Server implements QemuNbd {
+  readonly connections: NbdClient[] = [];
+  exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  private log = '';
+  private spawnError: Error | undefined;
+  private readonly exited: Promise<void>;
+  private stopping: Promise<void> | undefined;
+
+  constructor(
+    private readonly child: ChildProcess,
+    private readonly dir: string,
+  ) {
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+      this.log = (this.log + d).slice(-STDERR_KEEP);
+    });
+    this.exited = new Promise((resolve) => {
+      child.once('error', (err) => {
+        this.spawnError = err;
+        resolve();
+      });
+      child.once('close', (code, signal) => {
+        this.exit = { code, signal };
+        resolve();
+      });
+    });
+  }
+
+  get pid(): number {
+    return this.child.pid ?? -1;
+  }
+
+  stderr(): string {
+    return this.log;
+  }
+
+  /**
+   * Connects as soon as qemu-nbd listens. A probe connection would count as a client and end a
+   * non-persistent qemu-nbd when it closes, so the first real connection is the probe: it waits
+   * in the listen queue while qemu opens the image and is served (or dropped) after.
+   */
+  async firstConnection(socket: string, timeoutMs: number, signal?: AbortSignal): Promise<NbdClient> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      signal?.throwIfAborted();
+      if (this.spawnError) throw missingTool(this.spawnError);
+      if (this.exit) throw this.startError();
+      if (Date.now() > deadline) throw new QemuNbdStartError(`qemu-nbd did not open the image within ${Math.round(timeoutMs / 1000)} s`, this.log);
+      try {
+        const remaining = AbortSignal.timeout(Math.max(1, deadline - Date.now()));
+        return await NbdClient.connect(socket, { signal: signal ? AbortSignal.any([signal, remaining]) : remaining });
+      } catch (err) {
+        signal?.throwIfAborted();
+        const code = ((err as Error).cause as NodeJS.ErrnoException | undefined)?.code;
+        // Not listening yet (no socket, or between bind and listen): try again shortly.
+        if (code !== 'ENOENT' && code !== 'ECONNREFUSED') {
+          // Dropped during the handshake: qemu-nbd failed to open the image and is exiting.
+          await Promise.race([this.exited, sleep(2000)]);
+          if (this.exit || this.spawnError) continue;
+          throw err instanceof NbdError ? new QemuNbdStartError(err.message, this.log) : err;
+        }
+      }
+      await sleep(20, undefined, { signal });
+    }
+  }
+
+  stop(graceMs = 30_000): Promise<void> {
+    this.stopping ??= (async () => {
+      await Promise.allSettled(this.connections.map((c) => c.close()));
+      if (!this.exit && !this.spawnError) {
+        // The last connection closed: qemu-nbd flushes, closes the image and exits on its own.
+        // Told to, should a connection never have been made.
+        const grace = this.connections.length > 0 ? graceMs : 0;
+        const term = setTimeout(() => this.child.kill('SIGTERM'), grace);
+        const kill = setTimeout(() => this.child.kill('SIGKILL'), grace + 30_000);
+        await this.exited;
+        clearTimeout(term);
+        clearTimeout(kill);
+      }
+      await rm(this.dir, { recursive: true, force: true });
+    })();
+    return this.stopping;
+  }
+
+  private startError(): QemuNbdStartError | OneswapError {
+    if (/^setpriv: failed to execute qemu-nbd/m.test(this.log))
+      return new OneswapError('usage', 'qemu-nbd is not installed', { hint: 'install the Debian package qemu-utils (./install.sh does)' });
+    const how = this.exit?.signal ? `killed by ${this.exit.signal}` : `exit code ${this.exit?.code}`;
+    return new QemuNbdStartError(qemuNbdReason(this.log) ?? `qemu-nbd exited (${how}) without saying why`, this.log);
+  }
+}
+
+/**
+ * qemu-nbd's reason from its stderr: "qemu-nbd: Failed to blk_new_open '<options>': <reason>"
+ * becomes "<reason>" (the options are ours and may be long), other "qemu-nbd: …" lines stay whole.
+ * Library lines before it (Ceph's log lines) are left out: they may quote a malformed key.
+ */
+export function qemuNbdReason(stderr: string): string | undefined {
+  const lines = stderr.split('\n').filter((l) => l.startsWith('qemu-nbd: '));
+  const last = lines.at(-1);
+  if (last === undefined) return undefined;
+  const open = /^qemu-nbd: Failed to blk_new_open '.*': (.+)$/.exec(last);
+  return (open ? open[1]! : last.slice('qemu-nbd: '.length)).trim();
+}
+
+function missingTool(err: Error): OneswapError {
+  if ((err as NodeJS.ErrnoException).code === 'ENOENT')
+    return new OneswapError('usage', 'setpriv is not installed (it keeps qemu-nbd from outliving oneswap)', { hint: 'install the Debian package util-linux' });
+  return new OneswapError('internal', `cannot run qemu-nbd: ${err.message}`, { cause: err });
+}
