@@ -4,7 +4,9 @@
 // Or a local directory (directory-target.ts): raw disk files, image and VM templates, a summary.
 // Where an image's bytes live (image-target.ts): one ImageTarget per kind of storage, which the
 // copy, the warm rounds and the conversion all go through; the raw file's is file-target.ts, a
-// qcow2 file's qcow2-target.ts, written through qemu-nbd (qemu-nbd.ts, nbd-target.ts).
+// qcow2 file's qcow2-target.ts and an RBD image's rbd-target.ts (with rbd-access.ts: how qemu
+// reaches it without a credential on any command line), both written through qemu-nbd
+// (qemu-nbd.ts, nbd-target.ts).
 
 export {
   checkImageDatastore,
@@ -52,3 +54,5 @@ export {
 export { fileTarget, writingInto, type ImageTarget } from './image-target.js';
 export { openFileWriter, clearFile } from './file-target.js';
 export { openQcow2Writer, qcow2Allocated, qcow2Image, type Qcow2WriterOptions } from './qcow2-target.js';
+export { openRbdWriter, openRbdAccessWriter, type RbdWriterSpec, type RbdWriterOptions } from './rbd-target.js';
+export { openRbdAccess, type RbdAccess, type RbdLocation, type RbdTimeouts } from './rbd-access.js';

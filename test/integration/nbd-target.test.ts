@@ -1,31 +1,37 @@
-// The copy engine writing through qemu-nbd into a qcow2 placeholder. Each byte lands once and
-// only data is allocated; zeroing deallocates; the file's failures read as what to fix; qemu-nbd
-// never outlives oneswap.
+// The copy engine writing through qemu-nbd into the two image kinds a datastore may hold besides
+// raw files: a qcow2 placeholder and an RBD image in the one-node Ceph peer (one cluster for the
+// file). Each byte lands once and only data is allocated; zeroing deallocates; the image opens as
+// an overlay's backing file; no credential is on a command line; Ceph's and the file's failures
+// read as what to fix; qemu-nbd never outlives oneswap.
 
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash, randomFillSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { copyExtents, type RangeSource, type TargetWriter } from '../../lib/copy/index.js';
 import { OneswapError } from '../../lib/errors/index.js';
 import { openQcow2Writer, qcow2Allocated, qcow2Image } from '../../lib/output/qcow2-target.js';
+import { openRbdAccess } from '../../lib/output/rbd-access.js';
+import { openRbdAccessWriter, openRbdWriter } from '../../lib/output/rbd-target.js';
+import { cephSkip, startCeph, type Ceph } from '../peers/ceph/index.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
 const BLOCK = 4 * KiB; // the engine's zero-detection block
 const CLUSTER = 64 * KiB; // qemu-img create's default qcow2 cluster
+const OBJECT = 4 * MiB; // rbd create's default object size
 
-/** 80 MiB + 12 KiB: not a whole MiB, not a whole cluster. */
+/** 80 MiB + 12 KiB: not a whole MiB (an RBD placeholder rounds up), not a whole cluster. */
 const SIZE = 80 * MiB + 12 * KiB;
-/** Data islands [start, length): unaligned, across cluster edges, one in the last cluster. */
+/** Data islands [start, length): unaligned, across cluster and object edges, one in the last object. */
 const ISLANDS: ReadonlyArray<readonly [number, number]> = [
   [0, 100],
   [3 * MiB + 5000, 2 * MiB + 333],
-  [4 * MiB - 10, 20],
+  [OBJECT - 10, 20],
   [17 * MiB, 64 * KiB],
   [40 * MiB + 1, 7 * MiB],
   [SIZE - 5000, 5000],
@@ -223,5 +229,185 @@ describe('qcow2 image file as a copy target', () => {
     const check = qemuImgJson<{ 'check-errors': number; corruptions?: number }>(['check', path]);
     assert.equal(check['check-errors'], 0);
     assert.equal(check.corruptions ?? 0, 0);
+  });
+});
+
+describe('RBD image as a copy target', { skip: cephSkip({ mgr: true }) }, () => {
+  let ceph: Ceph;
+  let dir: string;
+  const data = diskImage(SIZE, ISLANDS);
+  let n = 0;
+  /** A new image of `bytes` rounded up to whole MiB, as OpenNebula creates a placeholder. */
+  const placeholder = async (bytes = SIZE, pool = 'one'): Promise<string> => {
+    const image = `img-${++n}`;
+    await ceph.rbd(['create', '--size', String(Math.ceil(bytes / MiB)), `${pool}/${image}`]);
+    return image;
+  };
+  const location = (image: string, pool = 'one') => ({ pool, image, user: ceph.user, conf: ceph.conf, keyfile: ceph.keyring });
+  const rbdSize = async (image: string): Promise<number> => (JSON.parse(await ceph.rbd(['info', '--format', 'json', `one/${image}`])) as { size: number }).size;
+  const rbdUsed = async (image: string): Promise<number> => {
+    const du = JSON.parse(await ceph.rbd(['du', '--format', 'json', `one/${image}`])) as { images: Array<{ name: string; used_size: number }> };
+    return du.images.find((i) => i.name === image)!.used_size;
+  };
+  const rbdExport = async (image: string): Promise<Buffer> => {
+    const out = join(dir, `${image}.raw`);
+    await ceph.rbd(['export', `one/${image}`, out]);
+    const b = await readFile(out);
+    await rm(out);
+    return b;
+  };
+
+  let quotaWriter: TargetWriter;
+
+  before(async () => {
+    ceph = await startCeph({ mgr: true });
+    process.stderr.write(`ceph peer: HEALTH_OK after ${ceph.startMs} ms\n`);
+    dir = await mkdtemp(join(tmpdir(), 'oneswap-rbd-target-'));
+    // A pool over its quota, with a writer open on it, for the quota test: the monitors take a
+    // few seconds to flag it, which the tests before that one use.
+    await ceph.ceph(['config', 'set', 'mgr', 'mgr_stats_period', '1']);
+    await ceph.ceph(['osd', 'pool', 'create', 'tiny', '8', '8']);
+    await ceph.rbd(['pool', 'init', 'tiny']);
+    const image = await placeholder(64 * MiB, 'tiny');
+    quotaWriter = await openRbdWriter({ ...location(image, 'tiny'), size: 64 * MiB, timeouts: { operationSeconds: 3 } });
+    await quotaWriter.write(Buffer.alloc(8 * MiB, 1), 0);
+    await quotaWriter.flush();
+    await ceph.ceph(['osd', 'pool', 'set-quota', 'tiny', 'max_bytes', String(4 * MiB)]);
+  });
+  after(async () => {
+    await quotaWriter?.close();
+    if (ceph) process.kill(ceph.pids.osd, 'SIGCONT');
+    await ceph?.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('the copy engine fills an RBD image: exact size and bytes, only data objects used, no key on any command line', async () => {
+    const image = await placeholder();
+    assert.equal(await rbdSize(image), 81 * MiB, 'OpenNebula rounds the placeholder up to MiB');
+    const writer = await openRbdWriter({ ...location(image), size: SIZE });
+    assert.equal(writer.name, `rbd one/${image}`);
+
+    // qemu-nbd's command line names the user and a private conf; the key is in neither.
+    const [server] = await qemuNbdCmdlines(image);
+    assert.ok(server, 'qemu-nbd serves the image');
+    const keyring = await readFile(ceph.keyring, 'utf8');
+    const key = /key = (\S+)/.exec(keyring)![1]!;
+    const cmdline = server.argv.join(' ');
+    assert.ok(!cmdline.includes(key), 'no key on the command line');
+    assert.ok(!(await readFile(`/proc/${server.pid}/environ`, 'utf8')).includes(key), 'nor in its environment');
+    const conf = /"conf":"([^"]+)"/.exec(cmdline)![1]!;
+    assert.equal((await stat(conf)).mode & 0o777, 0o600);
+    assert.equal((await stat(join(conf, '..'))).mode & 0o777, 0o700);
+    assert.match(await readFile(conf, 'utf8'), new RegExp(`\\[client\\.admin\\]\\nkeyring = ${ceph.keyring}\\n`));
+
+    const t = Date.now();
+    const stats = await copyInto(writer, data);
+    await writer.close();
+    process.stderr.write(`rbd: ${SIZE} bytes copied in ${Date.now() - t} ms\n`);
+    await assert.rejects(stat(conf), /ENOENT/, 'the private conf is removed with the writer');
+    assert.equal((await qemuNbdCmdlines(image)).length, 0, 'qemu-nbd has exited');
+
+    assert.equal(stats.bytesWritten, usedUnits(data, BLOCK));
+    assert.equal(await rbdSize(image), SIZE, 'the image is exactly the disk');
+    assert.equal(sha(await rbdExport(image)), sha(data));
+    // rbd du counts whole objects (fast-diff), the last one up to the image's end.
+    assert.equal(await rbdUsed(image), usedUnits(data, OBJECT));
+  });
+
+  it('zero() over written data reads back zeros; whole objects are freed', async () => {
+    const image = await placeholder(16 * MiB);
+    const writer = await openRbdWriter({ ...location(image), size: 16 * MiB });
+    await writer.write(Buffer.alloc(16 * MiB, 0x5a), 0);
+    await writer.flush();
+    assert.equal(await rbdUsed(image), 16 * MiB);
+    // Object 1 whole, and part of object 3.
+    await writer.zero([{ start: OBJECT, length: OBJECT }, { start: 3 * OBJECT + 4 * KiB, length: 64 * KiB }]);
+    await writer.flush();
+    await writer.close();
+    const back = await rbdExport(image);
+    const expect = Buffer.alloc(16 * MiB, 0x5a);
+    expect.fill(0, OBJECT, 2 * OBJECT);
+    expect.fill(0, 3 * OBJECT + 4 * KiB, 3 * OBJECT + 68 * KiB);
+    assert.equal(sha(back), sha(expect));
+    assert.equal(await rbdUsed(image), 12 * MiB, 'the discarded object is gone; the partly zeroed one stays');
+  });
+
+  it('an overlay on the access as backing file commits into the RBD image; the access outlives the writer', async () => {
+    const image = await placeholder(8 * MiB);
+    const access = await openRbdAccess(location(image));
+    try {
+      const writer = await openRbdAccessWriter(access, 8 * MiB);
+      await writer.write(Buffer.alloc(64 * KiB, 0xaa), 0);
+      await writer.flush();
+      await writer.close();
+      assert.equal((await stat(access.conf)).mode & 0o777, 0o600, 'the access keeps its conf after the writer closed');
+      assert.equal(access.qemu.format, 'raw');
+      assert.match(access.qemu.filename, /^json:\{"driver":"raw","file":\{"driver":"rbd","pool":"one","image":"img-\d+","user":"admin","conf":"[^"]+"\}\}$/);
+      const overlay = join(dir, 'overlay.qcow2');
+      execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', access.qemu.filename, '-F', access.qemu.format, overlay]);
+      execFileSync('qemu-io', ['-c', 'write -P 0x55 1M 64k', overlay]);
+      execFileSync('qemu-img', ['commit', '-q', overlay]);
+    } finally {
+      await access.dispose();
+    }
+    await assert.rejects(stat(access.conf), /ENOENT/);
+    const back = await rbdExport(image);
+    assert.deepEqual([back[0], back[64 * KiB], back[MiB], back[MiB + 64 * KiB - 1], back[MiB + 64 * KiB]], [0xaa, 0, 0x55, 0x55, 0]);
+  });
+
+  it('tells what to fix: wrong key, missing pool, missing image, unreachable monitors', async () => {
+    const image = await placeholder(MiB);
+    const badKey = join(dir, 'wrong.key');
+    await writeFile(badKey, execFileSync('ceph-authtool', ['--gen-print-key'], { encoding: 'utf8' }), { mode: 0o600 });
+    await assert.rejects(openRbdWriter({ ...location(image), keyfile: badKey, size: MiB }), isError('auth', /Ceph refused client\.admin with the given key/));
+    await assert.rejects(openRbdWriter({ ...location(image, 'nopool'), size: MiB }), isError('not-found', /the Ceph pool nopool does not exist/));
+    await assert.rejects(openRbdWriter({ ...location('nope'), size: MiB }), isError('not-found', /the RBD image one\/nope does not exist/));
+    const deadConf = join(dir, 'ceph.conf');
+    await writeFile(deadConf, (await readFile(ceph.conf, 'utf8')).replace(/^mon host = .*$/m, 'mon host = 127.0.0.1:1'));
+    const t = Date.now();
+    await assert.rejects(
+      openRbdWriter({ ...location(image), conf: deadConf, size: MiB, timeouts: { connectSeconds: 3 } }),
+      isError('connection', /cannot reach the Ceph monitors named in .*ceph\.conf/),
+    );
+    assert.ok(Date.now() - t < 10_000, `gave up after ${Date.now() - t} ms`);
+    assert.equal((await qemuNbdCmdlines('nopool')).length + (await qemuNbdCmdlines(deadConf)).length, 0, 'no qemu-nbd left');
+  });
+
+  it('a pool at its quota is told as such', async () => {
+    try {
+      // Flagged by the monitors once the manager reports the pool's usage (set up in before()).
+      await until('the pool to be flagged full', async () => /full_quota/.test(await ceph.ceph(['osd', 'pool', 'ls', 'detail'])), 30_000);
+      await assert.rejects(
+        (async () => {
+          await quotaWriter.write(Buffer.alloc(4 * MiB, 2), 32 * MiB);
+          await quotaWriter.flush();
+        })(),
+        isError('capacity', /the Ceph pool tiny has reached its quota \(writing rbd tiny\/img-\d+\)/),
+      );
+    } finally {
+      // Closing releases the image's lock, a write Ceph would hold back too until it timed out.
+      await ceph.ceph(['osd', 'pool', 'set-quota', 'tiny', 'max_bytes', '0']);
+      await quotaWriter.close();
+    }
+  });
+
+  it('an OSD that stops answering fails the write with a connection error, not a hang', async () => {
+    const image = await placeholder(8 * MiB);
+    const writer = await openRbdWriter({ ...location(image), size: 8 * MiB, timeouts: { operationSeconds: 3 } });
+    process.kill(ceph.pids.osd, 'SIGSTOP');
+    try {
+      const t = Date.now();
+      await assert.rejects(
+        (async () => {
+          await writer.write(Buffer.alloc(MiB, 3), 0);
+          await writer.flush();
+        })(),
+        isError('connection', /Ceph did not complete a write to rbd one\/img-\d+/),
+      );
+      assert.ok(Date.now() - t < 30_000, `failed after ${Date.now() - t} ms`);
+    } finally {
+      process.kill(ceph.pids.osd, 'SIGCONT');
+      await writer.close();
+    }
   });
 });
