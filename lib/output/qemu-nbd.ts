@@ -69,7 +69,11 @@ export class QemuNbdStartError extends Error {
 const DEFAULT_START_TIMEOUT_MS = 180_000;
 const STDERR_KEEP = 16 * 1024;
 
-/** The qemu-nbd command line (after `setpriv … --`). Exported for tests. */
+/**
+ * The qemu-nbd command line (after `setpriv … --`). Left at their defaults, on purpose: no
+ * --persistent (see above), no --fork, --detect-zeroes=off (the engine never sends a zero
+ * block, so scanning every write for zeros would only cost CPU). Exported for tests.
+ */
 export function qemuNbdArgs(image: QemuNbdImage, socket: string, connections: number): string[] {
   return [
     `--socket=${socket}`,
@@ -92,11 +96,7 @@ export async function startQemuNbd(image: QemuNbdImage, options: QemuNbdOptions)
   const dir = await mkdtemp(join(tmpdir(), 'oneswap-qemu-nbd-'));
   const socket = join(dir, 'nbd.sock');
   const count = Math.max(1, options.connections);
-  const child = spawn('setpriv', ['--pdeathsig', 'SIGTERM', '--', 'qemu-nbd', ...qemuNbdArgs(image, socket, count)], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-    detached: true,
-  });
-  const server = new Server(child, dir);
+  const server = new Server(spawnQemuNbd(image, socket, count), dir);
   try {
     const first = await server.firstConnection(socket, options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS, options.signal);
     const rest = await Promise.allSettled(Array.from({ length: count - 1 }, () => NbdClient.connect(socket, { signal: options.signal })));
@@ -108,6 +108,14 @@ export async function startQemuNbd(image: QemuNbdImage, options: QemuNbdOptions)
     await server.stop();
     throw err;
   }
+}
+
+/** Starts qemu-nbd as described at the top: in its own session, signalled when we die. Exported for tests. */
+export function spawnQemuNbd(image: QemuNbdImage, socket: string, connections: number): ChildProcess {
+  return spawn('setpriv', ['--pdeathsig', 'SIGTERM', '--', 'qemu-nbd', ...qemuNbdArgs(image, socket, connections)], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    detached: true,
+  });
 }
 
 class Server implements QemuNbd {

@@ -207,28 +207,50 @@ describe('qcow2 image file as a copy target', () => {
 
   it('qemu-nbd exits with oneswap, even when oneswap is killed; the image stays consistent', async () => {
     const path = placeholder('orphan.qcow2', 16 * MiB);
+    const idle = placeholder('idle.qcow2', 16 * MiB);
+    const lib = (file: string): string => JSON.stringify(new URL(`../../lib/output/${file}`, import.meta.url).pathname);
     const script = join(dir, 'holder.mts');
-    const target = new URL('../../lib/output/qcow2-target.ts', import.meta.url).pathname;
+    // Two servers: one written through, one started the way the writers start it but never
+    // connected to (as while qemu opens an image), which only the parent-death signal ends.
     await writeFile(
       script,
-      `import { openQcow2Writer } from ${JSON.stringify(target)};
+      `import { openQcow2Writer } from ${lib('qcow2-target.ts')};
+       import { spawnQemuNbd } from ${lib('qemu-nbd.ts')};
        const w = await openQcow2Writer(${JSON.stringify(path)}, ${16 * MiB});
        await w.write(Buffer.alloc(${MiB}, 7), 0);
+       spawnQemuNbd({ filename: ${JSON.stringify(idle)}, format: 'qcow2', cache: 'none' }, ${JSON.stringify(join(dir, 'idle.sock'))}, 1);
        process.stdout.write('ready\\n');
        setInterval(() => {}, 1000);`,
     );
-    const holder = spawn(process.execPath, ['--import', 'tsx', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    // Killed, it cannot remove its socket directories: they go with ours.
+    const holder = spawn(process.execPath, ['--import', 'tsx', script], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, TMPDIR: dir } });
     await new Promise<void>((resolve, reject) => {
       holder.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
       holder.once('exit', () => reject(new Error('the holder exited early')));
     });
-    const [server] = await qemuNbdCmdlines(path);
-    assert.ok(server, 'qemu-nbd serves the file');
+    await until('both servers to run', async () => (await qemuNbdCmdlines(path)).length + (await qemuNbdCmdlines(idle)).length === 2, 5000);
+    const servers = [...(await qemuNbdCmdlines(path)), ...(await qemuNbdCmdlines(idle))];
     holder.kill('SIGKILL');
-    await until('qemu-nbd to exit', () => !alive(server.pid), 10_000);
-    const check = qemuImgJson<{ 'check-errors': number; corruptions?: number }>(['check', path]);
-    assert.equal(check['check-errors'], 0);
-    assert.equal(check.corruptions ?? 0, 0);
+    await until('qemu-nbd to exit', () => servers.every((s) => !alive(s.pid)), 10_000);
+    for (const file of [path, idle]) {
+      const check = qemuImgJson<{ 'check-errors': number; corruptions?: number }>(['check', file]);
+      assert.equal(check['check-errors'], 0);
+      assert.equal(check.corruptions ?? 0, 0);
+    }
+  });
+
+  it('a write longer than the server takes in one request is split', async () => {
+    const path = placeholder('long.qcow2', 48 * MiB);
+    const writer = await openQcow2Writer(path, 48 * MiB, { connections: 2 });
+    const long = diskImage(40 * MiB, [[0, 40 * MiB]]);
+    await writer.write(long, MiB + 512);
+    await writer.flush();
+    await writer.close();
+    const raw = join(dir, 'long.raw');
+    execFileSync('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', path, raw]);
+    const back = await readFile(raw);
+    assert.equal(sha(back.subarray(MiB + 512, 41 * MiB + 512)), sha(long));
+    assert.ok(back.subarray(0, MiB + 512).every((b) => b === 0));
   });
 });
 
