@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { OneswapError, describeError } from '../errors/index.js';
 import type { Firmware } from '../input/index.js';
 import { checkAdditions } from '../convert/index.js';
-import { convertibleImage, importedDiskOf } from '../output/index.js';
+import { convertibleImage, forQemu, importedDiskOf } from '../output/index.js';
 import type { OneClient, OneImage } from '../one/index.js';
 import { openRunLog } from '../progress/index.js';
 import { convertImages, defaultStateDir, describeConversion, fanOut, newRunId, sourceMacsNetwork } from '../supervisor/index.js';
@@ -37,13 +37,14 @@ export async function runConvert(o: ConvertCliOptions, signal: AbortSignal): Pro
     const one = await connectOne(o.endpoint);
     try {
       const images = o.vm !== undefined ? await imagesOfVm(one, o.vm) : await Promise.all(ids.map((id) => imageById(one, id)));
-      const opened = await Promise.all(images.map((img) => convertibleImage(img)));
+      const targets = await Promise.all(images.map((img) => convertibleImage(one, img)));
       const boot = images[0]!;
       const vm = o.vm ?? importedDiskOf(boot).vmName ?? boot.name;
       const t0 = Date.now();
       emit({ type: 'phase', vm, phase: 'convert', state: 'start' });
       try {
-        const r = await convertImages(
+        const r = await forQemu(targets, (opened) =>
+          convertImages(
           { one, emit, signal },
           {
             vm,
@@ -59,6 +60,7 @@ export async function runConvert(o: ConvertCliOptions, signal: AbortSignal): Pro
             runId,
             additions,
           },
+          ),
         );
         if (r.kind === 'no-os') emit({ type: 'log', level: 'warn', vm, message: `no operating system found on images ${images.map((i) => i.id).join(', ')}: nothing converted (${r.reason})` });
         emit({ type: 'phase', vm, phase: 'convert', state: r.kind === 'no-os' ? 'skipped' : 'done', durationMs: Date.now() - t0, detail: describeConversion(r) });

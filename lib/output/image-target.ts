@@ -1,12 +1,21 @@
 // Where an image's bytes live, as the stages that touch them need it: the copy and the warm rounds
 // write through a TargetWriter (open), start over on an image of zeros (clear), and the conversion
-// opens the same image as the backing file of its qcow2 overlays (qemu). One implementation per
-// kind of storage: a raw file reachable here (file-target.ts), a qcow2 file, an RBD image.
+// opens the same image as the backing file of its qcow2 overlays (forQemu). One implementation per
+// kind of storage: a raw file reachable here (file-target.ts), a qcow2 file (qcow2-target.ts), an
+// RBD image (rbd-target.ts), the last two written through qemu-nbd.
 
 import type { TargetWriter } from '../copy/index.js';
 import type { QemuImage } from '../convert/index.js';
 import { clearFile, openFileWriter } from './file-target.js';
+import { openQcow2Writer, qcow2Image } from './qcow2-target.js';
+import { openRbdAccess, type RbdLocation } from './rbd-access.js';
+import { openRbdWriter } from './rbd-target.js';
 
+/** An image opened for qemu: how qemu names it, valid until released. */
+export interface QemuAccess {
+  readonly image: QemuImage;
+  release(): Promise<void>;
+}
 
 export interface ImageTarget {
   /** The file's path, or "rbd one/one-12": shown in logs and errors, kept in the journal. */
@@ -17,8 +26,8 @@ export interface ImageTarget {
   open(): Promise<TargetWriter>;
   /** Makes the whole image read as zeros again, deallocated (an interrupted copy started over). */
   clear(): Promise<void>;
-  /** How qemu opens it as a conversion overlay's backing file. */
-  readonly qemu: QemuImage;
+  /** Opens the image for qemu: a conversion overlay's backing file. */
+  forQemu(): Promise<QemuAccess>;
 }
 
 /** A raw image file reachable from this host. */
@@ -28,8 +37,43 @@ export function fileTarget(path: string, capacity: number): ImageTarget {
     capacity,
     open: () => openFileWriter(path, capacity),
     clear: () => clearFile(path, capacity),
-    qemu: { filename: path, format: 'raw' },
+    forQemu: async () => ({ image: { filename: path, format: 'raw' }, release: async () => undefined }),
   };
+}
+
+/** A qcow2 image file reachable from this host, of exactly the disk's virtual size. */
+export function qcow2Target(path: string, capacity: number): ImageTarget {
+  const target: ImageTarget = {
+    name: path,
+    capacity,
+    open: () => openQcow2Writer(path, capacity),
+    clear: () => zeroAll(target),
+    forQemu: async () => ({ image: qcow2Image(path), release: async () => undefined }),
+  };
+  return target;
+}
+
+/** An RBD image of a Ceph datastore, reached from this host with the datastore's conf and key. */
+export function rbdTarget(location: RbdLocation, capacity: number): ImageTarget {
+  const target: ImageTarget = {
+    name: `rbd ${location.pool}/${location.image}`,
+    capacity,
+    open: () => openRbdWriter({ ...location, size: capacity }),
+    clear: () => zeroAll(target),
+    forQemu: async () => {
+      const access = await openRbdAccess(location);
+      return { image: access.qemu, release: () => access.dispose() };
+    },
+  };
+  return target;
+}
+
+/** Zeroes (and so deallocates) the whole image through its writer. */
+async function zeroAll(target: ImageTarget): Promise<void> {
+  await writingInto(target, async (w) => {
+    await w.zero([{ start: 0, length: target.capacity }]);
+    await w.flush();
+  });
 }
 
 /** Runs `body` with the target open for writing, closed afterwards whatever happened. */
@@ -39,5 +83,16 @@ export async function writingInto<T>(target: ImageTarget, body: (writer: TargetW
     return await body(writer);
   } finally {
     await writer.close();
+  }
+}
+
+/** Runs `body` with every target opened for qemu, released afterwards whatever happened. */
+export async function forQemu<T>(targets: readonly ImageTarget[], body: (images: QemuImage[]) => Promise<T>): Promise<T> {
+  const opened: QemuAccess[] = [];
+  try {
+    for (const t of targets) opened.push(await t.forQemu());
+    return await body(opened.map((o) => o.image));
+  } finally {
+    for (const o of opened) await o.release().catch(() => undefined);
   }
 }

@@ -8,8 +8,12 @@ import { OneswapError } from '../errors/index.js';
 import { Template, sanitizeName, type OneClient, type OneDatastore, type OneImage } from '../one/index.js';
 import { vmIdentity, type DiskBus, type DiskDescription, type Firmware, type VmDescription } from '../input/index.js';
 import { formatGuestNetwork, parseGuestNetwork, type ConvertedGuest } from './vm-template.js';
-import { fileTarget, type ImageTarget } from './image-target.js';
-import type { QemuImage } from '../convert/index.js';
+import { fileTarget, qcow2Target, rbdTarget, type ImageTarget } from './image-target.js';
+import { imageStorageOf, type CephAccess, type ImageStorage } from './image-storage.js';
+import { qcow2Allocated } from './qcow2-target.js';
+import { openRbdAccess } from './rbd-access.js';
+import { openRbdAccessWriter } from './rbd-target.js';
+import { qemuImg } from './qemu-img.js';
 
 const MiB = 1024 * 1024;
 
@@ -18,33 +22,53 @@ export interface ImageDatastore {
   readonly name: string;
   readonly basePath: string;
   readonly freeMb: number;
+  readonly storage: ImageStorage;
 }
 
-/** Refuses a datastore oneswap cannot write raw placeholders into, before anything is created. */
+/**
+ * Refuses a datastore oneswap cannot fill from this host, before anything is created: files
+ * (raw or qcow2) must be reachable here; a Ceph pool must be reachable with the datastore's own
+ * CEPH_CONF and CEPH_KEY, as its bridge hosts reach it.
+ */
 export async function checkImageDatastore(one: OneClient, id: number, neededBytes: number): Promise<ImageDatastore> {
   const ds: OneDatastore = await one.datastore(id);
+  const what = `datastore ${id} (${ds.name})`;
   if (ds.type !== 'IMAGE_DS')
-    throw new OneswapError('usage', `datastore ${id} (${ds.name}) is a ${ds.type}, not an image datastore`, { hint: 'pick one from: onedatastore list' });
-  if (ds.state !== 'READY') throw new OneswapError('conflict', `datastore ${id} (${ds.name}) is disabled`);
-  const driver = (ds.template.get('DRIVER') ?? '').toLowerCase();
-  if (ds.tmMad === 'qcow2' || driver === 'qcow2')
-    throw new OneswapError('usage', `datastore ${id} (${ds.name}) creates qcow2 images (TM_MAD ${ds.tmMad}, DRIVER ${driver || '-'}); oneswap writes raw disks`, {
-      hint: 'use a datastore with TM_MAD shared or ssh and no DRIVER=qcow2',
-    });
-  if (ds.template.get('BRIDGE_LIST'))
-    throw new OneswapError('usage', `datastore ${id} (${ds.name}) keeps its files on bridge hosts (BRIDGE_LIST), not reachable from here`, {
+    throw new OneswapError('usage', `${what} is a ${ds.type}, not an image datastore`, { hint: 'pick one from: onedatastore list' });
+  if (ds.state !== 'READY') throw new OneswapError('conflict', `${what} is disabled`);
+  const storage = imageStorageOf(ds);
+  if (storage.kind === 'files' && storage.bridges.length > 0)
+    throw new OneswapError('usage', `${what} keeps its files on bridge hosts (BRIDGE_LIST ${storage.bridges.join(' ')}), not reachable from here`, {
       hint: 'run oneswap on a host of the BRIDGE_LIST, or use a datastore without BRIDGE_LIST',
     });
   const neededMb = Math.ceil(neededBytes / MiB);
   if (ds.freeMb < neededMb)
-    throw new OneswapError('capacity', `datastore ${id} (${ds.name}) has ${ds.freeMb} MiB free, the disks need ${neededMb} MiB`, {
+    throw new OneswapError('capacity', `${what} has ${ds.freeMb} MiB free, the disks need ${neededMb} MiB`, {
       hint: 'free space or pick a larger datastore',
     });
-  // The driver creates BASE_PATH with the first image, so a new datastore may not have it yet:
-  // then its parent (DATASTORE_LOCATION) must be here. Each image file is checked again later.
-  const basePath = ds.basePath.replace(/\/+$/, '');
-  await checkReachable((await exists(basePath)) ? basePath : dirname(basePath), `datastore ${id} (${ds.name})`);
-  return { id, name: ds.name, basePath: ds.basePath, freeMb: ds.freeMb };
+  if (storage.kind === 'ceph') {
+    await checkCephAccess(storage.ceph, what);
+  } else {
+    // The driver creates BASE_PATH with the first image, so a new datastore may not have it yet:
+    // then its parent (DATASTORE_LOCATION) must be here. Each image file is checked again later.
+    const basePath = ds.basePath.replace(/\/+$/, '');
+    await checkReachable((await exists(basePath)) ? basePath : dirname(basePath), what);
+  }
+  return { id, name: ds.name, basePath: ds.basePath, freeMb: ds.freeMb, storage };
+}
+
+/** The datastore's Ceph configuration and key must be readable here: qemu reads them to reach the pool. */
+async function checkCephAccess(ceph: CephAccess, what: string): Promise<void> {
+  for (const [attr, path] of [['CEPH_CONF', ceph.conf ?? '/etc/ceph/ceph.conf'], ['CEPH_KEY', ceph.key]] as const) {
+    if (path === undefined) continue;
+    try {
+      await access(path, constants.R_OK);
+    } catch (err) {
+      throw new OneswapError('usage', `${what}: ${attr} ${path} is not readable on this host (${(err as NodeJS.ErrnoException).code})`, {
+        hint: `oneswap writes into the Ceph pool ${ceph.pool} from this host with the datastore's CEPH_CONF and CEPH_KEY: copy them here (as on the BRIDGE_LIST hosts), readable by this user`,
+      });
+    }
+  }
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -146,29 +170,70 @@ export async function allocatePlaceholder(one: OneClient, ds: ImageDatastore, sp
 /**
  * Waits until the placeholder is READY and returns where its bytes live, checked and cut to the
  * disk's exact capacity: mkfs makes SIZE MiB, rounded up, and a guest must see the size its disk
- * had (a GPT's backup header sits in the last sectors). oned's own `cp` of a file leaves the same:
- * SIZE rounded up, the file exact.
+ * had (a GPT's backup header sits in the last sectors). oned's own `cp` leaves the same: SIZE
+ * rounded up, the file or RBD image exact. `fresh`: no run wrote into it yet, so it must be empty.
  */
-export async function placeholderTarget(one: OneClient, _ds: ImageDatastore, id: number, capacityBytes: number, signal: AbortSignal): Promise<ImageTarget> {
+export async function placeholderTarget(one: OneClient, ds: ImageDatastore, id: number, capacityBytes: number, fresh: boolean, signal: AbortSignal): Promise<ImageTarget> {
   const image: OneImage = await one.waitForImage(id, { timeoutMs: 10 * 60_000, signal });
-  if (image.format !== 'raw')
-    throw new OneswapError('usage', `image ${id} was created as ${image.format || 'unknown format'}, not raw`, {
-      hint: 'the datastore forces another format (TM_MAD_CONF DRIVER); use a datastore that keeps raw images',
-    });
   if (!image.source) throw new OneswapError('remote', `image ${id} is READY but has no SOURCE`);
-  let size: number;
-  try {
-    size = (await stat(image.source)).size;
-  } catch {
-    throw new OneswapError('usage', `the file of image ${id} (${image.source}) is not reachable from this host`, {
-      hint: 'run oneswap on the OpenNebula frontend, or on a host that mounts the datastore at the same path',
+  if (ds.storage.kind === 'ceph') return rbdPlaceholder(ds.storage.ceph, image, capacityBytes, signal);
+  if (image.format === 'qcow2') return qcow2Placeholder(image, capacityBytes, fresh, signal);
+  if (image.format !== 'raw')
+    throw new OneswapError('usage', `image ${id} was created as ${image.format || 'unknown format'}; oneswap fills raw and qcow2 images`, {
+      hint: 'the datastore forces another format (TM_MAD_CONF DRIVER or its DRIVER); use one that keeps raw or qcow2 images',
     });
-  }
+  const size = await localImageSize(image);
   if (size < capacityBytes)
     throw new OneswapError('remote', `the file of image ${id} (${image.source}) has ${size} bytes, the disk needs ${capacityBytes}`);
   await checkReachable(image.source, `image ${id}`);
   if (size > capacityBytes) await truncate(image.source, capacityBytes);
   return fileTarget(image.source, capacityBytes);
+}
+
+async function localImageSize(image: OneImage): Promise<number> {
+  try {
+    return (await stat(image.source)).size;
+  } catch {
+    throw new OneswapError('usage', `the file of image ${image.id} (${image.source}) is not reachable from this host`, {
+      hint: 'run oneswap on the OpenNebula frontend, or on a host that mounts the datastore at the same path',
+    });
+  }
+}
+
+/** A qcow2 placeholder: empty when fresh, its virtual size cut from whole MiB to the disk's. */
+async function qcow2Placeholder(image: OneImage, capacityBytes: number, fresh: boolean, signal: AbortSignal): Promise<ImageTarget> {
+  await localImageSize(image);
+  await checkReachable(image.source, `image ${image.id}`);
+  if (fresh) {
+    const allocated = await qcow2Allocated(image.source, signal);
+    if (allocated > 0)
+      throw new OneswapError('conflict', `image ${image.id} (${image.source}) already holds ${allocated} bytes of data: it is not an empty placeholder`, {
+        hint: 'the datastore gave a non-empty image; remove it (oneimage delete) and run the import again',
+      });
+  }
+  const info = JSON.parse(await qemuImg(['info', '--output=json', '-f', 'qcow2', image.source], { signal, explain: (r) => new OneswapError('data', `image ${image.id} (${image.source}) is not a readable qcow2 image: ${r}`) })) as { 'virtual-size': number };
+  if (info['virtual-size'] < capacityBytes)
+    throw new OneswapError('remote', `image ${image.id} (${image.source}) has a virtual size of ${info['virtual-size']} bytes, the disk needs ${capacityBytes}`);
+  if (info['virtual-size'] > capacityBytes)
+    await qemuImg(['resize', '-q', '--shrink', '-f', 'qcow2', image.source, String(capacityBytes)], {
+      signal,
+      explain: (r) => new OneswapError('internal', `cannot set the virtual size of image ${image.id} (${image.source}) to ${capacityBytes} bytes: ${r}`),
+    });
+  return qcow2Target(image.source, capacityBytes);
+}
+
+/** An RBD placeholder (SOURCE pool/one-<id>): cut from whole MiB to the disk's size once, here. */
+async function rbdPlaceholder(ceph: CephAccess, image: OneImage, capacityBytes: number, signal: AbortSignal): Promise<ImageTarget> {
+  const slash = image.source.indexOf('/');
+  if (slash <= 0) throw new OneswapError('remote', `image ${image.id} has SOURCE "${image.source}", not the pool/image of an RBD image`);
+  const location = { pool: image.source.slice(0, slash), image: image.source.slice(slash + 1), user: ceph.user, conf: ceph.conf, keyfile: ceph.key };
+  const access = await openRbdAccess(location);
+  try {
+    await (await openRbdAccessWriter(access, capacityBytes, { connections: 1, signal })).close();
+  } finally {
+    await access.dispose();
+  }
+  return rbdTarget(location, capacityBytes);
 }
 
 /**
@@ -315,16 +380,25 @@ export function importedDiskOf(image: OneImage): ImportedDisk {
  * How qemu opens an image whose guest is converted from here; refuses one that cannot be: not
  * raw, in use, or its file out of reach.
  */
-export async function convertibleImage(img: OneImage): Promise<QemuImage> {
-  if (img.format !== 'raw') throw new OneswapError('usage', `image ${img.id} (${img.name}) is ${img.format || 'of unknown format'}; oneswap converts raw images`);
+export async function convertibleImage(one: OneClient, img: OneImage): Promise<ImageTarget> {
+  if (img.format !== 'raw' && img.format !== 'qcow2')
+    throw new OneswapError('usage', `image ${img.id} (${img.name}) is ${img.format || 'of unknown format'}; oneswap converts raw and qcow2 images`);
   if (img.stateName === 'USED' || img.stateName === 'USED_PERS' || img.runningVms > 0)
     throw new OneswapError('conflict', `image ${img.id} (${img.name}) is in use by VM ${img.vms.join(', ')}`, {
       hint: 'a guest must not run while it is converted: terminate the VM (persistent images keep their data), then convert',
     });
   if (img.stateName !== 'READY') throw new OneswapError('conflict', `image ${img.id} (${img.name}) is ${img.stateName}, not READY`);
   if (!img.source) throw new OneswapError('remote', `image ${img.id} (${img.name}) has no SOURCE`);
+  const storage = imageStorageOf(await one.datastore(img.datastoreId));
+  // The size matters only to writers; a conversion opens the image as it is.
+  const size = img.sizeMb * MiB;
+  if (storage.kind === 'ceph') {
+    const slash = img.source.indexOf('/');
+    await checkCephAccess(storage.ceph, `datastore ${img.datastoreId}`);
+    return rbdTarget({ pool: img.source.slice(0, slash), image: img.source.slice(slash + 1), user: storage.ceph.user, conf: storage.ceph.conf, keyfile: storage.ceph.key }, size);
+  }
   await checkReachable(img.source, `image ${img.id}`, constants.R_OK | constants.W_OK);
-  return { filename: img.source, format: 'raw' };
+  return img.format === 'qcow2' ? qcow2Target(img.source, size) : fileTarget(img.source, size);
 }
 
 /** The guest facts an earlier conversion recorded on an image, or undefined when it was not converted. */

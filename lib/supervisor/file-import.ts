@@ -21,6 +21,7 @@ import {
   saveState,
   fileTarget,
   writingInto,
+  forQemu,
   type DirectoryLayout,
   type DirectoryState,
   type ConvertedGuest,
@@ -146,19 +147,20 @@ async function importIntoDirectory(ctx: FileImportContext, vm: FileVm, opts: Fil
       guest = await phases.run(
         'convert',
         async () => {
-          const images = targets.map((t) => ({ id: t.disk.description.index, image: t.target.qemu, bus: t.disk.description.bus }));
           const record = async (g: ConvertedGuest): Promise<void> => {
             s.guest = g;
             await saveState(layout, s);
           };
-          const r = await convertImages(
-            { emit: ctx.emit, signal: ctx.signal, record },
-            {
-              ...vmConversionRequest(vm.description, images, opts),
-              // The template asks for the source MACs unless --no-keep-mac: the guest is bound to what it will get.
-              network: sourceMacsNetwork(vm.description.nics, opts.keepMac),
-              workKey: `dir-${createHash('sha256').update(layout.stateFile).digest('hex').slice(0, 16)}`,
-            },
+          const r = await forQemu(targets.map((t) => t.target), (qemu) =>
+            convertImages(
+              { emit: ctx.emit, signal: ctx.signal, record },
+              {
+                ...vmConversionRequest(vm.description, targets.map((t, k) => ({ id: t.disk.description.index, image: qemu[k]!, bus: t.disk.description.bus })), opts),
+                // The template asks for the source MACs unless --no-keep-mac: the guest is bound to what it will get.
+                network: sourceMacsNetwork(vm.description.nics, opts.keepMac),
+                workKey: `dir-${createHash('sha256').update(layout.stateFile).digest('hex').slice(0, 16)}`,
+              },
+            ),
           );
           if (r.kind === 'converted' && r.notes.length > 0) {
             s.conversionNotes = [...r.notes];

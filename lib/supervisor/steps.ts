@@ -42,6 +42,7 @@ import {
   convertedGuestOf,
   placeholderTarget,
   writingInto,
+  forQemu,
   removeImages,
   templateName,
   mapNics,
@@ -361,7 +362,7 @@ export async function placeholders<D extends SourcedDisk>(
   const out: DiskTarget<D>[] = [];
   for (const d of disks) {
     const j = journal.disk(d.description.sourceKey)!;
-    const target = await placeholderTarget(ctx.one, ds, j.imageId, d.description.capacityBytes, ctx.signal);
+    const target = await placeholderTarget(ctx.one, ds, j.imageId, d.description.capacityBytes, !j.complete && j.done.length === 0, ctx.signal);
     if (j.imagePath !== target.name) {
       Object.assign(j, { imagePath: target.name });
       await journal.flush();
@@ -566,15 +567,16 @@ export async function convert(
     log(`images ${targets.map((t) => t.imageId).join(', ')} were converted by an earlier run; not converting again`);
     return { guest: recorded, detail: `already converted: ${recorded.productName}` };
   }
-  const images = targets.map((t) => ({ id: t.imageId, image: t.target.qemu, bus: t.disk.description.bus }));
-  const request = vmConversionRequest(vm, images, opts);
   const assign = async (uses: readonly NicUse[]): Promise<Map<number, string | undefined>> => {
     const placed = await placeNicsOf(ctx, journal, nics, uses, opts, log);
     return new Map(placed.map((p) => [p.nic.index, macOnKvm(p)]));
   };
   const rehearsal = journal.data.warm?.rehearsal;
   const rehearsed = rehearsal?.ok ? { rehearsed: { ms: rehearsal.durationMs, at: rehearsal.at } } : {};
-  const r = await convertImages(ctx, { ...request, ...rehearsed, network: { ...request.network, assign } });
+  const r = await forQemu(targets.map((t) => t.target), (qemu) => {
+    const request = vmConversionRequest(vm, targets.map((t, k) => ({ id: t.imageId, image: qemu[k]!, bus: t.disk.description.bus })), opts);
+    return convertImages(ctx, { ...request, ...rehearsed, network: { ...request.network, assign } });
+  });
   if (r.kind === 'no-os') log(`no operating system found on the disks of ${vm.name}: a data-only VM, not converted (${r.reason})`, 'warn');
   return { guest: r.kind === 'converted' ? r.guest : undefined, detail: describeConversion(r) };
 }

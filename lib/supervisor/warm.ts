@@ -12,7 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { OneswapError, describeError } from '../errors/index.js';
 import type { VmSummary } from '../vsphere/index.js';
 import { describeVcenterVm, vmIdentity, type VmDescription } from '../input/index.js';
-import { convertedGuestOf, markImage, type ConvertedGuest } from '../output/index.js';
+import { convertedGuestOf, forQemu, markImage, type ConvertedGuest } from '../output/index.js';
 import { Journal, type WarmRound, type WarmState } from './journal.js';
 import { rehearseConversion, vmConversionRequest } from './conversion.js';
 import { removeLeftovers, runRound } from './cbt-round.js';
@@ -97,13 +97,8 @@ async function rehearse(ctx: ImportContext, s: Started, phases: Phases, opts: Wa
     const r = await phases.run(
       'rehearse',
       () =>
-        rehearseConversion(
-          ctx,
-          vmConversionRequest(
-            s.description,
-            s.targets.map((t) => ({ id: t.imageId, image: t.target.qemu, bus: t.disk.description.bus })),
-            opts,
-          ),
+        forQemu(s.targets.map((t) => t.target), (qemu) =>
+          rehearseConversion(ctx, vmConversionRequest(s.description, s.targets.map((t, k) => ({ id: t.imageId, image: qemu[k]!, bus: t.disk.description.bus })), opts)),
         ),
       (x) => (x.kind === 'no-os' ? 'no operating system found (data disks only): the cutover will not convert' : `${x.guest.productName || x.guest.distro} converts`),
     );

@@ -7,7 +7,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startVcsim, type Vcsim } from './vcsim/index.js';
-import { startOned, type Oned } from './one/index.js';
+import { startOned, type Oned, type StartOnedOptions } from './one/index.js';
 import { startTcpProxy, type TcpProxy } from './net/tcp-proxy.js';
 import { vddkStandin, type VddkStandin } from './vddk/index.js';
 import type { VcsimOptions } from './vcsim/index.js';
@@ -31,12 +31,12 @@ export interface MigrationPeers {
   stop(): Promise<void>;
 }
 
-export async function startMigrationPeers(name: string, o: { dataDir?: boolean; vcsim?: VcsimOptions } = {}): Promise<MigrationPeers> {
+export async function startMigrationPeers(name: string, o: { dataDir?: boolean; vcsim?: VcsimOptions; oned?: StartOnedOptions } = {}): Promise<MigrationPeers> {
   const work = await mkdtemp(join(tmpdir(), `oneswap-${name}-`));
   const sim = await startVcsim(o.vcsim);
   const vddk = await vddkStandin();
   const proxy = await startTcpProxy(sim.port);
-  const oned = await startOned({ asyncDelayMs: 20, ...(o.dataDir ? { dataDir: join(work, 'one') } : {}) });
+  const oned = await startOned({ asyncDelayMs: 20, ...o.oned, ...(o.dataDir ? { dataDir: join(work, 'one') } : {}) });
   const dsId = await oned.createDatastore({ name: 'images', type: 'IMAGE_DS', dsMad: 'fs', tmMad: 'shared' });
   const auth = join(work, 'one_auth');
   await writeFile(auth, `${oned.adminSession}\n`, { mode: 0o600 });

@@ -1,0 +1,249 @@
+// oneswap into the image datastores OpenNebula clouds run besides plain raw files: a Ceph pool
+// (DS_MAD ceph: RBD images; the simulator's stock-like driver runs rbd on a BRIDGE_LIST host over
+// ssh, oneswap reaches the pool itself with the datastore's CEPH_CONF and CEPH_KEY) and a qcow2
+// datastore (TM_MAD qcow2: qcow2 placeholders filled through qemu-nbd). One real Ceph, one bridge
+// host, one vCenter and one OpenNebula for the whole file.
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, open, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { vcsimSkip } from '../peers/vcsim/index.js';
+import { createTestVm, powerOn, writeDiskData, type TestVm } from '../peers/vcsim/fixture.js';
+import { cephSkip, startCeph, type Ceph } from '../peers/ceph/index.js';
+import { bridgeSkip, startBridge, type Bridge } from '../peers/bridge/index.js';
+import { buildOva, ovaToolsSkip } from '../peers/ova/index.js';
+import { oneswap } from '../peers/cli.js';
+import { startMigrationPeers, type MigrationPeers } from '../peers/migration.js';
+
+const MiB = 1024 * 1024;
+const OBJECT = 4 * MiB; // RBD's default object size
+const CLUSTER = 64 * 1024; // qcow2's default cluster size
+const skip = vcsimSkip() || cephSkip({ mgr: true }) || bridgeSkip() || ovaToolsSkip();
+
+const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+/**
+ * Bytes a store allocates for data islands when it allocates in `unit`s (RBD objects, qcow2
+ * clusters): every unit an island touches, the last one only up to the disk's end.
+ */
+function unitsTouched(islands: ReadonlyArray<{ offset: number; length: number }>, size: number, unit: number): number {
+  const units = new Set<number>();
+  for (const i of islands) for (let u = Math.floor(i.offset / unit); u * unit < i.offset + i.length; u++) units.add(u);
+  return [...units].reduce((s, u) => s + Math.min(unit, size - u * unit), 0);
+}
+
+interface ImportResult {
+  ok: boolean;
+  imageIds: number[];
+  error?: string;
+}
+
+function resultOf(stdout: string): ImportResult {
+  const r = stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as ImportResult & { type: string }).find((e) => e.type === 'result');
+  assert.ok(r, 'a result event');
+  return r;
+}
+
+describe('imports into Ceph and qcow2 image datastores', { skip }, () => {
+  let peers: MigrationPeers;
+  let ceph: Ceph;
+  let bridge: Bridge;
+  let cephDs: number;
+  let qcowDs: number;
+  let confFile: string;
+  let keyFile: string;
+  let work: string;
+  const islands = [
+    [{ offset: 0, length: MiB }, { offset: 37 * MiB + 4096, length: 5 * MiB }, { offset: 200 * MiB, length: 3 * MiB }, { offset: 256 * MiB - 65536, length: 65536 }],
+    [{ offset: 4 * MiB, length: 12288 }, { offset: 8 * MiB, length: 64 * 1024 }],
+  ];
+  const sizes = [256 * MiB, 8 * MiB + 64 * 1024];
+  let vms = 0;
+  const newVm = (name: string): Promise<TestVm> =>
+    createTestVm(peers.sim, { name: `${name}-${vms++}`, cbt: true, disks: sizes.map((sizeBytes, i) => ({ sizeBytes, data: islands[i]! })), nics: [{ network: 'VM Network', adapter: 'vmxnet3' }] });
+  const importArgs = (ds: number, extra: string[]): string[] => [...peers.importArgs({ datastore: ds }), ...extra];
+  const rbdBytes = async (source: string): Promise<Buffer> => {
+    const out = join(work, `export-${randomBytes(4).toString('hex')}`);
+    await ceph.rbd(['export', source, out]);
+    try {
+      return await readFile(out);
+    } finally {
+      await rm(out, { force: true });
+    }
+  };
+  const rbdUsed = async (source: string): Promise<{ provisioned: number; used: number }> => {
+    const du = JSON.parse(await ceph.rbd(['du', '--format', 'json', source])) as { images: Array<{ provisioned_size: number; used_size: number }> };
+    return { provisioned: du.images[0]!.provisioned_size, used: du.images[0]!.used_size };
+  };
+  const qcowBytes = async (file: string): Promise<Buffer> => {
+    const out = join(work, `raw-${randomBytes(4).toString('hex')}`);
+    await execa('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', file, out]);
+    try {
+      return await readFile(out);
+    } finally {
+      await rm(out, { force: true });
+    }
+  };
+  const qcowAllocated = async (file: string): Promise<number> => {
+    const map = JSON.parse((await execa('qemu-img', ['map', '--output=json', '-f', 'qcow2', file])).stdout) as Array<{ length: number; data: boolean }>;
+    return map.reduce((s, e) => (e.data ? s + e.length : s), 0);
+  };
+  const assertRbdImages = async (ids: readonly number[], expected: ReadonlyArray<{ sha256: string; size: number; used: number }>): Promise<void> => {
+    for (const [i, id] of ids.entries()) {
+      const img = peers.oned.image(id)!;
+      assert.match(img.source, /^one\/one-\d+$/);
+      const bytes = await rbdBytes(img.source);
+      assert.equal(bytes.length, expected[i]!.size, `image ${id} is exactly the disk's size`);
+      assert.equal(sha(bytes), expected[i]!.sha256, `image ${id} holds the disk's bytes`);
+      assert.equal((await rbdUsed(img.source)).used, expected[i]!.used, `image ${id} allocates only the objects holding data`);
+    }
+  };
+
+  before(async () => {
+    [ceph, bridge] = await Promise.all([startCeph({ mgr: true }), startBridge({ hosts: ['bridge1'] })]);
+    peers = await startMigrationPeers('datastores', { oned: { driverEnv: { PATH: bridge.env().PATH ?? '' } } });
+    work = await mkdtemp(join(tmpdir(), 'oneswap-ds-test-'));
+    peers.oned.createNetwork({ name: 'VM Network', bridge: 'br0', ars: [{ type: 'ETHER', size: 16 }] });
+    // The bridge user's own copy of the client identity (the peer's files are root's), which the
+    // datastore names: the stock driver reads it on the bridge, oneswap here.
+    const key = /key\s*=\s*(\S+)/.exec(await readFile(ceph.keyring, 'utf8'))?.[1];
+    assert.ok(key);
+    keyFile = await bridge.giveFile('ceph.key', `${key}\n`);
+    confFile = await bridge.giveFile('ceph.conf', ['[global]', `fsid = ${ceph.fsid}`, `mon host = [v2:${ceph.monHostV2},v1:${ceph.monHost}]`, ''].join('\n'));
+    cephDs = await peers.oned.createDatastore({
+      name: 'ceph',
+      type: 'IMAGE_DS',
+      dsMad: 'ceph',
+      tmMad: 'ceph',
+      template: { DISK_TYPE: 'RBD', BRIDGE_LIST: 'bridge1', POOL_NAME: ceph.pool, CEPH_USER: ceph.user, CEPH_CONF: confFile, CEPH_KEY: keyFile },
+    });
+    qcowDs = await peers.oned.createDatastore({ name: 'qcow2', type: 'IMAGE_DS', dsMad: 'fs', tmMad: 'qcow2' });
+  });
+
+  after(async () => {
+    await peers?.stop();
+    await Promise.all([ceph?.stop(), bridge?.stop()]);
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  test('cold import of a 2-disk VM into Ceph: RBD images exactly the disks, only data objects allocated', async () => {
+    const vm = await newVm('cold-ceph');
+    const r = await oneswap(importArgs(cephDs, [vm.name]), peers.env);
+    assert.equal(r.exitCode, 0, r.stderr);
+    const res = resultOf(r.stdout);
+    assert.equal(res.imageIds.length, 2);
+    await assertRbdImages(
+      res.imageIds,
+      vm.disks.map((d, i) => ({ sha256: d.sha256, size: d.sizeBytes, used: unitsTouched(islands[i]!, d.sizeBytes, OBJECT) })),
+    );
+    for (const id of res.imageIds) assert.equal(peers.oned.image(id)!.template.get('ONESWAP_STATE'), 'DONE');
+  });
+
+  test('cold import into a qcow2 datastore: qcow2 images of the disks\' exact virtual size, check clean, only data clusters', async () => {
+    const vm = await newVm('cold-qcow2');
+    const r = await oneswap(importArgs(qcowDs, [vm.name]), peers.env);
+    assert.equal(r.exitCode, 0, r.stderr);
+    const res = resultOf(r.stdout);
+    for (const [i, id] of res.imageIds.entries()) {
+      const img = peers.oned.image(id)!;
+      assert.equal(img.format, 'qcow2');
+      const info = JSON.parse((await execa('qemu-img', ['info', '--output=json', img.source])).stdout) as { format: string; 'virtual-size': number };
+      assert.equal(info.format, 'qcow2');
+      assert.equal(info['virtual-size'], vm.disks[i]!.sizeBytes);
+      await execa('qemu-img', ['check', '-q', img.source]);
+      assert.equal(sha(await qcowBytes(img.source)), vm.disks[i]!.sha256, `image ${id} holds the disk's bytes`);
+      assert.equal(await qcowAllocated(img.source), unitsTouched(islands[i]!, vm.disks[i]!.sizeBytes, CLUSTER), `image ${id} allocates only the clusters holding data`);
+    }
+  });
+
+  test('warm start, sync, cutover into Ceph: each round leaves the RBD images equal to the disks', async () => {
+    const vm = await newVm('warm-ceph');
+    await powerOn(peers.sim, vm.moref);
+    const warm = (stage: string): Promise<{ exitCode: number; stdout: string; stderr: string }> =>
+      oneswap(['warm', stage, ...importArgs(cephDs, ['--vddk-libdir', peers.vddk.libdir]).slice(1), vm.name], peers.vddkEnv);
+    const start = await warm('start');
+    assert.equal(start.exitCode, 0, start.stderr);
+    const ids = resultOf(start.stdout).imageIds;
+    const expect = async (): Promise<Array<{ sha256: string; size: number; used: number }>> =>
+      Promise.all(vm.disks.map(async (d) => ({ sha256: sha(await readFile(d.flatPath)), size: d.sizeBytes, used: -1 })));
+    const equal = async (): Promise<void> => {
+      for (const [i, e] of (await expect()).entries()) {
+        const bytes = await rbdBytes(peers.oned.image(ids[i]!)!.source);
+        assert.equal(bytes.length, e.size);
+        assert.equal(sha(bytes), e.sha256, `image ${ids[i]} equals disk ${i}`);
+      }
+    };
+    await equal();
+    await writeDiskData(vm.disks[0]!.flatPath, 20 * MiB, 128 * 1024, 77);
+    // Data becomes zeros: the round must zero (discard) it in the image, not leave the old bytes.
+    const fh = await open(vm.disks[0]!.flatPath, 'r+');
+    await fh.write(Buffer.alloc(MiB), 0, MiB, 0);
+    await fh.close();
+    const sync = await warm('sync');
+    assert.equal(sync.exitCode, 0, sync.stderr);
+    await equal();
+    await writeDiskData(vm.disks[1]!.flatPath, 0, 64 * 1024, 78);
+    const cut = await warm('cutover');
+    assert.equal(cut.exitCode, 0, cut.stderr);
+    await equal();
+  });
+
+  test('OVA import into Ceph and into qcow2: the images hold the OVA\'s disks', async () => {
+    const raws = join(work, 'raws');
+    await mkdir(raws, { recursive: true });
+    const raw = join(raws, 'a.raw');
+    const h = await open(raw, 'w');
+    await h.truncate(24 * MiB + 4608);
+    for (const [offset, length] of [[0, MiB], [7 * MiB + 4096, 3 * MiB], [24 * MiB + 4608 - 8192, 8192]] as const) await h.write(randomBytes(length), 0, length, offset);
+    await h.close();
+    const source = await readFile(raw);
+    const ova = await buildOva({ name: 'ova-ds', cpus: 1, memoryMiB: 512, disks: [{ raw, subformat: 'streamOptimized' }], manifest: 'sha256' }, join(work, 'ds.ova'));
+    for (const ds of [cephDs, qcowDs]) {
+      const r = await oneswap(['import', '--ova', ova.ova, '--name-prefix', `ds${ds}-`, '--no-convert', '--datastore', String(ds), '--endpoint', peers.oned.endpoint, '--progress', 'json'], peers.env);
+      assert.equal(r.exitCode, 0, r.stderr);
+      const img = peers.oned.image(resultOf(r.stdout).imageIds[0]!)!;
+      const bytes = ds === cephDs ? await rbdBytes(img.source) : await qcowBytes(img.source);
+      assert.equal(bytes.length, source.length);
+      assert.equal(sha(bytes), sha(source), `datastore ${ds}: the image holds the OVA's disk`);
+    }
+  });
+
+  test('a Ceph datastore with a missing pool or an unreadable key: one line naming it, nothing left behind', async () => {
+    const vm = await newVm('faults');
+    const before = peers.imageIds();
+    const noPool = await peers.oned.createDatastore({
+      name: 'ceph-nopool',
+      type: 'IMAGE_DS',
+      dsMad: 'ceph',
+      tmMad: 'ceph',
+      template: { DISK_TYPE: 'RBD', BRIDGE_LIST: 'bridge1', POOL_NAME: 'nopool', CEPH_USER: ceph.user, CEPH_CONF: confFile, CEPH_KEY: keyFile },
+      totalMb: 100_000,
+      freeMb: 100_000,
+    });
+    const r1 = await oneswap(importArgs(noPool, [vm.name]), peers.env);
+    assert.notEqual(r1.exitCode, 0);
+    assert.match(r1.stderr, /nopool/);
+    assert.equal(r1.stderr.trim().split('\n').filter((l) => l.startsWith('oneswap:')).length, 1, r1.stderr);
+
+    const noKey = await peers.oned.createDatastore({
+      name: 'ceph-nokey',
+      type: 'IMAGE_DS',
+      dsMad: 'ceph',
+      tmMad: 'ceph',
+      template: { DISK_TYPE: 'RBD', BRIDGE_LIST: 'bridge1', POOL_NAME: ceph.pool, CEPH_USER: ceph.user, CEPH_CONF: confFile, CEPH_KEY: '/nonexistent/ceph.key' },
+      totalMb: 100_000,
+      freeMb: 100_000,
+    });
+    const r2 = await oneswap(importArgs(noKey, [vm.name]), peers.env);
+    assert.equal(r2.exitCode, 2, r2.stderr);
+    assert.match(r2.stderr, /datastore \d+ \(ceph-nokey\): CEPH_KEY \/nonexistent\/ceph\.key is not readable on this host/);
+
+    const deadline = Date.now() + 20_000;
+    while (peers.imageIds().length !== before.length && Date.now() < deadline) await new Promise((res) => setTimeout(res, 200));
+    assert.deepEqual(peers.imageIds(), before, 'the failed runs removed their placeholders');
+  });
+});
