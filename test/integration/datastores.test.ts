@@ -16,6 +16,7 @@ import { createTestVm, powerOn, writeDiskData, type TestVm } from '../peers/vcsi
 import { cephSkip, startCeph, type Ceph } from '../peers/ceph/index.js';
 import { bridgeSkip, startBridge, type Bridge } from '../peers/bridge/index.js';
 import { buildOva, ovaToolsSkip } from '../peers/ova/index.js';
+import { bootCheck, guestSkip, testGuest } from '../peers/guest/index.js';
 import { oneswap } from '../peers/cli.js';
 import { startMigrationPeers, type MigrationPeers } from '../peers/migration.js';
 
@@ -48,7 +49,7 @@ function resultOf(stdout: string): ImportResult {
   return r;
 }
 
-describe('imports into Ceph and qcow2 image datastores', { skip }, () => {
+describe('imports into Ceph and qcow2 image datastores', { skip, timeout: 40 * 60_000 }, () => {
   let peers: MigrationPeers;
   let ceph: Ceph;
   let bridge: Bridge;
@@ -104,7 +105,7 @@ describe('imports into Ceph and qcow2 image datastores', { skip }, () => {
   };
 
   before(async () => {
-    [ceph, bridge] = await Promise.all([startCeph({ mgr: true }), startBridge({ hosts: ['bridge1'] })]);
+    [ceph, bridge] = await Promise.all([startCeph({ mgr: true, memstoreBytes: 5 * 1024 * MiB }), startBridge({ hosts: ['bridge1'] })]);
     peers = await startMigrationPeers('datastores', { oned: { driverEnv: { PATH: bridge.env().PATH ?? '' } } });
     work = await mkdtemp(join(tmpdir(), 'oneswap-ds-test-'));
     peers.oned.createNetwork({ name: 'VM Network', bridge: 'br0', ars: [{ type: 'ETHER', size: 16 }] });
@@ -245,5 +246,35 @@ describe('imports into Ceph and qcow2 image datastores', { skip }, () => {
     const deadline = Date.now() + 20_000;
     while (peers.imageIds().length !== before.length && Date.now() < deadline) await new Promise((res) => setTimeout(res, 200));
     assert.deepEqual(peers.imageIds(), before, 'the failed runs removed their placeholders');
+  });
+
+  test('a Debian guest imported into Ceph is converted in place on its RBD image and boots on virtio', { skip: guestSkip() }, async () => {
+    const guest = await testGuest();
+    const vm = await createTestVm(peers.sim, {
+      name: 'deb-ceph',
+      guestId: 'debian12_64Guest',
+      firmware: 'bios',
+      numCPUs: 2,
+      memoryMB: 1024,
+      disks: [{ sizeBytes: 3 * 1024 * MiB, fromRaw: guest, controller: 'pvscsi' }],
+      nics: [{ network: 'VM Network', adapter: 'vmxnet3' }],
+    });
+    const args = importArgs(cephDs, [vm.name]).filter((a) => a !== '--no-convert');
+    const r = await oneswap(args, peers.env, 30 * 60_000);
+    assert.equal(r.exitCode, 0, r.stderr);
+    const [id] = resultOf(r.stdout).imageIds;
+    const img = peers.oned.image(id!)!;
+    assert.equal(img.template.get('ONESWAP_GUEST_VIRTIO_BLK'), 'YES');
+    assert.equal(img.template.get('ONESWAP_STATE'), 'DONE');
+    // The conversion went into the RBD image itself (the commit of its overlay), nowhere else.
+    const raw = join(work, 'deb-ceph.raw');
+    await ceph.rbd(['export', img.source, raw]);
+    try {
+      assert.notEqual(sha(await readFile(raw)), vm.disks[0]!.sha256, 'the conversion was committed into the RBD image');
+      const boot = await bootCheck(raw, { format: 'raw', bus: 'virtio', workDir: work });
+      assert.equal(boot.outcome, 'login', `converted guest from the RBD image on virtio: ${boot.console.slice(-500)}`);
+    } finally {
+      await rm(raw, { force: true });
+    }
   });
 });

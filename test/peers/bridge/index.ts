@@ -9,6 +9,7 @@ import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { reapOnExit } from '../../support/reap-on-exit.js';
 
 /** Debian packages this peer needs (`install.sh --dev` installs openssh-server). */
 export const BRIDGE_PACKAGES = ['openssh-server', 'openssh-client'] as const;
@@ -163,19 +164,6 @@ function portOpen(port: number): Promise<boolean> {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-// sshd processes still running when the test process exits are killed, so a failed test leaves none.
-const running = new Set<ChildProcess>();
-let exitHookInstalled = false;
-function track(child: ChildProcess): void {
-  running.add(child);
-  child.once('exit', () => running.delete(child));
-  if (!exitHookInstalled) {
-    exitHookInstalled = true;
-    process.once('exit', () => {
-      for (const c of running) c.kill('SIGKILL');
-    });
-  }
-}
 
 const ALIAS = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
@@ -342,7 +330,7 @@ export async function startBridge(opts: BridgeOptions = {}): Promise<Bridge> {
     await writeFile(join(binDir, 'scp'), wrapper(SCP), { mode: 0o755 });
 
     child = spawn(SSHD, ['-D', '-f', sshdConfig, '-E', sshdLog], { stdio: ['ignore', 'ignore', 'pipe'] });
-    track(child);
+    reapOnExit(child);
     const c = child;
     exited = new Promise<void>((r) => c.once('exit', () => r()));
     let err = '';

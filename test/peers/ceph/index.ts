@@ -10,6 +10,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { reapOnExit } from '../../support/reap-on-exit.js';
 
 /** Debian packages this peer needs (installed by `install.sh --dev`). */
 export const CEPH_PACKAGES = ['ceph-mon', 'ceph-osd', 'ceph-common'] as const;
@@ -80,19 +81,6 @@ export function cephSkip(opts: { mgr?: boolean } = {}): string | false {
   return reason;
 }
 
-// Daemons still running when the test process exits are killed, so a failed test leaves none behind.
-const running = new Set<ChildProcess>();
-let exitHookInstalled = false;
-function track(child: ChildProcess): void {
-  running.add(child);
-  child.once('exit', () => running.delete(child));
-  if (!exitHookInstalled) {
-    exitHookInstalled = true;
-    process.once('exit', () => {
-      for (const c of running) c.kill('SIGKILL');
-    });
-  }
-}
 
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -179,7 +167,7 @@ export async function startCeph(opts: CephOptions = {}): Promise<Ceph> {
 
   const daemon = (cmd: string, args: readonly string[], name: string): ChildProcess => {
     const child = spawn(cmd, ['--conf', conf, '-f', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
-    track(child);
+    reapOnExit(child);
     children.push(child);
     exits.set(child, new Promise<void>((resolve) => child.once('exit', () => resolve())));
     let err = '';

@@ -3,7 +3,7 @@
 // (datastores live there) and explicit credentials, and parses its start-up
 // lines. See README.md and /work/shared/reference/vsphere-simulator.md.
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { accessSync, constants } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -13,6 +13,7 @@ import { createInterface } from 'node:readline';
 import { connect as tcpConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { fileURLToPath } from 'node:url';
+import { reapOnExit } from '../../support/reap-on-exit.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -106,20 +107,6 @@ export function vcsimAvailable(): boolean {
   return vcsimBinary() !== undefined;
 }
 
-// Simulators still running when the test process exits get SIGTERM, so they
-// remove their datastore directories instead of leaking them.
-const running = new Set<ChildProcess>();
-let exitHookInstalled = false;
-function track(child: ChildProcess): void {
-  running.add(child);
-  child.once('exit', () => running.delete(child));
-  if (!exitHookInstalled) {
-    exitHookInstalled = true;
-    process.once('exit', () => {
-      for (const c of running) c.kill('SIGTERM');
-    });
-  }
-}
 
 export async function startVcsim(opts: VcsimOptions = {}): Promise<Vcsim> {
   const bin = vcsimBinary();
@@ -144,7 +131,8 @@ export async function startVcsim(opts: VcsimOptions = {}): Promise<Vcsim> {
   args.push(...(opts.extraArgs ?? []));
 
   const child = spawn(bin, args, { env: { ...process.env, TMPDIR: tmpDir }, stdio: ['ignore', 'pipe', 'pipe'] });
-  track(child);
+  // Still running when the test process exits: SIGTERM, so it removes its datastore directories.
+  reapOnExit(child, 'SIGTERM');
   let log = '';
   child.stderr.setEncoding('utf8');
   child.stderr.on('data', (s: string) => {
