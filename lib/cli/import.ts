@@ -28,7 +28,7 @@ import {
 } from '../supervisor/index.js';
 import { openRunLog } from '../progress/index.js';
 import { progressDisplay, type RunCliOptions } from './run-options.js';
-import { parseNetworkMap } from '../output/index.js';
+import { parseNetworkMap, type DiskFileFormat } from '../output/index.js';
 import { connectOne, connectVcenter, parseHost, type VcenterOptions } from './connect.js';
 import { parseCutoverAt, parseDuration, parseSize } from './units.js';
 
@@ -39,6 +39,7 @@ export interface ImportCliOptions extends VcenterOptions, RunCliOptions {
   ova?: string;
   vmdk?: string[];
   outputDir?: string;
+  outputFormat?: string;
   name?: string;
   cpus?: string;
   memory?: string;
@@ -189,12 +190,18 @@ function fileImportOptions(vms: string[], o: ImportCliOptions): FileImportOption
     if (o.datastore !== undefined) throw new OneswapError('usage', '--output-dir and --datastore do not go together', { hint: 'write into a directory, or import into an OpenNebula datastore' });
     if (o.instantiate || o.start) throw new OneswapError('usage', '--instantiate/--start need OpenNebula; --output-dir writes files');
     if (o.keepIp) throw new OneswapError('usage', '--keep-ip reserves addresses in OpenNebula; --output-dir writes files (its summary lists the addresses the guest uses)');
-    target = { kind: 'dir', dir: o.outputDir };
+    target = { kind: 'dir', dir: o.outputDir, format: outputFormatOf(o.outputFormat) };
   } else {
+    if (o.outputFormat !== undefined) throw new OneswapError('usage', '--output-format is for --output-dir: a datastore decides its images\' format');
     if (o.datastore === undefined) throw new OneswapError('usage', `${source} needs --datastore ID (OpenNebula) or --output-dir DIR`);
     target = { kind: 'one', datastoreId: positiveInt(o.datastore, '--datastore', true) };
   }
   return { ...migrationOptions(o), target };
+}
+
+function outputFormatOf(value: string | undefined): DiskFileFormat {
+  if (value === undefined || value === 'raw' || value === 'qcow2') return value ?? 'raw';
+  throw new OneswapError('usage', `--output-format ${value}: say raw or qcow2`);
 }
 
 function firmwareOf(value: string): Firmware {

@@ -1,8 +1,8 @@
 // A local directory as the target, for converting now and importing into OpenNebula later (or
-// elsewhere): the raw disk files, the converted guest in them, image templates and a VM template
+// elsewhere): the disk files (raw, or qcow2 written in the same single pass through qemu-nbd), the converted guest in them, image templates and a VM template
 // that `oneimage create` / `onetemplate create` accept, and a short summary.
 //
-// Nothing half-written looks finished: disks are `<name>-diskN.raw.part` until the whole import
+// Nothing half-written looks finished: disks are `<name>-diskN.raw.part` (`.qcow2.part`) until the whole import
 // (conversion included) succeeded; the templates and the summary are written last. The progress
 // of an unfinished import lives in `.<name>.oneswap.json` beside them, so a re-run resumes.
 
@@ -15,12 +15,18 @@ import { RULES_FILE } from '../convert/index.js';
 import { buildVmTemplate, type ConvertedGuest, type PlacedNic } from './vm-template.js';
 import { diskImageDescription, diskSourceAttributes, guestAttributes } from './one-target.js';
 import { keptAddressRange } from './nic-placement.js';
+import { fileTarget, qcow2Target, type ImageTarget } from './image-target.js';
+import { qemuImg } from './qemu-img.js';
 
 const MiB = 1024 * 1024;
+
+/** The format of the disk files a directory import writes. */
+export type DiskFileFormat = 'raw' | 'qcow2';
 
 /** The files of one VM in the output directory. */
 export interface DirectoryLayout {
   readonly dir: string;
+  readonly format: DiskFileFormat;
   readonly name: string;
   readonly stateFile: string;
   readonly lockFile: string;
@@ -31,13 +37,14 @@ export interface DirectoryLayout {
   disk(index: number): { readonly part: string; readonly final: string; readonly imageTemplate: string; readonly imageName: string };
 }
 
-export function directoryLayout(dir: string, vm: VmDescription, prefix = ''): DirectoryLayout {
+export function directoryLayout(dir: string, vm: VmDescription, prefix = '', format: DiskFileFormat = 'raw'): DirectoryLayout {
   const abs = resolve(dir);
   const name = sanitizeName(`${prefix}${vm.name}`);
   // File names from the VM name: keep them to characters every shell and filesystem takes.
   const file = name.replace(/[^A-Za-z0-9._-]+/g, '_');
   return {
     dir: abs,
+    format,
     name,
     stateFile: join(abs, `.${file}.oneswap.json`),
     lockFile: join(abs, `.${file}.oneswap.lock`),
@@ -45,8 +52,8 @@ export function directoryLayout(dir: string, vm: VmDescription, prefix = ''): Di
     summaryFile: join(abs, `${file}.README.txt`),
     addressRange: (nicIndex) => join(abs, `${file}-nic${nicIndex}.ar`),
     disk: (index) => ({
-      part: join(abs, `${file}-disk${index}.raw.part`),
-      final: join(abs, `${file}-disk${index}.raw`),
+      part: join(abs, `${file}-disk${index}.${format}.part`),
+      final: join(abs, `${file}-disk${index}.${format}`),
       imageTemplate: join(abs, `${file}-disk${index}.image`),
       imageName: sanitizeName(`${name}-disk${index}`),
     }),
@@ -57,6 +64,8 @@ export function directoryLayout(dir: string, vm: VmDescription, prefix = ''): Di
 export interface DirectoryState {
   readonly version: 1;
   readonly source: string;
+  /** The disk files' format; absent: raw (state files of earlier versions). */
+  readonly format?: DiskFileFormat;
   /** Disk indexes whose file is complete. */
   copied: number[];
   guest?: ConvertedGuest;
@@ -82,6 +91,10 @@ export async function prepareDirectory(layout: DirectoryLayout, vm: VmDescriptio
     throw new OneswapError('conflict', `${layout.dir} holds an unfinished import of ${previous.source} under the name ${layout.name}`, {
       hint: 'use another --output-dir or --name, or remove the files of that import',
     });
+  if (previous && (previous.format ?? 'raw') !== layout.format)
+    throw new OneswapError('conflict', `${layout.dir} holds an unfinished import of ${layout.name} in ${previous.format ?? 'raw'} disk files, not ${layout.format}`, {
+      hint: `run it again with --output-format ${previous.format ?? 'raw'} to resume, or remove its files`,
+    });
   if (!previous) {
     const taken = [layout.templateFile, ...vm.disks.map((d) => layout.disk(d.index).final)];
     for (const f of taken) {
@@ -97,13 +110,23 @@ export async function prepareDirectory(layout: DirectoryLayout, vm: VmDescriptio
     throw new OneswapError('capacity', `${layout.dir} has ${Math.floor(free / MiB)} MiB free, the disks hold at least ${Math.ceil(dataBytes / MiB)} MiB of data`, {
       hint: 'free space or choose another --output-dir',
     });
-  const state: DirectoryState = previous ?? { version: 1, source: vmIdentity(vm), copied: [] };
+  const state: DirectoryState = previous ?? { version: 1, source: vmIdentity(vm), format: layout.format, copied: [] };
   return { state, resumed: previous !== undefined };
 }
 
-/** A fresh, all-holes disk file of the disk's size (or the one an earlier run left, kept). */
-export async function diskFile(layout: DirectoryLayout, disk: DiskDescription, fresh: boolean): Promise<string> {
+/**
+ * A disk file to write into: fresh and all holes (raw), or empty (qcow2 of the disk's virtual
+ * size); or the one an earlier run left, kept.
+ */
+export async function diskTarget(layout: DirectoryLayout, disk: DiskDescription, fresh: boolean): Promise<ImageTarget> {
   const { part } = layout.disk(disk.index);
+  if (layout.format === 'qcow2') {
+    if (fresh || !(await exists(part)))
+      await qemuImg(['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=65536', part, String(disk.capacityBytes)], {
+        explain: (r) => new OneswapError('usage', `cannot create ${part}: ${r}`),
+      });
+    return qcow2Target(part, disk.capacityBytes);
+  }
   const h = await open(part, fresh ? 'w' : 'a', 0o644);
   try {
     if (fresh) await h.truncate(0);
@@ -111,7 +134,7 @@ export async function diskFile(layout: DirectoryLayout, disk: DiskDescription, f
   } finally {
     await h.close();
   }
-  return part;
+  return fileTarget(part, disk.capacityBytes);
 }
 
 /** Writes in flight per state file: disks finish in parallel, and their saves must not interleave. */
@@ -194,7 +217,7 @@ export async function finishDirectory(
       NAME: f.imageName,
       PATH: f.final,
       TYPE: d.index === 0 ? 'OS' : 'DATABLOCK',
-      FORMAT: 'raw',
+      FORMAT: layout.format,
       PERSISTENT: 'YES',
       DEV_PREFIX: virtio ? 'vd' : 'sd',
       DESCRIPTION: diskImageDescription(vm, d),

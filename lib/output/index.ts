@@ -43,11 +43,12 @@ export { buildVmTemplate, logoFor, macOnKvm, formatGuestNetwork, parseGuestNetwo
 export {
   directoryLayout,
   prepareDirectory,
-  diskFile,
+  diskTarget,
   saveState,
   finishDirectory,
   removePartial,
   type DirectoryLayout,
+  type DiskFileFormat,
   type DirectoryState,
   type DirectoryResult,
 } from './directory-target.js';

@@ -11,7 +11,7 @@ import { OneswapError, describeError } from '../errors/index.js';
 import { decodeVmdk, type FileDisk, type FileVm } from '../input/index.js';
 import { checkAdditions } from '../convert/index.js';
 import {
-  diskFile,
+  diskTarget,
   directoryLayout,
   finishDirectory,
   mapNics,
@@ -19,11 +19,11 @@ import {
   prepareDirectory,
   removePartial,
   saveState,
-  fileTarget,
   writingInto,
   forQemu,
   type DirectoryLayout,
   type DirectoryState,
+  type DiskFileFormat,
   type ConvertedGuest,
 } from '../output/index.js';
 import { together } from '../copy/index.js';
@@ -34,7 +34,7 @@ import type { Journal } from './journal.js';
 import type { EventSink } from './events.js';
 import type { OneClient } from '../one/index.js';
 
-export type FileTarget = { readonly kind: 'one'; readonly datastoreId: number } | { readonly kind: 'dir'; readonly dir: string };
+export type FileTarget = { readonly kind: 'one'; readonly datastoreId: number } | { readonly kind: 'dir'; readonly dir: string; readonly format: DiskFileFormat };
 
 export type FileImportOptions = MigrationOptions & { readonly target: FileTarget };
 
@@ -49,7 +49,7 @@ export async function fileImportVm(ctx: FileImportContext, vm: FileVm, opts: Fil
   const log = (message: string, level: 'info' | 'warn' = 'info'): void => ctx.emit({ type: 'log', level, vm: vm.description.name, message });
   log(`source: ${vm.summary}`);
   for (const w of vm.warnings) log(w, 'warn');
-  if (opts.target.kind === 'dir') return importIntoDirectory(ctx, vm, opts, opts.target.dir);
+  if (opts.target.kind === 'dir') return importIntoDirectory(ctx, vm, opts, opts.target);
   if (!ctx.one) throw new OneswapError('internal', 'an OpenNebula target needs a connection');
   return importIntoOne({ one: ctx.one, emit: ctx.emit, signal: ctx.signal }, vm, { ...opts, datastoreId: opts.target.datastoreId });
 }
@@ -107,12 +107,12 @@ async function importIntoOne(ctx: OneContext, vm: FileVm, opts: FileImportOption
   }
 }
 
-async function importIntoDirectory(ctx: FileImportContext, vm: FileVm, opts: FileImportOptions, dir: string): Promise<VmResult> {
+async function importIntoDirectory(ctx: FileImportContext, vm: FileVm, opts: FileImportOptions, dir: { readonly dir: string; readonly format: DiskFileFormat }): Promise<VmResult> {
   const started = Date.now();
   const label = vm.description.name;
   const phases = new Phases(ctx, label);
   const log = phases.log;
-  const layout = directoryLayout(dir, vm.description, opts.namePrefix);
+  const layout = directoryLayout(dir.dir, vm.description, opts.namePrefix, dir.format);
   const lock = new PidLock(layout.lockFile);
   let locked = false;
   let state: DirectoryState | undefined;
@@ -129,7 +129,7 @@ async function importIntoDirectory(ctx: FileImportContext, vm: FileVm, opts: Fil
     }, () => layout.dir);
     const s = state;
     const targets: DiskTarget<FileDisk>[] = [];
-    for (const d of vm.disks) targets.push({ disk: d, imageId: d.description.index, target: fileTarget(await diskFile(layout, d.description, !s.copied.includes(d.description.index)), d.description.capacityBytes) });
+    for (const d of vm.disks) targets.push({ disk: d, imageId: d.description.index, target: await diskTarget(layout, d.description, !s.copied.includes(d.description.index)) });
 
     await phases.run('copy', async () => {
       const pending = targets.filter((t) => !s.copied.includes(t.disk.description.index));

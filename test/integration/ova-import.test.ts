@@ -232,6 +232,38 @@ describe('oneswap import --ova / --vmdk', { skip, timeout: 15 * 60_000 }, () => 
     }
   });
 
+  test('--output-format qcow2: the disks written as qcow2 in the same single pass, check clean, exact bytes, only data clusters; image templates say FORMAT qcow2', async () => {
+    const out = join(work, 'out-qcow2');
+    const bad = await oneswap(dirArgs(['--ova', multi.ova, '--output-dir', out, '--output-format', 'vmdk', '--no-convert']), env);
+    assert.equal(bad.exitCode, 2);
+    assert.match(bad.stderr, /--output-format vmdk: say raw or qcow2/);
+    const r = await oneswap(dirArgs(['--ova', multi.ova, '--output-dir', out, '--output-format', 'qcow2', '--no-convert', '--network-map', 'VM Network=1', '--network-map', 'backend=1']), env);
+    assert.equal(r.exitCode, 0, r.stderr);
+    const { execa } = await import('execa');
+    for (let i = 0; i < multi.disks.length; i++) {
+      const imageTemplate = await readFile(join(out, `multi-disk${i}.image`), 'utf8');
+      const d = sourceDisk(multi, /ONESWAP_SOURCE_DISK\s*=\s*"([^"]+)"/.exec(imageTemplate)![1]);
+      const file = join(out, `multi-disk${i}.qcow2`);
+      const info = JSON.parse((await execa('qemu-img', ['info', '--output=json', file])).stdout) as { format: string; 'virtual-size': number };
+      assert.equal(info.format, 'qcow2');
+      assert.equal(info['virtual-size'], d.capacityBytes);
+      await execa('qemu-img', ['check', '-q', file]);
+      const raw = join(work, `qcow2-back-${i}.raw`);
+      await execa('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', file, raw]);
+      assert.equal(await digestOf(raw, d.capacityBytes), d.rawSha256, `disk ${i}`);
+      await rm(raw);
+      // Clusters of 64 KiB: no more than the data's clusters are allocated.
+      const map = JSON.parse((await execa('qemu-img', ['map', '--output=json', '-f', 'qcow2', file])).stdout) as Array<{ start: number; length: number; data: boolean }>;
+      const src = await readFile(d.rawPath);
+      const want = new Set<number>();
+      for (let off = 0; off < src.length; off += 4096) if (src.subarray(off, off + 4096).some((b) => b !== 0)) want.add(Math.floor(off / 65536));
+      const allocated = map.filter((e) => e.data).reduce((sum, e) => sum + e.length, 0);
+      const expected = [...want].reduce((sum, c) => sum + Math.min(65536, d.capacityBytes - c * 65536), 0);
+      assert.equal(allocated, expected, `disk ${i} allocates only the clusters holding data`);
+      assert.match(imageTemplate, /FORMAT\s*=\s*"qcow2"/);
+    }
+  });
+
   test("--output-dir keeps the source MACs: the summary's commands, run as it says, give the VM exactly those MACs", async () => {
     const netIds = new Map([
       ['lan a', oned.createNetwork({ name: 'lan a', bridge: 'br2', ars: [{ type: 'ETHER', mac: '02:00:00:00:30:00', size: 8 }] })],
@@ -488,7 +520,7 @@ describe('oneswap import --ova / --vmdk', { skip, timeout: 15 * 60_000 }, () => 
       try {
         const vm = await openOva(ova);
         const r = await fileImportVm({ emit: () => undefined, signal }, vm, {
-          target: { kind: 'dir', dir: out },
+          target: { kind: 'dir', dir: out, format: 'raw' },
           convert: false,
           networkMap: new Map(),
           keepMac: true,
