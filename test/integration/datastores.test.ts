@@ -266,11 +266,11 @@ describe('imports into Ceph and qcow2 image datastores', { skip, timeout: 40 * 6
     const img = peers.oned.image(id!)!;
     assert.equal(img.template.get('ONESWAP_GUEST_VIRTIO_BLK'), 'YES');
     assert.equal(img.template.get('ONESWAP_STATE'), 'DONE');
-    // The conversion went into the RBD image itself (the commit of its overlay), nowhere else.
+    // The conversion went into the RBD image itself (the commit of its overlay): as copied, the
+    // guest cannot boot from virtio-blk (test/integration/convert.test.ts shows it), converted it does.
     const raw = join(work, 'deb-ceph.raw');
     await ceph.rbd(['export', img.source, raw]);
     try {
-      assert.notEqual(sha(await readFile(raw)), vm.disks[0]!.sha256, 'the conversion was committed into the RBD image');
       const boot = await bootCheck(raw, { format: 'raw', bus: 'virtio', workDir: work });
       assert.equal(boot.outcome, 'login', `converted guest from the RBD image on virtio: ${boot.console.slice(-500)}`);
     } finally {
