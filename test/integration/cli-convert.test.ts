@@ -61,11 +61,11 @@ describe('oneswap convert refuses what it cannot convert', () => {
     assert.match(lastLine(vm.stderr), /no images of yours were imported from a VM named "never-imported"/);
   });
 
-  test('an image that is not raw, is in use, or whose file is out of reach is refused', async () => {
-    const qcow = await image('qcow', { FORMAT: 'qcow2' });
-    const r1 = await convert(['--image', String(qcow)]);
+  test('an image that is neither raw nor qcow2, is in use, or whose file is out of reach is refused', async () => {
+    const vmdk = await image('vmdk', { FORMAT: 'vmdk' });
+    const r1 = await convert(['--image', String(vmdk)]);
     assert.equal(r1.exitCode, 2, r1.stderr);
-    assert.match(lastLine(r1.stderr), new RegExp(`image ${qcow} \\(qcow\\) is qcow2; oneswap converts raw images`));
+    assert.match(lastLine(r1.stderr), new RegExp(`image ${vmdk} \\(vmdk\\) is vmdk; oneswap converts raw and qcow2 images`));
 
     const used = await image('used');
     const tpl = await one.templateAllocate(Template.of({ NAME: 'uses-it', CPU: 1, MEMORY: 128, DISK: { IMAGE_ID: used } }));
