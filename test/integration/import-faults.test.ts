@@ -153,10 +153,18 @@ describe('oneswap import: bad input and faults', { skip }, () => {
     await assertCleanFailure(await oneswap([...base({ datastore: tiny }), 'faulty'], env), 7, /10 MiB free, the disks need 80 MiB/);
   });
 
-  test('datastores oneswap cannot write raw files into from here: qcow2, bridge hosts, files elsewhere', async () => {
-    const qcow = await oned.createDatastore({ name: 'q', type: 'IMAGE_DS', dsMad: 'fs', tmMad: 'qcow2' });
-    await assertCleanFailure(await oneswap([...base({ datastore: qcow }), 'faulty'], env), 2, /creates qcow2 images.*raw/);
-    const bridged = await oned.createDatastore({ name: 'b', type: 'IMAGE_DS', dsMad: 'fs', tmMad: 'shared', template: { BRIDGE_LIST: 'host1 host2' } });
+  test('datastores oneswap cannot fill from here: a Ceph key out of reach, bridge hosts, files elsewhere', async () => {
+    const ceph = await oned.createDatastore({
+      name: 'c',
+      type: 'IMAGE_DS',
+      dsMad: 'ceph',
+      tmMad: 'ceph',
+      template: { DISK_TYPE: 'RBD', BRIDGE_LIST: 'host1', POOL_NAME: 'one', CEPH_KEY: '/nonexistent/client.key' },
+      totalMb: 100000,
+      freeMb: 100000,
+    });
+    await assertCleanFailure(await oneswap([...base({ datastore: ceph }), 'faulty'], env), 2, /datastore \d+ \(c\): CEPH_(CONF|KEY) \S+ is not readable on this host/);
+    const bridged = await oned.createDatastore({ name: 'b', type: 'IMAGE_DS', dsMad: 'fs', tmMad: 'shared', template: { BRIDGE_LIST: 'host1 host2' }, totalMb: 100000, freeMb: 100000 });
     await assertCleanFailure(await oneswap([...base({ datastore: bridged }), 'faulty'], env), 2, /BRIDGE_LIST/);
     // The datastore's files live on another machine: DATASTORE_LOCATION does not exist here.
     const elsewhere = await oned.createDatastore({ name: 'e', type: 'IMAGE_DS', dsMad: 'fs', tmMad: 'shared', totalMb: 100000, freeMb: 100000 });
