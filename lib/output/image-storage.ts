@@ -18,10 +18,10 @@ export interface CephAccess {
 }
 
 export type ImageStorage =
-  | { readonly kind: 'files'; readonly basePath: string; readonly bridges: readonly string[] }
+  | { readonly kind: 'files'; readonly bridges: readonly string[] }
   | { readonly kind: 'ceph'; readonly ceph: CephAccess; readonly bridges: readonly string[] };
 
-export function imageStorageOf(ds: Pick<OneDatastore, 'dsMad' | 'basePath' | 'template'>): ImageStorage {
+export function imageStorageOf(ds: Pick<OneDatastore, 'dsMad' | 'template'>): ImageStorage {
   const t = ds.template;
   // oned keeps BRIDGE_LIST as one space-separated string.
   const bridges = (t.get('BRIDGE_LIST') ?? '').split(/\s+/).filter((h) => h !== '');
@@ -31,14 +31,6 @@ export function imageStorageOf(ds: Pick<OneDatastore, 'dsMad' | 'basePath' | 'te
       ceph: { pool: t.get('POOL_NAME') || 'one', user: t.get('CEPH_USER') || undefined, conf: t.get('CEPH_CONF') || undefined, key: t.get('CEPH_KEY') || undefined },
       bridges,
     };
-  return { kind: 'files', basePath: ds.basePath, bridges };
+  return { kind: 'files', bridges };
 }
 
-/**
- * The bridge host the stock drivers pick for an image: BRIDGE_LIST[image id % n]. (They first
- * drop hosts OpenNebula lists as off, in error or disabled; oneswap cannot read the host pool as
- * any user, so it takes the list as it is and says which host when that one fails.)
- */
-export function bridgeFor(bridges: readonly string[], imageId: number): string | undefined {
-  return bridges.length === 0 ? undefined : bridges[imageId % bridges.length];
-}

@@ -53,7 +53,7 @@ export {
   type DirectoryResult,
 } from './directory-target.js';
 export { fileTarget, qcow2Target, rbdTarget, writingInto, forQemu, type ImageTarget, type QemuAccess } from './image-target.js';
-export { imageStorageOf, bridgeFor, type ImageStorage, type CephAccess } from './image-storage.js';
+export { imageStorageOf, type ImageStorage, type CephAccess } from './image-storage.js';
 export { openFileWriter, clearFile } from './file-target.js';
 export { openQcow2Writer, qcow2Allocated, qcow2Image, type Qcow2WriterOptions } from './qcow2-target.js';
 export { openRbdWriter, openRbdAccessWriter, type RbdWriterSpec, type RbdWriterOptions } from './rbd-target.js';

@@ -11,7 +11,7 @@ import { formatGuestNetwork, parseGuestNetwork, type ConvertedGuest } from './vm
 import { fileTarget, qcow2Target, rbdTarget, type ImageTarget } from './image-target.js';
 import { imageStorageOf, type CephAccess, type ImageStorage } from './image-storage.js';
 import { qcow2Allocated } from './qcow2-target.js';
-import { openRbdAccess } from './rbd-access.js';
+import { DEFAULT_CEPH_CONF, openRbdAccess, type RbdLocation } from './rbd-access.js';
 import { openRbdAccessWriter } from './rbd-target.js';
 import { qemuImg } from './qemu-img.js';
 
@@ -59,7 +59,7 @@ export async function checkImageDatastore(one: OneClient, id: number, neededByte
 
 /** The datastore's Ceph configuration and key must be readable here: qemu reads them to reach the pool. */
 async function checkCephAccess(ceph: CephAccess, what: string): Promise<void> {
-  for (const [attr, path] of [['CEPH_CONF', ceph.conf ?? '/etc/ceph/ceph.conf'], ['CEPH_KEY', ceph.key]] as const) {
+  for (const [attr, path] of [['CEPH_CONF', ceph.conf ?? DEFAULT_CEPH_CONF], ['CEPH_KEY', ceph.key]] as const) {
     if (path === undefined) continue;
     try {
       await access(path, constants.R_OK);
@@ -202,7 +202,6 @@ async function localImageSize(image: OneImage): Promise<number> {
 
 /** A qcow2 placeholder: empty when fresh, its virtual size cut from whole MiB to the disk's. */
 async function qcow2Placeholder(image: OneImage, capacityBytes: number, fresh: boolean, signal: AbortSignal): Promise<ImageTarget> {
-  await localImageSize(image);
   await checkReachable(image.source, `image ${image.id}`);
   if (fresh) {
     const allocated = await qcow2Allocated(image.source, signal);
@@ -224,9 +223,7 @@ async function qcow2Placeholder(image: OneImage, capacityBytes: number, fresh: b
 
 /** An RBD placeholder (SOURCE pool/one-<id>): cut from whole MiB to the disk's size once, here. */
 async function rbdPlaceholder(ceph: CephAccess, image: OneImage, capacityBytes: number, signal: AbortSignal): Promise<ImageTarget> {
-  const slash = image.source.indexOf('/');
-  if (slash <= 0) throw new OneswapError('remote', `image ${image.id} has SOURCE "${image.source}", not the pool/image of an RBD image`);
-  const location = { pool: image.source.slice(0, slash), image: image.source.slice(slash + 1), user: ceph.user, conf: ceph.conf, keyfile: ceph.key };
+  const location = rbdLocationOf(ceph, image);
   const access = await openRbdAccess(location);
   try {
     await (await openRbdAccessWriter(access, capacityBytes, { connections: 1, signal })).close();
@@ -234,6 +231,13 @@ async function rbdPlaceholder(ceph: CephAccess, image: OneImage, capacityBytes: 
     await access.dispose();
   }
   return rbdTarget(location, capacityBytes);
+}
+
+/** The RBD image an image of a Ceph datastore names (SOURCE pool/one-<id>), reached as the datastore says. */
+function rbdLocationOf(ceph: CephAccess, image: OneImage): RbdLocation {
+  const slash = image.source.indexOf('/');
+  if (slash <= 0) throw new OneswapError('remote', `image ${image.id} has SOURCE "${image.source}", not the pool/image of an RBD image`);
+  return { pool: image.source.slice(0, slash), image: image.source.slice(slash + 1), user: ceph.user, conf: ceph.conf, keyfile: ceph.key };
 }
 
 /**
@@ -393,9 +397,8 @@ export async function convertibleImage(one: OneClient, img: OneImage): Promise<I
   // The size matters only to writers; a conversion opens the image as it is.
   const size = img.sizeMb * MiB;
   if (storage.kind === 'ceph') {
-    const slash = img.source.indexOf('/');
     await checkCephAccess(storage.ceph, `datastore ${img.datastoreId}`);
-    return rbdTarget({ pool: img.source.slice(0, slash), image: img.source.slice(slash + 1), user: storage.ceph.user, conf: storage.ceph.conf, keyfile: storage.ceph.key }, size);
+    return rbdTarget(rbdLocationOf(storage.ceph, img), size);
   }
   await checkReachable(img.source, `image ${img.id}`, constants.R_OK | constants.W_OK);
   return img.format === 'qcow2' ? qcow2Target(img.source, size) : fileTarget(img.source, size);

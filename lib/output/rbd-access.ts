@@ -49,7 +49,8 @@ export interface RbdAccess {
   dispose(): Promise<void>;
 }
 
-const DEFAULT_CONF = '/etc/ceph/ceph.conf';
+/** Where rbd and librados look for the cluster's configuration when CEPH_CONF is unset. */
+export const DEFAULT_CEPH_CONF = '/etc/ceph/ceph.conf';
 
 /** Writes the private conf for `location` and returns how qemu reaches the image through it. */
 export async function openRbdAccess(location: RbdLocation, timeouts: RbdTimeouts = {}): Promise<RbdAccess> {
@@ -60,7 +61,7 @@ export async function openRbdAccess(location: RbdLocation, timeouts: RbdTimeouts
   for (const path of [location.conf, location.keyfile]) {
     if (path !== undefined && /[\r\n]/.test(path)) throw new OneswapError('usage', `the path ${JSON.stringify(path)} for ${name} has a line break`);
   }
-  const sourceConf = resolve(location.conf ?? DEFAULT_CONF);
+  const sourceConf = resolve(location.conf ?? DEFAULT_CEPH_CONF);
   const settings = await readDatastoreFile(sourceConf, 'CEPH_CONF', 'Ceph configuration', name);
   const key = location.keyfile ? await keySetting(resolve(location.keyfile), name) : undefined;
 

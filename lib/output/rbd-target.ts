@@ -11,7 +11,7 @@ import { NbdError } from '../nbd/index.js';
 import { nbdWriter } from './nbd-target.js';
 import { qemuImg } from './qemu-img.js';
 import { QemuNbdStartError, qemuNbdReason, startQemuNbd, type QemuNbd } from './qemu-nbd.js';
-import { openRbdAccess, type RbdAccess, type RbdLocation, type RbdTimeouts } from './rbd-access.js';
+import { DEFAULT_CEPH_CONF, openRbdAccess, type RbdAccess, type RbdLocation, type RbdTimeouts } from './rbd-access.js';
 
 export interface RbdWriterOptions {
   /** NBD connections (default 4, the copy engine's streams). */
@@ -91,7 +91,7 @@ async function openError(err: unknown, access: RbdAccess): Promise<unknown> {
   const { pool, image } = access.location;
   const user = `client.${access.user}`;
   const reason = err.reason;
-  const conf = access.location.conf ?? '/etc/ceph/ceph.conf';
+  const conf = access.location.conf ?? DEFAULT_CEPH_CONF;
   if (/error connecting: (Connection timed out|Timer expired)/.test(reason))
     return new OneswapError('connection', `cannot reach the Ceph monitors named in ${conf} (for ${access.name})`, {
       hint: "check the datastore's CEPH_CONF (mon_host) and that the monitors run and are reachable from this host",
