@@ -13,6 +13,8 @@ import { QemuNbdStartError, qemuNbdReason, startQemuNbd, type QemuNbd, type Qemu
 import { qemuImg } from './qemu-img.js';
 
 export interface Qcow2WriterOptions {
+  /** The BRIDGE_LIST host the file lives on; undefined: this host. */
+  readonly host?: string;
   /** NBD connections (default 4, the copy engine's streams). */
   readonly connections?: number;
   readonly signal?: AbortSignal;
@@ -37,7 +39,7 @@ const QCOW2_IO_CACHED: Pick<QemuNbdImage, 'cache' | 'aio'> = { cache: 'writeback
  */
 export async function openQcow2Writer(path: string, size: number, options: Qcow2WriterOptions = {}): Promise<TargetWriter> {
   const start = (io: Pick<QemuNbdImage, 'cache' | 'aio'>): Promise<QemuNbd> =>
-    startQemuNbd({ filename: path, format: 'qcow2', ...io }, { connections: options.connections ?? 4, signal: options.signal });
+    startQemuNbd({ filename: path, format: 'qcow2', ...io }, { connections: options.connections ?? 4, signal: options.signal, ...(options.host ? { host: options.host } : {}) });
   let server: QemuNbd;
   try {
     try {

@@ -13,6 +13,7 @@
 //   the writes in flight are over, instead of it dying under them.
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -34,6 +35,12 @@ export interface QemuNbdImage {
 export interface QemuNbdOptions {
   /** NBD connections to open (qemu-nbd's --shared); the copy engine runs about four streams. */
   readonly connections: number;
+  /**
+   * A BRIDGE_LIST host to run qemu-nbd on (`ssh <host>`, as OpenNebula's drivers reach it): its
+   * socket is forwarded to ours over that one ssh connection, so the image never leaves the
+   * bridge host but through the NBD requests.
+   */
+  readonly host?: string;
   /** Gives up waiting for qemu-nbd to open the image (Ceph has its own, shorter timeouts). */
   readonly startTimeoutMs?: number;
   readonly signal?: AbortSignal;
@@ -96,8 +103,9 @@ export async function startQemuNbd(image: QemuNbdImage, options: QemuNbdOptions)
   const dir = await mkdtemp(join(tmpdir(), 'oneswap-qemu-nbd-'));
   const socket = join(dir, 'nbd.sock');
   const count = Math.max(1, options.connections);
-  const server = new Server(spawnQemuNbd(image, socket, count), dir);
+  const server = new Server(options.host === undefined ? spawnQemuNbd(image, socket, count) : spawnRemoteQemuNbd(options.host, image, socket, count), dir, options.host);
   try {
+    if (options.host !== undefined) await server.remoteReady(options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS, options.signal);
     const first = await server.firstConnection(socket, options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS, options.signal);
     const rest = await Promise.allSettled(Array.from({ length: count - 1 }, () => NbdClient.connect(socket, { signal: options.signal })));
     server.connections.push(first, ...rest.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : [])));
@@ -118,6 +126,46 @@ export function spawnQemuNbd(image: QemuNbdImage, socket: string, connections: n
   });
 }
 
+/**
+ * qemu-nbd on a bridge host: one ssh connection runs it (in a private directory there) and
+ * forwards its socket to ours. Its stdin is our lifeline: when oneswap dies, ssh dies with it
+ * (pdeathsig), the remote side reads the end of its stdin and stops qemu-nbd. It prints `ready`
+ * once qemu-nbd listens, so our first connection reaches qemu-nbd and not an empty forward.
+ */
+export function spawnRemoteQemuNbd(host: string, image: QemuNbdImage, socket: string, connections: number): ChildProcess {
+  const remoteDir = `/tmp/oneswap-nbd-${randomBytes(8).toString('hex')}`;
+  const remoteSocket = `${remoteDir}/nbd.sock`;
+  const args = qemuNbdArgs(image, remoteSocket, connections).map(shellQuote).join(' ');
+  const script = [
+    `d=${shellQuote(remoteDir)}`,
+    'umask 077',
+    'mkdir "$d" || exit 1',
+    'trap \'rm -rf "$d"\' EXIT',
+    `qemu-nbd ${args} </dev/null &`,
+    'p=$!',
+    'while [ ! -S "$d/nbd.sock" ] && kill -0 $p 2>/dev/null; do sleep 0.05; done',
+    'kill -0 $p 2>/dev/null && echo ready',
+    // An asynchronous list reads /dev/null unless told otherwise: our stdin, kept on fd 3.
+    'exec 3<&0',
+    '( cat <&3 >/dev/null; kill $p 2>/dev/null ) &',
+    'wait $p',
+  ].join('\n');
+  return spawn(
+    'setpriv',
+    [
+      '--pdeathsig', 'SIGTERM', '--',
+      'ssh', '-o', 'BatchMode=yes', '-o', 'ExitOnForwardFailure=yes', '-o', 'StreamLocalBindUnlink=yes', '-o', 'StreamLocalBindMask=0177',
+      '-L', `${socket}:${remoteSocket}`, host, `sh -c ${shellQuote(script)}`,
+    ],
+    { stdio: ['pipe', 'pipe', 'pipe'], detached: true },
+  );
+}
+
+/** One word for a POSIX shell, whatever it holds. */
+function shellQuote(word: string): string {
+  return `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
 class Server implements QemuNbd {
   readonly connections: NbdClient[] = [];
   exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
@@ -129,6 +177,8 @@ class Server implements QemuNbd {
   constructor(
     private readonly child: ChildProcess,
     private readonly dir: string,
+    /** The bridge host qemu-nbd runs on through `child` (ssh), or undefined: here. */
+    private readonly host?: string,
   ) {
     child.stderr!.setEncoding('utf8').on('data', (d: string) => {
       this.log = (this.log + d).slice(-STDERR_KEEP);
@@ -143,6 +193,29 @@ class Server implements QemuNbd {
         resolve();
       });
     });
+  }
+
+  /** Waits for the remote side's `ready`: qemu-nbd listens on the bridge host. */
+  async remoteReady(timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    const out = this.child.stdout!.setEncoding('utf8');
+    let seen = '';
+    const ready = new Promise<boolean>((resolve) => {
+      const onData = (d: string): void => {
+        seen += d;
+        if (/^ready$/m.test(seen)) {
+          out.off('data', onData);
+          resolve(true);
+        }
+      };
+      out.on('data', onData);
+      void this.exited.then(() => resolve(false));
+    });
+    const timer = sleep(timeoutMs, false, { signal }).catch(() => false);
+    if (await Promise.race([ready, timer])) return;
+    signal?.throwIfAborted();
+    if (this.spawnError) throw missingTool(this.spawnError);
+    if (this.exit) throw this.startError();
+    throw new QemuNbdStartError(`qemu-nbd on ${this.host} did not listen within ${Math.round(timeoutMs / 1000)} s`, this.log);
   }
 
   get pid(): number {
@@ -188,8 +261,10 @@ class Server implements QemuNbd {
       await Promise.allSettled(this.connections.map((c) => c.close()));
       if (!this.exit && !this.spawnError) {
         // The last connection closed: qemu-nbd flushes, closes the image and exits on its own.
-        // Told to, should a connection never have been made.
+        // Told to, should a connection never have been made. On a bridge host the end of the
+        // remote side's stdin tells it (a signal to ssh would cut qemu-nbd's flush short).
         const grace = this.connections.length > 0 ? graceMs : 0;
+        if (this.host !== undefined) this.child.stdin?.end();
         const term = setTimeout(() => this.child.kill('SIGTERM'), grace);
         const kill = setTimeout(() => this.child.kill('SIGKILL'), grace + 30_000);
         await this.exited;
@@ -202,6 +277,15 @@ class Server implements QemuNbd {
   }
 
   private startError(): QemuNbdStartError | OneswapError {
+    if (this.host !== undefined) {
+      const line = this.log.split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('Warning:')).at(-1) ?? '';
+      if (/qemu-nbd: (command )?not found|qemu-nbd: No such file/.test(this.log))
+        return new OneswapError('usage', `qemu-nbd is not installed on the bridge host ${this.host}`, { hint: `install it there: ./install.sh --bridge on ${this.host} (Debian packages qemu-utils, qemu-block-extra)` });
+      if (this.exit?.code === 255 && !/^qemu-nbd: /m.test(this.log))
+        return new OneswapError('connection', `cannot run qemu-nbd on the bridge host ${this.host} over ssh: ${line || 'ssh failed'}`, {
+          hint: `check that this user reaches ${this.host} with \`ssh ${this.host}\` without a password, as OpenNebula's drivers do`,
+        });
+    }
     if (/^setpriv: failed to execute qemu-nbd/m.test(this.log))
       return new OneswapError('usage', 'qemu-nbd is not installed', { hint: 'install the Debian package qemu-utils (./install.sh does)' });
     const how = this.exit?.signal ? `killed by ${this.exit.signal}` : `exit code ${this.exit?.code}`;

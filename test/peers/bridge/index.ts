@@ -275,9 +275,11 @@ export async function startBridge(opts: BridgeOptions = {}): Promise<Bridge> {
         // PAM would want a full login stack; the account checks that matter are sshd's own
         'UsePAM no',
         'X11Forwarding no',
-        'AllowTcpForwarding no',
+        // Local forwarding as on a real host (sshd's default allows it): oneswap forwards the bridge's
+        // qemu-nbd socket (ssh -L); sshd lets a Unix socket through only when TCP forwarding is on too.
+        'AllowTcpForwarding local',
         'AllowAgentForwarding no',
-        'AllowStreamLocalForwarding no',
+        'AllowStreamLocalForwarding local',
         'PermitTunnel no',
         'PermitUserEnvironment no',
         'PrintMotd no',
