@@ -11,6 +11,7 @@ usage() {
 usage: ./install.sh [--no-deps] [--prefix DIR]   install oneswap
        ./install.sh --uninstall [--prefix DIR]   take the installation back out
        ./install.sh --dev                        set this checkout up for development and tests
+       ./install.sh --bridge                     prepare a BRIDGE_LIST host of an image datastore
 
   (none)        Debian packages oneswap runs (apt-get), npm ci, build, then install: on an
                 OpenNebula frontend the program, the oneswap command, the datastore and
@@ -19,6 +20,9 @@ usage: ./install.sh [--no-deps] [--prefix DIR]   install oneswap
   --dev         also the Debian packages of the tests and benchmarks, the vCenter simulator,
                 and the Debian test guest with the demo OVA made of it (as root; cached in
                 ~/.cache/oneswap-test); installs nothing outside this checkout
+  --bridge      on a BRIDGE_LIST host of a file or Ceph image datastore: only the Debian
+                packages oneswap runs there over ssh (qemu-utils for qemu-nbd and qemu-img,
+                qemu-block-extra for Ceph); needs no Node.js and no copy of oneswap
   --no-deps     no apt-get, npm ci or build: install the build in dist/ as it is
   --prefix DIR  where the command goes when there is no OpenNebula (default /usr/local)
   --uninstall   remove the program, the command and the drivers, unregister them from
@@ -54,6 +58,7 @@ while [ $# -gt 0 ]; do
     --dev) dev=yes ;;
     --no-deps) deps=no ;;
     --uninstall) mode=uninstall ;;
+    --bridge) mode=bridge ;;
     --prefix)
       [ $# -ge 2 ] || { echo "install.sh: --prefix needs a directory" >&2; exit 2; }
       prefix=$2; prefix_set=yes; shift ;;
@@ -66,6 +71,24 @@ done
 if [ "$dev" = yes ] && { [ "$mode" = uninstall ] || [ "$deps" = no ] || [ "$prefix_set" = yes ]; }; then
   echo "install.sh: --dev sets this checkout up and installs nothing; it does not go with --uninstall, --no-deps or --prefix" >&2
   exit 2
+fi
+
+# The packages a BRIDGE_LIST host needs, and nothing else.
+if [ "$mode" = bridge ]; then
+  [ "$dev" = no ] && [ "$prefix_set" = no ] || { echo "install.sh: --bridge installs Debian packages only; it goes with no other option" >&2; exit 2; }
+  bridge_pkgs=(qemu-utils qemu-block-extra)
+  missing=()
+  for p in "${bridge_pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    [ "$(id -u)" -eq 0 ] || die "installing ${missing[*]} needs root: sudo ./install.sh --bridge"
+    echo "==> apt-get install ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+  echo "==> this host can serve as a BRIDGE_LIST host for oneswap (qemu-nbd: $(command -v qemu-nbd))"
+  exit 0
 fi
 
 # Paths given relative to where install.sh was started from.
@@ -141,15 +164,15 @@ if [ "$mode" = install ] && [ "$deps" = yes ]; then
   # qemu-utils: qemu-img (overlays, commits, checks); nbdkit + libnbd-bin: NBD readers and nbdcopy
   # (virt-v2v 2.2 runs nbdkit without depending on it); util-linux: fallocate (hole punching);
   # virt-v2v: virt-v2v-in-place; libguestfs-tools: guestfish (inspection); guestfs-tools:
-  # virt-customize; linux-image-amd64: the kernel libguestfs builds its appliance from.
-  runtime_pkgs=(qemu-utils nbdkit libnbd-bin util-linux ca-certificates virt-v2v libguestfs-tools guestfs-tools linux-image-amd64)
-  # golang-go + govmomi sources: the vCenter simulator; curl, time and qemu-block-extra (qemu-img's
-  # https driver): benchmark baselines; debootstrap: the test guest; qemu-system-x86: booting it to
+  # virt-customize; linux-image-amd64: the kernel libguestfs builds its appliance from;
+  # qemu-block-extra: qemu's rbd driver, how images of Ceph datastores are written.
+  runtime_pkgs=(qemu-utils qemu-block-extra nbdkit libnbd-bin util-linux ca-certificates virt-v2v libguestfs-tools guestfs-tools linux-image-amd64)
+  # golang-go + govmomi sources: the vCenter simulator; curl and time: benchmark baselines; debootstrap: the test guest; qemu-system-x86: booting it to
   # prove a conversion; nbdkit-plugin-python: the VDDK stand-in (test/peers/vddk) the vddk and nfc
   # readers are tested against; ceph-mon, ceph-osd, ceph-common, ceph-mgr: a one-node Ceph
   # (test/peers/ceph) for RBD image datastores (the manager only for `ceph df` statistics);
   # openssh-server: the BRIDGE_LIST host (test/peers/bridge), an sshd each test starts on loopback.
-  dev_pkgs=(golang-go golang-github-vmware-govmomi-dev curl time qemu-block-extra debootstrap qemu-system-x86 nbdkit-plugin-python ceph-mon ceph-osd ceph-common ceph-mgr openssh-server)
+  dev_pkgs=(golang-go golang-github-vmware-govmomi-dev curl time debootstrap qemu-system-x86 nbdkit-plugin-python ceph-mon ceph-osd ceph-common ceph-mgr openssh-server)
 
   pkgs=("${runtime_pkgs[@]}")
   [ "$dev" = yes ] && pkgs+=("${dev_pkgs[@]}")

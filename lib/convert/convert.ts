@@ -12,7 +12,7 @@ import { applyAdditions, checkAdditions, hasAdditions, type GuestAdditions } fro
 import { domainXml, type DomainNic } from './domain-xml.js';
 import { inspectGuest, type GuestFacts } from './inspect.js';
 import { bindGuestNetwork, type GuestNetwork, type NetworkRequest } from './network-step.js';
-import { createOverlay, discardOverlay, overlayUsage, commitOverlay, type Overlay, type OverlayUsage, type QemuImage } from './overlay.js';
+import { createOverlay, discardOverlay, overlayUsage, commitOverlay, rebaseOverlay, type Overlay, type OverlayUsage, type QemuImage } from './overlay.js';
 import { runVirtV2vInPlace } from './virt-v2v.js';
 import { explainWarning, isKnownWarning, readBootFiles, type BootFiles, type ExplainedWarning } from './v2v-warnings.js';
 
@@ -124,10 +124,15 @@ export async function convertGuest(req: ConversionRequest): Promise<ConversionRe
 
 /**
  * Writes the conversion into the image files. Idempotent: an interrupted commit is run again
- * from the same overlays, which are deleted only once every one is committed.
+ * from the same overlays, which are deleted only once every one is committed. `images`: how qemu
+ * reaches each overlay's image now, when that may have changed since the overlays were made (a
+ * later run's private Ceph configuration or qemu-nbd socket): the overlays are pointed there first.
  */
-export async function commitConversion(overlays: readonly Overlay[], signal?: AbortSignal): Promise<void> {
-  for (const o of overlays) await commitOverlay(o, signal);
+export async function commitConversion(overlays: readonly Overlay[], signal?: AbortSignal, images?: readonly QemuImage[]): Promise<void> {
+  for (const [i, o] of overlays.entries()) {
+    const now = images?.[i];
+    await commitOverlay(now && now.filename !== o.base ? await rebaseOverlay(o, now, signal) : o, signal);
+  }
   for (const o of overlays) await discardOverlay(o);
 }
 

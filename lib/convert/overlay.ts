@@ -52,6 +52,15 @@ export async function commitOverlay(overlay: Overlay, signal?: AbortSignal): Pro
   await runTool('qemu-img', ['commit', '-q', '-d', '-f', 'qcow2', overlay.path], { signal });
 }
 
+/**
+ * Points the overlay at the same image reached another way (-u: nothing is copied, the bytes
+ * are the same).
+ */
+export async function rebaseOverlay(overlay: Overlay, image: QemuImage, signal?: AbortSignal): Promise<Overlay> {
+  await runTool('qemu-img', ['rebase', '-q', '-u', '-f', 'qcow2', '-b', image.filename, '-F', image.format, overlay.path], { signal });
+  return { base: image.filename, path: overlay.path };
+}
+
 export async function discardOverlay(overlay: Overlay): Promise<void> {
   await rm(overlay.path, { force: true });
 }

@@ -2,12 +2,14 @@
 // write through a TargetWriter (open), start over on an image of zeros (clear), and the conversion
 // opens the same image as the backing file of its qcow2 overlays (forQemu). One implementation per
 // kind of storage: a raw file reachable here (file-target.ts), a qcow2 file (qcow2-target.ts), an
-// RBD image (rbd-target.ts), the last two written through qemu-nbd.
+// RBD image (rbd-target.ts), the last two written through qemu-nbd, and a raw or qcow2 file on a
+// BRIDGE_LIST host (served by qemu-nbd there).
 
 import type { TargetWriter } from '../copy/index.js';
 import type { QemuImage } from '../convert/index.js';
 import { clearFile, openFileWriter } from './file-target.js';
-import { openQcow2Writer, qcow2Image } from './qcow2-target.js';
+import { imageFileName, openImageFileWriter, openQcow2Writer, qcow2Image, serveImageFile } from './qcow2-target.js';
+import { exportImage } from './qemu-nbd.js';
 import { openRbdAccess, type RbdLocation } from './rbd-access.js';
 import { openRbdWriter } from './rbd-target.js';
 
@@ -49,6 +51,25 @@ export function qcow2Target(path: string, capacity: number): ImageTarget {
     open: () => openQcow2Writer(path, capacity),
     clear: () => zeroAll(target),
     forQemu: async () => ({ image: qcow2Image(path), release: async () => undefined }),
+  };
+  return target;
+}
+
+/**
+ * An image file (raw or qcow2) on a BRIDGE_LIST host, never reached through a local path: qemu-nbd
+ * serves it there, over the ssh connection that started it, for the copy and for the conversion.
+ */
+export function bridgeFileTarget(host: string, path: string, format: 'raw' | 'qcow2', capacity: number): ImageTarget {
+  const target: ImageTarget = {
+    name: imageFileName(path, host),
+    capacity,
+    open: () => openImageFileWriter(path, format, capacity, { host }),
+    clear: () => zeroAll(target),
+    forQemu: async () => {
+      // One connection of ours keeps the export up between qemu's own (the appliance's, the commit's).
+      const server = await serveImageFile(path, format, { host, connections: 1, otherClients: 4 });
+      return { image: exportImage(server), release: () => server.stop() };
+    },
   };
   return target;
 }

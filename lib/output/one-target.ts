@@ -8,9 +8,10 @@ import { OneswapError } from '../errors/index.js';
 import { Template, sanitizeName, type OneClient, type OneDatastore, type OneImage } from '../one/index.js';
 import { vmIdentity, type DiskBus, type DiskDescription, type Firmware, type VmDescription } from '../input/index.js';
 import { formatGuestNetwork, parseGuestNetwork, type ConvertedGuest } from './vm-template.js';
-import { fileTarget, qcow2Target, rbdTarget, type ImageTarget } from './image-target.js';
+import { bridgeFileTarget, fileTarget, qcow2Target, rbdTarget, type ImageTarget } from './image-target.js';
+import { bridgeHostFor, lastLine, onBridge, shellQuote } from './bridge-host.js';
 import { imageStorageOf, type CephAccess, type ImageStorage } from './image-storage.js';
-import { qcow2Allocated } from './qcow2-target.js';
+import { imageFileName, qcow2Allocated } from './qcow2-target.js';
 import { DEFAULT_CEPH_CONF, openRbdAccess, type RbdLocation } from './rbd-access.js';
 import { openRbdAccessWriter } from './rbd-target.js';
 import { qemuImg } from './qemu-img.js';
@@ -30,17 +31,13 @@ export interface ImageDatastore {
  * (raw or qcow2) must be reachable here; a Ceph pool must be reachable with the datastore's own
  * CEPH_CONF and CEPH_KEY, as its bridge hosts reach it.
  */
-export async function checkImageDatastore(one: OneClient, id: number, neededBytes: number): Promise<ImageDatastore> {
+export async function checkImageDatastore(one: OneClient, id: number, neededBytes: number, warn: (line: string) => void = () => undefined): Promise<ImageDatastore> {
   const ds: OneDatastore = await one.datastore(id);
   const what = `datastore ${id} (${ds.name})`;
   if (ds.type !== 'IMAGE_DS')
     throw new OneswapError('usage', `${what} is a ${ds.type}, not an image datastore`, { hint: 'pick one from: onedatastore list' });
   if (ds.state !== 'READY') throw new OneswapError('conflict', `${what} is disabled`);
-  const storage = imageStorageOf(ds);
-  if (storage.kind === 'files' && storage.bridges.length > 0)
-    throw new OneswapError('usage', `${what} keeps its files on bridge hosts (BRIDGE_LIST ${storage.bridges.join(' ')}), not reachable from here`, {
-      hint: 'run oneswap on a host of the BRIDGE_LIST, or use a datastore without BRIDGE_LIST',
-    });
+  let storage = imageStorageOf(ds);
   const neededMb = Math.ceil(neededBytes / MiB);
   if (ds.freeMb < neededMb)
     throw new OneswapError('capacity', `${what} has ${ds.freeMb} MiB free, the disks need ${neededMb} MiB`, {
@@ -48,6 +45,8 @@ export async function checkImageDatastore(one: OneClient, id: number, neededByte
     });
   if (storage.kind === 'ceph') {
     await checkCephAccess(storage.ceph, what);
+  } else if (storage.bridges.length > 0) {
+    storage = { ...storage, bridges: await checkBridges(storage.bridges, ds.basePath, what, warn) };
   } else {
     // The driver creates BASE_PATH with the first image, so a new datastore may not have it yet:
     // then its parent (DATASTORE_LOCATION) must be here. Each image file is checked again later.
@@ -55,6 +54,39 @@ export async function checkImageDatastore(one: OneClient, id: number, neededByte
     await checkReachable((await exists(basePath)) ? basePath : dirname(basePath), what);
   }
   return { id, name: ds.name, basePath: ds.basePath, freeMb: ds.freeMb, storage };
+}
+
+/**
+ * The BRIDGE_LIST hosts that can work on the datastore's files: reached over ssh, with qemu-nbd
+ * and qemu-img, BASE_PATH (or, before the first image, its parent) writable. Hosts that cannot are
+ * left out, as the stock drivers leave out hosts that are off; none left is an error.
+ */
+async function checkBridges(bridges: readonly string[], basePath: string, what: string, warn: (line: string) => void): Promise<string[]> {
+  const base = basePath.replace(/\/+$/, '');
+  const script = [
+    'for p in qemu-nbd qemu-img; do command -v $p >/dev/null 2>&1 || { echo "$p" >&2; exit 3; }; done',
+    `b=${shellQuote(base)}`,
+    '[ -d "$b" ] || b=$(dirname "$b")',
+    '[ -d "$b" ] || { echo "$b" >&2; exit 4; }',
+    '[ -w "$b" ] || { echo "$b" >&2; exit 5; }',
+  ].join('\n');
+  const checked = await Promise.allSettled(
+    bridges.map(async (host) => {
+      const r = await onBridge(host, script, { timeoutMs: 60_000 });
+      const detail = lastLine(r.stderr);
+      if (r.code === 3)
+        throw new OneswapError('usage', `${what}: ${detail} is not installed on the bridge host ${host}`, { hint: `install it there: ./install.sh --bridge on ${host} (Debian packages qemu-utils, qemu-block-extra)` });
+      if (r.code === 4) throw new OneswapError('usage', `${what}: ${detail} does not exist on the bridge host ${host}`, { hint: `mount the datastore's storage at ${base} on ${host}, as OpenNebula's drivers expect` });
+      if (r.code === 5) throw new OneswapError('usage', `${what}: ${detail} is not writable by this user on the bridge host ${host}`, { hint: 'reach the bridge hosts as the OpenNebula user (oneadmin), as its drivers do' });
+      if (r.code !== 0) throw new OneswapError('remote', `${what}: checking the bridge host ${host} failed: ${detail || `exit ${r.code}`}`);
+      return host;
+    }),
+  );
+  const usable = checked.flatMap((c) => (c.status === 'fulfilled' ? [c.value] : []));
+  const failures = checked.flatMap((c) => (c.status === 'rejected' ? [c.reason as Error] : []));
+  if (usable.length === 0) throw failures[0]!;
+  for (const f of failures) warn(`${f.message}; the other BRIDGE_LIST hosts do the work`);
+  return usable;
 }
 
 /** The datastore's Ceph configuration and key must be readable here: qemu reads them to reach the pool. */
@@ -177,11 +209,12 @@ export async function placeholderTarget(one: OneClient, ds: ImageDatastore, id: 
   const image: OneImage = await one.waitForImage(id, { timeoutMs: 10 * 60_000, signal });
   if (!image.source) throw new OneswapError('remote', `image ${id} is READY but has no SOURCE`);
   if (ds.storage.kind === 'ceph') return rbdPlaceholder(ds.storage.ceph, image, capacityBytes, signal);
-  if (image.format === 'qcow2') return qcow2Placeholder(image, capacityBytes, fresh, signal);
-  if (image.format !== 'raw')
+  if (image.format !== 'raw' && image.format !== 'qcow2')
     throw new OneswapError('usage', `image ${id} was created as ${image.format || 'unknown format'}; oneswap fills raw and qcow2 images`, {
       hint: 'the datastore forces another format (TM_MAD_CONF DRIVER or its DRIVER); use one that keeps raw or qcow2 images',
     });
+  if (ds.storage.bridges.length > 0) return bridgePlaceholder(bridgeHostFor(ds.storage.bridges, id), image, capacityBytes, fresh, signal);
+  if (image.format === 'qcow2') return qcow2Placeholder(image, capacityBytes, fresh, signal);
   const size = await localImageSize(image);
   if (size < capacityBytes)
     throw new OneswapError('remote', `the file of image ${id} (${image.source}) has ${size} bytes, the disk needs ${capacityBytes}`);
@@ -200,25 +233,52 @@ async function localImageSize(image: OneImage): Promise<number> {
   }
 }
 
-/** A qcow2 placeholder: empty when fresh, its virtual size cut from whole MiB to the disk's. */
-async function qcow2Placeholder(image: OneImage, capacityBytes: number, fresh: boolean, signal: AbortSignal): Promise<ImageTarget> {
-  await checkReachable(image.source, `image ${image.id}`);
+/** A qcow2 placeholder, here or on a bridge host: empty when fresh, its virtual size cut from whole MiB to the disk's. */
+async function qcow2Placeholder(image: OneImage, capacityBytes: number, fresh: boolean, signal: AbortSignal, host?: string): Promise<ImageTarget> {
+  const name = imageFileName(image.source, host);
+  const on = host ? { host } : {};
+  if (host === undefined) await checkReachable(image.source, `image ${image.id}`);
   if (fresh) {
-    const allocated = await qcow2Allocated(image.source, signal);
+    const allocated = await qcow2Allocated(image.source, signal, host);
     if (allocated > 0)
-      throw new OneswapError('conflict', `image ${image.id} (${image.source}) already holds ${allocated} bytes of data: it is not an empty placeholder`, {
+      throw new OneswapError('conflict', `image ${image.id} (${name}) already holds ${allocated} bytes of data: it is not an empty placeholder`, {
         hint: 'the datastore gave a non-empty image; remove it (oneimage delete) and run the import again',
       });
   }
-  const info = JSON.parse(await qemuImg(['info', '--output=json', '-f', 'qcow2', image.source], { signal, explain: (r) => new OneswapError('data', `image ${image.id} (${image.source}) is not a readable qcow2 image: ${r}`) })) as { 'virtual-size': number };
+  const info = JSON.parse(await qemuImg(['info', '--output=json', '-f', 'qcow2', image.source], { signal, ...on, explain: (r) => new OneswapError('data', `image ${image.id} (${name}) is not a readable qcow2 image: ${r}`) })) as { 'virtual-size': number };
   if (info['virtual-size'] < capacityBytes)
-    throw new OneswapError('remote', `image ${image.id} (${image.source}) has a virtual size of ${info['virtual-size']} bytes, the disk needs ${capacityBytes}`);
+    throw new OneswapError('remote', `image ${image.id} (${name}) has a virtual size of ${info['virtual-size']} bytes, the disk needs ${capacityBytes}`);
   if (info['virtual-size'] > capacityBytes)
     await qemuImg(['resize', '-q', '--shrink', '-f', 'qcow2', image.source, String(capacityBytes)], {
       signal,
-      explain: (r) => new OneswapError('internal', `cannot set the virtual size of image ${image.id} (${image.source}) to ${capacityBytes} bytes: ${r}`),
+      ...on,
+      explain: (r) => new OneswapError('internal', `cannot set the virtual size of image ${image.id} (${name}) to ${capacityBytes} bytes: ${r}`),
     });
-  return qcow2Target(image.source, capacityBytes);
+  return host === undefined ? qcow2Target(image.source, capacityBytes) : bridgeFileTarget(host, image.source, 'qcow2', capacityBytes);
+}
+
+/**
+ * A placeholder whose file lives on a bridge host: checked, and a raw one cut to the disk's size,
+ * there (the qcow2 checks are qcow2Placeholder's, run there).
+ */
+async function bridgePlaceholder(host: string, image: OneImage, capacityBytes: number, fresh: boolean, signal: AbortSignal): Promise<ImageTarget> {
+  if (image.format === 'qcow2') return qcow2Placeholder(image, capacityBytes, fresh, signal, host);
+  const name = imageFileName(image.source, host);
+  const script = [
+    `f=${shellQuote(image.source)}`,
+    '[ -f "$f" ] || exit 4',
+    '[ -w "$f" ] || exit 5',
+    'size=$(stat -c %s "$f") || exit 6',
+    `[ "$size" -lt ${capacityBytes} ] && { echo "$size"; exit 7; }`,
+    `[ "$size" -gt ${capacityBytes} ] && { truncate -s ${capacityBytes} "$f" || exit 6; }`,
+    'exit 0',
+  ].join('\n');
+  const r = await onBridge(host, script, { signal });
+  if (r.code === 4) throw new OneswapError('remote', `the file of image ${image.id} (${name}) does not exist on the bridge host`);
+  if (r.code === 5) throw new OneswapError('usage', `the file of image ${image.id} (${name}) is not writable by this user on the bridge host`, { hint: 'reach the bridge hosts as the OpenNebula user (oneadmin), as its drivers do' });
+  if (r.code === 7) throw new OneswapError('remote', `the file of image ${image.id} (${name}) has ${r.stdout.trim()} bytes, the disk needs ${capacityBytes}`);
+  if (r.code !== 0) throw new OneswapError('remote', `cannot prepare the file of image ${image.id} (${name}): ${lastLine(r.stderr) || `exit ${r.code}`}`);
+  return bridgeFileTarget(host, image.source, 'raw', capacityBytes);
 }
 
 /** An RBD placeholder (SOURCE pool/one-<id>): cut from whole MiB to the disk's size once, here. */
@@ -400,6 +460,7 @@ export async function convertibleImage(one: OneClient, img: OneImage): Promise<I
     await checkCephAccess(storage.ceph, `datastore ${img.datastoreId}`);
     return rbdTarget(rbdLocationOf(storage.ceph, img), size);
   }
+  if (storage.bridges.length > 0) return bridgeFileTarget(bridgeHostFor(storage.bridges, img.id), img.source, img.format, size);
   await checkReachable(img.source, `image ${img.id}`, constants.R_OK | constants.W_OK);
   return img.format === 'qcow2' ? qcow2Target(img.source, size) : fileTarget(img.source, size);
 }

@@ -13,7 +13,7 @@ import { QemuNbdStartError, qemuNbdReason, startQemuNbd, type QemuNbd, type Qemu
 import { qemuImg } from './qemu-img.js';
 
 export interface Qcow2WriterOptions {
-  /** The BRIDGE_LIST host the file lives on; undefined: this host. */
+  /** The BRIDGE_LIST host the file lives on (served there, see qemu-nbd.ts); undefined: this host. */
   readonly host?: string;
   /** NBD connections (default 4, the copy engine's streams). */
   readonly connections?: number;
@@ -37,26 +37,51 @@ const QCOW2_IO_CACHED: Pick<QemuNbdImage, 'cache' | 'aio'> = { cache: 'writeback
  * Opens the qcow2 file `path` for writing a disk of `size` bytes. The file must exist and be a
  * qcow2 image of at least that virtual size; it is not resized.
  */
-export async function openQcow2Writer(path: string, size: number, options: Qcow2WriterOptions = {}): Promise<TargetWriter> {
-  const start = (io: Pick<QemuNbdImage, 'cache' | 'aio'>): Promise<QemuNbd> =>
-    startQemuNbd({ filename: path, format: 'qcow2', ...io }, { connections: options.connections ?? 4, signal: options.signal, ...(options.host ? { host: options.host } : {}) });
-  let server: QemuNbd;
-  try {
-    try {
-      server = await start(options.io ?? QCOW2_IO);
-    } catch (err) {
-      if (options.io || !(err instanceof QemuNbdStartError && /O_DIRECT/.test(err.reason))) throw err;
-      server = await start(QCOW2_IO_CACHED);
-    }
-  } catch (err) {
-    throw openError(err, path);
-  }
+export function openQcow2Writer(path: string, size: number, options: Qcow2WriterOptions = {}): Promise<TargetWriter> {
+  return openImageFileWriter(path, 'qcow2', size, options);
+}
+
+/**
+ * Opens an image file (raw or qcow2) through qemu-nbd for writing a disk of `size` bytes: how a
+ * qcow2 file is written anywhere, and a raw file on a bridge host.
+ */
+export async function openImageFileWriter(path: string, format: 'raw' | 'qcow2', size: number, options: Qcow2WriterOptions = {}): Promise<TargetWriter> {
+  const name = imageFileName(path, options.host);
+  const server = await serveImageFile(path, format, { connections: options.connections ?? 4, ...options });
   const virtual = server.connections[0]!.size;
   if (virtual < size) {
     await server.stop();
-    throw new OneswapError('capacity', `the qcow2 image ${path} has a virtual size of ${virtual} bytes, the disk needs ${size}`);
+    throw new OneswapError('capacity', `the ${format} image ${name} has a virtual size of ${virtual} bytes, the disk needs ${size}`);
   }
-  return nbdWriter({ server, name: path, size, explain: (err, s) => writeError(err, s, path) });
+  return nbdWriter({ server, name, size, explain: (err, s) => writeError(err, s, name) });
+}
+
+/** An image file served by qemu-nbd, here or on a bridge host, with the measured I/O modes. */
+export async function serveImageFile(
+  path: string,
+  format: 'raw' | 'qcow2',
+  options: Qcow2WriterOptions & { readonly connections: number; readonly otherClients?: number },
+): Promise<QemuNbd> {
+  const start = (io: Pick<QemuNbdImage, 'cache' | 'aio'>): Promise<QemuNbd> =>
+    startQemuNbd(
+      { filename: path, format, ...io },
+      { connections: options.connections, signal: options.signal, ...(options.otherClients ? { otherClients: options.otherClients } : {}), ...(options.host ? { host: options.host } : {}) },
+    );
+  try {
+    try {
+      return await start(options.io ?? QCOW2_IO);
+    } catch (err) {
+      if (options.io || !(err instanceof QemuNbdStartError && /O_DIRECT/.test(err.reason))) throw err;
+      return await start(QCOW2_IO_CACHED);
+    }
+  } catch (err) {
+    throw openError(err, imageFileName(path, options.host), format);
+  }
+}
+
+/** The file as the user finds it: its path, on a bridge host `host:path`. */
+export function imageFileName(path: string, host: string | undefined): string {
+  return host === undefined ? path : `${host}:${path}`;
 }
 
 /**
@@ -64,8 +89,8 @@ export async function openQcow2Writer(path: string, size: number, options: Qcow2
  * file's): 0 for a fresh placeholder. A caller refuses to write into an image that is not empty.
  * Fails when another process has the image open for writing.
  */
-export async function qcow2Allocated(path: string, signal?: AbortSignal): Promise<number> {
-  const out = await qemuImg(['map', '--output=json', '-f', 'qcow2', path], { signal, explain: (reason) => openError(new QemuNbdStartError(reason, ''), path) });
+export async function qcow2Allocated(path: string, signal?: AbortSignal, host?: string): Promise<number> {
+  const out = await qemuImg(['map', '--output=json', '-f', 'qcow2', path], { signal, ...(host ? { host } : {}), explain: (reason) => openError(new QemuNbdStartError(reason, ''), imageFileName(path, host)) });
   const map = JSON.parse(out) as Array<{ length: number; data: boolean }>;
   return map.reduce((sum, e) => (e.data ? sum + e.length : sum), 0);
 }
@@ -75,7 +100,7 @@ export function qcow2Image(path: string): QemuImage {
   return { filename: path, format: 'qcow2' };
 }
 
-function openError(err: unknown, path: string): unknown {
+function openError(err: unknown, path: string, format: 'raw' | 'qcow2' = 'qcow2'): unknown {
   if (!(err instanceof QemuNbdStartError)) return err;
   const reason = err.reason;
   if (/No such file or directory/.test(reason)) return new OneswapError('not-found', `target image file ${path} does not exist`, { cause: err });
@@ -87,7 +112,7 @@ function openError(err: unknown, path: string): unknown {
   if (/write" lock|another process/.test(reason))
     return new OneswapError('conflict', `the image file ${path} is in use by another process`, { hint: 'stop the VM or program that has it open', cause: err });
   if (/not in qcow2 format/.test(reason)) return new OneswapError('data', `the image file ${path} is not a qcow2 image`, { cause: err });
-  return new OneswapError('internal', `qemu cannot open the qcow2 image ${path}: ${reason}`, { cause: err });
+  return new OneswapError('internal', `qemu cannot open the ${format} image ${path}: ${reason}`, { cause: err });
 }
 
 function writeError(err: unknown, server: QemuNbd, path: string): OneswapError {

@@ -19,7 +19,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { OneswapError } from '../errors/index.js';
+import type { QemuImage } from '../convert/index.js';
 import { NbdClient, NbdError } from '../nbd/index.js';
+import { shellQuote, unreachable } from './bridge-host.js';
 
 /** What qemu-nbd opens, and how. */
 export interface QemuNbdImage {
@@ -41,6 +43,11 @@ export interface QemuNbdOptions {
    * bridge host but through the NBD requests.
    */
   readonly host?: string;
+  /**
+   * Clients besides ours that may connect while ours are open (qemu opening the image as an
+   * overlay's backing, then qemu-img committing into it): qemu-nbd refuses more than --shared.
+   */
+  readonly otherClients?: number;
   /** Gives up waiting for qemu-nbd to open the image (Ceph has its own, shorter timeouts). */
   readonly startTimeoutMs?: number;
   readonly signal?: AbortSignal;
@@ -49,6 +56,8 @@ export interface QemuNbdOptions {
 /** A running qemu-nbd and our connections to it. */
 export interface QemuNbd {
   readonly pid: number;
+  /** The Unix socket qemu-nbd serves on here (forwarded from the bridge host's, if any). */
+  readonly socket: string;
   readonly connections: readonly NbdClient[];
   /** What qemu-nbd said on stderr (its last lines), for explaining a failure. */
   stderr(): string;
@@ -60,6 +69,14 @@ export interface QemuNbd {
    * terminated, killed 30 s later: closing an RBD image on a full pool waits for Ceph's timeouts.
    */
   stop(graceMs?: number): Promise<void>;
+}
+
+/**
+ * How qemu opens what the server exports: the guest's raw bytes whatever the image's format, so
+ * it can be a conversion overlay's backing file while qemu-nbd serves it.
+ */
+export function exportImage(server: QemuNbd): QemuImage {
+  return { filename: `json:${JSON.stringify({ driver: 'nbd', server: { type: 'unix', path: server.socket } })}`, format: 'raw' };
 }
 
 /** Why qemu-nbd could not serve the image: its error line (without the echoed image options) and what exited. */
@@ -103,7 +120,8 @@ export async function startQemuNbd(image: QemuNbdImage, options: QemuNbdOptions)
   const dir = await mkdtemp(join(tmpdir(), 'oneswap-qemu-nbd-'));
   const socket = join(dir, 'nbd.sock');
   const count = Math.max(1, options.connections);
-  const server = new Server(options.host === undefined ? spawnQemuNbd(image, socket, count) : spawnRemoteQemuNbd(options.host, image, socket, count), dir, options.host);
+  const shared = count + (options.otherClients ?? 0);
+  const server = new Server(options.host === undefined ? spawnQemuNbd(image, socket, shared) : spawnRemoteQemuNbd(options.host, image, socket, shared), dir, options.host);
   try {
     if (options.host !== undefined) await server.remoteReady(options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS, options.signal);
     const first = await server.firstConnection(socket, options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS, options.signal);
@@ -161,13 +179,9 @@ export function spawnRemoteQemuNbd(host: string, image: QemuNbdImage, socket: st
   );
 }
 
-/** One word for a POSIX shell, whatever it holds. */
-function shellQuote(word: string): string {
-  return `'${word.replace(/'/g, `'\\''`)}'`;
-}
-
 class Server implements QemuNbd {
   readonly connections: NbdClient[] = [];
+  readonly socket: string;
   exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
   private log = '';
   private spawnError: Error | undefined;
@@ -180,6 +194,7 @@ class Server implements QemuNbd {
     /** The bridge host qemu-nbd runs on through `child` (ssh), or undefined: here. */
     private readonly host?: string,
   ) {
+    this.socket = join(dir, 'nbd.sock');
     child.stderr!.setEncoding('utf8').on('data', (d: string) => {
       this.log = (this.log + d).slice(-STDERR_KEEP);
     });
@@ -278,13 +293,9 @@ class Server implements QemuNbd {
 
   private startError(): QemuNbdStartError | OneswapError {
     if (this.host !== undefined) {
-      const line = this.log.split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('Warning:')).at(-1) ?? '';
       if (/qemu-nbd: (command )?not found|qemu-nbd: No such file/.test(this.log))
         return new OneswapError('usage', `qemu-nbd is not installed on the bridge host ${this.host}`, { hint: `install it there: ./install.sh --bridge on ${this.host} (Debian packages qemu-utils, qemu-block-extra)` });
-      if (this.exit?.code === 255 && !/^qemu-nbd: /m.test(this.log))
-        return new OneswapError('connection', `cannot run qemu-nbd on the bridge host ${this.host} over ssh: ${line || 'ssh failed'}`, {
-          hint: `check that this user reaches ${this.host} with \`ssh ${this.host}\` without a password, as OpenNebula's drivers do`,
-        });
+      if (this.exit?.code === 255 && !/^qemu-nbd: /m.test(this.log)) return unreachable(this.host, this.log);
     }
     if (/^setpriv: failed to execute qemu-nbd/m.test(this.log))
       return new OneswapError('usage', 'qemu-nbd is not installed', { hint: 'install the Debian package qemu-utils (./install.sh does)' });

@@ -233,7 +233,7 @@ async function convertImagesNow(ctx: ConvertImagesContext, req: ConvertImagesReq
 
   // What the commit marker says, carried out; the same whether this run or an earlier one wrote it.
   const commit = async (marker: CommitMarker): Promise<void> => {
-    await commitConversion(marker.overlays, ctx.signal);
+    await commitConversion(marker.overlays, ctx.signal, req.images.map((i) => i.image));
     if ('record' in ctx) await ctx.record(marker.guest);
     else await recordConversion(ctx.one, ids, marker.guest);
     await rm(workDir, { recursive: true, force: true });

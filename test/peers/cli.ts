@@ -15,8 +15,23 @@ export interface CliRun {
   readonly stderr: string;
 }
 
-export function spawnOneswap(args: readonly string[], env: Record<string, string>, timeoutMs = 300_000): ResultPromise<{ reject: false; all: false }> {
-  return execa(process.execPath, ['--import', 'tsx', MAIN, ...args], {
+export interface RunOptions {
+  /**
+   * Directories oneswap must not reach through a local path (a BRIDGE_LIST datastore's files, which
+   * live on the bridge host): it runs in a mount namespace of its own with an empty tmpfs over
+   * each. Needs root (the tests that use it run as root for the bridge peer anyway).
+   */
+  readonly hide?: readonly string[];
+}
+
+export function spawnOneswap(args: readonly string[], env: Record<string, string>, timeoutMs = 300_000, options: RunOptions = {}): ResultPromise<{ reject: false; all: false }> {
+  const command = [process.execPath, '--import', 'tsx', MAIN, ...args];
+  const hide = options.hide ?? [];
+  const argv =
+    hide.length === 0
+      ? command
+      : ['unshare', '--mount', '--propagation', 'private', '--', 'sh', '-c', 'n=$1; shift; while [ "$n" -gt 0 ]; do mount -t tmpfs -o size=1m,mode=0 oneswap-hidden "$1" || exit 125; shift; n=$((n - 1)); done; exec "$@"', 'sh', String(hide.length), ...hide, ...command];
+  return execa(argv[0]!, argv.slice(1), {
     cwd: REPO_ROOT,
     env: { ...env, FORCE_COLOR: '0' },
     extendEnv: false,
@@ -26,8 +41,8 @@ export function spawnOneswap(args: readonly string[], env: Record<string, string
   }) as ResultPromise<{ reject: false; all: false }>;
 }
 
-export async function oneswap(args: readonly string[], env: Record<string, string>, timeoutMs?: number): Promise<CliRun> {
-  const r = await spawnOneswap(args, env, timeoutMs);
+export async function oneswap(args: readonly string[], env: Record<string, string>, timeoutMs?: number, options?: RunOptions): Promise<CliRun> {
+  const r = await spawnOneswap(args, env, timeoutMs, options);
   return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
 }
 

@@ -4,7 +4,7 @@
 // unchanged. Every session is recorded (alias, command, the script of `bash -s`) for assertions.
 
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmod, chown, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -33,6 +33,16 @@ export interface BridgeOptions {
    * "Connection refused", like a bridge host that is down.
    */
   refusedHosts?: string[];
+  /**
+   * Aliases that reach this sshd with a key it does not accept: `ssh <alias>` fails with
+   * "Permission denied (publickey)", like a bridge host oneadmin's key was never copied to.
+   */
+  deniedHosts?: string[];
+  /**
+   * Aliases that reach this sshd where sessions find no qemu-nbd or qemu-img on PATH, like a
+   * bridge host where `install.sh --bridge` was never run.
+   */
+  bareHosts?: string[];
   /** Time allowed for sshd to accept a first login (default 15 s). */
   timeoutMs?: number;
 }
@@ -172,8 +182,10 @@ export async function startBridge(opts: BridgeOptions = {}): Promise<Bridge> {
   if (missing.length > 0) throw new Error(`bridge peer: missing ${missing.join(', ')}; install ${BRIDGE_PACKAGES.join(' ')}`);
   const hosts = opts.hosts ?? ['bridge1'];
   const refusedHosts = opts.refusedHosts ?? [];
+  const deniedHosts = opts.deniedHosts ?? [];
+  const bareHosts = opts.bareHosts ?? [];
   if (hosts.length === 0) throw new Error('bridge peer: at least one host alias');
-  for (const h of [...hosts, ...refusedHosts]) if (!ALIAS.test(h)) throw new Error(`bridge peer: bad host alias "${h}"`);
+  for (const h of [...hosts, ...refusedHosts, ...deniedHosts, ...bareHosts]) if (!ALIAS.test(h)) throw new Error(`bridge peer: bad host alias "${h}"`);
   const timeoutMs = opts.timeoutMs ?? 15_000;
 
   const { uid, gid } = await ensureBridgeUser();
@@ -188,6 +200,8 @@ export async function startBridge(opts: BridgeOptions = {}): Promise<Bridge> {
   const stagingDir = join(dir, 'staging');
   const hostKey = join(dir, 'ssh_host_ed25519_key');
   const clientKey = join(dir, 'client_ed25519_key');
+  const deniedKey = join(dir, 'denied_ed25519_key');
+  const bareBin = join(dir, 'bare-bin');
   const authorizedKeys = join(dir, 'authorized_keys');
   const sessionCmd = join(dir, 'session');
   const sshdConfig = join(dir, 'sshd_config');
@@ -233,6 +247,18 @@ export async function startBridge(opts: BridgeOptions = {}): Promise<Bridge> {
     // Keys are generated straight into files (no secret on a command line); -N '' = no passphrase.
     await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'oneswap bridge peer host key', '-f', hostKey]);
     await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'oneswap bridge peer client key', '-f', clientKey]);
+    if (deniedHosts.length > 0) await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'oneswap bridge peer key nobody accepts', '-f', deniedKey]);
+    if (bareHosts.length > 0) {
+      // A PATH with every program of /usr/bin and /bin but qemu's.
+      await mkdir(bareBin);
+      const seen = new Set<string>();
+      for (const d of ['/usr/bin', '/bin'])
+        for (const f of await readdir(d)) {
+          if (seen.has(f) || f.startsWith('qemu-')) continue;
+          seen.add(f);
+          await symlink(join(d, f), join(bareBin, f));
+        }
+    }
     await writeFile(authorizedKeys, await readFile(`${clientKey}.pub`, 'utf8'), { mode: 0o644 });
 
     await writeFile(
@@ -243,6 +269,7 @@ export async function startBridge(opts: BridgeOptions = {}): Promise<Bridge> {
         `rec="${sessionsDir}/$(date +%s%N).$$"`,
         'printf \'%s\' "${ONESWAP_BRIDGE_HOST:-}" > "$rec.host"',
         'printf \'%s\' "$SSH_ORIGINAL_COMMAND" > "$rec.cmd"',
+        ...(bareHosts.length > 0 ? [`case "\${ONESWAP_BRIDGE_HOST:-}" in ${bareHosts.join('|')}) export PATH=${bareBin} ;; esac`] : []),
         'case "$SSH_ORIGINAL_COMMAND" in',
         "'') echo 'bridge peer: no interactive logins' >&2; exit 1 ;;",
         `internal-sftp) exec ${SFTP_SERVER} ;;`,
@@ -297,12 +324,14 @@ export async function startBridge(opts: BridgeOptions = {}): Promise<Bridge> {
     await writeFile(knownHosts, `[127.0.0.1]:${port} ${hostPub}\n`);
 
     const refusedPort = refusedHosts.length > 0 ? await freePort() : 0;
-    const block = (alias: string, p: number): string =>
+    // The key is the host's (ssh takes every IdentityFile of every matching block).
+    const block = (alias: string, p: number, key = clientKey): string =>
       [
         `Host ${alias}`,
         '  HostName 127.0.0.1',
         `  Port ${p}`,
         `  SetEnv ONESWAP_BRIDGE_HOST=${alias}`,
+        `  IdentityFile ${key}`,
         '',
       ].join('\n');
     await writeFile(
@@ -311,9 +340,10 @@ export async function startBridge(opts: BridgeOptions = {}): Promise<Bridge> {
         '# Generated by test/peers/bridge: host aliases of the bridge peer.',
         ...hosts.map((h) => block(h, port)),
         ...refusedHosts.map((h) => block(h, refusedPort)),
+        ...bareHosts.map((h) => block(h, port)),
+        ...deniedHosts.map((h) => block(h, port, deniedKey)),
         'Host *',
         `  User ${BRIDGE_USER}`,
-        `  IdentityFile ${clientKey}`,
         '  IdentitiesOnly yes',
         `  UserKnownHostsFile ${knownHosts}`,
         '  GlobalKnownHostsFile /dev/null',

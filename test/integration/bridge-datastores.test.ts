@@ -1,0 +1,225 @@
+// oneswap into file datastores with a BRIDGE_LIST: the image files live on the bridge host and
+// oneswap never reaches them through a local path. It runs in a mount namespace where the
+// datastore's directory is an empty tmpfs, so only the bridge (a real sshd on loopback, logged in
+// to as its own user, test/peers/bridge) can touch them: qemu-nbd and qemu-img run there, over ssh,
+// as OpenNebula's stock drivers run theirs. One bridge, one vCenter and one OpenNebula for the file.
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, open, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { vcsimSkip } from '../peers/vcsim/index.js';
+import { createTestVm, powerOn, writeDiskData, type TestVm } from '../peers/vcsim/fixture.js';
+import { bridgeSkip, startBridge, type Bridge } from '../peers/bridge/index.js';
+import { buildOva, ovaToolsSkip } from '../peers/ova/index.js';
+import { oneswap } from '../peers/cli.js';
+import { startMigrationPeers, type MigrationPeers } from '../peers/migration.js';
+
+const MiB = 1024 * 1024;
+const BLOCK = 4096; // the file system's block: what a sparse raw file allocates in
+const CLUSTER = 64 * 1024; // qcow2's default cluster size
+const skip = vcsimSkip() || bridgeSkip() || ovaToolsSkip() || (process.getuid?.() !== 0 ? 'needs root (a mount namespace hides the datastore from oneswap)' : false);
+
+const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+/** Bytes a store allocates for the islands in `unit`s: every unit an island touches. */
+function unitsTouched(islands: ReadonlyArray<{ offset: number; length: number }>, size: number, unit: number): number {
+  const units = new Set<number>();
+  for (const i of islands) for (let u = Math.floor(i.offset / unit); u * unit < i.offset + i.length; u++) units.add(u);
+  return [...units].reduce((s, u) => s + Math.min(unit, size - u * unit), 0);
+}
+
+interface Result {
+  ok: boolean;
+  imageIds: number[];
+}
+
+function resultOf(stdout: string): Result {
+  const r = stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Result & { type: string }).find((e) => e.type === 'result');
+  assert.ok(r, 'a result event');
+  return r;
+}
+
+describe('imports into file datastores worked on through BRIDGE_LIST hosts', { skip, timeout: 20 * 60_000 }, () => {
+  let peers: MigrationPeers;
+  let bridge: Bridge;
+  let rawDs: number;
+  let qcowDs: number;
+  let work: string;
+  const bases: string[] = [];
+  let env: Record<string, string>;
+  const islands = [
+    [{ offset: 0, length: MiB }, { offset: 37 * MiB + 4096, length: 5 * MiB }, { offset: 200 * MiB, length: 3 * MiB }, { offset: 256 * MiB - 65536, length: 65536 }],
+    [{ offset: 4 * MiB, length: 12288 }, { offset: 8 * MiB, length: 64 * 1024 }],
+  ];
+  const sizes = [256 * MiB, 8 * MiB + 64 * 1024];
+  let vms = 0;
+  const newVm = (name: string): Promise<TestVm> =>
+    createTestVm(peers.sim, { name: `${name}-${vms++}`, cbt: true, disks: sizes.map((sizeBytes, i) => ({ sizeBytes, data: islands[i]! })), nics: [{ network: 'VM Network', adapter: 'vmxnet3' }] });
+  const importArgs = (ds: number, extra: string[]): string[] => [...peers.importArgs({ datastore: ds }), ...extra];
+  /** oneswap as it runs here: the datastores' directories out of its reach. */
+  const run = (args: string[], e = env): ReturnType<typeof oneswap> => oneswap(args, e, 300_000, { hide: bases });
+  const qcowBytes = async (file: string): Promise<Buffer> => {
+    const out = join(work, `raw-${randomBytes(4).toString('hex')}`);
+    await execa('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', file, out]);
+    try {
+      return await readFile(out);
+    } finally {
+      await rm(out, { force: true });
+    }
+  };
+  /** Bytes of the disk that hold data: qcow2 clusters, or a raw file's data extents (SEEK_DATA; st_blocks would count ext4's extent blocks too). */
+  const allocated = async (file: string, format: 'raw' | 'qcow2'): Promise<number> => {
+    const map = JSON.parse((await execa('qemu-img', ['map', '--output=json', '-f', format, file])).stdout) as Array<{ length: number; data: boolean }>;
+    return map.reduce((s, e) => (e.data ? s + e.length : s), 0);
+  };
+  const sessionsSince = async (n: number): Promise<Awaited<ReturnType<Bridge['sessions']>>> => (await bridge.sessions()).slice(n);
+
+  before(async () => {
+    bridge = await startBridge({ hosts: ['bridge1', 'bridge2'], refusedHosts: ['bridge-down'], deniedHosts: ['bridge-denied'], bareHosts: ['bridge-bare'] });
+    // The stock drivers skip hosts OpenNebula lists as off or disabled; oneswap finds out by itself.
+    peers = await startMigrationPeers('bridge-ds', { oned: { driverEnv: { PATH: bridge.env().PATH ?? '' }, hosts: { 'bridge-down': 'off', 'bridge-bare': 'dsbl' } } });
+    env = { ...peers.env, PATH: `${bridge.pathDir}:${peers.env.PATH}` };
+    work = await mkdtemp(join(tmpdir(), 'oneswap-bridge-ds-'));
+    peers.oned.createNetwork({ name: 'VM Network', bridge: 'br0', ars: [{ type: 'ETHER', size: 16 }] });
+    const bridged = async (name: string, tmMad: string, hosts: string, extra: Record<string, string | number> = {}): Promise<number> => {
+      const id = await peers.oned.createDatastore({ name, type: 'IMAGE_DS', dsMad: 'fs', tmMad, template: { BRIDGE_LIST: hosts, STAGING_DIR: bridge.stagingDir }, noMonitor: true, ...extra });
+      const base = peers.oned.datastore(id)!.basePath.replace(/\/+$/, '');
+      await execa('mkdir', ['-p', base]);
+      await bridge.grant(base, 'rw');
+      bases.push(base);
+      await peers.oned.monitorDatastore(id);
+      return id;
+    };
+    rawDs = await bridged('bridged', 'shared', 'bridge1 bridge2');
+    qcowDs = await bridged('bridged-qcow2', 'qcow2', 'bridge1');
+  });
+
+  after(async () => {
+    await peers?.stop();
+    await bridge?.stop();
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  test('cold import of a 2-disk VM into a bridged raw datastore: the files, on the bridge, hold exactly the disks, sparse', async () => {
+    const vm = await newVm('cold-raw');
+    const seen = (await bridge.sessions()).length;
+    const r = await run(importArgs(rawDs, [vm.name]));
+    assert.equal(r.exitCode, 0, r.stderr);
+    const ids = resultOf(r.stdout).imageIds;
+    assert.equal(ids.length, 2);
+    for (const [i, id] of ids.entries()) {
+      const img = peers.oned.image(id)!;
+      assert.equal(img.format, 'raw');
+      assert.equal(img.template.get('ONESWAP_STATE'), 'DONE');
+      const st = await stat(img.source);
+      assert.equal(st.uid, bridge.uid, 'the file is the bridge user\'s: written there, not from here');
+      assert.equal(st.size, vm.disks[i]!.sizeBytes, 'exactly the disk\'s size');
+      assert.equal(sha(await readFile(img.source)), vm.disks[i]!.sha256, `image ${id} holds the disk's bytes`);
+      // mkfs's `qemu-img create` allocates the first block (qemu does, for its alignment probe): the
+      // file holds that block and the data, nothing else.
+      const placeholder = [{ offset: 0, length: BLOCK }];
+      assert.equal(await allocated(img.source, 'raw'), unitsTouched([...placeholder, ...islands[i]!], vm.disks[i]!.sizeBytes, BLOCK), `image ${id} allocates only the blocks holding data`);
+    }
+    const sessions = await sessionsSince(seen);
+    // Each image on the host the stock drivers pick: BRIDGE_LIST[id % 2].
+    for (const id of ids) {
+      const host = ['bridge1', 'bridge2'][id % 2];
+      const src = peers.oned.image(id)!.source;
+      assert.ok(sessions.some((s) => s.host === host && s.command.includes('qemu-nbd') && s.command.includes(src)), `qemu-nbd served image ${id} on ${host}`);
+    }
+  });
+
+  test('cold import into a bridged qcow2 datastore: qcow2 files of the exact virtual size, check clean, only data clusters', async () => {
+    const vm = await newVm('cold-qcow2');
+    const r = await run(importArgs(qcowDs, [vm.name]));
+    assert.equal(r.exitCode, 0, r.stderr);
+    for (const [i, id] of resultOf(r.stdout).imageIds.entries()) {
+      const img = peers.oned.image(id)!;
+      assert.equal(img.format, 'qcow2');
+      const info = JSON.parse((await execa('qemu-img', ['info', '--output=json', img.source])).stdout) as { format: string; 'virtual-size': number };
+      assert.deepEqual([info.format, info['virtual-size']], ['qcow2', vm.disks[i]!.sizeBytes]);
+      await execa('qemu-img', ['check', '-q', img.source]);
+      assert.equal(sha(await qcowBytes(img.source)), vm.disks[i]!.sha256, `image ${id} holds the disk's bytes`);
+      assert.equal(await allocated(img.source, 'qcow2'), unitsTouched(islands[i]!, vm.disks[i]!.sizeBytes, CLUSTER), `image ${id} allocates only the clusters holding data`);
+    }
+  });
+
+  test('warm start, sync, cutover into a bridged raw datastore: each round leaves the files equal to the disks', async () => {
+    const vm = await newVm('warm-raw');
+    await powerOn(peers.sim, vm.moref);
+    const vddkEnv = { ...peers.vddkEnv, PATH: `${bridge.pathDir}:${peers.vddkEnv.PATH}` };
+    const warm = (stage: string): ReturnType<typeof oneswap> => run(['warm', stage, ...importArgs(rawDs, ['--vddk-libdir', peers.vddk.libdir]).slice(1), vm.name], vddkEnv);
+    const start = await warm('start');
+    assert.equal(start.exitCode, 0, start.stderr);
+    const ids = resultOf(start.stdout).imageIds;
+    const equal = async (): Promise<void> => {
+      for (const [i, d] of vm.disks.entries()) {
+        const file = peers.oned.image(ids[i]!)!.source;
+        assert.equal((await stat(file)).size, d.sizeBytes);
+        assert.equal(sha(await readFile(file)), sha(await readFile(d.flatPath)), `image ${ids[i]} equals disk ${i}`);
+      }
+    };
+    await equal();
+    await writeDiskData(vm.disks[0]!.flatPath, 20 * MiB, 128 * 1024, 77);
+    // Data becomes zeros: the round must zero it in the file (a hole), not leave the old bytes.
+    const fh = await open(vm.disks[0]!.flatPath, 'r+');
+    await fh.write(Buffer.alloc(MiB), 0, MiB, 0);
+    await fh.close();
+    const sync = await warm('sync');
+    assert.equal(sync.exitCode, 0, sync.stderr);
+    await equal();
+    await writeDiskData(vm.disks[1]!.flatPath, 0, 64 * 1024, 78);
+    const cut = await warm('cutover');
+    assert.equal(cut.exitCode, 0, cut.stderr);
+    await equal();
+  });
+
+  test('OVA import into a bridged raw datastore: the file holds the OVA\'s disk', async () => {
+    const raw = join(work, 'a.raw');
+    const h = await open(raw, 'w');
+    await h.truncate(24 * MiB + 4608);
+    for (const [offset, length] of [[0, MiB], [7 * MiB + 4096, 3 * MiB], [24 * MiB + 4608 - 8192, 8192]] as const) await h.write(randomBytes(length), 0, length, offset);
+    await h.close();
+    const source = await readFile(raw);
+    const ova = await buildOva({ name: 'ova-bridge', cpus: 1, memoryMiB: 512, disks: [{ raw, subformat: 'streamOptimized' }], manifest: 'sha256' }, join(work, 'b.ova'));
+    const r = await run(['import', '--ova', ova.ova, '--no-convert', '--datastore', String(rawDs), '--endpoint', peers.oned.endpoint, '--progress', 'json']);
+    assert.equal(r.exitCode, 0, r.stderr);
+    const img = peers.oned.image(resultOf(r.stdout).imageIds[0]!)!;
+    const bytes = await readFile(img.source);
+    assert.equal(bytes.length, source.length);
+    assert.equal(sha(bytes), sha(source));
+  });
+
+  test('bridge hosts that are down, refuse the key or lack qemu-nbd: one line naming the host and the fix, nothing created; a usable host among them does the work', async () => {
+    const vm = await newVm('faults');
+    const before = peers.imageIds();
+    const cases: Array<[string, number, RegExp]> = [
+      ['bridge-down', 4, /datastore \d+ .*cannot reach the bridge host bridge-down over ssh: .*Connection refused/],
+      ['bridge-denied', 4, /cannot reach the bridge host bridge-denied over ssh: .*Permission denied \(publickey\)/],
+      ['bridge-bare', 2, /qemu-nbd is not installed on the bridge host bridge-bare/],
+    ];
+    for (const [host, code, message] of cases) {
+      const ds = await peers.oned.createDatastore({ name: `b-${host}`, type: 'IMAGE_DS', dsMad: 'fs', tmMad: 'shared', template: { BRIDGE_LIST: host }, totalMb: 100_000, freeMb: 100_000 });
+      const r = await run(importArgs(ds, [vm.name]));
+      assert.equal(r.exitCode, code, `${host}: ${r.stderr}`);
+      const lines = r.stderr.trim().split('\n').filter((l) => l.startsWith('oneswap:'));
+      assert.equal(lines.length, 1, r.stderr);
+      assert.match(lines[0]!, message);
+    }
+    assert.deepEqual(peers.imageIds(), before, 'nothing was created');
+
+    // One good host among bad ones: it does the work, the others are warned about.
+    const mixed = await peers.oned.createDatastore({ name: 'b-mixed', type: 'IMAGE_DS', dsMad: 'fs', tmMad: 'shared', template: { BRIDGE_LIST: 'bridge-down bridge1 bridge-bare' }, totalMb: 100_000, freeMb: 100_000 });
+    const base = peers.oned.datastore(mixed)!.basePath.replace(/\/+$/, '');
+    await execa('mkdir', ['-p', base]);
+    await bridge.grant(base, 'rw');
+    const r = await oneswap(importArgs(mixed, [vm.name]), env, 300_000, { hide: [...bases, base] });
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.match(r.stderr, /bridge-down.*the other BRIDGE_LIST hosts do the work/);
+    for (const [i, id] of resultOf(r.stdout).imageIds.entries()) assert.equal(sha(await readFile(peers.oned.image(id)!.source)), vm.disks[i]!.sha256);
+  });
+});
