@@ -10,7 +10,7 @@ import { vmIdentity, type DiskBus, type DiskDescription, type Firmware, type VmD
 import { formatGuestNetwork, parseGuestNetwork, type ConvertedGuest } from './vm-template.js';
 import { fileTarget, qcow2Target, rbdTarget, type ImageTarget } from './image-target.js';
 import { imageStorageOf, type CephAccess, type ImageStorage } from './image-storage.js';
-import { qcow2Allocated } from './qcow2-target.js';
+import { qcow2Allocated, setQcow2Size } from './qcow2-target.js';
 import { DEFAULT_CEPH_CONF, openRbdAccess, type RbdLocation } from './rbd-access.js';
 import { openRbdAccessWriter } from './rbd-target.js';
 import { qemuImg } from './qemu-img.js';
@@ -214,10 +214,7 @@ async function qcow2Placeholder(image: OneImage, capacityBytes: number, fresh: b
   if (info['virtual-size'] < capacityBytes)
     throw new OneswapError('remote', `image ${image.id} (${image.source}) has a virtual size of ${info['virtual-size']} bytes, the disk needs ${capacityBytes}`);
   if (info['virtual-size'] > capacityBytes)
-    await qemuImg(['resize', '-q', '--shrink', '-f', 'qcow2', image.source, String(capacityBytes)], {
-      signal,
-      explain: (r) => new OneswapError('internal', `cannot set the virtual size of image ${image.id} (${image.source}) to ${capacityBytes} bytes: ${r}`),
-    });
+    await setQcow2Size(image.source, capacityBytes, (r) => new OneswapError('internal', `cannot set the virtual size of image ${image.id} (${image.source}) to ${capacityBytes} bytes: ${r}`), signal);
   return qcow2Target(image.source, capacityBytes);
 }
 
