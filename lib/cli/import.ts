@@ -40,6 +40,7 @@ export interface ImportCliOptions extends VcenterOptions, RunCliOptions {
   vmdk?: string[];
   outputDir?: string;
   outputFormat?: string;
+  compressed?: boolean;
   name?: string;
   cpus?: string;
   memory?: string;
@@ -74,7 +75,8 @@ export type WarmStage = 'start' | 'sync' | 'cutover' | 'abort';
 
 export async function runImport(vms: string[], o: ImportCliOptions, signal: AbortSignal): Promise<number> {
   if (o.ova !== undefined || o.vmdk !== undefined) return runFileImport(vms, o, signal);
-  if (o.outputDir !== undefined) throw new OneswapError('usage', '--output-dir is for --ova and --vmdk imports; a vCenter import goes into an OpenNebula datastore');
+  for (const [flag, set] of [['--output-dir', o.outputDir], ['--output-format', o.outputFormat], ['--compressed', o.compressed]] as const)
+    if (set !== undefined) throw new OneswapError('usage', `${flag} is for --ova and --vmdk imports into a directory; a vCenter import goes into an OpenNebula datastore`);
   for (const [flag, set] of [['--name', o.name], ['--cpus', o.cpus], ['--memory', o.memory], ['--firmware', o.firmware]] as const)
     if (set !== undefined) throw new OneswapError('usage', `${flag} is for --vmdk (and --name for --ova); a vCenter VM has its own`);
   if (o.datastore === undefined)
@@ -190,9 +192,12 @@ function fileImportOptions(vms: string[], o: ImportCliOptions): FileImportOption
     if (o.datastore !== undefined) throw new OneswapError('usage', '--output-dir and --datastore do not go together', { hint: 'write into a directory, or import into an OpenNebula datastore' });
     if (o.instantiate || o.start) throw new OneswapError('usage', '--instantiate/--start need OpenNebula; --output-dir writes files');
     if (o.keepIp) throw new OneswapError('usage', '--keep-ip reserves addresses in OpenNebula; --output-dir writes files (its summary lists the addresses the guest uses)');
-    target = { kind: 'dir', dir: o.outputDir, format: outputFormatOf(o.outputFormat) };
+    const format = outputFormatOf(o.outputFormat);
+    if (o.compressed && format !== 'qcow2') throw new OneswapError('usage', '--compressed needs --output-format qcow2: compressed clusters are a qcow2 feature');
+    target = { kind: 'dir', dir: o.outputDir, format, ...(o.compressed ? { compressed: true } : {}) };
   } else {
     if (o.outputFormat !== undefined) throw new OneswapError('usage', '--output-format is for --output-dir: a datastore decides its images\' format');
+    if (o.compressed) throw new OneswapError('usage', '--compressed is for --output-dir with --output-format qcow2: a datastore\'s images are written as it makes them');
     if (o.datastore === undefined) throw new OneswapError('usage', `${source} needs --datastore ID (OpenNebula) or --output-dir DIR`);
     target = { kind: 'one', datastoreId: positiveInt(o.datastore, '--datastore', true) };
   }

@@ -91,6 +91,7 @@ export function program(signal: AbortSignal): Command {
         .option('--vmdk <file...>', 'import one VM made of these VMDK files, boot disk first')
         .option('--output-dir <dir>', 'with --ova/--vmdk: write the disks, the converted guest and OpenNebula templates into this directory instead of OpenNebula')
         .option('--output-format <raw|qcow2>', 'with --output-dir: the disk files\' format, written in the same single pass (default raw)')
+        .option('--compressed', 'with --output-format qcow2: compressed clusters (zlib), written in the same single pass; smaller files, more CPU; what the conversion changes is stored uncompressed')
         .option('--name <name>', 'with --ova/--vmdk: the VM name (default: the OVF\'s, or the first VMDK\'s file name)')
         .option('--cpus <n>', 'with --vmdk: virtual CPUs (default 1)')
         .option('--memory <size>', 'with --vmdk: memory, MiB or with a unit such as 4G (default 2048)')

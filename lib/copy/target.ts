@@ -11,6 +11,14 @@ export interface TargetWriter {
   /** The disk's capacity: what the target holds, exactly. */
   readonly size: number;
   /**
+   * Set by a target that takes data only in whole blocks of this many bytes, aligned, each block
+   * written once: a qcow2 file written with compressed clusters, where qemu compresses a cluster
+   * whole and never into one already written. A writer that knows (the VMDK decoder) finds zeros
+   * and cuts its writes at this granularity, and sends the part of a block it cuts even when
+   * that part is zero, so the target can tell when a block it assembles from parts is complete.
+   */
+  readonly blockSize?: number;
+  /**
    * Writes all of `data` at `position`. Several writes may be in flight at once; `data` must not
    * change until the promise settles. Errors a user can act on (disk full, pool full, storage
    * gone) come as OneswapErrors saying so.

@@ -1,7 +1,9 @@
 // Decodes a VMDK opened by openVmdk into a TargetWriter, reading each of its files once, in order,
 // in large chunks: flat extents are copied, sparse extents' allocated grains are copied, and a
 // streamOptimized file's grain markers are walked and each grain inflated. Nothing that is zero is
-// written, so the target's holes stay holes. Manifest digests are computed on the same pass.
+// written, so the target's holes stay holes (but for the zero parts of blocks a piece cuts, for a
+// target that takes whole blocks: see TargetWriter.blockSize). Manifest digests are computed on
+// the same pass.
 //
 // decodeVmdkStream does the same for a streamOptimized VMDK that arrives as a byte stream with no
 // Range (an export lease's HTTP body): the same marker walk, chunk buffers and workers, the grains
@@ -61,7 +63,10 @@ const JOB_PIECES = 32;
 const OUT_BYTES = 2 * MiB;
 /** Target writes in flight per decode: enough to keep a file's or an NBD server's queue busy. */
 const WRITES = 8;
-/** Zero detection granularity: the file system block, so a skipped block is a real hole. */
+/**
+ * Zero detection granularity: the file system block, so a skipped block is a real hole; or the
+ * target's block when it takes whole blocks only (TargetWriter.blockSize).
+ */
 const ZERO_BLOCK = 4096;
 
 export async function decodeVmdk(img: VmdkImage, opts: DecodeOptions): Promise<DecodeStats> {
@@ -798,6 +803,9 @@ class Jobs {
   private writing = 0;
   private readonly writeQueue: Array<() => void> = [];
   private sourceName = '';
+  /** Zero detection and write granularity, and whether a block a piece cuts is sent whole-of-its-part (see TargetWriter.blockSize). */
+  private readonly block: number;
+  private readonly whole: boolean;
 
   constructor(
     private readonly workers: WorkerPool,
@@ -809,6 +817,8 @@ class Jobs {
     this.max = workers.size * 2 + 2;
     // One spare byte: inflating a grain into exactly its place tells a grain that inflates to more.
     this.outs = new SlotPool(this.max, OUT_BYTES + 1);
+    this.block = Math.max(ZERO_BLOCK, target.blockSize ?? 0);
+    this.whole = target.blockSize !== undefined;
   }
 
   setSource(name: string): void {
@@ -847,7 +857,7 @@ class Jobs {
   }
 
   private async run(pieces: readonly Piece[], out: Slot | undefined, source: string): Promise<void> {
-    const r = await this.workers.run({ pieces, out: out?.sab });
+    const r = await this.workers.run({ pieces, out: out?.sab, block: this.block, whole: this.whole });
     if (r.error !== undefined) throw jobError(r.error, pieces[r.error.piece]!, source);
     const runs = r.runs ?? [];
     const writes: Array<Promise<void>> = [];
@@ -895,13 +905,15 @@ const DAMAGED = 'the disk file is damaged: copy or export it again';
  * What a worker runs (plain JavaScript: workers start without the TypeScript loader). A job is a
  * list of pieces of shared memory; each compressed grain is inflated into the job's output
  * buffer, one after the other, then the non-zero runs of every piece are answered, runs that
- * continue each other (in memory and on the disk) joined into one. Errors are answered, not thrown.
+ * continue each other (in memory and on the disk) joined into one. Zeros are found per block of
+ * job.block bytes, aligned on the disk; with job.whole, the part of a block that a piece's edge
+ * cuts is answered even when it is zero (the target assembles the block from its parts and must
+ * see them all). Errors are answered, not thrown.
  */
 const WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads');
 const zlib = require('node:zlib');
-const Z = ${ZERO_BLOCK};
-const ZERO = Buffer.alloc(Z);
+let Z = ${ZERO_BLOCK}, ZERO = Buffer.alloc(Z), whole = false;
 function isZero(buf, s, e) {
   if (e - s === Z) return buf.compare(ZERO, 0, Z, s, e) === 0;
   for (let i = s; i < e; i++) if (buf[i] !== 0) return false;
@@ -914,7 +926,8 @@ function addRuns(runs, where, sab, data, pos) {
   let run = -1;
   for (let i = 0; i <= data.length; ) {
     const e = Math.min(data.length, Math.floor((pos + i) / Z) * Z + Z - pos);
-    if (i === data.length || isZero(data, i, e)) {
+    const cut = whole && ((pos + i) % Z !== 0 || (pos + e) % Z !== 0);
+    if (i === data.length || (!cut && isZero(data, i, e))) {
       if (run >= 0) {
         const off = data.byteOffset + run, len = i - run, at = pos + run, k = runs.length - 4;
         if (k >= 0 && sab === lastSab && runs[k + 1] + runs[k + 2] === off && runs[k + 3] + runs[k + 2] === at) runs[k + 2] += len;
@@ -962,6 +975,8 @@ function inflateTo(src, out, at, grain) {
   return produced;
 }
 parentPort.on('message', (job) => {
+  if (job.block !== Z) { Z = job.block; ZERO = Buffer.alloc(Z); }
+  whole = job.whole;
   const out = job.out === undefined ? null : Buffer.from(job.out);
   const runs = [];
   lastSab = null;
@@ -1009,7 +1024,7 @@ class WorkerPool {
 
   constructor(readonly size: number) {}
 
-  run(job: { readonly pieces: readonly Piece[]; readonly out: SharedArrayBuffer | undefined }): Promise<JobResult> {
+  run(job: { readonly pieces: readonly Piece[]; readonly out: SharedArrayBuffer | undefined; readonly block: number; readonly whole: boolean }): Promise<JobResult> {
     const w = this.pick();
     const id = this.nextId++;
     return new Promise<JobResult>((resolve, reject) => {

@@ -1,6 +1,7 @@
 // A local directory as the target, for converting now and importing into OpenNebula later (or
-// elsewhere): the disk files (raw, or qcow2 written in the same single pass through qemu-nbd), the converted guest in them, image templates and a VM template
-// that `oneimage create` / `onetemplate create` accept, and a short summary.
+// elsewhere): the disk files (raw, or qcow2 written in the same single pass through qemu-nbd,
+// optionally with compressed clusters), the converted guest in them, image templates and a VM
+// template that `oneimage create` / `onetemplate create` accept, and a short summary.
 //
 // Nothing half-written looks finished: disks are `<name>-diskN.raw.part` (`.qcow2.part`) until the whole import
 // (conversion included) succeeded; the templates and the summary are written last. The progress
@@ -15,8 +16,8 @@ import { RULES_FILE } from '../convert/index.js';
 import { buildVmTemplate, type ConvertedGuest, type PlacedNic } from './vm-template.js';
 import { diskImageDescription, diskSourceAttributes, guestAttributes } from './one-target.js';
 import { keptAddressRange } from './nic-placement.js';
-import { fileTarget, qcow2Target, type ImageTarget } from './image-target.js';
-import { qemuImg } from './qemu-img.js';
+import { compressedQcow2Target, fileTarget, qcow2Target, type ImageTarget } from './image-target.js';
+import { createQcow2File } from './qcow2-target.js';
 
 const MiB = 1024 * 1024;
 
@@ -27,6 +28,8 @@ export type DiskFileFormat = 'raw' | 'qcow2';
 export interface DirectoryLayout {
   readonly dir: string;
   readonly format: DiskFileFormat;
+  /** qcow2 disk files written with compressed clusters. */
+  readonly compressed: boolean;
   readonly name: string;
   readonly stateFile: string;
   readonly lockFile: string;
@@ -37,7 +40,8 @@ export interface DirectoryLayout {
   disk(index: number): { readonly part: string; readonly final: string; readonly imageTemplate: string; readonly imageName: string };
 }
 
-export function directoryLayout(dir: string, vm: VmDescription, prefix = '', format: DiskFileFormat = 'raw'): DirectoryLayout {
+export function directoryLayout(dir: string, vm: VmDescription, prefix = '', format: DiskFileFormat = 'raw', compressed = false): DirectoryLayout {
+  if (compressed && format !== 'qcow2') throw new OneswapError('usage', 'compressed disk files are qcow2 files');
   const abs = resolve(dir);
   const name = sanitizeName(`${prefix}${vm.name}`);
   // File names from the VM name: keep them to characters every shell and filesystem takes.
@@ -45,6 +49,7 @@ export function directoryLayout(dir: string, vm: VmDescription, prefix = '', for
   return {
     dir: abs,
     format,
+    compressed,
     name,
     stateFile: join(abs, `.${file}.oneswap.json`),
     lockFile: join(abs, `.${file}.oneswap.lock`),
@@ -66,6 +71,8 @@ export interface DirectoryState {
   readonly source: string;
   /** The disk files' format; absent: raw (state files of earlier versions). */
   readonly format?: DiskFileFormat;
+  /** The qcow2 files are written with compressed clusters; absent: not. */
+  readonly compressed?: boolean;
   /** Disk indexes whose file is complete. */
   copied: number[];
   guest?: ConvertedGuest;
@@ -95,6 +102,10 @@ export async function prepareDirectory(layout: DirectoryLayout, vm: VmDescriptio
     throw new OneswapError('conflict', `${layout.dir} holds an unfinished import of ${layout.name} in ${previous.format ?? 'raw'} disk files, not ${layout.format}`, {
       hint: `run it again with --output-format ${previous.format ?? 'raw'} to resume, or remove its files`,
     });
+  if (previous && (previous.compressed ?? false) !== layout.compressed)
+    throw new OneswapError('conflict', `${layout.dir} holds an unfinished import of ${layout.name} in ${previous.compressed ? 'compressed' : 'uncompressed'} qcow2 files`, {
+      hint: `run it again ${previous.compressed ? 'with' : 'without'} --compressed to resume, or remove its files`,
+    });
   if (!previous) {
     const taken = [layout.templateFile, ...vm.disks.map((d) => layout.disk(d.index).final)];
     for (const f of taken) {
@@ -110,22 +121,20 @@ export async function prepareDirectory(layout: DirectoryLayout, vm: VmDescriptio
     throw new OneswapError('capacity', `${layout.dir} has ${Math.floor(free / MiB)} MiB free, the disks hold at least ${Math.ceil(dataBytes / MiB)} MiB of data`, {
       hint: 'free space or choose another --output-dir',
     });
-  const state: DirectoryState = previous ?? { version: 1, source: vmIdentity(vm), format: layout.format, copied: [] };
+  const state: DirectoryState = previous ?? { version: 1, source: vmIdentity(vm), format: layout.format, ...(layout.compressed ? { compressed: true } : {}), copied: [] };
   return { state, resumed: previous !== undefined };
 }
 
 /**
  * A disk file to write into: fresh and all holes (raw), or empty (qcow2 of the disk's virtual
- * size); or the one an earlier run left, kept.
+ * size); or the one an earlier run left, kept. A compressed qcow2 file is created afresh each
+ * time it is opened for writing.
  */
 export async function diskTarget(layout: DirectoryLayout, disk: DiskDescription, fresh: boolean): Promise<ImageTarget> {
   const { part } = layout.disk(disk.index);
   if (layout.format === 'qcow2') {
-    if (fresh || !(await exists(part)))
-      await qemuImg(['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=65536', part, String(disk.capacityBytes)], {
-        explain: (r) => new OneswapError('usage', `cannot create ${part}: ${r}`),
-      });
-    return qcow2Target(part, disk.capacityBytes);
+    if (fresh || !(await exists(part))) await createQcow2File(part, disk.capacityBytes);
+    return (layout.compressed ? compressedQcow2Target : qcow2Target)(part, disk.capacityBytes);
   }
   const h = await open(part, fresh ? 'w' : 'a', 0o644);
   try {
@@ -289,7 +298,7 @@ function summaryText(layout: DirectoryLayout, vm: VmDescription, guest: Converte
     `Hardware:  ${vm.cpus} vCPU, ${vm.memoryMiB} MiB memory, ${vm.firmware.toUpperCase()} firmware${vm.guestFullName ? `, ${vm.guestFullName}` : ''}`,
     `Guest:     ${guest ? `${guest.productName || guest.distro} converted for KVM (${guest.virtioBlock ? 'virtio-blk' : 'no virtio-blk'}, ${guest.virtioNet ? 'virtio-net' : 'no virtio-net'})` : `${facts.noOs ? 'no operating system found (data disks only): ' : ''}not converted (the template keeps SATA disks and the source NIC models)`}`,
     '',
-    'Disks (raw, sparse; boot disk first):',
+    `Disks (${layout.format === 'raw' ? 'raw, sparse' : `qcow2, data clusters only${layout.compressed ? ', compressed' : ''}`}; boot disk first):`,
     ...disks.map((d) => `  ${layout.disk(d.index).final}  ${gib(d.capacityBytes)}  (${d.label}, was ${d.bus} ${d.sourceName})`),
     '',
     'NICs:',

@@ -1,14 +1,14 @@
 // Where an image's bytes live, as the stages that touch them need it: the copy and the warm rounds
 // write through a TargetWriter (open), start over on an image of zeros (clear), and the conversion
 // opens the same image as the backing file of its qcow2 overlays (forQemu). One implementation per
-// kind of storage: a raw file reachable here (file-target.ts), a qcow2 file (qcow2-target.ts), an
-// RBD image (rbd-target.ts), the last two written through qemu-nbd, and a raw or qcow2 file on a
-// BRIDGE_LIST host (served by qemu-nbd there).
+// kind of storage: a raw file reachable here (file-target.ts), a qcow2 file (qcow2-target.ts; or
+// one written with compressed clusters), an RBD image (rbd-target.ts), the last two written
+// through qemu-nbd, and a raw or qcow2 file on a BRIDGE_LIST host (served by qemu-nbd there).
 
 import type { TargetWriter } from '../copy/index.js';
 import type { QemuImage } from '../convert/index.js';
 import { clearFile, openFileWriter } from './file-target.js';
-import { imageFileName, openImageFileWriter, openQcow2Writer, qcow2Image, serveImageFile } from './qcow2-target.js';
+import { createQcow2File, imageFileName, openCompressedQcow2Writer, openImageFileWriter, openQcow2Writer, qcow2Image, serveImageFile } from './qcow2-target.js';
 import { exportImage } from './qemu-nbd.js';
 import { openRbdAccess, type RbdLocation } from './rbd-access.js';
 import { openRbdWriter } from './rbd-target.js';
@@ -72,6 +72,21 @@ export function bridgeFileTarget(host: string, path: string, format: 'raw' | 'qc
     },
   };
   return target;
+}
+
+/**
+ * A qcow2 file written with compressed clusters, in one go: opening it for writing creates it
+ * afresh (a compressed cluster is written once), so a copy that stopped starts over. Made for a
+ * fresh file of an output directory, not for warm rounds.
+ */
+export function compressedQcow2Target(path: string, capacity: number): ImageTarget {
+  return {
+    name: path,
+    capacity,
+    open: () => openCompressedQcow2Writer(path, capacity),
+    clear: () => createQcow2File(path, capacity),
+    forQemu: async () => ({ image: qcow2Image(path), release: async () => undefined }),
+  };
 }
 
 /** An RBD image of a Ceph datastore, reached from this host with the datastore's conf and key. */

@@ -1,10 +1,12 @@
 // output: OpenNebula as the target. Checks the image datastore, allocates raw placeholders and
 // finds their files, maps NICs to networks (keeping MACs where OpenNebula allows it), builds the
 // VM template from the neutral VM description, and removes what a failed run created.
-// Or a local directory (directory-target.ts): raw disk files, image and VM templates, a summary.
+// Or a local directory (directory-target.ts): raw or qcow2 disk files (qcow2 optionally with
+// compressed clusters), image and VM templates, a summary.
 // Where an image's bytes live (image-target.ts): one ImageTarget per kind of storage, which the
 // copy, the warm rounds and the conversion all go through; the raw file's is file-target.ts, a
-// qcow2 file's qcow2-target.ts and an RBD image's rbd-target.ts (with rbd-access.ts: how qemu
+// qcow2 file's qcow2-target.ts (compressed: through whole-clusters.ts, which hands qemu each
+// cluster once and whole) and an RBD image's rbd-target.ts (with rbd-access.ts: how qemu
 // reaches it without a credential on any command line), both written through qemu-nbd
 // (qemu-nbd.ts, nbd-target.ts).
 
@@ -52,9 +54,9 @@ export {
   type DirectoryState,
   type DirectoryResult,
 } from './directory-target.js';
-export { fileTarget, qcow2Target, rbdTarget, writingInto, forQemu, type ImageTarget, type QemuAccess } from './image-target.js';
+export { fileTarget, qcow2Target, compressedQcow2Target, rbdTarget, writingInto, forQemu, type ImageTarget, type QemuAccess } from './image-target.js';
 export { imageStorageOf, type ImageStorage, type CephAccess } from './image-storage.js';
 export { openFileWriter, clearFile } from './file-target.js';
-export { openQcow2Writer, qcow2Allocated, qcow2Image, type Qcow2WriterOptions } from './qcow2-target.js';
+export { openQcow2Writer, openCompressedQcow2Writer, qcow2Allocated, qcow2Image, type Qcow2WriterOptions } from './qcow2-target.js';
 export { openRbdWriter, openRbdAccessWriter, type RbdWriterSpec, type RbdWriterOptions } from './rbd-target.js';
 export { openRbdAccess, type RbdAccess, type RbdLocation, type RbdTimeouts } from './rbd-access.js';

@@ -11,7 +11,7 @@ import { formatGuestNetwork, parseGuestNetwork, type ConvertedGuest } from './vm
 import { bridgeFileTarget, fileTarget, qcow2Target, rbdTarget, type ImageTarget } from './image-target.js';
 import { bridgeHostFor, lastLine, onBridge, shellQuote } from './bridge-host.js';
 import { imageStorageOf, type CephAccess, type ImageStorage } from './image-storage.js';
-import { imageFileName, qcow2Allocated } from './qcow2-target.js';
+import { imageFileName, qcow2Allocated, setQcow2Size } from './qcow2-target.js';
 import { DEFAULT_CEPH_CONF, openRbdAccess, type RbdLocation } from './rbd-access.js';
 import { openRbdAccessWriter } from './rbd-target.js';
 import { qemuImg } from './qemu-img.js';
@@ -249,11 +249,7 @@ async function qcow2Placeholder(image: OneImage, capacityBytes: number, fresh: b
   if (info['virtual-size'] < capacityBytes)
     throw new OneswapError('remote', `image ${image.id} (${name}) has a virtual size of ${info['virtual-size']} bytes, the disk needs ${capacityBytes}`);
   if (info['virtual-size'] > capacityBytes)
-    await qemuImg(['resize', '-q', '--shrink', '-f', 'qcow2', image.source, String(capacityBytes)], {
-      signal,
-      ...on,
-      explain: (r) => new OneswapError('internal', `cannot set the virtual size of image ${image.id} (${name}) to ${capacityBytes} bytes: ${r}`),
-    });
+    await setQcow2Size(image.source, capacityBytes, (r) => new OneswapError('internal', `cannot set the virtual size of image ${image.id} (${name}) to ${capacityBytes} bytes: ${r}`), signal, host);
   return host === undefined ? qcow2Target(image.source, capacityBytes) : bridgeFileTarget(host, image.source, 'qcow2', capacityBytes);
 }
 

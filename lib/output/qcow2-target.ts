@@ -3,6 +3,13 @@
 // with clusters allocated only where data was written; zeroed areas become zero clusters with
 // their space freed. Also what a caller needs around it: whether the file already holds data, and
 // how qemu opens it as a conversion overlay's backing file.
+//
+// Or written with compressed clusters (an output directory's --compressed): qemu-nbd serves the
+// file through qemu's `compress` filter, which compresses every write (zlib; a cluster that does
+// not shrink is stored as it is). It takes a cluster only whole and once, and an image only of
+// whole clusters: the file is created fresh with its virtual size rounded up to a cluster, written
+// through whole-clusters.ts, and cut to the disk's size once qemu-nbd has closed it (the last
+// cluster stays compressed; what qemu writes later, the conversion's commit, is stored uncompressed).
 
 import { OneswapError } from '../errors/index.js';
 import type { TargetWriter } from '../copy/index.js';
@@ -11,6 +18,7 @@ import { NbdError } from '../nbd/index.js';
 import { nbdWriter } from './nbd-target.js';
 import { QemuNbdStartError, qemuNbdReason, startQemuNbd, type QemuNbd, type QemuNbdImage } from './qemu-nbd.js';
 import { qemuImg } from './qemu-img.js';
+import { wholeClusters } from './whole-clusters.js';
 
 export interface Qcow2WriterOptions {
   /** The BRIDGE_LIST host the file lives on (served there, see qemu-nbd.ts); undefined: this host. */
@@ -32,6 +40,9 @@ export interface Qcow2WriterOptions {
 const QCOW2_IO: Pick<QemuNbdImage, 'cache' | 'aio'> = { cache: 'none', aio: 'threads' };
 /** For a file system that refuses O_DIRECT. */
 const QCOW2_IO_CACHED: Pick<QemuNbdImage, 'cache' | 'aio'> = { cache: 'writeback', aio: 'threads' };
+
+/** The cluster size of the qcow2 files oneswap creates (qemu's default). */
+const QCOW2_CLUSTER = 65536;
 
 /**
  * Opens the qcow2 file `path` for writing a disk of `size` bytes. The file must exist and be a
@@ -60,11 +71,16 @@ export async function openImageFileWriter(path: string, format: 'raw' | 'qcow2',
 export async function serveImageFile(
   path: string,
   format: 'raw' | 'qcow2',
-  options: Qcow2WriterOptions & { readonly connections: number; readonly otherClients?: number },
+  options: Qcow2WriterOptions & {
+    readonly connections: number;
+    readonly otherClients?: number;
+    /** What qemu-nbd opens instead of the plain file (a filter over it); `format` is then the file's. */
+    readonly opened?: Pick<QemuNbdImage, 'filename' | 'format'>;
+  },
 ): Promise<QemuNbd> {
   const start = (io: Pick<QemuNbdImage, 'cache' | 'aio'>): Promise<QemuNbd> =>
     startQemuNbd(
-      { filename: path, format, ...io },
+      { ...(options.opened ?? { filename: path, format }), ...io },
       { connections: options.connections, signal: options.signal, ...(options.otherClients ? { otherClients: options.otherClients } : {}), ...(options.host ? { host: options.host } : {}) },
     );
   try {
@@ -83,6 +99,48 @@ export async function serveImageFile(
 export function imageFileName(path: string, host: string | undefined): string {
   return host === undefined ? path : `${host}:${path}`;
 }
+
+/**
+ * Creates the qcow2 file `path` afresh for a disk of `size` bytes and opens it for writing with
+ * compressed clusters: whatever the file held is gone (a compressed cluster is written once, so
+ * writing starts from an empty image). Closing the writer cuts the file to `size`.
+ */
+export async function openCompressedQcow2Writer(path: string, size: number, options: Qcow2WriterOptions = {}): Promise<TargetWriter> {
+  const padded = Math.ceil(size / QCOW2_CLUSTER) * QCOW2_CLUSTER;
+  await createQcow2File(path, padded, options.signal);
+  const filter = { driver: 'compress', file: { driver: 'qcow2', file: { driver: 'file', filename: path } } };
+  const server = await serveImageFile(path, 'qcow2', { ...options, connections: options.connections ?? 4, opened: { filename: `json:${JSON.stringify(filter)}` } });
+  // The filter's request alignment, which qemu-nbd advertises as the minimum block: the cluster.
+  const cluster = server.connections[0]!.minBlock;
+  if (server.connections[0]!.size !== padded || cluster !== QCOW2_CLUSTER) {
+    await server.stop();
+    throw new OneswapError('internal', `qemu-nbd serves ${path} as ${server.connections[0]!.size} bytes in blocks of ${cluster}, not the ${padded} bytes in clusters of ${QCOW2_CLUSTER} it was created with`);
+  }
+  const inner = nbdWriter({
+    server,
+    name: path,
+    size: padded,
+    explain: (err, s) => writeError(err, s, path),
+    afterClose: async () => {
+      if (padded > size) await setQcow2Size(path, size, (r) => new OneswapError('internal', `cannot cut ${path} to the disk's ${size} bytes: ${r}`));
+    },
+  });
+  return wholeClusters(inner, { size, cluster, scatteredHint: 'import without --compressed' });
+}
+
+/** Creates the qcow2 file `path` (replacing what is there) with nothing allocated. */
+export async function createQcow2File(path: string, virtualSize: number, signal?: AbortSignal): Promise<void> {
+  await qemuImg(['create', '-q', '-f', 'qcow2', '-o', `cluster_size=${QCOW2_CLUSTER}`, path, String(virtualSize)], {
+    signal,
+    explain: (r) => new OneswapError('usage', `cannot create ${path}: ${r}`),
+  });
+}
+
+/** Sets the qcow2 file's virtual size (shrinking drops whole clusters past the new end). */
+export async function setQcow2Size(path: string, size: number, explain: (reason: string) => unknown, signal?: AbortSignal, host?: string): Promise<void> {
+  await qemuImg(['resize', '-q', '--shrink', '-f', 'qcow2', path, String(size)], { signal, explain, ...(host ? { host } : {}) });
+}
+
 
 /**
  * Bytes of the qcow2 file's virtual disk that hold data (allocated clusters, also a backing

@@ -34,7 +34,15 @@ import type { Journal } from './journal.js';
 import type { EventSink } from './events.js';
 import type { OneClient } from '../one/index.js';
 
-export type FileTarget = { readonly kind: 'one'; readonly datastoreId: number } | { readonly kind: 'dir'; readonly dir: string; readonly format: DiskFileFormat };
+export type FileTarget = { readonly kind: 'one'; readonly datastoreId: number } | DirectoryTarget;
+
+/** A local directory; `compressed`: qcow2 files with compressed clusters. */
+export interface DirectoryTarget {
+  readonly kind: 'dir';
+  readonly dir: string;
+  readonly format: DiskFileFormat;
+  readonly compressed?: boolean;
+}
 
 export type FileImportOptions = MigrationOptions & { readonly target: FileTarget };
 
@@ -107,12 +115,12 @@ async function importIntoOne(ctx: OneContext, vm: FileVm, opts: FileImportOption
   }
 }
 
-async function importIntoDirectory(ctx: FileImportContext, vm: FileVm, opts: FileImportOptions, dir: { readonly dir: string; readonly format: DiskFileFormat }): Promise<VmResult> {
+async function importIntoDirectory(ctx: FileImportContext, vm: FileVm, opts: FileImportOptions, dir: DirectoryTarget): Promise<VmResult> {
   const started = Date.now();
   const label = vm.description.name;
   const phases = new Phases(ctx, label);
   const log = phases.log;
-  const layout = directoryLayout(dir.dir, vm.description, opts.namePrefix, dir.format);
+  const layout = directoryLayout(dir.dir, vm.description, opts.namePrefix, dir.format, dir.compressed ?? false);
   const lock = new PidLock(layout.lockFile);
   let locked = false;
   let state: DirectoryState | undefined;
@@ -207,7 +215,7 @@ async function keepOrRemove(ctx: FileImportContext, layout: DirectoryLayout, vm:
   const t0 = Date.now();
   ctx.emit({ type: 'phase', vm: layout.name, phase: 'rollback', state: 'start' });
   if (keep) {
-    log(`kept the unfinished files in ${layout.dir} (*.raw.part and the state file ${layout.stateFile}); run the same command again to resume`, 'warn');
+    log(`kept the unfinished files in ${layout.dir} (*.${layout.format}.part and the state file ${layout.stateFile}); run the same command again to resume`, 'warn');
   } else {
     await removePartial(layout, vm.description);
     log(`removed the unfinished disk files from ${layout.dir}`);

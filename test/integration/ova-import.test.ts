@@ -264,6 +264,56 @@ describe('oneswap import --ova / --vmdk', { skip, timeout: 15 * 60_000 }, () => 
     }
   });
 
+  test('--compressed: qcow2 clusters compressed in the same single pass; exact bytes, check clean, every data cluster compressed that zlib shrinks; only with --output-format qcow2', async () => {
+    const out = join(work, 'out-compressed');
+    const refused: Array<[string[], RegExp]> = [
+      [['--output-dir', out, '--compressed'], /^oneswap: --compressed needs --output-format qcow2/],
+      [['--output-dir', out, '--output-format', 'raw', '--compressed'], /^oneswap: --compressed needs --output-format qcow2/],
+      [['--compressed'], /^oneswap: --compressed is for --output-dir with --output-format qcow2/],
+    ];
+    for (const [args, error] of refused) {
+      const bad = await oneswap(dirArgs(['--ova', multi.ova, ...args, '--no-convert']), env);
+      assert.equal(bad.exitCode, 2, args.join(' '));
+      assert.match(oneLineError(bad.stderr), error);
+    }
+    const r = await oneswap(dirArgs(['--ova', multi.ova, '--output-dir', out, '--output-format', 'qcow2', '--compressed', '--no-convert', '--network-map', 'VM Network=1', '--network-map', 'backend=1']), env);
+    assert.equal(r.exitCode, 0, r.stderr);
+    const { execa } = await import('execa');
+    const { deflateRawSync } = await import('node:zlib');
+    const C = 65536;
+    let compressed = 0;
+    for (let i = 0; i < multi.disks.length; i++) {
+      const imageTemplate = await readFile(join(out, `multi-disk${i}.image`), 'utf8');
+      assert.match(imageTemplate, /FORMAT\s*=\s*"qcow2"/);
+      const d = sourceDisk(multi, /ONESWAP_SOURCE_DISK\s*=\s*"([^"]+)"/.exec(imageTemplate)![1]);
+      const file = join(out, `multi-disk${i}.qcow2`);
+      const info = JSON.parse((await execa('qemu-img', ['info', '--output=json', file])).stdout) as { format: string; 'virtual-size': number };
+      assert.deepEqual([info.format, info['virtual-size']], ['qcow2', d.capacityBytes]);
+      const raw = join(work, `compressed-back-${i}.raw`);
+      await execa('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', file, raw]);
+      assert.equal(await digestOf(raw, d.capacityBytes), d.rawSha256, `disk ${i}`);
+      await rm(raw);
+      // The clusters holding data are allocated; qemu stores a cluster compressed when zlib
+      // (raw deflate, 4 KiB window, as qemu calls it) makes it smaller than a cluster, else as it is.
+      const src = await readFile(d.rawPath);
+      let data = 0;
+      let shrinks = 0;
+      for (let off = 0; off < src.length; off += C) {
+        const cluster = Buffer.concat([src.subarray(off, off + C)], C);
+        if (cluster.every((b) => b === 0)) continue;
+        data++;
+        const deflated = deflateRawSync(cluster, { windowBits: 12, memLevel: 9 }).length;
+        assert.ok(Math.abs(deflated - (C - 1)) > 64, `disk ${i}: the cluster at ${off} deflates to ${deflated} bytes, too near a cluster for a clear answer`);
+        if (deflated < C - 1) shrinks++;
+      }
+      const check = JSON.parse((await execa('qemu-img', ['check', '--output=json', file])).stdout) as Record<string, number>;
+      // qemu leaves out a count of 0.
+      assert.deepEqual([check['check-errors'], check['allocated-clusters'], check['compressed-clusters'] ?? 0], [0, data, shrinks], `disk ${i}`);
+      compressed += shrinks;
+    }
+    assert.ok(compressed > 0, 'compressed clusters were written');
+  });
+
   test("--output-dir keeps the source MACs: the summary's commands, run as it says, give the VM exactly those MACs", async () => {
     const netIds = new Map([
       ['lan a', oned.createNetwork({ name: 'lan a', bridge: 'br2', ars: [{ type: 'ETHER', mac: '02:00:00:00:30:00', size: 8 }] })],

@@ -16,11 +16,14 @@ export interface MemoryTargetOptions {
   /** The write with this number (1 is the first) fails with `error`, and every one after it. */
   readonly failAt?: number;
   readonly error?: unknown;
+  /** Says it takes whole blocks of this size (TargetWriter.blockSize); it takes anything all the same. */
+  readonly blockSize?: number;
 }
 
 export class MemoryTarget implements TargetWriter {
   readonly name = 'memory target';
   readonly bytes: Buffer;
+  readonly blockSize?: number;
   readonly calls: TargetCall[] = [];
   /** Writes started and not settled yet; the most there ever were. */
   inFlight = 0;
@@ -32,6 +35,7 @@ export class MemoryTarget implements TargetWriter {
     private readonly opts: MemoryTargetOptions = {},
   ) {
     this.bytes = opts.content === undefined ? Buffer.alloc(size) : Buffer.from(opts.content);
+    if (opts.blockSize !== undefined) this.blockSize = opts.blockSize;
   }
 
   get written(): Array<{ readonly position: number; readonly data: Buffer }> {

@@ -12,6 +12,7 @@ import { parseManifest } from '../../lib/input/manifest.js';
 import { openVmdk, type VmdkImage } from '../../lib/input/vmdk-image.js';
 import { decodeVmdk, type DecodeOptions, type DecodeStats } from '../../lib/input/vmdk-decode.js';
 import { openFileWriter } from '../../lib/output/file-target.js';
+import { wholeClusters } from '../../lib/output/whole-clusters.js';
 import { MemoryTarget, zeroBlocksWritten } from '../support/memory-target.js';
 import { withTempDir } from '../support/temp-dir.js';
 
@@ -459,5 +460,44 @@ test('abort stops a decode promptly with the signal reason', async () => {
     const pre = new AbortController();
     pre.abort(reason);
     await assert.rejects(decodeToFile(target, img, { signal: pre.signal }), (err) => err === reason);
+  });
+});
+
+test('into a target that takes whole 64 KiB blocks (a compressed qcow2): whole aligned blocks, the parts a piece cuts sent even when zero, each cluster assembled once', async () => {
+  await withDir(async (dir) => {
+    // Two flat extents, the first 1000 sectors: the pieces of the second start off a cluster edge.
+    const cut = 1000 * 512;
+    await writeFile(join(dir, 'odd-f001.vmdk'), RAW.subarray(0, cut));
+    await writeFile(join(dir, 'odd-f002.vmdk'), RAW.subarray(cut));
+    await writeFile(
+      join(dir, 'odd.vmdk'),
+      `# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="twoGbMaxExtentFlat"\n\nRW 1000 FLAT "odd-f001.vmdk" 0\nRW ${SIZE / 512 - 1000} FLAT "odd-f002.vmdk" 0\n\nddb.adapterType = "lsilogic"\n`,
+    );
+    const padded = Math.ceil(SIZE / GRAIN) * GRAIN;
+    const zeros = Buffer.alloc(GRAIN);
+    const dataClusters = [...Array(padded / GRAIN).keys()].filter((c) => !RAW.subarray(c * GRAIN, Math.min(SIZE, (c + 1) * GRAIN)).equals(zeros.subarray(0, Math.min(GRAIN, SIZE - c * GRAIN))));
+    const images: Array<[string, VmdkImage]> = [];
+    for (const subformat of ['streamOptimized', 'monolithicSparse', 'monolithicFlat'] as const) images.push([subformat, await openFile(await makeVmdk(dir, subformat))]);
+    images.push(['odd flat extents', await openFile(join(dir, 'odd.vmdk'))]);
+    for (const [what, img] of images) {
+      // What the decoder sends: block edges only where its pieces start or end off a block edge.
+      const direct = new MemoryTarget(SIZE, { blockSize: GRAIN });
+      await decodeVmdk(img, { target: direct, signal: new AbortController().signal });
+      assert.ok(direct.bytes.equals(RAW), `${what}: the exact bytes`);
+      const offEdges = new Set(direct.written.flatMap((w) => [w.position, w.position + w.data.length]).filter((p) => p % GRAIN !== 0 && p !== SIZE));
+      const pieceEdges = what === 'odd flat extents' ? [0, 1, 2, 3, 4].map((k) => cut + k * MiB) : [];
+      assert.deepEqual([...offEdges].sort((a, b) => a - b), pieceEdges, `${what}: writes cut at block edges but where a piece starts`);
+      // Through the writer of a compressed image: every data cluster once, whole; no zero cluster.
+      const inner = new MemoryTarget(padded);
+      const target = wholeClusters(inner, { size: SIZE, cluster: GRAIN });
+      await decodeVmdk(img, { target, signal: new AbortController().signal });
+      assert.ok(inner.bytes.subarray(0, SIZE).equals(RAW), `${what}: the exact bytes through whole clusters`);
+      const clusters = inner.written.flatMap((w) => {
+        assert.equal(w.position % GRAIN, 0);
+        assert.equal(w.data.length % GRAIN, 0);
+        return [...Array(w.data.length / GRAIN).keys()].map((k) => w.position / GRAIN + k);
+      });
+      assert.deepEqual(clusters.sort((a, b) => a - b), dataClusters, `${what}: each data cluster once`);
+    }
   });
 });

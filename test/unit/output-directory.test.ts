@@ -1,12 +1,14 @@
 // The directory target's files for the NICs: the template asks for each kept source MAC, and a
-// one-address range per NIC holds it (with the guest's static address, where it has one).
+// one-address range per NIC holds it (with the guest's static address, where it has one). Its
+// state file, which keeps a resume to the disk files' kind.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { directoryLayout, finishDirectory, type ConvertedGuest } from '../../lib/output/index.js';
+import { directoryLayout, finishDirectory, prepareDirectory, saveState, type ConvertedGuest } from '../../lib/output/index.js';
+import { OneswapError } from '../../lib/errors/index.js';
 import { parseTemplateText } from '../../lib/one/index.js';
 import type { VmDescription } from '../../lib/input/index.js';
 
@@ -88,5 +90,42 @@ test('the image files say what the conversion did: CONVERTED, NOT_CONVERTED (no 
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  }
+});
+
+test('the state file records compressed qcow2 files; a resume refuses to mix them with plain ones (and the other way round); the summary says which', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'oneswap-dir-'));
+  try {
+    const compressed = directoryLayout(dir, vm, '', 'qcow2', true);
+    assert.equal(compressed.disk(0).part, join(dir, 'web01-disk0.qcow2.part'));
+    const first = await prepareDirectory(compressed, vm, 0);
+    assert.deepEqual([first.resumed, first.state.format, first.state.compressed], [false, 'qcow2', true]);
+    await saveState(compressed, first.state);
+    assert.equal(JSON.parse(await readFile(compressed.stateFile, 'utf8')).compressed, true);
+    await assert.rejects(prepareDirectory(directoryLayout(dir, vm, '', 'qcow2'), vm, 0), (err) => {
+      assert.ok(err instanceof OneswapError && err.kind === 'conflict', String(err));
+      assert.equal(err.message, `${dir} holds an unfinished import of web01 in compressed qcow2 files`);
+      assert.equal(err.hint, 'run it again with --compressed to resume, or remove its files');
+      return true;
+    });
+    const again = await prepareDirectory(directoryLayout(dir, vm, '', 'qcow2', true), vm, 0);
+    assert.deepEqual([again.resumed, again.state.compressed], [true, true]);
+
+    const plainDir = join(dir, 'plain');
+    const plain = directoryLayout(plainDir, vm, '', 'qcow2');
+    await saveState(plain, (await prepareDirectory(plain, vm, 0)).state);
+    assert.equal(JSON.parse(await readFile(plain.stateFile, 'utf8')).compressed, undefined, 'not written when not compressed (as before)');
+    await assert.rejects(prepareDirectory(directoryLayout(plainDir, vm, '', 'qcow2', true), vm, 0), (err) => {
+      assert.ok(err instanceof OneswapError && err.kind === 'conflict', String(err));
+      assert.equal(err.hint, 'run it again without --compressed to resume, or remove its files');
+      return true;
+    });
+    assert.throws(() => directoryLayout(dir, vm, '', 'raw', true), /compressed disk files are qcow2 files/);
+
+    const r = await finishDirectory(compressed, vm, undefined, new Map(), { source: 'OVA /srv/web01.ova', notes: [], importedAt: new Date(), guestAgent: false, keepMac: true, noOs: false });
+    assert.ok((await readFile(r.summaryFile, 'utf8')).split('\n').includes('Disks (qcow2, data clusters only, compressed; boot disk first):'));
+    assert.equal(parseTemplateText(await readFile(r.imageTemplates[0]!, 'utf8')).get('FORMAT'), 'qcow2');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
   }
 });
