@@ -21,7 +21,7 @@ export interface Overlay {
 }
 
 export async function createOverlay(base: QemuImage, dir: string, index: number, signal?: AbortSignal): Promise<Overlay> {
-  const name = base.filename.startsWith('json:') ? 'image' : basename(base.filename);
+  const name = base.filename.startsWith('/') ? basename(base.filename) : 'image'; // a json: or nbd: name is no file
   const path = join(dir, `disk${index}-${name}.overlay.qcow2`);
   await rm(path, { force: true });
   // Absolute backing name and explicit format: qemu never probes the image's contents.

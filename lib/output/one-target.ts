@@ -72,7 +72,9 @@ async function checkBridges(bridges: readonly string[], basePath: string, what: 
   ].join('\n');
   const checked = await Promise.allSettled(
     bridges.map(async (host) => {
-      const r = await onBridge(host, script, { timeoutMs: 60_000 });
+      const r = await onBridge(host, script, { timeoutMs: 60_000 }).catch((err: unknown) => {
+        throw err instanceof OneswapError ? new OneswapError(err.kind, `${what}: ${err.message}`, { hint: err.hint, cause: err }) : err;
+      });
       const detail = lastLine(r.stderr);
       if (r.code === 3)
         throw new OneswapError('usage', `${what}: ${detail} is not installed on the bridge host ${host}`, { hint: `install it there: ./install.sh --bridge on ${host} (Debian packages qemu-utils, qemu-block-extra)` });

@@ -87,7 +87,8 @@ export async function serveImageFile(
     try {
       return await start(options.io ?? QCOW2_IO);
     } catch (err) {
-      if (options.io || !(err instanceof QemuNbdStartError && /O_DIRECT/.test(err.reason))) throw err;
+      // O_DIRECT refused by the file system, or a raw file whose size is not a whole number of its blocks.
+      if (options.io || !(err instanceof QemuNbdStartError && /O_DIRECT|request alignment/.test(err.reason))) throw err;
       return await start(QCOW2_IO_CACHED);
     }
   } catch (err) {

@@ -76,7 +76,8 @@ export interface QemuNbd {
  * it can be a conversion overlay's backing file while qemu-nbd serves it.
  */
 export function exportImage(server: QemuNbd): QemuImage {
-  return { filename: `json:${JSON.stringify({ driver: 'nbd', server: { type: 'unix', path: server.socket } })}`, format: 'raw' };
+  // The URI form: a json: name of the nbd driver alone is taken as the raw format's file and refused.
+  return { filename: `nbd+unix:///?socket=${server.socket}`, format: 'raw' };
 }
 
 /** Why qemu-nbd could not serve the image: its error line (without the echoed image options) and what exited. */
