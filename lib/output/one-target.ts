@@ -482,9 +482,11 @@ export function copiedImageAttributes(source: string, format: string): Record<st
  * no SOURCE (the conversion after a marketplace import runs before the `cp`s answer).
  */
 export async function copiedImageTarget(one: OneClient, img: OneImage): Promise<ImageTarget> {
-  const source = img.source || img.template.get(COPIED_SOURCE);
+  if (img.source) return reachableTarget(one, img, img);
+  // Both from the cp: before its answer, FORMAT may still be what the marketplace app said.
+  const source = img.template.get(COPIED_SOURCE);
   if (!source) throw new OneswapError('remote', `image ${img.id} has neither SOURCE nor ${COPIED_SOURCE}: its copy did not finish`);
-  return reachableTarget(one, img, { id: img.id, source, format: img.format || img.template.get(COPIED_FORMAT) || 'raw' });
+  return reachableTarget(one, img, { id: img.id, source, format: img.template.get(COPIED_FORMAT) ?? 'raw' });
 }
 
 /** The image's target for a conversion, its storage checked to be reachable from here. */
