@@ -1,23 +1,42 @@
-// `cp` of a vcenter:// PATH: the disk streamed straight into the image's file under BASE_PATH
-// with the cold-import engine (only allocated areas read, zero blocks left as holes, each byte
-// written once), then `SOURCE raw` for oned. A failure removes the partial file: oned marks the
-// image ERROR with our one-line message and nothing half-copied is left looking like a disk.
+// `cp` of a vcenter:// PATH: the disk streamed straight into a new image of the datastore's kind
+// with the cold-import engine (only allocated areas read, zero blocks never written, each byte
+// written once), then `SOURCE FORMAT` for oned, as the stock driver of that storage answers:
+//
+// - files (fs): BASE_PATH/<md5>, raw and sparse, or qcow2 where the stock cp would convert a raw
+//   disk to qcow2 (the datastore's DRIVER, which TM_MAD qcow2 sets, unless CONVERT=no);
+// - Ceph (TM_MAD ceph): the RBD image `<pool>/one-<id>` the stock ceph driver's mkfs makes on a
+//   BRIDGE_LIST host (image format, data pool as the datastore says), written from here through
+//   qemu's rbd driver with the datastore's CEPH_USER, CEPH_CONF and CEPH_KEY.
+//
+// A failure removes the image this cp made (never one it did not make): oned marks the image
+// ERROR with our one-line message and nothing half-copied is left looking like a disk.
 
-import { createHash } from 'node:crypto';
-import { mkdir, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { OneswapError } from '../errors/index.js';
 import type { VmDescription } from '../input/index.js';
-import { diskSourceAttributes, fileTarget } from '../output/index.js';
-import { Template, type DriverActionData, type OneClient } from '../one/index.js';
+import {
+  checkCephAccess,
+  copiedImageAttributes,
+  createImageFile,
+  diskSourceAttributes,
+  imageStorageOf,
+  sizedImageTarget,
+  type ImageStorage,
+  type StoredImage,
+} from '../output/index.js';
+import { Template, withImageSource, type DriverActionData, type OneClient, type OneDatastore, type OneImage } from '../one/index.js';
 import { PidLock, copyReading, placeOneDisk, planPoweredOffReads, type MigrationEvent } from '../supervisor/index.js';
 import type { VmSummary } from '../vsphere/index.js';
+import type { DriverCall } from './action-call.js';
 import type { DriverConfig } from './config.js';
 import { ImageProgress } from './image-progress.js';
+import { callStockAction } from './stock-driver.js';
 import { connectTo, credentialsFileOf, diskOf, diskRefOf, findVmOf } from './vcenter-source.js';
 import { describeRef, type VcenterRef } from './vcenter-url.js';
 
 export interface CopyContext {
+  /** The call as oned made it: the stock driver gets it for the actions it does for us. */
+  readonly call: DriverCall;
   readonly data: DriverActionData;
   readonly imageId: number;
   readonly config: DriverConfig;
@@ -27,18 +46,27 @@ export interface CopyContext {
   readonly signal: AbortSignal;
 }
 
-/** What the copy leaves for the conversion step of a marketplace import. */
+/** What the copy leaves for oned (cp's answer) and for the conversion step of a marketplace import. */
 export interface CopiedDisk {
-  readonly file: string;
+  readonly image: StoredImage;
   readonly vm: VmDescription;
   readonly progress: ImageProgress;
+}
+
+/** The image this cp made, and how to take it back. */
+interface NewImage {
+  readonly image: StoredImage;
+  readonly remove: () => Promise<void>;
 }
 
 export async function vcenterCopy(ctx: CopyContext): Promise<CopiedDisk> {
   const { data, imageId, config, log } = ctx;
   const ds = data.datastore;
   if (!ds) throw new OneswapError('data', 'the cp message from OpenNebula has no DATASTORE');
-  if (ds.template.get('BRIDGE_LIST')) throw new OneswapError('usage', `datastore ${ds.id} has a BRIDGE_LIST: oneswap writes vCenter disks only into datastores mounted on the frontend`);
+  const storage = imageStorageOf(ds);
+  // Ceph's BRIDGE_LIST hosts run rbd for the stock driver; this host writes the pool itself.
+  if (storage.kind === 'files' && storage.bridges.length > 0)
+    throw new OneswapError('usage', `datastore ${ds.id} has a BRIDGE_LIST: oneswap writes vCenter disks only into datastores mounted on the frontend`);
   const ref = diskRefOf(data);
   const credentials = credentialsFileOf(data);
   const abort = new AbortController();
@@ -46,24 +74,15 @@ export async function vcenterCopy(ctx: CopyContext): Promise<CopiedDisk> {
   const progress = new ImageProgress(ctx.one, imageId, config.progressIntervalMs, (err) => abort.abort(err));
 
   const client = await connectTo(ref, credentials, log);
-  let file: string | undefined;
+  let made: NewImage | undefined;
   try {
     const summary = await findVmOf(client, ref);
     refuseRunning(summary, ref);
     const { vm, disk: placed, dcPath } = await placeOneDisk(client, ref.host, summary, (v) => diskOf(v, ref));
     const disk = placed.description;
 
-    const base = ds.basePath.replace(/\/+$/, '');
-    await mkdir(base, { recursive: true });
-    // Like the stock fs driver: BASE_PATH/<md5 of "epoch:id">, directly under BASE_PATH (its rm
-    // removes nothing else). Kept as text: BASE_PATH carries oned's "//".
-    file = `${base}/${createHash('md5').update(`${Math.floor(Date.now() / 1000)}:${imageId}`).digest('hex')}`;
-    const fh = await open(file, 'wx', 0o644);
-    try {
-      await fh.truncate(disk.capacityBytes);
-    } finally {
-      await fh.close();
-    }
+    made = await makeImage(ctx, ds, storage, disk.capacityBytes, signal);
+    const target = await sizedImageTarget(storage, made.image, disk.capacityBytes, true, signal);
 
     const settings = { transport: config.transport, vddkLibdir: config.vddkLibdir };
     const say = (e: MigrationEvent): void => {
@@ -81,9 +100,9 @@ export async function vcenterCopy(ctx: CopyContext): Promise<CopiedDisk> {
       try {
         const startedAt = Date.now();
         const planned = plan!.areas.reduce((n, e) => n + e.length, 0);
-        log(`INFO: copying ${describeRef(ref)} (${planned} of ${disk.capacityBytes} bytes, ${plan!.how}) into ${file}`);
+        log(`INFO: copying ${describeRef(ref)} (${planned} of ${disk.capacityBytes} bytes, ${plan!.how}) into ${target.name}`);
         await progress.say('copying 0%', { ONESWAP_STATE: 'COPYING' });
-        stats = await copyReading(plan!.reading, fileTarget(file, disk.capacityBytes), {
+        stats = await copyReading(plan!.reading, target, {
           capacity: disk.capacityBytes,
           areas: plan!.areas,
           targetIsZero: true,
@@ -103,15 +122,55 @@ export async function vcenterCopy(ctx: CopyContext): Promise<CopiedDisk> {
     signal.throwIfAborted();
     const secs = Math.max(0.001, (Date.now() - startedAt) / 1000);
     log(`INFO: copied ${stats.bytesRead} bytes, wrote ${stats.bytesWritten} in ${secs.toFixed(1)} s`);
-    await progress.say(`copied ${Math.round(stats.bytesRead / 1024 / 1024)} MiB in ${secs.toFixed(0)} s`, copiedAttributes(vm, ref.disk, file));
-    return { file, vm, progress };
+    await progress.say(`copied ${Math.round(stats.bytesRead / 1024 / 1024)} MiB in ${secs.toFixed(0)} s`, copiedAttributes(vm, ref.disk, made.image));
+    // The image may have been deleted at the very end: then nobody would ever find the copy.
+    signal.throwIfAborted();
+    return { image: made.image, vm, progress };
   } catch (err) {
-    if (file !== undefined) await rm(file, { force: true });
+    if (made !== undefined)
+      await made.remove().catch((e: unknown) => log(`WARN: image ${imageId}: could not remove ${made!.image.source} after the failed copy (${(e as Error).message}); remove it by hand`));
     await ctx.one?.imageUpdate(imageId, Template.of({ ONESWAP_STATE: 'FAILED' }), 'merge').catch(() => undefined);
     throw signal.aborted && signal.reason instanceof OneswapError ? signal.reason : err;
   } finally {
     await client.logout().catch(() => undefined);
   }
+}
+
+/** A new, empty image for the disk, made and named as the datastore's stock driver makes its copies. */
+async function makeImage(ctx: CopyContext, ds: OneDatastore, storage: ImageStorage, capacity: number, signal: AbortSignal): Promise<NewImage> {
+  const { call, imageId, log } = ctx;
+  if (storage.kind === 'ceph') {
+    // Refused before anything exists: this host writes the image with the datastore's own identity.
+    await checkCephAccess(storage.ceph, `datastore ${ds.id} (${ds.name})`);
+    // The stock mkfs makes <pool>/one-<id> of the message's SIZE (the disk's MiB, rounded up),
+    // which sizedImageTarget cuts to the disk's bytes; it fails on an RBD image of that name
+    // that is already there, which is then not ours to remove.
+    let answer: string;
+    try {
+      answer = await callStockAction(call, 'ceph', 'mkfs', call.xml, log);
+    } catch (err) {
+      throw new OneswapError('remote', `cannot create the RBD image of image ${imageId} in datastore ${ds.id} (${ds.name}): ${(err as Error).message}`, { cause: err });
+    }
+    const source = answer.trim().split(/\s+/)[0] ?? '';
+    if (source === '') throw new OneswapError('remote', `the ceph driver's mkfs for image ${imageId} answered no SOURCE`);
+    return {
+      image: { id: imageId, source, format: 'raw' },
+      remove: async () => void (await callStockAction(call, 'ceph', 'rm', withImageSource(call.xml, source), log)),
+    };
+  }
+  const format = copiedFormatOf(ds, ctx.data.image?.full);
+  const file = await createImageFile(ds.basePath, imageId, capacity, format, signal);
+  return { image: { id: imageId, source: file.path, format }, remove: file.remove };
+}
+
+/**
+ * The format the stock fs cp gives a raw disk copied into this datastore: the datastore's DRIVER
+ * (TM_MAD qcow2 puts DRIVER=qcow2 there) unless CONVERT=no; a CDROM is never converted.
+ */
+function copiedFormatOf(ds: OneDatastore, image: OneImage | undefined): 'raw' | 'qcow2' {
+  const t = ds.template;
+  const converts = (t.get('CONVERT') ?? '').toLowerCase() !== 'no' && image?.type !== 'CDROM';
+  return converts && (t.get('DRIVER') ?? '').toLowerCase() === 'qcow2' ? 'qcow2' : 'raw';
 }
 
 function refuseRunning(vm: VmSummary, ref: VcenterRef): void {
@@ -121,9 +180,9 @@ function refuseRunning(vm: VmSummary, ref: VcenterRef): void {
 
 /**
  * What the image records about its disk once copied: what an import's placeholder carries, so
- * `oneswap convert --image` works on it later, plus where the file is (oned sets SOURCE only when
+ * `oneswap convert --image` works on it later, plus where the copy is (oned sets SOURCE only when
  * cp returns).
  */
-function copiedAttributes(vm: VmDescription, index: number, file: string): Record<string, string | number> {
-  return { ONESWAP_STATE: 'COPIED', ...diskSourceAttributes(vm, vm.disks[index]!), ONESWAP_FILE: file };
+function copiedAttributes(vm: VmDescription, index: number, image: StoredImage): Record<string, string | number> {
+  return { ONESWAP_STATE: 'COPIED', ...diskSourceAttributes(vm, vm.disks[index]!), ...copiedImageAttributes(image.source, image.format) };
 }

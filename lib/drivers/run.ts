@@ -8,7 +8,7 @@ import { readDriverConfig } from './config.js';
 import { vcenterCopy } from './datastore-cp.js';
 import { vcenterDiskSizeMb } from './datastore-stat.js';
 import { monitorMarketplace } from './market-monitor.js';
-import { runStockDriver } from './stock-driver.js';
+import { runStockDriver, stockDriverOf } from './stock-driver.js';
 import { isVcenterUrl } from './vcenter-url.js';
 import { convertImportedVm } from './vm-conversion.js';
 
@@ -60,9 +60,10 @@ async function dispatch(call: DriverCall, io: DriverIo, log: (l: string) => void
         throw new OneswapError('usage', `the oneswap marketplace has no ${call.action} action`);
     }
   }
-  if (call.action !== 'stat' && call.action !== 'cp') return runStockDriver(call);
   const data = parseDriverActionData(call.xml);
-  if (!isVcenterUrl(data.image?.path ?? '')) return runStockDriver(call);
+  const stock = stockDriverOf(data.datastore);
+  if (call.action !== 'stat' && call.action !== 'cp') return runStockDriver(call, stock);
+  if (!isVcenterUrl(data.image?.path ?? '')) return runStockDriver(call, stock);
 
   if (call.action === 'stat') {
     io.stdout(`${await vcenterDiskSizeMb(data, log)}\n`);
@@ -77,13 +78,13 @@ async function dispatch(call: DriverCall, io: DriverIo, log: (l: string) => void
     log(`INFO: image ${imageId}: no OpenNebula session for progress updates (${describeError(err)})`);
   }
   try {
-    const copied = await vcenterCopy({ data, imageId, config, one, log, signal });
+    const copied = await vcenterCopy({ call, data, imageId, config, one, log, signal });
     if (data.image?.full?.template.get('FROM_APP') !== undefined) {
       if (!config.convert) log(`INFO: image ${imageId}: conversion after a marketplace import is off (convert: false in the settings)`);
       else if (one) await convertImportedVm({ one, imageId, config, log, signal }, copied);
       else log(`WARN: image ${imageId} came from a marketplace app but there is no OpenNebula session: the VM is not converted (run: oneswap convert --image ${imageId},...)`);
     }
-    io.stdout(`${copied.file} raw\n`);
+    io.stdout(`${copied.image.source} ${copied.image.format}\n`);
     return 0;
   } finally {
     one?.close();

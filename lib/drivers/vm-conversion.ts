@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { describeError, OneswapError } from '../errors/index.js';
 import { vmIdentity, type VmDescription } from '../input/index.js';
 import { OneApiError, OneErrorCode, PoolFilter, Template, type OneClient, type OneImage, type OneTemplate } from '../one/index.js';
-import { buildVmTemplate, CONVERSION_OUTCOMES, convertedGuestOf, type ConvertedGuest, type ImageState } from '../output/index.js';
+import { buildVmTemplate, CONVERSION_OUTCOMES, convertedGuestOf, copiedImageTarget, forQemu, type ConvertedGuest, type ImageState } from '../output/index.js';
 import { describeEvent } from '../progress/index.js';
 import { convertImages, describeConversion, newRunId, PidLock, sourceMacsNetwork, vmConversionRequest, type MigrationEvent } from '../supervisor/index.js';
 import type { DriverConfig } from './config.js';
@@ -137,11 +137,16 @@ async function convertGroup(ctx: GroupContext, template: OneTemplate, members: r
     if (text !== undefined) log(`INFO: ${text}`);
   };
   try {
-    const images = members.map((m) => ({ id: m.image.id, image: { filename: fileOf(m.image), format: 'raw' as const }, bus: vm.disks[m.index]?.bus ?? 'scsi' }));
+    // The images as their datastores keep them (files, qcow2, RBD), from what each cp recorded:
+    // oned learns their SOURCE only when the cps answer, after this.
+    const targets = await Promise.all(members.map((m) => copiedImageTarget(one, m.image)));
     // The catalog's template has no NICs (the user adds them): a single configured interface
     // follows whatever single NIC the VM gets.
-    const request = { ...vmConversionRequest(vm, images, { stateDir: config.stateDir, logDir: config.logDir, runId: newRunId() }), network: sourceMacsNetwork(undefined) };
-    const r = await convertImages({ one, emit, signal: ctx.signal }, request);
+    const r = await forQemu(targets, (qemu) => {
+      const images = members.map((m, k) => ({ id: m.image.id, image: qemu[k]!, bus: vm.disks[m.index]?.bus ?? 'scsi' }));
+      const request = { ...vmConversionRequest(vm, images, { stateDir: config.stateDir, logDir: config.logDir, runId: newRunId() }), network: sourceMacsNetwork(undefined) };
+      return convertImages({ one, emit, signal: ctx.signal }, request);
+    });
     log(`INFO: ${vm.name}: ${describeConversion(r)}`);
     const guest = r.kind === 'converted' ? r.guest : undefined;
     await rewriteTemplate(one, template, vm, members, guest);
@@ -155,12 +160,6 @@ async function convertGroup(ctx: GroupContext, template: OneTemplate, members: r
     await markTemplate(one, template.id, `not converted: ${why}; ${retry}`);
     if (err instanceof OneswapError && err.kind === 'interrupted') throw err;
   }
-}
-
-function fileOf(image: OneImage): string {
-  const file = image.source || image.template.get('ONESWAP_FILE');
-  if (!file) throw new OneswapError('remote', `image ${image.id} has neither SOURCE nor ONESWAP_FILE: its copy did not finish`);
-  return file;
 }
 
 /** The template the export made from the catalog, rebuilt from the VM and the guest facts. */

@@ -4,7 +4,7 @@
 
 import { OneswapError } from '../errors/index.js';
 import { Template, templateFromXml, type TemplateVector } from './template.js';
-import { parseXml, type XmlElement } from './xml.js';
+import { escapeXmlText, parseXml, type XmlElement } from './xml.js';
 
 export const ImageState = {
   INIT: 0,
@@ -224,6 +224,19 @@ export function parseDriverActionData(xml: string): DriverActionData {
     datastore: ds && datastore(ds),
     marketplace: market && marketplace(market),
   };
+}
+
+/**
+ * A datastore driver message with the image's SOURCE set: for a stock driver action on an image
+ * whose SOURCE oned learns only from cp's answer (removing what a failed cp made). IMAGE comes
+ * first in oned's message, and SOURCE is the first of its children to carry that name.
+ */
+export function withImageSource(xml: string, source: string): string {
+  const image = xml.indexOf('<IMAGE>');
+  const found = image < 0 ? null : /<SOURCE\s*\/>|<SOURCE>[\s\S]*?<\/SOURCE>/.exec(xml.slice(image));
+  if (!found) throw new OneswapError('data', 'the driver message from oned has no IMAGE/SOURCE');
+  const at = image + found.index;
+  return `${xml.slice(0, at)}<SOURCE>${escapeXmlText(source)}</SOURCE>${xml.slice(at + found[0].length)}`;
 }
 
 export function parseMarketplace(xml: string): OneMarketplace {

@@ -16,7 +16,7 @@
 
 export { OneClient, PoolFilter } from './client.js';
 export type { ConnectOptions, InstantiateOptions, VmAction, WaitForImageOptions } from './client.js';
-export { ImageState, parseDriverActionData } from './documents.js';
+export { ImageState, parseDriverActionData, withImageSource } from './documents.js';
 export type {
   DatastoreTypeName,
   ImageStateName,

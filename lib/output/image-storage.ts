@@ -1,8 +1,8 @@
 // What kind of storage an OpenNebula image datastore keeps its images on, read from the datastore
-// the way the stock drivers read it (reference: opennebula.md §5.8): a Ceph pool (DS_MAD ceph:
-// POOL_NAME, CEPH_USER, CEPH_CONF, CEPH_KEY) or files under BASE_PATH (fs and the drivers built
-// on it), raw or qcow2 as the datastore decides. BRIDGE_LIST names the hosts where the stock
-// drivers do the work that touches the storage.
+// the way the stock drivers read it (reference: opennebula.md §5.8): a Ceph pool (DS_MAD ceph, or
+// TM_MAD ceph under another DS_MAD such as oneswap's: POOL_NAME, CEPH_USER, CEPH_CONF, CEPH_KEY) or
+// files under BASE_PATH (fs and the drivers built on it), raw or qcow2 as the datastore decides.
+// BRIDGE_LIST names the hosts where the stock drivers do the work that touches the storage.
 
 import type { OneDatastore } from '../one/index.js';
 
@@ -21,11 +21,12 @@ export type ImageStorage =
   | { readonly kind: 'files'; readonly bridges: readonly string[] }
   | { readonly kind: 'ceph'; readonly ceph: CephAccess; readonly bridges: readonly string[] };
 
-export function imageStorageOf(ds: Pick<OneDatastore, 'dsMad' | 'template'>): ImageStorage {
+export function imageStorageOf(ds: Pick<OneDatastore, 'dsMad' | 'tmMad' | 'template'>): ImageStorage {
   const t = ds.template;
   // oned keeps BRIDGE_LIST as one space-separated string.
   const bridges = (t.get('BRIDGE_LIST') ?? '').split(/\s+/).filter((h) => h !== '');
-  if (ds.dsMad === 'ceph')
+  // The ceph TM links and clones RBD images of the pool, whatever DS_MAD made them.
+  if (ds.dsMad === 'ceph' || ds.tmMad === 'ceph')
     return {
       kind: 'ceph',
       ceph: { pool: t.get('POOL_NAME') || 'one', user: t.get('CEPH_USER') || undefined, conf: t.get('CEPH_CONF') || undefined, key: t.get('CEPH_KEY') || undefined },

@@ -1,6 +1,8 @@
-// output: OpenNebula as the target. Checks the image datastore, allocates raw placeholders and
-// finds their files, maps NICs to networks (keeping MACs where OpenNebula allows it), builds the
-// VM template from the neutral VM description, and removes what a failed run created.
+// output: OpenNebula as the target. Checks the image datastore, allocates placeholders and finds
+// where their bytes live (sizedImageTarget, also for the image a datastore driver's cp makes; new
+// image files named as the stock fs driver names them: datastore-file.ts), maps NICs to networks
+// (keeping MACs where OpenNebula allows it), builds the VM template from the neutral VM
+// description, and removes what a failed run created.
 // Or a local directory (directory-target.ts): raw or qcow2 disk files (qcow2 optionally with
 // compressed clusters), image and VM templates, a summary.
 // Where an image's bytes live (image-target.ts): one ImageTarget per kind of storage, which the
@@ -17,6 +19,8 @@ export {
   diskSourceAttributes,
   diskImageDescription,
   placeholderTarget,
+  sizedImageTarget,
+  checkCephAccess,
   markImage,
   CONVERSION_OUTCOMES,
   type ImageState,
@@ -32,7 +36,10 @@ export {
   convertedGuestOf,
   importedDiskOf,
   convertibleImage,
+  copiedImageAttributes,
+  copiedImageTarget,
   type ImportedDisk,
+  type StoredImage,
   removeImages,
   imageName,
   templateName,
@@ -56,6 +63,7 @@ export {
 } from './directory-target.js';
 export { fileTarget, qcow2Target, compressedQcow2Target, rbdTarget, writingInto, forQemu, type ImageTarget, type QemuAccess } from './image-target.js';
 export { imageStorageOf, type ImageStorage, type CephAccess } from './image-storage.js';
+export { createImageFile, type NewImageFile } from './datastore-file.js';
 export { openFileWriter, clearFile } from './file-target.js';
 export { openQcow2Writer, openCompressedQcow2Writer, qcow2Allocated, qcow2Image, type Qcow2WriterOptions } from './qcow2-target.js';
 export { openRbdWriter, openRbdAccessWriter, type RbdWriterSpec, type RbdWriterOptions } from './rbd-target.js';

@@ -92,7 +92,7 @@ async function checkBridges(bridges: readonly string[], basePath: string, what: 
 }
 
 /** The datastore's Ceph configuration and key must be readable here: qemu reads them to reach the pool. */
-async function checkCephAccess(ceph: CephAccess, what: string): Promise<void> {
+export async function checkCephAccess(ceph: CephAccess, what: string): Promise<void> {
   for (const [attr, path] of [['CEPH_CONF', ceph.conf ?? DEFAULT_CEPH_CONF], ['CEPH_KEY', ceph.key]] as const) {
     if (path === undefined) continue;
     try {
@@ -201,31 +201,47 @@ export async function allocatePlaceholder(one: OneClient, ds: ImageDatastore, sp
   return one.imageAllocate(t, ds.id, false);
 }
 
+/** An image as its datastore made it: where its bytes are (SOURCE) and in which format. */
+export interface StoredImage {
+  readonly id: number;
+  readonly source: string;
+  readonly format: string;
+}
+
 /**
  * Waits until the placeholder is READY and returns where its bytes live, checked and cut to the
- * disk's exact capacity: mkfs makes SIZE MiB, rounded up, and a guest must see the size its disk
- * had (a GPT's backup header sits in the last sectors). oned's own `cp` leaves the same: SIZE
- * rounded up, the file or RBD image exact. `fresh`: no run wrote into it yet, so it must be empty.
+ * disk's exact capacity (sizedImageTarget). `fresh`: no run wrote into it yet, so it must be empty.
  */
 export async function placeholderTarget(one: OneClient, ds: ImageDatastore, id: number, capacityBytes: number, fresh: boolean, signal: AbortSignal): Promise<ImageTarget> {
   const image: OneImage = await one.waitForImage(id, { timeoutMs: 10 * 60_000, signal });
   if (!image.source) throw new OneswapError('remote', `image ${id} is READY but has no SOURCE`);
-  if (ds.storage.kind === 'ceph') return rbdPlaceholder(ds.storage.ceph, image, capacityBytes, signal);
+  return sizedImageTarget(ds.storage, image, capacityBytes, fresh, signal);
+}
+
+/**
+ * The target of an image a datastore driver just made for a disk (an import's placeholder, the
+ * image the datastore driver's `cp` creates), checked and cut to the disk's exact capacity: mkfs
+ * makes SIZE MiB, rounded up, and a guest must see the size its disk had (a GPT's backup header
+ * sits in the last sectors). oned's own `cp` leaves the same: SIZE rounded up, the file or RBD
+ * image exact. `fresh`: nothing wrote into it yet, so a qcow2 image must hold no data.
+ */
+export async function sizedImageTarget(storage: ImageStorage, image: StoredImage, capacityBytes: number, fresh: boolean, signal: AbortSignal): Promise<ImageTarget> {
+  if (storage.kind === 'ceph') return rbdPlaceholder(storage.ceph, image, capacityBytes, signal);
   if (image.format !== 'raw' && image.format !== 'qcow2')
-    throw new OneswapError('usage', `image ${id} was created as ${image.format || 'unknown format'}; oneswap fills raw and qcow2 images`, {
+    throw new OneswapError('usage', `image ${image.id} was created as ${image.format || 'unknown format'}; oneswap fills raw and qcow2 images`, {
       hint: 'the datastore forces another format (TM_MAD_CONF DRIVER or its DRIVER); use one that keeps raw or qcow2 images',
     });
-  if (ds.storage.bridges.length > 0) return bridgePlaceholder(bridgeHostFor(ds.storage.bridges, id), image, capacityBytes, fresh, signal);
+  if (storage.bridges.length > 0) return bridgePlaceholder(bridgeHostFor(storage.bridges, image.id), image, capacityBytes, fresh, signal);
   if (image.format === 'qcow2') return qcow2Placeholder(image, capacityBytes, fresh, signal);
   const size = await localImageSize(image);
   if (size < capacityBytes)
-    throw new OneswapError('remote', `the file of image ${id} (${image.source}) has ${size} bytes, the disk needs ${capacityBytes}`);
-  await checkReachable(image.source, `image ${id}`);
+    throw new OneswapError('remote', `the file of image ${image.id} (${image.source}) has ${size} bytes, the disk needs ${capacityBytes}`);
+  await checkReachable(image.source, `image ${image.id}`);
   if (size > capacityBytes) await truncate(image.source, capacityBytes);
   return fileTarget(image.source, capacityBytes);
 }
 
-async function localImageSize(image: OneImage): Promise<number> {
+async function localImageSize(image: StoredImage): Promise<number> {
   try {
     return (await stat(image.source)).size;
   } catch {
@@ -236,7 +252,7 @@ async function localImageSize(image: OneImage): Promise<number> {
 }
 
 /** A qcow2 placeholder, here or on a bridge host: empty when fresh, its virtual size cut from whole MiB to the disk's. */
-async function qcow2Placeholder(image: OneImage, capacityBytes: number, fresh: boolean, signal: AbortSignal, host?: string): Promise<ImageTarget> {
+async function qcow2Placeholder(image: StoredImage, capacityBytes: number, fresh: boolean, signal: AbortSignal, host?: string): Promise<ImageTarget> {
   const name = imageFileName(image.source, host);
   const on = host ? { host } : {};
   if (host === undefined) await checkReachable(image.source, `image ${image.id}`);
@@ -259,7 +275,7 @@ async function qcow2Placeholder(image: OneImage, capacityBytes: number, fresh: b
  * A placeholder whose file lives on a bridge host: checked, and a raw one cut to the disk's size,
  * there (the qcow2 checks are qcow2Placeholder's, run there).
  */
-async function bridgePlaceholder(host: string, image: OneImage, capacityBytes: number, fresh: boolean, signal: AbortSignal): Promise<ImageTarget> {
+async function bridgePlaceholder(host: string, image: StoredImage, capacityBytes: number, fresh: boolean, signal: AbortSignal): Promise<ImageTarget> {
   if (image.format === 'qcow2') return qcow2Placeholder(image, capacityBytes, fresh, signal, host);
   const name = imageFileName(image.source, host);
   const script = [
@@ -280,7 +296,7 @@ async function bridgePlaceholder(host: string, image: OneImage, capacityBytes: n
 }
 
 /** An RBD placeholder (SOURCE pool/one-<id>): cut from whole MiB to the disk's size once, here. */
-async function rbdPlaceholder(ceph: CephAccess, image: OneImage, capacityBytes: number, signal: AbortSignal): Promise<ImageTarget> {
+async function rbdPlaceholder(ceph: CephAccess, image: StoredImage, capacityBytes: number, signal: AbortSignal): Promise<ImageTarget> {
   const location = rbdLocationOf(ceph, image);
   const access = await openRbdAccess(location);
   try {
@@ -292,7 +308,7 @@ async function rbdPlaceholder(ceph: CephAccess, image: OneImage, capacityBytes: 
 }
 
 /** The RBD image an image of a Ceph datastore names (SOURCE pool/one-<id>), reached as the datastore says. */
-function rbdLocationOf(ceph: CephAccess, image: OneImage): RbdLocation {
+function rbdLocationOf(ceph: CephAccess, image: Pick<StoredImage, 'id' | 'source'>): RbdLocation {
   const slash = image.source.indexOf('/');
   if (slash <= 0) throw new OneswapError('remote', `image ${image.id} has SOURCE "${image.source}", not the pool/image of an RBD image`);
   return { pool: image.source.slice(0, slash), image: image.source.slice(slash + 1), user: ceph.user, conf: ceph.conf, keyfile: ceph.key };
@@ -440,7 +456,7 @@ export function importedDiskOf(image: OneImage): ImportedDisk {
 
 /**
  * How qemu opens an image whose guest is converted from here; refuses one that cannot be: not
- * raw, in use, or its file out of reach.
+ * raw or qcow2, in use, or its file out of reach.
  */
 export async function convertibleImage(one: OneClient, img: OneImage): Promise<ImageTarget> {
   if (img.format !== 'raw' && img.format !== 'qcow2')
@@ -451,16 +467,43 @@ export async function convertibleImage(one: OneClient, img: OneImage): Promise<I
     });
   if (img.stateName !== 'READY') throw new OneswapError('conflict', `image ${img.id} (${img.name}) is ${img.stateName}, not READY`);
   if (!img.source) throw new OneswapError('remote', `image ${img.id} (${img.name}) has no SOURCE`);
+  return reachableTarget(one, img, img);
+}
+
+/** Where a datastore driver's `cp` put the disk, until oned learns it from cp's answer (SOURCE FORMAT). */
+const COPIED_SOURCE = 'ONESWAP_COPIED_SOURCE';
+const COPIED_FORMAT = 'ONESWAP_COPIED_FORMAT';
+
+/** What a datastore driver's `cp` records on its image once the disk is copied: what it will answer oned. */
+export function copiedImageAttributes(source: string, format: string): Record<string, string> {
+  return { [COPIED_SOURCE]: source, [COPIED_FORMAT]: format };
+}
+
+/**
+ * How qemu opens an image a datastore driver's `cp` filled, while oned still holds it LOCKED with
+ * no SOURCE (the conversion after a marketplace import runs before the `cp`s answer).
+ */
+export async function copiedImageTarget(one: OneClient, img: OneImage): Promise<ImageTarget> {
+  if (img.source) return reachableTarget(one, img, img);
+  // Both from the cp: before its answer, FORMAT may still be what the marketplace app said.
+  const source = img.template.get(COPIED_SOURCE);
+  if (!source) throw new OneswapError('remote', `image ${img.id} has neither SOURCE nor ${COPIED_SOURCE}: its copy did not finish`);
+  return reachableTarget(one, img, { id: img.id, source, format: img.template.get(COPIED_FORMAT) ?? 'raw' });
+}
+
+/** The image's target for a conversion, its storage checked to be reachable from here. */
+async function reachableTarget(one: OneClient, img: OneImage, stored: StoredImage): Promise<ImageTarget> {
   const storage = imageStorageOf(await one.datastore(img.datastoreId));
   // The size matters only to writers; a conversion opens the image as it is.
   const size = img.sizeMb * MiB;
   if (storage.kind === 'ceph') {
     await checkCephAccess(storage.ceph, `datastore ${img.datastoreId}`);
-    return rbdTarget(rbdLocationOf(storage.ceph, img), size);
+    return rbdTarget(rbdLocationOf(storage.ceph, stored), size);
   }
-  if (storage.bridges.length > 0) return bridgeFileTarget(bridgeHostFor(storage.bridges, img.id), img.source, img.format, size);
-  await checkReachable(img.source, `image ${img.id}`, constants.R_OK | constants.W_OK);
-  return img.format === 'qcow2' ? qcow2Target(img.source, size) : fileTarget(img.source, size);
+  const format = stored.format === 'qcow2' ? 'qcow2' : 'raw';
+  if (storage.bridges.length > 0) return bridgeFileTarget(bridgeHostFor(storage.bridges, img.id), stored.source, format, size);
+  await checkReachable(stored.source, `image ${img.id}`, constants.R_OK | constants.W_OK);
+  return format === 'qcow2' ? qcow2Target(stored.source, size) : fileTarget(stored.source, size);
 }
 
 /** The guest facts an earlier conversion recorded on an image, or undefined when it was not converted. */

@@ -19,23 +19,13 @@ import { buildOva, ovaToolsSkip } from '../peers/ova/index.js';
 import { bootCheck, guestSkip, testGuest } from '../peers/guest/index.js';
 import { oneswap } from '../peers/cli.js';
 import { startMigrationPeers, type MigrationPeers } from '../peers/migration.js';
+import { cephIdentityOnBridge } from '../support/ceph-identity.js';
+import { ISLAND_DISKS, QCOW2_CLUSTER, RBD_OBJECT, qcow2Bytes, qcow2DataBytes, rbdBytes as readRbd, rbdUsage, unitsTouched } from '../support/image-contents.js';
 
 const MiB = 1024 * 1024;
-const OBJECT = 4 * MiB; // RBD's default object size
-const CLUSTER = 64 * 1024; // qcow2's default cluster size
 const skip = vcsimSkip() || cephSkip({ mgr: true }) || bridgeSkip() || ovaToolsSkip();
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
-
-/**
- * Bytes a store allocates for data islands when it allocates in `unit`s (RBD objects, qcow2
- * clusters): every unit an island touches, the last one only up to the disk's end.
- */
-function unitsTouched(islands: ReadonlyArray<{ offset: number; length: number }>, size: number, unit: number): number {
-  const units = new Set<number>();
-  for (const i of islands) for (let u = Math.floor(i.offset / unit); u * unit < i.offset + i.length; u++) units.add(u);
-  return [...units].reduce((s, u) => s + Math.min(unit, size - u * unit), 0);
-}
 
 interface ImportResult {
   ok: boolean;
@@ -58,41 +48,13 @@ describe('imports into Ceph and qcow2 image datastores', { skip, timeout: 40 * 6
   let confFile: string;
   let keyFile: string;
   let work: string;
-  const islands = [
-    [{ offset: 0, length: MiB }, { offset: 37 * MiB + 4096, length: 5 * MiB }, { offset: 200 * MiB, length: 3 * MiB }, { offset: 256 * MiB - 65536, length: 65536 }],
-    [{ offset: 4 * MiB, length: 12288 }, { offset: 8 * MiB, length: 64 * 1024 }],
-  ];
-  const sizes = [256 * MiB, 8 * MiB + 64 * 1024];
+  const islands = ISLAND_DISKS.map((d) => d.data);
   let vms = 0;
   const newVm = (name: string): Promise<TestVm> =>
-    createTestVm(peers.sim, { name: `${name}-${vms++}`, cbt: true, disks: sizes.map((sizeBytes, i) => ({ sizeBytes, data: islands[i]! })), nics: [{ network: 'VM Network', adapter: 'vmxnet3' }] });
+    createTestVm(peers.sim, { name: `${name}-${vms++}`, cbt: true, disks: ISLAND_DISKS.map((d) => ({ sizeBytes: d.sizeBytes, data: [...d.data] })), nics: [{ network: 'VM Network', adapter: 'vmxnet3' }] });
   const importArgs = (ds: number, extra: string[]): string[] => [...peers.importArgs({ datastore: ds }), ...extra];
-  const rbdBytes = async (source: string): Promise<Buffer> => {
-    const out = join(work, `export-${randomBytes(4).toString('hex')}`);
-    await ceph.rbd(['export', source, out]);
-    try {
-      return await readFile(out);
-    } finally {
-      await rm(out, { force: true });
-    }
-  };
-  const rbdUsed = async (source: string): Promise<{ provisioned: number; used: number }> => {
-    const du = JSON.parse(await ceph.rbd(['du', '--format', 'json', source])) as { images: Array<{ provisioned_size: number; used_size: number }> };
-    return { provisioned: du.images[0]!.provisioned_size, used: du.images[0]!.used_size };
-  };
-  const qcowBytes = async (file: string): Promise<Buffer> => {
-    const out = join(work, `raw-${randomBytes(4).toString('hex')}`);
-    await execa('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', file, out]);
-    try {
-      return await readFile(out);
-    } finally {
-      await rm(out, { force: true });
-    }
-  };
-  const qcowAllocated = async (file: string): Promise<number> => {
-    const map = JSON.parse((await execa('qemu-img', ['map', '--output=json', '-f', 'qcow2', file])).stdout) as Array<{ length: number; data: boolean }>;
-    return map.reduce((s, e) => (e.data ? s + e.length : s), 0);
-  };
+  const rbdBytes = (source: string): Promise<Buffer> => readRbd(ceph, source, work);
+  const qcowBytes = (file: string): Promise<Buffer> => qcow2Bytes(file, work);
   const assertRbdImages = async (ids: readonly number[], expected: ReadonlyArray<{ sha256: string; size: number; used: number }>): Promise<void> => {
     for (const [i, id] of ids.entries()) {
       const img = peers.oned.image(id)!;
@@ -100,7 +62,7 @@ describe('imports into Ceph and qcow2 image datastores', { skip, timeout: 40 * 6
       const bytes = await rbdBytes(img.source);
       assert.equal(bytes.length, expected[i]!.size, `image ${id} is exactly the disk's size`);
       assert.equal(sha(bytes), expected[i]!.sha256, `image ${id} holds the disk's bytes`);
-      assert.equal((await rbdUsed(img.source)).used, expected[i]!.used, `image ${id} allocates only the objects holding data`);
+      assert.equal((await rbdUsage(ceph, img.source)).used, expected[i]!.used, `image ${id} allocates only the objects holding data`);
     }
   };
 
@@ -109,12 +71,7 @@ describe('imports into Ceph and qcow2 image datastores', { skip, timeout: 40 * 6
     peers = await startMigrationPeers('datastores', { oned: { driverEnv: { PATH: bridge.env().PATH ?? '' } } });
     work = await mkdtemp(join(tmpdir(), 'oneswap-ds-test-'));
     peers.oned.createNetwork({ name: 'VM Network', bridge: 'br0', ars: [{ type: 'ETHER', size: 16 }] });
-    // The bridge user's own copy of the client identity (the peer's files are root's), which the
-    // datastore names: the stock driver reads it on the bridge, oneswap here.
-    const key = /key\s*=\s*(\S+)/.exec(await readFile(ceph.keyring, 'utf8'))?.[1];
-    assert.ok(key);
-    keyFile = await bridge.giveFile('ceph.key', `${key}\n`);
-    confFile = await bridge.giveFile('ceph.conf', ['[global]', `fsid = ${ceph.fsid}`, `mon host = [v2:${ceph.monHostV2},v1:${ceph.monHost}]`, ''].join('\n'));
+    ({ keyFile, confFile } = await cephIdentityOnBridge(ceph, bridge));
     cephDs = await peers.oned.createDatastore({
       name: 'ceph',
       type: 'IMAGE_DS',
@@ -139,7 +96,7 @@ describe('imports into Ceph and qcow2 image datastores', { skip, timeout: 40 * 6
     assert.equal(res.imageIds.length, 2);
     await assertRbdImages(
       res.imageIds,
-      vm.disks.map((d, i) => ({ sha256: d.sha256, size: d.sizeBytes, used: unitsTouched(islands[i]!, d.sizeBytes, OBJECT) })),
+      vm.disks.map((d, i) => ({ sha256: d.sha256, size: d.sizeBytes, used: unitsTouched(islands[i]!, d.sizeBytes, RBD_OBJECT) })),
     );
     for (const id of res.imageIds) assert.equal(peers.oned.image(id)!.template.get('ONESWAP_STATE'), 'DONE');
   });
@@ -157,7 +114,7 @@ describe('imports into Ceph and qcow2 image datastores', { skip, timeout: 40 * 6
       assert.equal(info['virtual-size'], vm.disks[i]!.sizeBytes);
       await execa('qemu-img', ['check', '-q', img.source]);
       assert.equal(sha(await qcowBytes(img.source)), vm.disks[i]!.sha256, `image ${id} holds the disk's bytes`);
-      assert.equal(await qcowAllocated(img.source), unitsTouched(islands[i]!, vm.disks[i]!.sizeBytes, CLUSTER), `image ${id} allocates only the clusters holding data`);
+      assert.equal(await qcow2DataBytes(img.source), unitsTouched(islands[i]!, vm.disks[i]!.sizeBytes, QCOW2_CLUSTER), `image ${id} allocates only the clusters holding data`);
     }
   });
 

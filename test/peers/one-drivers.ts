@@ -31,10 +31,11 @@ export interface DriverPeers {
 
 export async function startOnedWithDrivers(
   sim: Vcsim,
-  o: { asyncDelayMs?: number; market?: boolean; marketMonitorFirstCycleMs?: number } = {},
+  o: { asyncDelayMs?: number; market?: boolean; marketMonitorFirstCycleMs?: number; driverEnv?: Record<string, string> } = {},
 ): Promise<DriverPeers> {
   const oned = await startOned({
     asyncDelayMs: o.asyncDelayMs ?? 50,
+    ...(o.driverEnv === undefined ? {} : { driverEnv: o.driverEnv }),
     ...(o.marketMonitorFirstCycleMs === undefined ? {} : { marketMonitorFirstCycleMs: o.marketMonitorFirstCycleMs }),
     drivers: { oneswap: { dir: DS_DRIVER_DIR, conf: registered(DS_MAD_CONF_BLOCK) } },
     ...(o.market ? { marketDrivers: { oneswap: { dir: MARKET_DRIVER_DIR, conf: registered(MARKET_MAD_CONF_BLOCK) } } } : {}),

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatVcenterUrl, parseVcenterUrl, readCredentials, readDriverConfig, runDriver } from '../../lib/drivers/index.js';
 import { readDriverCall } from '../../lib/drivers/action-call.js';
-import { parseDriverActionData } from '../../lib/one/index.js';
+import { parseDriverActionData, withImageSource } from '../../lib/one/index.js';
 import type { OneswapError } from '../../lib/errors/index.js';
 
 test('vcenter:// URLs: parsed, percent-decoded, formatted back', () => {
@@ -94,6 +94,17 @@ test('driver calls: the three argv conventions and the market one', async () => 
   assert.equal(data.image?.full, undefined, 'stat carries no whole image');
 });
 
+test('withImageSource: the IMAGE\'s SOURCE set (empty, CDATA or self-closed), nothing else changed', () => {
+  const ds = '<DATASTORE><ID>100</ID><NAME>c</NAME><TEMPLATE><SOURCE>not this</SOURCE></TEMPLATE></DATASTORE>';
+  for (const empty of ['<SOURCE/>', '<SOURCE><![CDATA[]]></SOURCE>', '<SOURCE></SOURCE>']) {
+    const xml = `<DS_DRIVER_ACTION_DATA><IMAGE><ID>7</ID><NAME>x &lt;SOURCE&gt;</NAME>${empty}<PATH>vcenter://vc/DC0/vm?disk=0</PATH><TEMPLATE/></IMAGE>${ds}</DS_DRIVER_ACTION_DATA>`;
+    const set = withImageSource(xml, 'one/one-7');
+    assert.equal(set, xml.replace(empty, '<SOURCE>one/one-7</SOURCE>'));
+    assert.equal(parseDriverActionData(set).image?.full?.source, 'one/one-7');
+  }
+  assert.throws(() => withImageSource(`<DS_DRIVER_ACTION_DATA>${ds}</DS_DRIVER_ACTION_DATA>`, 'one/one-7'), /no IMAGE\/SOURCE/);
+});
+
 test('credentials: owned by another user, not YAML, a CA file that is not there', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'oneswap-cred-'));
   try {
@@ -126,7 +137,7 @@ test('settings: a file that is not YAML', async () => {
   }
 });
 
-test('runDriver: the market refuses uploads, accepts deletes, and a plain path without the stock fs driver fails with one line', async () => {
+test('runDriver: the market refuses uploads, accepts deletes, and a plain path without the stock fs (or, on Ceph, ceph) driver fails with one line', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'oneswap-remotes-'));
   const run = async (script: string, xml: string): Promise<{ code: number; out: string; err: string }> => {
     let out = '';
@@ -142,7 +153,11 @@ test('runDriver: the market refuses uploads, accepts deletes, and a plain path w
     assert.equal((await run('market/oneswap/delete', market)).code, 0);
     const plain = await run('datastore/oneswap/mkfs', '<DS_DRIVER_ACTION_DATA><IMAGE><ID>7</ID><NAME>x</NAME></IMAGE></DS_DRIVER_ACTION_DATA>');
     assert.notEqual(plain.code, 0);
-    assert.match(plain.err, /^the mkfs action for plain paths needs OpenNebula's fs driver at .*datastore\/fs\/mkfs, which is not there\n$/);
+    assert.match(plain.err, /^the mkfs action needs OpenNebula's fs datastore driver at .*datastore\/fs\/mkfs, which is not there\n$/);
+    // A datastore of RBD images (TM_MAD ceph) hands its actions to the stock ceph driver.
+    const rbd = await run('datastore/oneswap/monitor', '<DS_DRIVER_ACTION_DATA><DATASTORE><ID>100</ID><NAME>c</NAME><DS_MAD>oneswap</DS_MAD><TM_MAD>ceph</TM_MAD><TEMPLATE/></DATASTORE></DS_DRIVER_ACTION_DATA>');
+    assert.notEqual(rbd.code, 0);
+    assert.match(rbd.err, /^the monitor action needs OpenNebula's ceph datastore driver at .*datastore\/ceph\/monitor, which is not there\n$/);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
