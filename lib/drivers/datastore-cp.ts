@@ -21,6 +21,7 @@ import {
   diskSourceAttributes,
   imageStorageOf,
   sizedImageTarget,
+  datastoreName,
   type ImageStorage,
   type StoredImage,
 } from '../output/index.js';
@@ -82,7 +83,7 @@ export async function vcenterCopy(ctx: CopyContext): Promise<CopiedDisk> {
     const disk = placed.description;
 
     made = await makeImage(ctx, ds, storage, disk.capacityBytes, signal);
-    const target = await sizedImageTarget(storage, made.image, disk.capacityBytes, true, signal);
+    const target = await sizedImageTarget(storage, made.image, disk.capacityBytes, true, datastoreName(ds), signal);
 
     const settings = { transport: config.transport, vddkLibdir: config.vddkLibdir };
     const say = (e: MigrationEvent): void => {

@@ -34,7 +34,7 @@ export type {
   OneVmNic,
   OneVnet,
 } from './documents.js';
-export { OneApiError, OneErrorCode } from './errors.js';
+export { OneApiError, OneErrorCode, oneLine } from './errors.js';
 export { sanitizeName } from './names.js';
 export { Template, parseTemplateText } from './template.js';
 export type { TemplateAttribute, TemplateInput, TemplateValue, TemplateVector } from './template.js';

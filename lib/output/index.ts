@@ -20,6 +20,7 @@ export {
   diskImageDescription,
   placeholderTarget,
   sizedImageTarget,
+  datastoreName,
   checkCephAccess,
   markImage,
   CONVERSION_OUTCOMES,

@@ -19,8 +19,9 @@ export type ExplainWriteError = (err: unknown, server: QemuNbd) => OneswapError 
 const ZERO_SPAN = 1024 * 1024 * 1024;
 
 /**
- * After a failed request, how long qemu-nbd may take to close the image before it is stopped:
- * what it still has to write is lost anyway, and the copy resumes from its journal.
+ * After a failed request, how long qemu-nbd may take to close the image before it is terminated
+ * (and then killed): what it still has to write is lost anyway, and the copy resumes from its
+ * journal. A storage that holds writes back (a Ceph pool at its quota) keeps it from exiting.
  */
 const FAILED_GRACE_MS = 5000;
 
@@ -33,6 +34,13 @@ export interface NbdWriterSpec {
   readonly explain: ExplainWriteError;
   /** Runs after qemu-nbd has exited (a private Ceph configuration is removed there). */
   readonly afterClose?: () => Promise<void>;
+  /**
+   * Asked while requests have waited `afterMs` (and again every `afterMs`): the error to fail
+   * with at once, or undefined to keep waiting. A storage may hold writes back instead of failing
+   * them (a Ceph pool at its quota holds them until there is room, or until librados' operation
+   * timeout); this tells the user why without waiting that long.
+   */
+  readonly stalled?: { readonly afterMs: number; readonly check: () => Promise<OneswapError | undefined> };
 }
 
 export function nbdWriter(spec: NbdWriterSpec): TargetWriter {
@@ -115,13 +123,32 @@ class NbdWriter implements TargetWriter {
     }
   }
 
-  /** Waits for every piece (the caller's buffer is in use until then), then reports the first failure. */
+  /**
+   * Waits for every piece (the caller's buffer is in use until then), then reports the first
+   * failure. A stalled storage that says why fails the call before its pieces settle: the writer
+   * is then failed, and closing it stops qemu-nbd with what it holds, which no journal recorded.
+   */
   private async settle(pieces: Array<Promise<void>>): Promise<void> {
-    const results = await Promise.allSettled(pieces);
+    const all = Promise.allSettled(pieces);
+    const results = this.spec.stalled ? await this.watch(all, this.spec.stalled) : await all;
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) {
       this.failed = true;
       throw await this.spec.explain(failed.reason, this.spec.server);
+    }
+  }
+
+  private async watch<T>(all: Promise<T>, stalled: NonNullable<NbdWriterSpec['stalled']>): Promise<T> {
+    for (;;) {
+      let timer: NodeJS.Timeout | undefined;
+      const waited = new Promise<'waited'>((resolve) => (timer = setTimeout(() => resolve('waited'), stalled.afterMs)));
+      const first = await Promise.race([all, waited]).finally(() => clearTimeout(timer));
+      if (first !== 'waited') return first as T;
+      const why = await stalled.check();
+      if (why) {
+        this.failed = true;
+        throw why;
+      }
     }
   }
 }

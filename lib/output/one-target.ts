@@ -5,7 +5,7 @@
 import { access, stat, truncate, constants } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { OneswapError } from '../errors/index.js';
-import { Template, sanitizeName, type OneClient, type OneDatastore, type OneImage } from '../one/index.js';
+import { Template, oneLine, sanitizeName, type OneClient, type OneDatastore, type OneImage } from '../one/index.js';
 import { vmIdentity, type DiskBus, type DiskDescription, type Firmware, type VmDescription } from '../input/index.js';
 import { formatGuestNetwork, parseGuestNetwork, type ConvertedGuest } from './vm-template.js';
 import { bridgeFileTarget, fileTarget, qcow2Target, rbdTarget, type ImageTarget } from './image-target.js';
@@ -13,7 +13,7 @@ import { bridgeHostFor, lastLine, onBridge, shellQuote } from './bridge-host.js'
 import { imageStorageOf, type CephAccess, type ImageStorage } from './image-storage.js';
 import { imageFileName, qcow2Allocated, setQcow2Size } from './qcow2-target.js';
 import { DEFAULT_CEPH_CONF, openRbdAccess, type RbdLocation } from './rbd-access.js';
-import { openRbdAccessWriter } from './rbd-target.js';
+import { openRbdAccessWriter, probeRbdPool } from './rbd-target.js';
 import { qemuImg } from './qemu-img.js';
 
 const MiB = 1024 * 1024;
@@ -33,7 +33,7 @@ export interface ImageDatastore {
  */
 export async function checkImageDatastore(one: OneClient, id: number, neededBytes: number, warn: (line: string) => void = () => undefined): Promise<ImageDatastore> {
   const ds: OneDatastore = await one.datastore(id);
-  const what = `datastore ${id} (${ds.name})`;
+  const what = datastoreName(ds);
   if (ds.type !== 'IMAGE_DS')
     throw new OneswapError('usage', `${what} is a ${ds.type}, not an image datastore`, { hint: 'pick one from: onedatastore list' });
   if (ds.state !== 'READY') throw new OneswapError('conflict', `${what} is disabled`);
@@ -91,7 +91,11 @@ async function checkBridges(bridges: readonly string[], basePath: string, what: 
   return usable;
 }
 
-/** The datastore's Ceph configuration and key must be readable here: qemu reads them to reach the pool. */
+/**
+ * The datastore's Ceph configuration and key must be readable here (qemu reads them to reach the
+ * pool), and with them the pool reachable, the key accepted, the pool there and not full: checked
+ * before any placeholder exists, as the datastore's driver would otherwise hang or fail on it.
+ */
 export async function checkCephAccess(ceph: CephAccess, what: string): Promise<void> {
   for (const [attr, path] of [['CEPH_CONF', ceph.conf ?? DEFAULT_CEPH_CONF], ['CEPH_KEY', ceph.key]] as const) {
     if (path === undefined) continue;
@@ -103,6 +107,17 @@ export async function checkCephAccess(ceph: CephAccess, what: string): Promise<v
       });
     }
   }
+  await probeRbdPool(cephLocation(ceph, what));
+}
+
+/** How the datastore reaches its pool, its errors naming it as `what`. */
+function cephLocation(ceph: CephAccess, what: string): Omit<RbdLocation, 'image'> {
+  return { pool: ceph.pool, user: ceph.user, conf: ceph.conf, keyfile: ceph.key, datastore: what };
+}
+
+/** A datastore as errors name it first. */
+export function datastoreName(ds: { readonly id: number; readonly name: string }): string {
+  return `datastore ${ds.id} (${ds.name})`;
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -204,6 +219,8 @@ export async function allocatePlaceholder(one: OneClient, ds: ImageDatastore, sp
 /** An image as its datastore made it: where its bytes are (SOURCE) and in which format. */
 export interface StoredImage {
   readonly id: number;
+  /** The image's name, for messages; unknown for an image a driver is still making. */
+  readonly name?: string;
   readonly source: string;
   readonly format: string;
 }
@@ -213,9 +230,10 @@ export interface StoredImage {
  * disk's exact capacity (sizedImageTarget). `fresh`: no run wrote into it yet, so it must be empty.
  */
 export async function placeholderTarget(one: OneClient, ds: ImageDatastore, id: number, capacityBytes: number, fresh: boolean, signal: AbortSignal): Promise<ImageTarget> {
-  const image: OneImage = await one.waitForImage(id, { timeoutMs: 10 * 60_000, signal });
-  if (!image.source) throw new OneswapError('remote', `image ${id} is READY but has no SOURCE`);
-  return sizedImageTarget(ds.storage, image, capacityBytes, fresh, signal);
+  const what = datastoreName(ds);
+  const image = await readyPlaceholder(one, ds, id, signal);
+  if (!image.source) throw new OneswapError('remote', `${what}: image ${id} is READY but has no SOURCE`);
+  return sizedImageTarget(ds.storage, image, capacityBytes, fresh, what, signal);
 }
 
 /**
@@ -223,22 +241,50 @@ export async function placeholderTarget(one: OneClient, ds: ImageDatastore, id: 
  * image the datastore driver's `cp` creates), checked and cut to the disk's exact capacity: mkfs
  * makes SIZE MiB, rounded up, and a guest must see the size its disk had (a GPT's backup header
  * sits in the last sectors). oned's own `cp` leaves the same: SIZE rounded up, the file or RBD
- * image exact. `fresh`: nothing wrote into it yet, so a qcow2 image must hold no data.
+ * image exact. `fresh`: nothing wrote into it yet, so a qcow2 image must hold no data. `what`:
+ * the datastore, as errors name it.
  */
-export async function sizedImageTarget(storage: ImageStorage, image: StoredImage, capacityBytes: number, fresh: boolean, signal: AbortSignal): Promise<ImageTarget> {
-  if (storage.kind === 'ceph') return rbdPlaceholder(storage.ceph, image, capacityBytes, signal);
+export async function sizedImageTarget(storage: ImageStorage, image: StoredImage, capacityBytes: number, fresh: boolean, what: string, signal: AbortSignal): Promise<ImageTarget> {
+  if (storage.kind === 'ceph') return rbdPlaceholder(storage.ceph, image, capacityBytes, what, signal);
   if (image.format !== 'raw' && image.format !== 'qcow2')
     throw new OneswapError('usage', `image ${image.id} was created as ${image.format || 'unknown format'}; oneswap fills raw and qcow2 images`, {
       hint: 'the datastore forces another format (TM_MAD_CONF DRIVER or its DRIVER); use one that keeps raw or qcow2 images',
     });
-  if (storage.bridges.length > 0) return bridgePlaceholder(bridgeHostFor(storage.bridges, image.id), image, capacityBytes, fresh, signal);
-  if (image.format === 'qcow2') return qcow2Placeholder(image, capacityBytes, fresh, signal);
+  if (storage.bridges.length > 0) return bridgePlaceholder(bridgeHostFor(storage.bridges, image.id), image, capacityBytes, fresh, what, signal);
+  if (image.format === 'qcow2') return qcow2Placeholder(image, capacityBytes, fresh, what, signal);
   const size = await localImageSize(image);
   if (size < capacityBytes)
     throw new OneswapError('remote', `the file of image ${image.id} (${image.source}) has ${size} bytes, the disk needs ${capacityBytes}`);
   await checkReachable(image.source, `image ${image.id}`);
   if (size > capacityBytes) await truncate(image.source, capacityBytes);
   return fileTarget(image.source, capacityBytes);
+}
+
+/**
+ * The placeholder once READY; when the datastore's driver could not make it, why, in the
+ * datastore's terms. The stock Ceph driver's `rbd create` refuses a name the pool already has
+ * (reference: opennebula.md §5.8), so an RBD image oneswap did not create is never written to.
+ */
+async function readyPlaceholder(one: OneClient, ds: ImageDatastore, id: number, signal: AbortSignal): Promise<OneImage> {
+  try {
+    return await one.waitForImage(id, { timeoutMs: 10 * 60_000, signal });
+  } catch (err) {
+    const image = err instanceof OneswapError && err.kind === 'remote' ? await one.image(id, signal).catch(() => undefined) : undefined;
+    if (image?.stateName !== 'ERROR') throw err;
+    const why = oneLine(image.template.get('ERROR') ?? '');
+    const what = datastoreName(ds);
+    if (ds.storage.kind === 'ceph' && /File exists|already exists/.test(why)) {
+      const rbd = `${ds.storage.ceph.pool}/one-${id}`;
+      throw new OneswapError('conflict', `${what}: the RBD image ${rbd} that the datastore makes for image ${id} already exists, so it made none (oneswap wrote nothing into ${rbd})`, {
+        hint: `no image of this OpenNebula owns it (a leftover of an image deleted by force, or another cloud's): see what it is (rbd info ${rbd}) and remove it if stale; running the same command again makes placeholders under other ids`,
+        cause: err,
+      });
+    }
+    throw new OneswapError('remote', `${what}: its driver could not make image ${id}: ${why || 'no ERROR message'}`, {
+      hint: "fix what the driver says (oned.log on the frontend has more), then run the same command again",
+      cause: err,
+    });
+  }
 }
 
 async function localImageSize(image: StoredImage): Promise<number> {
@@ -251,16 +297,16 @@ async function localImageSize(image: StoredImage): Promise<number> {
   }
 }
 
-/** A qcow2 placeholder, here or on a bridge host: empty when fresh, its virtual size cut from whole MiB to the disk's. */
-async function qcow2Placeholder(image: StoredImage, capacityBytes: number, fresh: boolean, signal: AbortSignal, host?: string): Promise<ImageTarget> {
+/** A qcow2 placeholder of datastore `what`, here or on a bridge host: empty when fresh, its virtual size cut from whole MiB to the disk's. */
+async function qcow2Placeholder(image: StoredImage, capacityBytes: number, fresh: boolean, what: string, signal: AbortSignal, host?: string): Promise<ImageTarget> {
   const name = imageFileName(image.source, host);
   const on = host ? { host } : {};
   if (host === undefined) await checkReachable(image.source, `image ${image.id}`);
   if (fresh) {
     const allocated = await qcow2Allocated(image.source, signal, host);
     if (allocated > 0)
-      throw new OneswapError('conflict', `image ${image.id} (${name}) already holds ${allocated} bytes of data: it is not an empty placeholder`, {
-        hint: 'the datastore gave a non-empty image; remove it (oneimage delete) and run the import again',
+      throw new OneswapError('conflict', `${what}: the new image ${image.id} (${name}) already holds ${allocated} bytes of data, not an empty placeholder; oneswap writes only into empty ones`, {
+        hint: "the datastore's mkfs must create an empty qcow2 file (qemu-img create -f qcow2), as the stock fs driver does: check its driver (DS_MAD) and oned.log, then run the same command again",
       });
   }
   const info = JSON.parse(await qemuImg(['info', '--output=json', '-f', 'qcow2', image.source], { signal, ...on, explain: (r) => new OneswapError('data', `image ${image.id} (${name}) is not a readable qcow2 image: ${r}`) })) as { 'virtual-size': number };
@@ -275,8 +321,8 @@ async function qcow2Placeholder(image: StoredImage, capacityBytes: number, fresh
  * A placeholder whose file lives on a bridge host: checked, and a raw one cut to the disk's size,
  * there (the qcow2 checks are qcow2Placeholder's, run there).
  */
-async function bridgePlaceholder(host: string, image: StoredImage, capacityBytes: number, fresh: boolean, signal: AbortSignal): Promise<ImageTarget> {
-  if (image.format === 'qcow2') return qcow2Placeholder(image, capacityBytes, fresh, signal, host);
+async function bridgePlaceholder(host: string, image: StoredImage, capacityBytes: number, fresh: boolean, what: string, signal: AbortSignal): Promise<ImageTarget> {
+  if (image.format === 'qcow2') return qcow2Placeholder(image, capacityBytes, fresh, what, signal, host);
   const name = imageFileName(image.source, host);
   const script = [
     `f=${shellQuote(image.source)}`,
@@ -296,8 +342,8 @@ async function bridgePlaceholder(host: string, image: StoredImage, capacityBytes
 }
 
 /** An RBD placeholder (SOURCE pool/one-<id>): cut from whole MiB to the disk's size once, here. */
-async function rbdPlaceholder(ceph: CephAccess, image: StoredImage, capacityBytes: number, signal: AbortSignal): Promise<ImageTarget> {
-  const location = rbdLocationOf(ceph, image);
+async function rbdPlaceholder(ceph: CephAccess, image: StoredImage, capacityBytes: number, what: string, signal: AbortSignal): Promise<ImageTarget> {
+  const location = rbdLocationOf(ceph, image, what);
   const access = await openRbdAccess(location);
   try {
     await (await openRbdAccessWriter(access, capacityBytes, { connections: 1, signal })).close();
@@ -307,11 +353,14 @@ async function rbdPlaceholder(ceph: CephAccess, image: StoredImage, capacityByte
   return rbdTarget(location, capacityBytes);
 }
 
-/** The RBD image an image of a Ceph datastore names (SOURCE pool/one-<id>), reached as the datastore says. */
-function rbdLocationOf(ceph: CephAccess, image: Pick<StoredImage, 'id' | 'source'>): RbdLocation {
+/** The RBD image an image of a Ceph datastore (`what`) names (SOURCE pool/one-<id>), reached as the datastore says. */
+function rbdLocationOf(ceph: CephAccess, image: Pick<StoredImage, 'id' | 'source' | 'name'>, what: string): RbdLocation {
   const slash = image.source.indexOf('/');
-  if (slash <= 0) throw new OneswapError('remote', `image ${image.id} has SOURCE "${image.source}", not the pool/image of an RBD image`);
-  return { pool: image.source.slice(0, slash), image: image.source.slice(slash + 1), user: ceph.user, conf: ceph.conf, keyfile: ceph.key };
+  if (slash <= 0 || slash === image.source.length - 1)
+    throw new OneswapError('remote', `${what}: image ${image.id}${image.name ? ` (${image.name})` : ''} has SOURCE "${image.source}", not the pool/image of an RBD image`, {
+      hint: `images of a Ceph datastore are RBD images named POOL/IMAGE (the datastore's driver makes ${ceph.pool}/one-${image.id}); register the image again with such a SOURCE`,
+    });
+  return { ...cephLocation(ceph, what), pool: image.source.slice(0, slash), image: image.source.slice(slash + 1) };
 }
 
 /**
@@ -488,17 +537,20 @@ export async function copiedImageTarget(one: OneClient, img: OneImage): Promise<
   // Both from the cp: before its answer, FORMAT may still be what the marketplace app said.
   const source = img.template.get(COPIED_SOURCE);
   if (!source) throw new OneswapError('remote', `image ${img.id} has neither SOURCE nor ${COPIED_SOURCE}: its copy did not finish`);
-  return reachableTarget(one, img, { id: img.id, source, format: img.template.get(COPIED_FORMAT) ?? 'raw' });
+  return reachableTarget(one, img, { id: img.id, name: img.name, source, format: img.template.get(COPIED_FORMAT) ?? 'raw' });
 }
 
 /** The image's target for a conversion, its storage checked to be reachable from here. */
 async function reachableTarget(one: OneClient, img: OneImage, stored: StoredImage): Promise<ImageTarget> {
-  const storage = imageStorageOf(await one.datastore(img.datastoreId));
+  const ds = await one.datastore(img.datastoreId);
+  const storage = imageStorageOf(ds);
   // The size matters only to writers; a conversion opens the image as it is.
   const size = img.sizeMb * MiB;
   if (storage.kind === 'ceph') {
-    await checkCephAccess(storage.ceph, `datastore ${img.datastoreId}`);
-    return rbdTarget(rbdLocationOf(storage.ceph, stored), size);
+    // The SOURCE first: it is wrong whether or not the pool can be reached.
+    const location = rbdLocationOf(storage.ceph, stored, datastoreName(ds));
+    await checkCephAccess(storage.ceph, datastoreName(ds));
+    return rbdTarget(location, size);
   }
   const format = stored.format === 'qcow2' ? 'qcow2' : 'raw';
   if (storage.bridges.length > 0) return bridgeFileTarget(bridgeHostFor(storage.bridges, img.id), stored.source, format, size);
@@ -522,11 +574,16 @@ export function convertedGuestOf(image: OneImage): ConvertedGuest | undefined {
   };
 }
 
-/** Deletes what a failed run created, newest first; reports what could not be removed. */
+/**
+ * Deletes what a failed run created, newest first; reports what could not be removed. Only a
+ * placeholder still LOCKED (its mkfs running) is deleted by force: a forced delete drops the image
+ * even when the datastore's rm fails, which would leave its file or RBD image behind unseen; a
+ * failed rm leaves the image in ERROR instead, for the user to see.
+ */
 export async function removeImages(one: OneClient, ids: readonly number[], log: (line: string) => void): Promise<void> {
   for (const id of ids) {
     try {
-      await one.imageDelete(id, true);
+      await one.imageDelete(id, (await one.image(id)).stateName.startsWith('LOCKED'));
       log(`removed image ${id}`);
     } catch (err) {
       if ((err as OneswapError).kind === 'not-found') continue;

@@ -66,7 +66,8 @@ export interface QemuNbd {
   /**
    * Disconnects (the writes in flight answered first), waits for qemu-nbd to flush, close the
    * image and exit, removes the socket directory. After `graceMs` (default 30 s) qemu-nbd is
-   * terminated, killed 30 s later: closing an RBD image on a full pool waits for Ceph's timeouts.
+   * terminated, killed `graceMs` later: closing an RBD image on a full pool waits for Ceph's
+   * timeouts, and a caller whose writes already failed gives it less time.
    */
   stop(graceMs?: number): Promise<void>;
 }
@@ -282,7 +283,7 @@ class Server implements QemuNbd {
         const grace = this.connections.length > 0 ? graceMs : 0;
         if (this.host !== undefined) this.child.stdin?.end();
         const term = setTimeout(() => this.child.kill('SIGTERM'), grace);
-        const kill = setTimeout(() => this.child.kill('SIGKILL'), grace + 30_000);
+        const kill = setTimeout(() => this.child.kill('SIGKILL'), grace + graceMs);
         await this.exited;
         clearTimeout(term);
         clearTimeout(kill);

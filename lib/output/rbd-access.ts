@@ -26,6 +26,8 @@ export interface RbdLocation {
   readonly conf?: string;
   /** CEPH_KEY: the user's keyring, or a file holding the bare key. Default: the keyring the conf names. */
   readonly keyfile?: string;
+  /** The datastore as errors name it first ("datastore 101 (ceph)"): what the user fixes is its. */
+  readonly datastore?: string;
 }
 
 export interface RbdTimeouts {

@@ -2,10 +2,11 @@
 // qemu's rbd driver and the private conf of an RbdAccess (rbd-access.ts), so no credential is on
 // a command line. The image ends up exactly the disk's size; zeroed areas are discarded (whole
 // objects removed, partial ones zeroed), so `rbd du` shows only the objects holding data.
-// Ceph's failures are told as the user must act on them: monitors unreachable, key refused, pool
-// or image missing, pool full.
+// Ceph's failures are told as the user must act on them, naming the datastore: monitors
+// unreachable, key refused, pool or image missing, pool full. probeRbdPool asks the same of a pool
+// before anything is created in it.
 
-import { OneswapError } from '../errors/index.js';
+import { OneswapError, type ErrorKind } from '../errors/index.js';
 import type { TargetWriter } from '../copy/index.js';
 import { NbdError } from '../nbd/index.js';
 import { nbdWriter } from './nbd-target.js';
@@ -44,6 +45,13 @@ const RBD_CACHE: 'none' | 'writeback' = 'none';
  */
 const ROUNDING = 1024 * 1024;
 
+/**
+ * How long a write may wait before Ceph is asked whether the pool is full: Ceph holds writes to a
+ * full pool until there is room (or librados' operation timeout, 120 s), which a write to a healthy
+ * pool never comes near.
+ */
+const STALL_CHECK_MS = 10_000;
+
 /** Opens the RBD image for writing with a private access of its own, removed on close. */
 export async function openRbdWriter(spec: RbdWriterSpec): Promise<TargetWriter> {
   const access = await openRbdAccess(spec, spec.timeouts);
@@ -64,16 +72,62 @@ export async function openRbdAccessWriter(access: RbdAccess, size: number, optio
   const actual = server.connections[0]!.size;
   if (actual !== size) {
     await server.stop();
-    if (actual < size) throw new OneswapError('capacity', `the RBD image ${access.location.pool}/${access.location.image} holds ${actual} bytes, the disk needs ${size}`);
+    if (actual < size) throw new OneswapError('capacity', inDatastore(access, `the RBD image ${access.location.pool}/${access.location.image} holds ${actual} bytes, the disk needs ${size}`));
     if (actual - size >= ROUNDING)
-      throw new OneswapError('conflict', `the RBD image ${access.location.pool}/${access.location.image} holds ${actual} bytes, the disk only ${size}: it is not this disk's placeholder`);
+      throw new OneswapError('conflict', inDatastore(access, `the RBD image ${access.location.pool}/${access.location.image} holds ${actual} bytes, the disk only ${size}: it is not this disk's placeholder`));
     await qemuImg(['resize', '--shrink', access.qemu.filename, String(size)], {
       signal: options.signal,
-      explain: (reason) => new OneswapError('internal', `cannot set the size of ${access.name} to ${size} bytes: ${reason}`),
+      explain: (reason) => new OneswapError('internal', inDatastore(access, `cannot set the size of ${access.name} to ${size} bytes: ${reason}`)),
     });
     server = await serve(access, options);
   }
-  return nbdWriter({ server, name: access.name, size, explain: (err, s) => writeError(err, s, access), ...(afterClose ? { afterClose } : {}) });
+  return nbdWriter({
+    server,
+    name: access.name,
+    size,
+    explain: (err, s) => writeError(err, s, access),
+    stalled: { afterMs: STALL_CHECK_MS, check: async () => poolFullError(access, await poolFull(access), `writing ${access.name}`) },
+    ...(afterClose ? { afterClose } : {}),
+  });
+}
+
+/** A name for the probe's image that no RBD image has: qemu opens the pool to look for it. */
+const PROBE_IMAGE = 'oneswap-probe-nonexistent';
+
+/**
+ * Refuses a pool oneswap cannot write into from here, before anything is created in it: the
+ * monitors out of reach, the key refused, the pool missing or not the user's, the pool full (when
+ * the `ceph` command is here to ask). qemu opens the pool as it will for the copy, looking for an
+ * image that does not exist.
+ */
+export async function probeRbdPool(location: Omit<RbdLocation, 'image'>, options: { readonly signal?: AbortSignal; readonly timeouts?: RbdTimeouts } = {}): Promise<void> {
+  const access = await openRbdAccess({ ...location, image: PROBE_IMAGE }, options.timeouts);
+  try {
+    const subject = `the Ceph pool ${location.pool}`;
+    try {
+      await qemuImg(['info', '--output=json', access.qemu.filename], { signal: options.signal, explain: (reason) => new QemuOpenError(reason) });
+    } catch (err) {
+      if (!(err instanceof QemuOpenError)) throw err;
+      // Not finding the image is the answer hoped for: the pool is there and readable.
+      if (!/error reading header from .*: No such file or directory/.test(err.reason)) throw await openError(err.reason, access, subject, err);
+    }
+    const full = poolFullError(access, await poolFull(access));
+    if (full) throw full;
+  } finally {
+    await access.dispose();
+  }
+}
+
+/** qemu's reason for not opening an image, for openError to explain. */
+class QemuOpenError extends Error {
+  constructor(readonly reason: string) {
+    super(reason);
+  }
+}
+
+/** The message as the user reads it: the datastore first, when the image belongs to one. */
+function inDatastore(access: RbdAccess, message: string): string {
+  return access.location.datastore ? `${access.location.datastore}: ${message}` : message;
 }
 
 async function serve(access: RbdAccess, options: RbdWriterOptions): Promise<QemuNbd> {
@@ -81,44 +135,36 @@ async function serve(access: RbdAccess, options: RbdWriterOptions): Promise<Qemu
     // The json: name says the driver (raw over rbd): no format option, nothing probed.
     return await startQemuNbd({ filename: access.qemu.filename, cache: options.cache ?? RBD_CACHE }, { connections: options.connections ?? 4, signal: options.signal });
   } catch (err) {
-    throw await openError(err, access);
+    throw err instanceof QemuNbdStartError ? await openError(err.reason, access, access.name, err) : err;
   }
 }
 
-/** qemu's reason for not opening the image, in the datastore's terms. */
-async function openError(err: unknown, access: RbdAccess): Promise<unknown> {
-  if (!(err instanceof QemuNbdStartError)) return err;
-  const { pool, image } = access.location;
+/** qemu's reason for not opening `subject` (the image, or the pool a probe opened), in the datastore's terms. */
+async function openError(reason: string, access: RbdAccess, subject: string, cause: unknown): Promise<OneswapError> {
+  const { pool, image, keyfile } = access.location;
   const user = `client.${access.user}`;
-  const reason = err.reason;
   const conf = access.location.conf ?? DEFAULT_CEPH_CONF;
+  const error = (kind: ErrorKind, message: string, hint?: string): OneswapError => new OneswapError(kind, inDatastore(access, message), { ...(hint ? { hint } : {}), cause });
   if (/error connecting: (Connection timed out|Timer expired)/.test(reason))
-    return new OneswapError('connection', `cannot reach the Ceph monitors named in ${conf} (for ${access.name})`, {
-      hint: "check the datastore's CEPH_CONF (mon_host) and that the monitors run and are reachable from this host",
-      cause: err,
-    });
+    return error('connection', `cannot reach the Ceph monitors named in ${conf} (for ${subject})`, "check the datastore's CEPH_CONF (mon_host) and that the monitors run and are reachable from this host");
   if (/error connecting: Permission denied/.test(reason))
-    return new OneswapError('auth', `Ceph refused ${user} with the given key (for ${access.name})`, { hint: "check the datastore's CEPH_USER and CEPH_KEY", cause: err });
+    return error(
+      'auth',
+      `Ceph refused ${user} with the key ${keyfile ? `in ${keyfile}` : `the keyring of ${conf} names`} (for ${subject})`,
+      `check the datastore's CEPH_USER and CEPH_KEY: the key must be the one \`ceph auth get ${user}\` shows`,
+    );
   if (/error connecting: (No such file or directory|Invalid argument)/.test(reason))
-    return new OneswapError('auth', `no usable cephx key for ${user} (for ${access.name})`, {
-      hint: "set the datastore's CEPH_KEY to the user's keyring or key file, readable by oneswap",
-      cause: err,
-    });
+    return error('auth', `no usable cephx key for ${user} (for ${subject})`, "set the datastore's CEPH_KEY to the user's keyring or key file, readable by oneswap");
   if (/error opening pool .*: No such file or directory/.test(reason))
-    return new OneswapError('not-found', `the Ceph pool ${pool} does not exist (for ${access.name})`, { hint: "check the datastore's POOL_NAME", cause: err });
-  if (/: (Permission denied|Operation not permitted)/.test(reason))
-    return new OneswapError('auth', `${user} may not use the Ceph pool ${pool} (for ${access.name})`, { hint: `give ${user} the caps "profile rbd pool=${pool}"`, cause: err });
-  if (/error reading header from .*: No such file or directory/.test(reason))
-    return new OneswapError('not-found', `the RBD image ${pool}/${image} does not exist`, { cause: err });
+    return error('not-found', `the Ceph pool ${pool} does not exist`, "check the datastore's POOL_NAME, or create the pool (ceph osd pool create, then rbd pool init)");
+  if (/: (Permission denied|Operation not permitted)/.test(reason)) return error('auth', `${user} may not use the Ceph pool ${pool} (for ${subject})`, `give ${user} the caps "profile rbd pool=${pool}"`);
+  if (/error reading header from .*: No such file or directory/.test(reason)) return error('not-found', `the RBD image ${pool}/${image} does not exist`);
   if (/timed out/i.test(reason)) {
-    const full = await poolFull(access);
-    if (full) return poolFullError(access, full, err);
-    return new OneswapError('connection', `Ceph did not answer while opening ${access.name}: ${reason}`, {
-      hint: 'check `ceph health`: the OSDs holding the pool may be down',
-      cause: err,
-    });
+    const full = poolFullError(access, await poolFull(access), `opening ${subject}`, cause);
+    if (full) return full;
+    return error('connection', `Ceph did not answer while opening ${subject}: ${reason}`, 'check `ceph health`: the OSDs holding the pool may be down');
   }
-  return new OneswapError('internal', `qemu cannot open ${access.name}: ${reason}`, { cause: err });
+  return error('internal', `qemu cannot open ${subject}: ${reason}`);
 }
 
 async function writeError(err: unknown, server: QemuNbd, access: RbdAccess): Promise<OneswapError> {
@@ -126,23 +172,27 @@ async function writeError(err: unknown, server: QemuNbd, access: RbdAccess): Pro
   const code = err instanceof NbdError ? err.code : undefined;
   if (code === 'ECONNRESET' && server.exit) {
     const why = qemuNbdReason(server.stderr()) ?? `exit ${server.exit.signal ?? server.exit.code}`;
-    return new OneswapError('internal', `qemu-nbd serving ${access.name} stopped: ${why}`, { cause: err });
+    return new OneswapError('internal', inDatastore(access, `qemu-nbd serving ${access.name} stopped: ${why}`), { cause: err });
   }
   // A full pool does not fail writes: Ceph holds them until there is room, and librados gives up
   // after its operation timeout, which qemu reports as EINVAL or EIO. Ask Ceph why.
   const full = code === 'ENOSPC' || code === 'EDQUOT' || code === 'EFBIG' ? ((await poolFull(access)) ?? 'full') : await poolFull(access);
-  if (full) return poolFullError(access, full, err);
-  return new OneswapError('connection', `Ceph did not complete a write to ${access.name}: ${(err as Error).message}`, {
+  const fullError = poolFullError(access, full, `writing ${access.name}`, err);
+  if (fullError) return fullError;
+  return new OneswapError('connection', inDatastore(access, `Ceph did not complete a write to ${access.name}: ${(err as Error).message}`), {
     hint: 'check `ceph health`: the OSDs holding the pool may be down; then run the same command again to resume',
     cause: err,
   });
 }
 
-function poolFullError(access: RbdAccess, full: 'full' | 'quota', cause: unknown): OneswapError {
+/** The pool full or at its quota, told while `doing` (e.g. "writing rbd one/one-7"); undefined when it is not. */
+function poolFullError(access: RbdAccess, full: 'full' | 'quota' | undefined, doing?: string, cause?: unknown): OneswapError | undefined {
+  if (full === undefined) return undefined;
   const pool = access.location.pool;
-  return new OneswapError('capacity', full === 'quota' ? `the Ceph pool ${pool} has reached its quota (writing ${access.name})` : `the Ceph pool ${pool} is full (writing ${access.name})`, {
-    hint: full === 'quota' ? `raise it (ceph osd pool set-quota ${pool} max_bytes …) or free space, then run the same command again to resume` : 'free space or add OSDs, then run the same command again to resume',
-    cause,
+  const message = full === 'quota' ? `the Ceph pool ${pool} has reached its quota` : `the Ceph pool ${pool} is full`;
+  return new OneswapError('capacity', inDatastore(access, doing ? `${message} (${doing})` : message), {
+    hint: full === 'quota' ? `raise the quota (ceph osd pool set-quota ${pool} max_bytes …) or free space in the pool, then run the same command again` : 'free space or add OSDs, then run the same command again',
+    ...(cause === undefined ? {} : { cause }),
   });
 }
 

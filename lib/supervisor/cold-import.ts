@@ -8,7 +8,7 @@ import type { VmSummary } from '../vsphere/index.js';
 import type { VmDescription } from '../input/index.js';
 import { markImage, type ConvertedGuest } from '../output/index.js';
 import type { Journal } from './journal.js';
-import { Phases, build, convert, copyIntoImages, placeholders, planPoweredOffReads, precheck, rollback, type DiskTarget, type ImportContext, type ImportOptions, type StepLog, type VmResult } from './steps.js';
+import { Phases, build, convert, copyIntoImages, keptImages, placeholders, planPoweredOffReads, precheck, rollback, type DiskTarget, type ImportContext, type ImportOptions, type StepLog, type VmResult } from './steps.js';
 
 export async function coldImportVm(ctx: ImportContext, vmName: string, opts: ImportOptions): Promise<VmResult> {
   const started = Date.now();
@@ -54,13 +54,12 @@ export async function coldImportVm(ctx: ImportContext, vmName: string, opts: Imp
     return result;
   } catch (err) {
     const error = ctx.signal.aborted ? (ctx.signal.reason ?? err) : err;
-    const imageIds = journal?.data.disks.map((d) => d.imageId) ?? [];
     // A failed conversion never costs the copy: the images hold exactly the copied disks.
-    const keptAfterConvert = phases.failedIn === 'convert';
-    const keepImages = opts.keepOnFailure || keptAfterConvert;
-    if (journal) await rollback(ctx, journal, summary, { ...opts, keepOnFailure: keepImages, keptAfterConvert }, log);
-    ctx.emit({ type: 'result', vm: label, ok: false, imageIds: keepImages ? imageIds : [], error: describeError(error), durationMs: Date.now() - started });
-    return { vm: label, ok: false, imageIds: keepImages ? imageIds : [], error };
+    const kept = keptImages(phases.failedIn, error, opts.keepOnFailure);
+    const imageIds = kept ? (journal?.data.disks.map((d) => d.imageId) ?? []) : [];
+    if (journal) await rollback(ctx, journal, summary, kept, log);
+    ctx.emit({ type: 'result', vm: label, ok: false, imageIds, error: describeError(error), durationMs: Date.now() - started });
+    return { vm: label, ok: false, imageIds, error };
   } finally {
     await journal?.unlock();
   }

@@ -29,7 +29,7 @@ import {
 import { together } from '../copy/index.js';
 import { PidLock } from './pid-lock.js';
 import { convertImages, describeConversion, sourceMacsNetwork, vmConversionRequest } from './conversion.js';
-import { Phases, build, convert, networkCandidates, openTarget, placeholders, rollback, type DiskTarget, type MigrationOptions, type OneContext, type VmResult } from './steps.js';
+import { Phases, build, convert, keptImages, networkCandidates, openTarget, placeholders, rollback, type DiskTarget, type MigrationOptions, type OneContext, type VmResult } from './steps.js';
 import type { Journal } from './journal.js';
 import type { EventSink } from './events.js';
 import type { OneClient } from '../one/index.js';
@@ -104,12 +104,11 @@ async function importIntoOne(ctx: OneContext, vm: FileVm, opts: FileImportOption
     return { vm: label, ok: true, imageIds, ...built };
   } catch (err) {
     const error = ctx.signal.aborted ? (ctx.signal.reason ?? err) : err;
-    const imageIds = journal?.data.disks.map((d) => d.imageId) ?? [];
-    const keptAfterConvert = phases.failedIn === 'convert';
-    const keep = opts.keepOnFailure || keptAfterConvert;
-    if (journal) await rollback(ctx, journal, undefined, { keepOnFailure: keep, keptAfterConvert }, log, label);
-    ctx.emit({ type: 'result', vm: label, ok: false, imageIds: keep ? imageIds : [], error: describeError(error), durationMs: Date.now() - started });
-    return { vm: label, ok: false, imageIds: keep ? imageIds : [], error };
+    const kept = keptImages(phases.failedIn, error, opts.keepOnFailure);
+    const imageIds = kept ? (journal?.data.disks.map((d) => d.imageId) ?? []) : [];
+    if (journal) await rollback(ctx, journal, undefined, kept, log, label);
+    ctx.emit({ type: 'result', vm: label, ok: false, imageIds, error: describeError(error), durationMs: Date.now() - started });
+    return { vm: label, ok: false, imageIds, error };
   } finally {
     await journal?.unlock();
   }

@@ -640,11 +640,26 @@ async function placeNicsOf(
   return placed;
 }
 
+/**
+ * Why a failed import keeps its images rather than removing them, or undefined when it removes
+ * them: the conversion failed (they hold the copied disks), --keep-on-failure, or the copy ran out
+ * of room. The last keeps what was copied for the run that resumes once there is room, and a Ceph
+ * pool at its quota cannot even remove an image (rbd rm moves it to the trash, a write it refuses).
+ */
+export type KeptImages = 'converted' | 'asked' | 'no-room' | undefined;
+
+export function keptImages(failedIn: Phase | undefined, error: unknown, keepOnFailure: boolean): KeptImages {
+  if (failedIn === 'convert') return 'converted';
+  if (keepOnFailure) return 'asked';
+  if (failedIn === 'copy' && error instanceof OneswapError && error.kind === 'capacity') return 'no-room';
+  return undefined;
+}
+
 export async function rollback(
   ctx: OneContext & { readonly vsphere?: VSphereClient },
   journal: Journal,
   summary: VmSummary | undefined,
-  opts: Pick<ImportOptions, 'keepOnFailure'> & { keptAfterConvert: boolean },
+  kept: KeptImages,
   log: (m: string, l?: 'warn' | 'error') => void,
   label = summary?.name ?? '?',
 ): Promise<void> {
@@ -661,14 +676,19 @@ export async function rollback(
     }
   }
   const ids = journal.data.disks.map((d) => d.imageId).join(',');
-  if (opts.keptAfterConvert) {
+  if (kept === 'converted') {
     // The images are marked COPIED already and hold the copy byte for byte.
     await journal.flush().catch(() => undefined);
     log(`kept images ${ids} with the copied disks (ONESWAP_STATE=COPIED); after fixing the cause, run the same import again (it resumes at the conversion) or: oneswap convert --image ${ids}`, 'warn');
-  } else if (opts.keepOnFailure) {
+  } else if (kept) {
     for (const d of journal.data.disks) await markImage(ctx.one, d.imageId, 'FAILED').catch(() => undefined);
     await journal.flush().catch(() => undefined);
-    log(`kept images ${ids || '(none)'} (--keep-on-failure): they are marked ONESWAP_STATE=FAILED; run the same command again to resume`, 'warn');
+    if (kept === 'asked') log(`kept images ${ids || '(none)'} (--keep-on-failure): they are marked ONESWAP_STATE=FAILED; run the same command again to resume`, 'warn');
+    else
+      log(
+        `kept images ${ids} with what was copied, marked ONESWAP_STATE=FAILED: the copy ran out of room; make room, then run the same command again to resume (it copies only what is missing), or remove them: oneimage delete ${ids.replaceAll(',', ' ')}`,
+        'warn',
+      );
   } else {
     if (journal.data.vmId !== undefined) {
       await ctx.one.vmAction('terminate-hard', journal.data.vmId).catch((e: unknown) => log(`could not remove VM ${journal.data.vmId}: ${describeError(e)}`, 'error'));

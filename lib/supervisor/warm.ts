@@ -345,7 +345,7 @@ export async function warmAbort(ctx: ImportContext, vmName: string, opts: WarmOp
     if (!resumed) await adoptWarmImages(ctx.one, journal, description, opts, phases.log);
     if (journal.data.disks.length === 0 && snapshots === 0)
       throw new OneswapError('not-found', `no warm migration of ${summary.name} into datastore ${opts.datastoreId} to abort`);
-    await rollback(ctx, journal, summary, { ...opts, keepOnFailure: false, keptAfterConvert: false }, phases.log);
+    await rollback(ctx, journal, summary, undefined, phases.log);
     ctx.emit({ type: 'result', vm: vmName, ok: true, imageIds: [], durationMs: Date.now() - started });
     return { vm: vmName, ok: true, imageIds: [], rounds: 0 };
   } finally {

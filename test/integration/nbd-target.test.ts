@@ -422,7 +422,7 @@ describe('RBD image as a copy target', { skip: cephSkip({ mgr: true }) }, () => 
     const image = await placeholder(MiB);
     const badKey = join(dir, 'wrong.key');
     await writeFile(badKey, execFileSync('ceph-authtool', ['--gen-print-key'], { encoding: 'utf8' }), { mode: 0o600 });
-    await assert.rejects(openRbdWriter({ ...location(image), keyfile: badKey, size: MiB }), isError('auth', /Ceph refused client\.admin with the given key/));
+    await assert.rejects(openRbdWriter({ ...location(image), keyfile: badKey, size: MiB }), isError('auth', /Ceph refused client\.admin with the key in \S+wrong\.key \(for rbd one\/img-\d+\)/));
     await assert.rejects(openRbdWriter({ ...location(image, 'nopool'), size: MiB }), isError('not-found', /the Ceph pool nopool does not exist/));
     await assert.rejects(openRbdWriter({ ...location('nope'), size: MiB }), isError('not-found', /the RBD image one\/nope does not exist/));
     const deadConf = join(dir, 'ceph.conf');

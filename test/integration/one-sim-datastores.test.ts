@@ -181,13 +181,8 @@ describe('oned simulator: Ceph and BRIDGE_LIST datastores with a real Ceph and s
     [ceph, bridge] = await Promise.all([startCeph({ mgr: true }), startBridge({ hosts: ['bridge1', 'bridge2'], refusedHosts: ['bridge-down'] })]);
     process.stderr.write(`ceph peer: HEALTH_OK after ${ceph.startMs} ms; bridge on 127.0.0.1:${bridge.port}\n`);
     // the bridge user's own client identity: the peer's ceph.conf names root-only paths
-    const key = /key\s*=\s*(\S+)/.exec(await readFile(ceph.keyring, 'utf8'))?.[1];
-    assert.ok(key, 'admin key in the keyring');
-    keyFile = await bridge.giveFile('ceph.key', `${key}\n`);
-    confFile = await bridge.giveFile(
-      'ceph.conf',
-      ['[global]', `fsid = ${ceph.fsid}`, `mon host = [v2:${ceph.monHostV2},v1:${ceph.monHost}]`, 'auth cluster required = cephx', 'auth service required = cephx', 'auth client required = cephx', ''].join('\n'),
-    );
+    keyFile = await bridge.giveFile('ceph.key', `${await ceph.adminKey()}\n`);
+    confFile = await bridge.giveFile('ceph.conf', ceph.clientConf({ extra: ['auth cluster required = cephx', 'auth service required = cephx', 'auth client required = cephx'] }));
     oned = await startOned({ asyncDelayMs: 50, marketMonitorFirstCycleMs: 3_600_000, driverEnv: { PATH: bridge.env().PATH ?? '' } });
     // PATH files are read by the frontend (root), not by the bridge user
     work = await mkdtemp('/var/tmp/one-sim-ds-');

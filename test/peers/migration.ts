@@ -31,6 +31,23 @@ export interface MigrationPeers {
   stop(): Promise<void>;
 }
 
+/** The `result` event of an import run with `--progress json` (one VM). */
+export interface ImportResult {
+  readonly ok: boolean;
+  readonly imageIds: number[];
+  readonly error?: string;
+}
+
+export function importResult(stdout: string): ImportResult {
+  const r = stdout
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as ImportResult & { type: string })
+    .find((e) => e.type === 'result');
+  if (!r) throw new Error(`no result event in: ${stdout.slice(-2000)}`);
+  return r;
+}
+
 export async function startMigrationPeers(name: string, o: { dataDir?: boolean; vcsim?: VcsimOptions; oned?: StartOnedOptions } = {}): Promise<MigrationPeers> {
   const work = await mkdtemp(join(tmpdir(), `oneswap-${name}-`));
   const sim = await startVcsim(o.vcsim);

@@ -4,7 +4,7 @@
 // Recipe: /work/shared/reference/toolchain.md "A one-node Ceph for tests".
 
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -55,6 +55,15 @@ export interface Ceph {
   rbd(args: readonly string[], opts?: { timeoutMs?: number }): Promise<string>;
   /** Runs `ceph --conf … --id admin <args>` the same way. */
   ceph(args: readonly string[], opts?: { timeoutMs?: number }): Promise<string>;
+  /** client.admin's bare key (base64), as a CEPH_KEY file holds it. */
+  adminKey(): Promise<string>;
+  /**
+   * A client's ceph.conf: the cluster (fsid, monitors) and no paths, for a host or user that
+   * keeps its key elsewhere (CEPH_KEY). `monHost` replaces the monitors (e.g. one nobody answers on).
+   */
+  clientConf(o?: { monHost?: string; extra?: readonly string[] }): string;
+  /** Size and sha256 of an RBD image's bytes (`rbd export … -`, streamed). */
+  imageSha(spec: string): Promise<{ size: number; sha256: string }>;
   /** The last lines of each daemon's log file, for error messages. */
   logTail(lines?: number): Promise<string>;
   /** SIGTERM the daemons (SIGKILL after 10 s), wait for them to exit, remove dir. */
@@ -106,6 +115,23 @@ function run(cmd: string, args: readonly string[], timeoutMs: number, env?: Node
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Runs `rbd <args>` that write an image to stdout; its size and sha256. */
+function exportSha(args: readonly string[]): Promise<{ size: number; sha256: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('rbd', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const hash = createHash('sha256');
+    let size = 0;
+    let err = '';
+    child.stdout.on('data', (b: Buffer) => {
+      size += b.length;
+      hash.update(b);
+    });
+    child.stderr.on('data', (b: Buffer) => (err = (err + b.toString()).slice(-4000)));
+    child.once('error', reject);
+    child.once('close', (code) => (code === 0 ? resolve({ size, sha256: hash.digest('hex') }) : reject(new Error(`rbd ${args.join(' ')}: exit code ${code}\n${err.trim()}`))));
+  });
+}
 
 export async function startCeph(opts: CephOptions = {}): Promise<Ceph> {
   const missing = cephMissingTools(opts);
@@ -298,6 +324,13 @@ export async function startCeph(opts: CephOptions = {}): Promise<Ceph> {
       env: (base = process.env) => ({ ...base, CEPH_CONF: conf, CEPH_ARGS: `--id admin --keyring ${keyring}` }),
       rbd,
       ceph: cephCmd,
+      adminKey: async () => {
+        const key = /key\s*=\s*(\S+)/.exec(await readFile(keyring, 'utf8'))?.[1];
+        if (!key) throw new Error(`no key in ${keyring}`);
+        return key;
+      },
+      clientConf: (o = {}) => ['[global]', `fsid = ${fsid}`, `mon host = ${o.monHost ?? monAddrs}`, ...(o.extra ?? []), ''].join('\n'),
+      imageSha: (spec) => exportSha([...cephArgs, 'export', spec, '-']),
       logTail,
       stop,
     };
