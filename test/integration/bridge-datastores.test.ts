@@ -17,20 +17,13 @@ import { bridgeSkip, startBridge, type Bridge } from '../peers/bridge/index.js';
 import { buildOva, ovaToolsSkip } from '../peers/ova/index.js';
 import { oneswap } from '../peers/cli.js';
 import { startMigrationPeers, type MigrationPeers } from '../peers/migration.js';
+import { ISLAND_DISKS, QCOW2_CLUSTER, qcow2Bytes, unitsTouched } from '../support/image-contents.js';
 
 const MiB = 1024 * 1024;
 const BLOCK = 4096; // the file system's block: what a sparse raw file allocates in
-const CLUSTER = 64 * 1024; // qcow2's default cluster size
 const skip = vcsimSkip() || bridgeSkip() || ovaToolsSkip() || (process.getuid?.() !== 0 ? 'needs root (a mount namespace hides the datastore from oneswap)' : false);
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
-
-/** Bytes a store allocates for the islands in `unit`s: every unit an island touches. */
-function unitsTouched(islands: ReadonlyArray<{ offset: number; length: number }>, size: number, unit: number): number {
-  const units = new Set<number>();
-  for (const i of islands) for (let u = Math.floor(i.offset / unit); u * unit < i.offset + i.length; u++) units.add(u);
-  return [...units].reduce((s, u) => s + Math.min(unit, size - u * unit), 0);
-}
 
 interface Result {
   ok: boolean;
@@ -51,26 +44,14 @@ describe('imports into file datastores worked on through BRIDGE_LIST hosts', { s
   let work: string;
   const bases: string[] = [];
   let env: Record<string, string>;
-  const islands = [
-    [{ offset: 0, length: MiB }, { offset: 37 * MiB + 4096, length: 5 * MiB }, { offset: 200 * MiB, length: 3 * MiB }, { offset: 256 * MiB - 65536, length: 65536 }],
-    [{ offset: 4 * MiB, length: 12288 }, { offset: 8 * MiB, length: 64 * 1024 }],
-  ];
-  const sizes = [256 * MiB, 8 * MiB + 64 * 1024];
+  const islands = ISLAND_DISKS.map((d) => d.data);
   let vms = 0;
   const newVm = (name: string): Promise<TestVm> =>
-    createTestVm(peers.sim, { name: `${name}-${vms++}`, cbt: true, disks: sizes.map((sizeBytes, i) => ({ sizeBytes, data: islands[i]! })), nics: [{ network: 'VM Network', adapter: 'vmxnet3' }] });
+    createTestVm(peers.sim, { name: `${name}-${vms++}`, cbt: true, disks: ISLAND_DISKS.map((d) => ({ sizeBytes: d.sizeBytes, data: [...d.data] })), nics: [{ network: 'VM Network', adapter: 'vmxnet3' }] });
   const importArgs = (ds: number, extra: string[]): string[] => [...peers.importArgs({ datastore: ds }), ...extra];
   /** oneswap as it runs here: the datastores' directories out of its reach. */
   const run = (args: string[], e = env): ReturnType<typeof oneswap> => oneswap(args, e, 300_000, { hide: bases });
-  const qcowBytes = async (file: string): Promise<Buffer> => {
-    const out = join(work, `raw-${randomBytes(4).toString('hex')}`);
-    await execa('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', file, out]);
-    try {
-      return await readFile(out);
-    } finally {
-      await rm(out, { force: true });
-    }
-  };
+  const qcowBytes = (file: string): Promise<Buffer> => qcow2Bytes(file, work);
   /** Bytes of the disk that hold data: qcow2 clusters, or a raw file's data extents (SEEK_DATA; st_blocks would count ext4's extent blocks too). */
   const allocated = async (file: string, format: 'raw' | 'qcow2'): Promise<number> => {
     const map = JSON.parse((await execa('qemu-img', ['map', '--output=json', '-f', format, file])).stdout) as Array<{ length: number; data: boolean }>;
@@ -144,7 +125,7 @@ describe('imports into file datastores worked on through BRIDGE_LIST hosts', { s
       assert.deepEqual([info.format, info['virtual-size']], ['qcow2', vm.disks[i]!.sizeBytes]);
       await execa('qemu-img', ['check', '-q', img.source]);
       assert.equal(sha(await qcowBytes(img.source)), vm.disks[i]!.sha256, `image ${id} holds the disk's bytes`);
-      assert.equal(await allocated(img.source, 'qcow2'), unitsTouched(islands[i]!, vm.disks[i]!.sizeBytes, CLUSTER), `image ${id} allocates only the clusters holding data`);
+      assert.equal(await allocated(img.source, 'qcow2'), unitsTouched(islands[i]!, vm.disks[i]!.sizeBytes, QCOW2_CLUSTER), `image ${id} allocates only the clusters holding data`);
     }
   });
 
