@@ -6,35 +6,24 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, open, readFile, rm, stat } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { vcsimSkip } from '../peers/vcsim/index.js';
-import { createTestVm, powerOn, writeDiskData, type TestVm } from '../peers/vcsim/fixture.js';
+import { createTestVm, powerOn, type TestVm } from '../peers/vcsim/fixture.js';
 import { bridgeSkip, startBridge, type Bridge } from '../peers/bridge/index.js';
-import { buildOva, ovaToolsSkip } from '../peers/ova/index.js';
+import { ovaToolsSkip } from '../peers/ova/index.js';
 import { oneswap } from '../peers/cli.js';
-import { startMigrationPeers, type MigrationPeers } from '../peers/migration.js';
+import { islandOva, warmRounds } from '../support/datastore-scenarios.js';
+import { importResult, startMigrationPeers, type MigrationPeers } from '../peers/migration.js';
 import { ISLAND_DISKS, QCOW2_CLUSTER, qcow2Bytes, unitsTouched } from '../support/image-contents.js';
 
-const MiB = 1024 * 1024;
 const BLOCK = 4096; // the file system's block: what a sparse raw file allocates in
 const skip = vcsimSkip() || bridgeSkip() || ovaToolsSkip() || (process.getuid?.() !== 0 ? 'needs root (a mount namespace hides the datastore from oneswap)' : false);
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
-
-interface Result {
-  ok: boolean;
-  imageIds: number[];
-}
-
-function resultOf(stdout: string): Result {
-  const r = stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Result & { type: string }).find((e) => e.type === 'result');
-  assert.ok(r, 'a result event');
-  return r;
-}
 
 describe('imports into file datastores worked on through BRIDGE_LIST hosts', { skip, timeout: 40 * 60_000 }, () => {
   let peers: MigrationPeers;
@@ -90,7 +79,7 @@ describe('imports into file datastores worked on through BRIDGE_LIST hosts', { s
     const seen = (await bridge.sessions()).length;
     const r = await run(importArgs(rawDs, [vm.name]));
     assert.equal(r.exitCode, 0, r.stderr);
-    const ids = resultOf(r.stdout).imageIds;
+    const ids = importResult(r.stdout).imageIds;
     assert.equal(ids.length, 2);
     for (const [i, id] of ids.entries()) {
       const img = peers.oned.image(id)!;
@@ -118,7 +107,7 @@ describe('imports into file datastores worked on through BRIDGE_LIST hosts', { s
     const vm = await newVm('cold-qcow2');
     const r = await run(importArgs(qcowDs, [vm.name]));
     assert.equal(r.exitCode, 0, r.stderr);
-    for (const [i, id] of resultOf(r.stdout).imageIds.entries()) {
+    for (const [i, id] of importResult(r.stdout).imageIds.entries()) {
       const img = peers.oned.image(id)!;
       assert.equal(img.format, 'qcow2');
       const info = JSON.parse((await execa('qemu-img', ['info', '--output=json', img.source])).stdout) as { format: string; 'virtual-size': number };
@@ -133,43 +122,14 @@ describe('imports into file datastores worked on through BRIDGE_LIST hosts', { s
     const vm = await newVm('warm-raw');
     await powerOn(peers.sim, vm.moref);
     const vddkEnv = { ...peers.vddkEnv, PATH: `${bridge.pathDir}:${peers.vddkEnv.PATH}` };
-    const warm = (stage: string): ReturnType<typeof oneswap> => run(['warm', stage, ...importArgs(rawDs, ['--vddk-libdir', peers.vddk.libdir]).slice(1), vm.name], vddkEnv);
-    const start = await warm('start');
-    assert.equal(start.exitCode, 0, start.stderr);
-    const ids = resultOf(start.stdout).imageIds;
-    const equal = async (): Promise<void> => {
-      for (const [i, d] of vm.disks.entries()) {
-        const file = peers.oned.image(ids[i]!)!.source;
-        assert.equal((await stat(file)).size, d.sizeBytes);
-        assert.equal(sha(await readFile(file)), sha(await readFile(d.flatPath)), `image ${ids[i]} equals disk ${i}`);
-      }
-    };
-    await equal();
-    await writeDiskData(vm.disks[0]!.flatPath, 20 * MiB, 128 * 1024, 77);
-    // Data becomes zeros: the round must zero it in the file (a hole), not leave the old bytes.
-    const fh = await open(vm.disks[0]!.flatPath, 'r+');
-    await fh.write(Buffer.alloc(MiB), 0, MiB, 0);
-    await fh.close();
-    const sync = await warm('sync');
-    assert.equal(sync.exitCode, 0, sync.stderr);
-    await equal();
-    await writeDiskData(vm.disks[1]!.flatPath, 0, 64 * 1024, 78);
-    const cut = await warm('cutover');
-    assert.equal(cut.exitCode, 0, cut.stderr);
-    await equal();
+    await warmRounds({ vm, warm: (stage) => run(['warm', stage, ...importArgs(rawDs, ['--vddk-libdir', peers.vddk.libdir]).slice(1), vm.name], vddkEnv), imageBytes: (id) => readFile(peers.oned.image(id)!.source) });
   });
 
   test('OVA import into a bridged raw datastore: the file holds the OVA\'s disk', async () => {
-    const raw = join(work, 'a.raw');
-    const h = await open(raw, 'w');
-    await h.truncate(24 * MiB + 4608);
-    for (const [offset, length] of [[0, MiB], [7 * MiB + 4096, 3 * MiB], [24 * MiB + 4608 - 8192, 8192]] as const) await h.write(randomBytes(length), 0, length, offset);
-    await h.close();
-    const source = await readFile(raw);
-    const ova = await buildOva({ name: 'ova-bridge', cpus: 1, memoryMiB: 512, disks: [{ raw, subformat: 'streamOptimized' }], manifest: 'sha256' }, join(work, 'b.ova'));
-    const r = await run(['import', '--ova', ova.ova, '--no-convert', '--datastore', String(rawDs), '--endpoint', peers.oned.endpoint, '--progress', 'json']);
+    const { ova, source } = await islandOva(work, 'ova-bridge');
+    const r = await run(['import', '--ova', ova, '--no-convert', '--datastore', String(rawDs), '--endpoint', peers.oned.endpoint, '--progress', 'json']);
     assert.equal(r.exitCode, 0, r.stderr);
-    const img = peers.oned.image(resultOf(r.stdout).imageIds[0]!)!;
+    const img = peers.oned.image(importResult(r.stdout).imageIds[0]!)!;
     const bytes = await readFile(img.source);
     assert.equal(bytes.length, source.length);
     assert.equal(sha(bytes), sha(source));
@@ -203,6 +163,6 @@ describe('imports into file datastores worked on through BRIDGE_LIST hosts', { s
     const warned = r.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { type: string; level?: string; message?: string }).filter((e) => e.type === 'log' && e.level === 'warn').map((e) => e.message ?? '');
     assert.ok(warned.some((m) => /cannot reach the bridge host bridge-down .*the other BRIDGE_LIST hosts do the work/.test(m)), warned.join('\n'));
     assert.ok(warned.some((m) => /qemu-nbd is not installed on the bridge host bridge-bare.*the other BRIDGE_LIST hosts do the work/.test(m)), warned.join('\n'));
-    for (const [i, id] of resultOf(r.stdout).imageIds.entries()) assert.equal(sha(await readFile(peers.oned.image(id)!.source)), vm.disks[i]!.sha256);
+    for (const [i, id] of importResult(r.stdout).imageIds.entries()) assert.equal(sha(await readFile(peers.oned.image(id)!.source)), vm.disks[i]!.sha256);
   });
 });

@@ -6,18 +6,19 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, open, readFile, rm } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { vcsimSkip } from '../peers/vcsim/index.js';
-import { createTestVm, powerOn, writeDiskData, type TestVm } from '../peers/vcsim/fixture.js';
+import { createTestVm, powerOn, type TestVm } from '../peers/vcsim/fixture.js';
 import { cephSkip, startCeph, type Ceph } from '../peers/ceph/index.js';
 import { bridgeSkip, startBridge, type Bridge } from '../peers/bridge/index.js';
-import { buildOva, ovaToolsSkip } from '../peers/ova/index.js';
+import { ovaToolsSkip } from '../peers/ova/index.js';
 import { bootCheck, guestSkip, testGuest } from '../peers/guest/index.js';
 import { oneswap } from '../peers/cli.js';
+import { islandOva, warmRounds } from '../support/datastore-scenarios.js';
 import { importResult, startMigrationPeers, type MigrationPeers } from '../peers/migration.js';
 import { cephIdentityOnBridge } from '../support/ceph-identity.js';
 import { ISLAND_DISKS, QCOW2_CLUSTER, RBD_OBJECT, qcow2Bytes, qcow2DataBytes, rbdBytes as readRbd, rbdUsage, unitsTouched } from '../support/image-contents.js';
@@ -109,47 +110,17 @@ describe('imports into Ceph and qcow2 image datastores', { skip, timeout: 40 * 6
   test('warm start, sync, cutover into Ceph: each round leaves the RBD images equal to the disks', async () => {
     const vm = await newVm('warm-ceph');
     await powerOn(peers.sim, vm.moref);
-    const warm = (stage: string): Promise<{ exitCode: number; stdout: string; stderr: string }> =>
-      oneswap(['warm', stage, ...importArgs(cephDs, ['--vddk-libdir', peers.vddk.libdir]).slice(1), vm.name], peers.vddkEnv);
-    const start = await warm('start');
-    assert.equal(start.exitCode, 0, start.stderr);
-    const ids = importResult(start.stdout).imageIds;
-    const expect = async (): Promise<Array<{ sha256: string; size: number; used: number }>> =>
-      Promise.all(vm.disks.map(async (d) => ({ sha256: sha(await readFile(d.flatPath)), size: d.sizeBytes, used: -1 })));
-    const equal = async (): Promise<void> => {
-      for (const [i, e] of (await expect()).entries()) {
-        const bytes = await rbdBytes(peers.oned.image(ids[i]!)!.source);
-        assert.equal(bytes.length, e.size);
-        assert.equal(sha(bytes), e.sha256, `image ${ids[i]} equals disk ${i}`);
-      }
-    };
-    await equal();
-    await writeDiskData(vm.disks[0]!.flatPath, 20 * MiB, 128 * 1024, 77);
-    // Data becomes zeros: the round must zero (discard) it in the image, not leave the old bytes.
-    const fh = await open(vm.disks[0]!.flatPath, 'r+');
-    await fh.write(Buffer.alloc(MiB), 0, MiB, 0);
-    await fh.close();
-    const sync = await warm('sync');
-    assert.equal(sync.exitCode, 0, sync.stderr);
-    await equal();
-    await writeDiskData(vm.disks[1]!.flatPath, 0, 64 * 1024, 78);
-    const cut = await warm('cutover');
-    assert.equal(cut.exitCode, 0, cut.stderr);
-    await equal();
+    await warmRounds({
+      vm,
+      warm: (stage) => oneswap(['warm', stage, ...importArgs(cephDs, ['--vddk-libdir', peers.vddk.libdir]).slice(1), vm.name], peers.vddkEnv),
+      imageBytes: (id) => rbdBytes(peers.oned.image(id)!.source),
+    });
   });
 
   test('OVA import into Ceph and into qcow2: the images hold the OVA\'s disks', async () => {
-    const raws = join(work, 'raws');
-    await mkdir(raws, { recursive: true });
-    const raw = join(raws, 'a.raw');
-    const h = await open(raw, 'w');
-    await h.truncate(24 * MiB + 4608);
-    for (const [offset, length] of [[0, MiB], [7 * MiB + 4096, 3 * MiB], [24 * MiB + 4608 - 8192, 8192]] as const) await h.write(randomBytes(length), 0, length, offset);
-    await h.close();
-    const source = await readFile(raw);
-    const ova = await buildOva({ name: 'ova-ds', cpus: 1, memoryMiB: 512, disks: [{ raw, subformat: 'streamOptimized' }], manifest: 'sha256' }, join(work, 'ds.ova'));
+    const { ova, source } = await islandOva(work, 'ova-ds');
     for (const ds of [cephDs, qcowDs]) {
-      const r = await oneswap(['import', '--ova', ova.ova, '--name-prefix', `ds${ds}-`, '--no-convert', '--datastore', String(ds), '--endpoint', peers.oned.endpoint, '--progress', 'json'], peers.env);
+      const r = await oneswap(['import', '--ova', ova, '--name-prefix', `ds${ds}-`, '--no-convert', '--datastore', String(ds), '--endpoint', peers.oned.endpoint, '--progress', 'json'], peers.env);
       assert.equal(r.exitCode, 0, r.stderr);
       const img = peers.oned.image(importResult(r.stdout).imageIds[0]!)!;
       const bytes = ds === cephDs ? await rbdBytes(img.source) : await qcowBytes(img.source);
