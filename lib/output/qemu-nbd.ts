@@ -227,8 +227,12 @@ class Server implements QemuNbd {
       out.on('data', onData);
       void this.exited.then(() => resolve(false));
     });
-    const timer = sleep(timeoutMs, false, { signal }).catch(() => false);
-    if (await Promise.race([ready, timer])) return;
+    // Cancelled once decided: a pending sleep would keep oneswap alive for the whole timeout.
+    const decided = new AbortController();
+    const timer = sleep(timeoutMs, false, { signal: signal ? AbortSignal.any([signal, decided.signal]) : decided.signal }).catch(() => false);
+    const listening = await Promise.race([ready, timer]);
+    decided.abort();
+    if (listening) return;
     signal?.throwIfAborted();
     if (this.spawnError) throw missingTool(this.spawnError);
     if (this.exit) throw this.startError();
