@@ -8,6 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { execa } from 'execa';
 import { buildOva, ovaToolsSkip, type BuiltOva } from '../peers/ova/index.js';
 import { IMAGE_STATE, startOned, type Oned } from '../peers/one/index.js';
 import { oneswap, spawnOneswap } from '../peers/cli.js';
@@ -18,6 +19,7 @@ import { OneClient, parseTemplateText, type Template } from '../../lib/one/index
 import { fileImportVm } from '../../lib/supervisor/index.js';
 import { bootCheck, guestSkip, testGuest } from '../peers/guest/index.js';
 import { demoOva } from '../peers/guest/demo-ova.js';
+import { applianceEnv } from '../../lib/convert/appliance.js';
 
 const MiB = 1024 * 1024;
 const skip = ovaToolsSkip();
@@ -605,7 +607,7 @@ describe('oneswap import --ova / --vmdk', { skip, timeout: 15 * 60_000 }, () => 
   });
 });
 
-describe('the demo OVA (the Debian test guest) converted and booted', { skip: skip || guestSkip(), timeout: 30 * 60_000 }, () => {
+describe('the demo OVA (the Debian test guest) converted and booted, on the network by its MAC', { skip: skip || guestSkip(), timeout: 30 * 60_000 }, () => {
   let work: string;
   let ova: string;
   let guestRaw: string;
@@ -661,6 +663,19 @@ describe('the demo OVA (the Debian test guest) converted and booted', { skip: sk
     // With the source MAC, as the template asks.
     const boot = await bootCheck(disk, { format: 'raw', bus: 'virtio', workDir: work, nic: { mac: '00:50:56:8a:00:01' } });
     assert.equal(boot.outcome, 'login', `booted to ${boot.outcome} after ${boot.seconds} s:\n${boot.console.slice(-1500)}`);
+    assert.deepEqual(boot.network?.links, ['ens192'], boot.console.slice(-800));
     assert.equal(boot.network?.ipv4.get('ens192'), '10.0.2.15/24', `the guest came up on the network: ${boot.console.slice(-800)}`);
+    // A DHCP guest leaves its network to OpenNebula's contextualization.
+    assert.match(template, /CONTEXT = \[[^\]]*NETWORK = "YES"/);
+
+    // The control: the same converted disk without the udev rules oneswap's network step wrote (on
+    // an overlay) boots with the NIC under another name and no address: the step is what matters.
+    const overlay = join(work, 'without-network-step.qcow2');
+    await execa('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', disk, overlay]);
+    await execa('guestfish', ['--format=qcow2', '-a', overlay, '-i', 'rm', '/etc/udev/rules.d/70-oneswap-net.rules'], { env: await applianceEnv() });
+    const control = await bootCheck(overlay, { format: 'qcow2', bus: 'virtio', workDir: work, nic: { mac: '00:50:56:8a:00:01' } });
+    assert.equal(control.outcome, 'login');
+    assert.ok(!control.network?.links.includes('ens192'), `the NIC is not ens192 without the step: ${control.network?.links.join(' ')}`);
+    assert.equal(control.network?.ipv4.size, 0, 'and the guest has no address');
   });
 });
