@@ -7,9 +7,12 @@
 //   oneswap       `oneswap import` with CBT on (only data travels) and with CBT off, through
 //                 datastore HTTP (/folder); with CBT on also through an export lease (one
 //                 streamOptimized stream) and through the VDDK stand-in (nbdkit over NBD)
+// Then the same import into a qcow2 and into a Ceph datastore against qemu-img and the
+// incumbent's path for each (datastore-targets.ts).
 // Prints wall time, CPU (contender and simulator), bytes over the network, bytes written to disk
 // and peak RSS, checks every output file against the source disk, then the issue's targets as
-// PASS/MISS and notes. Every contender that writes an image ends with it fsynced. About 5 minutes.
+// PASS/MISS and notes. Every contender that writes an image ends with it fsynced. About 15
+// minutes on a quiet machine.
 //
 // The simulator paces each /folder and export-lease download to BENCH_STREAM_MIBPS (default
 // 128 MiB/s): real datastore HTTP gives one stream far less than the link (hostd streams each
@@ -18,6 +21,7 @@
 // stand-in's reads (/nfc-disk) are not paced. BENCH_STREAM_MIBPS=0 removes the pacing: on
 // loopback every contender is then bound by this machine's CPU instead.
 // BENCH_DISK_GIB (default 4) and BENCH_DATA_PERCENT (default 25) change the disk;
+// BENCH_TARGET_RUNS (default 2) sets the runs of each qcow2 and Ceph contender (the best kept);
 // BENCH_PROXY=1 sends every contender through the counting TCP proxy (test/peers/net) instead of
 // straight to the simulator; BENCH_STREAMS passes --streams to oneswap.
 
@@ -33,7 +37,8 @@ import { startOned } from '../test/peers/one/index.js';
 import { startTcpProxy, type TcpProxy } from '../test/peers/net/tcp-proxy.js';
 import { REPO_ROOT } from '../test/peers/cli.js';
 import { measure, table, type Measurement, type MeasureOptions } from './measure.js';
-import { check, compareImage, ratio, sha256Prefix } from './output-check.js';
+import { check, compareImage, qcow2Matches, ratio, sha256Prefix } from './output-check.js';
+import { datastoreTargets, imagesNamed } from './datastore-targets.js';
 
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
@@ -112,9 +117,9 @@ async function main(): Promise<void> {
       ONESWAP_STATE_DIR: join(work, 'state'),
       HOME: work,
     };
-    const oneswapCmd = (vm: string, prefix: string, reader = ''): string =>
+    const oneswapCmd = (vm: string, prefix: string, reader = '', to: { datastore: number; endpoint: string } = { datastore: dsId, endpoint: oned.endpoint }): string =>
       `node ${join(REPO_ROOT, 'dist/lib/cli/main.js')} import ${reader} --vcenter 127.0.0.1:${port} --user ${sim.username} --thumbprint ${sim.thumbprintSha256} ` +
-      `--datastore ${dsId} --endpoint ${oned.endpoint} --no-convert --progress plain --log-dir ${join(work, 'logs', prefix)} ` +
+      `--datastore ${to.datastore} --endpoint ${to.endpoint} --no-convert --progress plain --log-dir ${join(work, 'logs', prefix)} ` +
       `${streamsArg ? `--streams ${streamsArg} ` : ''}--name-prefix ${prefix} ${vm}`;
     // qemu's curl block driver, read through its own JSON options: the cookie goes in its own
     // option; readahead 4 MiB (qemu-img convert reads at most 2 MiB at a time, each a request).
@@ -153,16 +158,25 @@ async function main(): Promise<void> {
     // its images itself; the baselines get `sync FILE` (fsync) appended.
     const curl = await keep(await run('curl (line rate, to /dev/null)', `curl -sS --fail -H @${headers} -o /dev/null '${url}'`));
 
-    // The default -m 8 first; a transfer that stops for STALL_MS is qemu's hang, not slowness.
-    let qemu = await run('qemu-img convert https → raw', `qemu-img convert -f raw -O raw ${qemuJson(url)} ${out}/disk.raw && sync ${out}/disk.raw`, {
-      stallMs: STALL_MS,
-    });
-    if (!qemu.ok) {
-      notes.push(`qemu-img convert (default -m 8 coroutines) ${qemu.note} after ${qemu.wallSeconds.toFixed(0)} s; qemu 7.2's curl driver hangs with parallel requests, so the row is its -m 1 rerun`);
-      await rm(join(out, 'disk.raw'), { force: true });
-      qemu = await run('qemu-img convert -m 1 https → raw', `qemu-img convert -m 1 -f raw -O raw ${qemuJson(url)} ${out}/disk.raw && sync ${out}/disk.raw`);
-    }
-    qemu = await keep(qemu, () => compareImage(join(out, 'disk.raw'), 'raw', disk.flatPath));
+    // qemu-img convert from the URL with `output` (format options and target): the default -m 8
+    // first; a transfer that stops for STALL_MS is qemu's hang, not slowness; `undo` removes what
+    // the hung run left before the -m 1 rerun. Once it has hung, later runs take -m 1 at once.
+    let qemuHung = false;
+    const qemuFromUrl = async (name: string, output: string, after: string, undo: () => Promise<unknown>, extra: Partial<MeasureOptions> = {}): Promise<Measurement> => {
+      const cmd = (coroutines: string): string => `qemu-img convert ${coroutines}-f raw ${qemuJson(url)} ${output}${after}`;
+      const oneByOne = (): Promise<Measurement> => run(name.replace('qemu-img convert', 'qemu-img convert -m 1'), cmd('-m 1 '), extra);
+      if (qemuHung) return oneByOne();
+      const first = await run(name, cmd(''), { ...extra, stallMs: STALL_MS });
+      if (first.ok) return first;
+      notes.push(`${name} (default -m 8 coroutines) ${first.note} after ${first.wallSeconds.toFixed(0)} s; qemu 7.2's curl driver hangs with parallel requests, so the row is its -m 1 rerun (and later qemu-img rows run -m 1 at once)`);
+      qemuHung = true;
+      await undo();
+      return oneByOne();
+    };
+    const qemu = await keep(
+      await qemuFromUrl('qemu-img convert https → raw', `-O raw ${out}/disk.raw`, ` && sync ${out}/disk.raw`, () => rm(join(out, 'disk.raw'), { force: true })),
+      () => compareImage(join(out, 'disk.raw'), 'raw', disk.flatPath),
+    );
 
     // nbdkit 1.32's curl plugin serializes requests, so nbdcopy's parallel requests queue; 4 MiB
     // requests (instead of 256 KiB) make it about twice as fast here.
@@ -175,23 +189,18 @@ async function main(): Promise<void> {
     );
     notes.push('nbdcopy: --request-size=4 MiB (nbdkit 1.32 curl plugin: thread model serialize_requests, one request at a time)');
 
+    // The incumbent's own part: the whole flat file downloaded, converted to its default qcow2.
+    const incumbentWork = (dir: string): string =>
+      `curl -sS --fail -H @${headers} -o ${dir}/disk-flat.vmdk '${url}' && qemu-img convert -f raw -O qcow2 ${dir}/disk-flat.vmdk ${dir}/disk.qcow2`;
+    // Then the datastore's cp: the stock fs cp copies a local file with `cp --sparse=always` (and
+    // converts nothing here: the file is qcow2 already, which a qcow2 datastore keeps).
+    const incumbentIntoFile = (dir: string, image: string): string => `${incumbentWork(dir)} && cp --sparse=always ${dir}/disk.qcow2 ${image} && sync ${image}`;
     const incumbentImage = join(dsDir, 'incumbent.qcow2');
-    const incumbent = await keep(
-      await run(
-        'incumbent: download, convert, copy',
-        `curl -sS --fail -H @${headers} -o ${out}/disk-flat.vmdk '${url}' && qemu-img convert -f raw -O qcow2 ${out}/disk-flat.vmdk ${out}/disk.qcow2 && cp ${out}/disk.qcow2 ${incumbentImage} && sync ${incumbentImage}`,
-      ),
-      () => compareImage(incumbentImage, 'qcow2', disk.flatPath),
-    );
+    const incumbent = await keep(await run('incumbent: download, convert, copy', incumbentIntoFile(out, incumbentImage)), () => qcow2Matches(incumbentImage, disk, work));
     await rm(incumbentImage, { force: true });
 
-    const images = (prefix: string): Array<{ id: number; name: string; source: string }> =>
-      [...Array(50).keys()].flatMap((id) => {
-        const img = oned.image(id);
-        return img !== undefined && img.name.startsWith(prefix) ? [img] : [];
-      });
     const checkOurs = (prefix: string) => async (): Promise<string> => {
-      const imgs = images(prefix);
+      const imgs = imagesNamed(oned, prefix);
       if (imgs.length !== 1) return `${imgs.length} images`;
       return (await sha256Prefix(imgs[0]!.source, size)) === disk.sha256 ? 'ok' : 'DIFFERS';
     };
@@ -226,6 +235,28 @@ async function main(): Promise<void> {
     // The simulator computes CBT by hashing the whole disk when a snapshot is taken; ESXi keeps a
     // change bitmap instead. Timed here, outside every contender, to read the CBT row right.
     const hashing = await snapshotSeconds(vim, vmCbt.moref);
+
+    // The same import into a qcow2 and a Ceph datastore, against their baselines.
+    const stores = await datastoreTargets({
+      work,
+      disk,
+      islands: data,
+      dataBytes,
+      oned,
+      run: (name, cmd, extra = {}) => run(name, cmd, { ...extra, env: { ...env, ...extra.env } }),
+      qemuFromUrl,
+      incumbentWork,
+      incumbentIntoFile,
+      phases: async (prefix, wallSeconds) => (await phaseTimes(join(work, 'logs', prefix), wallSeconds)).text,
+      oneswap: async ({ cbt, prefix, datastore, oned: o }) => {
+        const oAuth = join(work, `one_auth-${prefix}`);
+        await writeFile(oAuth, `${o.adminSession}\n`, { mode: 0o600 });
+        return {
+          cmd: oneswapCmd(cbt ? 'bench-cbt' : 'bench-plain', prefix, '', { datastore, endpoint: o.endpoint }),
+          env: { ...env, ...oneswapEnv, ONE_AUTH: oAuth },
+        };
+      },
+    });
 
     const cipher = await tlsCipher(port);
     const conditions = [
@@ -267,6 +298,10 @@ async function main(): Promise<void> {
       check('peak RSS MiB, CBT off <= 256', oursPlain.ok, oursPlain.peakRssBytes / MiB, 256),
       check('output files equal the source disk', true, rows.filter((r) => r.check !== 'ok' && r.check !== 'n/a').length, 0, 'contenders wrong or failed'),
       '',
+      ...stores.sections.flatMap((t) => [t, '']),
+      'targets per kind of datastore (ratios against that kind\'s incumbent):',
+      ...stores.checks,
+      '',
       'notes:',
       ...[
         `oneswap phases (from its run log), CBT on: ${cbtPhases.text}; CBT off: ${plainPhases.text}`,
@@ -281,6 +316,7 @@ async function main(): Promise<void> {
         streamMiBps > 0
           ? `per-stream pacing models datastore HTTP (one download gets tens of MB/s through vCenter); oneswap's ${streamsArg ?? 4} range streams per disk are what beat a single download there`
           : 'unpaced: the whole-disk rows are CPU-bound: client, simulator and loopback TCP share the 2 cores (curl, our import: one thread does TLS)',
+        ...stores.notes,
         `writing new page cache (dd, before the contenders) took ${pageCacheSecondsPerGiB.toFixed(2)} s per GiB here (about 0.15 s where memory is warm, up to 1.9 s on this VM when the host faults fresh pages in): every contender that writes pays it, curl does not`,
       ].map((n) => `  - ${n}`),
     ];

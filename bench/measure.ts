@@ -1,8 +1,9 @@
 // Runs one contender of a benchmark as a child process and measures it from outside, the same way
 // for every contender: wall time, CPU time and peak RSS (GNU time: CPU of the whole tree, RSS of
 // its largest process), bytes written to storage (the /proc/<pid>/io write_bytes of a wrapper
-// shell, which includes every reaped child), bytes over the network and the server's CPU time
-// (counters the caller reads before and after).
+// shell, which includes every reaped child, plus what a storage server outside the tree received,
+// such as a Ceph OSD), bytes over the network and the server's CPU time (counters the caller
+// reads before and after).
 //
 // The contender runs in a process group of its own, so a timeout or a stall kills the whole tree
 // (GNU time, the shell, and whatever they started), not just the first process.
@@ -27,6 +28,8 @@ export interface Measurement {
   readonly note?: string;
   /** Result of the output check: 'ok', 'n/a', or what is wrong. */
   check?: string;
+  /** Bytes the output image allocates in its store (qcow2 data clusters, RBD objects), where measured. */
+  allocatedBytes?: number;
 }
 
 export interface MeasureOptions {
@@ -35,6 +38,11 @@ export interface MeasureOptions {
   readonly network: () => number;
   /** CPU seconds the server has used so far; read before and after. */
   readonly serverCpu: () => number;
+  /**
+   * Bytes a storage server outside the contender's tree has received so far (a Ceph OSD's
+   * counter), read before and after the run and added to its bytes written.
+   */
+  readonly storeWritten?: () => Promise<number>;
   /** Whole-run bound (default 10 min). */
   readonly timeoutMs?: number;
   /** Kill the contender when the network counter has not moved for this long (default: never). */
@@ -69,6 +77,7 @@ export async function measure(name: string, command: string, opts: MeasureOption
   const ioFile = join(dir, 'io');
   // The inner shell runs the command, then reads its own io counters (children are reaped by then).
   const inner = `${command}\nrc=$?\ncat /proc/$$/io > ${ioFile}\nexit $rc`;
+  const store0 = await opts.storeWritten?.();
   const net0 = opts.network();
   const cpu0 = opts.serverCpu();
   const started = process.hrtime.bigint();
@@ -115,10 +124,11 @@ export async function measure(name: string, command: string, opts: MeasureOption
   }
   const networkBytes = opts.network() - net0;
   const serverCpuSeconds = opts.serverCpu() - cpu0;
+  const storeBytes = store0 === undefined ? 0 : (await opts.storeWritten!()) - store0;
   // GNU time's last line: "<max RSS KiB> <user s> <system s>" (earlier lines: exit status).
   const [peakKb = NaN, user = NaN, system = NaN] = ((await readFile(timeFile, 'utf8').catch(() => '')).trim().split('\n').pop() ?? '').split(' ').map(Number);
   const io = await readFile(ioFile, 'utf8').catch(() => '');
-  const writtenBytes = Number(/^write_bytes:\s*(\d+)/m.exec(io)?.[1] ?? 'NaN');
+  const writtenBytes = Number(/^write_bytes:\s*(\d+)/m.exec(io)?.[1] ?? 'NaN') + storeBytes;
   await rm(dir, { recursive: true, force: true });
   const ok = killedFor === undefined && exitCode === 0;
   const lastLines = stderr
@@ -145,12 +155,14 @@ const MiB = 1024 * 1024;
 /**
  * The result table; ratios against the data size and against `reference`'s wall time (the column
  * is headed by `opts.against`, "x curl" by default). `opts.network: false` leaves out the network
- * and server columns (a benchmark without a server).
+ * and server columns (a benchmark without a server). The allocation columns appear when a row has
+ * `allocatedBytes`.
  */
 export function table(rows: readonly Measurement[], dataBytes: number, reference: Measurement, opts: { readonly against?: string; readonly network?: boolean } = {}): string {
   const network = opts.network ?? true;
+  const allocation = rows.some((m) => m.allocatedBytes !== undefined);
   const num = (x: number, digits: number): string => (Number.isFinite(x) ? x.toFixed(digits) : '?');
-  const columns: Array<{ head: string; left?: boolean; net?: boolean; cell: (m: Measurement) => string }> = [
+  const columns: Array<{ head: string; left?: boolean; net?: boolean; alloc?: boolean; cell: (m: Measurement) => string }> = [
     { head: 'contender', left: true, cell: (m) => m.name },
     { head: 'wall s', cell: (m) => m.wallSeconds.toFixed(2) },
     { head: opts.against ?? 'x curl', cell: (m) => (m.ok && reference.ok ? (m.wallSeconds / reference.wallSeconds).toFixed(2) : '-') },
@@ -160,11 +172,13 @@ export function table(rows: readonly Measurement[], dataBytes: number, reference
     { head: 'net/data', net: true, cell: (m) => (m.networkBytes / dataBytes).toFixed(2) },
     { head: 'written MiB', cell: (m) => num(m.writtenBytes / MiB, 0) },
     { head: 'written/data', cell: (m) => num(m.writtenBytes / dataBytes, 2) },
+    { head: 'allocated MiB', alloc: true, cell: (m) => (m.allocatedBytes === undefined ? '-' : num(m.allocatedBytes / MiB, 2)) },
+    { head: 'alloc/data', alloc: true, cell: (m) => (m.allocatedBytes === undefined ? '-' : num(m.allocatedBytes / dataBytes, 4)) },
     { head: 'peak RSS MiB', cell: (m) => (m.peakRssBytes / MiB).toFixed(0) },
     { head: 'output', left: true, cell: (m) => m.check ?? 'n/a' },
     { head: 'status', left: true, cell: (m) => (m.ok ? 'ok' : 'FAILED') },
   ];
-  const shown = columns.filter((c) => network || !c.net);
+  const shown = columns.filter((c) => (network || !c.net) && (allocation || !c.alloc));
   const body = rows.map((m) => shown.map((c) => c.cell(m)));
   const widths = shown.map((c, i) => Math.max(c.head.length, ...body.map((r) => r[i]!.length)));
   const line = (cells: string[]): string => `| ${cells.map((c, i) => (shown[i]!.left ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`;
