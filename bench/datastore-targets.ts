@@ -22,7 +22,7 @@ import type { TestDisk } from '../test/peers/vcsim/fixture.js';
 import { startOned, type Oned } from '../test/peers/one/index.js';
 import { cephSkip, startCeph, type Ceph } from '../test/peers/ceph/index.js';
 import { bridgeSkip, startBridge, type Bridge } from '../test/peers/bridge/index.js';
-import { QCOW2_CLUSTER, RBD_OBJECT, unitsTouched } from '../test/support/allocation-units.js';
+import { QCOW2_CLUSTER, RBD_OBJECT, unitsTouched } from '../test/support/image-contents.js';
 import { table, type Measurement, type MeasureOptions } from './measure.js';
 import { check, checkExact, qcow2Matches, rbdMatches } from './output-check.js';
 
