@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, open, rm } from 'node:fs/promises';
 import { OneswapError } from '../errors/index.js';
-import { qemuImg } from './qemu-img.js';
+import { createQcow2File } from './qcow2-target.js';
 
 export interface NewImageFile {
   readonly path: string;
@@ -29,11 +29,7 @@ export async function createImageFile(basePath: string, imageId: number, capacit
       await fh.close();
     }
     // qemu-img's defaults, as the stock cp's `qemu-img convert -O qcow2` leaves an image.
-    if (format === 'qcow2')
-      await qemuImg(['create', '-q', '-f', 'qcow2', path, String(capacity)], {
-        signal,
-        explain: (r) => new OneswapError('internal', `cannot create the qcow2 image ${path}: ${r}`),
-      });
+    if (format === 'qcow2') await createQcow2File(path, capacity, signal, (r) => new OneswapError('internal', `cannot create the qcow2 image ${path}: ${r}`));
   } catch (err) {
     await remove();
     throw err;
