@@ -37,7 +37,7 @@ export async function runConvert(o: ConvertCliOptions, signal: AbortSignal): Pro
     const one = await connectOne(o.endpoint);
     try {
       const images = o.vm !== undefined ? await imagesOfVm(one, o.vm) : await Promise.all(ids.map((id) => imageById(one, id)));
-      const targets = await Promise.all(images.map((img) => convertibleImage(one, img)));
+      const targets = await Promise.all(images.map((img) => convertibleImage(one, img, (message) => emit({ type: 'log', level: 'warn', message }))));
       const boot = images[0]!;
       const vm = o.vm ?? importedDiskOf(boot).vmName ?? boot.name;
       const t0 = Date.now();

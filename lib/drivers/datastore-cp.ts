@@ -3,7 +3,9 @@
 // written once), then `SOURCE FORMAT` for oned, as the stock driver of that storage answers:
 //
 // - files (fs): BASE_PATH/<md5>, raw and sparse, or qcow2 where the stock cp would convert a raw
-//   disk to qcow2 (the datastore's DRIVER, which TM_MAD qcow2 sets, unless CONVERT=no);
+//   disk to qcow2 (the datastore's DRIVER, which TM_MAD qcow2 sets, unless CONVERT=no); with a
+//   BRIDGE_LIST, made and written on the bridge host the stock cp picks (BRIDGE_LIST[id % n],
+//   among the hosts that pass the datastore's check), never through a path on this host;
 // - Ceph (TM_MAD ceph): the RBD image `<pool>/one-<id>` the stock ceph driver's mkfs makes on a
 //   BRIDGE_LIST host (image format, data pool as the datastore says), written from here through
 //   qemu's rbd driver with the datastore's CEPH_USER, CEPH_CONF and CEPH_KEY.
@@ -15,11 +17,11 @@ import { join } from 'node:path';
 import { OneswapError } from '../errors/index.js';
 import type { VmDescription } from '../input/index.js';
 import {
-  checkCephAccess,
+  bridgeHostFor,
   copiedImageAttributes,
   createImageFile,
   diskSourceAttributes,
-  imageStorageOf,
+  reachableStorage,
   sizedImageTarget,
   datastoreName,
   type ImageStorage,
@@ -64,10 +66,6 @@ export async function vcenterCopy(ctx: CopyContext): Promise<CopiedDisk> {
   const { data, imageId, config, log } = ctx;
   const ds = data.datastore;
   if (!ds) throw new OneswapError('data', 'the cp message from OpenNebula has no DATASTORE');
-  const storage = imageStorageOf(ds);
-  // Ceph's BRIDGE_LIST hosts run rbd for the stock driver; this host writes the pool itself.
-  if (storage.kind === 'files' && storage.bridges.length > 0)
-    throw new OneswapError('usage', `datastore ${ds.id} has a BRIDGE_LIST: oneswap writes vCenter disks only into datastores mounted on the frontend`);
   const ref = diskRefOf(data);
   const credentials = credentialsFileOf(data);
   const abort = new AbortController();
@@ -82,6 +80,9 @@ export async function vcenterCopy(ctx: CopyContext): Promise<CopiedDisk> {
     const { vm, disk: placed, dcPath } = await placeOneDisk(client, ref.host, summary, (v) => diskOf(v, ref));
     const disk = placed.description;
 
+    // Refused before anything exists: the pool reached with the datastore's own identity, the
+    // files here or on the bridge hosts that answer.
+    const storage = await reachableStorage(ds, (line) => log(`WARN: ${line}`));
     made = await makeImage(ctx, ds, storage, disk.capacityBytes, signal);
     const target = await sizedImageTarget(storage, made.image, disk.capacityBytes, true, datastoreName(ds), signal);
 
@@ -141,8 +142,6 @@ export async function vcenterCopy(ctx: CopyContext): Promise<CopiedDisk> {
 async function makeImage(ctx: CopyContext, ds: OneDatastore, storage: ImageStorage, capacity: number, signal: AbortSignal): Promise<NewImage> {
   const { call, imageId, log } = ctx;
   if (storage.kind === 'ceph') {
-    // Refused before anything exists: this host writes the image with the datastore's own identity.
-    await checkCephAccess(storage.ceph, `datastore ${ds.id} (${ds.name})`);
     // The stock mkfs makes <pool>/one-<id> of the message's SIZE (the disk's MiB, rounded up),
     // which sizedImageTarget cuts to the disk's bytes; it fails on an RBD image of that name
     // that is already there, which is then not ours to remove.
@@ -160,7 +159,8 @@ async function makeImage(ctx: CopyContext, ds: OneDatastore, storage: ImageStora
     };
   }
   const format = copiedFormatOf(ds, ctx.data.image?.full);
-  const file = await createImageFile(ds.basePath, imageId, capacity, format, signal);
+  const host = storage.bridges.length > 0 ? bridgeHostFor(storage.bridges, imageId) : undefined;
+  const file = await createImageFile({ basePath: ds.basePath, imageId, capacity, format, host }, signal);
   return { image: { id: imageId, source: file.path, format }, remove: file.remove };
 }
 

@@ -139,7 +139,7 @@ async function convertGroup(ctx: GroupContext, template: OneTemplate, members: r
   try {
     // The images as their datastores keep them (files, qcow2, RBD), from what each cp recorded:
     // oned learns their SOURCE only when the cps answer, after this.
-    const targets = await Promise.all(members.map((m) => copiedImageTarget(one, m.image)));
+    const targets = await Promise.all(members.map((m) => copiedImageTarget(one, m.image, (line) => log(`WARN: ${line}`))));
     // The catalog's template has no NICs (the user adds them): a single configured interface
     // follows whatever single NIC the VM gets.
     const r = await forQemu(targets, (qemu) => {

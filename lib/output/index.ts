@@ -21,7 +21,7 @@ export {
   placeholderTarget,
   sizedImageTarget,
   datastoreName,
-  checkCephAccess,
+  reachableStorage,
   markImage,
   CONVERSION_OUTCOMES,
   type ImageState,
@@ -64,7 +64,8 @@ export {
 } from './directory-target.js';
 export { fileTarget, qcow2Target, compressedQcow2Target, rbdTarget, writingInto, forQemu, type ImageTarget, type QemuAccess } from './image-target.js';
 export { imageStorageOf, type ImageStorage, type CephAccess } from './image-storage.js';
-export { createImageFile, type NewImageFile } from './datastore-file.js';
+export { createImageFile, type NewImageFile, type ImageFileSpec } from './datastore-file.js';
+export { bridgeHostFor } from './bridge-host.js';
 export { openFileWriter, clearFile } from './file-target.js';
 export { openQcow2Writer, openCompressedQcow2Writer, qcow2Allocated, qcow2Image, type Qcow2WriterOptions } from './qcow2-target.js';
 export { openRbdWriter, openRbdAccessWriter, type RbdWriterSpec, type RbdWriterOptions } from './rbd-target.js';

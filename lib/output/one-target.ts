@@ -37,23 +37,34 @@ export async function checkImageDatastore(one: OneClient, id: number, neededByte
   if (ds.type !== 'IMAGE_DS')
     throw new OneswapError('usage', `${what} is a ${ds.type}, not an image datastore`, { hint: 'pick one from: onedatastore list' });
   if (ds.state !== 'READY') throw new OneswapError('conflict', `${what} is disabled`);
-  let storage = imageStorageOf(ds);
   const neededMb = Math.ceil(neededBytes / MiB);
   if (ds.freeMb < neededMb)
     throw new OneswapError('capacity', `${what} has ${ds.freeMb} MiB free, the disks need ${neededMb} MiB`, {
       hint: 'free space or pick a larger datastore',
     });
+  const storage = await reachableStorage(ds, warn);
+  return { id, name: ds.name, basePath: ds.basePath, freeMb: ds.freeMb, storage };
+}
+
+/**
+ * The datastore's storage as this run reaches it, refused before anything is created when it
+ * cannot: a Ceph pool with the datastore's own conf and key; files here (BASE_PATH, or its parent
+ * before the first image); or files on the BRIDGE_LIST hosts that pass checkBridges, the others
+ * left out (`warn` says which).
+ */
+export async function reachableStorage(ds: OneDatastore, warn: (line: string) => void = () => undefined): Promise<ImageStorage> {
+  const what = datastoreName(ds);
+  const storage = imageStorageOf(ds);
   if (storage.kind === 'ceph') {
     await checkCephAccess(storage.ceph, what);
-  } else if (storage.bridges.length > 0) {
-    storage = { ...storage, bridges: await checkBridges(storage.bridges, ds.basePath, what, warn) };
-  } else {
-    // The driver creates BASE_PATH with the first image, so a new datastore may not have it yet:
-    // then its parent (DATASTORE_LOCATION) must be here. Each image file is checked again later.
-    const basePath = ds.basePath.replace(/\/+$/, '');
-    await checkReachable((await exists(basePath)) ? basePath : dirname(basePath), what);
+    return storage;
   }
-  return { id, name: ds.name, basePath: ds.basePath, freeMb: ds.freeMb, storage };
+  if (storage.bridges.length > 0) return { ...storage, bridges: await checkBridges(storage.bridges, ds.basePath, what, warn) };
+  // The driver creates BASE_PATH with the first image, so a new datastore may not have it yet:
+  // then its parent (DATASTORE_LOCATION) must be here. Each image file is checked again later.
+  const basePath = ds.basePath.replace(/\/+$/, '');
+  await checkReachable((await exists(basePath)) ? basePath : dirname(basePath), what);
+  return storage;
 }
 
 /**
@@ -507,7 +518,7 @@ export function importedDiskOf(image: OneImage): ImportedDisk {
  * How qemu opens an image whose guest is converted from here; refuses one that cannot be: not
  * raw or qcow2, in use, or its file out of reach.
  */
-export async function convertibleImage(one: OneClient, img: OneImage): Promise<ImageTarget> {
+export async function convertibleImage(one: OneClient, img: OneImage, warn: (line: string) => void = () => undefined): Promise<ImageTarget> {
   if (img.format !== 'raw' && img.format !== 'qcow2')
     throw new OneswapError('usage', `image ${img.id} (${img.name}) is ${img.format || 'of unknown format'}; oneswap converts raw and qcow2 images`);
   if (img.stateName === 'USED' || img.stateName === 'USED_PERS' || img.runningVms > 0)
@@ -516,7 +527,7 @@ export async function convertibleImage(one: OneClient, img: OneImage): Promise<I
     });
   if (img.stateName !== 'READY') throw new OneswapError('conflict', `image ${img.id} (${img.name}) is ${img.stateName}, not READY`);
   if (!img.source) throw new OneswapError('remote', `image ${img.id} (${img.name}) has no SOURCE`);
-  return reachableTarget(one, img, img);
+  return reachableTarget(one, img, img, warn);
 }
 
 /** Where a datastore driver's `cp` put the disk, until oned learns it from cp's answer (SOURCE FORMAT). */
@@ -532,16 +543,16 @@ export function copiedImageAttributes(source: string, format: string): Record<st
  * How qemu opens an image a datastore driver's `cp` filled, while oned still holds it LOCKED with
  * no SOURCE (the conversion after a marketplace import runs before the `cp`s answer).
  */
-export async function copiedImageTarget(one: OneClient, img: OneImage): Promise<ImageTarget> {
-  if (img.source) return reachableTarget(one, img, img);
+export async function copiedImageTarget(one: OneClient, img: OneImage, warn: (line: string) => void = () => undefined): Promise<ImageTarget> {
+  if (img.source) return reachableTarget(one, img, img, warn);
   // Both from the cp: before its answer, FORMAT may still be what the marketplace app said.
   const source = img.template.get(COPIED_SOURCE);
   if (!source) throw new OneswapError('remote', `image ${img.id} has neither SOURCE nor ${COPIED_SOURCE}: its copy did not finish`);
-  return reachableTarget(one, img, { id: img.id, name: img.name, source, format: img.template.get(COPIED_FORMAT) ?? 'raw' });
+  return reachableTarget(one, img, { id: img.id, name: img.name, source, format: img.template.get(COPIED_FORMAT) ?? 'raw' }, warn);
 }
 
 /** The image's target for a conversion, its storage checked to be reachable from here. */
-async function reachableTarget(one: OneClient, img: OneImage, stored: StoredImage): Promise<ImageTarget> {
+async function reachableTarget(one: OneClient, img: OneImage, stored: StoredImage, warn: (line: string) => void): Promise<ImageTarget> {
   const ds = await one.datastore(img.datastoreId);
   const storage = imageStorageOf(ds);
   // The size matters only to writers; a conversion opens the image as it is.
@@ -553,7 +564,11 @@ async function reachableTarget(one: OneClient, img: OneImage, stored: StoredImag
     return rbdTarget(location, size);
   }
   const format = stored.format === 'qcow2' ? 'qcow2' : 'raw';
-  if (storage.bridges.length > 0) return bridgeFileTarget(bridgeHostFor(storage.bridges, img.id), stored.source, format, size);
+  if (storage.bridges.length > 0) {
+    // The host that made the image may be down now: another that passes the check sees the same files.
+    const bridges = await checkBridges(storage.bridges, ds.basePath, datastoreName(ds), warn);
+    return bridgeFileTarget(bridgeHostFor(bridges, img.id), stored.source, format, size);
+  }
   await checkReachable(stored.source, `image ${img.id}`, constants.R_OK | constants.W_OK);
   return format === 'qcow2' ? qcow2Target(stored.source, size) : fileTarget(stored.source, size);
 }

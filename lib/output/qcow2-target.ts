@@ -134,8 +134,14 @@ export async function openCompressedQcow2Writer(path: string, size: number, opti
  * clusters (qemu-img's default, which the stock drivers' images have too). `explain`: the error for
  * qemu-img's reason, by default one the user fixes (a directory they named).
  */
-export async function createQcow2File(path: string, virtualSize: number, signal?: AbortSignal, explain: (reason: string) => unknown = (r) => new OneswapError('usage', `cannot create ${path}: ${r}`)): Promise<void> {
-  await qemuImg(['create', '-q', '-f', 'qcow2', '-o', `cluster_size=${QCOW2_CLUSTER}`, path, String(virtualSize)], { signal, explain });
+export async function createQcow2File(
+  path: string,
+  virtualSize: number,
+  signal?: AbortSignal,
+  explain: (reason: string) => unknown = (r) => new OneswapError('usage', `cannot create ${path}: ${r}`),
+  host?: string,
+): Promise<void> {
+  await qemuImg(['create', '-q', '-f', 'qcow2', '-o', `cluster_size=${QCOW2_CLUSTER}`, path, String(virtualSize)], { signal, explain, ...(host ? { host } : {}) });
 }
 
 /** Sets the qcow2 file's virtual size (shrinking drops whole clusters past the new end). */

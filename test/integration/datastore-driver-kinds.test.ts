@@ -2,14 +2,15 @@
 // it (the simulator runs driver/datastore/oneswap): DS_MAD oneswap with TM_MAD ceph (RBD images in
 // a real Ceph pool; the stock-like ceph driver does everything but the vcenter:// cp, with rbd on a
 // BRIDGE_LIST host over ssh) and with TM_MAD qcow2 (qcow2 files; the stock fs driver does the
-// rest). A vcenter:// cp writes the disk's data once into the image, the conversion after a
+// rest), and file datastores with a BRIDGE_LIST the drivers' frontend does not mount (the cp
+// makes and writes the file on the bridge host). A vcenter:// cp writes the disk's data once into the image, the conversion after a
 // marketplace import opens the RBD images where they are, and a failed cp leaves nothing behind.
 // One Ceph, one bridge host, one vCenter and one OpenNebula for the whole file.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -23,9 +24,10 @@ import { startOnedWithDrivers, type DriverPeers } from '../peers/one-drivers.js'
 import { OneClient, Template } from '../../lib/one/index.js';
 import { parseXml } from '../../lib/one/xml.js';
 import { cephIdentityOnBridge } from '../support/ceph-identity.js';
-import { ISLAND_DISKS, QCOW2_CLUSTER, RBD_OBJECT, qcow2Bytes, qcow2DataBytes, rbdBytes as readRbd, rbdUsage, unitsTouched } from '../support/image-contents.js';
+import { ISLAND_DISKS, QCOW2_CLUSTER, RBD_OBJECT, qcow2Bytes, imageDataBytes, rbdBytes as readRbd, rbdUsage, unitsTouched } from '../support/image-contents.js';
 
 const MiB = 1024 * 1024;
+const BLOCK = 4096; // the file system's block: what a sparse raw file allocates in
 const skip = vcsimSkip() || cephSkip({ mgr: true }) || bridgeSkip();
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
@@ -55,7 +57,7 @@ describe('datastore driver on Ceph and qcow2 image datastores', { skip, timeout:
 
   before(async () => {
     work = await mkdtemp(join(tmpdir(), 'oneswap-dsdrv-kinds-'));
-    [ceph, bridge] = await Promise.all([startCeph({ mgr: true }), startBridge({ hosts: ['bridge1'] })]);
+    [ceph, bridge] = await Promise.all([startCeph({ mgr: true }), startBridge({ hosts: ['bridge1'], deniedHosts: ['bridge-denied'] })]);
     // 2 MiB/s per range request: the small disks copy in a few seconds, a 60 MiB one slowly
     // enough to be deleted mid-copy.
     sim = await startVcsim({ folderRate: 2 * MiB });
@@ -141,7 +143,7 @@ describe('datastore driver on Ceph and qcow2 image datastores', { skip, timeout:
       assert.deepEqual([q.format, q['virtual-size']], ['qcow2', sizes[i]]);
       await execa('qemu-img', ['check', '-q', info.source]);
       assert.equal(sha(await qcow2Bytes(info.source, work)), vm.disks[i]!.sha256, `image ${id} holds the disk's bytes`);
-      assert.equal(await qcow2DataBytes(info.source), unitsTouched(islands[i]!, sizes[i]!, QCOW2_CLUSTER), `image ${id} allocates only the clusters holding data`);
+      assert.equal(await imageDataBytes(info.source), unitsTouched(islands[i]!, sizes[i]!, QCOW2_CLUSTER), `image ${id} allocates only the clusters holding data`);
     }
     // A plain path on the same datastore is the stock fs cp's: converted to qcow2 as it converts.
     const raw = join(work, 'plain.raw');
@@ -204,6 +206,74 @@ describe('datastore driver on Ceph and qcow2 image datastores', { skip, timeout:
     assert.equal((await rbdUsage(ceph, `${ceph.pool}/one-${id2}`)).provisioned, MiB, 'the RBD image that was there is untouched');
     await ceph.rbd(['rm', `${ceph.pool}/one-${id2}`]);
     assert.deepEqual(await rbdImages(), imagesBefore);
+  });
+
+  test('cp into BRIDGE_LIST file datastores (raw, qcow2) the frontend does not mount: the files made and written on the bridge host, exactly the disks, sparse', async () => {
+    const bases: string[] = [];
+    const bridged = async (name: string, tmMad: string, hosts: string): Promise<number> => {
+      const id = await oned.createDatastore({
+        name,
+        type: 'IMAGE_DS',
+        dsMad: 'oneswap',
+        tmMad,
+        template: { ONESWAP_CREDENTIALS: peers.credentials, BRIDGE_LIST: hosts, STAGING_DIR: bridge.stagingDir, RESTRICTED_DIRS: '/', SAFE_DIRS: '/var/tmp' },
+        totalMb: 100_000,
+        freeMb: 100_000,
+      });
+      const base = oned.datastore(id)!.basePath.replace(/\/+$/, '');
+      await execa('mkdir', ['-p', base]);
+      await bridge.grant(base, 'rw');
+      bases.push(base);
+      return id;
+    };
+    const rawDs = await bridged('vcenter-bridged', 'shared', 'bridge1');
+    const qcowBridged = await bridged('vcenter-bridged-qcow2', 'qcow2', 'bridge1');
+    const deniedDs = await bridged('vcenter-bridged-denied', 'shared', 'bridge-denied');
+    // The drivers run as on a frontend without these directories: only the bridge host reaches them.
+    oned.hideFromDrivers(bases);
+    try {
+      const vm = await newVm('bridged');
+      const seen = (await bridge.sessions()).length;
+      const ids = [await allocate(rawDs, { NAME: 'bridged-disk0', TYPE: 'OS', PATH: peers.url(vm.name, 0) }), await allocate(qcowBridged, { NAME: 'bridged-disk1', PATH: peers.url(vm.name, 1) })];
+      for (const [i, id] of ids.entries()) {
+        const img = await oned.waitImage(id, [IMAGE_STATE.READY, IMAGE_STATE.ERROR]);
+        assert.equal(img.state, IMAGE_STATE.READY, `${img.template.get('ERROR')} ${cpOf(id).stderr}`);
+        const info = await one.image(id);
+        const format = i === 0 ? 'raw' : 'qcow2';
+        assert.equal(info.format, format);
+        assert.match(info.source, new RegExp(`^${bases[i]!.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}/[0-9a-f]{32}$`));
+        assert.equal(cpOf(id).stdout, `${info.source} ${format}\n`);
+        assert.equal((await stat(info.source)).uid, bridge.uid, "the file is the bridge user's: made there, not from here");
+        if (format === 'raw') {
+          assert.equal((await stat(info.source)).size, sizes[i], "exactly the disk's size");
+          assert.equal(sha(await readFile(info.source)), vm.disks[i]!.sha256, `image ${id} holds the disk's bytes`);
+          assert.equal(await imageDataBytes(info.source, 'raw'), unitsTouched(islands[i]!, sizes[i]!, BLOCK), `image ${id} allocates only the blocks holding data`);
+        } else {
+          const q = JSON.parse((await execa('qemu-img', ['info', '--output=json', info.source])).stdout) as { 'virtual-size': number };
+          assert.equal(q['virtual-size'], sizes[i]);
+          await execa('qemu-img', ['check', '-q', info.source]);
+          assert.equal(sha(await qcow2Bytes(info.source, work)), vm.disks[i]!.sha256, `image ${id} holds the disk's bytes`);
+          assert.equal(await imageDataBytes(info.source), unitsTouched(islands[i]!, sizes[i]!, QCOW2_CLUSTER), `image ${id} allocates only the clusters holding data`);
+        }
+        const sessions = (await bridge.sessions()).slice(seen);
+        assert.ok(sessions.some((x) => x.host === 'bridge1' && x.command.includes('qemu-nbd') && x.command.includes(info.source)), `qemu-nbd served image ${id} on bridge1`);
+      }
+      // The stock fs driver's rm removes it on the bridge.
+      await one.imageDelete(ids[0]!);
+      await oned.idle();
+      assert.deepEqual(await readdir(bases[0]!), [], 'rm removed the file on the bridge');
+
+      // A bridge host that refuses the key: one line naming the datastore and the host, no file.
+      const denied = await allocate(deniedDs, { NAME: 'denied-disk1', PATH: peers.url(vm.name, 1) });
+      assert.equal((await oned.waitImage(denied)).state, IMAGE_STATE.ERROR);
+      assert.match(
+        (await one.image(denied)).template.get('ERROR') ?? '',
+        new RegExp(`Error copying image in the datastore: datastore ${deniedDs} \\(vcenter-bridged-denied\\): cannot reach the bridge host bridge-denied over ssh: .*Permission denied`),
+      );
+      assert.deepEqual(await readdir(bases[2]!), []);
+    } finally {
+      oned.hideFromDrivers([]);
+    }
   });
 
   test('a marketplace import into the Ceph datastore: the disks copied into RBD images, the conversion opens them there (no OS: NOT_CONVERTED)', { skip: guestSkip() }, async () => {

@@ -63,6 +63,7 @@ describe('faults of imports into Ceph and qcow2 image datastores', { skip, timeo
     [ceph, bridge] = await Promise.all([startCeph({ mgr: true }), startBridge({ hosts: ['bridge1'] })]);
     // The manager's statistics every second: the monitors flag a pool at its quota from them.
     await ceph.ceph(['config', 'set', 'mgr', 'mgr_stats_period', '1']);
+    await ceph.ceph(['config', 'set', 'mgr', 'mon_mgr_digest_period', '1']);
     peers = await startMigrationPeers('ds-faults', { oned: { driverEnv: { PATH: bridge.env().PATH ?? '' } } });
     peers.oned.createNetwork({ name: 'VM Network', bridge: 'br0', ars: [{ type: 'ETHER', size: 16 }] });
     keyFile = await bridge.giveFile('ceph.key', `${await ceph.adminKey()}\n`);
@@ -245,12 +246,16 @@ describe('faults of imports into Ceph and qcow2 image datastores', { skip, timeo
     const stored = async (): Promise<number> =>
       (JSON.parse(await ceph.ceph(['df', '--format', 'json'])) as { pools: Array<{ name: string; stats: { stored: number } }> }).pools.find((p) => p.name === ceph.pool)!.stats.stored;
     const full = async (): Promise<boolean> => /full_quota/.test(await ceph.ceph(['osd', 'pool', 'ls', 'detail']));
-    // Room for 16 MiB of the 44 MiB of data; the copy slowed down so the monitors flag the pool
-    // while it runs (they see the pool's usage through the manager, every second). Earlier tests'
-    // images are gone once the manager says so.
-    for (const deadline = Date.now() + 30_000; (await stored()) > 4 * MiB && Date.now() < deadline; ) await sleep(500);
-    await ceph.ceph(['osd', 'pool', 'set-quota', ceph.pool, 'max_bytes', String((await stored()) + 16 * MiB)]);
-    peers.proxy.faults = { throttleBytesPerSecond: 4 * MiB };
+    // Room for 8 MiB of the 44 MiB of data; the copy slowed down (29 s) so the monitors flag the
+    // pool while it runs: they see the pool's usage late (the OSD reports to the manager every
+    // second, the manager's digest reaches the monitors every second, their tick checks quotas
+    // every 5 s), so the flag comes some 10 s after the quota is reached. Earlier tests' images
+    // count until the manager says they are gone: a quota over their stale usage leaves more room.
+    for (const deadline = Date.now() + 90_000; (await stored()) > 4 * MiB && Date.now() < deadline; ) await sleep(500);
+    const base = await stored();
+    assert.ok(base <= 4 * MiB, `the pool still stores ${base} bytes of earlier tests' images`);
+    await ceph.ceph(['osd', 'pool', 'set-quota', ceph.pool, 'max_bytes', String(base + 8 * MiB)]);
+    peers.proxy.faults = { throttleBytesPerSecond: 1.5 * MiB };
     const t0 = Date.now();
     const r = await oneswap(importArgs(cephDs, vm.name), peers.env);
     const failedAfter = Date.now() - t0;

@@ -21,7 +21,7 @@ import { oneswap } from '../peers/cli.js';
 import { islandOva, warmRounds } from '../support/datastore-scenarios.js';
 import { importResult, startMigrationPeers, type MigrationPeers } from '../peers/migration.js';
 import { cephIdentityOnBridge } from '../support/ceph-identity.js';
-import { ISLAND_DISKS, QCOW2_CLUSTER, RBD_OBJECT, qcow2Bytes, qcow2DataBytes, rbdBytes as readRbd, rbdUsage, unitsTouched } from '../support/image-contents.js';
+import { ISLAND_DISKS, QCOW2_CLUSTER, RBD_OBJECT, qcow2Bytes, imageDataBytes, rbdBytes as readRbd, rbdUsage, unitsTouched } from '../support/image-contents.js';
 
 const MiB = 1024 * 1024;
 const skip = vcsimSkip() || cephSkip({ mgr: true }) || bridgeSkip() || ovaToolsSkip();
@@ -103,7 +103,7 @@ describe('imports into Ceph and qcow2 image datastores', { skip, timeout: 40 * 6
       assert.equal(info['virtual-size'], vm.disks[i]!.sizeBytes);
       await execa('qemu-img', ['check', '-q', img.source]);
       assert.equal(sha(await qcowBytes(img.source)), vm.disks[i]!.sha256, `image ${id} holds the disk's bytes`);
-      assert.equal(await qcow2DataBytes(img.source), unitsTouched(islands[i]!, vm.disks[i]!.sizeBytes, QCOW2_CLUSTER), `image ${id} allocates only the clusters holding data`);
+      assert.equal(await imageDataBytes(img.source), unitsTouched(islands[i]!, vm.disks[i]!.sizeBytes, QCOW2_CLUSTER), `image ${id} allocates only the clusters holding data`);
     }
   });
 

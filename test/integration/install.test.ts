@@ -91,9 +91,19 @@ function checkRegisteredOnce(text: string): void {
 }
 
 function backups(etc: string): string[] {
+  // Oldest first: by the time in the name, then the counter a second backup in the same second
+  // gets (a plain sort puts `…-081530-1.bak` before `…-081530.bak`).
+  const key = (f: string): [string, number] => {
+    const m = /^oned\.conf\.oneswap-(\d{8}-\d{6})(?:-(\d+))?\.bak$/.exec(f)!;
+    return [m[1]!, Number(m[2] ?? 0)];
+  };
   return readdirSync(etc)
     .filter((f) => /^oned\.conf\.oneswap-\d{8}-\d{6}(-\d+)?\.bak$/.test(f))
-    .sort();
+    .sort((a, b) => {
+      const [ta, na] = key(a);
+      const [tb, nb] = key(b);
+      return ta < tb ? -1 : ta > tb ? 1 : na - nb;
+    });
 }
 
 /** The shims: real executable files, the paths written in, nothing left to fill. */

@@ -5,6 +5,7 @@ import { execa, type ResultPromise } from 'execa';
 import { fileURLToPath } from 'node:url';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { withHiddenDirs } from '../support/hidden-dirs.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const MAIN = join(REPO_ROOT, 'lib', 'cli', 'main.ts');
@@ -18,19 +19,14 @@ export interface CliRun {
 export interface RunOptions {
   /**
    * Directories oneswap must not reach through a local path (a BRIDGE_LIST datastore's files, which
-   * live on the bridge host): it runs in a mount namespace of its own with an empty tmpfs over
-   * each. Needs root (the tests that use it run as root for the bridge peer anyway).
+   * live on the bridge host): see withHiddenDirs.
    */
   readonly hide?: readonly string[];
 }
 
 export function spawnOneswap(args: readonly string[], env: Record<string, string>, timeoutMs = 300_000, options: RunOptions = {}): ResultPromise<{ reject: false; all: false }> {
   const command = [process.execPath, '--import', 'tsx', MAIN, ...args];
-  const hide = options.hide ?? [];
-  const argv =
-    hide.length === 0
-      ? command
-      : ['unshare', '--mount', '--propagation', 'private', '--', 'sh', '-c', 'n=$1; shift; while [ "$n" -gt 0 ]; do mount -t tmpfs -o size=1m,mode=0 oneswap-hidden "$1" || exit 125; shift; n=$((n - 1)); done; exec "$@"', 'sh', String(hide.length), ...hide, ...command];
+  const argv = withHiddenDirs(options.hide ?? [], command);
   return execa(argv[0]!, argv.slice(1), {
     cwd: REPO_ROOT,
     env: { ...env, FORCE_COLOR: '0' },

@@ -65,8 +65,11 @@ export async function qcow2Bytes(file: string, workDir: string): Promise<Buffer>
   }
 }
 
-/** Bytes of the qcow2 image's virtual disk that are allocated data clusters (`qemu-img map`). */
-export async function qcow2DataBytes(file: string): Promise<number> {
-  const map = JSON.parse((await execa('qemu-img', ['map', '--output=json', '-f', 'qcow2', file])).stdout) as Array<{ length: number; data: boolean }>;
+/**
+ * Bytes of the image's virtual disk that hold data (`qemu-img map`): a qcow2's allocated data
+ * clusters, a raw file's data extents (SEEK_DATA; st_blocks would count ext4's extent blocks too).
+ */
+export async function imageDataBytes(file: string, format: 'qcow2' | 'raw' = 'qcow2'): Promise<number> {
+  const map = JSON.parse((await execa('qemu-img', ['map', '--output=json', '-f', format, file])).stdout) as Array<{ length: number; data: boolean }>;
   return map.reduce((s, e) => (e.data ? s + e.length : s), 0);
 }

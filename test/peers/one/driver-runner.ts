@@ -15,6 +15,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
+import { withHiddenDirs } from '../../support/hidden-dirs.js';
 
 export type DriverAction = 'cp' | 'mkfs' | 'stat' | 'rm' | 'monitor' | 'clone' | 'snap_delete' | 'snap_revert' | 'snap_flatten';
 /** Actions the one_market MAD runs from `<remotes>/market/<MARKET_MAD>/` */
@@ -97,6 +98,11 @@ export class DriverRunner {
   private hooks = new Map<string, DriverHook>();
   private seq = 0;
   private running = new Set<Promise<unknown>>();
+  /**
+   * Directories the drivers run without (withHiddenDirs): a frontend that does not mount the
+   * directory of a datastore kept on BRIDGE_LIST hosts, whose drivers must work there over ssh.
+   */
+  hidden: readonly string[] = [];
 
   constructor(private readonly opts: DriverRunnerOptions) {}
 
@@ -241,7 +247,8 @@ export class DriverRunner {
         ...this.opts.env,
       };
       if (this.opts.pathDirs && this.opts.pathDirs.length > 0) env.PATH = [...this.opts.pathDirs, env.PATH].join(':');
-      const child = spawn(script, argv, { cwd: this.opts.varDir, env, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+      const [command, ...args] = withHiddenDirs(this.hidden, [script, ...argv]);
+      const child = spawn(command!, args, { cwd: this.opts.varDir, env, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
       let stdout = '';
       let stderr = '';
       let timedOut = false;

@@ -148,6 +148,8 @@ export interface Oned {
   setVmState(id: number, state: number, lcmState?: number): void;
   /** a host's STAT in `onehost list` (null: the host is gone), read by the drivers' BRIDGE_LIST filter */
   setHostState(name: string, stat: HostStat | null): void;
+  /** Runs every driver action from now on without these directories (DriverRunner.hidden). */
+  hideFromDrivers(dirs: readonly string[]): void;
   /** the simulator core, for tests that need more */
   readonly sim: Sim;
 }
@@ -272,6 +274,7 @@ export async function startOned(opts: StartOnedOptions = {}): Promise<Oned> {
     },
     setVmState: (id, state, lcm) => setVmState(sim, id, state, lcm),
     setHostState: (name, stat) => sim.setHostState(name, stat),
+    hideFromDrivers: (dirs) => void (sim.runner.hidden = [...dirs]),
     sim,
   };
   return oned;
