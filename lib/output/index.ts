@@ -2,7 +2,8 @@
 // where their bytes live (sizedImageTarget, also for the image a datastore driver's cp makes; new
 // image files named as the stock fs driver names them: datastore-file.ts), maps NICs to networks
 // (keeping MACs where OpenNebula allows it), builds the VM template from the neutral VM
-// description, and removes what a failed run created.
+// description, and removes what a failed run created (image-removal.ts: each deletion followed
+// to its end).
 // Or a local directory (directory-target.ts): raw or qcow2 disk files (qcow2 optionally with
 // compressed clusters), image and VM templates, a summary.
 // Where an image's bytes live (image-target.ts): one ImageTarget per kind of storage, which the
@@ -41,7 +42,6 @@ export {
   copiedImageTarget,
   type ImportedDisk,
   type StoredImage,
-  removeImages,
   imageName,
   templateName,
   type ImageDatastore,
@@ -66,6 +66,7 @@ export { fileTarget, qcow2Target, compressedQcow2Target, rbdTarget, writingInto,
 export { imageStorageOf, type ImageStorage, type CephAccess } from './image-storage.js';
 export { createImageFile, type NewImageFile, type ImageFileSpec } from './datastore-file.js';
 export { bridgeHostFor } from './bridge-host.js';
+export { removeImages } from './image-removal.js';
 export { openFileWriter, clearFile } from './file-target.js';
 export { openQcow2Writer, openCompressedQcow2Writer, qcow2Allocated, qcow2Image, type Qcow2WriterOptions } from './qcow2-target.js';
 export { openRbdWriter, openRbdAccessWriter, type RbdWriterSpec, type RbdWriterOptions } from './rbd-target.js';

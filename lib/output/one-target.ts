@@ -263,9 +263,9 @@ export async function sizedImageTarget(storage: ImageStorage, image: StoredImage
     });
   if (storage.bridges.length > 0) return bridgePlaceholder(bridgeHostFor(storage.bridges, image.id), image, capacityBytes, fresh, what, signal);
   if (image.format === 'qcow2') return qcow2Placeholder(image, capacityBytes, fresh, what, signal);
-  const size = await localImageSize(image);
+  const size = await localImageSize(image, what);
   if (size < capacityBytes)
-    throw new OneswapError('remote', `the file of image ${image.id} (${image.source}) has ${size} bytes, the disk needs ${capacityBytes}`);
+    throw new OneswapError('remote', `${what}: the file of image ${image.id} (${image.source}) has ${size} bytes, the disk needs ${capacityBytes}`);
   await checkReachable(image.source, `image ${image.id}`);
   if (size > capacityBytes) await truncate(image.source, capacityBytes);
   return fileTarget(image.source, capacityBytes);
@@ -298,11 +298,11 @@ async function readyPlaceholder(one: OneClient, ds: ImageDatastore, id: number, 
   }
 }
 
-async function localImageSize(image: StoredImage): Promise<number> {
+async function localImageSize(image: StoredImage, what: string): Promise<number> {
   try {
     return (await stat(image.source)).size;
   } catch {
-    throw new OneswapError('usage', `the file of image ${image.id} (${image.source}) is not reachable from this host`, {
+    throw new OneswapError('usage', `${what}: the file of image ${image.id} (${image.source}) is not reachable from this host`, {
       hint: 'run oneswap on the OpenNebula frontend, or on a host that mounts the datastore at the same path',
     });
   }
@@ -320,11 +320,11 @@ async function qcow2Placeholder(image: StoredImage, capacityBytes: number, fresh
         hint: "the datastore's mkfs must create an empty qcow2 file (qemu-img create -f qcow2), as the stock fs driver does: check its driver (DS_MAD) and oned.log, then run the same command again",
       });
   }
-  const info = JSON.parse(await qemuImg(['info', '--output=json', '-f', 'qcow2', image.source], { signal, ...on, explain: (r) => new OneswapError('data', `image ${image.id} (${name}) is not a readable qcow2 image: ${r}`) })) as { 'virtual-size': number };
+  const info = JSON.parse(await qemuImg(['info', '--output=json', '-f', 'qcow2', image.source], { signal, ...on, explain: (r) => new OneswapError('data', `${what}: image ${image.id} (${name}) is not a readable qcow2 image: ${r}`) })) as { 'virtual-size': number };
   if (info['virtual-size'] < capacityBytes)
-    throw new OneswapError('remote', `image ${image.id} (${name}) has a virtual size of ${info['virtual-size']} bytes, the disk needs ${capacityBytes}`);
+    throw new OneswapError('remote', `${what}: image ${image.id} (${name}) has a virtual size of ${info['virtual-size']} bytes, the disk needs ${capacityBytes}`);
   if (info['virtual-size'] > capacityBytes)
-    await setQcow2Size(image.source, capacityBytes, (r) => new OneswapError('internal', `cannot set the virtual size of image ${image.id} (${name}) to ${capacityBytes} bytes: ${r}`), signal, host);
+    await setQcow2Size(image.source, capacityBytes, (r) => new OneswapError('internal', `${what}: cannot set the virtual size of image ${image.id} (${name}) to ${capacityBytes} bytes: ${r}`), signal, host);
   return host === undefined ? qcow2Target(image.source, capacityBytes) : bridgeFileTarget(host, image.source, 'qcow2', capacityBytes);
 }
 
@@ -345,10 +345,10 @@ async function bridgePlaceholder(host: string, image: StoredImage, capacityBytes
     'exit 0',
   ].join('\n');
   const r = await onBridge(host, script, { signal });
-  if (r.code === 4) throw new OneswapError('remote', `the file of image ${image.id} (${name}) does not exist on the bridge host`);
-  if (r.code === 5) throw new OneswapError('usage', `the file of image ${image.id} (${name}) is not writable by this user on the bridge host`, { hint: 'reach the bridge hosts as the OpenNebula user (oneadmin), as its drivers do' });
-  if (r.code === 7) throw new OneswapError('remote', `the file of image ${image.id} (${name}) has ${r.stdout.trim()} bytes, the disk needs ${capacityBytes}`);
-  if (r.code !== 0) throw new OneswapError('remote', `cannot prepare the file of image ${image.id} (${name}): ${lastLine(r.stderr) || `exit ${r.code}`}`);
+  if (r.code === 4) throw new OneswapError('remote', `${what}: the file of image ${image.id} (${name}) does not exist on the bridge host`, { hint: "the datastore's mkfs made no file there: check its driver and oned.log, then run the same command again" });
+  if (r.code === 5) throw new OneswapError('usage', `${what}: the file of image ${image.id} (${name}) is not writable by this user on the bridge host`, { hint: 'reach the bridge hosts as the OpenNebula user (oneadmin), as its drivers do' });
+  if (r.code === 7) throw new OneswapError('remote', `${what}: the file of image ${image.id} (${name}) has ${r.stdout.trim()} bytes, the disk needs ${capacityBytes}`);
+  if (r.code !== 0) throw new OneswapError('remote', `${what}: cannot prepare the file of image ${image.id} (${name}): ${lastLine(r.stderr) || `exit ${r.code}`}`);
   return bridgeFileTarget(host, image.source, 'raw', capacityBytes);
 }
 
@@ -589,20 +589,3 @@ export function convertedGuestOf(image: OneImage): ConvertedGuest | undefined {
   };
 }
 
-/**
- * Deletes what a failed run created, newest first; reports what could not be removed. Only a
- * placeholder still LOCKED (its mkfs running) is deleted by force: a forced delete drops the image
- * even when the datastore's rm fails, which would leave its file or RBD image behind unseen; a
- * failed rm leaves the image in ERROR instead, for the user to see.
- */
-export async function removeImages(one: OneClient, ids: readonly number[], log: (line: string) => void): Promise<void> {
-  for (const id of ids) {
-    try {
-      await one.imageDelete(id, (await one.image(id)).stateName.startsWith('LOCKED'));
-      log(`removed image ${id}`);
-    } catch (err) {
-      if ((err as OneswapError).kind === 'not-found') continue;
-      log(`could not remove image ${id}: ${(err as Error).message}; remove it with: oneimage delete --force ${id}`);
-    }
-  }
-}

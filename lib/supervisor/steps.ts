@@ -696,7 +696,7 @@ export async function rollback(
     if (journal.data.templateId !== undefined) {
       await ctx.one.templateDelete(journal.data.templateId, false).catch((e: unknown) => log(`could not remove template ${journal.data.templateId}: ${describeError(e)}`, 'error'));
     }
-    await removeImages(ctx.one, journal.data.disks.map((d) => d.imageId).reverse(), (m) => log(m));
+    await removeImages(ctx.one, journal.data.disks.map((d) => d.imageId).reverse(), (m, level) => log(m, level));
     await removeAddressRanges(ctx.one, journal.data.addressRanges, (m) => log(m));
     await journal.remove();
   }

@@ -7,7 +7,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { chown, mkdtemp, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -20,6 +20,7 @@ import { islandOva, warmRounds } from '../support/datastore-scenarios.js';
 import { importResult, startMigrationPeers, type MigrationPeers } from '../peers/migration.js';
 import { ISLAND_DISKS, QCOW2_CLUSTER, qcow2Bytes, unitsTouched } from '../support/image-contents.js';
 
+const MiB = 1024 * 1024;
 const BLOCK = 4096; // the file system's block: what a sparse raw file allocates in
 const skip = vcsimSkip() || bridgeSkip() || ovaToolsSkip() || (process.getuid?.() !== 0 ? 'needs root (a mount namespace hides the datastore from oneswap)' : false);
 
@@ -164,5 +165,52 @@ describe('imports into file datastores worked on through BRIDGE_LIST hosts', { s
     assert.ok(warned.some((m) => /cannot reach the bridge host bridge-down .*the other BRIDGE_LIST hosts do the work/.test(m)), warned.join('\n'));
     assert.ok(warned.some((m) => /qemu-nbd is not installed on the bridge host bridge-bare.*the other BRIDGE_LIST hosts do the work/.test(m)), warned.join('\n'));
     for (const [i, id] of importResult(r.stdout).imageIds.entries()) assert.equal(sha(await readFile(peers.oned.image(id)!.source)), vm.disks[i]!.sha256);
+  });
+  test("placeholders the bridge host cannot use (missing, not the bridge user's to write, too small) and a BASE_PATH it cannot write: one line naming the datastore, nothing left", async () => {
+    const vm = await newVm('placeholders');
+    const before = peers.imageIds();
+    const base = peers.oned.datastore(rawDs)!.basePath.replace(/\/+$/, '');
+    const made: string[] = [];
+    // mkfs answers a SOURCE of the test's making: what a broken or foreign driver could leave.
+    const placeholders = async (kind: 'missing' | 'root' | 'small', id: number): Promise<string> => {
+      const file = `${base}/placeholder-${kind}-${id}`;
+      if (kind !== 'missing') {
+        await writeFile(file, '');
+        await truncate(file, kind === 'small' ? MiB : vm.disks[0]!.sizeBytes * 2);
+        if (kind === 'small') await chown(file, bridge.uid, bridge.gid);
+        made.push(file);
+      }
+      return file;
+    };
+    const cases: Array<['missing' | 'root' | 'small', number, RegExp]> = [
+      ['missing', 8, /: the file of image \d+ \(bridge\d:\S+placeholder-missing-\d+\) does not exist on the bridge host/],
+      ['root', 2, /: the file of image \d+ \(bridge\d:\S+placeholder-root-\d+\) is not writable by this user on the bridge host/],
+      ['small', 8, /: the file of image \d+ \(bridge\d:\S+placeholder-small-\d+\) has 1048576 bytes, the disk needs \d+/],
+    ];
+    try {
+      for (const [kind, code, message] of cases) {
+        peers.oned.setDriverAction('mkfs', async ({ argv }) => ({ stdout: `${await placeholders(kind, Number(argv[0]))} raw\n` }));
+        const r = await run(importArgs(rawDs, ['--no-convert', vm.name]));
+        assert.equal(r.exitCode, code, `${kind}: ${r.stderr}`);
+        const lines = r.stderr.trim().split('\n');
+        assert.equal(lines.length, 1, r.stderr);
+        assert.match(lines[0]!, new RegExp(`^oneswap: datastore ${rawDs} \\(bridged\\)${message.source}`));
+        await peers.oned.idle();
+        assert.deepEqual(peers.imageIds(), before, `${kind}: the placeholders are gone`);
+      }
+    } finally {
+      peers.oned.setDriverAction('mkfs', null);
+      for (const f of made) await rm(f, { force: true });
+    }
+
+    // BASE_PATH the bridge user cannot write: refused at the precheck, naming the host and the fix.
+    const ds = await peers.oned.createDatastore({ name: 'b-readonly', type: 'IMAGE_DS', dsMad: 'fs', tmMad: 'shared', template: { BRIDGE_LIST: 'bridge1' }, totalMb: 100_000, freeMb: 100_000 });
+    const roBase = peers.oned.datastore(ds)!.basePath.replace(/\/+$/, '');
+    await execa('mkdir', ['-p', roBase]);
+    await bridge.grant(roBase, 'r');
+    const r = await run(importArgs(ds, [vm.name]));
+    assert.equal(r.exitCode, 2, r.stderr);
+    assert.equal(r.stderr.trim(), `oneswap: datastore ${ds} (b-readonly): ${roBase} is not writable by this user on the bridge host bridge1 (reach the bridge hosts as the OpenNebula user (oneadmin), as its drivers do)`);
+    assert.deepEqual(peers.imageIds(), before);
   });
 });
