@@ -167,11 +167,13 @@ describe('datastore driver: vcenter:// images', { skip }, () => {
       oned.setDriverAction('stat', null);
     }
     assert.deepEqual(await files(), before);
-    // A datastore whose files live on bridge hosts: the frontend cannot write BASE_PATH itself.
+    // A datastore whose files live on a bridge host this frontend cannot reach: one line naming
+    // the datastore and the host, nothing made.
     const bridged = await oned.createDatastore({ name: 'bridged', type: 'IMAGE_DS', dsMad: 'oneswap', tmMad: 'ssh', template: { ONESWAP_CREDENTIALS: peers.credentials, BRIDGE_LIST: 'host1' }, totalMb: 100_000, freeMb: 100_000 });
     const id3 = await allocate({ NAME: 'bridged-disk0', PATH: peers.url('drv-plain', 0) }, bridged);
     assert.equal((await oned.waitImage(id3)).state, IMAGE_STATE.ERROR);
-    assert.match((await one.image(id3)).template.get('ERROR') ?? '', new RegExp(`datastore ${bridged} has a BRIDGE_LIST: oneswap writes vCenter disks only into datastores mounted on the frontend`));
+    assert.match((await one.image(id3)).template.get('ERROR') ?? '', new RegExp(`datastore ${bridged} \\(bridged\\): cannot reach the bridge host host1 over ssh: ssh: Could not resolve hostname host1`));
+    assert.deepEqual(await files(), before);
   });
 
   test('plain paths, http URLs, mkfs and monitor behave like the stock fs driver', async () => {
