@@ -15,7 +15,7 @@ import { bridgeHostFor, onBridge, shellQuote } from './bridge-host.js';
 import { imageStorageOf } from './image-storage.js';
 
 /** How long the datastores' rm may take, for all the images together. */
-const REMOVAL_WAIT_MS = 60_000;
+const REMOVAL_WAIT_MS = 20_000;
 
 export async function removeImages(one: OneClient, ids: readonly number[], log: (line: string, level?: 'warn') => void, waitMs = REMOVAL_WAIT_MS): Promise<void> {
   const deleted: OneImage[] = [];
