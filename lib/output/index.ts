@@ -9,7 +9,8 @@
 // copy, the warm rounds and the conversion all go through; the raw file's is file-target.ts, a
 // qcow2 file's qcow2-target.ts (compressed: through whole-clusters.ts, which hands qemu each
 // cluster once and whole) and an RBD image's rbd-target.ts (with rbd-access.ts: how qemu
-// reaches it without a credential on any command line), both written through qemu-nbd
+// reaches it without a credential on any command line; from this host, or from a BRIDGE_LIST host
+// that has the datastore's Ceph conf and key: reachCephPool decides), both written through qemu-nbd
 // (qemu-nbd.ts, nbd-target.ts).
 
 export {
@@ -22,6 +23,7 @@ export {
   sizedImageTarget,
   datastoreName,
   checkCephAccess,
+  reachCephPool,
   markImage,
   CONVERSION_OUTCOMES,
   type ImageState,
@@ -63,7 +65,7 @@ export {
   type DirectoryResult,
 } from './directory-target.js';
 export { fileTarget, qcow2Target, compressedQcow2Target, rbdTarget, writingInto, forQemu, type ImageTarget, type QemuAccess } from './image-target.js';
-export { imageStorageOf, type ImageStorage, type CephAccess } from './image-storage.js';
+export { imageStorageOf, type ImageStorage, type CephStorage, type CephAccess } from './image-storage.js';
 export { createImageFile, type NewImageFile } from './datastore-file.js';
 export { openFileWriter, clearFile } from './file-target.js';
 export { openQcow2Writer, openCompressedQcow2Writer, qcow2Allocated, qcow2Image, type Qcow2WriterOptions } from './qcow2-target.js';
