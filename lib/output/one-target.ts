@@ -168,7 +168,7 @@ export async function checkCephAccess(ceph: CephAccess, what: string): Promise<v
       await access(path, constants.R_OK);
     } catch (err) {
       throw new OneswapError('usage', `${what}: ${attr} ${path} is not readable on this host (${(err as NodeJS.ErrnoException).code})`, {
-        hint: `oneswap writes into the Ceph pool ${ceph.pool} from this host with the datastore's CEPH_CONF and CEPH_KEY: copy them here (as on the BRIDGE_LIST hosts), readable by this user`,
+        hint: `oneswap writes into the Ceph pool ${ceph.pool} from this host with the datastore's CEPH_CONF and CEPH_KEY: copy them here (as on the BRIDGE_LIST hosts), readable by this user; without a CEPH_CONF here, a datastore with a BRIDGE_LIST is written from those hosts`,
       });
     }
   }
