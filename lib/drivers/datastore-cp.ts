@@ -82,7 +82,7 @@ export async function vcenterCopy(ctx: CopyContext): Promise<CopiedDisk> {
 
     // Refused before anything exists: the pool reached with the datastore's own identity, the
     // files here or on the bridge hosts that answer.
-    const storage = await reachableStorage(ds, (line) => log(`WARN: ${line}`));
+    const storage = await reachableStorage(ds, (line) => log(`WARN: ${line}`), (line) => log(`INFO: ${line}`));
     made = await makeImage(ctx, ds, storage, disk.capacityBytes, signal);
     const target = await sizedImageTarget(storage, made.image, disk.capacityBytes, true, datastoreName(ds), signal);
 

@@ -19,7 +19,18 @@ export interface CephAccess {
 
 export type ImageStorage =
   | { readonly kind: 'files'; readonly bridges: readonly string[] }
-  | { readonly kind: 'ceph'; readonly ceph: CephAccess; readonly bridges: readonly string[] };
+  | CephStorage;
+
+export interface CephStorage {
+  readonly kind: 'ceph';
+  readonly ceph: CephAccess;
+  readonly bridges: readonly string[];
+  /**
+   * Where oneswap reaches the pool from, as reachCephPool (one-target.ts) decided: the BRIDGE_LIST
+   * hosts that have CEPH_CONF and CEPH_KEY when this host has no CEPH_CONF; empty or unset: here.
+   */
+  readonly cephHosts?: readonly string[];
+}
 
 export function imageStorageOf(ds: Pick<OneDatastore, 'dsMad' | 'tmMad' | 'template'>): ImageStorage {
   const t = ds.template;

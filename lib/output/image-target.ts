@@ -11,7 +11,7 @@ import { clearFile, openFileWriter } from './file-target.js';
 import { createQcow2File, imageFileName, openCompressedQcow2Writer, openImageFileWriter, openQcow2Writer, qcow2Image, serveImageFile } from './qcow2-target.js';
 import { exportImage } from './qemu-nbd.js';
 import { openRbdAccess, type RbdLocation } from './rbd-access.js';
-import { openRbdWriter } from './rbd-target.js';
+import { openRbdWriter, serveRbd } from './rbd-target.js';
 
 /** An image opened for qemu: how qemu names it, valid until released. */
 export interface QemuAccess {
@@ -89,7 +89,11 @@ export function compressedQcow2Target(path: string, capacity: number): ImageTarg
   };
 }
 
-/** An RBD image of a Ceph datastore, reached from this host with the datastore's conf and key. */
+/**
+ * An RBD image of a Ceph datastore, reached with the datastore's conf and key: from this host, or
+ * from the BRIDGE_LIST host that has them (location.host), whose qemu-nbd then serves the image
+ * for the conversion too, as bridgeFileTarget's does.
+ */
 export function rbdTarget(location: RbdLocation, capacity: number): ImageTarget {
   const target: ImageTarget = {
     name: `rbd ${location.pool}/${location.image}`,
@@ -98,7 +102,15 @@ export function rbdTarget(location: RbdLocation, capacity: number): ImageTarget 
     clear: () => zeroAll(target),
     forQemu: async () => {
       const access = await openRbdAccess(location);
-      return { image: access.qemu, release: () => access.dispose() };
+      if (location.host === undefined) return { image: access.qemu, release: () => access.dispose() };
+      try {
+        // One connection of ours keeps the export up between qemu's own (the appliance's, the commit's).
+        const server = await serveRbd(access, { connections: 1, otherClients: 4 });
+        return { image: exportImage(server), release: () => server.stop().finally(() => access.dispose()) };
+      } catch (err) {
+        await access.dispose();
+        throw err;
+      }
     },
   };
   return target;

@@ -10,7 +10,8 @@
 // copy, the warm rounds and the conversion all go through; the raw file's is file-target.ts, a
 // qcow2 file's qcow2-target.ts (compressed: through whole-clusters.ts, which hands qemu each
 // cluster once and whole) and an RBD image's rbd-target.ts (with rbd-access.ts: how qemu
-// reaches it without a credential on any command line), both written through qemu-nbd
+// reaches it without a credential on any command line; from this host, or from a BRIDGE_LIST host
+// that has the datastore's Ceph conf and key: reachCephPool decides), both written through qemu-nbd
 // (qemu-nbd.ts, nbd-target.ts).
 
 export {
@@ -23,6 +24,7 @@ export {
   sizedImageTarget,
   datastoreName,
   reachableStorage,
+  reachCephPool,
   markImage,
   CONVERSION_OUTCOMES,
   type ImageState,
@@ -63,7 +65,7 @@ export {
   type DirectoryResult,
 } from './directory-target.js';
 export { fileTarget, qcow2Target, compressedQcow2Target, rbdTarget, writingInto, forQemu, type ImageTarget, type QemuAccess } from './image-target.js';
-export { imageStorageOf, type ImageStorage, type CephAccess } from './image-storage.js';
+export { imageStorageOf, type ImageStorage, type CephStorage, type CephAccess } from './image-storage.js';
 export { createImageFile, type NewImageFile, type ImageFileSpec } from './datastore-file.js';
 export { bridgeHostFor } from './bridge-host.js';
 export { removeImages } from './image-removal.js';

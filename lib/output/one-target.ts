@@ -10,7 +10,7 @@ import { vmIdentity, type DiskBus, type DiskDescription, type Firmware, type VmD
 import { formatGuestNetwork, parseGuestNetwork, type ConvertedGuest } from './vm-template.js';
 import { bridgeFileTarget, fileTarget, qcow2Target, rbdTarget, type ImageTarget } from './image-target.js';
 import { bridgeHostFor, lastLine, onBridge, shellQuote } from './bridge-host.js';
-import { imageStorageOf, type CephAccess, type ImageStorage } from './image-storage.js';
+import { imageStorageOf, type CephAccess, type CephStorage, type ImageStorage } from './image-storage.js';
 import { imageFileName, qcow2Allocated, setQcow2Size } from './qcow2-target.js';
 import { DEFAULT_CEPH_CONF, openRbdAccess, type RbdLocation } from './rbd-access.js';
 import { openRbdAccessWriter, probeRbdPool } from './rbd-target.js';
@@ -28,10 +28,16 @@ export interface ImageDatastore {
 
 /**
  * Refuses a datastore oneswap cannot fill from this host, before anything is created: files
- * (raw or qcow2) must be reachable here; a Ceph pool must be reachable with the datastore's own
- * CEPH_CONF and CEPH_KEY, as its bridge hosts reach it.
+ * (raw or qcow2) must be reachable here or on its BRIDGE_LIST hosts; a Ceph pool must be reachable
+ * with the datastore's own CEPH_CONF and CEPH_KEY, here or from its BRIDGE_LIST hosts (reachCephPool).
  */
-export async function checkImageDatastore(one: OneClient, id: number, neededBytes: number, warn: (line: string) => void = () => undefined): Promise<ImageDatastore> {
+export async function checkImageDatastore(
+  one: OneClient,
+  id: number,
+  neededBytes: number,
+  warn: (line: string) => void = () => undefined,
+  info: (line: string) => void = () => undefined,
+): Promise<ImageDatastore> {
   const ds: OneDatastore = await one.datastore(id);
   const what = datastoreName(ds);
   if (ds.type !== 'IMAGE_DS')
@@ -42,22 +48,25 @@ export async function checkImageDatastore(one: OneClient, id: number, neededByte
     throw new OneswapError('capacity', `${what} has ${ds.freeMb} MiB free, the disks need ${neededMb} MiB`, {
       hint: 'free space or pick a larger datastore',
     });
-  const storage = await reachableStorage(ds, warn);
+  const storage = await reachableStorage(ds, warn, info);
   return { id, name: ds.name, basePath: ds.basePath, freeMb: ds.freeMb, storage };
 }
 
 /**
  * The datastore's storage as this run reaches it, refused before anything is created when it
- * cannot: a Ceph pool with the datastore's own conf and key; files here (BASE_PATH, or its parent
- * before the first image); or files on the BRIDGE_LIST hosts that pass checkBridges, the others
- * left out (`warn` says which).
+ * cannot: a Ceph pool with the datastore's own conf and key, from here or from its BRIDGE_LIST
+ * hosts (reachCephPool; `info` says which); files here (BASE_PATH, or its parent before the first
+ * image); or files on the BRIDGE_LIST hosts that pass checkBridges. Hosts left out: `warn`.
  */
-export async function reachableStorage(ds: OneDatastore, warn: (line: string) => void = () => undefined): Promise<ImageStorage> {
+export async function reachableStorage(
+  ds: OneDatastore,
+  warn: (line: string) => void = () => undefined,
+  info: (line: string) => void = () => undefined,
+): Promise<ImageStorage> {
   const what = datastoreName(ds);
   const storage = imageStorageOf(ds);
   if (storage.kind === 'ceph') {
-    await checkCephAccess(storage.ceph, what);
-    return storage;
+    return reachCephPool(storage, what, warn, info);
   }
   if (storage.bridges.length > 0) return { ...storage, bridges: await checkBridges(storage.bridges, ds.basePath, what, warn) };
   // The driver creates BASE_PATH with the first image, so a new datastore may not have it yet:
@@ -75,26 +84,46 @@ export async function reachableStorage(ds: OneDatastore, warn: (line: string) =>
 async function checkBridges(bridges: readonly string[], basePath: string, what: string, warn: (line: string) => void): Promise<string[]> {
   const base = basePath.replace(/\/+$/, '');
   const script = [
-    'for p in qemu-nbd qemu-img; do command -v $p >/dev/null 2>&1 || { echo "$p" >&2; exit 3; }; done',
+    TOOLS_CHECK,
     `b=${shellQuote(base)}`,
     '[ -d "$b" ] || b=$(dirname "$b")',
     '[ -d "$b" ] || { echo "$b" >&2; exit 4; }',
     '[ -w "$b" ] || { echo "$b" >&2; exit 5; }',
   ].join('\n');
-  const checked = await Promise.allSettled(
-    bridges.map(async (host) => {
-      const r = await onBridge(host, script, { timeoutMs: 60_000 }).catch((err: unknown) => {
-        throw err instanceof OneswapError ? new OneswapError(err.kind, `${what}: ${err.message}`, { hint: err.hint, cause: err }) : err;
-      });
+  return usableBridges(
+    bridges,
+    async (host) => {
+      const r = await onBridge(host, script, { timeoutMs: 60_000 }).catch(namingDatastore(what));
       const detail = lastLine(r.stderr);
-      if (r.code === 3)
-        throw new OneswapError('usage', `${what}: ${detail} is not installed on the bridge host ${host}`, { hint: `install it there: ./install.sh --bridge on ${host} (Debian packages qemu-utils, qemu-block-extra)` });
+      if (r.code === 3) throw toolMissing(what, detail, host);
       if (r.code === 4) throw new OneswapError('usage', `${what}: ${detail} does not exist on the bridge host ${host}`, { hint: `mount the datastore's storage at ${base} on ${host}, as OpenNebula's drivers expect` });
       if (r.code === 5) throw new OneswapError('usage', `${what}: ${detail} is not writable by this user on the bridge host ${host}`, { hint: 'reach the bridge hosts as the OpenNebula user (oneadmin), as its drivers do' });
       if (r.code !== 0) throw new OneswapError('remote', `${what}: checking the bridge host ${host} failed: ${detail || `exit ${r.code}`}`);
-      return host;
-    }),
+    },
+    warn,
   );
+}
+
+/** On a bridge host: qemu-nbd and qemu-img are there (else exit 3, the missing one on stderr). */
+const TOOLS_CHECK = 'for p in qemu-nbd qemu-img; do command -v $p >/dev/null 2>&1 || { echo "$p" >&2; exit 3; }; done';
+
+function toolMissing(what: string, tool: string, host: string): OneswapError {
+  return new OneswapError('usage', `${what}: ${tool} is not installed on the bridge host ${host}`, { hint: `install it there: ./install.sh --bridge on ${host} (Debian packages qemu-utils, qemu-block-extra)` });
+}
+
+/** The datastore (`what`) first in an error from a bridge host's check. */
+function namingDatastore(what: string): (err: unknown) => never {
+  return (err) => {
+    throw err instanceof OneswapError && !err.message.startsWith(`${what}: `) ? new OneswapError(err.kind, `${what}: ${err.message}`, { hint: err.hint, cause: err }) : err;
+  };
+}
+
+/**
+ * The hosts `check` accepts, in BRIDGE_LIST order. Hosts that fail are left out with a warning, as
+ * the stock drivers leave out hosts that are off; none left: the first host's error.
+ */
+async function usableBridges(bridges: readonly string[], check: (host: string) => Promise<void>, warn: (line: string) => void): Promise<string[]> {
+  const checked = await Promise.allSettled(bridges.map(async (host) => (await check(host), host)));
   const usable = checked.flatMap((c) => (c.status === 'fulfilled' ? [c.value] : []));
   const failures = checked.flatMap((c) => (c.status === 'rejected' ? [c.reason as Error] : []));
   if (usable.length === 0) throw failures[0]!;
@@ -103,27 +132,66 @@ async function checkBridges(bridges: readonly string[], basePath: string, what: 
 }
 
 /**
+ * Where oneswap reaches the datastore's Ceph pool from, checked before anything is created. From
+ * this host when the datastore's CEPH_CONF is readable here (no ssh hop: the faster way, and the
+ * only one without a BRIDGE_LIST); otherwise from the BRIDGE_LIST hosts, as the stock Ceph driver
+ * runs its rbd commands there: each must be reached over ssh, have qemu-nbd and qemu-img, read
+ * CEPH_CONF and CEPH_KEY, and with them reach the pool (checkCephBridge). The storage returned
+ * says which (cephHosts); sizedImageTarget and the conversion's targets follow it.
+ */
+export async function reachCephPool(storage: CephStorage, what: string, warn: (line: string) => void = () => undefined, info: (line: string) => void = () => undefined): Promise<CephStorage> {
+  const conf = storage.ceph.conf ?? DEFAULT_CEPH_CONF;
+  if (storage.bridges.length === 0 || (await exists(conf, constants.R_OK))) {
+    await checkCephAccess(storage.ceph, what);
+    info(`${what}: writing the Ceph pool ${storage.ceph.pool} from this host (its CEPH_CONF ${conf} is readable here)`);
+    return { ...storage, cephHosts: [] };
+  }
+  const hosts = await usableBridges(storage.bridges, (host) => checkCephBridge(storage.ceph, host, what), warn);
+  info(`${what}: CEPH_CONF ${conf} is not readable here: writing the Ceph pool ${storage.ceph.pool} from the BRIDGE_LIST host${hosts.length === 1 ? '' : 's'} ${hosts.join(', ')}`);
+  return { ...storage, cephHosts: hosts };
+}
+
+/** A BRIDGE_LIST host that works on the pool for oneswap: its tools, the datastore's conf and key there, the pool reached from it. */
+async function checkCephBridge(ceph: CephAccess, host: string, what: string): Promise<void> {
+  const conf = ceph.conf ?? DEFAULT_CEPH_CONF;
+  const script = [
+    TOOLS_CHECK,
+    `for f in ${[conf, ...(ceph.key === undefined ? [] : [ceph.key])].map(shellQuote).join(' ')}; do [ -r "$f" ] || { echo "$f" >&2; exit 4; }; done`,
+  ].join('\n');
+  const r = await onBridge(host, script, { timeoutMs: 60_000 }).catch(namingDatastore(what));
+  const detail = lastLine(r.stderr);
+  if (r.code === 3) throw toolMissing(what, detail, host);
+  if (r.code === 4)
+    throw new OneswapError('usage', `${what}: ${detail === conf ? 'CEPH_CONF' : 'CEPH_KEY'} ${detail} is not readable on the bridge host ${host}`, {
+      hint: `the datastore's CEPH_CONF and CEPH_KEY must be readable on its BRIDGE_LIST hosts by the user oneswap reaches them as (oneadmin), or on this host`,
+    });
+  if (r.code !== 0) throw new OneswapError('remote', `${what}: checking the bridge host ${host} failed: ${detail || `exit ${r.code}`}`);
+  await probeRbdPool({ ...cephLocation(ceph, what), host }).catch(namingDatastore(what));
+}
+
+/**
  * The datastore's Ceph configuration and key must be readable here (qemu reads them to reach the
  * pool), and with them the pool reachable, the key accepted, the pool there and not full: checked
  * before any placeholder exists, as the datastore's driver would otherwise hang or fail on it.
+ * The way from this host only: reachCephPool decides between it and the BRIDGE_LIST hosts.
  */
-export async function checkCephAccess(ceph: CephAccess, what: string): Promise<void> {
+async function checkCephAccess(ceph: CephAccess, what: string): Promise<void> {
   for (const [attr, path] of [['CEPH_CONF', ceph.conf ?? DEFAULT_CEPH_CONF], ['CEPH_KEY', ceph.key]] as const) {
     if (path === undefined) continue;
     try {
       await access(path, constants.R_OK);
     } catch (err) {
       throw new OneswapError('usage', `${what}: ${attr} ${path} is not readable on this host (${(err as NodeJS.ErrnoException).code})`, {
-        hint: `oneswap writes into the Ceph pool ${ceph.pool} from this host with the datastore's CEPH_CONF and CEPH_KEY: copy them here (as on the BRIDGE_LIST hosts), readable by this user`,
+        hint: `oneswap writes into the Ceph pool ${ceph.pool} from this host with the datastore's CEPH_CONF and CEPH_KEY: copy them here (as on the BRIDGE_LIST hosts), readable by this user; without a CEPH_CONF here, a datastore with a BRIDGE_LIST is written from those hosts`,
       });
     }
   }
   await probeRbdPool(cephLocation(ceph, what));
 }
 
-/** How the datastore reaches its pool, its errors naming it as `what`. */
-function cephLocation(ceph: CephAccess, what: string): Omit<RbdLocation, 'image'> {
-  return { pool: ceph.pool, user: ceph.user, conf: ceph.conf, keyfile: ceph.key, datastore: what };
+/** How the datastore reaches its pool (from `host`, a BRIDGE_LIST host, or here), its errors naming it as `what`. */
+function cephLocation(ceph: CephAccess, what: string, host?: string): Omit<RbdLocation, 'image'> {
+  return { pool: ceph.pool, user: ceph.user, conf: ceph.conf, keyfile: ceph.key, datastore: what, ...(host === undefined ? {} : { host }) };
 }
 
 /** A datastore as errors name it first. */
@@ -131,9 +199,9 @@ export function datastoreName(ds: { readonly id: number; readonly name: string }
   return `datastore ${ds.id} (${ds.name})`;
 }
 
-async function exists(path: string): Promise<boolean> {
+async function exists(path: string, mode = constants.F_OK): Promise<boolean> {
   try {
-    await access(path);
+    await access(path, mode);
     return true;
   } catch {
     return false;
@@ -256,7 +324,7 @@ export async function placeholderTarget(one: OneClient, ds: ImageDatastore, id: 
  * the datastore, as errors name it.
  */
 export async function sizedImageTarget(storage: ImageStorage, image: StoredImage, capacityBytes: number, fresh: boolean, what: string, signal: AbortSignal): Promise<ImageTarget> {
-  if (storage.kind === 'ceph') return rbdPlaceholder(storage.ceph, image, capacityBytes, what, signal);
+  if (storage.kind === 'ceph') return rbdPlaceholder(storage.ceph, image, capacityBytes, what, signal, cephHostFor(storage, image.id));
   if (image.format !== 'raw' && image.format !== 'qcow2')
     throw new OneswapError('usage', `image ${image.id} was created as ${image.format || 'unknown format'}; oneswap fills raw and qcow2 images`, {
       hint: 'the datastore forces another format (TM_MAD_CONF DRIVER or its DRIVER); use one that keeps raw or qcow2 images',
@@ -352,9 +420,14 @@ async function bridgePlaceholder(host: string, image: StoredImage, capacityBytes
   return bridgeFileTarget(host, image.source, 'raw', capacityBytes);
 }
 
-/** An RBD placeholder (SOURCE pool/one-<id>): cut from whole MiB to the disk's size once, here. */
-async function rbdPlaceholder(ceph: CephAccess, image: StoredImage, capacityBytes: number, what: string, signal: AbortSignal): Promise<ImageTarget> {
-  const location = rbdLocationOf(ceph, image, what);
+/** The bridge host that works on RBD image `imageId` of the storage (as the stock driver picks it), or undefined: this host. */
+function cephHostFor(storage: CephStorage, imageId: number): string | undefined {
+  return storage.cephHosts?.length ? bridgeHostFor(storage.cephHosts, imageId) : undefined;
+}
+
+/** An RBD placeholder (SOURCE pool/one-<id>): cut from whole MiB to the disk's size once, where the pool is reached from. */
+async function rbdPlaceholder(ceph: CephAccess, image: StoredImage, capacityBytes: number, what: string, signal: AbortSignal, host: string | undefined): Promise<ImageTarget> {
+  const location = rbdLocationOf(ceph, image, what, host);
   const access = await openRbdAccess(location);
   try {
     await (await openRbdAccessWriter(access, capacityBytes, { connections: 1, signal })).close();
@@ -365,13 +438,13 @@ async function rbdPlaceholder(ceph: CephAccess, image: StoredImage, capacityByte
 }
 
 /** The RBD image an image of a Ceph datastore (`what`) names (SOURCE pool/one-<id>), reached as the datastore says. */
-function rbdLocationOf(ceph: CephAccess, image: Pick<StoredImage, 'id' | 'source' | 'name'>, what: string): RbdLocation {
+function rbdLocationOf(ceph: CephAccess, image: Pick<StoredImage, 'id' | 'source' | 'name'>, what: string, host?: string): RbdLocation {
   const slash = image.source.indexOf('/');
   if (slash <= 0 || slash === image.source.length - 1)
     throw new OneswapError('remote', `${what}: image ${image.id}${image.name ? ` (${image.name})` : ''} has SOURCE "${image.source}", not the pool/image of an RBD image`, {
       hint: `images of a Ceph datastore are RBD images named POOL/IMAGE (the datastore's driver makes ${ceph.pool}/one-${image.id}); register the image again with such a SOURCE`,
     });
-  return { ...cephLocation(ceph, what), pool: image.source.slice(0, slash), image: image.source.slice(slash + 1) };
+  return { ...cephLocation(ceph, what, host), pool: image.source.slice(0, slash), image: image.source.slice(slash + 1) };
 }
 
 /**
@@ -560,8 +633,8 @@ async function reachableTarget(one: OneClient, img: OneImage, stored: StoredImag
   if (storage.kind === 'ceph') {
     // The SOURCE first: it is wrong whether or not the pool can be reached.
     const location = rbdLocationOf(storage.ceph, stored, datastoreName(ds));
-    await checkCephAccess(storage.ceph, datastoreName(ds));
-    return rbdTarget(location, size);
+    const host = cephHostFor(await reachCephPool(storage, datastoreName(ds)), img.id);
+    return rbdTarget(host === undefined ? location : { ...location, host }, size);
   }
   const format = stored.format === 'qcow2' ? 'qcow2' : 'raw';
   if (storage.bridges.length > 0) {

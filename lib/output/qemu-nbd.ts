@@ -48,6 +48,11 @@ export interface QemuNbdOptions {
    * overlay's backing, then qemu-img committing into it): qemu-nbd refuses more than --shared.
    */
   readonly otherClients?: number;
+  /**
+   * A directory on the bridge host that the image's opening needs (an RBD access's private conf)
+   * and that is removed there should the ssh session end without `stop()`: oneswap gone.
+   */
+  readonly removeOnExit?: string;
   /** Gives up waiting for qemu-nbd to open the image (Ceph has its own, shorter timeouts). */
   readonly startTimeoutMs?: number;
   readonly signal?: AbortSignal;
@@ -123,7 +128,7 @@ export async function startQemuNbd(image: QemuNbdImage, options: QemuNbdOptions)
   const socket = join(dir, 'nbd.sock');
   const count = Math.max(1, options.connections);
   const shared = count + (options.otherClients ?? 0);
-  const server = new Server(options.host === undefined ? spawnQemuNbd(image, socket, shared) : spawnRemoteQemuNbd(options.host, image, socket, shared), dir, options.host);
+  const server = new Server(options.host === undefined ? spawnQemuNbd(image, socket, shared) : spawnRemoteQemuNbd(options.host, image, socket, shared, options.removeOnExit), dir, options.host);
   try {
     if (options.host !== undefined) await server.remoteReady(options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS, options.signal);
     const first = await server.firstConnection(socket, options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS, options.signal);
@@ -151,8 +156,11 @@ export function spawnQemuNbd(image: QemuNbdImage, socket: string, connections: n
  * forwards its socket to ours. Its stdin is our lifeline: when oneswap dies, ssh dies with it
  * (pdeathsig), the remote side reads the end of its stdin and stops qemu-nbd. It prints `ready`
  * once qemu-nbd listens, so our first connection reaches qemu-nbd and not an empty forward.
+ * `removeOnExit` is removed there too unless stop() said `keep` first (the directory outlives this
+ * server: its owner removes it); the lifeline's reader writes nowhere, so the session ends with
+ * qemu-nbd and a failure to open the image is seen at once.
  */
-export function spawnRemoteQemuNbd(host: string, image: QemuNbdImage, socket: string, connections: number): ChildProcess {
+export function spawnRemoteQemuNbd(host: string, image: QemuNbdImage, socket: string, connections: number, removeOnExit?: string): ChildProcess {
   const remoteDir = `/tmp/oneswap-nbd-${randomBytes(8).toString('hex')}`;
   const remoteSocket = `${remoteDir}/nbd.sock`;
   const args = qemuNbdArgs(image, remoteSocket, connections).map(shellQuote).join(' ');
@@ -167,7 +175,8 @@ export function spawnRemoteQemuNbd(host: string, image: QemuNbdImage, socket: st
     'kill -0 $p 2>/dev/null && echo ready',
     // An asynchronous list reads /dev/null unless told otherwise: our stdin, kept on fd 3.
     'exec 3<&0',
-    '( cat <&3 >/dev/null; kill $p 2>/dev/null ) &',
+    `x=${shellQuote(removeOnExit ?? '')}`,
+    '( read -r w <&3; cat <&3 >/dev/null; kill $p 2>/dev/null; [ "$w" = keep ] || [ -z "$x" ] || rm -rf -- "$x" ) >/dev/null 2>&1 &',
     'wait $p',
   ].join('\n');
   return spawn(
@@ -197,6 +206,8 @@ class Server implements QemuNbd {
     private readonly host?: string,
   ) {
     this.socket = join(dir, 'nbd.sock');
+    // A bridge session's stdin is written to and closed at stop(); ssh may be gone by then.
+    child.stdin?.on('error', () => undefined);
     child.stderr!.setEncoding('utf8').on('data', (d: string) => {
       this.log = (this.log + d).slice(-STDERR_KEEP);
     });
@@ -279,6 +290,8 @@ class Server implements QemuNbd {
 
   stop(graceMs = 30_000): Promise<void> {
     this.stopping ??= (async () => {
+      // Stopped by us: what the remote side would remove for a vanished oneswap stays (see spawnRemoteQemuNbd).
+      if (this.host !== undefined && !this.exit) this.child.stdin?.write('keep\n');
       await Promise.allSettled(this.connections.map((c) => c.close()));
       if (!this.exit && !this.spawnError) {
         // The last connection closed: qemu-nbd flushes, closes the image and exits on its own.

@@ -5,6 +5,8 @@
 // Ceph's failures are told as the user must act on them, naming the datastore: monitors
 // unreachable, key refused, pool or image missing, pool full. probeRbdPool asks the same of a pool
 // before anything is created in it.
+// For a datastore reached from a BRIDGE_LIST host (location.host), all of it runs there: qemu-nbd
+// (its socket forwarded here), qemu-img and the `ceph` command, with the same explanations.
 
 import { OneswapError, type ErrorKind } from '../errors/index.js';
 import type { TargetWriter } from '../copy/index.js';
@@ -12,7 +14,8 @@ import { NbdError } from '../nbd/index.js';
 import { nbdWriter } from './nbd-target.js';
 import { qemuImg } from './qemu-img.js';
 import { QemuNbdStartError, qemuNbdReason, startQemuNbd, type QemuNbd } from './qemu-nbd.js';
-import { DEFAULT_CEPH_CONF, openRbdAccess, type RbdAccess, type RbdLocation, type RbdTimeouts } from './rbd-access.js';
+import { DEFAULT_CEPH_CONF, openRbdAccess, privateConfDir, type RbdAccess, type RbdLocation, type RbdTimeouts } from './rbd-access.js';
+import { onBridge, shellQuote } from './bridge-host.js';
 
 export interface RbdWriterOptions {
   /** NBD connections (default 4, the copy engine's streams). */
@@ -68,7 +71,7 @@ export async function openRbdWriter(spec: RbdWriterSpec): Promise<TargetWriter> 
  * writer is closed), e.g. to open the same image as an overlay's backing file afterwards.
  */
 export async function openRbdAccessWriter(access: RbdAccess, size: number, options: RbdWriterOptions = {}, afterClose?: () => Promise<void>): Promise<TargetWriter> {
-  let server = await serve(access, options);
+  let server = await serveRbd(access, options);
   const actual = server.connections[0]!.size;
   if (actual !== size) {
     await server.stop();
@@ -77,9 +80,10 @@ export async function openRbdAccessWriter(access: RbdAccess, size: number, optio
       throw new OneswapError('conflict', inDatastore(access, `the RBD image ${access.location.pool}/${access.location.image} holds ${actual} bytes, the disk only ${size}: it is not this disk's placeholder`));
     await qemuImg(['resize', '--shrink', access.qemu.filename, String(size)], {
       signal: options.signal,
+      ...onHost(access),
       explain: (reason) => new OneswapError('internal', inDatastore(access, `cannot set the size of ${access.name} to ${size} bytes: ${reason}`)),
     });
-    server = await serve(access, options);
+    server = await serveRbd(access, options);
   }
   return nbdWriter({
     server,
@@ -105,7 +109,7 @@ export async function probeRbdPool(location: Omit<RbdLocation, 'image'>, options
   try {
     const subject = `the Ceph pool ${location.pool}`;
     try {
-      await qemuImg(['info', '--output=json', access.qemu.filename], { signal: options.signal, explain: (reason) => new QemuOpenError(reason) });
+      await qemuImg(['info', '--output=json', access.qemu.filename], { signal: options.signal, ...onHost(access), explain: (reason) => new QemuOpenError(reason) });
     } catch (err) {
       if (!(err instanceof QemuOpenError)) throw err;
       // Not finding the image is the answer hoped for: the pool is there and readable.
@@ -130,10 +134,34 @@ function inDatastore(access: RbdAccess, message: string): string {
   return access.location.datastore ? `${access.location.datastore}: ${message}` : message;
 }
 
-async function serve(access: RbdAccess, options: RbdWriterOptions): Promise<QemuNbd> {
+/** Where the access's commands run: its bridge host, or here. */
+function onHost(access: RbdAccess): { host?: string } {
+  return access.location.host === undefined ? {} : { host: access.location.host };
+}
+
+/** The host the access works from, as a hint names it. */
+function whereFrom(access: RbdAccess): string {
+  return access.location.host === undefined ? 'this host' : `the bridge host ${access.location.host}`;
+}
+
+/**
+ * qemu-nbd serving the RBD image through the access, where the access reaches the pool (on a
+ * bridge host: forwarded here). `otherClients`: qemu's own, when the export is a conversion's
+ * backing file.
+ */
+export async function serveRbd(access: RbdAccess, options: RbdWriterOptions & { readonly otherClients?: number }): Promise<QemuNbd> {
+  const host = access.location.host;
   try {
     // The json: name says the driver (raw over rbd): no format option, nothing probed.
-    return await startQemuNbd({ filename: access.qemu.filename, cache: options.cache ?? RBD_CACHE }, { connections: options.connections ?? 4, signal: options.signal });
+    return await startQemuNbd(
+      { filename: access.qemu.filename, cache: options.cache ?? RBD_CACHE },
+      {
+        connections: options.connections ?? 4,
+        signal: options.signal,
+        ...(options.otherClients ? { otherClients: options.otherClients } : {}),
+        ...(host === undefined ? {} : { host, removeOnExit: privateConfDir(access) }),
+      },
+    );
   } catch (err) {
     throw err instanceof QemuNbdStartError ? await openError(err.reason, access, access.name, err) : err;
   }
@@ -146,7 +174,7 @@ async function openError(reason: string, access: RbdAccess, subject: string, cau
   const conf = access.location.conf ?? DEFAULT_CEPH_CONF;
   const error = (kind: ErrorKind, message: string, hint?: string): OneswapError => new OneswapError(kind, inDatastore(access, message), { ...(hint ? { hint } : {}), cause });
   if (/error connecting: (Connection timed out|Timer expired)/.test(reason))
-    return error('connection', `cannot reach the Ceph monitors named in ${conf} (for ${subject})`, "check the datastore's CEPH_CONF (mon_host) and that the monitors run and are reachable from this host");
+    return error('connection', `cannot reach the Ceph monitors named in ${conf} (for ${subject})`, `check the datastore's CEPH_CONF (mon_host) and that the monitors run and are reachable from ${whereFrom(access)}`);
   if (/error connecting: Permission denied/.test(reason))
     return error(
       'auth',
@@ -154,7 +182,7 @@ async function openError(reason: string, access: RbdAccess, subject: string, cau
       `check the datastore's CEPH_USER and CEPH_KEY: the key must be the one \`ceph auth get ${user}\` shows`,
     );
   if (/error connecting: (No such file or directory|Invalid argument)/.test(reason))
-    return error('auth', `no usable cephx key for ${user} (for ${subject})`, "set the datastore's CEPH_KEY to the user's keyring or key file, readable by oneswap");
+    return error('auth', `no usable cephx key for ${user} (for ${subject})`, `set the datastore's CEPH_KEY to the user's keyring or key file, readable by oneswap on ${whereFrom(access)}`);
   if (/error opening pool .*: No such file or directory/.test(reason))
     return error('not-found', `the Ceph pool ${pool} does not exist`, "check the datastore's POOL_NAME, or create the pool (ceph osd pool create, then rbd pool init)");
   if (/: (Permission denied|Operation not permitted)/.test(reason)) return error('auth', `${user} may not use the Ceph pool ${pool} (for ${subject})`, `give ${user} the caps "profile rbd pool=${pool}"`);
@@ -196,17 +224,13 @@ function poolFullError(access: RbdAccess, full: 'full' | 'quota' | undefined, do
   });
 }
 
-/** Whether Ceph flags the pool full (its quota, or the OSDs); undefined when not, or unknown. */
+/** Whether Ceph flags the pool full (its quota, or the OSDs); undefined when not, or unknown (no `ceph` command where the access works). */
 async function poolFull(access: RbdAccess): Promise<'full' | 'quota' | undefined> {
   try {
-    const { execa } = await import('execa');
-    const r = await execa('ceph', ['--conf', access.conf, '--id', access.user, '--connect-timeout', '15', 'osd', 'pool', 'ls', 'detail', '--format', 'json'], {
-      reject: false,
-      stdin: 'ignore',
-      timeout: 30_000,
-    });
-    if (r.exitCode !== 0) return undefined;
-    const pools = JSON.parse(String(r.stdout)) as Array<{ pool_name: string; flags_names?: string }>;
+    const args = ['--conf', access.conf, '--id', access.user, '--connect-timeout', '15', 'osd', 'pool', 'ls', 'detail', '--format', 'json'];
+    const out = await cephCommand(access, args);
+    if (out === undefined) return undefined;
+    const pools = JSON.parse(out) as Array<{ pool_name: string; flags_names?: string }>;
     const flags = (pools.find((p) => p.pool_name === access.location.pool)?.flags_names ?? '').split(',');
     if (flags.includes('full_quota')) return 'quota';
     if (flags.includes('full')) return 'full';
@@ -214,4 +238,16 @@ async function poolFull(access: RbdAccess): Promise<'full' | 'quota' | undefined
   } catch {
     return undefined;
   }
+}
+
+/** `ceph <args>`'s output where the access works (here or on its bridge host); undefined when it failed. */
+async function cephCommand(access: RbdAccess, args: readonly string[]): Promise<string | undefined> {
+  const host = access.location.host;
+  if (host !== undefined) {
+    const r = await onBridge(host, `exec ceph ${args.map(shellQuote).join(' ')} </dev/null`, { timeoutMs: 30_000 });
+    return r.code === 0 ? r.stdout : undefined;
+  }
+  const { execa } = await import('execa');
+  const r = await execa('ceph', args, { reject: false, stdin: 'ignore', timeout: 30_000 });
+  return r.exitCode === 0 ? String(r.stdout) : undefined;
 }

@@ -255,7 +255,7 @@ export async function openTarget(
       if (journal.data.disks.length > 0) log(`resuming an earlier run: images ${[...ownIds].join(', ')}`);
     }
     const pending = description.disks.filter((d) => !journal.disk(d.sourceKey));
-    const ds = await checkImageDatastore(ctx.one, opts.datastoreId, pending.reduce((s, d) => s + d.capacityBytes, 0), (line) => log(line, 'warn'));
+    const ds = await checkImageDatastore(ctx.one, opts.datastoreId, pending.reduce((s, d) => s + d.capacityBytes, 0), (line) => log(line, 'warn'), (line) => log(line));
     await checkNamesFree(
       ctx.one,
       pending.map((d) => imageName(description, d, opts.namePrefix)),

@@ -3,13 +3,15 @@
 // datastore's directory is an empty tmpfs, so only the bridge (a real sshd on loopback, logged in
 // to as its own user, test/peers/bridge) can touch them: qemu-nbd and qemu-img run there, over ssh,
 // as OpenNebula's stock drivers run theirs. One bridge, one vCenter and one OpenNebula for the file.
+// And a Ceph datastore whose CEPH_CONF and CEPH_KEY are the bridge user's files, hidden from
+// oneswap the same way: only the bridge hosts reach the pool (one real Ceph, started for those tests).
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { chown, mkdtemp, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { chown, mkdtemp, readFile, readdir, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { execa } from 'execa';
 import { vcsimSkip } from '../peers/vcsim/index.js';
 import { createTestVm, powerOn, type TestVm } from '../peers/vcsim/fixture.js';
@@ -18,7 +20,12 @@ import { ovaToolsSkip } from '../peers/ova/index.js';
 import { oneswap } from '../peers/cli.js';
 import { islandOva, warmRounds } from '../support/datastore-scenarios.js';
 import { importResult, startMigrationPeers, type MigrationPeers } from '../peers/migration.js';
-import { ISLAND_DISKS, QCOW2_CLUSTER, qcow2Bytes, unitsTouched } from '../support/image-contents.js';
+import { ISLAND_DISKS, QCOW2_CLUSTER, RBD_OBJECT, qcow2Bytes, rbdBytes, rbdUsage, unitsTouched } from '../support/image-contents.js';
+import { cephSkip, startCeph, type Ceph } from '../peers/ceph/index.js';
+import { cephIdentityOnBridge } from '../support/ceph-identity.js';
+import { rbdTarget } from '../../lib/output/image-target.js';
+import { openRbdAccess } from '../../lib/output/rbd-access.js';
+import { serveRbd } from '../../lib/output/rbd-target.js';
 
 const MiB = 1024 * 1024;
 const BLOCK = 4096; // the file system's block: what a sparse raw file allocates in
@@ -212,5 +219,118 @@ describe('imports into file datastores worked on through BRIDGE_LIST hosts', { s
     assert.equal(r.exitCode, 2, r.stderr);
     assert.equal(r.stderr.trim(), `oneswap: datastore ${ds} (b-readonly): ${roBase} is not writable by this user on the bridge host bridge1 (reach the bridge hosts as the OpenNebula user (oneadmin), as its drivers do)`);
     assert.deepEqual(peers.imageIds(), before);
+  });
+
+  describe('a Ceph datastore whose CEPH_CONF and CEPH_KEY are only on its BRIDGE_LIST hosts', { skip: cephSkip() }, () => {
+    let ceph: Ceph;
+    let cephDs: number;
+    /** The bridge user's files (the Ceph identity among them), out of oneswap's reach. */
+    let identityDir: string;
+    let coldImages: Array<{ source: string; sha256: string; size: number }> = [];
+    const rbds = async (): Promise<string[]> => (await ceph.rbd(['ls', ceph.pool])).split('\n').filter(Boolean).sort();
+    const cephDatastore = (name: string, hosts: string, conf: string, key: string): Promise<number> =>
+      peers.oned.createDatastore({
+        name,
+        type: 'IMAGE_DS',
+        dsMad: 'ceph',
+        tmMad: 'ceph',
+        template: { DISK_TYPE: 'RBD', BRIDGE_LIST: hosts, POOL_NAME: ceph.pool, CEPH_USER: ceph.user, CEPH_CONF: conf, CEPH_KEY: key },
+        totalMb: 100_000,
+        freeMb: 100_000,
+        noMonitor: true,
+      });
+    /** Private confs oneswap left on the bridge (the bridge's /tmp is this machine's). */
+    const bridgeConfs = async (): Promise<string[]> => {
+      const left: string[] = [];
+      for (const n of await readdir(tmpdir())) if (n.startsWith('oneswap-rbd-') && (await stat(join(tmpdir(), n))).uid === bridge.uid) left.push(n);
+      return left;
+    };
+
+    before(async () => {
+      ceph = await startCeph();
+      const { keyFile, confFile } = await cephIdentityOnBridge(ceph, bridge);
+      identityDir = dirname(keyFile);
+      assert.equal(dirname(confFile), identityDir);
+      cephDs = await cephDatastore('ceph-bridged', 'bridge1 bridge2', confFile, keyFile);
+    });
+
+    after(async () => {
+      await ceph?.stop();
+    });
+
+    test('cold import of a 2-disk VM: the bridge hosts write the RBD images, exactly the disks, only data objects; no private conf left', async () => {
+      const vm = await newVm('cold-ceph');
+      const seen = (await bridge.sessions()).length;
+      const r = await oneswap(importArgs(cephDs, [vm.name]), env, 300_000, { hide: [...bases, identityDir] });
+      assert.equal(r.exitCode, 0, r.stderr);
+      const logged = r.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { type: string; level?: string; message?: string }).filter((e) => e.type === 'log').map((e) => e.message ?? '');
+      assert.ok(logged.some((m) => /CEPH_CONF \S+ is not readable here: writing the Ceph pool \S+ from the BRIDGE_LIST hosts bridge1, bridge2$/.test(m)), logged.join('\n'));
+      const ids = importResult(r.stdout).imageIds;
+      assert.equal(ids.length, 2);
+      for (const [i, id] of ids.entries()) {
+        const img = peers.oned.image(id)!;
+        assert.equal(img.template.get('ONESWAP_STATE'), 'DONE');
+        assert.equal(sha(await rbdBytes(ceph, img.source, work)), vm.disks[i]!.sha256, `image ${id} holds the disk's bytes`);
+        assert.deepEqual(await rbdUsage(ceph, img.source), { provisioned: vm.disks[i]!.sizeBytes, used: unitsTouched(islands[i]!, vm.disks[i]!.sizeBytes, RBD_OBJECT) }, `image ${id}: exactly the disk's size, only the objects holding data`);
+      }
+      const sessions = await sessionsSince(seen);
+      for (const id of ids) {
+        const host = ['bridge1', 'bridge2'][id % 2];
+        const rbd = peers.oned.image(id)!.source;
+        assert.ok(sessions.some((s) => s.host === host && s.command.includes('qemu-nbd') && s.command.includes(`"image":"${rbd.split('/')[1]}"`)), `qemu-nbd served image ${id} on ${host}`);
+      }
+      assert.deepEqual(await bridgeConfs(), [], 'the private confs on the bridge are removed');
+      coldImages = ids.map((id, i) => ({ source: peers.oned.image(id)!.source, sha256: vm.disks[i]!.sha256, size: vm.disks[i]!.sizeBytes }));
+    });
+
+    test('the conversion\'s view: the bridge serves the RBD image as an NBD export here; a session that ends unasked removes its private conf there', async (t) => {
+      const { source, sha256, size } = coldImages[0]!;
+      const [pool, image] = source.split('/') as [string, string];
+      const location = { pool, image, user: ceph.user, conf: join(identityDir, 'ceph.conf'), keyfile: join(identityDir, 'ceph.key'), host: 'bridge2' };
+      // In this process, ssh as oneswap's runs find it: the bridge's wrapper knows its hosts.
+      const path = process.env.PATH;
+      process.env.PATH = env.PATH;
+      t.after(() => void (process.env.PATH = path));
+      const opened = await rbdTarget(location, size).forQemu();
+      try {
+        assert.match(opened.image.filename, /^nbd\+unix:\/\/\/\?socket=/);
+        const out = join(work, 'export.raw');
+        await execa('qemu-img', ['convert', '-f', 'raw', '-O', 'raw', opened.image.filename, out]);
+        assert.equal(sha(await readFile(out)), sha256, 'the export holds the image\'s bytes');
+        await rm(out);
+      } finally {
+        await opened.release();
+      }
+      assert.deepEqual(await bridgeConfs(), [], 'released: the private conf is removed');
+
+      // oneswap gone (its ssh killed): the session's end takes the private conf with it.
+      const access = await openRbdAccess(location);
+      const server = await serveRbd(access, { connections: 1 });
+      assert.deepEqual(await bridgeConfs(), [dirname(access.conf).slice(tmpdir().length + 1)]);
+      process.kill(server.pid, 'SIGKILL');
+      for (let i = 0; i < 100 && (await bridgeConfs()).length > 0; i++) await new Promise((r) => setTimeout(r, 100));
+      assert.deepEqual(await bridgeConfs(), [], 'the session\'s end removed the private conf');
+      await server.stop();
+      await access.dispose();
+    });
+
+    test('the key refused on the bridge: one line naming the datastore, the exit code of an auth failure, nothing left', async () => {
+      const vm = await newVm('ceph-wrongkey');
+      const wrongKey = await bridge.giveFile('wrong.key', `${(await execa('ceph-authtool', ['--gen-print-key'])).stdout.trim()}\n`);
+      const ds = await cephDatastore('ceph-bridged-wrongkey', 'bridge1', join(identityDir, 'ceph.conf'), wrongKey);
+      const [images, before] = [peers.imageIds(), await rbds()];
+      const r = await oneswap(importArgs(ds, [vm.name]), env, 300_000, { hide: [...bases, identityDir] });
+      assert.equal(r.exitCode, 3, r.stderr);
+      const lines = r.stderr.trim().split('\n');
+      assert.equal(lines.length, 1, r.stderr);
+      assert.match(
+        lines[0]!,
+        new RegExp(`^oneswap: datastore ${ds} \\(ceph-bridged-wrongkey\\): Ceph refused client\\.admin with the key in ${wrongKey} \\(for the Ceph pool ${ceph.pool}\\) \\(check the datastore's CEPH_USER and CEPH_KEY`),
+      );
+      await peers.oned.idle();
+      assert.deepEqual(peers.imageIds(), images, 'no image left');
+      assert.deepEqual(await rbds(), before, 'no RBD image left');
+      assert.deepEqual(await bridgeConfs(), [], 'the private conf on the bridge is removed');
+    });
   });
 });

@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { execa } from 'execa';
 import { vcsimSkip, startVcsim, type Vcsim } from '../peers/vcsim/index.js';
 import { createTestVm, type TestVm } from '../peers/vcsim/fixture.js';
@@ -229,8 +229,18 @@ describe('datastore driver on Ceph and qcow2 image datastores', { skip, timeout:
     const rawDs = await bridged('vcenter-bridged', 'shared', 'bridge1');
     const qcowBridged = await bridged('vcenter-bridged-qcow2', 'qcow2', 'bridge1');
     const deniedDs = await bridged('vcenter-bridged-denied', 'shared', 'bridge-denied');
+    // Ceph as many frontends have it: its CEPH_CONF and CEPH_KEY only on the BRIDGE_LIST hosts.
+    const cephBridged = await oned.createDatastore({
+      name: 'vcenter-ceph-bridged',
+      type: 'IMAGE_DS',
+      dsMad: 'oneswap',
+      tmMad: 'ceph',
+      template: { ONESWAP_CREDENTIALS: peers.credentials, DISK_TYPE: 'RBD', BRIDGE_LIST: 'bridge1', POOL_NAME: ceph.pool, CEPH_USER: ceph.user, CEPH_CONF: identity.confFile, CEPH_KEY: identity.keyFile },
+      totalMb: 100_000,
+      freeMb: 100_000,
+    });
     // The drivers run as on a frontend without these directories: only the bridge host reaches them.
-    oned.hideFromDrivers(bases);
+    oned.hideFromDrivers([...bases, dirname(identity.confFile)]);
     try {
       const vm = await newVm('bridged');
       const seen = (await bridge.sessions()).length;
@@ -258,6 +268,16 @@ describe('datastore driver on Ceph and qcow2 image datastores', { skip, timeout:
         const sessions = (await bridge.sessions()).slice(seen);
         assert.ok(sessions.some((x) => x.host === 'bridge1' && x.command.includes('qemu-nbd') && x.command.includes(info.source)), `qemu-nbd served image ${id} on bridge1`);
       }
+      // The Ceph datastore: the pool reached from the bridge host, the image the stock mkfs made.
+      const rbdId = await allocate(cephBridged, { NAME: 'bridged-ceph-disk1', PATH: peers.url(vm.name, 1) });
+      const rbdImg = await oned.waitImage(rbdId, [IMAGE_STATE.READY, IMAGE_STATE.ERROR]);
+      assert.equal(rbdImg.state, IMAGE_STATE.READY, `${rbdImg.template.get('ERROR')} ${cpOf(rbdId).stderr}`);
+      assert.equal(cpOf(rbdId).stdout, `${ceph.pool}/one-${rbdId} raw\n`);
+      assert.match(cpOf(rbdId).stderr, new RegExp(`INFO: datastore ${cephBridged} \\(vcenter-ceph-bridged\\): CEPH_CONF \\S+ is not readable here: writing the Ceph pool ${ceph.pool} from the BRIDGE_LIST host bridge1`));
+      const rbd = await rbdBytes(`${ceph.pool}/one-${rbdId}`);
+      assert.equal(sha(rbd), vm.disks[1]!.sha256, 'the RBD image holds the disk');
+      assert.deepEqual(await rbdUsage(ceph, `${ceph.pool}/one-${rbdId}`), { provisioned: sizes[1], used: unitsTouched(islands[1]!, sizes[1]!, RBD_OBJECT) });
+
       // The stock fs driver's rm removes it on the bridge.
       await one.imageDelete(ids[0]!);
       await oned.idle();

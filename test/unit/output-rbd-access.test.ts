@@ -1,11 +1,12 @@
 // The private Ceph configuration an RBD target is reached through (no Ceph needed): the datastore's
 // conf plus a section for the user naming CEPH_KEY, private files, settings that win over the
-// datastore's own, and qemu's reasons for a failure read without the secrets around them.
+// datastore's own, and qemu's reasons for a failure read without the secrets around them; and the
+// same made on a bridge host (an ssh stand-in here).
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { OneswapError } from '../../lib/errors/index.js';
 import { openRbdAccess, privateConf } from '../../lib/output/rbd-access.js';
@@ -120,4 +121,55 @@ test("qemu's reasons are read without the options it echoes or the library lines
     'error reading header from img: Connection timed out',
   );
   assert.equal(qemuImgReason("qemu-img: Could not open 'x.qcow2': Could not open 'x.qcow2': No such file or directory"), "Could not open 'x.qcow2': No such file or directory");
+});
+
+test('on a bridge host (an ssh stand-in running the scripts here): the same private conf, written there in a 0700 mktemp directory; only the key file\'s section headers come back', async () => {
+  await withTempDir('oneswap-rbd-access-', async (dir) => {
+    const bin = join(dir, 'bin');
+    await mkdir(bin);
+    // ssh -o BatchMode=yes HOST 'bash -s': the script on stdin, what it prints kept to look at.
+    await writeFile(join(bin, 'ssh'), `#!/bin/bash\nset -o pipefail\necho "$3" >> ${dir}/hosts\nbash -s | tee -a ${dir}/out\n`, { mode: 0o755 });
+    const path = process.env.PATH;
+    process.env.PATH = `${bin}:${path}`;
+    try {
+      const conf = join(dir, 'ceph.conf');
+      const keyring = join(dir, 'ceph.client.libvirt.keyring');
+      const bare = join(dir, 'libvirt.key');
+      await writeFile(conf, DATASTORE_CONF);
+      await writeFile(keyring, `[client.libvirt]\n\tkey = ${KEY}\n`, { mode: 0o600 });
+      await writeFile(bare, `${KEY}\n`, { mode: 0o600 });
+      const timeouts = { connectSeconds: 7, operationSeconds: 9 };
+      const here = await openRbdAccess({ pool: 'one', image: 'one-12', user: 'libvirt', conf, keyfile: keyring }, timeouts);
+      const there = await openRbdAccess({ pool: 'one', image: 'one-12', user: 'libvirt', conf, keyfile: keyring, host: 'ceph-node1' }, timeouts);
+      const bareThere = await openRbdAccess({ pool: 'one', image: 'one-12', user: 'libvirt', conf, keyfile: bare, host: 'ceph-node1' });
+      try {
+        assert.notEqual(there.conf, here.conf);
+        assert.equal(await readFile(there.conf, 'utf8'), await readFile(here.conf, 'utf8'), 'the same text as the private conf made here');
+        assert.equal((await stat(there.conf)).mode & 0o777, 0o600);
+        assert.equal((await stat(dirname(there.conf))).mode & 0o777, 0o700);
+        assert.match(dirname(there.conf), /\/oneswap-rbd-\w{10}$/);
+        assert.equal(there.conf.endsWith('/ceph.conf'), true);
+        assert.equal(JSON.parse(there.qemu.filename.slice('json:'.length)).file.conf, there.conf);
+        assert.match(await readFile(bareThere.conf, 'utf8'), new RegExp(`\\[client\\.libvirt\\]\\nkeyfile = ${bare}\\n`));
+        assert.ok(!(await readFile(join(dir, 'out'), 'utf8')).includes(KEY), 'the key never leaves the bridge host');
+      } finally {
+        await Promise.all([here.dispose(), there.dispose(), bareThere.dispose()]);
+      }
+      await assert.rejects(stat(dirname(there.conf)), /ENOENT/);
+      await assert.rejects(stat(dirname(bareThere.conf)), /ENOENT/);
+      assert.deepEqual((await readFile(join(dir, 'hosts'), 'utf8')).trim().split('\n'), Array(6).fill('ceph-node1'), 'read, write and remove, each over ssh to the host');
+
+      const usage = (text: RegExp) => (err: unknown) => err instanceof OneswapError && err.kind === 'usage' && text.test(err.message);
+      await assert.rejects(
+        openRbdAccess({ pool: 'one', image: 'x', conf: join(dir, 'nope.conf'), host: 'ceph-node1' }),
+        usage(/^the Ceph configuration \S+nope\.conf does not exist on the bridge host ceph-node1, needed for rbd one\/x$/),
+      );
+      await assert.rejects(
+        openRbdAccess({ pool: 'one', image: 'x', conf, keyfile: join(dir, 'nope.key'), host: 'ceph-node1' }),
+        usage(/^the Ceph key file \S+nope\.key does not exist on the bridge host ceph-node1, needed for rbd one\/x$/),
+      );
+    } finally {
+      process.env.PATH = path;
+    }
+  });
 });
