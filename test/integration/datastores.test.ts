@@ -117,6 +117,31 @@ describe('imports into Ceph and qcow2 image datastores', { skip, timeout: 40 * 6
     });
   });
 
+  test('warm start, sync, cutover into qcow2: each round leaves the qcow2 images equal to the disks, data turned to zeros no longer allocated', async () => {
+    const vm = await newVm('warm-qcow2');
+    await powerOn(peers.sim, vm.moref);
+    let ids: number[] = [];
+    await warmRounds({
+      vm,
+      warm: async (stage) => {
+        const r = await oneswap(['warm', stage, ...importArgs(qcowDs, ['--vddk-libdir', peers.vddk.libdir]).slice(1), vm.name], peers.vddkEnv);
+        if (stage === 'start' && r.exitCode === 0) ids = importResult(r.stdout).imageIds;
+        return r;
+      },
+      imageBytes: (id) => qcowBytes(peers.oned.image(id)!.source),
+    });
+    // What warmRounds changed: disk 0's first MiB zeroed and 128 KiB written at 20 MiB, 64 KiB at disk 1's start.
+    const after = [
+      [...islands[0]!.filter((i) => i.offset >= MiB), { offset: 20 * MiB, length: 128 * 1024 }],
+      [{ offset: 0, length: 64 * 1024 }, ...islands[1]!],
+    ];
+    for (const [i, id] of ids.entries()) {
+      const file = peers.oned.image(id)!.source;
+      await execa('qemu-img', ['check', '-q', file]);
+      assert.equal(await imageDataBytes(file), unitsTouched(after[i]!, vm.disks[i]!.sizeBytes, QCOW2_CLUSTER), `image ${id} allocates only the clusters holding data now`);
+    }
+  });
+
   test('OVA import into Ceph and into qcow2: the images hold the OVA\'s disks', async () => {
     const { ova, source } = await islandOva(work, 'ova-ds');
     for (const ds of [cephDs, qcowDs]) {
