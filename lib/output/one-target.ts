@@ -346,7 +346,8 @@ export async function sizedImageTarget(storage: ImageStorage, image: StoredImage
  */
 async function readyPlaceholder(one: OneClient, ds: ImageDatastore, id: number, signal: AbortSignal): Promise<OneImage> {
   try {
-    return await one.waitForImage(id, { timeoutMs: 10 * 60_000, signal });
+    if (ds.storage.kind !== 'ceph') return await one.waitForImage(id, { timeoutMs: 10 * 60_000, signal });
+    return await watchingPool(ds.storage, datastoreName(ds), id, signal, (s) => one.waitForImage(id, { timeoutMs: 10 * 60_000, signal: s }));
   } catch (err) {
     const image = err instanceof OneswapError && err.kind === 'remote' ? await one.image(id, signal).catch(() => undefined) : undefined;
     if (image?.stateName !== 'ERROR') throw err;
@@ -363,6 +364,31 @@ async function readyPlaceholder(one: OneClient, ds: ImageDatastore, id: number, 
       hint: "fix what the driver says (oned.log on the frontend has more), then run the same command again",
       cause: err,
     });
+  }
+}
+
+/**
+ * How often a Ceph placeholder that is still being made looks at its pool. The stock mkfs's `rbd
+ * create` sets no timeout: it waits as long as the pool is full or the monitors are gone (300 s
+ * for the monitors, for ever for a full pool), so the pool is asked again, as the precheck asked
+ * it, and what keeps it from answering is told instead of a wait that ends only after minutes.
+ */
+const MKFS_WATCH_MS = 15_000;
+
+async function watchingPool(storage: CephStorage, what: string, id: number, signal: AbortSignal, wait: (signal: AbortSignal) => Promise<OneImage>): Promise<OneImage> {
+  const done = new AbortController();
+  const both = AbortSignal.any([signal, done.signal]);
+  const watch = async (): Promise<never> => {
+    for (;;) {
+      await new Promise((resolve) => setTimeout(resolve, MKFS_WATCH_MS).unref());
+      if (both.aborted) return new Promise<never>(() => undefined);
+      await probeRbdPool(cephLocation(storage.ceph, what, cephHostFor(storage, id)), { signal: both });
+    }
+  };
+  try {
+    return await Promise.race([wait(both), watch()]);
+  } finally {
+    done.abort();
   }
 }
 

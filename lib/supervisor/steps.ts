@@ -347,8 +347,10 @@ export async function placeholders<D extends SourcedDisk>(
   opts: Pick<ImportOptions, 'namePrefix'>,
 ): Promise<DiskTarget<D>[]> {
   // Allocate all first (the driver creates the files in parallel), then wait for each.
+  const allocated = new Set<string>();
   for (const d of disks) {
     if (journal.disk(d.description.sourceKey)) continue;
+    allocated.add(d.description.sourceKey);
     const id = await allocatePlaceholder(ctx.one, ds, {
       name: imageName(vm, d.description, opts.namePrefix),
       disk: d.description,
@@ -362,7 +364,9 @@ export async function placeholders<D extends SourcedDisk>(
   const out: DiskTarget<D>[] = [];
   for (const d of disks) {
     const j = journal.disk(d.description.sourceKey)!;
-    const target = await placeholderTarget(ctx.one, ds, j.imageId, d.description.capacityBytes, !j.complete && j.done.length === 0, ctx.signal);
+    // Fresh: made by this run, so it must be empty. One an earlier run made may hold what its
+    // copy or warm round wrote, also before the journal recorded any of it.
+    const target = await placeholderTarget(ctx.one, ds, j.imageId, d.description.capacityBytes, allocated.has(d.description.sourceKey), ctx.signal);
     if (j.imagePath !== target.name) {
       Object.assign(j, { imagePath: target.name });
       await journal.flush();

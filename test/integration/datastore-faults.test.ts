@@ -297,4 +297,34 @@ describe('faults of imports into Ceph and qcow2 image datastores', { skip, timeo
     assert.ok(peers.proxy.counters.down < data, `the resumed run read ${peers.proxy.counters.down} bytes of ${data}`);
     await assertImported(again);
   });
+  test('the pool reaches its quota while the datastore makes the placeholders (the stock mkfs waits for room for ever): exit 7 within seconds, nothing left', async () => {
+    const full = async (): Promise<boolean> => /full_quota/.test(await ceph.ceph(['osd', 'pool', 'ls', 'detail']));
+    // Data in the pool, so that a quota below it flags the pool.
+    const filler = `${ceph.pool}/filler`;
+    await ceph.rbd(['create', '--size', '8', filler]);
+    await ceph.rbd(['bench', '--io-type', 'write', '--io-size', '1M', '--io-total', '4M', '--io-pattern', 'seq', filler]);
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    // The stock mkfs's `rbd create` once the pool is full: it waits, with no timeout.
+    peers.oned.setDriverAction('mkfs', async ({ dsMad }) => {
+      if (dsMad !== 'ceph') return undefined;
+      await ceph.ceph(['osd', 'pool', 'set-quota', ceph.pool, 'max_bytes', String(MiB)]);
+      await released;
+      return { stderr: 'ERROR: mkfs: Command "rbd create" failed: pool full', exitCode: 1 };
+    });
+    let r: CliRun;
+    const t0 = Date.now();
+    try {
+      r = await oneswap(importArgs(cephDs, vm.name), peers.env);
+    } finally {
+      release();
+      peers.oned.setDriverAction('mkfs', null);
+      await ceph.ceph(['osd', 'pool', 'set-quota', ceph.pool, 'max_bytes', '0']);
+    }
+    const told = Date.now() - t0;
+    while (await full()) await sleep(250);
+    await ceph.rbd(['rm', filler]);
+    await assertCleanFailure(r, 7, /: the Ceph pool one has reached its quota \(raise the quota \(ceph osd pool set-quota one max_bytes …\) or free space in the pool, then run the same command again\)$/);
+    assert.ok(told < 90_000, `told after ${told} ms`);
+  });
 });
