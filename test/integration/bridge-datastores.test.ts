@@ -239,10 +239,20 @@ describe('imports into file datastores worked on through BRIDGE_LIST hosts', { s
         freeMb: 100_000,
         noMonitor: true,
       });
-    /** Private confs oneswap left on the bridge (the bridge's /tmp is this machine's). */
+    /**
+     * Private confs oneswap left on the bridge (the bridge's /tmp is this machine's). One that goes
+     * while listed is not left: a session that ended (an earlier run's) removes its own after it.
+     */
     const bridgeConfs = async (): Promise<string[]> => {
       const left: string[] = [];
-      for (const n of await readdir(tmpdir())) if (n.startsWith('oneswap-rbd-') && (await stat(join(tmpdir(), n))).uid === bridge.uid) left.push(n);
+      for (const n of await readdir(tmpdir())) {
+        if (!n.startsWith('oneswap-rbd-')) continue;
+        const st = await stat(join(tmpdir(), n)).catch((err: NodeJS.ErrnoException) => {
+          if (err.code === 'ENOENT') return undefined;
+          throw err;
+        });
+        if (st?.uid === bridge.uid) left.push(n);
+      }
       return left;
     };
 
