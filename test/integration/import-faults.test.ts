@@ -154,16 +154,22 @@ describe('oneswap import: bad input and faults', { skip }, () => {
   });
 
   test('datastores oneswap cannot fill from here: a Ceph key out of reach, bridge hosts it cannot reach, files elsewhere', async () => {
-    const ceph = await oned.createDatastore({
-      name: 'c',
-      type: 'IMAGE_DS',
-      dsMad: 'ceph',
-      tmMad: 'ceph',
-      template: { DISK_TYPE: 'RBD', BRIDGE_LIST: 'host1', POOL_NAME: 'one', CEPH_KEY: '/nonexistent/client.key' },
-      totalMb: 100000,
-      freeMb: 100000,
-    });
-    await assertCleanFailure(await oneswap([...base({ datastore: ceph }), 'faulty'], env), 2, /datastore \d+ \(c\): CEPH_(CONF|KEY) \S+ is not readable on this host/);
+    const cephDs = (name: string, conf: string): Promise<number> =>
+      oned.createDatastore({
+        name,
+        type: 'IMAGE_DS',
+        dsMad: 'ceph',
+        tmMad: 'ceph',
+        template: { DISK_TYPE: 'RBD', BRIDGE_LIST: 'host1', POOL_NAME: 'one', CEPH_CONF: conf, CEPH_KEY: '/nonexistent/client.key' },
+        totalMb: 100000,
+        freeMb: 100000,
+      });
+    // Its conf here: this host writes the pool, and the key must be here too.
+    const conf = join(work, 'ceph.conf');
+    await writeFile(conf, '[global]\nmon host = 127.0.0.1:1\n');
+    await assertCleanFailure(await oneswap([...base({ datastore: await cephDs('c', conf) }), 'faulty'], env), 2, /datastore \d+ \(c\): CEPH_KEY \/nonexistent\/client\.key is not readable on this host/);
+    // No conf here: its BRIDGE_LIST hosts reach the pool, and these cannot be reached.
+    await assertCleanFailure(await oneswap([...base({ datastore: await cephDs('c-bridged', '/nonexistent/ceph.conf') }), 'faulty'], env), 4, /datastore \d+ \(c-bridged\): cannot reach the bridge host host1 over ssh/);
     const bridged = await oned.createDatastore({ name: 'b', type: 'IMAGE_DS', dsMad: 'fs', tmMad: 'shared', template: { BRIDGE_LIST: 'host1 host2' }, totalMb: 100000, freeMb: 100000 });
     // No such hosts: ssh cannot resolve them (bridge-datastores.test.ts has reachable ones).
     await assertCleanFailure(await oneswap([...base({ datastore: bridged }), 'faulty'], env), 4, /datastore \d+ \(b\): cannot reach the bridge host host1 over ssh/);
