@@ -7,8 +7,9 @@
 //   BRIDGE_LIST, made and written on the bridge host the stock cp picks (BRIDGE_LIST[id % n],
 //   among the hosts that pass the datastore's check), never through a path on this host;
 // - Ceph (TM_MAD ceph): the RBD image `<pool>/one-<id>` the stock ceph driver's mkfs makes on a
-//   BRIDGE_LIST host (image format, data pool as the datastore says), written from here through
-//   qemu's rbd driver with the datastore's CEPH_USER, CEPH_CONF and CEPH_KEY.
+//   BRIDGE_LIST host (image format, data pool as the datastore says), written through qemu's rbd
+//   driver with the datastore's CEPH_USER, CEPH_CONF and CEPH_KEY: from here when CEPH_CONF is
+//   here, else from a BRIDGE_LIST host that has them (reachCephPool).
 //
 // A failure removes the image this cp made (never one it did not make): oned marks the image
 // ERROR with our one-line message and nothing half-copied is left looking like a disk.

@@ -653,23 +653,22 @@ export async function copiedImageTarget(one: OneClient, img: OneImage, warn: (li
 /** The image's target for a conversion, its storage checked to be reachable from here. */
 async function reachableTarget(one: OneClient, img: OneImage, stored: StoredImage, warn: (line: string) => void): Promise<ImageTarget> {
   const ds = await one.datastore(img.datastoreId);
+  const what = datastoreName(ds);
   const storage = imageStorageOf(ds);
   // The size matters only to writers; a conversion opens the image as it is.
   const size = img.sizeMb * MiB;
-  if (storage.kind === 'ceph') {
-    // The SOURCE first: it is wrong whether or not the pool can be reached.
-    const location = rbdLocationOf(storage.ceph, stored, datastoreName(ds));
-    const host = cephHostFor(await reachCephPool(storage, datastoreName(ds)), img.id);
-    return rbdTarget(host === undefined ? location : { ...location, host }, size);
-  }
   const format = stored.format === 'qcow2' ? 'qcow2' : 'raw';
-  if (storage.bridges.length > 0) {
-    // The host that made the image may be down now: another that passes the check sees the same files.
-    const bridges = await checkBridges(storage.bridges, ds.basePath, datastoreName(ds), warn);
-    return bridgeFileTarget(bridgeHostFor(bridges, img.id), stored.source, format, size);
+  // The SOURCE first: it is wrong whether or not the pool can be reached.
+  if (storage.kind === 'ceph') rbdLocationOf(storage.ceph, stored, what);
+  if (storage.kind === 'files' && storage.bridges.length === 0) {
+    await checkReachable(stored.source, `image ${img.id}`, constants.R_OK | constants.W_OK);
+    return format === 'qcow2' ? qcow2Target(stored.source, size) : fileTarget(stored.source, size);
   }
-  await checkReachable(stored.source, `image ${img.id}`, constants.R_OK | constants.W_OK);
-  return format === 'qcow2' ? qcow2Target(stored.source, size) : fileTarget(stored.source, size);
+  // Checked as an import checks them: the host that made the image may be down now, and another
+  // that passes the check reaches the same pool or files.
+  const reached = await reachableStorage(ds, warn);
+  if (reached.kind === 'ceph') return rbdTarget(rbdLocationOf(reached.ceph, stored, what, cephHostFor(reached, img.id)), size);
+  return bridgeFileTarget(bridgeHostFor(reached.bridges, img.id), stored.source, format, size);
 }
 
 /** The guest facts an earlier conversion recorded on an image, or undefined when it was not converted. */
