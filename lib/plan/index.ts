@@ -1,0 +1,8 @@
+// plan: a whole estate as one reviewed file. The plan file (YAML) names the vCenter, the defaults
+// and every VM with its wave, window and overrides; `plan new` writes a first one from the
+// inventory, `plan check` runs every precheck for every VM in one pass, `plan estimate` says what
+// a run would move and take, `plan run` migrates it under budgets (lib/supervisor), and a run's
+// summary is rendered as text and as a self-contained HTML report.
+
+export type { PlannedVm, PlannedMode, VmQuery, CutoverWindow, PlanBudgets } from './planned-vm.js';
+export type { PlanRunSummary, VmRunRecord, WaveRecord, PhaseSpan, VmOutcome } from './run-summary.js';
