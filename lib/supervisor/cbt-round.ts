@@ -105,7 +105,7 @@ export async function runRound(
       log(`round ${number} reads through an export lease, which streams each whole allocated disk over the network to write ${totalLength(streamed.flatMap((c) => c.planned))} bytes of changed areas`, 'warn');
 
     const t1 = Date.now();
-    await copyIntoImages(ctx, journal, vm.name, copies, roundStreams(opts.streams, full), async (c) => {
+    await copyIntoImages(ctx, journal, { name: vm.name, host: summary.host }, copies, roundStreams(opts.streams, full), async (c) => {
       const jd = journal.disk(c.target.disk.description.sourceKey)!;
       jd.pending = [];
       jd.done = [];

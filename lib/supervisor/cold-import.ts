@@ -50,7 +50,7 @@ export async function coldImportVm(ctx: ImportContext, vmName: string, opts: Imp
       await journal!.remove();
     });
     const result: VmResult = { vm: label, ok: true, imageIds: targets.map((t) => t.imageId), ...built };
-    ctx.emit({ type: 'result', vm: label, ok: true, imageIds: result.imageIds, templateId: built.templateId, vmId: built.vmId, durationMs: Date.now() - started });
+    ctx.emit({ type: 'result', vm: label, ok: true, imageIds: result.imageIds, templateId: built.templateId, vmId: built.vmId, durationMs: Date.now() - started, host: summary.host });
     return result;
   } catch (err) {
     const error = ctx.signal.aborted ? (ctx.signal.reason ?? err) : err;
@@ -58,7 +58,7 @@ export async function coldImportVm(ctx: ImportContext, vmName: string, opts: Imp
     const kept = keptImages(phases.failedIn, error, opts.keepOnFailure);
     const imageIds = kept ? (journal?.data.disks.map((d) => d.imageId) ?? []) : [];
     if (journal) await rollback(ctx, journal, summary, kept, log);
-    ctx.emit({ type: 'result', vm: label, ok: false, imageIds, error: describeError(error), durationMs: Date.now() - started });
+    ctx.emit({ type: 'result', vm: label, ok: false, imageIds, error: describeError(error), durationMs: Date.now() - started, host: summary?.host });
     return { vm: label, ok: false, imageIds, error };
   } finally {
     await journal?.unlock();
@@ -77,7 +77,7 @@ async function copyDisks(ctx: ImportContext, journal: Journal, summary: VmSummar
     // A fresh mkfs placeholder is all holes, and areas of a resumed run that are not in `done`
     // were never written by us.
     const copies = plans.map((p, k) => ({ target: pending[k]!, reading: p.reading, planned: p.areas, targetIsZero: true }));
-    const stats = await copyIntoImages(ctx, journal, vm.name, copies, opts.streams, async (c) => {
+    const stats = await copyIntoImages(ctx, journal, { name: vm.name, host: summary.host }, copies, opts.streams, async (c) => {
       journal.disk(c.target.disk.description.sourceKey)!.complete = true;
       await journal.flush();
       await markImage(ctx.one, c.target.imageId, 'COPIED');

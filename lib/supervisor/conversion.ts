@@ -13,6 +13,7 @@ import { vmIdentity, type DiskBus, type Firmware, type NicDescription, type VmDe
 import type { OneClient } from '../one/index.js';
 import { recordConversion, recordNoOperatingSystem, type ConvertedGuest } from '../output/index.js';
 import type { EventSink } from './events.js';
+import { Slots, type RunBudgets } from './budgets.js';
 import { expectedConversion, readConversionTimes, recordConversionTime, type ConversionSubject } from './conversion-times.js';
 
 export interface ImageToConvert {
@@ -54,6 +55,8 @@ export interface ConvertImagesRequest {
 export type ConvertImagesContext = {
   readonly emit: EventSink;
   readonly signal: AbortSignal;
+  /** A plan run's budget of conversions at once; else one at a time in this process. */
+  readonly budgets?: Pick<RunBudgets, 'converting'>;
 } & ({ readonly one: OneClient } | { readonly record: (guest: ConvertedGuest) => Promise<void> });
 
 export type ImagesConversion =
@@ -126,20 +129,18 @@ function conversionLogFile(logDir: string, runId: string, vm: string): string {
 }
 
 /**
- * Conversions of one process run one at a time: a libguestfs appliance takes about 2 GB, and
- * without KVM one conversion already keeps both cores of a small frontend busy. Copies of other
- * VMs go on meanwhile.
+ * Conversions of one process run one at a time unless a plan's budget says otherwise: a libguestfs
+ * appliance takes about 2 GB, and without KVM one conversion already keeps both cores of a small
+ * frontend busy. Copies of other VMs go on meanwhile.
  */
-let queue: Promise<unknown> = Promise.resolve();
+const oneAtATime = new Slots(1);
 
-function queued<T>(fn: () => Promise<T>): Promise<T> {
-  const run = queue.then(fn, fn);
-  queue = run.catch(() => undefined);
-  return run;
+function queued<T>(ctx: ConvertImagesContext, fn: () => Promise<T>): Promise<T> {
+  return (ctx.budgets?.converting ?? oneAtATime).with(fn, ctx.signal);
 }
 
 export function convertImages(ctx: ConvertImagesContext, req: ConvertImagesRequest): Promise<ImagesConversion> {
-  return queued(() => convertImagesNow(ctx, req));
+  return queued(ctx, () => convertImagesNow(ctx, req));
 }
 
 export type Rehearsal =
@@ -152,7 +153,7 @@ export type Rehearsal =
  * would throw.
  */
 export function rehearseConversion(ctx: ConvertImagesContext, req: ConvertImagesRequest): Promise<Rehearsal> {
-  return queued(async () => {
+  return queued(ctx, async () => {
     ctx.signal.throwIfAborted();
     const ids = req.images.map((i) => i.id);
     const workDir = join(req.stateDir, 'convert', `rehearse-${req.workKey ?? `images-${ids.join('-')}`}`);

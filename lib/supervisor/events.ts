@@ -75,6 +75,8 @@ export type MigrationEvent =
       readonly templateFile?: string;
       readonly error?: string;
       readonly durationMs: number;
+      /** The ESXi host the source VM ran on, when it was found. */
+      readonly host?: string;
     };
 
 export type EventSink = (event: MigrationEvent) => void;

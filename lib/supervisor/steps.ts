@@ -60,6 +60,7 @@ import {
   type WarmImage,
 } from '../output/index.js';
 import { Journal } from './journal.js';
+import { hostKey, type RunBudgets } from './budgets.js';
 import { convertImages, describeConversion, vmConversionRequest, type ConversionRun } from './conversion.js';
 import type { EventSink, Phase } from './events.js';
 
@@ -111,6 +112,8 @@ export interface VcenterContext {
 
 export interface ImportContext extends OneContext, VcenterContext {
   readonly vcenterHost: string;
+  /** A plan run's limits across its VMs; a single import has none but the conversion queue's. */
+  readonly budgets?: RunBudgets;
 }
 
 /** A source disk of any input: what the OpenNebula steps need to know of it. */
@@ -394,45 +397,57 @@ export interface DiskCopy {
 export async function copyIntoImages(
   ctx: ImportContext,
   journal: Journal,
-  vm: string,
+  source: { readonly name: string; readonly host?: string | undefined },
   copies: readonly DiskCopy[],
   streams: number,
   onDiskDone: (copy: DiskCopy, stats: CopyStats) => Promise<void>,
 ): Promise<CopyStats[]> {
   return together(
     copies.map((c) => async (signal: AbortSignal) => {
-      const d = c.target.disk.description;
-      const jd = journal.disk(d.sourceKey)!;
-      const cap = d.capacityBytes;
-      const planned = normalizeExtents(c.planned, cap);
-      const todo = subtractExtents(planned, jd.done);
-      const name = `disk${d.index}`;
-      const base = totalLength(planned) - totalLength(todo);
-      const emit = (bytesDone: number, bytesWritten: number, state: 'copying' | 'done' | 'failed'): void =>
-        ctx.emit({ type: 'disk', vm, disk: d.index, name, bytesDone: base + bytesDone, bytesPlanned: totalLength(planned), bytesWritten, capacityBytes: cap, state });
-      emit(0, 0, 'copying');
+      // A plan run reads at most so many disks at once from one ESXi host; the others wait here.
+      const release = await ctx.budgets?.readsPerHost.of(hostKey(source.host)).take(signal);
       try {
-        const s = await copyReading(c.reading, c.target.target, {
-          capacity: cap,
-          areas: todo,
-          targetIsZero: c.targetIsZero,
-          streams,
-          signal,
-          onProgress: (p) => emit(p.bytesDone, p.bytesWritten, 'copying'),
-          onWritten: (x) => journal.rangeDone(d.sourceKey, x),
-        });
-        await onDiskDone(c, s);
-        emit(s.bytesPlanned, s.bytesWritten, 'done');
-        return s;
-      } catch (err) {
-        emit(0, 0, 'failed');
-        await journal.flush();
-        throw err;
+        return await copyDisk(c, signal);
+      } finally {
+        release?.();
       }
     }),
     ctx.signal,
   );
+
+  async function copyDisk(c: DiskCopy, signal: AbortSignal): Promise<CopyStats> {
+    const vm = source.name;
+    const d = c.target.disk.description;
+    const jd = journal.disk(d.sourceKey)!;
+    const cap = d.capacityBytes;
+    const planned = normalizeExtents(c.planned, cap);
+    const todo = subtractExtents(planned, jd.done);
+    const name = `disk${d.index}`;
+    const base = totalLength(planned) - totalLength(todo);
+    const emit = (bytesDone: number, bytesWritten: number, state: 'copying' | 'done' | 'failed'): void =>
+      ctx.emit({ type: 'disk', vm, disk: d.index, name, bytesDone: base + bytesDone, bytesPlanned: totalLength(planned), bytesWritten, capacityBytes: cap, state });
+    emit(0, 0, 'copying');
+    try {
+      const s = await copyReading(c.reading, c.target.target, {
+        capacity: cap,
+        areas: todo,
+        targetIsZero: c.targetIsZero,
+        streams,
+        signal,
+        onProgress: (p) => emit(p.bytesDone, p.bytesWritten, 'copying'),
+        onWritten: (x) => journal.rangeDone(d.sourceKey, x),
+      });
+      await onDiskDone(c, s);
+      emit(s.bytesPlanned, s.bytesWritten, 'done');
+      return s;
+    } catch (err) {
+      emit(0, 0, 'failed');
+      await journal.flush();
+      throw err;
+    }
+  }
 }
+
 export interface ReadingCopy extends Omit<StreamCopyOptions, 'target'> {
   /** Range streams at most (a reader may allow fewer). */
   readonly streams: number;

@@ -362,13 +362,13 @@ async function stage(ctx: ImportContext, vmName: string, opts: WarmOptions, fn: 
     s = await open(ctx, phases, vmName, opts);
     const r = (await fn(s, phases)) ?? {};
     const imageIds = s.journal.data.disks.map((d) => d.imageId);
-    ctx.emit({ type: 'result', vm: vmName, ok: true, imageIds, templateId: r.templateId, vmId: r.vmId, durationMs: Date.now() - started });
+    ctx.emit({ type: 'result', vm: vmName, ok: true, imageIds, templateId: r.templateId, vmId: r.vmId, durationMs: Date.now() - started, host: s.summary.host });
     return { vm: vmName, ok: true, imageIds, rounds: roundCount(s), ...r };
   } catch (err) {
     const error = ctx.signal.aborted ? (ctx.signal.reason ?? err) : err;
     if (!s?.journal.data.warm?.cutover) keptForResume(s, phases, vmName);
     const imageIds = s?.journal.data.disks.map((d) => d.imageId) ?? [];
-    ctx.emit({ type: 'result', vm: vmName, ok: false, imageIds, error: describeError(error), durationMs: Date.now() - started });
+    ctx.emit({ type: 'result', vm: vmName, ok: false, imageIds, error: describeError(error), durationMs: Date.now() - started, host: s?.summary.host });
     return { vm: vmName, ok: false, imageIds, rounds: s ? roundCount(s) : 0, error };
   } finally {
     await s?.journal.unlock();

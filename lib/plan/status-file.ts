@@ -1,0 +1,88 @@
+// Where a plan's runs leave their state: `<state-dir>/plans/<plan>-<hash of its path>/`, holding
+// status.json (rewritten while a run goes on, at once when a VM ends, so a run killed right
+// after a VM finished still knows it finished) and each run's summary. `plan status` reads it
+// from another shell; the next `plan run` of the same plan reads it to skip finished VMs.
+
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { basename, join, resolve } from 'node:path';
+import { OneswapError } from '../errors/index.js';
+import type { RunRecord, RunStatus } from './run-record.js';
+
+export function planStateDir(stateDir: string, planPath: string): string {
+  const abs = resolve(planPath);
+  const hash = createHash('sha256').update(abs).digest('hex').slice(0, 12);
+  return join(stateDir, 'plans', `${basename(abs).replace(/\.ya?ml$/i, '').replace(/[^A-Za-z0-9._-]+/g, '_')}-${hash}`);
+}
+
+export function statusFile(stateDir: string, planPath: string): string {
+  return join(planStateDir(stateDir, planPath), 'status.json');
+}
+
+/** Writes the record's status at most every `intervalMs`, and at once when asked. */
+export class StatusWriter {
+  private timer: NodeJS.Timeout | undefined;
+  private writing: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly path: string,
+    private readonly record: RunRecord,
+    private readonly intervalMs = 1000,
+  ) {}
+
+  /** Something changed: written within the interval. */
+  changed(): void {
+    this.timer ??= setTimeout(() => {
+      this.timer = undefined;
+      void this.now(false);
+    }, this.intervalMs);
+  }
+
+  /** Written now (a VM ended, the run ends); resolves once it is on disk. */
+  now(ended: boolean): Promise<void> {
+    if (ended && this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    const status = this.record.status(ended);
+    // One write at a time, in order: a late small write never replaces a newer one.
+    this.writing = this.writing.then(() => writeAtomically(this.path, `${JSON.stringify(status, null, 2)}\n`)).catch(() => undefined);
+    return this.writing;
+  }
+}
+
+export async function writeAtomically(path: string, text: string): Promise<void> {
+  await mkdir(join(path, '..'), { recursive: true, mode: 0o700 });
+  const tmp = `${path}.${process.pid}.tmp`;
+  await writeFile(tmp, text, { mode: 0o600 });
+  await rename(tmp, path);
+}
+
+/** The last status of the plan's runs, or undefined when it never ran here. */
+export async function readStatus(stateDir: string, planPath: string): Promise<RunStatus | undefined> {
+  const path = statusFile(stateDir, planPath);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+  try {
+    const s = JSON.parse(text) as RunStatus;
+    if (s.version !== 1 || !Array.isArray(s.vms)) throw new Error('not a version 1 status');
+    return s;
+  } catch (e) {
+    throw new OneswapError('data', `${path} is not a plan status oneswap wrote (${(e as Error).message})`, { hint: 'remove it; the next plan run starts the plan\'s state afresh (finished VMs are then refused by their name clash)' });
+  }
+}
+
+/** Whether the process that wrote a status still runs. */
+export function writerAlive(status: RunStatus): boolean {
+  try {
+    process.kill(status.pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
