@@ -106,8 +106,7 @@ th, td { border-bottom: 1px solid #e4e4e4; padding: 3px 8px; text-align: left; v
 th { background: #f4f4f4; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 td.error { color: #8a1c1c; min-width: 20em; white-space: normal; overflow-wrap: anywhere; }
-tr.total td { font-weight: 600; border-top: 2px solid #bbb; }
-tr.wave td { background: #fafafa; font-weight: 600; }`;
+tr.total td { font-weight: 600; border-top: 2px solid #bbb; }`;
 
 function header(s: PlanRunSummary, t: RunTotals): string {
   const wall = spanMs(s.start, s.end);
@@ -161,9 +160,14 @@ interface Scale {
   x(t: number): number;
 }
 
-/** The run's span, widened to any phase outside it, so no bar falls off the axis. */
+/** The run's span, widened to any phase or downtime outside it, so nothing falls off the axis. */
 function scaleOf(s: PlanRunSummary): Scale {
-  const times = [Date.parse(s.start), Date.parse(s.end), ...s.vms.flatMap((vm) => vm.phases.flatMap((p) => [Date.parse(p.start), Date.parse(p.end)]))].filter(Number.isFinite);
+  const times = [
+    Date.parse(s.start),
+    Date.parse(s.end),
+    ...s.vms.flatMap((vm) => vm.phases.flatMap((p) => [Date.parse(p.start), Date.parse(p.end)])),
+    ...s.vms.flatMap((vm) => downtimeSpan(vm)?.start ?? []),
+  ].filter(Number.isFinite);
   const t0 = times.length > 0 ? Math.min(...times) : 0;
   // A run that took no time still gets an axis of a second.
   const ms = Math.max(1000, times.length > 0 ? Math.max(...times) - t0 : 0);
@@ -253,15 +257,22 @@ function phaseRect(p: PhaseSpan, sc: Scale, y: number): string {
 }
 
 /**
- * When the VM was down: its downtime ends when the template or VM exists, the end of `build` (or
- * of its last phase when it did not get that far), and lasted downtimeMs.
+ * When the VM was down, as the summary defines downtime: a warm VM from its source's stop until its
+ * template or VM exists (so ending with `build`, or its last phase when it did not get that far); a
+ * cold one throughout the import (so from its first phase).
  */
 function downtimeSpan(vm: VmRunRecord): { start: number; end: number } | undefined {
   if (vm.downtimeMs === undefined) return undefined;
-  const build = vm.phases.find((p) => p.phase === 'build');
+  const starts = vm.phases.map((p) => Date.parse(p.start)).filter(Number.isFinite);
   const ends = vm.phases.map((p) => Date.parse(p.end)).filter(Number.isFinite);
-  const end = build !== undefined && Number.isFinite(Date.parse(build.end)) ? Date.parse(build.end) : ends.length > 0 ? Math.max(...ends) : undefined;
-  return end === undefined ? undefined : { start: end - vm.downtimeMs, end };
+  if (starts.length === 0 || ends.length === 0) return undefined;
+  if (vm.mode === 'cold') {
+    const start = Math.min(...starts);
+    return { start, end: start + vm.downtimeMs };
+  }
+  const build = vm.phases.find((p) => p.phase === 'build' && Number.isFinite(Date.parse(p.end)));
+  const end = build !== undefined ? Date.parse(build.end) : Math.max(...ends);
+  return { start: end - vm.downtimeMs, end };
 }
 
 function bar(sc: Scale, start: number, end: number): { x: number; w: number } {

@@ -144,3 +144,20 @@ test('HTML: 200 VMs keep lanes of 18 px, the chart grows downwards; VMs outside 
   assert.ok(html.includes(`<svg class="timeline-chart" width="1210" height="${height}" viewBox="0 0 1210 ${height}"`));
   assert.equal((html.match(/<tr data-vm=/g) ?? []).length, 200);
 });
+
+test('HTML: the axis widens to a phase or a downtime outside the run, so no bar falls off it', () => {
+  const s = sampleRunSummary();
+  // app01 says it was down 2110 s, though its build ended 1810 s after the run's start: the axis
+  // starts 300 s before the run and is 4330 s long.
+  const vms = s.vms.map((v) => (v.key === 'app01' ? { ...v, downtimeMs: 2110 * 1000 } : v));
+  const app01 = lanes(renderHtmlReport({ ...s, vms })).find((l) => l.vm === 'app01')!;
+  assert.match(app01.body, new RegExp(`<rect class="downtime" x="230" y="[\\d.]+" width="${Math.round((2110 / 4330) * 960 * 10) / 10}" `));
+  assert.equal(app01.body.match(/data-phase="precheck" x="([\d.]+)"/)![1], String(Math.round((230 + (300 / 4330) * 960) * 10) / 10));
+});
+
+test('HTML: a cold VM is down from its first phase, for its downtime', () => {
+  const html = renderHtmlReport(sampleRunSummary());
+  // web03 queued 400 s, then ran 522 s, off throughout; the axis is 4030 s over 960 px from x=230.
+  const web03 = lanes(html).find((l) => l.vm === 'web03')!;
+  assert.match(web03.body, new RegExp(`<rect class="downtime" x="230" y="[\\d.]+" width="${Math.round((922 / 4030) * 960 * 10) / 10}" `));
+});
