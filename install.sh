@@ -171,8 +171,9 @@ if [ "$mode" = install ] && [ "$deps" = yes ]; then
   # prove a conversion; nbdkit-plugin-python: the VDDK stand-in (test/peers/vddk) the vddk and nfc
   # readers are tested against; ceph-mon, ceph-osd, ceph-common, ceph-mgr: a one-node Ceph
   # (test/peers/ceph) for RBD image datastores (the manager only for `ceph df` statistics);
-  # openssh-server: the BRIDGE_LIST host (test/peers/bridge), an sshd each test starts on loopback.
-  dev_pkgs=(golang-go golang-github-vmware-govmomi-dev curl time debootstrap qemu-system-x86 nbdkit-plugin-python ceph-mon ceph-osd ceph-common ceph-mgr openssh-server)
+  # openssh-server: the BRIDGE_LIST host (test/peers/bridge), an sshd each test starts on loopback;
+  # chromium: the browser the HTML report of a plan run is opened in, headless (test/support/chromium.ts).
+  dev_pkgs=(golang-go golang-github-vmware-govmomi-dev curl time debootstrap qemu-system-x86 nbdkit-plugin-python ceph-mon ceph-osd ceph-common ceph-mgr openssh-server chromium)
 
   pkgs=("${runtime_pkgs[@]}")
   [ "$dev" = yes ] && pkgs+=("${dev_pkgs[@]}")

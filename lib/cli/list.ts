@@ -3,7 +3,7 @@
 import { OneswapError } from '../errors/index.js';
 import type { PowerState, VSphereClient, VmSummary } from '../vsphere/index.js';
 import { formatBytes } from '../progress/index.js';
-import { renderTable } from './table.js';
+import { renderTable } from '../progress/index.js';
 
 export type ListKind = 'vms' | 'datacenters' | 'clusters' | 'hosts' | 'datastores' | 'networks';
 export const LIST_KINDS: readonly ListKind[] = ['vms', 'datacenters', 'clusters', 'hosts', 'datastores', 'networks'];

@@ -5,7 +5,7 @@ import { defaultStateDir, warmStatus, type WarmStatus } from '../supervisor/inde
 import { formatBytes, formatDuration } from '../progress/index.js';
 import { connectOne, connectVcenter, parseHost, type VcenterOptions } from './connect.js';
 import { positiveInt, readerSettings } from './import.js';
-import { renderTable } from './table.js';
+import { renderTable } from '../progress/index.js';
 
 export interface WarmStatusCliOptions extends VcenterOptions {
   datacenter?: string;

@@ -3,6 +3,7 @@
 // Pure, so every rule is unit-tested.
 
 import type { DiskBus, Firmware, NicAdapter } from '../input/index.js';
+import { escapeXml } from '../xml/index.js';
 
 export interface DomainDisk {
   /** Absolute path: virt-v2v 2.2 refuses relative `<source file>` paths. */
@@ -33,7 +34,7 @@ export function domainXml(spec: DomainSpec): string {
   const targets = targetNames(spec.disks);
   const lines = [
     `<domain type='vmware'>`,
-    `  <name>${esc(spec.name)}</name>`,
+    `  <name>${escapeXml(spec.name)}</name>`,
     `  <memory unit='MiB'>${Math.max(1, Math.round(spec.memoryMiB))}</memory>`,
     `  <vcpu>${Math.max(1, Math.round(spec.cpus))}</vcpu>`,
     // virt-v2v takes the firmware from here: with 'efi' it expects and keeps an EFI boot.
@@ -44,14 +45,14 @@ export function domainXml(spec: DomainSpec): string {
     ...spec.disks.flatMap((d, i) => [
       `    <disk type='file' device='disk'>`,
       `      <driver name='qemu' type='${d.format}'/>`,
-      `      <source file='${esc(d.path)}'/>`,
+      `      <source file='${escapeXml(d.path)}'/>`,
       `      <target dev='${targets[i]}' bus='${libvirtBus(d.bus)}'/>`,
       `    </disk>`,
     ]),
     ...spec.nics.flatMap((n) => [
       `    <interface type='bridge'>`,
-      `      <mac address='${esc(n.mac.toLowerCase())}'/>`,
-      `      <source bridge='${esc(n.network || 'unattached')}'/>`,
+      `      <mac address='${escapeXml(n.mac.toLowerCase())}'/>`,
+      `      <source bridge='${escapeXml(n.network || 'unattached')}'/>`,
       `      <model type='${nicModel(n.adapter)}'/>`,
       `    </interface>`,
     ]),
@@ -99,8 +100,3 @@ function nicModel(adapter: NicAdapter): string {
   }
 }
 
-const ENTITIES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', "'": '&apos;', '"': '&quot;' };
-
-function esc(s: string): string {
-  return s.replace(/[&<>'"]/g, (c) => ENTITIES[c]!);
-}

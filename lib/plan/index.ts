@@ -6,3 +6,5 @@
 
 export type { PlannedVm, PlannedMode, VmQuery, CutoverWindow, PlanBudgets } from './planned-vm.js';
 export type { PlanRunSummary, VmRunRecord, WaveRecord, PhaseSpan, VmOutcome } from './run-summary.js';
+export { renderTextSummary } from './report-text.js';
+export { renderHtmlReport } from './report-html.js';

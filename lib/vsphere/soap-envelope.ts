@@ -1,6 +1,7 @@
 // The typed layer between vim25 method calls and SOAP text. Arguments are written in the order the
 // caller gives them because vim25 declares sequences: callers list fields in WSDL order.
 
+import { escapeXml } from '../xml/index.js';
 import type { MoRef } from './types.js';
 import { decodeElement, type VimObject, type VimValue } from './vim-value.js';
 import { childElement, parseXml, SOAP_ENV_NS, type XmlElement } from './xml-tree.js';
@@ -24,12 +25,6 @@ export type SoapArgs = readonly (readonly [string, SoapValue])[];
 export function ref(moref: MoRef): SoapRef {
   return { $ref: moref };
 }
-
-export function escapeXml(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => XML_ESCAPES[c] ?? c);
-}
-
-const XML_ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' };
 
 export function buildEnvelope(method: string, thisRef: MoRef, args: SoapArgs): string {
   const out: string[] = [

@@ -1,4 +1,4 @@
-// Plain column-aligned tables for list commands.
+// Plain column-aligned tables for the terminal: the list commands, warm status, a plan run's summary.
 
 export function renderTable(headers: readonly string[], rows: ReadonlyArray<readonly string[]>): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
