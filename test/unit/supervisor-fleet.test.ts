@@ -1,0 +1,91 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { runBudgets, runFleet, type FleetVm, type ImportContext, type MigrationEvent, type VmResult } from '../../lib/supervisor/index.js';
+
+const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+/** A VM whose migration ends when the test says so, recording when it started. */
+function controlled(key: string, wave: string, priority = 0, warm = false) {
+  let finish!: (ok: boolean) => void;
+  let ctxSeen: ImportContext | undefined;
+  const started = { value: false };
+  const vm: FleetVm = {
+    key,
+    label: key,
+    wave,
+    priority,
+    warm,
+    migrate: (ctx) => {
+      started.value = true;
+      ctxSeen = ctx;
+      return new Promise<VmResult>((resolve) => {
+        finish = (ok) => resolve({ vm: key, ok, imageIds: [], ...(ok ? {} : { error: new Error(`${key} failed`) }) });
+      });
+    },
+  };
+  return { vm, started, finish: (ok = true) => finish(ok), ctx: () => ctxSeen! };
+}
+
+function fleetCtx(events: MigrationEvent[] = [], signal = new AbortController().signal): Omit<ImportContext, 'budgets'> {
+  return { emit: (e) => events.push(e), signal, vcenterHost: 'vc', vsphere: {} as never, one: {} as never };
+}
+
+test('fleet: waves one after another, by priority then plan order, at most inFlight at once', async () => {
+  const a = controlled('a', 'w1', 0);
+  const b = controlled('b', 'w1', 5);
+  const c = controlled('c', 'w1', 0);
+  const d = controlled('d', 'w2', 0);
+  const run = runFleet(fleetCtx(), [a.vm, b.vm, c.vm, d.vm], { waves: ['w1', 'w2'], inFlight: 2, budgets: runBudgets({ readsPerHost: 2, converting: 1 }) });
+  await tick();
+  // b first (priority), then a (plan order); c waits for a slot, d for its wave.
+  assert.deepEqual([a.started.value, b.started.value, c.started.value, d.started.value], [true, true, false, false]);
+  b.finish(false); // a failure never stops the others
+  await tick();
+  assert.equal(c.started.value, true);
+  assert.equal(d.started.value, false);
+  a.finish();
+  await tick();
+  assert.equal(d.started.value, false, 'the next wave waits for every VM of this one');
+  c.finish();
+  await tick();
+  await tick();
+  assert.equal(d.started.value, true);
+  d.finish();
+  const results = await run;
+  assert.deepEqual(results.map((r) => [r.key, r.result?.ok]), [['a', true], ['b', false], ['c', true], ['d', true]]);
+  assert.ok(a.ctx().budgets, 'each VM gets the run\'s budgets');
+});
+
+test('fleet: a warm VM lets its wave go on once its first round is done; finished VMs are skipped', async () => {
+  const w = controlled('w', 'w1', 0, true);
+  const done = controlled('done', 'w1');
+  const n = controlled('n', 'w2');
+  const events: MigrationEvent[] = [];
+  const ctx = fleetCtx(events);
+  const run = runFleet(ctx, [w.vm, done.vm, n.vm], { waves: ['w1', 'w2'], inFlight: 4, budgets: runBudgets({ readsPerHost: 1, converting: 1 }), finished: new Set(['done']) });
+  await tick();
+  assert.equal(done.started.value, false);
+  assert.equal(n.started.value, false);
+  w.ctx().emit({ type: 'phase', vm: 'w', phase: 'sync', state: 'done' });
+  await tick();
+  await tick();
+  assert.equal(n.started.value, true, 'the warm VM only syncs until its window now');
+  assert.ok(events.some((e) => e.type === 'phase' && e.vm === 'w'), 'events reach the run\'s sink');
+  n.finish();
+  w.finish();
+  const results = await run;
+  assert.deepEqual(results.map((r) => [r.key, r.skipped ?? r.result?.ok]), [['w', true], ['done', 'finished'], ['n', true]]);
+});
+
+test('fleet: a stopped run starts nothing more; the VMs not reached say so', async () => {
+  const stop = new AbortController();
+  const a = controlled('a', 'w1');
+  const b = controlled('b', 'w1');
+  const run = runFleet(fleetCtx([], stop.signal), [a.vm, b.vm], { waves: ['w1'], inFlight: 1, budgets: runBudgets({ readsPerHost: 1, converting: 1 }) });
+  await tick();
+  stop.abort(new Error('Ctrl-C'));
+  a.finish(false);
+  const results = await run;
+  assert.equal(b.started.value, false);
+  assert.deepEqual(results.map((r) => [r.key, r.skipped ?? r.result?.ok]), [['a', false], ['b', 'stopped']]);
+});
