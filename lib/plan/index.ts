@@ -8,3 +8,6 @@ export type { PlannedVm, PlannedMode, VmQuery, CutoverWindow, PlanBudgets } from
 export type { PlanRunSummary, VmRunRecord, WaveRecord, PhaseSpan, VmOutcome } from './run-summary.js';
 export { renderTextSummary } from './report-text.js';
 export { renderHtmlReport } from './report-html.js';
+export { loadPlan, parsePlan, PLAN_VERSION, DEFAULT_WAVE, DEFAULT_BUDGETS, type Plan, type PlanVcenter, type PlanTls } from './plan-file.js';
+export { PlanFileError, type PlanProblem } from './plan-yaml.js';
+export { startingPlan, inferNetworks, vmFacts, type StartingPlanInput, type InferredNetworks } from './plan-new.js';

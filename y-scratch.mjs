@@ -1,0 +1,16 @@
+import { Document, isMap } from 'yaml';
+const doc = new Document({ version: 1, vcenter: { host: 'h', user: 'u' }, defaults: { datastore: 1, networkMap: { 'VM Network': 'VM Network' } }, vms: [{ name: 'a' }, { path: '/DC0/vm/b' }] });
+doc.commentBefore = ' header line 1\n header line 2';
+const vc = doc.get('vcenter');
+vc.items[1].key = doc.createNode('user'); 
+vc.add(doc.createPair('thumbprint', 'x'));
+vc.items[2].key.commentBefore = ' passwordFile: FILE';
+const d = doc.get('defaults');
+d.get('networkMap', true).comment = ' not mapped: DC0_DVPG0, other';
+const vms = doc.get('vms');
+vms.items[0].commentBefore = ' on, CBT off';
+vms.items[1].commentBefore = ' off, CBT on';
+doc.get('vms', true);
+const pair = doc.contents.items.find(p => p.key.value === 'vms' || p.key === 'vms');
+console.log(typeof pair.key);
+console.log(doc.toString({ lineWidth: 0 }));
