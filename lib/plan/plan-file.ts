@@ -89,6 +89,8 @@ export async function loadPlan(path: string): Promise<Plan> {
 /** The plan in `text`; `source` names it in messages and is where relative file names start from. */
 export function parsePlan(text: string, source: string): Plan {
   const r = new YamlReader(text);
+  // A document that is not valid YAML has no reliable structure: its syntax errors alone help.
+  if (r.problems.length > 0) throw new PlanFileError(source, r.problems);
   // `x-` keys hold what anchors share (`x-common: &common …`, then `<<: *common`), as in Compose files.
   const top = new Map((r.fields(r.doc.contents as Node | null, '', TOP_KEYS, {}, (k) => k.startsWith('x-')) ?? []).map((f) => [f.name, f]));
   const base = dirname(resolve(source));
@@ -310,7 +312,9 @@ function readTime(r: YamlReader, f: Field): Date | undefined {
 function readWaves(r: YamlReader, field: Field | undefined): { names: string[]; declared: boolean } {
   if (field === undefined) return { names: [DEFAULT_WAVE], declared: false };
   const names: string[] = [];
-  for (const item of r.items(field.value, 'waves', 'wave names') ?? []) {
+  const items = r.items(field.value, 'waves', 'wave names');
+  if (items === undefined) return { names: [DEFAULT_WAVE], declared: false };
+  for (const item of items) {
     const f: Field = { name: 'waves', key: item, value: item, where: 'waves' };
     const name = r.string(f);
     if (name === undefined) continue;

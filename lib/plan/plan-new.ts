@@ -105,8 +105,7 @@ export function vmFacts(address: string, vm: VmSummary): string {
     power,
     `CBT ${vm.changeTrackingEnabled ? 'on' : 'off'}`,
     vm.hardwareVersion || 'hardware version unknown',
-    boot === undefined ? 'no disk' : `boot disk ${formatBytes(boot.capacityBytes)}`,
-    `${vm.disks.length === 1 ? 'disk' : `${vm.disks.length} disks`} ${formatBytes(total)}`,
+    ...(boot === undefined ? ['no disk'] : [`boot disk ${formatBytes(boot.capacityBytes)}`, `${vm.disks.length === 1 ? 'disk' : `${vm.disks.length} disks`} ${formatBytes(total)}`]),
     `guest ${vm.guestId || 'unknown'}`,
     `host ${vm.host ?? 'unknown'}`,
   ].join(', ');

@@ -43,7 +43,8 @@ export class YamlReader {
     this.lines = new LineCounter();
     // Merge keys (`<<: *common`) let several VMs share overrides; uniqueKeys makes a repeated key an error.
     this.doc = parseDocument(text, { lineCounter: this.lines, merge: true, uniqueKeys: true, prettyErrors: false });
-    for (const e of [...this.doc.errors, ...this.doc.warnings]) {
+    // The first syntax error only: the next ones are mostly how the parser stumbled on after it.
+    for (const e of this.doc.errors.slice(0, 1)) {
       const { line, col } = this.lines.linePos(e.pos[0]);
       const what = e.code === 'DUPLICATE_KEY' ? 'this key is given twice in the same mapping; keep one' : e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
       this.problems.push({ line, col, where: 'YAML', what });
@@ -85,7 +86,7 @@ export class YamlReader {
         continue;
       }
       if (!isScalar(key) || typeof key.value !== 'string') {
-        this.report(key, where, 'keys must be plain names');
+        this.report(key, where || 'plan', 'keys must be plain names');
         continue;
       }
       const name = key.value;
