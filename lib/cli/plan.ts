@@ -1,9 +1,10 @@
-// `oneswap plan new`: a starting plan from the inventory (lib/plan), written to stdout or a new file.
+// `oneswap plan new`: a starting plan from the inventory (lib/plan), written to stdout or a new file;
+// and the plan's vCenter as the options every command connects with.
 
 import { writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { OneswapError } from '../errors/index.js';
-import { parsePlan, startingPlan } from '../plan/index.js';
+import { parsePlan, startingPlan, type PlanVcenter } from '../plan/index.js';
 import { connectOne, connectVcenter, type VcenterOptions } from './connect.js';
 import { selectVms, type VmSelection } from './list.js';
 
@@ -65,4 +66,14 @@ export async function runPlanNew(o: PlanNewCliOptions, warn: (m: string) => void
     throw new OneswapError('usage', `cannot write the plan ${o.output}: ${code ?? (err as Error).message}`);
   }
   return undefined;
+}
+
+/** A plan's vCenter as connectVcenter takes it (the password from its file, the environment or a prompt). */
+export function planVcenterOptions(v: PlanVcenter): VcenterOptions {
+  return {
+    vcenter: v.address,
+    user: v.user,
+    ...(v.passwordFile === undefined ? {} : { passwordFile: v.passwordFile }),
+    ...(v.tls.kind === 'thumbprint' ? { thumbprint: v.tls.thumbprint } : v.tls.kind === 'ca' ? { ca: v.tls.file } : v.tls.kind === 'insecure' ? { insecure: true } : {}),
+  };
 }

@@ -4,8 +4,10 @@
 
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { PlanFileError, parsePlan, startingPlan, type PlannedVm } from '../../lib/plan/index.js';
 import type { VmSummary } from '../../lib/vsphere/index.js';
+import { planVcenterOptions } from '../../lib/cli/plan.js';
 
 const HEAD = ['version: 1', 'vcenter:', '  host: vc.example.com', '  user: admin@vsphere.local'];
 
@@ -85,6 +87,7 @@ describe('plan file', () => {
       tls: { kind: 'ca', file: '/plans/ca.pem' },
       datacenter: 'DC0',
     });
+    assert.deepEqual(planVcenterOptions(plan.vcenter), { vcenter: 'vc.example.com:8443', user: 'admin@vsphere.local', passwordFile: '/plans/secrets/vc.pw', ca: '/plans/ca.pem' });
     assert.equal(plan.source, '/plans/estate.yaml');
     assert.equal(plan.endpoint, 'http://one.example.com:2633/RPC2');
     assert.deepEqual(plan.waves, ['pilot', 'bulk']);
@@ -132,9 +135,26 @@ describe('plan file', () => {
     );
     assert.deepEqual(plan.waves, ['default']);
     assert.deepEqual(plan.vcenter.tls, { kind: 'insecure' });
+    assert.deepEqual(planVcenterOptions(plan.vcenter), { vcenter: '10.0.0.5', user: 'u', insecure: true });
     assert.equal(plan.vcenter.port, 443);
     assert.deepEqual(plan.vms[0]!.mode, { kind: 'warm', enableCbt: false, cutover: { start: new Date('2027-03-01T02:00:00Z') } });
     assert.deepEqual(plan.budgets, { readsPerHost: 2, converting: 1, inFlight: 4, datastoreBytesPerSec: new Map() });
+  });
+
+  test("docs/PLANS.md's complete plan is a valid plan", () => {
+    const doc = readFileSync(new URL('../../docs/PLANS.md', import.meta.url), 'utf8');
+    const example = /```yaml\n([\s\S]*?)```/.exec(doc)?.[1];
+    assert.ok(example !== undefined);
+    const plan = parsePlan(example, '/plans/estate.yaml');
+    assert.deepEqual(
+      plan.vms.map((v) => [v.key, v.wave, v.mode.kind, v.datastoreId]),
+      [
+        ['web01', 'pilot', 'cold', 100],
+        ['/Paris/vm/db/db01', 'bulk', 'warm', 100],
+        ['421c2d2a-1111-2222-3333-444455556666', 'bulk', 'warm', 101],
+        ['batch07', 'pilot', 'cold', 100],
+      ],
+    );
   });
 
   test('a password is refused with what to use instead', () => {
