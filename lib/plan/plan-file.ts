@@ -46,7 +46,7 @@ export interface Plan {
 
 export const PLAN_VERSION = 1;
 export const DEFAULT_WAVE = 'default';
-export const DEFAULT_BUDGETS = { readsPerHost: 2, converting: 1, inFlight: 4 } as const;
+export const DEFAULT_BUDGETS: Readonly<Pick<PlanBudgets, 'readsPerHost' | 'converting' | 'inFlight'>> = { readsPerHost: 2, converting: 1, inFlight: 4 };
 export const TRANSPORTS: readonly TransportChoice[] = ['auto', 'folder', 'lease', 'vddk', 'nfc'];
 
 const TOP_KEYS = ['version', 'vcenter', 'one', 'defaults', 'budgets', 'windows', 'waves', 'vms'];
@@ -239,7 +239,7 @@ function readNetworkMap(r: YamlReader, f: Field): Map<string, string> {
 }
 
 function readBudgets(r: YamlReader, field: Field | undefined): PlanBudgets {
-  const budgets = { ...DEFAULT_BUDGETS, datastoreBytesPerSec: new Map<string, number>() };
+  const budgets: { -readonly [K in keyof PlanBudgets]: PlanBudgets[K] } & { datastoreBytesPerSec: Map<string, number> } = { ...DEFAULT_BUDGETS, datastoreBytesPerSec: new Map<string, number>() };
   if (field === undefined) return budgets;
   for (const f of r.fields(field.value, 'budgets', BUDGET_KEYS) ?? []) {
     if (f.name === 'datastoreRate') {
@@ -253,7 +253,7 @@ function readBudgets(r: YamlReader, field: Field | undefined): PlanBudgets {
       continue;
     }
     const n = r.int(f, 1);
-    if (n !== undefined) budgets[f.name as keyof typeof DEFAULT_BUDGETS] = n as never;
+    if (n !== undefined) budgets[f.name as 'readsPerHost' | 'converting' | 'inFlight'] = n;
   }
   return budgets;
 }
