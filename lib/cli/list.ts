@@ -25,18 +25,26 @@ export function nameMatcher(pattern: string | undefined): (name: string) => bool
   return (n) => re.test(n);
 }
 
+export type VmSelection = Pick<ListFilters, 'name' | 'datacenter' | 'cluster' | 'power'>;
+
+/** The VMs `--name`, `--datacenter`, `--cluster` and `--power` select, in one batched read (`list vms`, `plan new`). */
+export async function selectVms(client: VSphereClient, f: VmSelection): Promise<VmSummary[]> {
+  let power: PowerState | undefined;
+  if (f.power) {
+    power = POWER[f.power.toLowerCase()];
+    if (!power) throw new OneswapError('usage', `--power "${f.power}" is not one of on, off, suspended`);
+  }
+  const match = nameMatcher(f.name);
+  return (await client.vms({ datacenter: f.datacenter, cluster: f.cluster, powerState: power })).filter((v) => match(v.name));
+}
+
 export async function list(client: VSphereClient, kind: string, f: ListFilters): Promise<string> {
   if (!LIST_KINDS.includes(kind as ListKind)) throw new OneswapError('usage', `cannot list "${kind}"`, { hint: `choose one of: ${LIST_KINDS.join(', ')}` });
   const match = nameMatcher(f.name);
   const inDc = (dc: string): boolean => !f.datacenter || dc === f.datacenter;
   switch (kind as ListKind) {
     case 'vms': {
-      let power: PowerState | undefined;
-      if (f.power) {
-        power = POWER[f.power.toLowerCase()];
-        if (!power) throw new OneswapError('usage', `--power "${f.power}" is not one of on, off, suspended`);
-      }
-      const vms = (await client.vms({ datacenter: f.datacenter, cluster: f.cluster, powerState: power })).filter((v) => match(v.name));
+      const vms = await selectVms(client, f);
       if (f.json) return json(vms);
       return renderTable(
         ['NAME', 'POWER', 'CPU', 'MEMORY', 'DISKS', 'FIRMWARE', 'CBT', 'GUEST', 'DATACENTER', 'CLUSTER/HOST'],

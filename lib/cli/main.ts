@@ -10,6 +10,7 @@ import { runImport, runWarmStage, type ImportCliOptions, type WarmStage } from '
 import { runWarmStatus, type WarmStatusCliOptions } from './warm-status.js';
 import { runConvert, type ConvertCliOptions } from './convert.js';
 import { runMarketRefresh, type MarketRefreshCliOptions } from './market.js';
+import { runPlanNew, type PlanNewCliOptions } from './plan.js';
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
 
@@ -138,6 +139,24 @@ export function program(signal: AbortSignal): Command {
       .option('--state-dir <dir>', 'where resume journals live (default: ~/.local/state/oneswap)'),
   ).action(async (vm: string, o: WarmStatusCliOptions) => {
     process.stdout.write(await runWarmStatus(vm, o, warn));
+  });
+
+  const plan = p.command('plan').description('migrate an estate from one reviewed plan file (docs/PLANS.md)');
+  vcenterOptions(
+    plan
+      .command('new')
+      .description('write a starting plan for the VMs the filters select: the vCenter, defaults with the networks mapped by name, budgets, one entry per VM with its facts')
+      .requiredOption('--datastore <id>', 'OpenNebula image datastore the VMs go to')
+      .addOption(new Option('--mode <mode>', 'cold or warm for every VM').choices(['cold', 'warm']).default('cold'))
+      .option('--name <pattern>', 'only VMs whose names match (exact, or with * and ?)')
+      .option('--datacenter <name>', 'only VMs in this datacenter (the plan looks VMs up there)')
+      .option('--cluster <name>', 'only VMs in this cluster')
+      .option('--power <state>', 'only VMs on, off or suspended')
+      .option('--endpoint <url>', 'OpenNebula XML-RPC endpoint (default: ONE_XMLRPC, ~/.one/one_endpoint); also written into the plan')
+      .option('-o, --output <file>', 'write the plan to this new file instead of stdout (an existing file is not overwritten)'),
+  ).action(async (o: PlanNewCliOptions) => {
+    const text = await runPlanNew(o, warn);
+    if (text !== undefined) process.stdout.write(text);
   });
 
   p.command('convert')

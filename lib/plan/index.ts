@@ -12,3 +12,6 @@ export { runPlan, type PlanRunSettings, type PlanRunOutcome } from './plan-run.j
 export { RunRecord, type RunStatus, type VmStatus, type RecordedVm } from './run-record.js';
 export { readStatus, writerAlive, statusFile, planStateDir } from './status-file.js';
 export { renderStatus } from './status-text.js';
+export { loadPlan, parsePlan, PLAN_VERSION, DEFAULT_WAVE, DEFAULT_BUDGETS, type Plan, type PlanVcenter, type PlanTls } from './plan-file.js';
+export { PlanFileError, type PlanProblem } from './plan-yaml.js';
+export { startingPlan, inferNetworks, vmFacts, type StartingPlanInput, type InferredNetworks } from './plan-new.js';

@@ -1,0 +1,131 @@
+// `oneswap plan ...` against the vCenter and OpenNebula simulators, as the real command: a few
+// VMs on two ESXi hosts, an OpenNebula network named like one vCenter network. One set of peers
+// for the whole file; each step of the plan (new, check, estimate, run) is a test of its own.
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { vcsimSkip } from '../peers/vcsim/index.js';
+import { createTestVm } from '../peers/vcsim/fixture.js';
+import { oneswap } from '../peers/cli.js';
+import { startMigrationPeers, type MigrationPeers } from '../peers/migration.js';
+import { loadPlan } from '../../lib/plan/index.js';
+
+const MiB = 1024 * 1024;
+const skip = vcsimSkip();
+
+describe('oneswap plan', { skip }, () => {
+  let peers: MigrationPeers;
+  /** `--vcenter … --user … --thumbprint …`, the password in the environment as a user would have it. */
+  let vcenterArgs: string[];
+
+  before(async () => {
+    // Two standalone hosts, DC0_H0 and DC0_H1: a VM's host is then the one it was created on.
+    peers = await startMigrationPeers('plan', { vcsim: { extraArgs: ['-standalone-host', '2'] } });
+    vcenterArgs = ['--vcenter', `127.0.0.1:${peers.proxy.port}`, '--user', peers.sim.username, '--thumbprint', peers.sim.thumbprintSha256];
+    peers.oned.createNetwork({ name: 'VM Network', bridge: 'br0', ars: [{ type: 'ETHER', size: 8 }] });
+    await createTestVm(peers.sim, {
+      name: 'plan-web1',
+      host: 'DC0_H0',
+      guestId: 'ubuntu64Guest',
+      hardwareVersion: 'vmx-13',
+      cbt: true,
+      powerOn: true,
+      disks: [{ sizeBytes: 2 * MiB }, { sizeBytes: 1 * MiB }],
+      nics: [{ network: 'VM Network' }],
+    });
+    await createTestVm(peers.sim, { name: 'plan-web2', host: 'DC0_H1', guestId: 'centos8_64Guest', hardwareVersion: 'vmx-14', disks: [{ sizeBytes: 1 * MiB }], nics: [{ network: 'DC0_DVPG0' }] });
+    await createTestVm(peers.sim, { name: 'plan-db', host: 'DC0_H1', guestId: 'windows2019srv_64Guest', hardwareVersion: 'vmx-15', disks: [{ sizeBytes: 3 * MiB }], nics: [{ network: 'VM Network' }, { network: 'VM Network' }] });
+  });
+  after(async () => {
+    await peers?.stop();
+  });
+
+  const planNew = (...extra: string[]) =>
+    oneswap(['plan', 'new', ...vcenterArgs, '--datastore', String(peers.dsId), '--endpoint', peers.oned.endpoint, '--name', 'plan-*', ...extra], peers.env);
+
+  test('plan new: one entry per selected VM with its facts, networks mapped by name, loads back as written', async () => {
+    const r = await planNew();
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.equal(r.stderr, '');
+    assert.equal(
+      r.stdout,
+      [
+        `# oneswap plan: 3 VMs of vCenter 127.0.0.1:${peers.proxy.port}, written by oneswap plan new.`,
+        '# Review it (docs/PLANS.md describes every key), then: oneswap plan check PLAN',
+        '',
+        'version: 1',
+        'vcenter:',
+        `  host: 127.0.0.1:${peers.proxy.port}`,
+        `  user: ${peers.sim.username}`,
+        '  # passwordFile: FILE   (the password on its first line, mode 0600; or set ONESWAP_VCENTER_PASSWORD; never the password here)',
+        `  thumbprint: ${peers.sim.thumbprintSha256}`,
+        'one:',
+        `  endpoint: ${peers.oned.endpoint}`,
+        'defaults:',
+        `  datastore: ${peers.dsId}`,
+        '  mode: cold',
+        '  shutdown: false',
+        '  networkMap:',
+        '    VM Network: VM Network',
+        '    # not mapped: DC0_DVPG0 (no OpenNebula network of that name)',
+        'budgets:',
+        '  readsPerHost: 2',
+        '  converting: 1',
+        '  inFlight: 4',
+        'vms:',
+        '  # off, CBT off, vmx-15, boot disk 3.0 MiB, disk 3.0 MiB, guest windows2019srv_64Guest, host DC0_H1',
+        '  - name: plan-db',
+        '  # on, CBT on, vmx-13, boot disk 2.0 MiB, 2 disks 3.0 MiB, guest ubuntu64Guest, host DC0_H0',
+        '  - name: plan-web1',
+        '  # off, CBT off, vmx-14, boot disk 1.0 MiB, disk 1.0 MiB, guest centos8_64Guest, host DC0_H1',
+        '  - name: plan-web2',
+      ].join('\n'),
+    );
+
+    const file = join(peers.work, 'estate.yaml');
+    const written = await planNew('--mode', 'warm', '-o', file);
+    assert.equal(written.exitCode, 0, written.stderr);
+    assert.equal(written.stdout, '');
+    const plan = await loadPlan(file);
+    assert.equal(plan.vcenter.address, `127.0.0.1:${peers.proxy.port}`);
+    assert.deepEqual(plan.vcenter.tls, { kind: 'thumbprint', thumbprint: peers.sim.thumbprintSha256 });
+    assert.equal(plan.endpoint, peers.oned.endpoint);
+    assert.deepEqual(plan.waves, ['default']);
+    const common = {
+      wave: 'default',
+      priority: 0,
+      mode: { kind: 'warm', enableCbt: false },
+      datastoreId: peers.dsId,
+      networkMap: new Map([['VM Network', 'VM Network']]),
+      convert: true,
+      output: 'template',
+      transport: 'auto',
+      namePrefix: '',
+      keepMac: true,
+      keepIp: false,
+    };
+    assert.deepEqual(plan.vms, [
+      { key: 'plan-db', query: { by: 'name', value: 'plan-db' }, line: 25, ...common },
+      { key: 'plan-web1', query: { by: 'name', value: 'plan-web1' }, line: 27, ...common },
+      { key: 'plan-web2', query: { by: 'name', value: 'plan-web2' }, line: 29, ...common },
+    ]);
+    assert.match(await readFile(file, 'utf8'), /^ {2}enableCbt: false$/m);
+
+    await writeFile(file, 'changed by hand\n');
+    const again = await planNew('-o', file);
+    assert.equal(again.exitCode, 6);
+    assert.equal(again.stderr, `oneswap: ${file} exists; plan new does not overwrite a plan (choose another file name, or remove it first)`);
+    assert.equal(await readFile(file, 'utf8'), 'changed by hand\n');
+  });
+
+  test('plan new: filters as oneswap list vms; nothing selected is an error', async () => {
+    const on = await planNew('--power', 'on');
+    assert.equal(on.exitCode, 0, on.stderr);
+    assert.deepEqual(on.stdout.split('\n').filter((l) => l.startsWith('  - ')), ['  - name: plan-web1']);
+    const none = await planNew('--power', 'suspended');
+    assert.equal(none.exitCode, 5);
+    assert.equal(none.stderr, `oneswap: no VM of vCenter 127.0.0.1:${peers.proxy.port} matches the filters (list them with: oneswap list vms)`);
+  });
+});
