@@ -220,10 +220,19 @@ describe('faults of imports into Ceph and qcow2 image datastores', { skip, timeo
   test('the monitors stop once the placeholders are made: exit 4 naming them, the placeholders removed once Ceph is back', async () => {
     const child = spawnOneswap(importArgs(cephDs, vm.name), peers.env);
     let stopped = false;
+    let resumed = false;
+    let out = '';
     child.stdout?.on('data', (d: Buffer) => {
-      if (!stopped && /"phase":"placeholders","state":"done"/.test(d.toString())) {
+      out += d.toString();
+      if (!stopped && /"phase":"placeholders","state":"done"/.test(out)) {
         stopped = true;
         process.kill(ceph.pids.mon, 'SIGSTOP');
+      }
+      // Back once the failure is told: the rollback's rbd rm waits for the monitors (the stock
+      // driver sets no timeout), and would otherwise spend its whole wait on them.
+      if (stopped && !resumed && /"phase":"rollback","state":"start"/.test(out)) {
+        resumed = true;
+        process.kill(ceph.pids.mon, 'SIGCONT');
       }
     });
     let r: CliRun;
@@ -231,8 +240,7 @@ describe('faults of imports into Ceph and qcow2 image datastores', { skip, timeo
       const c = await child;
       r = { exitCode: c.exitCode ?? -1, stdout: String(c.stdout), stderr: String(c.stderr) };
     } finally {
-      // The rollback's rbd rm on the bridge waits for the monitors (the stock driver sets no timeout).
-      process.kill(ceph.pids.mon, 'SIGCONT');
+      if (!resumed) process.kill(ceph.pids.mon, 'SIGCONT');
     }
     assert.ok(stopped, 'the placeholders were never made');
     await assertCleanFailure(
