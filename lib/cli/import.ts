@@ -3,16 +3,14 @@
 // display, both connections, and one exit code for the batch.
 
 import { join } from 'node:path';
-import { OneswapError, describeError } from '../errors/index.js';
+import { OneswapError } from '../errors/index.js';
 import { openOva, openVmdks, type Firmware, type ReaderSettings, type TransportChoice } from '../input/index.js';
 import {
   coldImportVm,
   fileImportVm,
-  type EventSink,
   type FileImportOptions,
   type FileTarget,
   defaultStateDir,
-  fanOut,
   mapLimited,
   newRunId,
   warmAbort,
@@ -26,8 +24,7 @@ import {
   type VmResult,
   type WarmOptions,
 } from '../supervisor/index.js';
-import { openRunLog } from '../progress/index.js';
-import { progressDisplay, type RunCliOptions } from './run-options.js';
+import { inRun, type RunCliOptions } from './run-options.js';
 import { parseNetworkMap, type DiskFileFormat } from '../output/index.js';
 import { connectOne, connectVcenter, parseHost, type VcenterOptions } from './connect.js';
 import { parseCutoverAt, parseDuration, parseSize } from './units.js';
@@ -142,34 +139,6 @@ async function runFileImport(vms: string[], o: ImportCliOptions, signal: AbortSi
       one.close();
     }
   });
-}
-
-/** One run: its log file, the progress display, the results turned into one exit code. */
-async function inRun(o: ImportCliOptions, opts: { readonly logDir: string; readonly runId: string }, body: (emit: EventSink, warn: (m: string) => void) => Promise<VmResult[]>): Promise<number> {
-  const runLog = openRunLog(opts.logDir, opts.runId);
-  const display = progressDisplay(o.progress);
-  const emit = fanOut(display, runLog.sink);
-  const warn = (message: string): void => emit({ type: 'log', level: 'warn', message });
-  emit({ type: 'run', state: 'start', runId: opts.runId, logFile: runLog.path });
-  let results: VmResult[];
-  try {
-    results = await body(emit, warn);
-  } catch (err) {
-    // The display gets the error once, as the command's last line (main.ts); the log keeps it too.
-    runLog.sink({ type: 'log', level: 'error', message: describeError(err) });
-    emit({ type: 'run', state: 'end', runId: opts.runId, ok: false });
-    await runLog.close();
-    throw err;
-  }
-  const failed = results.filter((r) => !r.ok);
-  emit({ type: 'run', state: 'end', runId: opts.runId, ok: failed.length === 0 });
-  await runLog.close();
-  if (failed.length === 0) return 0;
-  const first = failed[0]!.error;
-  if (results.length === 1) throw first;
-  // A batch keeps the exit code of its first failure and names every failed VM on the one line.
-  const kind = first instanceof OneswapError ? first.kind : 'internal';
-  throw new OneswapError(kind, `${failed.length} of ${results.length} VMs failed: ${failed.map((f) => `${f.vm}: ${describeError(f.error)}`).join('; ')}`);
 }
 
 /** The options of a file import, refusing those that belong to a vCenter source or another target. */

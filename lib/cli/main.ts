@@ -11,6 +11,7 @@ import { runWarmStatus, type WarmStatusCliOptions } from './warm-status.js';
 import { runConvert, type ConvertCliOptions } from './convert.js';
 import { runMarketRefresh, type MarketRefreshCliOptions } from './market.js';
 import { runPlanNew, type PlanNewCliOptions } from './plan.js';
+import { runPlanRun, runPlanStatus, type PlanRunCliOptions, type PlanStatusCliOptions } from './plan-run.js';
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
 
@@ -158,6 +159,30 @@ export function program(signal: AbortSignal): Command {
     const text = await runPlanNew(o, warn);
     if (text !== undefined) process.stdout.write(text);
   });
+  plan
+    .command('run')
+    .description("migrate every VM of the plan under its budgets: waves in order, VMs by priority, warm ones syncing until their window; a failed VM never stops the others; run it again after a crash or Ctrl-C to resume")
+    .argument('<plan>', 'the plan file')
+    .addOption(new Option('--progress <mode>', 'progress display').choices(['tty', 'plain', 'json']))
+    .option('--streams <n>', 'parallel range streams per disk', '4')
+    .option('--sync-interval <duration>', 'warm: time between the starts of two rounds while waiting for the window', '5m')
+    .option('--shutdown-timeout <seconds>', 'how long to wait for a guest to shut down', '300')
+    .option('--vddk-libdir <dir>', "VMware's VDDK for nbdkit's vddk plugin (env ONESWAP_VDDK_LIBDIR)")
+    .option('--endpoint <url>', "OpenNebula XML-RPC endpoint (default: the plan's, else ONE_XMLRPC, ~/.one/one_endpoint)")
+    .option('--state-dir <dir>', 'where journals, the plan\'s status and logs live (default: ~/.local/state/oneswap)')
+    .option('--log-dir <dir>', 'where the run log and the summary go (default: <state-dir>/logs)')
+    .action(async (file: string, o: PlanRunCliOptions) => {
+      process.exitCode = await runPlanRun(file, o, signal);
+    });
+  plan
+    .command('status')
+    .description("every VM of the plan's last run on this host: phase, progress, rate, ETA, last error (the run may be going on in another shell)")
+    .argument('<plan>', 'the plan file')
+    .option('--json', 'JSON instead of a table')
+    .option('--state-dir <dir>', 'where the plan ran with (default: ~/.local/state/oneswap)')
+    .action(async (file: string, o: PlanStatusCliOptions) => {
+      process.stdout.write(await runPlanStatus(file, o));
+    });
 
   p.command('convert')
     .description('convert the guest on images that hold a copied VM (after a failed conversion or --no-convert); copies nothing')

@@ -13,6 +13,8 @@ export type { ImportOptions, ImportContext, MigrationOptions, VmResult } from '.
 // How one disk's areas move from its reader into a raw file: also the datastore driver's cp.
 export { copyReading, placeOneDisk, planPoweredOffReads, type ReadingCopy, type PlannedRead } from './steps.js';
 export { newRunId, mapLimited } from './run.js';
+export { Slots, KeyedSlots, runBudgets, hostKey, type RunBudgets, type Release } from './budgets.js';
+export { runFleet, type FleetVm, type FleetRun, type FleetVmResult } from './fleet.js';
 export { warmStart, warmSync, warmCutover, warmAbort, warmImport, type WarmOptions, type CutoverPolicy, type WarmResult } from './warm.js';
 export { warmStatus, type WarmStatus, type WarmDiskStatus, type DowntimePrediction } from './warm-status.js';
 export { convertImages, vmConversionRequest, sourceMacsNetwork, describeConversion, type ConvertImagesRequest, type ImagesConversion, type ImageToConvert } from './conversion.js';

@@ -4,13 +4,13 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { vcsimSkip } from '../peers/vcsim/index.js';
-import { createTestVm } from '../peers/vcsim/fixture.js';
+import { createTestVm, sha256File, type TestVm } from '../peers/vcsim/fixture.js';
 import { oneswap } from '../peers/cli.js';
 import { startMigrationPeers, type MigrationPeers } from '../peers/migration.js';
-import { loadPlan } from '../../lib/plan/index.js';
+import { loadPlan, type PlanRunSummary } from '../../lib/plan/index.js';
 
 const MiB = 1024 * 1024;
 const skip = vcsimSkip();
@@ -127,5 +127,89 @@ describe('oneswap plan', { skip }, () => {
     const none = await planNew('--power', 'suspended');
     assert.equal(none.exitCode, 5);
     assert.equal(none.stderr, `oneswap: no VM of vCenter 127.0.0.1:${peers.proxy.port} matches the filters (list them with: oneswap list vms)`);
+  });
+
+  test('plan run: waves in order, each VM imported exactly, one that fails stops none; status from another shell; a re-run skips what is done', async () => {
+    const vms: TestVm[] = [];
+    for (const [name, host, disks] of [
+      ['run-a', 'DC0_H0', [{ sizeBytes: 8 * MiB, data: [{ offset: 0, length: 2 * MiB }] }, { sizeBytes: 4 * MiB, data: [{ offset: MiB, length: MiB }] }]],
+      ['run-b', 'DC0_H0', [{ sizeBytes: 6 * MiB, data: [{ offset: 2 * MiB, length: 3 * MiB }] }]],
+      ['run-c', 'DC0_H1', [{ sizeBytes: 4 * MiB, data: [{ offset: 0, length: 4 * MiB }] }]],
+    ] as const) {
+      vms.push(await createTestVm(peers.sim, { name, host, cbt: true, disks: disks.map((d) => ({ sizeBytes: d.sizeBytes, data: [...d.data] })), nics: [{ network: 'VM Network' }] }));
+    }
+    const file = join(peers.work, 'run.yaml');
+    await writeFile(
+      file,
+      [
+        'version: 1',
+        'vcenter:',
+        `  host: 127.0.0.1:${peers.proxy.port}`,
+        `  user: ${peers.sim.username}`,
+        `  thumbprint: ${peers.sim.thumbprintSha256}`,
+        'one:',
+        `  endpoint: ${peers.oned.endpoint}`,
+        'defaults:',
+        `  datastore: ${peers.dsId}`,
+        '  convert: false',
+        '  namePrefix: "p-"',
+        'budgets: {readsPerHost: 1, converting: 1, inFlight: 2}',
+        'waves: [first, second]',
+        'vms:',
+        '  - name: run-b',
+        '  - name: run-a',
+        '    priority: 5',
+        '  - name: ghost',
+        '  - name: run-c',
+        '    wave: second',
+        '',
+      ].join('\n'),
+    );
+    const r = await oneswap(['plan', 'run', file, '--progress', 'json'], peers.env);
+    assert.equal(r.exitCode, 5, r.stderr);
+    assert.match(r.stderr.trim(), /^oneswap: 1 of 4 VMs failed: ghost: .*ghost/);
+    const ev = r.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { type: string; vm?: string; phase?: string; state?: string; ok?: boolean; imageIds?: number[]; templateId?: number; message?: string });
+    const results = ev.filter((e) => e.type === 'result');
+    assert.deepEqual(results.map((e) => [e.vm, e.ok]).sort(), [['ghost', false], ['run-a', true], ['run-b', true], ['run-c', true]]);
+    // Wave "second" starts only once every VM of "first" has ended; within "first", priority first.
+    const starts = ev.filter((e) => e.type === 'phase' && e.phase === 'precheck' && e.state === 'start').map((e) => e.vm);
+    assert.deepEqual(starts.slice(0, 2), ['run-a', 'run-b']);
+    const firstEnds = ev.findLastIndex((e) => e.type === 'result' && e.vm !== 'run-c');
+    const cStarts = ev.findIndex((e) => e.type === 'phase' && e.vm === 'run-c');
+    assert.ok(cStarts > firstEnds, 'run-c (wave second) started before wave first ended');
+    for (const [k, vm] of vms.entries()) {
+      const res = results.find((e) => e.vm === vm.name)!;
+      assert.equal(res.imageIds!.length, vm.disks.length);
+      for (const [i, id] of res.imageIds!.entries()) assert.equal(await sha256File(peers.oned.image(id)!.source), vm.disks[i]!.sha256, `${vm.name} disk ${i} (${k})`);
+      assert.equal(peers.oned.template(res.templateId!)!.name, `p-${vm.name}`);
+    }
+    const summaryLine = ev.find((e) => e.type === 'log' && /^plan summary: /.test(e.message ?? ''))!.message!;
+    const [, text, json, html] = /^plan summary: (\S+), (\S+), report (\S+)$/.exec(summaryLine)!;
+    const summary = JSON.parse(await readFile(json!, 'utf8')) as PlanRunSummary;
+    assert.deepEqual(summary.waves.map((w) => [w.name, w.vms]), [['first', ['run-b', 'run-a', 'ghost']], ['second', ['run-c']]]);
+    assert.deepEqual(summary.vms.map((v) => [v.key, v.outcome, v.host ?? '-']), [['run-b', 'done', 'DC0_H0'], ['run-a', 'done', 'DC0_H0'], ['ghost', 'failed', '-'], ['run-c', 'done', 'DC0_H1']]);
+    assert.deepEqual(summary.vms.map((v) => v.bytesCopied), [3 * MiB, 3 * MiB, 0, 4 * MiB]);
+    assert.match(summary.vms[2]!.error!, /ghost/);
+    assert.match(await readFile(text!, 'utf8'), /run-a +done/);
+    assert.ok((await stat(html!)).size > 0);
+
+    // From another shell: every VM's state, the run ended.
+    const st = await oneswap(['plan', 'status', file, '--json'], peers.env);
+    assert.equal(st.exitCode, 0, st.stderr);
+    const status = JSON.parse(st.stdout) as { ended: boolean; running: boolean; vms: Array<{ key: string; state: string; bytesDone: number; lastError?: string }> };
+    assert.equal(status.ended, true);
+    assert.equal(status.running, false);
+    assert.deepEqual(status.vms.map((v) => [v.key, v.state, v.bytesDone]), [['run-b', 'done', 3 * MiB], ['run-a', 'done', 3 * MiB], ['ghost', 'failed', 0], ['run-c', 'done', 4 * MiB]]);
+    const table = await oneswap(['plan', 'status', file], peers.env);
+    assert.match(table.stdout, /^plan .*: ended .*; 3 done, 1 failed$/m);
+
+    // Again: the finished VMs are not touched, the failed one is tried again.
+    peers.proxy.reset();
+    const again = await oneswap(['plan', 'run', file, '--progress', 'json'], peers.env);
+    assert.equal(again.exitCode, 5, again.stderr);
+    assert.match(again.stderr.trim(), /^oneswap: 1 of 4 VMs failed: ghost: vCenter \S+ has no VM "ghost"/);
+    assert.equal(peers.proxy.counters.down < MiB, true, `${peers.proxy.counters.down} bytes read by the re-run`);
+    const againResults = again.stdout.split('\n').filter((l) => l.includes('"type":"result"')).map((l) => (JSON.parse(l) as { vm: string }).vm);
+    assert.deepEqual(againResults, ['ghost']);
   });
 });

@@ -1,0 +1,82 @@
+// `oneswap plan run PLAN` and `oneswap plan status PLAN`: the plan migrated under its budgets as
+// one run (log, display, one exit code; the summary as text, JSON and HTML next to the run log),
+// and where that run stands, from any shell.
+
+import { join } from 'node:path';
+import { OneswapError } from '../errors/index.js';
+import { loadPlan, readStatus, renderStatus, runPlan, writerAlive } from '../plan/index.js';
+import { defaultStateDir, newRunId, type VmResult } from '../supervisor/index.js';
+import { connectOne, connectVcenter } from './connect.js';
+import { positiveInt } from './import.js';
+import { planVcenterOptions } from './plan.js';
+import { inRun, type RunCliOptions } from './run-options.js';
+import { parseDuration } from './units.js';
+
+export interface PlanRunCliOptions extends RunCliOptions {
+  streams: string;
+  syncInterval: string;
+  shutdownTimeout: string;
+  vddkLibdir?: string;
+}
+
+export async function runPlanRun(planPath: string, o: PlanRunCliOptions, signal: AbortSignal): Promise<number> {
+  const plan = await loadPlan(planPath);
+  const stateDir = o.stateDir ?? defaultStateDir();
+  const logDir = o.logDir ?? join(stateDir, 'logs');
+  const runId = newRunId();
+  const streams = positiveInt(o.streams, '--streams');
+  const syncIntervalMs = parseDuration(o.syncInterval, '--sync-interval');
+  const shutdownTimeoutMs = positiveInt(o.shutdownTimeout, '--shutdown-timeout') * 1000;
+  const vddkLibdir = o.vddkLibdir ?? (process.env.ONESWAP_VDDK_LIBDIR || undefined);
+  return inRun({ ...o, endpoint: o.endpoint ?? plan.endpoint }, { logDir, runId }, async (emit, warn, logFile) => {
+    const vsphere = await connectVcenter(planVcenterOptions(plan.vcenter), warn);
+    try {
+      const one = await connectOne(o.endpoint ?? plan.endpoint);
+      try {
+        const outcome = await runPlan(
+          { vsphere, one, emit, signal, vcenterHost: plan.vcenter.host },
+          {
+            planPath: plan.source,
+            vms: plan.vms,
+            waves: plan.waves,
+            budgets: plan.budgets,
+            ...(plan.vcenter.datacenter === undefined ? {} : { datacenter: plan.vcenter.datacenter }),
+            stateDir,
+            logDir,
+            logFile,
+            runId,
+            streams,
+            syncIntervalMs,
+            shutdownTimeoutMs,
+            ...(vddkLibdir === undefined ? {} : { vddkLibdir }),
+          },
+        );
+        emit({ type: 'log', level: 'info', message: `plan summary: ${outcome.files.text}, ${outcome.files.json}, report ${outcome.files.html}` });
+        const results: VmResult[] = outcome.summary.vms
+          .filter((v) => v.outcome === 'done' || v.outcome === 'failed')
+          .map((v) => ({ vm: v.key, ok: v.outcome === 'done', imageIds: [...v.imageIds], ...(v.outcome === 'failed' ? { error: outcome.failed.find((f) => f.key === v.key)?.error ?? new OneswapError('internal', v.error ?? 'failed') } : {}) }));
+        const notReached = outcome.summary.vms.filter((v) => v.outcome === 'skipped' || v.outcome === 'pending');
+        if (signal.aborted && notReached.length > 0) warn(`stopped before ${notReached.length} VM(s) started: ${notReached.map((v) => v.key).join(', ')}; run the same plan again to go on`);
+        return results;
+      } finally {
+        one.close();
+      }
+    } finally {
+      await vsphere.logout().catch(() => undefined);
+    }
+  });
+}
+
+export interface PlanStatusCliOptions {
+  stateDir?: string;
+  json?: boolean;
+}
+
+export async function runPlanStatus(planPath: string, o: PlanStatusCliOptions): Promise<string> {
+  const stateDir = o.stateDir ?? defaultStateDir();
+  const status = await readStatus(stateDir, planPath);
+  if (!status) throw new OneswapError('not-found', `plan ${planPath} has not run on this host (no status under ${stateDir})`, { hint: `oneswap plan run ${planPath}` });
+  const alive = !status.ended && writerAlive(status);
+  if (o.json) return `${JSON.stringify({ ...status, running: alive }, null, 2)}\n`;
+  return renderStatus(status, alive);
+}
