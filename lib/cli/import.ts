@@ -27,7 +27,7 @@ import {
 import { inRun, type RunCliOptions } from './run-options.js';
 import { parseNetworkMap, type DiskFileFormat } from '../output/index.js';
 import { connectOne, connectVcenter, parseHost, type VcenterOptions } from './connect.js';
-import { parseCutoverAt, parseDuration, parseSize } from './units.js';
+import { parseCutoverAt, parseDuration, parseSize } from '../progress/index.js';
 
 export interface ImportCliOptions extends VcenterOptions, RunCliOptions {
   datacenter?: string;

@@ -10,7 +10,7 @@ import { connectOne, connectVcenter } from './connect.js';
 import { positiveInt } from './import.js';
 import { planVcenterOptions } from './plan.js';
 import { inRun, type RunCliOptions } from './run-options.js';
-import { parseDuration } from './units.js';
+import { parseDuration } from '../progress/index.js';
 
 export interface PlanRunCliOptions extends RunCliOptions {
   streams: string;

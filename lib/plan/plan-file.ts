@@ -7,7 +7,7 @@ import { dirname, resolve } from 'node:path';
 import { isMap, isScalar, type Node } from 'yaml';
 import { OneswapError } from '../errors/index.js';
 import { parseEndpoint } from '../vsphere/index.js';
-import { parseCutoverAt, parseSize } from '../cli/units.js';
+import { parseCutoverAt, parseSize } from '../progress/index.js';
 import type { TransportChoice } from '../input/index.js';
 import type { CutoverWindow, PlanBudgets, PlannedVm, VmQuery } from './planned-vm.js';
 import { PlanFileError, YamlReader, type Field } from './plan-yaml.js';

@@ -8,4 +8,5 @@ export { jsonLines, plainLines } from './lines.js';
 export { openRunLog, type RunLog } from './log-file.js';
 export { describeEvent } from './text.js';
 export { RateMeter, formatAbout, formatBytes, formatDuration } from './rate.js';
+export { parseSize, parseDuration, parseCutoverAt } from './units.js';
 export { renderTable } from './table.js';

@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseCutoverAt, parseDuration, parseSize } from '../../lib/cli/units.js';
+import { parseCutoverAt, parseDuration, parseSize } from '../../lib/progress/index.js';
 import { changeTrack } from '../../lib/supervisor/cbt-round.js';
 import { measuredRates, predictDowntime } from '../../lib/supervisor/warm-status.js';
 import { conversionSkipped } from '../../lib/supervisor/warm.js';

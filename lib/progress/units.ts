@@ -1,5 +1,6 @@
-// The units warm migration options are given in: sizes (512M, 2G), durations (90s, 5m, 1h) and
-// the cutover time (an ISO date-time, or HH:MM meaning the next such local time).
+// Sizes, durations and times as people write them, the other way round from formatBytes and
+// formatDuration: sizes (512M, 2G), durations (90s, 5m, 1h) and a cutover time (an ISO date-time,
+// or HH:MM meaning the next such local time). Options and plan files are read with them.
 
 import { OneswapError } from '../errors/index.js';
 
