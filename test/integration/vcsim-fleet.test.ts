@@ -22,7 +22,6 @@ import {
   simStats,
   text,
   VimClient,
-  type MoRef,
   type SimDiskReads,
   type SimReadInterval,
 } from '../peers/vcsim/fixture.js';
@@ -58,13 +57,14 @@ function folderPath(fileName: string): string {
 
 const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
-/** The record without times: what a test can demand exactly. */
-function shape(r: SimDiskReads): unknown {
-  const strip = (i: SimReadInterval): unknown => ({ host: i.host, vm: i.vm, disk: i.disk, via: i.via });
-  return { hosts: r.hosts, intervals: r.intervals.map(strip), open: r.open.map(strip), dropped: r.dropped };
-}
+type Read = Pick<SimReadInterval, 'host' | 'vm' | 'disk' | 'via'>;
+const byDisk = (a: Read, b: Read): number => a.disk.localeCompare(b.disk);
 
-const byDisk = (a: { disk: string }, b: { disk: string }): number => a.disk.localeCompare(b.disk);
+/** The record without times, reads sorted by disk (their order is the sockets'): what a test can demand exactly. */
+function shape(r: SimDiskReads): unknown {
+  const strip = (i: SimReadInterval): Read => ({ host: i.host, vm: i.vm, disk: i.disk, via: i.via });
+  return { hosts: r.hosts, intervals: r.intervals.map(strip).sort(byDisk), open: r.open.map(strip).sort(byDisk), dropped: r.dropped };
+}
 
 describe('vcsim fleet: 40 VMs on 2 hosts and 2 datastores, disk reads recorded per host', { skip: vcsimSkip() }, () => {
   let sim: Vcsim;
@@ -143,16 +143,13 @@ describe('vcsim fleet: 40 VMs on 2 hosts and 2 datastores, disk reads recorded p
     const live = (await simStats(sim)).diskReads;
     const H0 = hostRef.get('DC0_H0')!;
     const H1 = hostRef.get('DC0_H1')!;
-    const expectedReads = reads.map(({ vm, disk }) => ({ host: hostRef.get(vm.host)!, vm: vm.moref.value, disk: disk.fileName, via: 'folder' }));
-    assert.deepEqual(
-      { ...(shape(live) as object), open: (shape(live) as { open: SimReadInterval[] }).open.sort(byDisk) },
-      {
-        hosts: { [H0]: { name: 'DC0_H0', current: 3, max: 3, total: 3 }, [H1]: { name: 'DC0_H1', current: 2, max: 2, total: 2 } },
-        intervals: [],
-        open: [...expectedReads].sort(byDisk),
-        dropped: 0,
-      },
-    );
+    const expectedReads: Read[] = reads.map(({ vm, disk }) => ({ host: hostRef.get(vm.host)!, vm: vm.moref.value, disk: disk.fileName, via: 'folder' as const })).sort(byDisk);
+    assert.deepEqual(shape(live), {
+      hosts: { [H0]: { name: 'DC0_H0', current: 3, max: 3, total: 3 }, [H1]: { name: 'DC0_H1', current: 2, max: 2, total: 2 } },
+      intervals: [],
+      open: expectedReads,
+      dropped: 0,
+    });
     assert.ok(live.open.every((o) => o.end === null));
 
     const bodies = await Promise.all(streams.map(body));
@@ -160,15 +157,12 @@ describe('vcsim fleet: 40 VMs on 2 hosts and 2 datastores, disk reads recorded p
       assert.equal(sha256(Buffer.concat([bodies[2 * k]!, bodies[2 * k + 1]!])), disk.sha256, `${disk.fileName} read whole`);
     }
     const done = (await simStats(sim)).diskReads;
-    assert.deepEqual(
-      { ...(shape(done) as object), intervals: (shape(done) as { intervals: SimReadInterval[] }).intervals.sort(byDisk) },
-      {
-        hosts: { [H0]: { name: 'DC0_H0', current: 0, max: 3, total: 3 }, [H1]: { name: 'DC0_H1', current: 0, max: 2, total: 2 } },
-        intervals: [...expectedReads].sort(byDisk),
-        open: [],
-        dropped: 0,
-      },
-    );
+    assert.deepEqual(shape(done), {
+      hosts: { [H0]: { name: 'DC0_H0', current: 0, max: 3, total: 3 }, [H1]: { name: 'DC0_H1', current: 0, max: 2, total: 2 } },
+      intervals: expectedReads,
+      open: [],
+      dropped: 0,
+    });
     for (const i of done.intervals) assert.ok(i.end !== null && i.end >= i.start, JSON.stringify(i));
 
     // A descriptor is no disk data: not a read.
