@@ -251,6 +251,8 @@ describe('vcsim fleet: 40 VMs on 2 hosts and 2 datastores, disk reads recorded p
     assert.equal(await close(b.handle), 204);
     assert.deepEqual(await hosts(), { [H0]: { name: 'DC0_H0', current: 0, max: 1, total: 1 } }, 'closed: the answer of close comes after the read ended');
     assert.equal(await close(b.handle), 404, 'a closed handle is gone');
+    assert.equal((await c.http('GET', `/nfc-disk/close?handle=${a.handle}`)).status, 405, 'close is a POST');
+    assert.equal((await c.http('POST', `/nfc-disk/close?handle=${a.handle}`, { cookie: '' })).status, 401, 'close needs the session');
     await Promise.all([body(a.res), body(b.res)]);
     const { intervals } = (await simStats(sim)).diskReads;
     assert.deepEqual(shape({ hosts: {}, intervals, open: [], dropped: 0 }), {

@@ -93,15 +93,19 @@ func (x *extension) serveNfcDisk(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	op := r.URL.Path[len("/nfc-disk/"):]
+	method := http.MethodGet
+	if op == "close" {
+		method = http.MethodPost
+	}
 	switch {
-	case op == "close" && r.Method == http.MethodPost:
-		x.closeHandle(w, r.URL.Query().Get("handle"))
-		return
-	case op != "info" && op != "extents" && op != "read" && op != "open":
+	case op != "info" && op != "extents" && op != "read" && op != "open" && op != "close":
 		http.NotFound(w, r)
 		return
-	case r.Method != http.MethodGet:
+	case r.Method != method:
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	case op == "close":
+		x.closeHandle(w, r.URL.Query().Get("handle"))
 		return
 	}
 	var from, to int64 // of a read, inclusive
