@@ -17,6 +17,7 @@ import {
   children,
   moref,
   pseudoRandom,
+  readPeaks,
   ref,
   resetDiskReads,
   simStats,
@@ -164,6 +165,7 @@ describe('vcsim fleet: 40 VMs on 2 hosts and 2 datastores, disk reads recorded p
       dropped: 0,
     });
     for (const i of done.intervals) assert.ok(i.end !== null && i.end >= i.start, JSON.stringify(i));
+    assert.deepEqual(readPeaks(done, 0), { [H0]: 3, [H1]: 2 }, 'the intervals say the same');
 
     // A descriptor is no disk data: not a read.
     const descriptor = await c.http('GET', folderPath(h0[0]!.disks[0]!.fileName).replace('-flat.vmdk', '.vmdk'));

@@ -357,6 +357,47 @@ export async function resetDiskReads(sim: Vcsim): Promise<void> {
   if (r.status !== 204) throw new Error(`POST /sim/disk-reads/reset: HTTP ${r.status}`);
 }
 
+/**
+ * The most disks read at once per host (by host moref), from the recorded reads, each disk's
+ * reads less than `gapMs` apart joined into one. The simulator's own `max` counts a /folder disk
+ * only while a request of it is in flight, so a client's pauses between the requests of one disk
+ * (on loopback often longer than the requests) hide overlaps; joining them shows what the client's
+ * scheduler let run at once. Only the same disk is joined: a disk read again within `gapMs` of
+ * its previous read counts as read in between (choose gapMs below the client's own pauses between
+ * two reads of one disk, e.g. a warm round's snapshot calls). Open reads count as going on.
+ * Throws when reads were dropped from the record.
+ */
+export function readPeaks(reads: SimDiskReads, gapMs: number): Record<string, number> {
+  if (reads.dropped > 0) throw new Error(`${reads.dropped} disk reads were dropped from the record; reset it more often`);
+  const spans = new Map<string, Array<{ start: number; end: number }>>();
+  for (const r of [...reads.intervals, ...reads.open]) {
+    const key = JSON.stringify([r.host, r.vm, r.disk]);
+    spans.set(key, [...(spans.get(key) ?? []), { start: r.start, end: r.end ?? Infinity }]);
+  }
+  // Per host: +1 where a joined read starts, -1 where it ends; an end sorts before a start at the same time.
+  const events = new Map<string, Array<[number, number]>>();
+  for (const [key, list] of spans) {
+    const host = (JSON.parse(key) as string[])[0]!;
+    const joined: Array<{ start: number; end: number }> = [];
+    for (const s of list.sort((a, b) => a.start - b.start)) {
+      const last = joined[joined.length - 1];
+      if (last && s.start - last.end < gapMs) last.end = Math.max(last.end, s.end);
+      else joined.push({ ...s });
+    }
+    const ev = events.get(host) ?? [];
+    for (const j of joined) ev.push([j.start, 1], [j.end, -1]);
+    events.set(host, ev);
+  }
+  const peaks: Record<string, number> = {};
+  for (const [host, ev] of events) {
+    let now = 0;
+    let peak = 0;
+    for (const [, d] of ev.sort((a, b) => a[0] - b[0] || a[1] - b[1])) peak = Math.max(peak, (now += d));
+    peaks[host] = peak;
+  }
+  return peaks;
+}
+
 export async function sha256File(path: string): Promise<string> {
   const h = createHash('sha256');
   // Large reads: fleets hash hundreds of MiB, mostly holes, and 64 KiB reads cost more than the hashing.
