@@ -11,7 +11,7 @@ import type { IncomingMessage } from 'node:http';
 import { request } from 'node:https';
 import { after, before, describe, it } from 'node:test';
 import { startVcsim, vcsimSkip, type Vcsim } from '../peers/vcsim/index.js';
-import { createFleet, fleetVcsimOptions, type FleetVm } from '../peers/vcsim/fleet.js';
+import { clusterHosts, createFleet, fleetVcsimOptions, type FleetVm } from '../peers/vcsim/fleet.js';
 import {
   child,
   children,
@@ -282,5 +282,26 @@ describe('vcsim fleet: 40 VMs on 2 hosts and 2 datastores, disk reads recorded p
     }
     assert.deepEqual(now, { [H0]: { name: 'DC0_H0', current: 0, max: 1, total: 0 } });
     assert.equal(await close(dropped.handle), 404);
+  });
+
+  it('in a cluster: each VM is registered on the host asked for (CreateVM_Task host), not where vcsim would put it', async () => {
+    const csim = await startVcsim({ ...fleetVcsimOptions({ cluster: true }) });
+    try {
+      const vms = await createFleet(csim, { count: 6, hosts: clusterHosts(2), vm: () => ({ disks: [{ sizeBytes: MiB }] }) });
+      const cc = await VimClient.login(csim);
+      const names = await Promise.all(
+        vms.map(async (vm) => {
+          const host = moref((await cc.props(vm.moref, ['runtime.host']))['runtime.host']);
+          return text((await cc.props(host, ['name']))['name']);
+        }),
+      );
+      assert.deepEqual(names, ['DC0_C0_H0', 'DC0_C0_H1', 'DC0_C0_H0', 'DC0_C0_H1', 'DC0_C0_H0', 'DC0_C0_H1']);
+      assert.deepEqual(
+        vms.map((v) => [v.computeResource, v.host, v.datastore]),
+        names.map((h, i) => ['DC0_C0', h, i < 2 || i >= 4 ? 'LocalDS_0' : 'LocalDS_1']),
+      );
+    } finally {
+      await csim.stop();
+    }
   });
 });

@@ -38,16 +38,25 @@ export interface FleetVm extends TestVm {
   poweredOn: boolean;
 }
 
-/** Two standalone ESXi hosts (DC0_H0, DC0_H1), no cluster, two datastores and no model VMs. */
-export function fleetVcsimOptions(opts: { hosts?: number; datastores?: number } = {}): Pick<VcsimOptions, 'extraArgs'> {
-  const hosts = opts.hosts ?? 2;
-  const datastores = opts.datastores ?? 2;
-  return { extraArgs: ['-cluster', '0', '-standalone-host', String(hosts), '-ds', String(datastores), '-vm', '0'] };
+/**
+ * A simulator for a fleet, no model VMs: `hosts` (default 2) standalone ESXi hosts DC0_H0, DC0_H1, …
+ * and no cluster; or with `cluster: true` one cluster DC0_C0 of that many hosts DC0_C0_H0, … and
+ * no standalone host. `datastores` (default 2) LocalDS_0, LocalDS_1, …, shared by all hosts.
+ */
+export function fleetVcsimOptions(opts: { hosts?: number; datastores?: number; cluster?: boolean } = {}): Pick<VcsimOptions, 'extraArgs'> {
+  const hosts = String(opts.hosts ?? 2);
+  const layout = opts.cluster ? ['-cluster', '1', '-host', hosts, '-standalone-host', '0'] : ['-cluster', '0', '-standalone-host', hosts];
+  return { extraArgs: [...layout, '-ds', String(opts.datastores ?? 2), '-vm', '0'] };
 }
 
 /** The standalone hosts fleetVcsimOptions makes. */
 export function standaloneHosts(n = 2): FleetHost[] {
   return Array.from({ length: n }, (_, i) => ({ computeResource: `DC0_H${i}`, host: `DC0_H${i}` }));
+}
+
+/** The hosts of the cluster fleetVcsimOptions({ cluster: true }) makes. */
+export function clusterHosts(n = 2): FleetHost[] {
+  return Array.from({ length: n }, (_, i) => ({ computeResource: 'DC0_C0', host: `DC0_C0_H${i}` }));
 }
 
 /**
