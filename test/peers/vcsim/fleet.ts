@@ -43,10 +43,10 @@ export interface FleetVm extends TestVm {
  * and no cluster; or with `cluster: true` one cluster DC0_C0 of that many hosts DC0_C0_H0, … and
  * no standalone host. `datastores` (default 2) LocalDS_0, LocalDS_1, …, shared by all hosts.
  */
-export function fleetVcsimOptions(opts: { hosts?: number; datastores?: number; cluster?: boolean } = {}): Pick<VcsimOptions, 'extraArgs'> {
+export function fleetVcsimOptions(opts: { hosts?: number; datastores?: number; cluster?: boolean } = {}): Pick<VcsimOptions, 'datastores' | 'extraArgs'> {
   const hosts = String(opts.hosts ?? 2);
   const layout = opts.cluster ? ['-cluster', '1', '-host', hosts, '-standalone-host', '0'] : ['-cluster', '0', '-standalone-host', hosts];
-  return { extraArgs: [...layout, '-ds', String(opts.datastores ?? 2), '-vm', '0'] };
+  return { datastores: opts.datastores ?? 2, extraArgs: [...layout, '-vm', '0'] };
 }
 
 /** The standalone hosts fleetVcsimOptions makes. */
