@@ -13,7 +13,7 @@ import { OneswapError } from '../../lib/errors/index.js';
 import type { NbdkitDisk } from '../../lib/input/nbdkit.js';
 import { openNbdkitDisk, type NbdkitReading } from '../../lib/input/reader-nbdkit.js';
 import { startVcsim, vcsimSkip, type Vcsim } from '../peers/vcsim/index.js';
-import { client, createTestVm, moref, ref, sha256File, type TestVm } from '../peers/vcsim/fixture.js';
+import { client, createTestVm, moref, ref, sha256File, simStats, type TestVm } from '../peers/vcsim/fixture.js';
 import { vddkStandin, vddkStandinSkip, type VddkStandin } from '../peers/vddk/index.js';
 
 const skip = vcsimSkip() || vddkStandinSkip();
@@ -84,10 +84,18 @@ describe('vddk reader through the VDDK stand-in', { skip }, () => {
       await truncate(target, reading.capacity);
       await copyToFile({ source: reading.source, target, capacity: reading.capacity, extents: areas, targetIsZero: true, streams: reading.maxStreams, requestSize: 2 * MiB });
       assert.equal(await sha256File(target), vm.disks[0]!.sha256);
+      const { open } = (await simStats(sim)).diskReads;
+      assert.deepEqual(
+        open.map((o) => [o.vm, o.disk, o.via]),
+        [[vm.moref.value, vm.disks[0]!.fileName, 'nfc-disk']],
+        'the NBD connections hold the disk open: one read of it',
+      );
     } finally {
       await reading.close();
     }
     assert.deepEqual(await nbdkitPids(), [], 'nbdkit is stopped on close');
+    const reads = (await simStats(sim)).diskReads;
+    assert.deepEqual(Object.values(reads.hosts).map((h) => [h.current, h.max, h.total]), [[0, 1, 1]], 'one disk read, ended when nbdkit stopped');
   });
 
   it('the nfc plugin reads the same disk', async () => {

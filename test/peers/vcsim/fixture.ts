@@ -290,6 +290,45 @@ export interface SimLeaseStats {
   bytes: number;
 }
 
+/** One ESXi host's disk reads (reads.go in vcsim-cbt; README "Disk reads per host"). */
+export interface SimHostReads {
+  /** The host's name, e.g. 'DC0_H1'. */
+  name: string;
+  /** Disks being read now. */
+  current: number;
+  /** The most disks read at once since start or the last reset. */
+  max: number;
+  /** Disk reads started since start or the last reset. */
+  total: number;
+}
+
+/** One disk read: from its first reader opening to its last closing. */
+export interface SimReadInterval {
+  /** Host moref value (the VM's runtime.host when the read started). */
+  host: string;
+  /** VM moref value. */
+  vm: string;
+  /** The disk's backing fileName, e.g. '[LocalDS_0] fleet-01/fleet-01.vmdk'. */
+  disk: string;
+  /** The reader that opened it. */
+  via: 'folder' | 'nfc' | 'nfc-disk';
+  /** Milliseconds since the Unix epoch (microsecond precision). */
+  start: number;
+  /** null while the read goes on. */
+  end: number | null;
+}
+
+export interface SimDiskReads {
+  /** By host moref value; hosts without reads since start or reset are absent. */
+  hosts: Record<string, SimHostReads>;
+  /** Ended reads, in the order they ended (the last 10000). */
+  intervals: SimReadInterval[];
+  /** Reads going on, in the order they started. */
+  open: SimReadInterval[];
+  /** Ended reads dropped from `intervals` to bound it. */
+  dropped: number;
+}
+
 export interface SimStats {
   /** /folder GET/HEADs refused because a running VM locks the file. */
   folderRefusals: number;
@@ -301,6 +340,8 @@ export interface SimStats {
   nfcDiskBytes: number;
   /** Every export lease, in creation order. */
   leases: SimLeaseStats[];
+  /** Disk reads in progress per ESXi host, for budget checks. */
+  diskReads: SimDiskReads;
 }
 
 /** What the simulator counted so far (no session needed). */
@@ -310,9 +351,57 @@ export async function simStats(sim: Vcsim): Promise<SimStats> {
   return JSON.parse(r.body.toString('utf8')) as SimStats;
 }
 
+/** Starts the disk-read record anew (POST /sim/disk-reads/reset): reads going on stay. */
+export async function resetDiskReads(sim: Vcsim): Promise<void> {
+  const r = await (await client(sim)).http('POST', '/sim/disk-reads/reset', { cookie: '' });
+  if (r.status !== 204) throw new Error(`POST /sim/disk-reads/reset: HTTP ${r.status}`);
+}
+
+/**
+ * The most disks read at once per host (by host moref), from the recorded reads, each disk's
+ * reads less than `gapMs` apart joined into one. The simulator's own `max` counts a /folder disk
+ * only while a request of it is in flight, so a client's pauses between the requests of one disk
+ * (on loopback often longer than the requests) hide overlaps; joining them shows what the client's
+ * scheduler let run at once. Only the same disk is joined: a disk read again within `gapMs` of
+ * its previous read counts as read in between (choose gapMs below the client's own pauses between
+ * two reads of one disk, e.g. a warm round's snapshot calls). Open reads count as going on.
+ * Throws when reads were dropped from the record.
+ */
+export function readPeaks(reads: SimDiskReads, gapMs: number): Record<string, number> {
+  if (reads.dropped > 0) throw new Error(`${reads.dropped} disk reads were dropped from the record; reset it more often`);
+  const spans = new Map<string, Array<{ start: number; end: number }>>();
+  for (const r of [...reads.intervals, ...reads.open]) {
+    const key = JSON.stringify([r.host, r.vm, r.disk]);
+    spans.set(key, [...(spans.get(key) ?? []), { start: r.start, end: r.end ?? Infinity }]);
+  }
+  // Per host: +1 where a joined read starts, -1 where it ends; an end sorts before a start at the same time.
+  const events = new Map<string, Array<[number, number]>>();
+  for (const [key, list] of spans) {
+    const host = (JSON.parse(key) as string[])[0]!;
+    const joined: Array<{ start: number; end: number }> = [];
+    for (const s of list.sort((a, b) => a.start - b.start)) {
+      const last = joined[joined.length - 1];
+      if (last && s.start - last.end < gapMs) last.end = Math.max(last.end, s.end);
+      else joined.push({ ...s });
+    }
+    const ev = events.get(host) ?? [];
+    for (const j of joined) ev.push([j.start, 1], [j.end, -1]);
+    events.set(host, ev);
+  }
+  const peaks: Record<string, number> = {};
+  for (const [host, ev] of events) {
+    let now = 0;
+    let peak = 0;
+    for (const [, d] of ev.sort((a, b) => a[0] - b[0] || a[1] - b[1])) peak = Math.max(peak, (now += d));
+    peaks[host] = peak;
+  }
+  return peaks;
+}
+
 export async function sha256File(path: string): Promise<string> {
   const h = createHash('sha256');
-  for await (const c of createReadStream(path)) h.update(c as Buffer);
+  // Large reads: fleets hash hundreds of MiB, mostly holes, and 64 KiB reads cost more than the hashing.
+  for await (const c of createReadStream(path, { highWaterMark: 4 << 20 })) h.update(c as Buffer);
   return h.digest('hex');
 }
 
@@ -344,6 +433,11 @@ export interface TestVmSpec {
   datacenter?: string;
   /** Standalone host or cluster whose root resource pool receives the VM (default 'DC0_H0'). */
   host?: string;
+  /**
+   * The ESXi host (name) the VM is registered on (runtime.host), e.g. 'DC0_C0_H1' in cluster
+   * 'DC0_C0'. Default: a standalone host's own; in a cluster vcsim picks one at random.
+   */
+  esxHost?: string;
   datastore?: string;
   firmware?: 'bios' | 'efi';
   guestId?: string;
@@ -419,6 +513,8 @@ export async function createTestVm(sim: Vcsim, spec: TestVmSpec): Promise<TestVm
   const folder = await c.findByInventoryPath(`${dc}/vm`);
   const pool = await c.findByInventoryPath(`${dc}/host/${spec.host ?? 'DC0_H0'}/Resources`);
   if (!folder || !pool) throw new Error(`datacenter ${dc} or host ${spec.host ?? 'DC0_H0'} not found`);
+  const esxHost = spec.esxHost === undefined ? undefined : await c.findByInventoryPath(`${dc}/host/${spec.host ?? 'DC0_H0'}/${spec.esxHost}`);
+  if (spec.esxHost !== undefined && !esxHost) throw new Error(`ESXi host ${spec.esxHost} not found in ${spec.host ?? 'DC0_H0'}`);
   for (const d of spec.disks) if (d.sizeBytes % 1024 !== 0) throw new Error('disk sizeBytes must be a multiple of 1024');
 
   // Controllers: one per kind used, keys -100, -101, ...; SCSI units skip 7.
@@ -461,7 +557,7 @@ export async function createTestVm(sim: Vcsim, spec: TestVmSpec): Promise<TestVm
     `<numCPUs>${spec.numCPUs ?? 1}</numCPUs><numCoresPerSocket>${spec.coresPerSocket ?? 1}</numCoresPerSocket>` +
     `<memoryMB>${spec.memoryMB ?? 512}</memoryMB>${changes.join('')}` +
     `<firmware>${spec.firmware ?? 'bios'}</firmware></config>`;
-  const vm = moref(await c.task('CreateVM_Task', ref(folder) + config + ref(pool, 'pool')));
+  const vm = moref(await c.task('CreateVM_Task', ref(folder) + config + ref(pool, 'pool') + (esxHost ? ref(esxHost, 'host') : '')));
 
   // Match the created disks to the spec: files are named <vm>.vmdk, <vm>_1.vmdk, ... in spec order.
   const created = (await devices(sim, vm)).filter((d) => xsiType(d) === 'VirtualDisk');

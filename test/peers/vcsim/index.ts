@@ -42,6 +42,8 @@ export interface VcsimOptions {
   delay?: Record<string, string>;
   /** Two datastores (-ds 2), LocalDS_1 presented as vSAN (-vsan LocalDS_1); see Vcsim.vsanDatastore. */
   vsan?: boolean;
+  /** -ds: number of datastores LocalDS_0, LocalDS_1, … (default 1; with vsan at least 2). */
+  datastores?: number;
   /** Defaults to 'user'. */
   username?: string;
   /** Defaults to a random password. */
@@ -126,7 +128,9 @@ export async function startVcsim(opts: VcsimOptions = {}): Promise<Vcsim> {
   if (opts.nfcRate !== undefined) args.push('-nfc-rate', String(opts.nfcRate));
   const delays = Object.entries(opts.delay ?? {});
   if (delays.length > 0) args.push('-delay', delays.map(([m, d]) => `${m}=${d}`).join(','));
-  if (opts.vsan) args.push('-ds', '2', '-vsan', 'LocalDS_1');
+  const datastoreCount = opts.vsan ? Math.max(2, opts.datastores ?? 2) : (opts.datastores ?? 1);
+  if (opts.vsan || opts.datastores !== undefined) args.push('-ds', String(datastoreCount));
+  if (opts.vsan) args.push('-vsan', 'LocalDS_1');
   if (opts.sessionIdleTimeout !== undefined) args.push('-session-idle-timeout', opts.sessionIdleTimeout);
   args.push(...(opts.extraArgs ?? []));
 
@@ -177,7 +181,7 @@ export async function startVcsim(opts: VcsimOptions = {}): Promise<Vcsim> {
         else seen.set(key, value);
         const tls = !(seen.get('GOVC_URL') ?? '').startsWith('http:');
         const haveCert = !tls || (seen.has('VCSIM_THUMBPRINT') && seen.has('VCSIM_THUMBPRINT_SHA256'));
-        if (seen.has('GOVC_URL') && haveCert && Object.keys(datastores).length >= (opts.vsan ? 2 : 1)) {
+        if (seen.has('GOVC_URL') && haveCert && Object.keys(datastores).length >= datastoreCount) {
           clearTimeout(timer);
           resolve(seen);
         }

@@ -245,17 +245,46 @@ def get_json(h, op):
     return json.loads(body)
 
 
+def open_handle(h):
+    """The disk handle, held on a connection of its own as VDDK holds an NFC connection per open
+    disk: the simulator counts the disk as read by this host until close() (or until the
+    connection drops, when nbdkit is killed)."""
+    conn = new_connection()
+    conn.request("GET", disk_path(h, "open"), headers={"User-Agent": USER_AGENT, "Cookie": h["cookie"]})
+    r = conn.getresponse()
+    if r.status != 200:
+        body = r.read()
+        conn.close()
+        raise VixError("VixDiskLib_Open: cannot open disk %s: %s" % (cfg["file"], fault_of(r, body)))
+    opened = json.loads(r.readline())
+    h["hold"] = conn
+    h["handle"] = opened["handle"]
+    h["capacity"] = int(opened["capacity"])
+
+
 def open(readonly):
     if not readonly:
         # oneswap only reads; writing through the stand-in is not implemented.
         raise VixError("the stand-in serves disks read-only: run nbdkit with --readonly")
     h = {"cookie": login()}
-    h["capacity"] = int(get_json(h, "info")["capacity"])
-    h["extents"] = [(int(s), int(n)) for s, n in get_json(h, "extents")]
+    open_handle(h)
+    try:
+        h["extents"] = [(int(s), int(n)) for s, n in get_json(h, "extents")]
+    except Exception:
+        close(h)
+        raise
     return h
 
 
 def close(h):
+    # The handle ends before close returns (the simulator answers once it has), then its connection.
+    try:
+        r = request("POST", "/nfc-disk/close?" + urllib.parse.urlencode({"handle": h["handle"]}),
+                    headers={"Cookie": h["cookie"]})
+        r.read()
+    except Exception:
+        pass
+    h["hold"].close()
     try:
         logout(h["cookie"])
     except Exception:

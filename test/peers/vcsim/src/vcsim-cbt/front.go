@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -28,15 +29,18 @@ type extension struct {
 	thumbprint    string                   // SHA-1 of the server certificate, for the export URLs
 
 	stock http.Handler
-	stats counters // atomic
+	stats counters     // atomic
+	reads *readTracker // disk reads in progress per host (reads.go)
 
-	mu         sync.Mutex
-	tracks     map[diskKey]*track                                  // live CBT track per disk
-	epochs     map[string]*epoch                                   // by changeId
-	snapshots  map[types.ManagedObjectReference]map[int32]snapDisk // per snapshot, per disk key
-	capacity   map[diskKey]int64                                   // capacityInBytes at the last sync
-	leases     map[string]*lease                                   // export leases by moref value
-	leaseOrder []*lease                                            // the same, in creation order
+	mu           sync.Mutex
+	tracks       map[diskKey]*track                                  // live CBT track per disk
+	epochs       map[string]*epoch                                   // by changeId
+	snapshots    map[types.ManagedObjectReference]map[int32]snapDisk // per snapshot, per disk key
+	capacity     map[diskKey]int64                                   // capacityInBytes at the last sync
+	leases       map[string]*lease                                   // export leases by moref value
+	leaseOrder   []*lease                                            // the same, in creation order
+	nfcHandles   map[string]*nfcHandle                               // open /nfc-disk handles by id
+	nfcHandleSeq int
 
 	// Session cookies that passed the /folder check recently. The check is a
 	// SOAP call, which vcsim runs one at a time; real vCenter validates a
@@ -66,6 +70,8 @@ func newExtension(block, window int64) *extension {
 		capacity:     map[diskKey]int64{},
 		leases:       map[string]*lease{},
 		authUntil:    map[string]time.Time{},
+		reads:        newReadTracker(),
+		nfcHandles:   map[string]*nfcHandle{},
 	}
 	simulator.Map.AddHandler(x)
 	x.sync() // capacityInBytes on the model's VMs
@@ -89,6 +95,8 @@ func (x *extension) front(stock http.Handler) http.Handler {
 			x.serveSDK(w, r)
 		case p == "/sim/stats":
 			x.serveStats(w, r)
+		case p == "/sim/disk-reads/reset":
+			x.serveResetReads(w, r)
 		case strings.HasPrefix(p, "/nfc-disk/"):
 			x.serveNfcDisk(w, r)
 		case strings.HasPrefix(p, "/folder/"):
@@ -118,12 +126,30 @@ func (x *extension) serveFolder(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.Method == http.MethodGet {
+		if end := x.beginFolderRead(r); end != nil {
+			defer end()
+			w = &readEndingWriter{ResponseWriter: w, end: end, remaining: -1}
+		}
 		w = &countingWriter{ResponseWriter: w, x: x, counter: &x.stats.FolderBytes}
 		if x.folderRate > 0 {
 			w = &pacedWriter{ResponseWriter: w, rate: float64(x.folderRate)}
 		}
 	}
 	x.stock.ServeHTTP(w, r)
+}
+
+// beginFolderRead opens a reader of the disk whose extent a /folder GET
+// asks for (reads.go), or returns nil when the file is no VM's disk extent.
+func (x *extension) beginFolderRead(r *http.Request) (end func()) {
+	_, dsDir, rel, ok := folderTarget(r)
+	if !ok {
+		return nil
+	}
+	vm, disk, ok := extentOwner(filepath.Join(dsDir, rel), func(*simulator.VirtualMachine) bool { return true })
+	if !ok {
+		return nil
+	}
+	return x.reads.begin(vm, disk, "folder")
 }
 
 // pacedWriter sends a response body no faster than rate bytes per second.

@@ -295,6 +295,13 @@ func (x *extension) serveExport(w http.ResponseWriter, r *http.Request) bool {
 		w.Header().Set("Content-Length", strconv.FormatInt(st.Size(), 10))
 		return true
 	}
+	end := func() {}
+	if i, ok := leaseDiskIndex(parts[1]); ok && i < len(l.disks) {
+		if vm := vmByRef(l.vm); vm != nil {
+			end = x.reads.begin(vm, l.disks[i].fileName, "nfc")
+		}
+	}
+	defer end()
 	// The download owns its connection (hijacked) so that the end of the
 	// lease can close it at once, even while a write is blocked on a slow
 	// client or a paced one is waiting: the client sees the body cut.
@@ -333,6 +340,9 @@ func (x *extension) serveExport(w http.ResponseWriter, r *http.Request) bool {
 	for l.ctx.Err() == nil {
 		n, rerr := f.Read(b)
 		if n > 0 {
+			if sent+int64(n) >= st.Size() {
+				end() // the last bytes: the client must not have them while the read counts
+			}
 			m, werr := conn.Write(b[:n])
 			sent += int64(m)
 			x.add(&x.stats.NfcBytes, int64(m))
@@ -352,6 +362,15 @@ func (x *extension) serveExport(w http.ResponseWriter, r *http.Request) bool {
 		}
 	}
 	return true
+}
+
+// leaseDiskIndex is N of a lease URL name disk-N.vmdk.
+func leaseDiskIndex(name string) (int, bool) {
+	if !strings.HasPrefix(name, "disk-") || !strings.HasSuffix(name, ".vmdk") {
+		return 0, false
+	}
+	i, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(name, "disk-"), ".vmdk"))
+	return i, err == nil && i >= 0
 }
 
 // closeConn closes the TCP connection under conn (under TLS too, without

@@ -39,43 +39,58 @@ func folderTarget(r *http.Request) (dsName, dsDir, rel string, ok bool) {
 // as an extent of one of its disk chains (its current disks with their
 // parents, and the disks of its snapshots).
 func lockHolder(local string) (vmName string, locked bool) {
+	vm, _, ok := extentOwner(local, func(vm *simulator.VirtualMachine) bool {
+		s := vm.Runtime.PowerState
+		return s == types.VirtualMachinePowerStatePoweredOn || s == types.VirtualMachinePowerStateSuspended
+	})
+	if !ok {
+		return "", false
+	}
+	return vm.Name, true
+}
+
+// extentOwner finds the VM, among those accept takes (called under the VM's
+// lock), that has the file at local as an extent of one of its disk chains
+// (its current disks with their parents, and the disks of its snapshots),
+// and the backing fileName of that disk (the top of the chain).
+func extentOwner(local string, accept func(*simulator.VirtualMachine) bool) (owner *simulator.VirtualMachine, disk string, ok bool) {
 	for _, e := range simulator.Map.All("VirtualMachine") {
 		vm := e.(*simulator.VirtualMachine)
-		var files []string
+		var chains [][]string
 		var snaps []types.ManagedObjectReference
 		simulator.Map.WithLock(vm, func() {
-			s := vm.Runtime.PowerState
-			if vm.Config == nil || (s != types.VirtualMachinePowerStatePoweredOn && s != types.VirtualMachinePowerStateSuspended) {
+			if vm.Config == nil || !accept(vm) {
 				return
 			}
-			vmName = vm.Name
-			files = diskChainFiles(vm.Config.Hardware.Device)
+			chains = diskChains(vm.Config.Hardware.Device)
 			if vm.Snapshot != nil {
 				snaps = snapshotRefs(vm.Snapshot.RootSnapshotList)
 			}
 		})
 		for _, ref := range snaps {
 			if snap, ok := simulator.Map.Get(ref).(*simulator.VirtualMachineSnapshot); ok {
-				simulator.Map.WithLock(snap, func() { files = append(files, diskChainFiles(snap.Config.Hardware.Device)...) })
+				simulator.Map.WithLock(snap, func() { chains = append(chains, diskChains(snap.Config.Hardware.Device)...) })
 			}
 		}
-		for _, f := range files {
-			p, dsDir, err := localPath(f)
-			if err != nil {
-				continue
-			}
-			_, extents, err := describeDisk(p, dsDir)
-			if err != nil {
-				continue
-			}
-			for _, x := range extents {
-				if x.file != "" && filepath.Clean(x.file) == local {
-					return vmName, true
+		for _, chain := range chains {
+			for _, f := range chain {
+				p, dsDir, err := localPath(f)
+				if err != nil {
+					continue
+				}
+				_, extents, err := describeDisk(p, dsDir)
+				if err != nil {
+					continue
+				}
+				for _, x := range extents {
+					if x.file != "" && filepath.Clean(x.file) == local {
+						return vm, chain[0], true
+					}
 				}
 			}
 		}
 	}
-	return "", false
+	return nil, "", false
 }
 
 // refuseLocked answers a GET/HEAD of a locked extent as ESXi does (HTTP 500,
@@ -100,15 +115,16 @@ func (x *extension) refuseLocked(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
-// diskChainFiles lists the backing files of the disks among devices, each
-// followed by its parents' (a delta disk's chain).
-func diskChainFiles(devices []types.BaseVirtualDevice) []string {
-	var files []string
+// diskChains lists, per disk among devices, its backing file followed by
+// its parents' (a delta disk's chain).
+func diskChains(devices []types.BaseVirtualDevice) [][]string {
+	var chains [][]string
 	for _, d := range devices {
 		disk, ok := d.(*types.VirtualDisk)
 		if !ok || disk.Backing == nil {
 			continue
 		}
+		var files []string
 		for v := reflect.ValueOf(disk.Backing); v.Kind() == reflect.Ptr && !v.IsNil(); {
 			fb, ok := v.Interface().(types.BaseVirtualDeviceFileBackingInfo)
 			if !ok {
@@ -117,8 +133,11 @@ func diskChainFiles(devices []types.BaseVirtualDevice) []string {
 			files = append(files, fb.GetVirtualDeviceFileBackingInfo().FileName)
 			v = v.Elem().FieldByName("Parent") // every disk backing type with a chain has one
 		}
+		if len(files) > 0 {
+			chains = append(chains, files)
+		}
 	}
-	return files
+	return chains
 }
 
 // snapshotRefs flattens a snapshot tree.

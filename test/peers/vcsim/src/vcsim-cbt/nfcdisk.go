@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
+	"sync"
 
 	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25/types"
@@ -20,8 +21,14 @@ import (
 //	GET /nfc-disk/info?vm=&file=[&snapshot=]     {"capacity":<bytes>}
 //	GET /nfc-disk/extents?...                     [[start,length],...] data areas
 //	GET /nfc-disk/read?... with Range: bytes=a-b  206, the disk's bytes
+//	GET /nfc-disk/open?...                        a handle: {"handle","capacity"} and a
+//	                                              line end, then the answer stays open
+//	POST /nfc-disk/close?handle=                  ends the handle (204)
 //
-// All need the session cookie. Faults are JSON {"fault","message"}.
+// A handle is the stand-in's VixDiskLib_Open: VDDK holds an NFC connection
+// to the host per open disk, and the disk counts as read (reads.go) from open
+// to close, or until the client's connection drops (a killed reader). All
+// need the session cookie. Faults are JSON {"fault","message"}.
 
 // nfcFault answers a JSON fault.
 func nfcFault(w http.ResponseWriter, status int, fault, format string, args ...interface{}) {
@@ -30,15 +37,15 @@ func nfcFault(w http.ResponseWriter, status int, fault, format string, args ...i
 	_ = json.NewEncoder(w).Encode(map[string]string{"fault": fault, "message": fmt.Sprintf(format, args...)})
 }
 
-// nfcDisk resolves the query to an open disk and its capacity, or answers
-// the fault and returns nil.
-func (x *extension) nfcDisk(w http.ResponseWriter, r *http.Request) (*diskData, int64) {
+// nfcDisk resolves the query to its VM, an open disk and its capacity, or
+// answers the fault and returns a nil disk.
+func (x *extension) nfcDisk(w http.ResponseWriter, r *http.Request) (*simulator.VirtualMachine, *diskData, int64) {
 	q := r.URL.Query()
 	vmRef := types.ManagedObjectReference{Type: "VirtualMachine", Value: q.Get("vm")}
 	vm, ok := simulator.Map.Get(vmRef).(*simulator.VirtualMachine)
 	if !ok {
 		nfcFault(w, http.StatusNotFound, "ManagedObjectNotFound", "managed object not found: %s", vmRef.Value)
-		return nil, 0
+		return nil, nil, 0
 	}
 	file := q.Get("file")
 	var devices []types.BaseVirtualDevice
@@ -52,7 +59,7 @@ func (x *extension) nfcDisk(w http.ResponseWriter, r *http.Request) (*diskData, 
 		snap, ok := simulator.Map.Get(ref).(*simulator.VirtualMachineSnapshot)
 		if !ok || snap.Vm != vm.Self {
 			nfcFault(w, http.StatusNotFound, "ManagedObjectNotFound", "managed object not found: %s (a snapshot of %s)", snapshot, vmRef.Value)
-			return nil, 0
+			return nil, nil, 0
 		}
 		simulator.Map.WithLock(snap, func() { devices = snap.Config.Hardware.Device })
 	}
@@ -65,17 +72,17 @@ func (x *extension) nfcDisk(w http.ResponseWriter, r *http.Request) (*diskData, 
 	switch {
 	case capacity < 0:
 		nfcFault(w, http.StatusNotFound, "FileNotFound", "%q is not the backing file of a disk of %s", file, map[bool]string{true: snapshot, false: vmRef.Value}[snapshot != ""])
-		return nil, 0
+		return nil, nil, 0
 	case snapshot == "" && state != types.VirtualMachinePowerStatePoweredOff:
 		nfcFault(w, http.StatusInternalServerError, "FileLocked", "Cannot open %s: it is locked by the %s virtual machine %s (open a snapshot's disk instead)", file, state, vm.Name)
-		return nil, 0
+		return nil, nil, 0
 	}
 	d, err := openDiskFile(file)
 	if err != nil {
 		nfcFault(w, http.StatusInternalServerError, "FileFault", "cannot open %s: %v", file, err)
-		return nil, 0
+		return nil, nil, 0
 	}
-	return d, capacity
+	return vm, d, capacity
 }
 
 var rangeHeader = regexp.MustCompile(`^bytes=(\d+)-(\d+)$`)
@@ -85,13 +92,20 @@ func (x *extension) serveNfcDisk(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "a session cookie is required", http.StatusUnauthorized)
 		return
 	}
-	if r.Method != http.MethodGet {
+	op := r.URL.Path[len("/nfc-disk/"):]
+	method := http.MethodGet
+	if op == "close" {
+		method = http.MethodPost
+	}
+	switch {
+	case op != "info" && op != "extents" && op != "read" && op != "open" && op != "close":
+		http.NotFound(w, r)
+		return
+	case r.Method != method:
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
-	}
-	op := r.URL.Path[len("/nfc-disk/"):]
-	if op != "info" && op != "extents" && op != "read" {
-		http.NotFound(w, r)
+	case op == "close":
+		x.closeHandle(w, r.URL.Query().Get("handle"))
 		return
 	}
 	var from, to int64 // of a read, inclusive
@@ -108,11 +122,12 @@ func (x *extension) serveNfcDisk(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	d, capacity := x.nfcDisk(w, r)
+	vm, d, capacity := x.nfcDisk(w, r)
 	if d == nil {
 		return
 	}
 	defer d.close()
+	file := r.URL.Query().Get("file")
 
 	switch op {
 	case "info":
@@ -125,6 +140,8 @@ func (x *extension) serveNfcDisk(w http.ResponseWriter, r *http.Request) {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(areas)
+	case "open":
+		x.holdHandle(w, r, x.reads.begin(vm, file, "nfc-disk"), capacity)
 	case "read":
 		if from >= capacity {
 			w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", capacity))
@@ -135,12 +152,17 @@ func (x *extension) serveNfcDisk(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Header().Set("Content-Length", strconv.FormatInt(to-from+1, 10))
 		w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", from, to, capacity))
+		end := x.reads.begin(vm, file, "nfc-disk")
+		defer end()
 		w.WriteHeader(http.StatusPartialContent)
 		buf := make([]byte, 1<<20)
 		for off := from; off <= to; {
 			p := buf[:min64(int64(len(buf)), to+1-off)]
 			if err := d.readAt(p, off); err != nil {
 				panic(http.ErrAbortHandler) // headers are sent: cut the body
+			}
+			if off+int64(len(p)) > to {
+				end() // the last bytes: the client must not have them while the read counts
 			}
 			n, err := w.Write(p)
 			x.add(&x.stats.NfcDiskBytes, int64(n))
@@ -150,4 +172,60 @@ func (x *extension) serveNfcDisk(w http.ResponseWriter, r *http.Request) {
 			off += int64(n)
 		}
 	}
+}
+
+// nfcHandle is an open /nfc-disk handle: closing it ends its reader.
+type nfcHandle struct {
+	end    func()
+	closed chan struct{}
+	once   sync.Once
+}
+
+func (h *nfcHandle) close() {
+	h.once.Do(func() {
+		h.end()
+		close(h.closed)
+	})
+}
+
+// holdHandle answers GET /nfc-disk/open: the handle and the capacity on one
+// line, then the answer stays open until the handle is closed or the client
+// goes (its connection closed: a reader that was killed).
+func (x *extension) holdHandle(w http.ResponseWriter, r *http.Request, end func(), capacity int64) {
+	h := &nfcHandle{end: end, closed: make(chan struct{})}
+	x.mu.Lock()
+	x.nfcHandleSeq++
+	id := fmt.Sprintf("nfc-%d", x.nfcHandleSeq)
+	x.nfcHandles[id] = h
+	x.mu.Unlock()
+	defer func() {
+		x.mu.Lock()
+		delete(x.nfcHandles, id)
+		x.mu.Unlock()
+		h.close()
+	}()
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_ = json.NewEncoder(w).Encode(map[string]interface{}{"handle": id, "capacity": capacity})
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush()
+	}
+	select {
+	case <-r.Context().Done():
+	case <-h.closed:
+	}
+}
+
+// closeHandle answers POST /nfc-disk/close: the reader has ended when the
+// answer arrives, so a client may open its next disk at once.
+func (x *extension) closeHandle(w http.ResponseWriter, id string) {
+	x.mu.Lock()
+	h := x.nfcHandles[id]
+	x.mu.Unlock()
+	if h == nil {
+		nfcFault(w, http.StatusNotFound, "NotFound", "no open disk handle %q", id)
+		return
+	}
+	h.close()
+	w.WriteHeader(http.StatusNoContent)
 }

@@ -30,7 +30,8 @@ type leaseStats struct {
 
 type statsReply struct {
 	counters
-	Leases []leaseStats `json:"leases"`
+	Leases    []leaseStats   `json:"leases"`
+	DiskReads diskReadsReply `json:"diskReads"`
 }
 
 func (x *extension) add(counter *int64, n int64) { atomic.AddInt64(counter, n) }
@@ -45,6 +46,7 @@ func (x *extension) serveStats(w http.ResponseWriter, r *http.Request) {
 		dst.Field(i).SetInt(atomic.LoadInt64(src.Field(i).Addr().Interface().(*int64)))
 	}
 	reply.Leases = x.leaseStats()
+	reply.DiskReads = x.reads.reply()
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(reply)
 }
