@@ -75,10 +75,10 @@ export async function runPlan(ctx: Omit<ImportContext, 'budgets'>, s: PlanRunSet
     const status = new StatusWriter(statusFile(s.stateDir, s.planPath), record);
     const onEvent: EventSink = (e) => {
       // A VM that ended is on disk before anything else happens: a run killed now still knows it.
-      if (e.type === 'result') void status.now(false);
+      if (e.type === 'result') status.now(false);
       else status.changed();
     };
-    await status.now(false);
+    status.now(false);
     const fleetCtx = { ...ctx, emit: fanOut(record.sink, onEvent, ctx.emit) };
     const results = await runFleet(
       fleetCtx,
@@ -86,7 +86,7 @@ export async function runPlan(ctx: Omit<ImportContext, 'budgets'>, s: PlanRunSet
       { waves: s.waves, inFlight: s.budgets.inFlight, budgets, finished },
     );
     for (const r of results) if (r.skipped === 'stopped') record.notReached(r.key);
-    await status.now(true);
+    status.now(true);
 
     const summary = record.summary();
     const base = join(s.logDir, `${s.runId}-plan`);

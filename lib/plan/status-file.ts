@@ -4,8 +4,9 @@
 // from another shell; the next `plan run` of the same plan reads it to skip finished VMs.
 
 import { createHash } from 'node:crypto';
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
-import { basename, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { OneswapError } from '../errors/index.js';
 import type { RunRecord, RunStatus } from './run-record.js';
 
@@ -19,10 +20,14 @@ export function statusFile(stateDir: string, planPath: string): string {
   return join(planStateDir(stateDir, planPath), 'status.json');
 }
 
-/** Writes the record's status at most every `intervalMs`, and at once when asked. */
+/**
+ * Writes the record's status at most every `intervalMs`, and at once when asked. Every write is
+ * synchronous (a few kilobytes): an older snapshot can never land after a newer one, and a write
+ * asked for when a VM ends is on disk before the event goes on to the display, so whoever sees a
+ * VM end (and kills the run) finds it recorded.
+ */
 export class StatusWriter {
   private timer: NodeJS.Timeout | undefined;
-  private writing: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly path: string,
@@ -34,20 +39,20 @@ export class StatusWriter {
   changed(): void {
     this.timer ??= setTimeout(() => {
       this.timer = undefined;
-      void this.now(false);
+      this.now(false);
     }, this.intervalMs);
   }
 
-  /** Written now (a VM ended, the run ends); resolves once it is on disk. */
-  now(ended: boolean): Promise<void> {
-    if (ended && this.timer) {
+  /** Written now. */
+  now(ended: boolean): void {
+    if (this.timer) {
       clearTimeout(this.timer);
       this.timer = undefined;
     }
-    const status = this.record.status(ended);
-    // One write at a time, in order: a late small write never replaces a newer one.
-    this.writing = this.writing.then(() => writeAtomically(this.path, `${JSON.stringify(status, null, 2)}\n`)).catch(() => undefined);
-    return this.writing;
+    mkdirSync(dirname(this.path), { recursive: true, mode: 0o700 });
+    const tmp = `${this.path}.${process.pid}.tmp`;
+    writeFileSync(tmp, `${JSON.stringify(this.record.status(ended), null, 2)}\n`, { mode: 0o600 });
+    renameSync(tmp, this.path);
   }
 }
 

@@ -1,0 +1,150 @@
+// A whole estate through `oneswap plan`: 40 small VMs on two ESXi hosts and two datastores of the
+// vCenter simulator, run under a budget of two disk reads per host. The simulator records every
+// disk read per host, so the budget is checked where it matters; the run is killed with -9 about
+// half way and run again, and every image must then equal its disk.
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { vcsimSkip } from '../peers/vcsim/index.js';
+import { readPeaks, resetDiskReads, sha256File, simStats, type SimReadInterval } from '../peers/vcsim/fixture.js';
+import { createFleet, fleetVcsimOptions, type FleetVm } from '../peers/vcsim/fleet.js';
+import { oneswap, spawnOneswap } from '../peers/cli.js';
+import { startMigrationPeers, type MigrationPeers } from '../peers/migration.js';
+import type { PlanRunSummary } from '../../lib/plan/index.js';
+
+const MiB = 1024 * 1024;
+const skip = vcsimSkip();
+
+interface Event {
+  type: string;
+  vm?: string;
+  ok?: boolean;
+  message?: string;
+  imageIds?: number[];
+}
+const events = (stdout: string): Event[] => stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Event);
+
+describe('a plan of 40 VMs on two hosts', { skip, timeout: 15 * 60_000 }, () => {
+  let peers: MigrationPeers;
+  let fleet: FleetVm[];
+  let planFile: string;
+  const reads: SimReadInterval[] = [];
+
+  before(async () => {
+    // Each /folder download paced, as a real datastore HTTP stream is: reads last long enough to
+    // overlap, so a budget that did not hold would show.
+    peers = await startMigrationPeers('plan-fleet', { vcsim: { ...fleetVcsimOptions({ hosts: 2, datastores: 2 }), folderRate: 4 * MiB } });
+    peers.oned.createNetwork({ name: 'VM Network', bridge: 'br0', ars: [{ type: 'ETHER', size: 64 }] });
+    fleet = await createFleet(peers.sim, { count: 40, vm: () => ({ nics: [{ network: 'VM Network' }] }) });
+    planFile = join(peers.work, 'estate.yaml');
+    await writeFile(
+      planFile,
+      [
+        'version: 1',
+        'vcenter:',
+        `  host: 127.0.0.1:${peers.proxy.port}`,
+        `  user: ${peers.sim.username}`,
+        `  thumbprint: ${peers.sim.thumbprintSha256}`,
+        'one:',
+        `  endpoint: ${peers.oned.endpoint}`,
+        'defaults:',
+        `  datastore: ${peers.dsId}`,
+        '  convert: false',
+        'budgets: {readsPerHost: 2, converting: 1, inFlight: 8}',
+        'waves: [one, two]',
+        'vms:',
+        ...fleet.map((vm, i) => `  - {name: ${vm.name}, wave: ${i < 20 ? 'one' : 'two'}}`),
+        '',
+      ].join('\n'),
+    );
+  });
+  after(async () => {
+    await peers?.stop();
+  });
+
+  /** The reads recorded since the last call, kept for the budget check at the end. */
+  async function collectReads(): Promise<SimReadInterval[]> {
+    const stats = await simStats(peers.sim);
+    assert.equal(stats.diskReads.open.length, 0, 'no disk read is still open');
+    const got = stats.diskReads.intervals;
+    reads.push(...got);
+    // The per-host maximum the simulator saw never exceeds the budget either.
+    for (const [host, h] of Object.entries(stats.diskReads.hosts)) assert.ok(h.max <= 2, `${host} had ${h.max} disk reads at once`);
+    await resetDiskReads(peers.sim);
+    return got;
+  }
+
+  test('plan run under readsPerHost 2, killed with -9 half way, run again: every image equals its disk, finished VMs untouched, the budget never exceeded', async () => {
+    await resetDiskReads(peers.sim);
+    const child = spawnOneswap(['plan', 'run', planFile, '--progress', 'json'], peers.env, 10 * 60_000);
+    const finished = new Set<string>();
+    let killed = false;
+    child.stdout?.on('data', (d: Buffer) => {
+      for (const line of d.toString().split('\n')) {
+        if (!line.includes('"type":"result"')) continue;
+        const e = JSON.parse(line) as Event;
+        if (e.ok) finished.add(e.vm!);
+        if (!killed && finished.size >= 18) {
+          killed = true;
+          child.kill('SIGKILL');
+        }
+      }
+    });
+    const first = await child;
+    assert.ok(killed, `the run ended before it was killed: ${first.exitCode} ${String(first.stderr)}`);
+    assert.equal(first.signal, 'SIGKILL');
+    const firstReads = await collectReads();
+
+    // The status says the run stopped without ending, and which VMs it finished.
+    const st = await oneswap(['plan', 'status', planFile, '--json'], peers.env);
+    assert.equal(st.exitCode, 0, st.stderr);
+    const status = JSON.parse(st.stdout) as { ended: boolean; running: boolean; vms: Array<{ key: string; state: string }> };
+    assert.deepEqual([status.ended, status.running], [false, false]);
+    const doneThen = status.vms.filter((v) => v.state === 'done').map((v) => v.key);
+    assert.ok(doneThen.length >= 18 && doneThen.every((k) => finished.has(k)), `done in the status: ${doneThen.join(', ')}`);
+    const table = await oneswap(['plan', 'status', planFile], peers.env);
+    assert.match(table.stdout, /stopped without ending: process \d+ is gone/);
+
+    peers.proxy.reset();
+    const again = await oneswap(['plan', 'run', planFile, '--progress', 'json'], peers.env, 10 * 60_000);
+    assert.equal(again.exitCode, 0, again.stderr);
+    const secondReads = await collectReads();
+    const ev = events(again.stdout);
+    // The VMs the first run finished are neither started nor read again.
+    const started = new Set(ev.filter((e) => e.type === 'result').map((e) => e.vm!));
+    for (const k of doneThen) assert.ok(!started.has(k), `${k} was migrated again`);
+    const byName = new Map(fleet.map((vm) => [vm.name, vm]));
+    const readAgain = new Set(secondReads.map((r) => r.vm));
+    const vmRefs = new Map(fleet.map((vm) => [vm.moref.value, vm.name]));
+    for (const ref of readAgain) assert.ok(!doneThen.includes(vmRefs.get(ref)!), `${vmRefs.get(ref)} was read again`);
+    // VMs under way at the kill resume from their journals: less than their whole data is read.
+    const resumed = ev.filter((e) => e.type === 'log' && /resuming an earlier run/.test(e.message ?? '')).map((e) => e.vm!);
+    assert.ok(resumed.length > 0, 'no VM resumed');
+
+    // Every image equals its disk.
+    const summaryLine = ev.find((e) => e.type === 'log' && /^plan summary: /.test(e.message ?? ''))!.message!;
+    const summary = JSON.parse(await readFile(/, (\S+\.json), report /.exec(summaryLine)![1]!, 'utf8')) as PlanRunSummary;
+    assert.deepEqual(summary.vms.map((v) => v.outcome), fleet.map(() => 'done'));
+    const images = new Map<string, readonly number[]>();
+    for (const line of [...String(first.stdout).split('\n'), ...again.stdout.split('\n')]) {
+      if (!line.includes('"type":"result"')) continue;
+      const e = JSON.parse(line) as Event;
+      if (e.ok) images.set(e.vm!, e.imageIds!);
+    }
+    for (const vm of fleet) {
+      const ids = images.get(vm.name);
+      assert.ok(ids && ids.length === vm.disks.length, `${vm.name}: images ${ids?.join(',')}`);
+      for (const [i, id] of ids.entries()) assert.equal(await sha256File(peers.oned.image(id)!.source), vm.disks[i]!.sha256, `${vm.name} disk ${i}`);
+    }
+    assert.equal(byName.size, 40);
+
+    // The budget held over both runs, and was used: some host read two disks at once.
+    const peaks = readPeaks({ hosts: {}, intervals: reads, open: [], dropped: 0 }, 50);
+    assert.equal(Object.keys(peaks).length, 2, 'both hosts were read');
+    for (const [host, n] of Object.entries(peaks)) assert.ok(n <= 2, `${host}: ${n} disks read at once`);
+    assert.ok(Object.values(peaks).some((n) => n === 2), `the budget was never reached: ${JSON.stringify(peaks)}`);
+    assert.ok(firstReads.length > 0 && secondReads.length > 0);
+  });
+});
