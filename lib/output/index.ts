@@ -17,6 +17,12 @@
 export {
   checkImageDatastore,
   checkNamesFree,
+  namesTaken,
+  nameClashes,
+  unusableDatastore,
+  roomRefusal,
+  neededMiB,
+  type TakenNames,
   allocatePlaceholder,
   diskSourceAttributes,
   diskImageDescription,

@@ -37,7 +37,7 @@ import type {
   VmFilter,
   VmSummary,
 } from './types.js';
-import { findVm, listVms, readVm, type FindVmOptions } from './vm-inventory.js';
+import { findVm, listVms, readVm, readVmInventory, type FindVmOptions, type VmInventory } from './vm-inventory.js';
 
 export interface LoginFacts {
   readonly host: string;
@@ -191,6 +191,11 @@ export class VSphereClient {
   /** VMs matching the filter, sorted by inventory path; a fixed number of round trips. */
   async vms(filter?: VmFilter): Promise<VmSummary[]> {
     return listVms(this.pc, filter);
+  }
+
+  /** Every VM with hardware and snapshots, the datacenters and datastores: the same round trips as `vms()`. */
+  async inventory(): Promise<VmInventory> {
+    return readVmInventory(this.pc);
   }
 
   /** One VM by inventory path, instance/BIOS UUID or name; 'not-found' or 'conflict' otherwise. */

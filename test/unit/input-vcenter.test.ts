@@ -36,10 +36,12 @@ const summary = (disks: VmDisk[]): VmSummary => ({
   annotation: '',
   changeTrackingEnabled: true,
   toolsRunning: false,
+  toolsGuestId: '',
   hardwareVersion: 'vmx-19',
   disks,
   nics: [{ key: 4000, label: 'Network adapter 1', macAddress: '00:50:56:AA:BB:CC', network: 'VM Network', adapterType: 'VirtualVmxnet3', connected: true }],
   hasSnapshots: false,
+  snapshots: [],
   guestNet: [],
 });
 
