@@ -7,10 +7,10 @@
 
 import { OneswapError, describeError, type Refusal } from '../errors/index.js';
 import { guestSupport } from '../convert/index.js';
-import { availablePlugins, chooseReader, describeVcenterVm, hasFlatFiles, placeDisks, type Plugins, type VcenterDisk, type VmDescription } from '../input/index.js';
+import { availablePlugins, chooseReader, describeVcenterVm, hasFlatFiles, placeDisks, vmIdentity, type Plugins, type VcenterDisk, type VmDescription } from '../input/index.js';
 import type { OneClient, OneDatastore } from '../one/index.js';
 import { datastoreName, imageName, neededMiB, mapNics, nameClashes, namesTaken, reachableStorage, templateName, unusableDatastore, type NetworkCandidate, type TakenNames } from '../output/index.js';
-import { foreignSnapshotRefusal, networkCandidates, sourceRefusals } from '../supervisor/index.js';
+import { Journal, foreignSnapshotRefusal, networkCandidates, sourceRefusals, type JournalData } from '../supervisor/index.js';
 import { matchVm, type VSphereClient, type VmInventory, type VmSummary } from '../vsphere/index.js';
 import { planRoom, runOrder } from './plan-capacity.js';
 import type { PlannedVm } from './planned-vm.js';
@@ -67,6 +67,8 @@ export interface FleetCheckContext {
   readonly vcenterHost: string;
   /** VMware's VDDK (--vddk-libdir, oneswap.yaml): which readers nbdkit offers is probed with it. */
   readonly vddkLibdir?: string | undefined;
+  /** Where the runs keep their journals: an earlier unfinished run's images are resumed, not clashes. */
+  readonly stateDir?: string | undefined;
 }
 
 /** A target datastore as the plan's VMs find it: usable (with its storage reached) or refused. */
@@ -91,7 +93,7 @@ export async function checkFleet(ctx: FleetCheckContext, plan: readonly PlannedV
   // A VM the plan names twice is migrated once at most: its second entry takes no room.
   const twice = new Set<string>();
   for (const planned of plan) {
-    const draft = checkOne(ctx, planned, inventory, networks, taken, targets.get(planned.datastoreId)!, plugins.get(planned.transport)!);
+    const draft = await checkOne(ctx, planned, inventory, networks, taken, targets.get(planned.datastoreId)!, plugins.get(planned.transport)!);
     if (draft.vm !== undefined) {
       const other = seen.get(draft.vm.ref.value);
       if (other !== undefined) {
@@ -127,7 +129,7 @@ export async function checkFleet(ctx: FleetCheckContext, plan: readonly PlannedV
 
 interface Draft {
   readonly vm?: VmSummary;
-  /** Bytes its images take in the target datastore (found VMs only). */
+  /** Bytes its new images take in the target datastore, as the import counts them (openTarget): every disk's provisioned size. */
   readonly bytes: number;
   /** The image and template names its import gives. */
   readonly names: { readonly images: readonly string[]; readonly template: string };
@@ -138,7 +140,7 @@ interface Draft {
 const finding = (r: Refusal): Finding => ({ code: r.code, message: describeError(r.error) });
 
 /** The checks of one VM that need nothing but what was read for all. */
-function checkOne(ctx: FleetCheckContext, planned: PlannedVm, inventory: VmInventory, networks: readonly NetworkCandidate[], taken: TakenNames, target: Target, plugins: Plugins): Draft {
+async function checkOne(ctx: FleetCheckContext, planned: PlannedVm, inventory: VmInventory, networks: readonly NetworkCandidate[], taken: TakenNames, target: Target, plugins: Plugins): Promise<Draft> {
   const blockers: Finding[] = [];
   const warnings: Finding[] = [];
   let vm: VmSummary;
@@ -176,15 +178,23 @@ function checkOne(ctx: FleetCheckContext, planned: PlannedVm, inventory: VmInven
     for (const d of placeDisks(vm, description, inventory.datacenters, inventory.datastores).disks) readerFor(planned, plugins, vm, d, blockers);
   });
 
-  const names = { images: description.disks.map((d) => imageName(description, d, planned.namePrefix)), template: templateName(description, planned.namePrefix) };
-  blockers.push(...nameClashes(names.images, names.template, taken).map(finding));
+  // As openTarget: what an earlier unfinished run made is resumed; only the rest is created.
+  const earlier = ctx.stateDir === undefined ? undefined : await earlierRun(ctx.stateDir, description, planned.datastoreId);
+  if (earlier !== undefined && earlier.disks.length > 0)
+    warnings.push({ code: 'resumes', message: `an earlier run of VM ${vm.name} left images ${earlier.disks.map((d) => d.imageId).join(', ')}; the migration resumes them` });
+  const pending = description.disks.filter((d) => !earlier?.disks.some((j) => j.sourceKey === d.sourceKey));
+  const names = { images: pending.map((d) => imageName(description, d, planned.namePrefix)), template: templateName(description, planned.namePrefix) };
+  const own = new Set(earlier?.disks.map((d) => d.imageId) ?? []);
+  const others = { images: taken.images.filter((i) => !own.has(i.id)), templates: taken.templates.filter((t) => t.id !== earlier?.templateId) };
+  blockers.push(...nameClashes(names.images, names.template, others).map(finding));
   if (!target.ok) blockers.push(finding(target.refusal));
-  return { vm, bytes: importBytes(description), names, blockers, warnings };
+  return { vm, bytes: pending.reduce((sum, d) => sum + d.capacityBytes, 0), names, blockers, warnings };
 }
 
-/** What the import counts against the datastore's free space (openTarget): every disk's provisioned size. */
-function importBytes(description: VmDescription): number {
-  return description.disks.reduce((s, d) => s + d.capacityBytes, 0);
+/** The journal an earlier unfinished import of the VM into the datastore left, read only. */
+async function earlierRun(stateDir: string, description: VmDescription, datastoreId: number): Promise<JournalData | undefined> {
+  const { journal, resumed } = await Journal.open(stateDir, vmIdentity(description), datastoreId);
+  return resumed ? journal.data : undefined;
 }
 
 /** The reader the import would choose (precheck), or the blocker of a transport that cannot read the disk. */

@@ -13,6 +13,9 @@ import { OneClient, Template } from '../../lib/one/index.js';
 import type { VSphereClient } from '../../lib/vsphere/index.js';
 import { checkFleet, type FleetCheck } from '../../lib/plan/fleet-check.js';
 import type { PlannedVm } from '../../lib/plan/index.js';
+import { describeVcenterVm, vmIdentity } from '../../lib/input/index.js';
+import { Journal } from '../../lib/supervisor/index.js';
+import { join } from 'node:path';
 
 const MiB = 1024 * 1024;
 const skip = vcsimSkip();
@@ -167,5 +170,29 @@ describe('plan check: every precheck of every VM in one pass', { skip }, () => {
       ['fine', [{ code: 'datastore-disabled', message: `datastore ${disabled} (off) is disabled` }]],
     ]);
     assert.deepEqual(r.capacity.map((c) => [c.datastoreId, c.vms]), [[big, ['dup:1', 'dup|1']]]);
+  });
+
+  test('an earlier unfinished run: its images are resumed, neither clashes nor new room', async () => {
+    const stateDir = join(peers.work, 'plan-state');
+    const description = describeVcenterVm(sim.host, await vsphere.findVm('fine'));
+    const disk0 = description.disks[0]!;
+    const image = await one.imageAllocate(Template.of({ NAME: 'fine-disk0', TYPE: 'DATABLOCK', SIZE: 4, FORMAT: 'raw' }), big);
+    await one.waitForImage(image, { pollMs: 50 });
+    const { journal } = await Journal.open(stateDir, vmIdentity(description), big);
+    journal.data.disks.push({ sourceKey: disk0.sourceKey, imageId: image, imagePath: '', capacityBytes: disk0.capacityBytes, done: [], complete: false });
+    await journal.flush();
+    try {
+      const without = await checkFleet({ vsphere, one, vcenterHost: sim.host }, [vm('fine', 3)], AbortSignal.timeout(60_000));
+      assert.deepEqual(without.vms[0]!.blockers.map((f) => f.code), ['name-clash']);
+      assert.equal(without.capacity[0]!.neededBytes, 6 * MiB);
+      const r = await checkFleet({ vsphere, one, vcenterHost: sim.host, stateDir }, [vm('fine', 3)], AbortSignal.timeout(60_000));
+      assert.deepEqual(r.vms[0]!.blockers, []);
+      assert.deepEqual(r.vms[0]!.warnings, [{ code: 'resumes', message: `an earlier run of VM fine left images ${image}; the migration resumes them` }]);
+      assert.equal(r.capacity[0]!.neededBytes, 2 * MiB);
+    } finally {
+      await journal.remove();
+      await one.imageDelete(image, true);
+      await oned.idle();
+    }
   });
 });
