@@ -12,7 +12,7 @@ import type { OneClient, OneDatastore } from '../one/index.js';
 import { datastoreName, imageName, neededMiB, mapNics, nameClashes, namesTaken, reachableStorage, templateName, unusableDatastore, type NetworkCandidate, type TakenNames } from '../output/index.js';
 import { Journal, foreignSnapshotRefusal, networkCandidates, sourceRefusals, type JournalData } from '../supervisor/index.js';
 import { matchVm, type VSphereClient, type VmInventory, type VmSummary } from '../vsphere/index.js';
-import { planRoom, runOrder } from './plan-capacity.js';
+import { planRoom, runOrder, type RoomLine } from './plan-capacity.js';
 import type { PlannedVm } from './planned-vm.js';
 
 /** One thing found about a VM: a stable code to key on, and one line saying what and the fix. */
@@ -31,22 +31,14 @@ export interface VmCheck {
   readonly warnings: readonly Finding[];
 }
 
-/** A target datastore with everything the plan puts on it. */
-export interface CapacityLine {
-  readonly datastoreId: number;
+/** A target datastore with everything the plan puts on it (RoomLine: free, needed, its VMs, those that overflow). */
+export interface CapacityLine extends RoomLine {
   readonly name: string;
   /** What the images become: files (raw or qcow2) or RBD images of a Ceph pool. */
   readonly kind: 'files' | 'ceph';
   readonly cephPool?: string;
   /** The BRIDGE_LIST hosts that do the work (files), or reach the pool (Ceph); empty: this host. */
   readonly workHosts: readonly string[];
-  readonly freeBytes: number;
-  readonly neededBytes: number;
-  /** The plan's found VMs on it, in run order. */
-  readonly vms: readonly string[];
-  /** Those that do not fit after the ones before them (each has a 'capacity' blocker). */
-  readonly overflow: readonly string[];
-  readonly enough: boolean;
   /** What reaching its storage said, e.g. bridge hosts left out. */
   readonly notes: readonly string[];
 }
@@ -250,16 +242,11 @@ function roomFor(plan: readonly PlannedVm[], checks: ReadonlyMap<string, Draft>,
       });
     }
     return {
-      datastoreId: t.ds.id,
+      ...line,
       name: t.ds.name,
       kind: t.kind,
       ...(t.cephPool === undefined ? {} : { cephPool: t.cephPool }),
       workHosts: t.workHosts,
-      freeBytes: line.freeBytes,
-      neededBytes: line.neededBytes,
-      vms: line.vms,
-      overflow: line.overflow.map((o) => o.key),
-      enough: line.enough,
       notes: t.notes,
     };
   });

@@ -142,9 +142,9 @@ describe('plan check: every precheck of every VM in one pass', { skip }, () => {
     assert.match(message('onvsan'), /^--transport folder cannot read \[LocalDS_1\] onvsan\/onvsan\.vmdk: datastore LocalDS_1 is vsan, which keeps disks as objects/);
     assert.match(message('win'), /^VM win's guest is .*windows2019srv_64Guest.*: this host cannot convert Windows, Debian ships neither virtio-win nor rhsrvany/);
 
-    assert.deepEqual(r.capacity.map((c) => ({ ...c, notes: [...c.notes] })), [
+    assert.deepEqual(r.capacity, [
       { datastoreId: big, name: 'big', kind: 'files', workHosts: [], freeBytes: 10_000 * MiB, neededBytes: 14 * MiB, vms: ['fine', 'indep', 'nocbt', 'lonely', 'clash', 'onvsan', 'running', 'win'], overflow: [], enough: true, notes: [] },
-      { datastoreId: small, name: 'small', kind: 'files', workHosts: [], freeBytes: 20 * MiB, neededBytes: 24 * MiB, vms: ['fill-c', 'fill-a', 'fill-b'], overflow: ['fill-b'], enough: false, notes: [] },
+      { datastoreId: small, name: 'small', kind: 'files', workHosts: [], freeBytes: 20 * MiB, neededBytes: 24 * MiB, vms: ['fill-c', 'fill-a', 'fill-b'], overflow: [{ key: 'fill-b', bytes: 8 * MiB, before: 16 * MiB }], enough: false, notes: [] },
     ]);
   });
 

@@ -6,7 +6,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { planRoom, runOrder } from '../../lib/plan/plan-capacity.js';
 import { guestSupport } from '../../lib/convert/index.js';
-import { matchVm, type VmDisk, type VmSummary } from '../../lib/vsphere/index.js';
+import { matchVm, type VmSummary } from '../../lib/vsphere/index.js';
+import { disk, summary } from '../support/vm-summary.js';
 import { sourceRefusals, foreignSnapshotRefusal } from '../../lib/supervisor/index.js';
 import { nameClashes } from '../../lib/output/index.js';
 import { describeError } from '../../lib/errors/index.js';
@@ -59,67 +60,26 @@ test('a VM is found by path, by either UUID (any case), or by exact name; ambigu
   assert.throws(() => matchVm({ by: 'name', value: 'Web' }, vms, 'vCenter vc'), { message: /^vCenter vc has no VM "Web"; / });
 });
 
-const disk = (key: number, extra: Partial<VmDisk> = {}): VmDisk => ({
-  key,
-  label: `Hard disk ${key}`,
-  capacityBytes: MiB,
-  controller: { key: 1000, kind: 'scsi', model: 'ParaVirtualSCSIController', busNumber: 0 },
-  unitNumber: key,
-  fileName: `[ds] vm/d${key}.vmdk`,
-  datastoreName: 'ds',
-  datastorePath: `vm/d${key}.vmdk`,
-  diskMode: 'persistent',
-  thinProvisioned: true,
-  backingType: 'VirtualDiskFlatVer2BackingInfo',
-  ...extra,
-});
-
-const summary = (o: Partial<VmSummary> = {}): VmSummary => ({
-  ref: { type: 'VirtualMachine', value: 'vm-1' },
-  name: 'web01',
-  uuid: 'u',
-  instanceUuid: 'iu',
-  datacenter: 'DC0',
-  path: '/DC0/vm/web01',
-  powerState: 'poweredOff',
-  numCPU: 1,
-  numCoresPerSocket: 1,
-  memoryMiB: 512,
-  firmware: 'bios',
-  secureBoot: false,
-  guestId: 'debian12_64Guest',
-  guestFullName: 'Debian GNU/Linux 12 (64-bit)',
-  annotation: '',
-  changeTrackingEnabled: false,
-  toolsRunning: false,
-  toolsGuestId: '',
-  hardwareVersion: 'vmx-19',
-  disks: [disk(0)],
-  nics: [],
-  hasSnapshots: false,
-  snapshots: [],
-  guestNet: [],
-  ...o,
-});
+const vm = (o: Partial<VmSummary> = {}): VmSummary => summary([disk(0, 'scsi', 0, 0)], { changeTrackingEnabled: false, ...o });
 
 test('source refusals: all of them, in the order the import meets them (it throws the first)', () => {
-  const vm = summary({
+  const odd = vm({
     powerState: 'poweredOn',
     hardwareVersion: 'vmx-04',
-    disks: [disk(0, { backingType: 'VirtualDiskRawDiskMappingVer1BackingInfo' }), disk(1, { sharing: 'sharingMultiWriter' }), disk(2, { diskMode: 'independent_persistent' })],
+    disks: [disk(0, 'scsi', 0, 0, { backingType: 'VirtualDiskRawDiskMappingVer1BackingInfo' }), disk(1, 'scsi', 0, 1, { sharing: 'sharingMultiWriter' }), disk(2, 'scsi', 0, 2, { diskMode: 'independent_persistent' })],
   });
-  assert.deepEqual(sourceRefusals(vm, { kind: 'warm', enableCbt: false }).map((r) => r.code), ['rdm-disk', 'shared-disk', 'hardware-version', 'independent-disk', 'cbt-off']);
-  assert.deepEqual(sourceRefusals(vm, { kind: 'warm', enableCbt: true }).map((r) => r.code), ['rdm-disk', 'shared-disk', 'hardware-version', 'independent-disk']);
-  assert.deepEqual(sourceRefusals(vm, { kind: 'cold', shutdown: false }).map((r) => r.code), ['rdm-disk', 'shared-disk', 'powered-on-cold']);
-  assert.deepEqual(sourceRefusals(vm, { kind: 'cold', shutdown: true }).map((r) => r.code), ['rdm-disk', 'shared-disk']);
-  assert.deepEqual(sourceRefusals(summary({ disks: [], powerState: 'suspended' }), { kind: 'cold', shutdown: true }).map((r) => r.code), ['no-disks', 'suspended']);
-  assert.deepEqual(sourceRefusals(summary(), { kind: 'cold', shutdown: false }), []);
+  assert.deepEqual(sourceRefusals(odd, { kind: 'warm', enableCbt: false }).map((r) => r.code), ['rdm-disk', 'shared-disk', 'hardware-version', 'independent-disk', 'cbt-off']);
+  assert.deepEqual(sourceRefusals(odd, { kind: 'warm', enableCbt: true }).map((r) => r.code), ['rdm-disk', 'shared-disk', 'hardware-version', 'independent-disk']);
+  assert.deepEqual(sourceRefusals(odd, { kind: 'cold', shutdown: false }).map((r) => r.code), ['rdm-disk', 'shared-disk', 'powered-on-cold']);
+  assert.deepEqual(sourceRefusals(odd, { kind: 'cold', shutdown: true }).map((r) => r.code), ['rdm-disk', 'shared-disk']);
+  assert.deepEqual(sourceRefusals(vm({ disks: [], powerState: 'suspended' }), { kind: 'cold', shutdown: true }).map((r) => r.code), ['no-disks', 'suspended']);
+  assert.deepEqual(sourceRefusals(vm(), { kind: 'cold', shutdown: false }), []);
 });
 
 test('snapshots: only those oneswap did not make refuse the VM', () => {
   const own = { name: 'oneswap-cbt-map-2026', description: 'Created by oneswap (cbt-map); oneswap removes it when done.' };
-  assert.equal(foreignSnapshotRefusal(summary(), [own]), undefined);
-  const r = foreignSnapshotRefusal(summary(), [own, { name: 'before upgrade', description: '' }]);
+  assert.equal(foreignSnapshotRefusal(vm(), [own]), undefined);
+  const r = foreignSnapshotRefusal(vm(), [own, { name: 'before upgrade', description: '' }]);
   assert.equal(r?.code, 'foreign-snapshots');
   assert.equal(describeError(r!.error), 'VM web01 has snapshots ("before upgrade"); its disks are snapshot deltas (delete or consolidate the snapshots in vCenter first (oneswap never touches snapshots it did not create))');
 });
