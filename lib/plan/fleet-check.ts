@@ -1,9 +1,9 @@
 // `plan check`: every precheck of an import for every VM of a plan, before anything is changed,
-// from one read of the vCenter inventory (every VM's hardware and snapshots, the datastores: a
-// fixed number of SOAP calls whatever the plan's size) and one of OpenNebula's networks, names and
+// from one read of the vCenter inventory (the plan's VMs found in the index, then their hardware
+// and snapshots in one request: a fixed number of SOAP calls whatever the plan's size) and one of OpenNebula's networks, names and
 // target datastores. Each check is the import's own (sourceRefusals, mapNics, placeDisks,
 // chooseReader, nameClashes, unusableDatastore, reachableStorage); what only a plan has is here:
-// the VMs found in memory, names given twice within the plan, and room summed over the plan.
+// names given twice within the plan, and room summed over the plan.
 
 import { OneswapError, describeError, type Refusal } from '../errors/index.js';
 import { guestSupport } from '../convert/index.js';
@@ -11,7 +11,7 @@ import { availablePlugins, chooseReader, describeVcenterVm, hasFlatFiles, placeD
 import type { OneClient, OneDatastore } from '../one/index.js';
 import { datastoreName, imageName, neededMiB, mapNics, nameClashes, namesTaken, reachableStorage, templateName, unusableDatastore, type NetworkCandidate, type TakenNames } from '../output/index.js';
 import { Journal, foreignSnapshotRefusal, networkCandidates, sourceRefusals, type JournalData } from '../supervisor/index.js';
-import { matchVm, type VSphereClient, type VmInventory, type VmSummary } from '../vsphere/index.js';
+import type { FoundVm, FoundVms, VSphereClient, VmSummary } from '../vsphere/index.js';
 import { planRoom, runOrder, type RoomLine } from './plan-capacity.js';
 import type { PlannedVm } from './planned-vm.js';
 
@@ -67,7 +67,7 @@ export interface FleetCheckContext {
 type Target = { readonly ok: true; readonly ds: OneDatastore; readonly kind: 'files' | 'ceph'; readonly cephPool?: string; readonly workHosts: readonly string[]; readonly notes: readonly string[] } | { readonly ok: false; readonly refusal: Refusal };
 
 export async function checkFleet(ctx: FleetCheckContext, plan: readonly PlannedVm[], signal: AbortSignal): Promise<FleetCheck> {
-  const inventory = await ctx.vsphere.inventory();
+  const inventory = await ctx.vsphere.findVms(plan.map((v) => v.query));
   signal.throwIfAborted();
   const networks = await networkCandidates(ctx.one);
   const taken = await namesTaken(ctx.one);
@@ -84,8 +84,8 @@ export async function checkFleet(ctx: FleetCheckContext, plan: readonly PlannedV
   const seen = new Map<string, PlannedVm>();
   // A VM the plan names twice is migrated once at most: its second entry takes no room.
   const twice = new Set<string>();
-  for (const planned of plan) {
-    const draft = await checkOne(ctx, planned, inventory, networks, taken, targets.get(planned.datastoreId)!, plugins.get(planned.transport)!);
+  for (const [i, planned] of plan.entries()) {
+    const draft = await checkOne(ctx, planned, inventory.found[i]!, inventory, networks, taken, targets.get(planned.datastoreId)!, plugins.get(planned.transport)!);
     if (draft.vm !== undefined) {
       const other = seen.get(draft.vm.ref.value);
       if (other !== undefined) {
@@ -132,16 +132,14 @@ interface Draft {
 const finding = (r: Refusal): Finding => ({ code: r.code, message: describeError(r.error) });
 
 /** The checks of one VM that need nothing but what was read for all. */
-async function checkOne(ctx: FleetCheckContext, planned: PlannedVm, inventory: VmInventory, networks: readonly NetworkCandidate[], taken: TakenNames, target: Target, plugins: Plugins): Promise<Draft> {
+async function checkOne(ctx: FleetCheckContext, planned: PlannedVm, found: FoundVm, inventory: FoundVms, networks: readonly NetworkCandidate[], taken: TakenNames, target: Target, plugins: Plugins): Promise<Draft> {
   const blockers: Finding[] = [];
   const warnings: Finding[] = [];
-  let vm: VmSummary;
-  try {
-    vm = matchVm(planned.query, inventory.vms, `vCenter ${ctx.vsphere.host}`);
-  } catch (err) {
-    blockers.push({ code: err instanceof OneswapError && err.kind === 'conflict' ? 'ambiguous' : 'not-found', message: describeError(err) });
+  if (!found.ok) {
+    blockers.push({ code: found.error.kind === 'conflict' ? 'ambiguous' : 'not-found', message: describeError(found.error) });
     return { bytes: 0, names: { images: [], template: '' }, blockers, warnings };
   }
+  const vm = found.vm;
   blockers.push(...sourceRefusals(vm, planned.mode).map(finding));
   if (planned.mode.kind === 'warm' && !vm.changeTrackingEnabled && planned.mode.enableCbt)
     warnings.push({ code: 'cbt-off', message: `changed block tracking is off for VM ${vm.name}; the migration turns it on, effective at its first snapshot` });

@@ -35,9 +35,10 @@ import type {
   TlsPolicy,
   VmDisk,
   VmFilter,
+  VmQuery,
   VmSummary,
 } from './types.js';
-import { findVm, listVms, readVm, readVmInventory, type FindVmOptions, type VmInventory } from './vm-inventory.js';
+import { findVm, findVms, listVms, readVm, type FindVmOptions, type FoundVms } from './vm-inventory.js';
 
 export interface LoginFacts {
   readonly host: string;
@@ -193,9 +194,9 @@ export class VSphereClient {
     return listVms(this.pc, filter);
   }
 
-  /** Every VM with hardware and snapshots, the datacenters and datastores: the same round trips as `vms()`. */
-  async inventory(): Promise<VmInventory> {
-    return readVmInventory(this.pc);
+  /** A VM per query (or why none), with the datacenters and datastores: the round trips of one `findVm`. */
+  async findVms(queries: readonly VmQuery[]): Promise<FoundVms> {
+    return findVms(this.pc, queries, this.endpoint.host);
   }
 
   /** One VM by inventory path, instance/BIOS UUID or name; 'not-found' or 'conflict' otherwise. */

@@ -1,6 +1,6 @@
 // VMs as VmSummary, in two batched reads: the inventory index (names, parents, UUIDs, power state
 // of every VM) to filter or find, then the full hardware of the selected VMs in one request.
-// readVmInventory reads every VM so that a plan's VMs are all found and checked in one pass.
+// findVms finds many VMs in the same round trips, so that a plan's VMs are all checked in one pass.
 
 import { OneswapError } from '../errors/index.js';
 import { listDatacenters, listDatastores, readInventory, type Entity, type InventoryIndex } from './inventory.js';
@@ -96,24 +96,48 @@ export function matchVm<T extends VmKeys>(query: VmQuery, vms: readonly T[], whe
   return only;
 }
 
-/** Every VM with its hardware and snapshots, and the datacenters and datastores, from one inventory read. */
-export interface VmInventory {
-  readonly vms: readonly VmSummary[];
+/** What `findVms` found for each query, in query order: the VM, or why none (not found, ambiguous). */
+export type FoundVm = { readonly ok: true; readonly vm: VmSummary } | { readonly ok: false; readonly error: OneswapError };
+
+/** Many VMs found at once, with the datacenters and datastores their disks are placed in. */
+export interface FoundVms {
+  readonly found: readonly FoundVm[];
   readonly datacenters: readonly Datacenter[];
   readonly datastores: readonly Datastore[];
 }
 
-export async function readVmInventory(pc: PropertyCollector): Promise<VmInventory> {
+/**
+ * findVm for many queries in the round trips of one: the inventory index, each query matched in
+ * memory, then the hardware and snapshots of the VMs found in one request.
+ */
+export async function findVms(pc: PropertyCollector, queries: readonly VmQuery[], host: string): Promise<FoundVms> {
+  const where = `vCenter ${host}`;
   for (let attempt = 0; ; attempt++) {
     const index = await readInventory(pc, true);
+    const candidates = index.ofType('VirtualMachine').map((e) => ({ ref: e.ref, name: e.name, path: index.path(e.ref), uuid: text(e.props.get('config.uuid')) ?? '', instanceUuid: text(e.props.get('config.instanceUuid')) ?? '' }));
+    const matched = queries.map((q) => {
+      try {
+        return matchVm(q, candidates, where);
+      } catch (err) {
+        if (err instanceof OneswapError) return err;
+        throw err;
+      }
+    });
+    const refs = [...new Map(matched.flatMap((m) => (m instanceof OneswapError ? [] : [[m.ref.value, m.ref] as const]))).values()];
+    let details: VmSummary[];
     try {
-      const vms = await readVmDetails(pc, index, index.ofType('VirtualMachine').map((e) => e.ref));
-      return { vms, datacenters: listDatacenters(index), datastores: listDatastores(index) };
+      details = await readVmDetails(pc, index, refs);
     } catch (err) {
       // As listVms: a VM deleted between the two reads, read the inventory again.
       if (attempt === 0 && isFault(err, 'ManagedObjectNotFound')) continue;
       throw err;
     }
+    const found = matched.map((m, i): FoundVm => {
+      if (m instanceof OneswapError) return { ok: false, error: m };
+      const vm = details.find((d) => d.ref.value === m.ref.value);
+      return vm !== undefined ? { ok: true, vm } : { ok: false, error: new OneswapError('not-found', `VM "${queries[i]!.value}" disappeared from ${where} while it was being read; list the VMs again`) };
+    });
+    return { found, datacenters: listDatacenters(index), datastores: listDatastores(index) };
   }
 }
 
