@@ -9,10 +9,10 @@ import { OneswapError, describeError, type Refusal } from '../errors/index.js';
 import { guestSupport } from '../convert/index.js';
 import { availablePlugins, chooseReader, describeVcenterVm, hasFlatFiles, placeDisks, vmIdentity, type Plugins, type VcenterDisk, type VmDescription } from '../input/index.js';
 import type { OneClient, OneDatastore } from '../one/index.js';
-import { datastoreName, imageName, neededMiB, mapNics, nameClashes, namesTaken, reachableStorage, templateName, unusableDatastore, type NetworkCandidate, type TakenNames } from '../output/index.js';
+import { DEFAULT_CEPH_CONF, datastoreName, imageName, neededMiB, mapNics, nameClashes, namesTaken, reachableStorage, templateName, unusableDatastore, type NetworkCandidate, type TakenNames } from '../output/index.js';
 import { Journal, foreignSnapshotRefusal, networkCandidates, sourceRefusals, type JournalData } from '../supervisor/index.js';
 import type { FoundVm, FoundVms, VSphereClient, VmSummary } from '../vsphere/index.js';
-import { planRoom, runOrder, type RoomLine } from './plan-capacity.js';
+import { planRoom, poolRoom, runOrder, type PoolLine, type RoomLine, type SharedPool } from './plan-capacity.js';
 import type { PlannedVm } from './planned-vm.js';
 
 /** One thing found about a VM: a stable code to key on, and one line saying what and the fix. */
@@ -48,6 +48,8 @@ export interface FleetCheck {
   readonly vms: readonly VmCheck[];
   /** Per target datastore that exists and can be used, in the order the plan names them. */
   readonly capacity: readonly CapacityLine[];
+  /** Per Ceph pool that several of the target datastores keep their images in. */
+  readonly pools: readonly PoolLine[];
   /** True when any VM has a blocker. */
   readonly blocked: boolean;
 }
@@ -64,7 +66,7 @@ export interface FleetCheckContext {
 }
 
 /** A target datastore as the plan's VMs find it: usable (with its storage reached) or refused. */
-type Target = { readonly ok: true; readonly ds: OneDatastore; readonly kind: 'files' | 'ceph'; readonly cephPool?: string; readonly workHosts: readonly string[]; readonly notes: readonly string[] } | { readonly ok: false; readonly refusal: Refusal };
+type Target = { readonly ok: true; readonly ds: OneDatastore; readonly kind: 'files' | 'ceph'; readonly cephPool?: string; readonly cephConf?: string; readonly workHosts: readonly string[]; readonly notes: readonly string[] } | { readonly ok: false; readonly refusal: Refusal };
 
 export async function checkFleet(ctx: FleetCheckContext, plan: readonly PlannedVm[], signal: AbortSignal): Promise<FleetCheck> {
   const inventory = await ctx.vsphere.findVms(plan.map((v) => v.query));
@@ -111,12 +113,12 @@ export async function checkFleet(ctx: FleetCheckContext, plan: readonly PlannedV
     checks.set(planned.key, draft);
   }
 
-  const capacity = roomFor(plan.filter((p) => !twice.has(p.key)), checks, targets);
+  const { capacity, pools } = roomFor(plan.filter((p) => !twice.has(p.key)), checks, targets);
   const vms = plan.map((p): VmCheck => {
     const d = checks.get(p.key)!;
     return { key: p.key, line: p.line, ...(d.vm ? { vm: d.vm } : {}), blockers: d.blockers, warnings: d.warnings };
   });
-  return { vms, capacity, blocked: vms.some((v) => v.blockers.length > 0) };
+  return { vms, capacity, pools, blocked: vms.some((v) => v.blockers.length > 0) };
 }
 
 interface Draft {
@@ -210,7 +212,7 @@ async function reachTarget(one: OneClient, id: number): Promise<Target> {
   try {
     const storage = await reachableStorage(ds, (line) => notes.push(line));
     return storage.kind === 'ceph'
-      ? { ok: true, ds, kind: 'ceph', cephPool: storage.ceph.pool, workHosts: storage.cephHosts ?? [], notes }
+      ? { ok: true, ds, kind: 'ceph', cephPool: storage.ceph.pool, cephConf: storage.ceph.conf ?? DEFAULT_CEPH_CONF, workHosts: storage.cephHosts ?? [], notes }
       : { ok: true, ds, kind: 'files', workHosts: storage.bridges, notes };
   } catch (err) {
     if (err instanceof OneswapError) return { ok: false, refusal: { code: 'storage-unreachable', error: err } };
@@ -218,27 +220,32 @@ async function reachTarget(one: OneClient, id: number): Promise<Target> {
   }
 }
 
-/** Room summed over the plan per usable target datastore; a VM that does not fit gets a 'capacity' blocker. */
-function roomFor(plan: readonly PlannedVm[], checks: ReadonlyMap<string, Draft>, targets: ReadonlyMap<number, Target>): CapacityLine[] {
+/**
+ * Room summed over the plan per usable target datastore, then per Ceph pool that several of them
+ * share; a VM that does not fit gets a 'capacity' blocker and takes no room from the next.
+ */
+function roomFor(plan: readonly PlannedVm[], checks: ReadonlyMap<string, Draft>, targets: ReadonlyMap<number, Target>): { capacity: CapacityLine[]; pools: PoolLine[] } {
   const usable = [...targets.values()].flatMap((t) => (t.ok ? [t] : []));
   const demands = runOrder(plan).flatMap((p) => {
     const d = checks.get(p.key)!;
     return d.vm === undefined ? [] : [{ key: p.key, datastoreId: p.datastoreId, bytes: d.bytes }];
   });
-  const lines = planRoom(demands, usable.map((t) => ({ datastoreId: t.ds.id, freeMb: t.ds.freeMb })));
-  return lines.map((line, i): CapacityLine => {
-    const t = usable[i]!;
-    const what = datastoreName(t.ds);
+  const refuse = (where: string, line: Omit<RoomLine, 'datastoreId'>): void => {
     for (const o of line.overflow) {
       checks.get(o.key)!.blockers.push({
         code: 'capacity',
         message: describeError(
-          new OneswapError('capacity', `${what} has ${neededMiB(line.freeBytes)} MiB free; the VMs before ${o.key} in the plan take ${neededMiB(o.before)} MiB, its disks need ${neededMiB(o.bytes)} MiB more (the plan puts ${neededMiB(line.neededBytes)} MiB there in all)`, {
+          new OneswapError('capacity', `${where} has ${neededMiB(line.freeBytes)} MiB free; the VMs before ${o.key} in the plan take ${neededMiB(o.before)} MiB, its disks need ${neededMiB(o.bytes)} MiB more (the plan puts ${neededMiB(line.neededBytes)} MiB there in all)`, {
             hint: 'free space, move VMs to another datastore, or run them in a later plan once the first are done',
           }),
         ),
       });
     }
+  };
+  const lines = planRoom(demands, usable.map((t) => ({ datastoreId: t.ds.id, freeMb: t.ds.freeMb })));
+  const capacity = lines.map((line, i): CapacityLine => {
+    const t = usable[i]!;
+    refuse(datastoreName(t.ds), line);
     return {
       ...line,
       name: t.ds.name,
@@ -248,4 +255,24 @@ function roomFor(plan: readonly PlannedVm[], checks: ReadonlyMap<string, Draft>,
       notes: t.notes,
     };
   });
+  const placed = new Set(lines.flatMap((l) => l.overflow.map((o) => o.key)));
+  const pools = sharedPools(usable).map((pool) => {
+    const line = poolRoom(demands.filter((d) => !placed.has(d.key)), pool);
+    refuse(`the Ceph pool ${pool.pool} of datastores ${pool.datastoreIds.join(', ')}`, line);
+    return line;
+  });
+  return { capacity, pools };
+}
+
+/** Ceph datastores that keep their images in the same pool of the same cluster (its conf), two or more. */
+function sharedPools(targets: ReadonlyArray<Extract<Target, { ok: true }>>): SharedPool[] {
+  const groups = new Map<string, Array<Extract<Target, { ok: true }>>>();
+  for (const t of targets) {
+    if (t.kind !== 'ceph') continue;
+    const key = `${t.cephConf}\n${t.cephPool}`;
+    groups.set(key, [...(groups.get(key) ?? []), t]);
+  }
+  return [...groups.values()]
+    .filter((g) => g.length > 1)
+    .map((g) => ({ pool: g[0]!.cephPool!, datastoreIds: g.map((t) => t.ds.id), freeMb: Math.min(...g.map((t) => t.ds.freeMb)) }));
 }

@@ -7,4 +7,4 @@
 export type { PlannedVm, PlannedMode, VmQuery, CutoverWindow, PlanBudgets } from './planned-vm.js';
 export type { PlanRunSummary, VmRunRecord, WaveRecord, PhaseSpan, VmOutcome } from './run-summary.js';
 export { checkFleet, type FleetCheck, type FleetCheckContext, type VmCheck, type Finding, type CapacityLine } from './fleet-check.js';
-export { runOrder, planRoom, type RoomLine, type Overflow, type CapacityDemand, type DatastoreRoom } from './plan-capacity.js';
+export { runOrder, planRoom, poolRoom, type RoomLine, type PoolLine, type SharedPool, type Overflow, type CapacityDemand, type DatastoreRoom } from './plan-capacity.js';

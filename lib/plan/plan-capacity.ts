@@ -51,20 +51,40 @@ export function runOrder<T extends Pick<PlannedVm, 'wave' | 'priority'>>(vms: re
     .map((x) => x.v);
 }
 
-/** One line per datastore, in the order the demands first name them; `demands` in run order. */
+/** One line per datastore, in the order of `rooms`; `demands` in run order. */
 export function planRoom(demands: readonly CapacityDemand[], rooms: readonly DatastoreRoom[]): RoomLine[] {
-  const out: RoomLine[] = [];
-  for (const room of rooms) {
-    const mine = demands.filter((d) => d.datastoreId === room.datastoreId);
-    let taken = 0;
-    const overflow: Overflow[] = [];
-    for (const d of mine) {
-      // The import's own rule (roomRefusal): whole MiB of what is still to be written.
-      if (neededMiB(taken + d.bytes) <= room.freeMb) taken += d.bytes;
-      else overflow.push({ key: d.key, bytes: d.bytes, before: taken });
-    }
-    const neededBytes = mine.reduce((s, d) => s + d.bytes, 0);
-    out.push({ datastoreId: room.datastoreId, freeBytes: room.freeMb * MiB, neededBytes, vms: mine.map((d) => d.key), overflow, enough: overflow.length === 0 });
+  return rooms.map((room) => ({ datastoreId: room.datastoreId, ...fill(demands.filter((d) => d.datastoreId === room.datastoreId), room.freeMb) }));
+}
+
+/**
+ * Datastores whose images go into one Ceph pool (the same pool of the same cluster): each
+ * reports the pool's free space, so together they must fit it too.
+ */
+export interface SharedPool {
+  readonly pool: string;
+  readonly datastoreIds: readonly number[];
+  /** The least any of them reports. */
+  readonly freeMb: number;
+}
+
+export interface PoolLine extends Omit<RoomLine, 'datastoreId'> {
+  readonly pool: string;
+  readonly datastoreIds: readonly number[];
+}
+
+/** The room of a shared pool for the demands that fit their own datastore (in run order). */
+export function poolRoom(demands: readonly CapacityDemand[], pool: SharedPool): PoolLine {
+  return { pool: pool.pool, datastoreIds: pool.datastoreIds, ...fill(demands.filter((d) => pool.datastoreIds.includes(d.datastoreId)), pool.freeMb) };
+}
+
+function fill(demands: readonly CapacityDemand[], freeMb: number): Omit<RoomLine, 'datastoreId'> {
+  let taken = 0;
+  const overflow: Overflow[] = [];
+  for (const d of demands) {
+    // The import's own rule (roomRefusal): whole MiB of what is still to be written.
+    if (neededMiB(taken + d.bytes) <= freeMb) taken += d.bytes;
+    else overflow.push({ key: d.key, bytes: d.bytes, before: taken });
   }
-  return out;
+  const neededBytes = demands.reduce((s, d) => s + d.bytes, 0);
+  return { freeBytes: freeMb * MiB, neededBytes, vms: demands.map((d) => d.key), overflow, enough: overflow.length === 0 };
 }

@@ -146,6 +146,7 @@ describe('plan check: every precheck of every VM in one pass', { skip }, () => {
       { datastoreId: big, name: 'big', kind: 'files', workHosts: [], freeBytes: 10_000 * MiB, neededBytes: 14 * MiB, vms: ['fine', 'indep', 'nocbt', 'lonely', 'clash', 'onvsan', 'running', 'win'], overflow: [], enough: true, notes: [] },
       { datastoreId: small, name: 'small', kind: 'files', workHosts: [], freeBytes: 20 * MiB, neededBytes: 24 * MiB, vms: ['fill-c', 'fill-a', 'fill-b'], overflow: [{ key: 'fill-b', bytes: 8 * MiB, before: 16 * MiB }], enough: false, notes: [] },
     ]);
+    assert.deepEqual(r.pools, []);
   });
 
   test('one inventory pass: the same SOAP calls for one VM as for the whole plan', async () => {

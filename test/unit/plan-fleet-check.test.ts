@@ -4,7 +4,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { planRoom, runOrder } from '../../lib/plan/plan-capacity.js';
+import { planRoom, poolRoom, runOrder } from '../../lib/plan/plan-capacity.js';
 import { guestSupport } from '../../lib/convert/index.js';
 import { matchVm, type VmSummary } from '../../lib/vsphere/index.js';
 import { disk, summary } from '../support/vm-summary.js';
@@ -41,6 +41,25 @@ test('room: each VM alone fits, the plan does not; a VM left out does not take r
     { datastoreId: 2, freeBytes: 1 * MiB, neededBytes: 1, vms: ['b'], overflow: [], enough: true },
   ]);
   assert.deepEqual(planRoom([{ key: 'a', datastoreId: 1, bytes: 12 * MiB + 1 }], [{ datastoreId: 1, freeMb: 12 }])[0]!.overflow.map((o) => o.key), ['a']);
+});
+
+test('a Ceph pool two datastores share: each fits its own datastore, together they overflow the pool', () => {
+  const demands = [
+    { key: 'a', datastoreId: 1, bytes: 6 * MiB },
+    { key: 'b', datastoreId: 2, bytes: 6 * MiB },
+    { key: 'c', datastoreId: 3, bytes: 6 * MiB },
+    { key: 'd', datastoreId: 1, bytes: 2 * MiB },
+  ];
+  assert.deepEqual(planRoom(demands, [{ datastoreId: 1, freeMb: 10 }, { datastoreId: 2, freeMb: 10 }]).map((l) => l.enough), [true, true]);
+  assert.deepEqual(poolRoom(demands, { pool: 'one', datastoreIds: [1, 2], freeMb: 10 }), {
+    pool: 'one',
+    datastoreIds: [1, 2],
+    freeBytes: 10 * MiB,
+    neededBytes: 14 * MiB,
+    vms: ['a', 'b', 'd'],
+    overflow: [{ key: 'b', bytes: 6 * MiB, before: 6 * MiB }],
+    enough: false,
+  });
 });
 
 const keys = (name: string, path: string, uuid: string, instanceUuid: string) => ({ name, path, uuid, instanceUuid });
