@@ -11,6 +11,7 @@ export { type GuestFacts } from './inspect.js';
 export { type Overlay, type OverlayUsage, type QemuImage } from './overlay.js';
 export { domainXml, type DomainSpec, type DomainDisk, type DomainNic } from './domain-xml.js';
 export { checkAdditions, type GuestAdditions } from './additions.js';
+export { guestSupport, type GuestSupport } from './guest-support.js';
 export { type NetworkRequest, type NicUse, type GuestNetwork } from './network-step.js';
 export { RULES_FILE, type GuestNic, type NetMode } from './guest-network.js';
 export { type ExplainedWarning } from './v2v-warnings.js';

@@ -55,3 +55,18 @@ export function describeError(err: unknown): string {
 export function exitCodeOf(err: unknown): number {
   return err instanceof OneswapError ? err.exitCode : 1;
 }
+
+/**
+ * A reason an operation cannot go ahead, found before it changes anything, with a stable code
+ * that a report of many such checks (`plan check`) keys on. A single import throws `error`.
+ */
+export interface Refusal {
+  readonly code: string;
+  readonly error: OneswapError;
+}
+
+/** Throws the first refusal, the one a single import meets first; none: returns. */
+export function throwFirst(refusals: readonly Refusal[]): void {
+  const [first] = refusals;
+  if (first !== undefined) throw first.error;
+}

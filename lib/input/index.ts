@@ -17,6 +17,8 @@ export {
   describeVcenterVm,
   reportedAddresses,
   checkCopyableDisks,
+  copyableDiskRefusals,
+  placeDisks,
   placeVcenterDisks,
   allocatedAreas,
   ownSnapshotSpec,
@@ -27,7 +29,7 @@ export {
   type AllocationMethod,
 } from './vcenter.js';
 export type { DiskReading, RangeReading, StreamReading, StreamCopyOptions, ReaderKind, ReaderChoice, TransportChoice } from './disk-reader.js';
-export { chooseReader, openReadings, availablePlugins, type ReaderSettings, type ReadState, type DiskPlace, type Plugins, type Readings } from './reader-select.js';
+export { chooseReader, hasFlatFiles, openReadings, availablePlugins, type ReaderSettings, type ReadState, type DiskPlace, type Plugins, type Readings } from './reader-select.js';
 export { parseVmdkDescriptor, vmdkKind, type VmdkDescriptor } from './vmdk-descriptor.js';
 export { openOva, openVmdks, type FileVm, type FileDisk, type BareVmHardware } from './file-vm.js';
 export { openVmdk, type VmdkImage } from './vmdk-image.js';

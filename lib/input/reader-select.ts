@@ -32,7 +32,8 @@ export interface Plugins {
   readonly nfc: boolean;
 }
 
-const hasFlatFiles = (type: string): boolean => !/^(vsan|vvol)$/i.test(type);
+/** vSAN and vVols keep disks as objects: no file to download over /folder. */
+export const hasFlatFiles = (type: string): boolean => !/^(vsan|vvol)$/i.test(type);
 
 /**
  * The reader of one disk, and why, when the VM runs (a snapshot is read) or not; an explicit

@@ -3,8 +3,8 @@
 // short-lived snapshot when change tracking is on; otherwise the whole disk, zeros become holes).
 
 import { isIPv4 } from 'node:net';
-import { OneswapError } from '../errors/index.js';
-import type { VSphereClient, VmSummary, VmDisk, VmNic, Extent, MoRef } from '../vsphere/index.js';
+import { OneswapError, throwFirst, type Refusal } from '../errors/index.js';
+import type { Datacenter, Datastore, VSphereClient, VmSummary, VmDisk, VmNic, Extent, MoRef } from '../vsphere/index.js';
 import type { DiskBus, DiskDescription, NicAdapter, NicDescription, VmDescription } from './vm-description.js';
 
 export interface VcenterDisk {
@@ -120,17 +120,30 @@ function nicAdapter(type: string): NicAdapter {
 
 /** Refuses disks that cannot be copied as they are, before anything is created anywhere. */
 export function checkCopyableDisks(vm: VmSummary): void {
+  throwFirst(copyableDiskRefusals(vm));
+}
+
+/** Every disk that cannot be copied as it is, in disk order (checkCopyableDisks throws the first). */
+export function copyableDiskRefusals(vm: VmSummary): Refusal[] {
+  const out: Refusal[] = [];
   for (const d of vm.disks) {
     if (d.backingType.includes('RawDiskMapping'))
-      throw new OneswapError('conflict', `disk "${d.label}" of VM ${vm.name} is a raw device mapping (RDM), which oneswap cannot copy`, {
-        hint: 'migrate the LUN separately or convert the RDM to a virtual disk in vCenter',
+      out.push({
+        code: 'rdm-disk',
+        error: new OneswapError('conflict', `disk "${d.label}" of VM ${vm.name} is a raw device mapping (RDM), which oneswap cannot copy`, {
+          hint: 'migrate the LUN separately or convert the RDM to a virtual disk in vCenter',
+        }),
       });
-    if (d.sharing && d.sharing !== 'sharingNone')
-      throw new OneswapError('conflict', `disk "${d.label}" of VM ${vm.name} is shared between VMs (${d.sharing})`, {
-        hint: 'shared multi-writer disks cannot be migrated with one VM',
+    else if (d.sharing && d.sharing !== 'sharingNone')
+      out.push({
+        code: 'shared-disk',
+        error: new OneswapError('conflict', `disk "${d.label}" of VM ${vm.name} is shared between VMs (${d.sharing})`, {
+          hint: 'shared multi-writer disks cannot be migrated with one VM',
+        }),
       });
-    if (d.capacityBytes <= 0) throw new OneswapError('data', `disk "${d.label}" of VM ${vm.name} reports no capacity`);
+    else if (d.capacityBytes <= 0) out.push({ code: 'disk-without-capacity', error: new OneswapError('data', `disk "${d.label}" of VM ${vm.name} reports no capacity`) });
   }
+  return out;
 }
 
 /**
@@ -139,6 +152,11 @@ export function checkCopyableDisks(vm: VmSummary): void {
  */
 export async function placeVcenterDisks(client: VSphereClient, vm: VmSummary, description: VmDescription): Promise<PlacedDisks> {
   const [datacenters, datastores] = await Promise.all([client.datacenters(), client.datastores()]);
+  return placeDisks(vm, description, datacenters, datastores);
+}
+
+/** placeVcenterDisks on an inventory already read (a plan's check reads it once for every VM). */
+export function placeDisks(vm: VmSummary, description: VmDescription, datacenters: readonly Datacenter[], datastores: readonly Datastore[]): PlacedDisks {
   const dc = datacenters.find((d) => d.name === vm.datacenter);
   if (!dc) throw new OneswapError('not-found', `datacenter ${vm.datacenter} of VM ${vm.name} not found`);
   const byKey = new Map(vm.disks.map((d) => [String(d.key), d]));

@@ -17,6 +17,12 @@
 export {
   checkImageDatastore,
   checkNamesFree,
+  namesTaken,
+  nameClashes,
+  unusableDatastore,
+  roomRefusal,
+  neededMiB,
+  type TakenNames,
   allocatePlaceholder,
   diskSourceAttributes,
   diskImageDescription,
@@ -72,4 +78,4 @@ export { removeImages } from './image-removal.js';
 export { openFileWriter, clearFile } from './file-target.js';
 export { openQcow2Writer, openCompressedQcow2Writer, qcow2Allocated, qcow2Image, type Qcow2WriterOptions } from './qcow2-target.js';
 export { openRbdWriter, openRbdAccessWriter, type RbdWriterSpec, type RbdWriterOptions } from './rbd-target.js';
-export { openRbdAccess, type RbdAccess, type RbdLocation, type RbdTimeouts } from './rbd-access.js';
+export { openRbdAccess, DEFAULT_CEPH_CONF, type RbdAccess, type RbdLocation, type RbdTimeouts } from './rbd-access.js';

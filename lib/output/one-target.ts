@@ -4,7 +4,7 @@
 
 import { access, stat, truncate, constants } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { OneswapError } from '../errors/index.js';
+import { OneswapError, throwFirst, type Refusal } from '../errors/index.js';
 import { Template, oneLine, sanitizeName, type OneClient, type OneDatastore, type OneImage } from '../one/index.js';
 import { vmIdentity, type DiskBus, type DiskDescription, type Firmware, type VmDescription } from '../input/index.js';
 import { formatGuestNetwork, parseGuestNetwork, type ConvertedGuest } from './vm-template.js';
@@ -39,17 +39,35 @@ export async function checkImageDatastore(
   info: (line: string) => void = () => undefined,
 ): Promise<ImageDatastore> {
   const ds: OneDatastore = await one.datastore(id);
-  const what = datastoreName(ds);
-  if (ds.type !== 'IMAGE_DS')
-    throw new OneswapError('usage', `${what} is a ${ds.type}, not an image datastore`, { hint: 'pick one from: onedatastore list' });
-  if (ds.state !== 'READY') throw new OneswapError('conflict', `${what} is disabled`);
-  const neededMb = Math.ceil(neededBytes / MiB);
-  if (ds.freeMb < neededMb)
-    throw new OneswapError('capacity', `${what} has ${ds.freeMb} MiB free, the disks need ${neededMb} MiB`, {
-      hint: 'free space or pick a larger datastore',
-    });
+  throwFirst([unusableDatastore(ds), roomRefusal(ds, neededBytes)].filter((r) => r !== undefined));
   const storage = await reachableStorage(ds, warn, info);
   return { id, name: ds.name, basePath: ds.basePath, freeMb: ds.freeMb, storage };
+}
+
+/** Why oneswap cannot put images into the datastore at all: not an image datastore, or disabled. */
+export function unusableDatastore(ds: OneDatastore): Refusal | undefined {
+  const what = datastoreName(ds);
+  if (ds.type !== 'IMAGE_DS')
+    return { code: 'not-image-datastore', error: new OneswapError('usage', `${what} is a ${ds.type}, not an image datastore`, { hint: 'pick one from: onedatastore list' }) };
+  if (ds.state !== 'READY') return { code: 'datastore-disabled', error: new OneswapError('conflict', `${what} is disabled`) };
+  return undefined;
+}
+
+/** MiB the datastore must have free for images of `bytes` (their provisioned size): oned counts whole MiB. */
+export function neededMiB(bytes: number): number {
+  return Math.ceil(bytes / MiB);
+}
+
+/** The datastore has too little room for images of `neededBytes` in all. */
+export function roomRefusal(ds: OneDatastore, neededBytes: number): Refusal | undefined {
+  const neededMb = neededMiB(neededBytes);
+  if (ds.freeMb >= neededMb) return undefined;
+  return {
+    code: 'capacity',
+    error: new OneswapError('capacity', `${datastoreName(ds)} has ${ds.freeMb} MiB free, the disks need ${neededMb} MiB`, {
+      hint: 'free space or pick a larger datastore',
+    }),
+  };
 }
 
 /**
@@ -233,21 +251,47 @@ export function templateName(vm: VmDescription, prefix = ''): string {
 
 /** Names already in use, so a clash is reported before any placeholder exists. */
 export async function checkNamesFree(one: OneClient, images: readonly string[], template: string, ownImageIds: ReadonlySet<number>, ownTemplateId?: number): Promise<void> {
+  const taken = await namesTaken(one);
+  throwFirst(nameClashes(images, template, {
+    images: taken.images.filter((i) => !ownImageIds.has(i.id)),
+    templates: taken.templates.filter((t) => t.id !== ownTemplateId),
+  }));
+}
+
+/** The images and VM templates whose names an import by this user would clash with: the user's own. */
+export interface TakenNames {
+  readonly images: ReadonlyArray<{ readonly id: number; readonly name: string }>;
+  readonly templates: ReadonlyArray<{ readonly id: number; readonly name: string }>;
+}
+
+export async function namesTaken(one: OneClient): Promise<TakenNames> {
   const user = await one.whoami();
-  const existing = (await one.images(-3)).filter((i) => i.uid === user.id && !ownImageIds.has(i.id));
+  const [images, templates] = [await one.images(-3), await one.templates(-3)];
+  return { images: images.filter((i) => i.uid === user.id), templates: templates.filter((t) => t.uid === user.id) };
+}
+
+/** Every image name and the template name already taken, images first (checkNamesFree throws the first). */
+export function nameClashes(images: readonly string[], template: string, taken: TakenNames): Refusal[] {
+  const out: Refusal[] = [];
   for (const name of images) {
-    const taken = existing.find((i) => i.name === name);
-    if (taken)
-      throw new OneswapError('conflict', `image name "${name}" is already taken by image ${taken.id}`, {
-        hint: 'remove that image, or pass --name-prefix to import under other names',
+    const image = taken.images.find((i) => i.name === name);
+    if (image)
+      out.push({
+        code: 'name-clash',
+        error: new OneswapError('conflict', `image name "${name}" is already taken by image ${image.id}`, {
+          hint: 'remove that image, or pass --name-prefix to import under other names',
+        }),
       });
   }
-  const templates = (await one.templates(-3)).filter((t) => t.uid === user.id && t.id !== ownTemplateId);
-  const taken = templates.find((t) => t.name === template);
-  if (taken)
-    throw new OneswapError('conflict', `template name "${template}" is already taken by template ${taken.id}`, {
-      hint: 'remove that template, or pass --name-prefix',
+  const tpl = taken.templates.find((t) => t.name === template);
+  if (tpl)
+    out.push({
+      code: 'name-clash',
+      error: new OneswapError('conflict', `template name "${template}" is already taken by template ${tpl.id}`, {
+        hint: 'remove that template, or pass --name-prefix',
+      }),
     });
+  return out;
 }
 
 export interface PlaceholderSpec {

@@ -15,3 +15,5 @@ export { renderStatus } from './status-text.js';
 export { loadPlan, parsePlan, PLAN_VERSION, DEFAULT_WAVE, DEFAULT_BUDGETS, type Plan, type PlanVcenter, type PlanTls } from './plan-file.js';
 export { PlanFileError, type PlanProblem } from './plan-yaml.js';
 export { startingPlan, inferNetworks, vmFacts, type StartingPlanInput, type InferredNetworks } from './plan-new.js';
+export { checkFleet, type FleetCheck, type FleetCheckContext, type VmCheck, type Finding, type CapacityLine } from './fleet-check.js';
+export { runOrder, planRoom, poolRoom, type RoomLine, type PoolLine, type SharedPool, type Overflow, type CapacityDemand, type DatastoreRoom } from './plan-capacity.js';

@@ -5,10 +5,8 @@
 import type { TransportChoice } from '../input/index.js';
 
 /** How a VM is found in vCenter: as `oneswap import` finds it, by name, inventory path or UUID. */
-export type VmQuery =
-  | { readonly by: 'name'; readonly value: string }
-  | { readonly by: 'path'; readonly value: string }
-  | { readonly by: 'uuid'; readonly value: string };
+export type { VmQuery } from '../vsphere/index.js';
+import type { VmQuery } from '../vsphere/index.js';
 
 /** When a warm VM cuts over: a moment, or a named window of the plan (its start). */
 export interface CutoverWindow {

@@ -11,7 +11,8 @@ export { Journal, defaultStateDir, type JournalData, type JournalDisk } from './
 export { coldImportVm } from './cold-import.js';
 export type { ImportOptions, ImportContext, MigrationOptions, VmResult } from './steps.js';
 // How one disk's areas move from its reader into a raw file: also the datastore driver's cp.
-export { copyReading, placeOneDisk, planPoweredOffReads, type ReadingCopy, type PlannedRead } from './steps.js';
+export { copyReading, placeOneDisk, planPoweredOffReads, networkCandidates, type ReadingCopy, type PlannedRead } from './steps.js';
+export { sourceRefusals, foreignSnapshotRefusal, type SourceMode } from './source-refusals.js';
 export { newRunId, mapLimited } from './run.js';
 export { Slots, KeyedSlots, runBudgets, hostKey, type RunBudgets, type Release } from './budgets.js';
 export { runFleet, type FleetVm, type FleetRun, type FleetVmResult } from './fleet.js';

@@ -2,7 +2,7 @@
 // migration: prechecks, placeholders, copying areas into the images with progress and journal,
 // conversion, the VM template (and VM), and the rollback of whatever the journal says exists.
 
-import { OneswapError, describeError } from '../errors/index.js';
+import { OneswapError, describeError, throwFirst } from '../errors/index.js';
 import type { VSphereClient, VmSummary } from '../vsphere/index.js';
 import type { OneClient, OneImage } from '../one/index.js';
 import {
@@ -10,7 +10,6 @@ import {
   reportedAddresses,
   checkCopyableDisks,
   placeVcenterDisks,
-  isOwnSnapshot,
   chooseReader,
   openReadings,
   availablePlugins,
@@ -61,6 +60,7 @@ import {
 } from '../output/index.js';
 import { Journal } from './journal.js';
 import { hostKey, type RunBudgets } from './budgets.js';
+import { foreignSnapshotRefusal, sourceRefusals } from './source-refusals.js';
 import { convertImages, describeConversion, vmConversionRequest, type ConversionRun } from './conversion.js';
 import type { EventSink, Phase } from './events.js';
 
@@ -181,22 +181,12 @@ export interface WarmPrecheck {
 export async function precheck(ctx: ImportContext, vmName: string, opts: ImportOptions, log: (m: string, l?: 'warn') => void, warm?: WarmPrecheck): Promise<Prechecked> {
   if (opts.convert) await checkAdditions(opts.additions);
   let summary = await ctx.vsphere.findVm(vmName, { datacenter: opts.datacenter });
-  checkCopyableDisks(summary);
-  if (summary.disks.length === 0) throw new OneswapError('usage', `VM ${summary.name} has no disks to migrate`);
-  if (summary.powerState === 'suspended')
-    throw new OneswapError('conflict', `VM ${summary.name} is suspended`, { hint: 'power it on and shut it down from the guest, or power it off, then run again' });
-  if (warm) summary = await checkWarmable(ctx, summary, warm, log);
-  else if (summary.powerState === 'poweredOn' && !opts.shutdown)
-    throw new OneswapError('conflict', `VM ${summary.name} is powered on; a cold import needs it off`, {
-      hint: 'shut it down first, or pass --shutdown to have oneswap ask the guest to shut down',
-    });
+  throwFirst(sourceRefusals(summary, warm ? { kind: 'warm', enableCbt: warm.enableCbt } : { kind: 'cold', shutdown: opts.shutdown }));
+  if (warm && !summary.changeTrackingEnabled) summary = await enableCbt(ctx, summary, log);
   if (summary.hasSnapshots) {
     const snaps = await ctx.vsphere.snapshots(summary.ref);
-    const foreign = snaps.filter((s) => !isOwnSnapshot(s));
-    if (foreign.length > 0)
-      throw new OneswapError('conflict', `VM ${summary.name} has snapshots (${foreign.map((s) => `"${s.name}"`).join(', ')}); its disks are snapshot deltas`, {
-        hint: 'delete or consolidate the snapshots in vCenter first (oneswap never touches snapshots it did not create)',
-      });
+    const foreign = foreignSnapshotRefusal(summary, snaps);
+    if (foreign) throw foreign.error;
     for (const s of snaps) {
       log(`removing oneswap's leftover snapshot "${s.name}"`, 'warn');
       await ctx.vsphere.removeSnapshot(s.ref);
@@ -274,26 +264,11 @@ export async function openTarget(
 }
 
 /**
- * Snapshots and CBT must work on every disk: virtual hardware 7 or later, no independent disks
- * (a snapshot skips them), change tracking on. Enabling CBT takes effect at the next stun, which
- * the first migration snapshot provides; vSphere then reports each disk's changeId there.
+ * A warm migration with --enable-cbt (sourceRefusals let it through): turning CBT on takes effect
+ * at the next stun, which the first migration snapshot provides; vSphere then reports each disk's
+ * changeId there.
  */
-async function checkWarmable(ctx: ImportContext, vm: VmSummary, warm: WarmPrecheck, log: (m: string, l?: 'warn') => void): Promise<VmSummary> {
-  const hw = Number.parseInt(vm.hardwareVersion.replace(/^vmx-/, ''), 10);
-  if (Number.isFinite(hw) && hw < 7)
-    throw new OneswapError('conflict', `VM ${vm.name} has virtual hardware ${vm.hardwareVersion}; changed block tracking needs vmx-07 or later`, {
-      hint: 'upgrade the VM compatibility in vCenter, or import it cold (without --warm)',
-    });
-  const independent = vm.disks.filter((d) => d.diskMode.startsWith('independent'));
-  if (independent.length > 0)
-    throw new OneswapError('conflict', `disk ${independent.map((d) => `"${d.label}"`).join(', ')} of VM ${vm.name} is independent (${independent[0]!.diskMode}); snapshots skip such disks, so they cannot be copied while the VM runs`, {
-      hint: 'switch the disk to dependent mode in vCenter, or import the VM cold (without --warm)',
-    });
-  if (vm.changeTrackingEnabled) return vm;
-  if (!warm.enableCbt)
-    throw new OneswapError('conflict', `changed block tracking is off for VM ${vm.name}; a warm migration needs it`, {
-      hint: 'pass --enable-cbt to turn it on (takes effect at the first migration snapshot), or import the VM cold',
-    });
+async function enableCbt(ctx: ImportContext, vm: VmSummary, log: (m: string, l?: 'warn') => void): Promise<VmSummary> {
   log(`turning changed block tracking on for ${vm.name} (--enable-cbt)`, 'warn');
   await ctx.vsphere.setChangeTracking(vm.ref, true);
   return ctx.vsphere.vm(vm.ref);

@@ -35,9 +35,10 @@ import type {
   TlsPolicy,
   VmDisk,
   VmFilter,
+  VmQuery,
   VmSummary,
 } from './types.js';
-import { findVm, listVms, readVm, type FindVmOptions } from './vm-inventory.js';
+import { findVm, findVms, listVms, readVm, type FindVmOptions, type FoundVms } from './vm-inventory.js';
 
 export interface LoginFacts {
   readonly host: string;
@@ -191,6 +192,11 @@ export class VSphereClient {
   /** VMs matching the filter, sorted by inventory path; a fixed number of round trips. */
   async vms(filter?: VmFilter): Promise<VmSummary[]> {
     return listVms(this.pc, filter);
+  }
+
+  /** A VM per query (or why none), with the datacenters and datastores: the round trips of one `findVm`. */
+  async findVms(queries: readonly VmQuery[]): Promise<FoundVms> {
+    return findVms(this.pc, queries, this.endpoint.host);
   }
 
   /** One VM by inventory path, instance/BIOS UUID or name; 'not-found' or 'conflict' otherwise. */

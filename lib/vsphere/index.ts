@@ -5,7 +5,8 @@
  * - `VSphereClient.connect(options)` logs in under a TLS policy (verify with optional CA, pinned
  *   thumbprint, or explicitly insecure) and keeps the session alive and re-logged-in.
  * - Inventory: datacenters, clusters, hosts, datastores, networks, VMs (`VmSummary`, with disks
- *   and NICs), `findVm` by path, UUID or name — each listing a fixed number of round trips.
+ *   and NICs), `findVm` by path, UUID or name (`matchVm`, the same rule on VMs already read),
+ *   `findVms` for many queries at once — each a fixed number of round trips.
  * - Snapshots (create/list/remove, disks with changeIds from the snapshot's own config), CBT
  *   (`queryChangedDiskAreas` paged to the disk capacity, enable/disable), power operations.
  * - Datastore files over `/folder`: URL builder, HEAD, small text GET, and exact single-range
@@ -23,7 +24,8 @@ export type { ExportLease, ExportLeaseInfo, LeaseDevice, LeaseDownload, LeaseSta
 export type { ConnectOptions, LoginFacts } from './client.js';
 export type { VSphereLogger } from './logger.js';
 export type { CreateSnapshotOptions, RemoveSnapshotOptions } from './snapshots.js';
-export type { FindVmOptions } from './vm-inventory.js';
+export type { FindVmOptions, FoundVm, FoundVms, VmKeys } from './vm-inventory.js';
+export { matchVm } from './vm-inventory.js';
 export { isFault } from './vim-fault.js';
 export { parseEndpoint, type Endpoint } from './endpoint.js';
 export type * from './types.js';

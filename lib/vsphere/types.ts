@@ -115,10 +115,14 @@ export interface VmSummary {
   readonly annotation: string;
   readonly changeTrackingEnabled: boolean;
   readonly toolsRunning: boolean;
+  /** The guest OS id VMware Tools reports from inside the guest; '' when Tools never reported one. */
+  readonly toolsGuestId: string;
   readonly hardwareVersion: string;
   readonly disks: readonly VmDisk[];
   readonly nics: readonly VmNic[];
   readonly hasSnapshots: boolean;
+  /** The snapshot tree flattened depth-first (parents first), without disks; empty without snapshots. */
+  readonly snapshots: readonly Snapshot[];
   /** What VMware Tools reports per NIC while the guest runs; empty when it is off or Tools do not run. */
   readonly guestNet: readonly GuestNic[];
 }
@@ -152,6 +156,12 @@ export interface Credentials {
   readonly user: string;
   readonly password: string;
 }
+
+/** How a VM is found, as `oneswap import` and a plan name it: by name, inventory path or UUID. */
+export type VmQuery =
+  | { readonly by: 'name'; readonly value: string }
+  | { readonly by: 'path'; readonly value: string }
+  | { readonly by: 'uuid'; readonly value: string };
 
 /** Which VMs `vms()` returns; every given criterion must match. */
 export interface VmFilter {

@@ -1,47 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { describeVcenterVm, checkCopyableDisks, isOwnSnapshot, ownSnapshotSpec, reportedAddresses } from '../../lib/input/index.js';
-import type { VmDisk, VmSummary } from '../../lib/vsphere/index.js';
-
-const disk = (key: number, kind: VmDisk['controller']['kind'], bus: number, unit: number, extra: Partial<VmDisk> = {}): VmDisk => ({
-  key,
-  label: `Hard disk ${key}`,
-  capacityBytes: 1 << 20,
-  controller: { key: 1000 + bus, kind, model: kind === 'scsi' ? 'ParaVirtualSCSIController' : 'VirtualAHCIController', busNumber: bus },
-  unitNumber: unit,
-  fileName: `[ds] vm/d${key}.vmdk`,
-  datastoreName: 'ds',
-  datastorePath: `vm/d${key}.vmdk`,
-  diskMode: 'persistent',
-  thinProvisioned: true,
-  backingType: 'VirtualDiskFlatVer2BackingInfo',
-  ...extra,
-});
-
-const summary = (disks: VmDisk[]): VmSummary => ({
-  ref: { type: 'VirtualMachine', value: 'vm-1' },
-  name: 'web01',
-  uuid: 'u',
-  instanceUuid: 'iu',
-  datacenter: 'DC0',
-  path: '/DC0/vm/web01',
-  powerState: 'poweredOff',
-  numCPU: 2,
-  numCoresPerSocket: 0,
-  memoryMiB: 1024,
-  firmware: 'bios',
-  secureBoot: false,
-  guestId: 'debian12_64Guest',
-  guestFullName: 'Debian',
-  annotation: '',
-  changeTrackingEnabled: true,
-  toolsRunning: false,
-  hardwareVersion: 'vmx-19',
-  disks,
-  nics: [{ key: 4000, label: 'Network adapter 1', macAddress: '00:50:56:AA:BB:CC', network: 'VM Network', adapterType: 'VirtualVmxnet3', connected: true }],
-  hasSnapshots: false,
-  guestNet: [],
-});
+import type { VmSummary } from '../../lib/vsphere/index.js';
+import { disk, summary } from '../support/vm-summary.js';
 
 test('boot order: SCSI 0:0 first, then by bus kind, bus number and unit', () => {
   const vm = describeVcenterVm('vc', summary([disk(4, 'ide', 0, 0), disk(3, 'sata', 0, 1), disk(2, 'scsi', 1, 0), disk(1, 'scsi', 0, 1), disk(0, 'scsi', 0, 0)]));

@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { PlanFileError, parsePlan, startingPlan, type PlannedVm } from '../../lib/plan/index.js';
 import type { VmSummary } from '../../lib/vsphere/index.js';
 import { planVcenterOptions } from '../../lib/cli/plan.js';
+import { summary } from '../support/vm-summary.js';
 
 const HEAD = ['version: 1', 'vcenter:', '  host: vc.example.com', '  user: admin@vsphere.local'];
 
@@ -266,32 +267,23 @@ describe('plan file', () => {
 });
 
 describe('the starting plan', () => {
-  const vm = (name: string, folder: string, over: Partial<VmSummary> = {}): VmSummary => ({
-    ref: { type: 'VirtualMachine', value: `vm-${folder}-${name}` },
-    name,
-    uuid: '',
-    instanceUuid: '',
-    datacenter: 'DC0',
-    host: 'esx1',
-    path: `/DC0/vm/${folder}/${name}`,
-    powerState: 'poweredOff',
-    numCPU: 1,
-    numCoresPerSocket: 1,
-    memoryMiB: 512,
-    firmware: 'bios',
-    secureBoot: false,
-    guestId: 'otherGuest',
-    guestFullName: '',
-    annotation: '',
-    changeTrackingEnabled: false,
-    toolsRunning: false,
-    hardwareVersion: 'vmx-19',
-    disks: [],
-    nics: [],
-    hasSnapshots: false,
-    guestNet: [],
-    ...over,
-  });
+  const vm = (name: string, folder: string, over: Partial<VmSummary> = {}): VmSummary =>
+    summary([], {
+      ref: { type: 'VirtualMachine', value: `vm-${folder}-${name}` },
+      name,
+      uuid: '',
+      instanceUuid: '',
+      host: 'esx1',
+      path: `/DC0/vm/${folder}/${name}`,
+      numCPU: 1,
+      numCoresPerSocket: 1,
+      memoryMiB: 512,
+      guestId: 'otherGuest',
+      guestFullName: '',
+      changeTrackingEnabled: false,
+      nics: [],
+      ...over,
+    });
   const nic = (network: string) => ({ key: 4000, label: 'Network adapter 1', macAddress: '00:50:56:00:00:01', network, adapterType: 'VirtualVmxnet3', connected: true });
 
   test('VMs whose names repeat are planned by path; networks: by name, ambiguous and missing ones as a comment; reads back', () => {
