@@ -11,7 +11,7 @@ import { runWarmStatus, type WarmStatusCliOptions } from './warm-status.js';
 import { runConvert, type ConvertCliOptions } from './convert.js';
 import { runMarketRefresh, type MarketRefreshCliOptions } from './market.js';
 import { runPlanNew, type PlanNewCliOptions } from './plan.js';
-import { runPlanRun, runPlanStatus, type PlanRunCliOptions, type PlanStatusCliOptions } from './plan-run.js';
+import { runPlanCheck, runPlanRun, runPlanStatus, type PlanCheckCliOptions, type PlanRunCliOptions, type PlanStatusCliOptions } from './plan-run.js';
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
 
@@ -159,6 +159,17 @@ export function program(signal: AbortSignal): Command {
     const text = await runPlanNew(o, warn);
     if (text !== undefined) process.stdout.write(text);
   });
+  plan
+    .command('check')
+    .description('every precheck for every VM of the plan, in one pass over the inventory, before anything is changed: blockers and warnings per VM, and the room of each target datastore for the whole plan; exit 6 when anything blocks')
+    .argument('<plan>', 'the plan file')
+    .option('--json', 'JSON instead of tables')
+    .option('--vddk-libdir <dir>', "VMware's VDDK, to check which readers nbdkit offers (env ONESWAP_VDDK_LIBDIR)")
+    .option('--endpoint <url>', "OpenNebula XML-RPC endpoint (default: the plan's, else ONE_XMLRPC, ~/.one/one_endpoint)")
+    .option('--state-dir <dir>', 'where the runs keep their journals (default: ~/.local/state/oneswap)')
+    .action(async (file: string, o: PlanCheckCliOptions) => {
+      process.exitCode = await runPlanCheck(file, o, signal, warn);
+    });
   plan
     .command('run')
     .description("migrate every VM of the plan under its budgets: waves in order, VMs by priority, warm ones syncing until their window; a failed VM never stops the others; run it again after a crash or Ctrl-C to resume")

@@ -1,10 +1,10 @@
-// `oneswap plan run PLAN` and `oneswap plan status PLAN`: the plan migrated under its budgets as
-// one run (log, display, one exit code; the summary as text, JSON and HTML next to the run log),
-// and where that run stands, from any shell.
+// `oneswap plan check|run|status PLAN`: every precheck for every VM before anything changes; the
+// plan migrated under its budgets as one run (log, display, one exit code; the summary as text,
+// JSON and HTML next to the run log); and where that run stands, from any shell.
 
 import { join } from 'node:path';
 import { OneswapError } from '../errors/index.js';
-import { loadPlan, readStatus, renderStatus, runPlan, writerAlive } from '../plan/index.js';
+import { checkFleet, loadPlan, readStatus, renderCheck, renderStatus, runPlan, writerAlive } from '../plan/index.js';
 import { defaultStateDir, newRunId, type VmResult } from '../supervisor/index.js';
 import { connectOne, connectVcenter } from './connect.js';
 import { positiveInt } from './import.js';
@@ -79,4 +79,35 @@ export async function runPlanStatus(planPath: string, o: PlanStatusCliOptions): 
   const alive = !status.ended && writerAlive(status);
   if (o.json) return `${JSON.stringify({ ...status, running: alive }, null, 2)}\n`;
   return renderStatus(status, alive);
+}
+
+export interface PlanCheckCliOptions {
+  json?: boolean;
+  endpoint?: string;
+  stateDir?: string;
+  vddkLibdir?: string;
+}
+
+/** Every precheck for every VM; the report on stdout; exit 6 when anything blocks. */
+export async function runPlanCheck(planPath: string, o: PlanCheckCliOptions, signal: AbortSignal, warn: (m: string) => void): Promise<number> {
+  const plan = await loadPlan(planPath);
+  const vsphere = await connectVcenter(planVcenterOptions(plan.vcenter), warn);
+  try {
+    const one = await connectOne(o.endpoint ?? plan.endpoint);
+    try {
+      const vddkLibdir = o.vddkLibdir ?? (process.env.ONESWAP_VDDK_LIBDIR || undefined);
+      const check = await checkFleet({ vsphere, one, vcenterHost: plan.vcenter.host, vddkLibdir, stateDir: o.stateDir ?? defaultStateDir() }, plan.vms, signal);
+      if (o.json) {
+        const { vms, ...rest } = check;
+        process.stdout.write(`${JSON.stringify({ ...rest, vms: vms.map(({ vm, ...v }) => ({ ...v, ...(vm ? { found: { name: vm.name, path: vm.path, host: vm.host, powerState: vm.powerState } } : {}) })) }, null, 2)}\n`);
+      } else {
+        process.stdout.write(renderCheck(check));
+      }
+      return check.blocked ? 6 : 0;
+    } finally {
+      one.close();
+    }
+  } finally {
+    await vsphere.logout().catch(() => undefined);
+  }
 }

@@ -17,3 +17,4 @@ export { PlanFileError, type PlanProblem } from './plan-yaml.js';
 export { startingPlan, inferNetworks, vmFacts, type StartingPlanInput, type InferredNetworks } from './plan-new.js';
 export { checkFleet, type FleetCheck, type FleetCheckContext, type VmCheck, type Finding, type CapacityLine } from './fleet-check.js';
 export { runOrder, planRoom, poolRoom, type RoomLine, type PoolLine, type SharedPool, type Overflow, type CapacityDemand, type DatastoreRoom } from './plan-capacity.js';
+export { renderCheck } from './check-text.js';

@@ -8,11 +8,12 @@ import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { vcsimSkip } from '../peers/vcsim/index.js';
-import { readPeaks, resetDiskReads, sha256File, simStats, type SimReadInterval } from '../peers/vcsim/fixture.js';
+import { createTestVm, readPeaks, resetDiskReads, sha256File, simStats, type SimReadInterval } from '../peers/vcsim/fixture.js';
 import { createFleet, fleetVcsimOptions, type FleetVm } from '../peers/vcsim/fleet.js';
 import { oneswap, spawnOneswap } from '../peers/cli.js';
 import { startMigrationPeers, type MigrationPeers } from '../peers/migration.js';
 import type { PlanRunSummary } from '../../lib/plan/index.js';
+import { OneClient, Template } from '../../lib/one/index.js';
 
 const MiB = 1024 * 1024;
 const skip = vcsimSkip();
@@ -62,6 +63,55 @@ describe('a plan of 40 VMs on two hosts', { skip, timeout: 15 * 60_000 }, () => 
   });
   after(async () => {
     await peers?.stop();
+  });
+
+  test('plan check: the 40 VMs are ready; VMs made to block are told, each by its own reason, and the room is summed over the plan', async () => {
+    const ok = await oneswap(['plan', 'check', planFile], peers.env);
+    assert.equal(ok.exitCode, 0, ok.stdout + ok.stderr);
+    assert.match(ok.stdout, /^40 VMs: 40 ready, 0 with warnings, 0 blocked$/m);
+
+    // Four more VMs, each with a reason to block, and a datastore each alone fits but not all.
+    const small = await peers.oned.createDatastore({ name: 'small', type: 'IMAGE_DS', dsMad: 'fs', tmMad: 'shared', freeMb: 40 });
+    await createTestVm(peers.sim, { name: 'blk-nocbt', host: 'DC0_H0', cbt: false, powerOn: true, disks: [{ sizeBytes: 8 * MiB }], nics: [{ network: 'VM Network' }] });
+    await createTestVm(peers.sim, { name: 'blk-net', host: 'DC0_H1', disks: [{ sizeBytes: 8 * MiB }], nics: [{ network: 'DC0_DVPG0' }] });
+    await createTestVm(peers.sim, { name: 'blk-clash', host: 'DC0_H1', disks: [{ sizeBytes: 8 * MiB }], nics: [{ network: 'VM Network' }] });
+    for (const name of ['room-1', 'room-2', 'room-3']) await createTestVm(peers.sim, { name, host: 'DC0_H0', disks: [{ sizeBytes: 16 * MiB }], nics: [{ network: 'VM Network' }] });
+    const one = await OneClient.connect({ endpoint: peers.oned.endpoint, env: { ONE_AUTH: peers.env.ONE_AUTH! } });
+    try {
+      await one.waitForImage(await one.imageAllocate(Template.of({ NAME: 'blk-clash-disk0', TYPE: 'DATABLOCK', SIZE: 1, FORMAT: 'raw' }), peers.dsId), { pollMs: 50 });
+    } finally {
+      one.close();
+    }
+    const clashFile = join(peers.work, 'check.yaml');
+    const text = (await readFile(planFile, 'utf8')).replace(/\n$/, '');
+    await writeFile(
+      clashFile,
+      [
+        text,
+        '  - {name: blk-nocbt, mode: warm}',
+        '  - {name: blk-net}',
+        '  - {name: blk-clash}',
+        // Three VMs of 16 MiB into 40 MiB: each fits alone, together they do not.
+        ...['room-1', 'room-2', 'room-3'].map((name) => `  - {name: ${name}, datastore: ${small}}`),
+        '',
+      ].join('\n'),
+    );
+    const r = await oneswap(['plan', 'check', clashFile, '--json'], peers.env);
+    assert.equal(r.exitCode, 6, r.stderr);
+    const check = JSON.parse(r.stdout) as { blocked: boolean; vms: Array<{ key: string; blockers: Array<{ code: string }> }>; capacity: Array<{ datastoreId: number; enough: boolean; overflow: Array<{ key: string }> }> };
+    const codes = new Map(check.vms.map((v) => [v.key, v.blockers.map((b) => b.code)]));
+    assert.deepEqual(codes.get('blk-nocbt'), ['cbt-off']);
+    assert.deepEqual(codes.get('blk-net'), ['unmapped-network']);
+    assert.deepEqual(codes.get('blk-clash'), ['name-clash']);
+    const onSmall = check.capacity.find((c) => c.datastoreId === small)!;
+    assert.equal(onSmall.enough, false);
+    assert.deepEqual(onSmall.overflow.map((o) => o.key), ['room-3']);
+    assert.deepEqual([codes.get('room-1'), codes.get('room-2'), codes.get('room-3')], [[], [], ['capacity']]);
+    assert.equal(check.vms.filter((v) => v.blockers.length > 0).length, 4);
+    const table = await oneswap(['plan', 'check', clashFile], peers.env);
+    assert.equal(table.exitCode, 6);
+    assert.match(table.stdout, /^blk-net +\d+ +BLOCKER +unmapped-network /m);
+    assert.match(table.stdout, /^46 VMs: 42 ready, 0 with warnings, 4 blocked$/m);
   });
 
   /** The reads recorded since the last call, kept for the budget check at the end. */
