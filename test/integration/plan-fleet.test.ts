@@ -11,7 +11,7 @@ import { vcsimSkip } from '../peers/vcsim/index.js';
 import { createTestVm, readPeaks, resetDiskReads, sha256File, simStats, type SimReadInterval } from '../peers/vcsim/fixture.js';
 import { createFleet, fleetVcsimOptions, type FleetVm } from '../peers/vcsim/fleet.js';
 import { oneswap, spawnOneswap } from '../peers/cli.js';
-import { startMigrationPeers, type MigrationPeers } from '../peers/migration.js';
+import { planFileHead, startMigrationPeers, type MigrationPeers } from '../peers/migration.js';
 import type { PlanRunSummary } from '../../lib/plan/index.js';
 import { OneClient, Template } from '../../lib/one/index.js';
 
@@ -43,13 +43,7 @@ describe('a plan of 40 VMs on two hosts', { skip, timeout: 15 * 60_000 }, () => 
     await writeFile(
       planFile,
       [
-        'version: 1',
-        'vcenter:',
-        `  host: 127.0.0.1:${peers.proxy.port}`,
-        `  user: ${peers.sim.username}`,
-        `  thumbprint: ${peers.sim.thumbprintSha256}`,
-        'one:',
-        `  endpoint: ${peers.oned.endpoint}`,
+        ...planFileHead(peers),
         'defaults:',
         `  datastore: ${peers.dsId}`,
         '  convert: false',

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { vcsimSkip } from '../peers/vcsim/index.js';
 import { createTestVm, sha256File, type TestVm } from '../peers/vcsim/fixture.js';
 import { oneswap } from '../peers/cli.js';
-import { startMigrationPeers, type MigrationPeers } from '../peers/migration.js';
+import { planFileHead, startMigrationPeers, type MigrationPeers } from '../peers/migration.js';
 import { loadPlan, type PlanRunSummary } from '../../lib/plan/index.js';
 
 const MiB = 1024 * 1024;
@@ -142,13 +142,7 @@ describe('oneswap plan', { skip }, () => {
     await writeFile(
       file,
       [
-        'version: 1',
-        'vcenter:',
-        `  host: 127.0.0.1:${peers.proxy.port}`,
-        `  user: ${peers.sim.username}`,
-        `  thumbprint: ${peers.sim.thumbprintSha256}`,
-        'one:',
-        `  endpoint: ${peers.oned.endpoint}`,
+        ...planFileHead(peers),
         'defaults:',
         `  datastore: ${peers.dsId}`,
         '  convert: false',

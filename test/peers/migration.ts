@@ -97,3 +97,19 @@ export async function startMigrationPeers(name: string, o: { dataDir?: boolean; 
     },
   };
 }
+
+/**
+ * The start of a plan file for these peers: version, the vCenter (behind the proxy, the certificate
+ * pinned, the password in the environment) and OpenNebula's endpoint; the caller adds the rest.
+ */
+export function planFileHead(peers: Pick<MigrationPeers, 'sim' | 'proxy' | 'oned'>): string[] {
+  return [
+    'version: 1',
+    'vcenter:',
+    `  host: 127.0.0.1:${peers.proxy.port}`,
+    `  user: ${peers.sim.username}`,
+    `  thumbprint: ${peers.sim.thumbprintSha256}`,
+    'one:',
+    `  endpoint: ${peers.oned.endpoint}`,
+  ];
+}
