@@ -99,16 +99,58 @@ export class KeyedSlots {
   }
 }
 
+/**
+ * Bytes per second shared by every reader of one vSphere datastore: each chunk read waits for its
+ * turn. A quarter second of credit at most, so a pause does not turn into a burst.
+ */
+export class ByteRate {
+  private free = 0;
+
+  constructor(readonly bytesPerSecond: number) {
+    if (!(bytesPerSecond > 0)) throw new RangeError(`a rate of ${bytesPerSecond} bytes/s`);
+  }
+
+  /** Resolves when `bytes` more may go; the signal ends the wait. */
+  async take(bytes: number, signal?: AbortSignal): Promise<void> {
+    const now = Date.now();
+    const start = Math.max(this.free, now - 250);
+    this.free = start + (bytes * 1000) / this.bytesPerSecond;
+    const wait = start - now;
+    if (wait > 0) await sleep(wait, signal);
+  }
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    signal?.throwIfAborted();
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
 /** What a run's steps hold while they work. */
 export interface RunBudgets {
   /** One slot per disk being read, per ESXi host the VM runs on. */
   readonly readsPerHost: KeyedSlots;
   /** One slot per guest conversion (or rehearsal) under way. */
   readonly converting: Slots;
+  /** By vSphere datastore name: the bytes per second all reads from it share. */
+  readonly datastoreRates: ReadonlyMap<string, ByteRate>;
 }
 
-export function runBudgets(limits: { readonly readsPerHost: number; readonly converting: number }): RunBudgets {
-  return { readsPerHost: new KeyedSlots(limits.readsPerHost), converting: new Slots(limits.converting) };
+export function runBudgets(limits: { readonly readsPerHost: number; readonly converting: number; readonly datastoreBytesPerSec?: ReadonlyMap<string, number> }): RunBudgets {
+  return {
+    readsPerHost: new KeyedSlots(limits.readsPerHost),
+    converting: new Slots(limits.converting),
+    datastoreRates: new Map([...(limits.datastoreBytesPerSec ?? [])].map(([ds, rate]) => [ds, new ByteRate(rate)])),
+  };
 }
 
 /** The key of a VM's host; a VM whose host vCenter does not say shares one budget with the others. */

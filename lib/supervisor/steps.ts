@@ -26,7 +26,7 @@ import {
   type StreamCopyOptions,
   type AllocationMap,
 } from '../input/index.js';
-import { copyExtents, together, type CopyStats, type TargetWriter } from '../copy/index.js';
+import { copyExtents, together, type CopyStats, type RangeSource, type TargetWriter } from '../copy/index.js';
 import { checkAdditions, type GuestAdditions, type NicUse } from '../convert/index.js';
 import { subtractExtents, normalizeExtents, totalLength, type Extent } from '../extents/index.js';
 import {
@@ -393,6 +393,7 @@ export async function copyIntoImages(
   async function copyDisk(c: DiskCopy, signal: AbortSignal): Promise<CopyStats> {
     const vm = source.name;
     const d = c.target.disk.description;
+    const rate = ctx.budgets?.datastoreRates.get(c.target.disk.device.datastoreName);
     const jd = journal.disk(d.sourceKey)!;
     const cap = d.capacityBytes;
     const planned = normalizeExtents(c.planned, cap);
@@ -411,6 +412,7 @@ export async function copyIntoImages(
         signal,
         onProgress: (p) => emit(p.bytesDone, p.bytesWritten, 'copying'),
         onWritten: (x) => journal.rangeDone(d.sourceKey, x),
+        ...(rate ? { pace: (n: number) => rate.take(n, signal) } : {}),
       });
       await onDiskDone(c, s);
       emit(s.bytesPlanned, s.bytesWritten, 'done');
@@ -428,6 +430,12 @@ export interface ReadingCopy extends Omit<StreamCopyOptions, 'target'> {
   readonly streams: number;
   /** Each span written, for a resume journal; a stream reports nothing until it ends. */
   readonly onWritten?: (span: Extent) => void;
+  /**
+   * Waits before each chunk goes on (a plan's bytes per second per datastore): the bytes read of a
+   * range reader, the data written of a stream (whose body is compressed, so its data is what the
+   * datastore gave).
+   */
+  readonly pace?: (bytes: number) => Promise<void>;
 }
 
 /**
@@ -439,9 +447,9 @@ export function copyReading(reading: DiskReading, target: ImageTarget, o: Readin
 }
 
 function copyInto(reading: DiskReading, target: TargetWriter, o: ReadingCopy): Promise<CopyStats> {
-  if (reading.access === 'stream') return reading.copyInto({ ...o, target });
+  if (reading.access === 'stream') return reading.copyInto({ ...o, target: o.pace ? pacedWriter(target, o.pace) : target });
   return copyExtents({
-    source: reading.source,
+    source: o.pace ? pacedSource(reading.source, o.pace) : reading.source,
     target,
     capacity: o.capacity,
     extents: o.areas,
@@ -451,6 +459,36 @@ function copyInto(reading: DiskReading, target: TargetWriter, o: ReadingCopy): P
     ...(o.onProgress ? { onProgress: o.onProgress } : {}),
     ...(o.onWritten ? { onWritten: o.onWritten } : {}),
   });
+}
+
+function pacedSource(source: RangeSource, pace: (bytes: number) => Promise<void>): RangeSource {
+  return {
+    name: source.name,
+    async open(start, end, signal) {
+      const body = await source.open(start, end, signal);
+      return (async function* () {
+        for await (const chunk of body) {
+          await pace(chunk.length);
+          yield chunk;
+        }
+      })();
+    },
+  };
+}
+
+function pacedWriter(target: TargetWriter, pace: (bytes: number) => Promise<void>): TargetWriter {
+  return {
+    name: target.name,
+    size: target.size,
+    ...(target.blockSize === undefined ? {} : { blockSize: target.blockSize }),
+    write: async (data, position) => {
+      await pace(data.length);
+      return target.write(data, position);
+    },
+    zero: (areas) => target.zero(areas),
+    flush: () => target.flush(),
+    close: () => target.close(),
+  };
 }
 
 /**

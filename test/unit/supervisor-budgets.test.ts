@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { KeyedSlots, Slots, hostKey } from '../../lib/supervisor/budgets.js';
+import { ByteRate, KeyedSlots, Slots, hostKey } from '../../lib/supervisor/budgets.js';
 
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
 
@@ -82,4 +82,19 @@ test('keyed slots: each key has its own limit and peak; an unknown host is one k
   assert.deepEqual([...k.peaks()], [['esx1', 2], ['esx2', 1]]);
   assert.equal(hostKey(undefined), hostKey(undefined));
   assert.notEqual(hostKey('esx1'), hostKey(undefined));
+});
+
+test('byte rate: chunks wait their turn, with at most a quarter second of credit; a wait ends with the signal', async () => {
+  const rate = new ByteRate(8 * 1024 * 1024);
+  const t0 = Date.now();
+  for (let i = 0; i < 64; i++) await rate.take(64 * 1024);
+  // The last chunk waits for the 63 before it: 63 × 64 KiB at 8 MiB/s is 492 ms, less 250 of credit.
+  assert.ok(Date.now() - t0 >= 242, `4 MiB took ${Date.now() - t0} ms`);
+  const stop = new AbortController();
+  const slow = new ByteRate(1);
+  await slow.take(1); // uses the credit
+  const waiting = slow.take(1, stop.signal);
+  stop.abort(new Error('stopped'));
+  await assert.rejects(waiting, /stopped/);
+  assert.throws(() => new ByteRate(0), RangeError);
 });
