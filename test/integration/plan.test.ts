@@ -4,13 +4,13 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { vcsimSkip } from '../peers/vcsim/index.js';
 import { createTestVm, sha256File, type TestVm } from '../peers/vcsim/fixture.js';
 import { oneswap } from '../peers/cli.js';
 import { planFileHead, startMigrationPeers, type MigrationPeers } from '../peers/migration.js';
-import { loadPlan, type PlanRunSummary } from '../../lib/plan/index.js';
+import { loadPlan, planStateDir, type PlanRunSummary } from '../../lib/plan/index.js';
 
 const MiB = 1024 * 1024;
 const skip = vcsimSkip();
@@ -252,5 +252,22 @@ describe('oneswap plan', { skip }, () => {
     assert.equal(w.mode, 'warm');
     assert.ok(w.downtimeMs !== undefined && w.downtimeMs > 0 && w.downtimeMs < w.durationMs, `downtime ${w.downtimeMs} of ${w.durationMs} ms`);
     assert.ok(Date.parse(w.phases.find((p) => p.phase === 'shutdown')!.start) >= window.getTime(), 'the cutover waited for its window');
+  });
+
+  test('plan run: a second run of the same plan while one goes on is refused, nothing touched', async () => {
+    const file = join(peers.work, 'run.yaml');
+    // A live process holds the plan's lock: this test's own.
+    const dir = planStateDir(peers.env.ONESWAP_STATE_DIR!, file);
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, 'run.lock'), String(process.pid));
+    const before = peers.imageIds();
+    try {
+      const r = await oneswap(['plan', 'run', file], peers.env);
+      assert.equal(r.exitCode, 6, r.stderr);
+      assert.equal(r.stderr.trim().split('\n').at(-1), `oneswap: plan ${file} is being run by process ${process.pid} (watch it with oneswap plan status ${file}, or stop that process first)`);
+      assert.deepEqual(peers.imageIds(), before);
+    } finally {
+      await rm(join(dir, 'run.lock'), { force: true });
+    }
   });
 });
