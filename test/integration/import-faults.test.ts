@@ -193,6 +193,14 @@ describe('oneswap import: bad input and faults', { skip }, () => {
     assert.ok(other.name);
   });
 
+  test('a raw device mapping: exit 6 naming the disk, before anything is created', async () => {
+    const rdm = await createTestVm(sim, { name: 'rdm', disks: [{ sizeBytes: MiB }, { sizeBytes: 2 * MiB, rdm: 'physical' }], nics: [{ network: 'VM Network' }] });
+    const r = await oneswap([...base(), 'rdm'], env);
+    await assertCleanFailure(r, 6, /./);
+    assert.equal(r.stderr, 'oneswap: disk "disk-202-1" of VM rdm is a raw device mapping (RDM), which oneswap cannot copy (migrate the LUN separately or convert the RDM to a virtual disk in vCenter)');
+    assert.deepEqual(await listSnapshots(sim, rdm.moref), [], 'snapshots of the RDM VM');
+  });
+
   test('image name already taken: exit 6, nothing created', async () => {
     const auth = env.ONE_AUTH!;
     const one = await OneClient.connect({ endpoint: oned.endpoint, env: { ONE_AUTH: auth } });

@@ -1,6 +1,7 @@
 // `plan check`'s engine against both simulators: a plan of a dozen VMs, most made to block one
 // way each, checked in one pass: the findings per VM, the room summed per target datastore (each
-// VM alone fits, the plan does not), and the SOAP calls of that pass, the same for 1 VM as for all.
+// VM alone fits, the plan does not), raw device mappings, and the SOAP calls of that pass, the
+// same for 1 VM as for all.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -81,6 +82,8 @@ describe('plan check: every precheck of every VM in one pass', { skip }, () => {
       // Both become "dup_1" as OpenNebula names (sanitizeName).
       { name: 'dup:1', disks: [disk(1)], nics: net },
       { name: 'dup|1', disks: [disk(1)], nics: net },
+      { name: 'rdm-p', disks: [disk(1), { sizeBytes: MiB, rdm: 'physical' as const }], nics: net },
+      { name: 'rdm-v', disks: [{ sizeBytes: MiB, rdm: 'virtual' as const }], nics: net },
     ])
       await createTestVm(sim, spec);
     vsphere = await connectTo(sim, { logger: { warn: () => {}, debug: (m) => (m.startsWith('SOAP ') ? soap.push(m) : undefined) } });
@@ -171,6 +174,14 @@ describe('plan check: every precheck of every VM in one pass', { skip }, () => {
       ['fine', [{ code: 'datastore-disabled', message: `datastore ${disabled} (off) is disabled` }]],
     ]);
     assert.deepEqual(r.capacity.map((c) => [c.datastoreId, c.vms]), [[big, ['dup:1', 'dup|1']]]);
+  });
+
+  test('a raw device mapping, in either compatibility mode, blocks its VM', async () => {
+    const r = await check([vm('rdm-p', 3), vm('rdm-v', 4)]);
+    assert.deepEqual(r.vms.map((v) => [v.key, v.blockers, v.warnings]), [
+      ['rdm-p', [{ code: 'rdm-disk', message: 'disk "disk-202-1" of VM rdm-p is a raw device mapping (RDM), which oneswap cannot copy (migrate the LUN separately or convert the RDM to a virtual disk in vCenter)' }], []],
+      ['rdm-v', [{ code: 'rdm-disk', message: 'disk "disk-202-0" of VM rdm-v is a raw device mapping (RDM), which oneswap cannot copy (migrate the LUN separately or convert the RDM to a virtual disk in vCenter)' }], []],
+    ]);
   });
 
   test('an earlier unfinished run: its images are resumed, neither clashes nor new room', async () => {

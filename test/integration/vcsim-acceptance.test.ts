@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { open, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { open, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
@@ -457,6 +457,45 @@ describe('vcsim-cbt acceptance (reference 7.8)', { skip }, () => {
     const { areas } = await allAreas(c, t.moref, s, d1.key, '*', d1.sizeBytes);
     assert.deepEqual(areas, [{ start: MiB, length: 2 * 65536 }]);
     await removeSnapshot(c, s);
+  });
+
+  it('reports a raw device mapping as vSphere does, and refuses the calls that would lay its disks out again', async () => {
+    const naa = '600a098038303053453f463045727a51';
+    const t = await createTestVm(sim, {
+      name: 'acc-rdm',
+      disks: [{ sizeBytes: MiB }, { sizeBytes: 4 * MiB, rdm: 'physical', lun: naa }, { sizeBytes: 2 * MiB, rdm: 'virtual', lun: naa.replace(/1$/, '2') }],
+    });
+    const devs = await devices(sim, t.moref);
+    const backing = (i: number): Record<string, string> => {
+      const b = child(diskOf(devs, t.disks[i]!.key), 'backing') as Record<string, unknown>;
+      return Object.fromEntries(Object.keys(b).filter((k) => k !== 'datastore').map((k) => [k, k === '@_type' ? xsiType(b) : text(b[k])]));
+    };
+    assert.deepEqual(backing(1), {
+      fileName: '[LocalDS_0] acc-rdm/acc-rdm_1.vmdk',
+      lunUuid: `0200000000${naa}564d77617265`,
+      deviceName: `/vmfs/devices/disks/naa.${naa}`,
+      compatibilityMode: 'physicalMode',
+      diskMode: 'independent_persistent',
+      sharing: 'sharingNone',
+      '@_type': 'VirtualDiskRawDiskMappingVer1BackingInfo',
+    });
+    assert.equal(backing(2).compatibilityMode, 'virtualMode');
+    assert.equal(backing(2).diskMode, 'persistent');
+    assert.equal(backing(0)['@_type'], 'VirtualDiskFlatVer2BackingInfo');
+    assert.equal(num(child(diskOf(devs, t.disks[1]!.key), 'capacityInBytes')), 4 * MiB);
+    const descriptor = await readFile(localPath(sim, t.disks[1]!.fileName), 'utf8');
+    assert.match(descriptor, /createType="vmfsPassthroughRawDeviceMap"\n[^]*RW 8192 VMFSRDM "acc-rdm_1-rdmp.vmdk"\n/);
+    assert.equal(t.disks[1]!.flatPath, localPath(sim, '[LocalDS_0] acc-rdm/acc-rdm_1-rdmp.vmdk'));
+
+    const refused = await expectFault(c.task('ReconfigVM_Task', ref(t.moref) + '<spec><memoryMB>256</memoryMB></spec>'), 'NotSupported');
+    assert.match(refused.message, /does not simulate ReconfigVM_Task on VM vm-\d+, which has a raw device mapping/);
+    await expectFault(c.task('Destroy_Task', ref(t.moref)), 'NotSupported');
+    const post = async (q: string): Promise<number> => (await c.http('POST', `/sim/rdm?${q}`, { cookie: '' })).status;
+    const at = `vm=${t.moref.value}&disk=${t.disks[0]!.key}`;
+    assert.equal(await post(`${at}&mode=rawMode&naa=${naa}`), 400);
+    assert.equal(await post(`${at}&mode=physicalMode&naa=naa.${naa}`), 400);
+    assert.equal(await post(`vm=vm-0&disk=1&mode=physicalMode&naa=${naa}`), 404);
+    assert.equal(await post(`vm=${t.moref.value}&disk=${t.disks[1]!.key}&mode=physicalMode&naa=${naa}`), 409, 'already an RDM');
   });
 
   it('the simulator logged no panic or data race', () => {

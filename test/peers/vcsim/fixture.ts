@@ -418,6 +418,15 @@ export interface DiskSpec {
   controller?: 'pvscsi' | 'lsilogic' | 'sata';
   /** vSphere disk mode, default 'persistent'. */
   mode?: 'persistent' | 'independent_persistent' | 'independent_nonpersistent';
+  /**
+   * A raw device mapping of a LUN (naa.<lun>) in this compatibility mode instead of a virtual
+   * disk: the backing is VirtualDiskRawDiskMappingVer1BackingInfo (vcsim-cbt's POST /sim/rdm),
+   * the descriptor a VMFS mapping file. No data or fromRaw: the bytes are the LUN's. The VM then
+   * refuses ReconfigVM_Task, Destroy_Task and the like (README "Raw device mappings").
+   */
+  rdm?: 'physical' | 'virtual';
+  /** The LUN's NAA id, 32 hex digits; default derived from VM name and disk index. */
+  lun?: string;
 }
 
 export interface NicSpec {
@@ -516,6 +525,9 @@ export async function createTestVm(sim: Vcsim, spec: TestVmSpec): Promise<TestVm
   const esxHost = spec.esxHost === undefined ? undefined : await c.findByInventoryPath(`${dc}/host/${spec.host ?? 'DC0_H0'}/${spec.esxHost}`);
   if (spec.esxHost !== undefined && !esxHost) throw new Error(`ESXi host ${spec.esxHost} not found in ${spec.host ?? 'DC0_H0'}`);
   for (const d of spec.disks) if (d.sizeBytes % 1024 !== 0) throw new Error('disk sizeBytes must be a multiple of 1024');
+  for (const d of spec.disks)
+    if (d.rdm !== undefined && (d.data !== undefined || d.fromRaw !== undefined || ds === sim.vsanDatastore))
+      throw new Error('an RDM disk has no data or fromRaw, and is not on vSAN');
 
   // Controllers: one per kind used, keys -100, -101, ...; SCSI units skip 7.
   const changes: string[] = [];
@@ -593,7 +605,11 @@ export async function createTestVm(sim: Vcsim, spec: TestVmSpec): Promise<TestVm
     // a descriptor naming an object.
     await rm(descriptor, { force: true });
     await rm(flatPath, { force: true });
-    if (ds === sim.vsanDatastore) {
+    if (d.rdm !== undefined) {
+      flatPath = await writeRdmMapping(descriptor, d.rdm, d.sizeBytes);
+      // NAA type 6 (registered extended), as SAN arrays name their LUNs.
+      await makeRdm(sim, vm, key, d.rdm, d.lun ?? '6' + createHash('sha256').update(`${spec.name}:${i}`).digest('hex').slice(0, 31));
+    } else if (ds === sim.vsanDatastore) {
       vsanObject = randomUUID();
       flatPath = await writeVsanDisk(sim, ds, descriptor, vsanObject, d.sizeBytes);
     } else {
@@ -614,6 +630,31 @@ export async function createTestVm(sim: Vcsim, spec: TestVmSpec): Promise<TestVm
   }
   if (spec.powerOn) await powerOn(sim, vm);
   return { name: spec.name, moref: vm, nics: nics.map((n) => ({ mac: n.mac })), disks };
+}
+
+/**
+ * Lays an RDM out as VMFS does: the descriptor (the disk's fileName) names a mapping file
+ * <disk>-rdmp.vmdk (physical) or <disk>-rdm.vmdk (virtual) that stands for the LUN; here a sparse
+ * file of the LUN's size. Returns the mapping file's local path.
+ */
+async function writeRdmMapping(descriptor: string, mode: 'physical' | 'virtual', sizeBytes: number): Promise<string> {
+  const mapping = descriptor.replace(/\.vmdk$/, mode === 'physical' ? '-rdmp.vmdk' : '-rdm.vmdk');
+  await writeFile(mapping, '');
+  await truncate(mapping, sizeBytes);
+  const text =
+    '# Disk DescriptorFile\nversion=1\nencoding="UTF-8"\n' +
+    `CID=${randomBytes(4).toString('hex')}\nparentCID=ffffffff\ncreateType="${mode === 'physical' ? 'vmfsPassthroughRawDeviceMap' : 'vmfsRawDeviceMap'}"\n\n` +
+    `# Extent description\nRW ${Math.ceil(sizeBytes / 512)} VMFSRDM "${mapping.slice(mapping.lastIndexOf('/') + 1)}"\n\n` +
+    '# The Disk Data Base\n#DDB\n\nddb.adapterType = "lsilogic"\nddb.virtualHWVersion = "13"\n';
+  await writeFile(descriptor, text);
+  return mapping;
+}
+
+/** Turns a flat disk of a VM into an RDM of LUN naa.<lun> (vcsim-cbt's POST /sim/rdm). */
+async function makeRdm(sim: Vcsim, vm: MoRef, key: number, mode: 'physical' | 'virtual', lun: string): Promise<void> {
+  const q = new URLSearchParams({ vm: vm.value, disk: String(key), mode: `${mode}Mode`, naa: lun });
+  const r = await (await client(sim)).http('POST', `/sim/rdm?${q}`, { cookie: '' });
+  if (r.status !== 204) throw new Error(`POST /sim/rdm: HTTP ${r.status}: ${r.body.toString('utf8').trim()}`);
 }
 
 /**

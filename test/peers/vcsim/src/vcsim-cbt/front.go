@@ -97,6 +97,8 @@ func (x *extension) front(stock http.Handler) http.Handler {
 			x.serveStats(w, r)
 		case p == "/sim/disk-reads/reset":
 			x.serveResetReads(w, r)
+		case p == "/sim/rdm":
+			x.serveRdm(w, r)
 		case strings.HasPrefix(p, "/nfc-disk/"):
 			x.serveNfcDisk(w, r)
 		case strings.HasPrefix(p, "/folder/"):
@@ -242,6 +244,11 @@ func (x *extension) serveSDK(w http.ResponseWriter, r *http.Request) {
 		case <-r.Context().Done():
 			return
 		}
+	}
+
+	if f := rdmRefusal(method, body); f != nil && x.authenticated(r) {
+		writeFault(w, f.msg, f.fault)
+		return
 	}
 
 	switch method {
