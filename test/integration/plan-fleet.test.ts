@@ -59,16 +59,17 @@ describe('a plan of 40 VMs on two hosts', { skip, timeout: 15 * 60_000 }, () => 
     await peers?.stop();
   });
 
-  test('plan check: the 40 VMs are ready; VMs made to block are told, each by its own reason, and the room is summed over the plan', async () => {
+  test('plan check: the 40 VMs are ready; VMs made to block (RDM, CBT off for warm, unmapped network, name clash, no room for all) are told, each by its own reason, and the room is summed over the plan', async () => {
     const ok = await oneswap(['plan', 'check', planFile], peers.env);
     assert.equal(ok.exitCode, 0, ok.stdout + ok.stderr);
     assert.match(ok.stdout, /^40 VMs: 40 ready, 0 with warnings, 0 blocked$/m);
 
-    // Four more VMs, each with a reason to block, and a datastore each alone fits but not all.
+    // More VMs, each with a reason to block (CBT off for warm, an unmapped network, a name clash, an RDM), and a datastore each alone fits but not all.
     const small = await peers.oned.createDatastore({ name: 'small', type: 'IMAGE_DS', dsMad: 'fs', tmMad: 'shared', freeMb: 40 });
     await createTestVm(peers.sim, { name: 'blk-nocbt', host: 'DC0_H0', cbt: false, powerOn: true, disks: [{ sizeBytes: 8 * MiB }], nics: [{ network: 'VM Network' }] });
     await createTestVm(peers.sim, { name: 'blk-net', host: 'DC0_H1', disks: [{ sizeBytes: 8 * MiB }], nics: [{ network: 'DC0_DVPG0' }] });
     await createTestVm(peers.sim, { name: 'blk-clash', host: 'DC0_H1', disks: [{ sizeBytes: 8 * MiB }], nics: [{ network: 'VM Network' }] });
+    await createTestVm(peers.sim, { name: 'blk-rdm', host: 'DC0_H0', disks: [{ sizeBytes: 8 * MiB }, { sizeBytes: 16 * MiB, rdm: 'physical' }], nics: [{ network: 'VM Network' }] });
     for (const name of ['room-1', 'room-2', 'room-3']) await createTestVm(peers.sim, { name, host: 'DC0_H0', disks: [{ sizeBytes: 16 * MiB }], nics: [{ network: 'VM Network' }] });
     const one = await OneClient.connect({ endpoint: peers.oned.endpoint, env: { ONE_AUTH: peers.env.ONE_AUTH! } });
     try {
@@ -85,6 +86,7 @@ describe('a plan of 40 VMs on two hosts', { skip, timeout: 15 * 60_000 }, () => 
         '  - {name: blk-nocbt, mode: warm}',
         '  - {name: blk-net}',
         '  - {name: blk-clash}',
+        '  - {name: blk-rdm}',
         // Three VMs of 16 MiB into 40 MiB: each fits alone, together they do not.
         ...['room-1', 'room-2', 'room-3'].map((name) => `  - {name: ${name}, datastore: ${small}}`),
         '',
@@ -97,15 +99,16 @@ describe('a plan of 40 VMs on two hosts', { skip, timeout: 15 * 60_000 }, () => 
     assert.deepEqual(codes.get('blk-nocbt'), ['cbt-off']);
     assert.deepEqual(codes.get('blk-net'), ['unmapped-network']);
     assert.deepEqual(codes.get('blk-clash'), ['name-clash']);
+    assert.deepEqual(codes.get('blk-rdm'), ['rdm-disk']);
     const onSmall = check.capacity.find((c) => c.datastoreId === small)!;
     assert.equal(onSmall.enough, false);
     assert.deepEqual(onSmall.overflow.map((o) => o.key), ['room-3']);
     assert.deepEqual([codes.get('room-1'), codes.get('room-2'), codes.get('room-3')], [[], [], ['capacity']]);
-    assert.equal(check.vms.filter((v) => v.blockers.length > 0).length, 4);
+    assert.equal(check.vms.filter((v) => v.blockers.length > 0).length, 5);
     const table = await oneswap(['plan', 'check', clashFile], peers.env);
     assert.equal(table.exitCode, 6);
     assert.match(table.stdout, /^blk-net +\d+ +BLOCKER +unmapped-network /m);
-    assert.match(table.stdout, /^46 VMs: 42 ready, 0 with warnings, 4 blocked$/m);
+    assert.match(table.stdout, /^47 VMs: 42 ready, 0 with warnings, 5 blocked$/m);
   });
 
   /** The reads recorded since the last call, kept for the budget check at the end. */
