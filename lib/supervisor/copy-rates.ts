@@ -19,12 +19,15 @@ export interface RatePlace {
 
 /** One measured copy rate: bytes per second of one disk read. */
 export interface CopyRate extends RatePlace {
+  /** bytes / ms of the samples kept: a big copy weighs more than a small one. */
   readonly bytesPerSec: number;
+  readonly bytes: number;
+  readonly ms: number;
   /** The latest measurement (ISO time). */
   readonly at: string;
-  /** A short timed read by `plan estimate`, or a real run's disk copy. */
+  /** A short timed read by `plan estimate`, or real runs' disk copies. */
   readonly how: 'probe' | 'run';
-  /** Measurements averaged into this figure (runs only; a probe stands alone). */
+  /** Samples in this figure (runs only; a probe stands alone). */
   readonly count: number;
 }
 
@@ -41,13 +44,10 @@ export interface CopySample extends RatePlace {
   readonly at: string;
 }
 
-// Averaging over a few runs smooths one slow copy out, and a capped count lets a changed host
-// or network show within a few more runs.
+// The runs' samples are summed with older ones fading (at most MAX_COUNT samples' weight), so one
+// slow copy is smoothed out and a changed host or network shows within a few runs.
 const MAX_COUNT = 8;
 const MAX_ENTRIES = 500;
-// A copy shorter than this says more about request latency than about throughput.
-const MIN_RUN_BYTES = 1024 * 1024;
-const MIN_RUN_MS = 20;
 
 export function copyRatesFile(stateDir: string): string {
   return join(stateDir, 'copy-rates.json');
@@ -69,22 +69,19 @@ export async function readCopyRates(stateDir: string): Promise<CopyRates> {
 
 /**
  * The rates with one more sample in; pure. A run's copy replaces a probe's figure (it moved real
- * data the way the run reads it) and is averaged with earlier runs'; a probe replaces only a probe.
+ * data the way the run reads it) and adds to earlier runs'; a probe replaces only a probe.
  */
 export function withCopySample(rates: CopyRates, s: CopySample): CopyRates {
   if (!(s.bytes > 0 && s.ms > 0)) return rates;
   const key = rateKey(s);
   const old = rates.rates[key];
-  const sample = (s.bytes * 1000) / s.ms;
-  let next: CopyRate;
-  if (s.how === 'probe') {
-    if (old?.how === 'run') return rates;
-    next = { host: s.host, datastore: s.datastore, reader: s.reader, bytesPerSec: sample, at: s.at, how: 'probe', count: 1 };
-  } else {
-    const n = old?.how === 'run' ? Math.min(old.count, MAX_COUNT - 1) : 0;
-    const avg = old?.how === 'run' ? (old.bytesPerSec * n + sample) / (n + 1) : sample;
-    next = { host: s.host, datastore: s.datastore, reader: s.reader, bytesPerSec: avg, at: s.at, how: 'run', count: n + 1 };
-  }
+  if (s.how === 'probe' && old?.how === 'run') return rates;
+  const earlier = s.how === 'run' && old?.how === 'run' ? old : undefined;
+  const fade = earlier && earlier.count >= MAX_COUNT ? (MAX_COUNT - 1) / earlier.count : 1;
+  const bytes = (earlier?.bytes ?? 0) * fade + s.bytes;
+  const ms = (earlier?.ms ?? 0) * fade + s.ms;
+  const count = Math.min(MAX_COUNT, (earlier?.count ?? 0) + 1);
+  const next: CopyRate = { host: s.host, datastore: s.datastore, reader: s.reader, bytesPerSec: (bytes * 1000) / ms, bytes, ms, at: s.at, how: s.how, count };
   const entries = Object.entries({ ...rates.rates, [key]: next })
     .sort(([, a], [, b]) => Date.parse(b.at) - Date.parse(a.at))
     .slice(0, MAX_ENTRIES);
@@ -95,9 +92,8 @@ export function withCopySample(rates: CopyRates, s: CopySample): CopyRates {
 // sample; two processes at the same moment may lose one, which the next copy makes good.
 let queue: Promise<void> = Promise.resolve();
 
-/** Records a sample (mode 0600, written whole and renamed). A run's too-small copy is left out. */
+/** Records a sample (mode 0600, written whole and renamed). */
 export function recordCopySample(stateDir: string, s: CopySample): Promise<void> {
-  if (s.how === 'run' && (s.bytes < MIN_RUN_BYTES || s.ms < MIN_RUN_MS)) return Promise.resolve();
   const write = queue.then(async () => {
     const next = withCopySample(await readCopyRates(stateDir), s);
     await mkdir(stateDir, { recursive: true, mode: 0o700 });
