@@ -5,6 +5,7 @@
 // rules; no system is touched, and the result depends on nothing but the input.
 
 import { runBudgets, runFleet, type FleetVm, type ImportContext, type VmResult } from '../supervisor/index.js';
+import type { PlanBudgets } from './planned-vm.js';
 
 /** One disk's read: its bytes at its rate. */
 export interface SimDisk {
@@ -66,11 +67,7 @@ export interface SimResult {
   readonly totalMs: number;
 }
 
-export interface SimBudgets {
-  readonly readsPerHost: number;
-  readonly converting: number;
-  readonly inFlight: number;
-}
+export type SimBudgets = Pick<PlanBudgets, 'readsPerHost' | 'converting' | 'inFlight'>;
 
 /**
  * A clock that moves only when nothing else can: each timer fires alone, in time order (ties in
