@@ -9,7 +9,9 @@ import { chooseReader, availablePlugins, describeVcenterVm, vmIdentity, type Rea
 import {
   expectedConversion,
   hostKey,
+  Journal,
   latestOfFamily,
+  measuredRates,
   osFamily,
   rateKey,
   readConversionTimes,
@@ -171,6 +173,7 @@ export async function estimatePlan(ctx: EstimateContext, vms: readonly PlannedVm
   const syncIntervalMs = ctx.syncIntervalMs ?? ASSUMED_SYNC_INTERVAL_MS;
   const sims: SimVm[] = [];
   const perVm = new Map<string, { disks: DiskEstimate[]; conversion?: Figure }>();
+  const deltaHow = new Map<string, string>();
   for (const p of vms) {
     const { summary, list } = disks.get(p.key)!;
     const host = hostKey(summary.host);
@@ -178,7 +181,9 @@ export async function estimatePlan(ctx: EstimateContext, vms: readonly PlannedVm
       const rate = rateFor(rates, median, { host, datastore: d.datastore, reader: d.reader });
       return { ...d, rate, copyMs: { value: (d.bytes.value * 1000) / rate.value, basis: worst(d.bytes.basis, rate.basis), how: 'bytes / rate' } };
     });
-    const conversion = p.convert ? conversionFor(times, ctx.vsphere.host, summary) : undefined;
+    const identity = vmIdentity(describeVcenterVm(ctx.vsphere.host, summary));
+    const history = p.mode.kind === 'warm' ? await warmHistory(stateDir, identity, p.datastoreId) : {};
+    const conversion = p.convert ? conversionFor(times, identity, summary, history.rehearsal) : undefined;
     perVm.set(p.key, { disks: estimates, ...(conversion ? { conversion } : {}) });
     const read = estimates.map((d) => ({ bytes: d.bytes.value, bytesPerSec: d.rate.value }));
     const base = { key: p.key, wave: p.wave, priority: p.priority, host, disks: read, prepMs: ASSUMED_PREP_MS, buildMs: ASSUMED_BUILD_MS, ...(conversion ? { conversionMs: conversion.value } : {}) };
@@ -189,7 +194,12 @@ export async function estimatePlan(ctx: EstimateContext, vms: readonly PlannedVm
       // The guest changes its disks from the last round until the cutover: at most one sync
       // interval before the window (rounds go on until then), else during the rehearsal.
       const sinceLastRoundMs = cutoverAt !== undefined ? syncIntervalMs : (conversion?.value ?? 0);
-      const share = Math.min(1, (ASSUMED_CHANGE_PER_HOUR * sinceLastRoundMs) / 3_600_000);
+      // The change rate its rounds measured, where a warm migration of the VM is under way (as
+      // `warm status` predicts), else the assumed share of its data per hour.
+      const data = estimates.reduce((a, d) => a + d.bytes.value, 0);
+      const changed = history.changeRate !== undefined ? (history.changeRate * sinceLastRoundMs) / 1000 : (data * ASSUMED_CHANGE_PER_HOUR * sinceLastRoundMs) / 3_600_000;
+      const share = data > 0 ? Math.min(1, changed / data) : 0;
+      if (history.changeRate !== undefined) deltaHow.set(p.key, 'the change rate its rounds measured');
       // As the warm status's prediction: a disk the cutover reads through an export lease streams whole.
       const finalDisks = estimates.map((d) => ({ bytes: d.reader === 'lease' ? d.bytes.value : d.bytes.value * share, bytesPerSec: d.rate.value }));
       sims.push({ ...base, shutdownMs: ASSUMED_SHUTDOWN_MS, warm: { ...(cutoverAt !== undefined ? { cutoverAt } : {}), finalDisks } });
@@ -216,7 +226,7 @@ export async function estimatePlan(ctx: EstimateContext, vms: readonly PlannedVm
       downtimeMs: {
         value: t.downtimeMs,
         basis: downtimeBasis,
-        how: p.mode.kind === 'warm' ? 'guest shutdown (assumed) + final delta (assumed change rate) + conversion + build' : 'the whole import: the VM is off throughout',
+        how: p.mode.kind === 'warm' ? `guest shutdown (assumed) + final delta (${deltaHow.get(p.key) ?? 'assumed change rate'}) + conversion + build` : 'the whole import: the VM is off throughout',
       },
     };
   });
@@ -276,9 +286,17 @@ function medianRate(rates: CopyRates): number | undefined {
   return all.length % 2 === 1 ? all[mid]! : (all[mid - 1]! + all[mid]!) / 2;
 }
 
-function conversionFor(times: ConversionTimes, vcenterHost: string, vm: VmSummary): Figure {
-  const identity = vmIdentity(describeVcenterVm(vcenterHost, vm));
-  const e = expectedConversion(times, { identity, ...(vm.guestId ? { osKey: vm.guestId } : {}) });
+/** What a warm migration of the VM under way measured (its journal, read without a lock). */
+async function warmHistory(stateDir: string, identity: string, datastoreId: number): Promise<{ changeRate?: number; rehearsal?: { ms: number; at: string } }> {
+  const { journal, resumed } = await Journal.open(stateDir, identity, datastoreId);
+  const warm = resumed ? journal.data.warm : undefined;
+  if (!warm) return {};
+  const { changeRate } = measuredRates(warm.rounds);
+  return { ...(changeRate !== undefined ? { changeRate } : {}), ...(warm.rehearsal?.ok ? { rehearsal: { ms: warm.rehearsal.durationMs, at: warm.rehearsal.at } } : {}) };
+}
+
+function conversionFor(times: ConversionTimes, identity: string, vm: VmSummary, rehearsal: { ms: number; at: string } | undefined): Figure {
+  const e = expectedConversion(times, { identity, ...(vm.guestId ? { osKey: vm.guestId } : {}) }, rehearsal);
   if (e) return { value: e.ms, basis: 'from-history', how: e.from === 'same-os' ? `a ${e.osKey} guest's conversion at ${e.at}` : `this VM's ${e.from === 'this-vm' ? 'conversion' : 'rehearsal'} at ${e.at}` };
   const family = vm.guestId ? latestOfFamily(times, osFamily(vm.guestId)) : undefined;
   if (family) return { value: family.ms, basis: 'from-history', how: `a ${family.osKey} guest's conversion at ${family.at} (same OS family)` };

@@ -1,15 +1,17 @@
 // `plan estimate` against the vCenter simulator: a dry run that changes nothing (no snapshot, no
 // lease, no task, no locked-file read), the exact bytes per disk (CBT areas of a powered-off VM
 // with CBT on, else the provisioned size), a rate probe per ESXi host and datastore that is stored
-// and used again without a second probe.
+// and used again without a second probe; a warm migration under way lends its measured change rate
+// and rehearsal.
 
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, stat, readFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { estimatePlan, renderEstimateText, type PlanBudgets, type PlannedVm, type PlanEstimate } from '../../lib/plan/index.js';
-import { readCopyRates } from '../../lib/supervisor/index.js';
+import { Journal, readCopyRates } from '../../lib/supervisor/index.js';
+import { describeVcenterVm, vmIdentity } from '../../lib/input/index.js';
 import type { VSphereClient } from '../../lib/vsphere/index.js';
 import { startVcsim, vcsimSkip, type Vcsim } from '../peers/vcsim/index.js';
 import { children, client, createTestVm, listSnapshots, localPath, simStats, type TestVm } from '../peers/vcsim/fixture.js';
@@ -156,5 +158,39 @@ describe('plan estimate: a dry run on the simulator', { skip }, () => {
       again.vms.map((v) => [v.key, v.startMs, v.endMs, v.disks.map((d) => d.rate.value)]),
       first.vms.map((v) => [v.key, v.startMs, v.endMs, v.disks.map((d) => d.rate.value)]),
     );
+  });
+
+  it("a warm migration under way: its rounds' change rate and its rehearsal, its window", async () => {
+    const summary = (await vsphere.vms()).find((v) => v.name === 'on-cbt')!;
+    const identity = vmIdentity(describeVcenterVm(vsphere.host, summary));
+    const { journal } = await Journal.open(stateDir, identity, 1);
+    const key = String(summary.disks[0]!.key);
+    // 3 600 000 bytes changed in the hour between the two rounds: 1000 bytes/s.
+    journal.data.warm = {
+      rounds: [
+        { round: 0, full: true, final: false, snapshotAt: '2027-01-10T10:00:00.000Z', snapshotMs: 100, copyMs: 1000, bytes: { [key]: 6 * MiB } },
+        { round: 1, full: false, final: false, snapshotAt: '2027-01-10T11:00:00.000Z', snapshotMs: 100, copyMs: 500, bytes: { [key]: 3_600_000 } },
+      ],
+      rehearsal: { ok: true, at: '2027-01-10T10:05:00.000Z', durationMs: 42_000, detail: 'Debian' },
+    };
+    await journal.flush();
+    const journalFiles = await readdir(join(stateDir, 'journal'));
+
+    const now = new Date('2027-01-11T12:00:00.000Z');
+    const window = { start: new Date('2027-01-11T14:00:00.000Z') };
+    const vms = plan().map((v) => (v.key === 'on-cbt' ? { ...v, convert: true, transport: 'nfc' as const, mode: { kind: 'warm' as const, enableCbt: false, cutover: window } } : v));
+    const e = await estimatePlan({ vsphere, now, syncIntervalMs: 600_000 }, vms, budgets, ['w1', 'w2'], stateDir, AbortSignal.timeout(60_000));
+    const warm = e.vms.find((v) => v.key === 'on-cbt')!;
+    assert.deepEqual(warm.conversionMs, { value: 42_000, basis: 'from-history', how: "this VM's rehearsal at 2027-01-10T10:05:00.000Z" });
+    assert.equal(warm.disks[0]!.reader, 'nfc');
+    const rate = warm.disks[0]!.rate.value;
+    // Cutover at the window (2 h from now): shutdown 60 s, the final delta (1000 bytes/s over one
+    // sync interval of 10 min) at the host's rate, the conversion, the build.
+    const cutover = 2 * 3600 * 1000;
+    const end = cutover + 60_000 + (600_000 * 1000) / rate + 42_000 + 2000;
+    assert.equal(warm.endMs, end);
+    assert.deepEqual(warm.downtimeMs, { value: end - cutover, basis: 'assumed', how: 'guest shutdown (assumed) + final delta (the change rate its rounds measured) + conversion + build' });
+    assert.equal(e.totalMs.value, end);
+    assert.deepEqual(await readdir(join(stateDir, 'journal')), journalFiles, 'read without a lock');
   });
 });
