@@ -9,6 +9,8 @@ const MARK: Record<Basis, string> = { measured: 'm', 'from-history': 'h', assume
 const bytes = (f: Figure): string => `${formatBytes(f.value)} ${MARK[f.basis]}`;
 const time = (f: Figure): string => `${formatDuration(f.value / 1000)} ${MARK[f.basis]}`;
 const at = (ms: number): string => formatDuration(ms / 1000);
+// renderTable ends its last line; the blank lines between parts are this renderer's.
+const table = (headers: readonly string[], rows: ReadonlyArray<readonly string[]>): string => renderTable(headers, rows).trimEnd();
 
 export function renderEstimateText(e: PlanEstimate): string {
   const out: string[] = [];
@@ -19,7 +21,7 @@ export function renderEstimateText(e: PlanEstimate): string {
     const rows = e.vms
       .filter((v) => v.wave === w.name)
       .map((v) => [v.key, v.mode, v.host, bytes(v.bytes), time(v.copyMs), v.conversionMs ? time(v.conversionMs) : '-', at(v.startMs), at(v.endMs), time(v.downtimeMs)]);
-    out.push(renderTable(['VM', 'MODE', 'HOST', 'BYTES', 'COPY', 'CONVERSION', 'START', 'END', 'DOWNTIME'], rows));
+    out.push(table(['VM', 'MODE', 'HOST', 'BYTES', 'COPY', 'CONVERSION', 'START', 'END', 'DOWNTIME'], rows));
   }
   const total = e.vms.reduce((a, v) => a + v.bytes.value, 0);
   out.push('', `Total: ${formatBytes(total)} in ${time(e.totalMs)} (${e.totalMs.how})`);
@@ -27,7 +29,7 @@ export function renderEstimateText(e: PlanEstimate): string {
   const rates = new Map<string, string[]>();
   for (const v of e.vms)
     for (const d of v.disks) rates.set(JSON.stringify([v.host, d.datastore, d.reader]), [v.host, d.datastore, d.reader, `${formatBytes(d.rate.value)}/s`, d.rate.basis, d.rate.how]);
-  out.push('', 'Copy rates:', renderTable(['HOST', 'DATASTORE', 'READER', 'RATE', 'BASIS', 'FROM'], [...rates.values()]));
+  out.push('', 'Copy rates:', table(['HOST', 'DATASTORE', 'READER', 'RATE', 'BASIS', 'FROM'], [...rates.values()]));
 
   const sizes = e.vms.flatMap((v) => v.disks.filter((d) => d.bytes.basis !== 'measured').map((d) => `${v.key} ${d.label}: ${d.bytes.how}`));
   if (sizes.length > 0) out.push('', 'Disks counted at their provisioned size:', ...sizes.map((s) => `  ${s}`));
