@@ -49,7 +49,7 @@ describe('plan estimate: a dry run on the simulator', { skip }, () => {
   const vms: Record<string, TestVm> = {};
 
   before(async () => {
-    sim = await startVcsim();
+    sim = await startVcsim({ extraArgs: ['-ds', '2'] });
     stateDir = await mkdtemp(join(tmpdir(), 'oneswap-estimate-'));
     // Host DC0_H0: a powered-off VM with CBT on (1.5 MiB of data), one without CBT, a running one (warm).
     vms.offCbt = await createTestVm(sim, { name: 'off-cbt', host: 'DC0_H0', cbt: true, disks: [{ sizeBytes: 8 * MiB, data: [{ offset: 0, length: MiB }, { offset: 4 * MiB, length: MiB / 2 }] }] });
@@ -57,6 +57,8 @@ describe('plan estimate: a dry run on the simulator', { skip }, () => {
     vms.onCbt = await createTestVm(sim, { name: 'on-cbt', host: 'DC0_H0', cbt: true, powerOn: true, disks: [{ sizeBytes: 6 * MiB, data: [{ offset: 0, length: MiB }] }] });
     // The cluster: a powered-off VM with two disks, its host's only probe candidate.
     vms.cluster = await createTestVm(sim, { name: 'in-cluster', host: 'DC0_C0', disks: [{ sizeBytes: 3 * MiB, data: [{ offset: 0, length: MiB }] }, { sizeBytes: 2 * MiB }] });
+    // Datastore LocalDS_1 holds only a running VM's disk: nothing there can be probed.
+    vms.onOther = await createTestVm(sim, { name: 'on-other-ds', host: 'DC0_H0', datastore: 'LocalDS_1', powerOn: true, disks: [{ sizeBytes: 2 * MiB }] });
     vsphere = await connectTo(sim);
   });
 
@@ -71,6 +73,7 @@ describe('plan estimate: a dry run on the simulator', { skip }, () => {
     planned('off-plain', 4, { kind: 'cold', shutdown: false }),
     planned('on-cbt', 5, { kind: 'warm', enableCbt: false }, { wave: 'w2' }),
     planned('in-cluster', 6, { kind: 'cold', shutdown: false }, { priority: 1 }),
+    planned('on-other-ds', 7, { kind: 'cold', shutdown: true }),
   ];
 
   async function recentTasks(): Promise<string[]> {
@@ -104,6 +107,7 @@ describe('plan estimate: a dry run on the simulator', { skip }, () => {
         ['off-plain', [[4 * MiB, 'assumed']]],
         ['on-cbt', [[6 * MiB, 'assumed']]],
         ['in-cluster', [[3 * MiB, 'assumed'], [2 * MiB, 'assumed']]],
+        ['on-other-ds', [[2 * MiB, 'assumed']]],
       ],
     );
     assert.equal(byKey['off-cbt']!.disks[0]!.bytes.how, 'CBT allocated areas');
@@ -117,6 +121,7 @@ describe('plan estimate: a dry run on the simulator', { skip }, () => {
       [
         ['DC0_H0', 'LocalDS_0', vms.offCbt!.disks[0]!.fileName, 8 * MiB, undefined],
         [clusterHost, 'LocalDS_0', vms.cluster!.disks[0]!.fileName, 3 * MiB, undefined],
+        ['DC0_H0', 'LocalDS_1', undefined, undefined, 'no powered-off VM on this host has a disk there that can be read without a snapshot or a lease'],
       ],
     );
     // /folder served the probes and their descriptors, nothing else.
@@ -129,12 +134,14 @@ describe('plan estimate: a dry run on the simulator', { skip }, () => {
       ['DC0_H0', 'LocalDS_0', 'folder', 'probe', 1],
     ].sort());
     assert.equal((await stat(join(stateDir, 'copy-rates.json'))).mode & 0o777, 0o600);
-    for (const v of first.vms)
+    for (const v of first.vms.filter((x) => x.key !== 'on-other-ds'))
       for (const d of v.disks) {
         const r = stored.find((x) => x.host === v.host)!;
         assert.equal(d.rate.value, r.bytesPerSec);
         assert.equal(d.rate.basis, 'measured');
       }
+    // Unprobed: the median of the two measured rates, said to be assumed.
+    assert.deepEqual(byKey['on-other-ds']!.disks[0]!.rate, { value: (stored[0]!.bytesPerSec + stored[1]!.bytesPerSec) / 2, basis: 'assumed', how: 'the median of the rates measured elsewhere' });
     assert.equal(first.totalMs.basis, 'assumed', 'overheads and the warm cutover are assumed');
     // The warm VM is in wave 2, which starts once wave 1 ended (its VMs are cold).
     const w1 = first.waves.find((w) => w.name === 'w1')!;
@@ -142,16 +149,18 @@ describe('plan estimate: a dry run on the simulator', { skip }, () => {
     assert.equal(first.totalMs.value, Math.max(...first.vms.map((v) => v.endMs)));
 
     const text = renderEstimateText(first);
-    assert.match(text, /^Wave w1: 3 VMs, /m);
+    assert.match(text, /^Wave w1: 4 VMs, /m);
+    assert.match(text, /^  DC0_H0 LocalDS_1: no powered-off VM .*; its rate is assumed$/m);
     assert.match(text, /off-cbt +cold +DC0_H0 +1\.5 MiB m /);
     assert.match(text, /on-cbt +warm +DC0_H0 +6\.0 MiB a /);
   });
 
-  it('a second estimate uses the stored rates and probes nothing', async () => {
+  it('a second estimate uses the stored rates and reads no disk again', async () => {
     const before = await simStats(sim);
     const stored = await readFile(join(stateDir, 'copy-rates.json'), 'utf8');
     const again = await estimatePlan({ vsphere }, plan(), budgets, ['w1', 'w2'], stateDir, AbortSignal.timeout(60_000));
-    assert.deepEqual(again.probes, []);
+    // Only the datastore nothing can be probed on is looked at again (and read from: nothing).
+    assert.deepEqual(again.probes, first.probes.filter((p) => p.failed !== undefined));
     assert.equal((await simStats(sim)).folderBytes, before.folderBytes);
     assert.equal(await readFile(join(stateDir, 'copy-rates.json'), 'utf8'), stored);
     assert.deepEqual(
