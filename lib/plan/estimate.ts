@@ -211,7 +211,9 @@ export async function estimatePlan(ctx: EstimateContext, vms: readonly PlannedVm
     const t = sim.vms.find((x) => x.key === p.key)!;
     const { disks: ds, conversion } = perVm.get(p.key)!;
     const copyBasis = worst(...ds.map((d) => d.copyMs.basis));
-    const downtimeBasis = p.mode.kind === 'warm' ? 'assumed' : worst(copyBasis, conversion?.basis ?? 'measured');
+    // The guest's own shutdown is always a guess (a warm cutover's, a running cold VM's).
+    const shutsDown = sims.find((x) => x.key === p.key)!.shutdownMs > 0;
+    const downtimeBasis = shutsDown ? 'assumed' : worst(copyBasis, conversion?.basis ?? 'measured');
     return {
       key: p.key,
       wave: p.wave,
@@ -226,7 +228,10 @@ export async function estimatePlan(ctx: EstimateContext, vms: readonly PlannedVm
       downtimeMs: {
         value: t.downtimeMs,
         basis: downtimeBasis,
-        how: p.mode.kind === 'warm' ? `guest shutdown (assumed) + final delta (${deltaHow.get(p.key) ?? 'assumed change rate'}) + conversion + build` : 'the whole import: the VM is off throughout',
+        how:
+          p.mode.kind === 'warm'
+            ? `guest shutdown (assumed) + final delta (${deltaHow.get(p.key) ?? 'assumed change rate'}) + conversion + build`
+            : `the whole import: the VM is off throughout${shutsDown ? ' (from its shutdown, assumed)' : ''}`,
       },
     };
   });

@@ -112,6 +112,7 @@ describe('plan estimate: a dry run on the simulator', { skip }, () => {
     );
     assert.equal(byKey['off-cbt']!.disks[0]!.bytes.how, 'CBT allocated areas');
     assert.match(byKey['on-cbt']!.disks[0]!.bytes.how, /poweredOn: its CBT map needs a snapshot/);
+    assert.deepEqual([byKey['off-cbt']!.downtimeMs.basis, byKey['on-other-ds']!.downtimeMs.basis], ['measured', 'assumed'], 'a running cold VM shuts down first: a guess');
 
     // One probe per (host, datastore): the largest powered-off disk there, read whole (< 32 MiB).
     const clusterHost = byKey['in-cluster']!.host;
