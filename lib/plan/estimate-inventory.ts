@@ -1,11 +1,11 @@
 // What `plan estimate` reads from vCenter, all of it read-only: the VMs in one batch (listVms),
 // the datastores' types and the datacenters' paths, and per disk the bytes a run would move.
-// Kept apart so it can merge with the plan check's one-pass inventory read.
+// The plan's VMs are found as `plan check` finds them (findVms).
 
 import { OneswapError } from '../errors/index.js';
 import { totalLength } from '../extents/index.js';
 import { isFault, type VSphereClient, type VmDisk, type VmSummary } from '../vsphere/index.js';
-import type { PlannedVm, VmQuery } from './planned-vm.js';
+import type { PlannedVm } from './planned-vm.js';
 
 export interface EstimateInventory {
   /** The plan's VMs by plan key. */
@@ -19,33 +19,21 @@ export interface EstimateInventory {
 }
 
 export async function readEstimateInventory(vsphere: VSphereClient, vms: readonly PlannedVm[]): Promise<EstimateInventory> {
-  const [all, datastores, datacenters] = await Promise.all([vsphere.vms(), vsphere.datastores(), vsphere.datacenters()]);
-  const planned = new Map(vms.map((p) => [p.key, resolve(all, p)] as const));
+  // The plan's VMs as `plan check` finds them; every VM besides, for the probe's candidates.
+  const [{ found, datastores, datacenters }, all] = await Promise.all([vsphere.findVms(vms.map((p) => p.query)), vsphere.vms()]);
+  const planned = new Map(
+    vms.map((p, i) => {
+      const f = found[i]!;
+      if (!f.ok) throw new OneswapError(f.error.kind, `plan line ${p.line}: ${f.error.message}`, { hint: 'run oneswap plan check for every problem of the plan' });
+      return [p.key, f.vm] as const;
+    }),
+  );
   return {
     planned,
     all,
     datastoreType: (dc, name) => (datastores.find((d) => d.name === name && d.datacenter === dc) ?? datastores.find((d) => d.name === name))?.type,
     dcPath: (dc) => datacenters.find((d) => d.name === dc)?.path,
   };
-}
-
-function resolve(all: readonly VmSummary[], p: PlannedVm): VmSummary {
-  const found = all.filter((v) => matches(v, p.query));
-  if (found.length === 1) return found[0]!;
-  const what = `VM ${p.query.value} (plan line ${p.line})`;
-  if (found.length === 0) throw new OneswapError('not-found', `${what} is not in vCenter`, { hint: 'run oneswap plan check for every problem of the plan' });
-  throw new OneswapError('conflict', `${what} matches ${found.length} VMs: ${found.map((v) => v.path).join(', ')}`, { hint: 'name it by inventory path or UUID in the plan' });
-}
-
-function matches(v: VmSummary, q: VmQuery): boolean {
-  switch (q.by) {
-    case 'name':
-      return v.name === q.value;
-    case 'path':
-      return v.path === q.value;
-    case 'uuid':
-      return [v.uuid, v.instanceUuid].some((u) => u.toLowerCase() === q.value.toLowerCase());
-  }
 }
 
 /** The bytes a run will read of one disk, and how that is known. */

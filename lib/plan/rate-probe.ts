@@ -3,7 +3,7 @@
 // VM's flat disk through the datastore's /folder service (as the folder reader does). Never a
 // snapshot, never an export lease, never a running VM's disk.
 
-import { chooseReader, openFolderReading } from '../input/index.js';
+import { hasFlatFiles, openFolderReading } from '../input/index.js';
 import { hostKey, type CopySample } from '../supervisor/index.js';
 import type { VSphereClient, VmDisk, VmSummary } from '../vsphere/index.js';
 
@@ -33,20 +33,13 @@ export function probeCandidate(
   const found = all
     .filter((v) => v.powerState === 'poweredOff' && !v.hasSnapshots && hostKey(v.host) === host)
     .flatMap((vm) => vm.disks.filter((d) => d.datastoreName === datastore && d.backingType === 'VirtualDiskFlatVer2BackingInfo' && d.capacityBytes > 0).map((disk) => ({ vm, disk })))
-    .filter(({ vm, disk }) => folderReads(disk, place.datastoreType(vm.datacenter, disk.datastoreName)) && place.dcPath(vm.datacenter) !== undefined)
+    .filter(({ vm, disk }) => {
+      // /folder serves flat files only: a datastore of unknown type is not tried.
+      const type = place.datastoreType(vm.datacenter, disk.datastoreName);
+      return type !== undefined && hasFlatFiles(type) && place.dcPath(vm.datacenter) !== undefined;
+    })
     .sort((a, b) => b.disk.capacityBytes - a.disk.capacityBytes || a.vm.path.localeCompare(b.vm.path))[0];
   return found && { ...found, dcPath: place.dcPath(found.vm.datacenter)! };
-}
-
-/** Whether /folder serves this powered-off disk: the reader selector's own rule. */
-function folderReads(device: VmDisk, datastoreType: string | undefined): boolean {
-  if (datastoreType === undefined) return false;
-  try {
-    chooseReader({ transport: 'folder' }, { vddk: false, nfc: false }, { device, datastoreType }, false);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Reads the start of the candidate's disk, timed; the sample is a folder read of its host and datastore. */
