@@ -178,7 +178,11 @@ export async function estimatePlan(ctx: EstimateContext, vms: readonly PlannedVm
     const { summary, list } = disks.get(p.key)!;
     const host = hostKey(summary.host);
     const estimates = list.map((d): DiskEstimate => {
-      const rate = rateFor(rates, median, { host, datastore: d.datastore, reader: d.reader });
+      const measured = rateFor(rates, median, { host, datastore: d.datastore, reader: d.reader });
+      // The plan's byte budget of the datastore caps a disk read from it (shared with the others
+      // read at once in a run: that sharing is not simulated).
+      const cap = budgets.datastoreBytesPerSec.get(d.datastore);
+      const rate = cap !== undefined && cap < measured.value ? { ...measured, value: cap, how: `the plan's budget of ${d.datastore} (${measured.how})` } : measured;
       return { ...d, rate, copyMs: { value: (d.bytes.value * 1000) / rate.value, basis: worst(d.bytes.basis, rate.basis), how: 'bytes / rate' } };
     });
     const identity = vmIdentity(describeVcenterVm(ctx.vsphere.host, summary));
@@ -254,7 +258,7 @@ export async function estimatePlan(ctx: EstimateContext, vms: readonly PlannedVm
       `a warm guest changes ${ASSUMED_CHANGE_PER_HOUR * 100} % of its data per hour (the cutover's final delta)`,
       `without a measured rate: the median of the measured ones, else ${ASSUMED_RATE / 1024 / 1024} MiB/s`,
       `without a past conversion of the VM, its OS or its OS family: ${ASSUMED_CONVERSION_MS / 60_000} min`,
-      'per-datastore byte budgets are not simulated; a disk read through another reader than the one measured is assumed as fast',
+      "a datastore's byte budget caps each disk read from it, not the disks read at once together; a disk read through another reader than the one measured is assumed as fast",
     ],
   };
 }

@@ -168,6 +168,13 @@ describe('plan estimate: a dry run on the simulator', { skip }, () => {
       again.vms.map((v) => [v.key, v.startMs, v.endMs, v.disks.map((d) => d.rate.value)]),
       first.vms.map((v) => [v.key, v.startMs, v.endMs, v.disks.map((d) => d.rate.value)]),
     );
+    // A byte budget of LocalDS_0 caps every disk read from it.
+    const capped = await estimatePlan({ vsphere }, plan(), { ...budgets, datastoreBytesPerSec: new Map([['LocalDS_0', 1_048_576]]) }, ['w1', 'w2'], stateDir, AbortSignal.timeout(60_000));
+    assert.deepEqual(
+      capped.vms.map((v) => [v.key, v.disks.map((d) => d.rate.value)]),
+      [['off-cbt', [1_048_576]], ['off-plain', [1_048_576]], ['on-cbt', [1_048_576]], ['in-cluster', [1_048_576, 1_048_576]], ['on-other-ds', [again.vms[4]!.disks[0]!.rate.value]]],
+    );
+    assert.equal(capped.vms[0]!.disks[0]!.copyMs.value, 1500, '1.5 MiB at 1 MiB/s');
   });
 
   it("a warm migration under way: its rounds' change rate and its rehearsal, its window", async () => {
