@@ -417,9 +417,10 @@ export async function copyIntoImages(
         ...(rate ? { pace: (n: number) => rate.take(n, signal) } : {}),
       });
       await onDiskDone(c, s);
-      // Every finished disk refines the rate `plan estimate` expects from this host and datastore.
+      // Every finished disk refines the rate `plan estimate` expects from this host and datastore;
+      // a copy paced by the plan's datastore budget measured the budget, not the datastore.
       const place = { host: hostKey(source.host), datastore: c.target.disk.device.datastoreName, reader: c.reading.reader };
-      await recordCopySample(journal.stateDir, { ...place, bytes: s.bytesRead, ms: Date.now() - t0, how: 'run', at: new Date().toISOString() }).catch(() => undefined);
+      if (!rate) await recordCopySample(journal.stateDir, { ...place, bytes: s.bytesRead, ms: Date.now() - t0, how: 'run', at: new Date().toISOString() }).catch(() => undefined);
       emit(s.bytesPlanned, s.bytesWritten, 'done');
       return s;
     } catch (err) {
