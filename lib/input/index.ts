@@ -37,7 +37,9 @@ export type { SourceFile, FileDigest } from './source-file.js';
 // Where a VMDK's bytes lie, for the decoder that moves them (vmdk-decode.ts).
 export { vmdkLayout, grainCheck, type FileLayout, type FlatSegment, type SparseGrains, type StreamExtent } from './vmdk-image.js';
 export { decodeVmdk, decodeVmdkStream, type DecodeOptions, type DecodeStats, type StreamDecodeOptions, type StreamDecodeStats } from './vmdk-decode.js';
-// The readers, for tests and benchmarks (the supervisor goes through reader-select.ts).
+// The readers, for tests and benchmarks (the supervisor goes through reader-select.ts); the
+// folder reader also for `plan estimate`'s rate probe, which reads a powered-off disk.
+export { openFolderReading } from './reader-folder.js';
 export { openLease, type LeaseSession, type LeaseSource, type OpenLeaseOptions } from './reader-lease.js';
 export { openNbdkitDisk, type NbdkitReading, type NbdkitReaderOptions } from './reader-nbdkit.js';
 export { nbdkitPluginMissing, type NbdkitDisk, type NbdkitPlugin } from './nbdkit.js';

@@ -18,3 +18,6 @@ export { startingPlan, inferNetworks, vmFacts, type StartingPlanInput, type Infe
 export { checkFleet, type FleetCheck, type FleetCheckContext, type VmCheck, type Finding, type CapacityLine } from './fleet-check.js';
 export { runOrder, planRoom, poolRoom, type RoomLine, type PoolLine, type SharedPool, type Overflow, type CapacityDemand, type DatastoreRoom } from './plan-capacity.js';
 export { renderCheck } from './check-text.js';
+// `plan estimate`: a dry run (nothing changes) of the plan under its budgets.
+export { estimatePlan, type PlanEstimate, type VmEstimate, type WaveEstimate, type DiskEstimate, type Figure, type Basis, type EstimateContext, type ProbeResult } from './estimate.js';
+export { renderEstimateText } from './estimate-text.js';

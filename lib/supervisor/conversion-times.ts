@@ -99,3 +99,22 @@ export async function recordConversionTime(stateDir: string, who: ConversionSubj
 function newest(entries: Record<string, ConversionTime>, max: number): Record<string, ConversionTime> {
   return Object.fromEntries(Object.entries(entries).sort(([, a], [, b]) => Date.parse(b.at) - Date.parse(a.at)).slice(0, max));
 }
+
+/**
+ * The OS family of a vSphere guestId: the name without its version and word size, so guests of
+ * one distribution share their conversion times across releases ("debian12_64Guest" and
+ * "debian11Guest" → "debian", "rhel9_64Guest" → "rhel"; every Windows → "windows").
+ */
+export function osFamily(guestId: string): string {
+  const g = guestId.toLowerCase().replace(/guest$/, '');
+  if (g.startsWith('win')) return 'windows';
+  return /^[a-z]+/.exec(g)?.[0] ?? g;
+}
+
+/** The latest measured conversion of any guest whose declared OS is of `family`, or none. */
+export function latestOfFamily(times: ConversionTimes, family: string): (ConversionTime & { readonly osKey: string }) | undefined {
+  return Object.entries(times.os)
+    .filter(([osKey, t]) => osFamily(osKey) === family && t.ms > 0)
+    .map(([osKey, t]) => ({ ...t, osKey }))
+    .sort((a, b) => Date.parse(b.at) - Date.parse(a.at))[0];
+}

@@ -17,7 +17,10 @@ export { newRunId, mapLimited } from './run.js';
 export { Slots, KeyedSlots, runBudgets, hostKey, type RunBudgets, type Release } from './budgets.js';
 export { runFleet, type FleetVm, type FleetRun, type FleetVmResult } from './fleet.js';
 export { warmStart, warmSync, warmCutover, warmAbort, warmImport, type WarmOptions, type CutoverPolicy, type WarmResult } from './warm.js';
-export { warmStatus, type WarmStatus, type WarmDiskStatus, type DowntimePrediction } from './warm-status.js';
+export { warmStatus, measuredRates, type WarmStatus, type WarmDiskStatus, type DowntimePrediction } from './warm-status.js';
 export { convertImages, vmConversionRequest, sourceMacsNetwork, describeConversion, type ConvertImagesRequest, type ImagesConversion, type ImageToConvert } from './conversion.js';
 export type { ExpectedConversion } from './conversion-times.js';
+// What `plan estimate` reads: past conversions (by VM, OS, OS family) and measured copy rates.
+export { readConversionTimes, expectedConversion, osFamily, latestOfFamily, type ConversionTimes } from './conversion-times.js';
+export { readCopyRates, recordCopySample, rateKey, type CopyRates, type CopyRate, type CopySample, type RatePlace } from './copy-rates.js';
 export { fileImportVm, type FileImportOptions, type FileImportContext, type FileTarget } from './file-import.js';

@@ -7,7 +7,7 @@ import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { PidLock } from './pid-lock.js';
 import { OneswapError } from '../errors/index.js';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { normalizeExtents, type Extent } from '../extents/index.js';
 
 export interface JournalDisk {
@@ -93,6 +93,11 @@ export class Journal {
     readonly file: string,
     readonly data: JournalData,
   ) {}
+
+  /** The state directory the journal lives in (fileFor's layout). */
+  get stateDir(): string {
+    return dirname(dirname(this.file));
+  }
 
   static fileFor(stateDir: string, source: string, datastoreId: number): string {
     const safe = source.replace(/[^A-Za-z0-9._-]+/g, '_');

@@ -61,6 +61,7 @@ import {
 import { Journal } from './journal.js';
 import { hostKey, type RunBudgets } from './budgets.js';
 import { foreignSnapshotRefusal, sourceRefusals } from './source-refusals.js';
+import { recordCopySample } from './copy-rates.js';
 import { convertImages, describeConversion, vmConversionRequest, type ConversionRun } from './conversion.js';
 import type { EventSink, Phase } from './events.js';
 
@@ -403,6 +404,7 @@ export async function copyIntoImages(
     const emit = (bytesDone: number, bytesWritten: number, state: 'copying' | 'done' | 'failed'): void =>
       ctx.emit({ type: 'disk', vm, disk: d.index, name, bytesDone: base + bytesDone, bytesPlanned: totalLength(planned), bytesWritten, capacityBytes: cap, state });
     emit(0, 0, 'copying');
+    const t0 = Date.now();
     try {
       const s = await copyReading(c.reading, c.target.target, {
         capacity: cap,
@@ -415,6 +417,10 @@ export async function copyIntoImages(
         ...(rate ? { pace: (n: number) => rate.take(n, signal) } : {}),
       });
       await onDiskDone(c, s);
+      // Every finished disk refines the rate `plan estimate` expects from this host and datastore;
+      // a copy paced by the plan's datastore budget measured the budget, not the datastore.
+      const place = { host: hostKey(source.host), datastore: c.target.disk.device.datastoreName, reader: c.reading.reader };
+      if (!rate) await recordCopySample(journal.stateDir, { ...place, bytes: s.bytesRead, ms: Date.now() - t0, how: 'run', at: new Date().toISOString() }).catch(() => undefined);
       emit(s.bytesPlanned, s.bytesWritten, 'done');
       return s;
     } catch (err) {

@@ -12,6 +12,7 @@ import { IMAGE_STATE, type Oned } from '../peers/one/index.js';
 import { ipToNum, macToNum } from '../peers/one/state.js';
 import type { TcpProxy } from '../peers/net/tcp-proxy.js';
 import { oneswap } from '../peers/cli.js';
+import { readCopyRates } from '../../lib/supervisor/index.js';
 import { startMigrationPeers, type MigrationPeers } from '../peers/migration.js';
 
 const MiB = 1024 * 1024;
@@ -122,6 +123,10 @@ describe('oneswap import (cold) from vCenter into OpenNebula', { skip }, () => {
     assert.deepEqual(await listSnapshots(sim, cbtVm.moref), [], 'oneswap left a snapshot behind');
     const journals = await readdir(join(env.ONESWAP_STATE_DIR!, 'journal')).catch(() => []);
     assert.deepEqual(journals, []);
+    // Both disks' copies refined the rate `plan estimate` expects of this host and datastore: the
+    // CBT areas read (64 KiB blocks), in the time of each copy.
+    const rates = Object.values((await readCopyRates(env.ONESWAP_STATE_DIR!)).rates);
+    assert.deepEqual(rates.map((x) => [x.host, x.datastore, x.reader, x.how, x.count, x.bytes]), [['DC0_H0', 'LocalDS_0', 'folder', 'run', 2, 9 * MiB + 256 * 1024]]);
     // A log file per run, named in the first event, holding every phase.
     const start = events.find((e) => e.type === 'run') as { logFile: string };
     const log = await readFile(start.logFile, 'utf8');

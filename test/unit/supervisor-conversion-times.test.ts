@@ -71,3 +71,16 @@ test('the times file: mode 0600, read back, bounded, absent or broken means no e
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('OS families: releases and word sizes of one distribution share their times', async () => {
+  const { osFamily, latestOfFamily } = await import('../../lib/supervisor/conversion-times.js');
+  assert.deepEqual(
+    ['debian12_64Guest', 'debian11Guest', 'ubuntu64Guest', 'rhel9_64Guest', 'windows2019srv_64Guest', 'winNetStandardGuest', 'otherLinux64Guest', 'sles15_64Guest'].map(osFamily),
+    ['debian', 'debian', 'ubuntu', 'rhel', 'windows', 'windows', 'otherlinux', 'sles'],
+  );
+  let t = withConversion(empty, web01, { ms: 170_000, at: '2025-12-01T10:00:00.000Z', os: debian });
+  t = withConversion(t, { identity: 'vc/x', osKey: 'debian11_64Guest' }, { ms: 150_000, at: '2025-12-02T10:00:00.000Z', os: 'Debian GNU/Linux 11' });
+  t = withConversion(t, db01, { ms: 400_000, at: '2025-12-03T10:00:00.000Z', os: 'RHEL 9' });
+  assert.deepEqual(latestOfFamily(t, 'debian'), { ms: 150_000, at: '2025-12-02T10:00:00.000Z', os: 'Debian GNU/Linux 11', osKey: 'debian11_64Guest' }, 'the latest of the family');
+  assert.equal(latestOfFamily(t, 'ubuntu'), undefined);
+});
