@@ -11,7 +11,7 @@ import { runWarmStatus, type WarmStatusCliOptions } from './warm-status.js';
 import { runConvert, type ConvertCliOptions } from './convert.js';
 import { runMarketRefresh, type MarketRefreshCliOptions } from './market.js';
 import { runPlanNew, type PlanNewCliOptions } from './plan.js';
-import { runPlanCheck, runPlanRun, runPlanStatus, type PlanCheckCliOptions, type PlanRunCliOptions, type PlanStatusCliOptions } from './plan-run.js';
+import { runPlanCheck, runPlanEstimate, runPlanRun, runPlanStatus, type PlanCheckCliOptions, type PlanEstimateCliOptions, type PlanRunCliOptions, type PlanStatusCliOptions } from './plan-run.js';
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
 
@@ -169,6 +169,17 @@ export function program(signal: AbortSignal): Command {
     .option('--state-dir <dir>', 'where the runs keep their journals (default: ~/.local/state/oneswap)')
     .action(async (file: string, o: PlanCheckCliOptions) => {
       process.exitCode = await runPlanCheck(file, o, signal, warn);
+    });
+  plan
+    .command('estimate')
+    .description('a dry run that changes nothing: per VM and wave the bytes to move, copy and conversion times, warm downtime, and the wall time of the whole plan under its budgets; each figure says whether it is measured, from earlier runs, or assumed')
+    .argument('<plan>', 'the plan file')
+    .option('--json', 'JSON instead of tables')
+    .option('--sync-interval <duration>', 'warm: the interval plan run will use', '5m')
+    .option('--vddk-libdir <dir>', "VMware's VDDK, to know which reader a run would use (env ONESWAP_VDDK_LIBDIR)")
+    .option('--state-dir <dir>', 'where measured rates and past conversions are kept (default: ~/.local/state/oneswap)')
+    .action(async (file: string, o: PlanEstimateCliOptions) => {
+      process.stdout.write(await runPlanEstimate(file, o, signal, warn));
     });
   plan
     .command('run')

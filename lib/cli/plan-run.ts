@@ -1,10 +1,10 @@
-// `oneswap plan check|run|status PLAN`: every precheck for every VM before anything changes; the
-// plan migrated under its budgets as one run (log, display, one exit code; the summary as text,
+// `oneswap plan check|estimate|run|status PLAN`: every precheck for every VM before anything
+// changes; what a run would move and take (a dry run); the plan migrated under its budgets as one run (log, display, one exit code; the summary as text,
 // JSON and HTML next to the run log); and where that run stands, from any shell.
 
 import { join } from 'node:path';
 import { OneswapError } from '../errors/index.js';
-import { checkFleet, loadPlan, readStatus, renderCheck, renderStatus, runPlan, writerAlive } from '../plan/index.js';
+import { checkFleet, estimatePlan, loadPlan, readStatus, renderCheck, renderEstimateText, renderStatus, runPlan, writerAlive } from '../plan/index.js';
 import { defaultStateDir, newRunId, type VmResult } from '../supervisor/index.js';
 import { connectOne, connectVcenter } from './connect.js';
 import { positiveInt } from './import.js';
@@ -107,6 +107,33 @@ export async function runPlanCheck(planPath: string, o: PlanCheckCliOptions, sig
     } finally {
       one.close();
     }
+  } finally {
+    await vsphere.logout().catch(() => undefined);
+  }
+}
+
+export interface PlanEstimateCliOptions {
+  json?: boolean;
+  stateDir?: string;
+  syncInterval: string;
+  vddkLibdir?: string;
+}
+
+/** What a run of the plan would move and take, changing nothing; measured figures told from assumed ones. */
+export async function runPlanEstimate(planPath: string, o: PlanEstimateCliOptions, signal: AbortSignal, warn: (m: string) => void): Promise<string> {
+  const plan = await loadPlan(planPath);
+  const vsphere = await connectVcenter(planVcenterOptions(plan.vcenter), warn);
+  try {
+    const vddkLibdir = o.vddkLibdir ?? (process.env.ONESWAP_VDDK_LIBDIR || undefined);
+    const estimate = await estimatePlan(
+      { vsphere, ...(vddkLibdir === undefined ? {} : { vddkLibdir }), syncIntervalMs: parseDuration(o.syncInterval, '--sync-interval') },
+      plan.vms,
+      plan.budgets,
+      plan.waves,
+      o.stateDir ?? defaultStateDir(),
+      signal,
+    );
+    return o.json ? `${JSON.stringify(estimate, null, 2)}\n` : renderEstimateText(estimate);
   } finally {
     await vsphere.logout().catch(() => undefined);
   }

@@ -111,6 +111,32 @@ describe('a plan of 40 VMs on two hosts', { skip, timeout: 15 * 60_000 }, () => 
     assert.match(table.stdout, /^47 VMs: 42 ready, 0 with warnings, 5 blocked$/m);
   });
 
+  test('plan estimate: changes nothing, probes each host and datastore once, counts the data CBT knows and the provisioned size of the rest', async () => {
+    const before = await simStats(peers.sim);
+    const r = await oneswap(['plan', 'estimate', planFile, '--json'], peers.env);
+    assert.equal(r.exitCode, 0, r.stderr);
+    const e = JSON.parse(r.stdout) as { vms: Array<{ key: string; bytes: { value: number; basis: string }; endMs: number }>; waves: Array<{ name: string; startMs: number; endMs: number }>; totalMs: { value: number; basis: string }; probes: Array<{ host: string; datastore: string; bytes?: number }> };
+    const after = await simStats(peers.sim);
+    assert.equal(after.leases.length, before.leases.length, 'no export lease');
+    assert.equal(after.folderRefusals, before.folderRefusals);
+    assert.deepEqual(e.vms.map((v) => v.key), fleet.map((vm) => vm.name));
+    // Powered off with CBT on: the areas CBT reports, measured; CBT off: the disks' provisioned size.
+    for (const [i, vm] of fleet.entries()) {
+      const v = e.vms[i]!;
+      if (vm.cbt) assert.deepEqual([v.bytes.value, v.bytes.basis], [vm.disks.reduce((n, d) => n + d.dataBytes, 0), 'measured'], vm.name);
+      else assert.deepEqual([v.bytes.value, v.bytes.basis], [vm.disks.reduce((n, d) => n + d.sizeBytes, 0), 'assumed'], vm.name);
+    }
+    assert.equal(e.probes.length, 4, 'one probe per ESXi host and datastore');
+    assert.deepEqual(e.waves.map((w) => w.name), ['one', 'two']);
+    assert.equal(e.waves[1]!.startMs, e.waves[0]!.endMs, 'wave two starts when the last VM of wave one ends');
+    assert.equal(e.totalMs.value, Math.max(...e.vms.map((v) => v.endMs)));
+    const text = await oneswap(['plan', 'estimate', planFile], peers.env);
+    assert.equal(text.exitCode, 0, text.stderr);
+    // The second estimate uses the rates the first measured: nothing is read again.
+    const again = JSON.parse((await oneswap(['plan', 'estimate', planFile, '--json'], peers.env)).stdout) as { probes: unknown[] };
+    assert.deepEqual(again.probes, []);
+  });
+
   /** The reads recorded since the last call, kept for the budget check at the end. */
   async function collectReads(): Promise<SimReadInterval[]> {
     const stats = await simStats(peers.sim);
