@@ -8,7 +8,7 @@ import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { vcsimSkip } from '../peers/vcsim/index.js';
 import { createTestVm, sha256File, type TestVm } from '../peers/vcsim/fixture.js';
-import { oneswap } from '../peers/cli.js';
+import { oneswap, spawnOneswap } from '../peers/cli.js';
 import { planFileHead, startMigrationPeers, type MigrationPeers } from '../peers/migration.js';
 import { loadPlan, planStateDir, type PlanRunSummary } from '../../lib/plan/index.js';
 
@@ -268,6 +268,43 @@ describe('oneswap plan', { skip }, () => {
       assert.deepEqual(peers.imageIds(), before);
     } finally {
       await rm(join(dir, 'run.lock'), { force: true });
+    }
+  });
+
+  test('plan run: Ctrl-C stops it (exit 130), the VM under way keeps its images, the rest are not started; the same command then finishes the plan', async () => {
+    const vms: TestVm[] = [];
+    for (const name of ['int-1', 'int-2', 'int-3']) vms.push(await createTestVm(peers.sim, { name, host: 'DC0_H1', cbt: true, disks: [{ sizeBytes: 16 * MiB, data: [{ offset: 0, length: 8 * MiB }] }], nics: [{ network: 'VM Network' }] }));
+    const file = join(peers.work, 'interrupted.yaml');
+    await writeFile(file, [...planFileHead(peers), 'defaults:', `  datastore: ${peers.dsId}`, '  convert: false', '  namePrefix: "i-"', 'budgets: {inFlight: 1}', 'vms:', ...vms.map((v) => `  - name: ${v.name}`), ''].join('\n'));
+    peers.proxy.faults = { throttleBytesPerSecond: 2 * MiB };
+    const child = spawnOneswap(['plan', 'run', file, '--progress', 'json'], peers.env);
+    let sent = false;
+    child.stdout?.on('data', (d: Buffer) => {
+      if (!sent && /"type":"disk","vm":"int-2".*"state":"copying"/.test(d.toString())) {
+        sent = true;
+        child.kill('SIGINT');
+      }
+    });
+    const first = await child;
+    peers.proxy.faults = {};
+    assert.ok(sent, 'int-2 never started copying');
+    assert.equal(first.exitCode, 130, String(first.stderr));
+    const out = String(first.stdout).split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { type: string; vm?: string; ok?: boolean; imageIds?: number[]; message?: string });
+    assert.deepEqual(out.filter((e) => e.type === 'result').map((e) => [e.vm, e.ok]), [['int-1', true], ['int-2', false]]);
+    const kept = out.find((e) => e.type === 'result' && e.vm === 'int-2')!.imageIds!;
+    assert.equal(kept.length, 1);
+    assert.equal(peers.oned.image(kept[0]!)!.template.get('ONESWAP_STATE'), 'FAILED');
+    assert.ok(out.some((e) => e.type === 'log' && /stopped before 1 VM\(s\) started: int-3/.test(e.message ?? '')));
+
+    const again = await oneswap(['plan', 'run', file, '--progress', 'json'], peers.env);
+    assert.equal(again.exitCode, 0, again.stderr);
+    const ev = again.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { type: string; vm?: string; ok?: boolean; imageIds?: number[]; message?: string });
+    assert.deepEqual(ev.filter((e) => e.type === 'result').map((e) => [e.vm, e.ok]), [['int-2', true], ['int-3', true]]);
+    assert.ok(ev.some((e) => e.vm === 'int-2' && e.type === 'log' && /resuming an earlier run/.test(e.message ?? '')));
+    assert.deepEqual(ev.find((e) => e.type === 'result' && e.vm === 'int-2')!.imageIds, kept);
+    for (const vm of vms.slice(1)) {
+      const id = ev.find((e) => e.type === 'result' && e.vm === vm.name)!.imageIds![0]!;
+      assert.equal(await sha256File(peers.oned.image(id)!.source), vm.disks[0]!.sha256, vm.name);
     }
   });
 });
