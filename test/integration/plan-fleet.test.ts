@@ -60,6 +60,16 @@ describe('a plan of 40 VMs on two hosts', { skip, timeout: 15 * 60_000 }, () => 
   });
 
   test('plan check: the 40 VMs are ready; VMs made to block (RDM, CBT off for warm, unmapped network, name clash, no room for all) are told, each by its own reason, and the room is summed over the plan', async () => {
+    // plan new writes a plan of the 40, one entry each with its facts, that loads and checks clean.
+    const drafted = join(peers.work, 'drafted.yaml');
+    const made = await oneswap(['plan', 'new', '--vcenter', `127.0.0.1:${peers.proxy.port}`, '--user', peers.sim.username, '--thumbprint', peers.sim.thumbprintSha256, '--datastore', String(peers.dsId), '--endpoint', peers.oned.endpoint, '--name', 'fleet-*', '-o', drafted], peers.env);
+    assert.equal(made.exitCode, 0, made.stderr);
+    const draft = await readFile(drafted, 'utf8');
+    assert.deepEqual(draft.split('\n').filter((l) => l.startsWith('  - ')), fleet.map((vm) => `  - name: ${vm.name}`));
+    assert.match(draft, /^ {4}VM Network: VM Network$/m);
+    const fromDraft = await oneswap(['plan', 'check', drafted], peers.env);
+    assert.equal(fromDraft.exitCode, 0, fromDraft.stdout + fromDraft.stderr);
+
     const ok = await oneswap(['plan', 'check', planFile], peers.env);
     assert.equal(ok.exitCode, 0, ok.stdout + ok.stderr);
     assert.match(ok.stdout, /^40 VMs: 40 ready, 0 with warnings, 0 blocked$/m);
