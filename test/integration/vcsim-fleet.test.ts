@@ -305,3 +305,58 @@ describe('vcsim fleet: 40 VMs on 2 hosts and 2 datastores, disk reads recorded p
     }
   });
 });
+
+describe('vcsim -host-rate: all disk reads of one ESXi host share its rate', { skip: vcsimSkip() }, () => {
+  const RATE = 16 * MiB;
+  // The pacing chunk at this rate (hostrate.go: 64 KiB, or rate/50 when less).
+  const CHUNK = 64 << 10;
+  let sim: Vcsim;
+  let c: VimClient;
+  let fleet: FleetVm[];
+
+  before(async () => {
+    sim = await startVcsim({ ...fleetVcsimOptions(), hostRate: RATE });
+    fleet = await createFleet(sim, { count: 4, prefix: 'paced' });
+    c = await VimClient.login(sim);
+  });
+  after(async () => {
+    await sim?.stop();
+  });
+
+  it('two disks of DC0_H0 and one of DC0_H1 read at once: each host served at most R × window + one chunk in every window, every byte counted', async () => {
+    const H0 = text((await c.props(fleet[0]!.moref, ['runtime.host']))['runtime.host']);
+    const H1 = text((await c.props(fleet[1]!.moref, ['runtime.host']))['runtime.host']);
+    const before = (await simStats(sim)).hostBytes;
+    assert.deepEqual(before, {}, 'making the fleet reads no disk');
+    // Samples of hostBytes, each with the client's times before asking and after the answer: the
+    // server's moment lies between them, so a window from one sample's `before` to another's
+    // `after` holds the server's window between them.
+    const samples: Array<{ before: number; after: number; bytes: Record<string, number> }> = [];
+    let reading = true;
+    const sampler = (async () => {
+      while (reading) {
+        const t0 = performance.now();
+        const bytes = (await simStats(sim)).hostBytes;
+        samples.push({ before: t0, after: performance.now(), bytes });
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    })();
+    const reads = [0, 2, 1].map((i) => fleet[i]!.disks[0]!);
+    const bodies = await Promise.all(reads.map(async (d) => body(await held(sim, 'GET', folderPath(d.fileName), { cookie: c.cookie }))));
+    reading = false;
+    await sampler;
+    for (const [k, d] of reads.entries()) assert.equal(sha256(bodies[k]!), d.sha256, `${d.fileName} read whole`);
+    assert.deepEqual((await simStats(sim)).hostBytes, { [H0]: 2 * DISK, [H1]: DISK }, 'every byte counted for its host');
+
+    assert.ok(samples.length >= 10, `${samples.length} samples over the read`);
+    for (const [i, a] of samples.entries()) {
+      for (const b of samples.slice(i + 1)) {
+        const windowS = (b.after - a.before) / 1000;
+        for (const h of [H0, H1]) {
+          const served = (b.bytes[h] ?? 0) - (a.bytes[h] ?? 0);
+          assert.ok(served <= RATE * windowS + CHUNK, `${h}: ${served} bytes in ${windowS.toFixed(3)} s, more than R × window + one chunk`);
+        }
+      }
+    }
+  });
+});
