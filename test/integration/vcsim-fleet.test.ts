@@ -2,7 +2,8 @@
 // reads.go): 40 VMs on 2 ESXi hosts and 2 datastores, then disks read at once through /folder
 // range streams, an export lease and /nfc-disk handles, with the record checked exactly. The reads
 // are held open by not consuming the answers (bodies larger than what the sockets buffer), so
-// "read at once" is a fact of the test, not a matter of timing.
+// "read at once" is a fact of the test, not a matter of timing. Then -host-rate: what each host
+// serves over every window between two samples is bounded exactly (rate × window + one chunk).
 // Run: node --import tsx --test --test-concurrency=1 test/integration/vcsim-fleet.test.ts
 
 import assert from 'node:assert/strict';
@@ -323,7 +324,7 @@ describe('vcsim -host-rate: all disk reads of one ESXi host share its rate', { s
     await sim?.stop();
   });
 
-  it('two disks of DC0_H0 and one of DC0_H1 read at once: each host served at most R × window + one chunk in every window, every byte counted', async () => {
+  it('two disks of DC0_H0 (/folder and /nfc-disk) and one of DC0_H1 read at once: each host served at most R × window + one chunk in every window, every byte counted', async () => {
     const H0 = text((await c.props(fleet[0]!.moref, ['runtime.host']))['runtime.host']);
     const H1 = text((await c.props(fleet[1]!.moref, ['runtime.host']))['runtime.host']);
     const before = (await simStats(sim)).hostBytes;
@@ -341,8 +342,14 @@ describe('vcsim -host-rate: all disk reads of one ESXi host share its rate', { s
         await new Promise((r) => setTimeout(r, 50));
       }
     })();
+    // DC0_H0: one disk through /folder, one through /nfc-disk (the VDDK stand-in's reader); DC0_H1: one through /folder.
     const reads = [0, 2, 1].map((i) => fleet[i]!.disks[0]!);
-    const bodies = await Promise.all(reads.map(async (d) => body(await held(sim, 'GET', folderPath(d.fileName), { cookie: c.cookie }))));
+    const paths = [
+      folderPath(reads[0]!.fileName),
+      `/nfc-disk/read?${new URLSearchParams({ vm: fleet[2]!.moref.value, file: reads[1]!.fileName })}`,
+      folderPath(reads[2]!.fileName),
+    ];
+    const bodies = await Promise.all(paths.map(async (p, k) => body(await held(sim, 'GET', p, { cookie: c.cookie, ...(k === 1 ? { range: `bytes=0-${DISK - 1}` } : {}) }))));
     reading = false;
     await sampler;
     for (const [k, d] of reads.entries()) assert.equal(sha256(bodies[k]!), d.sha256, `${d.fileName} read whole`);
