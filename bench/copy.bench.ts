@@ -36,7 +36,7 @@ import { vddkStandin } from '../test/peers/vddk/index.js';
 import { startOned } from '../test/peers/one/index.js';
 import { startTcpProxy, type TcpProxy } from '../test/peers/net/tcp-proxy.js';
 import { REPO_ROOT } from '../test/peers/cli.js';
-import { measure, table, type Measurement, type MeasureOptions } from './measure.js';
+import { cpuSeconds, measure, table, type Measurement, type MeasureOptions } from './measure.js';
 import { check, compareImage, qcow2Matches, ratio, sha256Prefix } from './output-check.js';
 import { datastoreTargets, imagesNamed } from './datastore-targets.js';
 
@@ -56,13 +56,6 @@ const STALL_MS = 10_000;
 function wchar(pid: number): number {
   return Number(/^wchar:\s*(\d+)/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'))?.[1] ?? NaN);
 }
-
-/** User + system CPU seconds a process has used (/proc/PID/stat utime + stime). */
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-}
-const CLOCK_TICKS = 100; // sysconf(_SC_CLK_TCK) on Linux
 
 /** Seconds the simulator takes to create and remove a snapshot of a VM (CBT: it hashes the disks). */
 async function snapshotSeconds(vim: VimClient, vm: MoRef): Promise<number> {

@@ -9,6 +9,7 @@
 // (GNU time, the shell, and whatever they started), not just the first process.
 
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -149,6 +150,13 @@ export async function measure(name: string, command: string, opts: MeasureOption
     ...(ok ? {} : { note: killedFor ?? `exit ${exitCode}: ${lastLines}` }),
   };
 }
+
+/** User + system CPU seconds a process has used (/proc/PID/stat utime + stime): a server's CPU. */
+export function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}
+const CLOCK_TICKS = 100; // sysconf(_SC_CLK_TCK) on Linux
 
 const MiB = 1024 * 1024;
 

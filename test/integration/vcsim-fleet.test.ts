@@ -2,7 +2,8 @@
 // reads.go): 40 VMs on 2 ESXi hosts and 2 datastores, then disks read at once through /folder
 // range streams, an export lease and /nfc-disk handles, with the record checked exactly. The reads
 // are held open by not consuming the answers (bodies larger than what the sockets buffer), so
-// "read at once" is a fact of the test, not a matter of timing.
+// "read at once" is a fact of the test, not a matter of timing. Then -host-rate: what each host
+// serves over every window between two samples is bounded exactly (rate × window + one chunk).
 // Run: node --import tsx --test --test-concurrency=1 test/integration/vcsim-fleet.test.ts
 
 import assert from 'node:assert/strict';
@@ -302,6 +303,67 @@ describe('vcsim fleet: 40 VMs on 2 hosts and 2 datastores, disk reads recorded p
       );
     } finally {
       await csim.stop();
+    }
+  });
+});
+
+describe('vcsim -host-rate: all disk reads of one ESXi host share its rate', { skip: vcsimSkip() }, () => {
+  const RATE = 16 * MiB;
+  // The pacing chunk at this rate (hostrate.go: 64 KiB, or rate/50 when less).
+  const CHUNK = 64 << 10;
+  let sim: Vcsim;
+  let c: VimClient;
+  let fleet: FleetVm[];
+
+  before(async () => {
+    sim = await startVcsim({ ...fleetVcsimOptions(), hostRate: RATE });
+    fleet = await createFleet(sim, { count: 4, prefix: 'paced' });
+    c = await VimClient.login(sim);
+  });
+  after(async () => {
+    await sim?.stop();
+  });
+
+  it('two disks of DC0_H0 (/folder and /nfc-disk) and one of DC0_H1 read at once: each host served at most R × window + one chunk in every window, every byte counted', async () => {
+    const H0 = text((await c.props(fleet[0]!.moref, ['runtime.host']))['runtime.host']);
+    const H1 = text((await c.props(fleet[1]!.moref, ['runtime.host']))['runtime.host']);
+    const before = (await simStats(sim)).hostBytes;
+    assert.deepEqual(before, {}, 'making the fleet reads no disk');
+    // Samples of hostBytes, each with the client's times before asking and after the answer: the
+    // server's moment lies between them, so a window from one sample's `before` to another's
+    // `after` holds the server's window between them.
+    const samples: Array<{ before: number; after: number; bytes: Record<string, number> }> = [];
+    let reading = true;
+    const sampler = (async () => {
+      while (reading) {
+        const t0 = performance.now();
+        const bytes = (await simStats(sim)).hostBytes;
+        samples.push({ before: t0, after: performance.now(), bytes });
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    })();
+    // DC0_H0: one disk through /folder, one through /nfc-disk (the VDDK stand-in's reader); DC0_H1: one through /folder.
+    const reads = [0, 2, 1].map((i) => fleet[i]!.disks[0]!);
+    const paths = [
+      folderPath(reads[0]!.fileName),
+      `/nfc-disk/read?${new URLSearchParams({ vm: fleet[2]!.moref.value, file: reads[1]!.fileName })}`,
+      folderPath(reads[2]!.fileName),
+    ];
+    const bodies = await Promise.all(paths.map(async (p, k) => body(await held(sim, 'GET', p, { cookie: c.cookie, ...(k === 1 ? { range: `bytes=0-${DISK - 1}` } : {}) }))));
+    reading = false;
+    await sampler;
+    for (const [k, d] of reads.entries()) assert.equal(sha256(bodies[k]!), d.sha256, `${d.fileName} read whole`);
+    assert.deepEqual((await simStats(sim)).hostBytes, { [H0]: 2 * DISK, [H1]: DISK }, 'every byte counted for its host');
+
+    assert.ok(samples.length >= 10, `${samples.length} samples over the read`);
+    for (const [i, a] of samples.entries()) {
+      for (const b of samples.slice(i + 1)) {
+        const windowS = (b.after - a.before) / 1000;
+        for (const h of [H0, H1]) {
+          const served = (b.bytes[h] ?? 0) - (a.bytes[h] ?? 0);
+          assert.ok(served <= RATE * windowS + CHUNK, `${h}: ${served} bytes in ${windowS.toFixed(3)} s, more than R × window + one chunk`);
+        }
+      }
     }
   });
 });

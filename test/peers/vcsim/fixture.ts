@@ -342,6 +342,8 @@ export interface SimStats {
   leases: SimLeaseStats[];
   /** Disk reads in progress per ESXi host, for budget checks. */
   diskReads: SimDiskReads;
+  /** Disk bytes served per ESXi host (moref value) since start, every reader alike; paced by -host-rate. */
+  hostBytes: Record<string, number>;
 }
 
 /** What the simulator counted so far (no session needed). */

@@ -38,6 +38,8 @@ export interface VcsimOptions {
   leaseTimeout?: string;
   /** -nfc-rate: bytes per second one /nfc export download may send (default unlimited). */
   nfcRate?: number;
+  /** -host-rate: bytes per second all disk reads of one ESXi host share, in fair turns (default unlimited). */
+  hostRate?: number;
   /** -delay: SOAP method -> Go duration; the method is processed only after it (a slow vCenter). */
   delay?: Record<string, string>;
   /** Two datastores (-ds 2), LocalDS_1 presented as vSAN (-vsan LocalDS_1); see Vcsim.vsanDatastore. */
@@ -126,6 +128,7 @@ export async function startVcsim(opts: VcsimOptions = {}): Promise<Vcsim> {
   if (opts.folderLock !== undefined) args.push(`-folder-lock=${opts.folderLock}`);
   if (opts.leaseTimeout !== undefined) args.push('-lease-timeout', opts.leaseTimeout);
   if (opts.nfcRate !== undefined) args.push('-nfc-rate', String(opts.nfcRate));
+  if (opts.hostRate !== undefined) args.push('-host-rate', String(opts.hostRate));
   const delays = Object.entries(opts.delay ?? {});
   if (delays.length > 0) args.push('-delay', delays.map(([m, d]) => `${m}=${d}`).join(','));
   const datastoreCount = opts.vsan ? Math.max(2, opts.datastores ?? 2) : (opts.datastores ?? 1);

@@ -23,6 +23,7 @@ type extension struct {
 	folderLock    bool                     // refuse /folder reads of a running VM's extents (lock.go)
 	folderRate    int64                    // bytes/s per /folder download, 0 = unlimited
 	nfcRate       int64                    // bytes/s per /nfc lease download, 0 = unlimited
+	hostRate      *hostPacer               // bytes/s all disk reads of one ESXi host share (hostrate.go)
 	leaseTimeout  time.Duration            // export leases expire without HttpNfcLeaseProgress
 	delays        map[string]time.Duration // SOAP method -> delay before it is processed
 	scheme        string                   // of the export URLs: https, or http with -tls=false
@@ -71,6 +72,7 @@ func newExtension(block, window int64) *extension {
 		leases:       map[string]*lease{},
 		authUntil:    map[string]time.Time{},
 		reads:        newReadTracker(),
+		hostRate:     newHostPacer(0),
 		nfcHandles:   map[string]*nfcHandle{},
 	}
 	simulator.Map.AddHandler(x)
@@ -128,11 +130,15 @@ func (x *extension) serveFolder(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.Method == http.MethodGet {
-		if end := x.beginFolderRead(r); end != nil {
+		end, vm := x.beginFolderRead(r)
+		if end != nil {
 			defer end()
 			w = &readEndingWriter{ResponseWriter: w, end: end, remaining: -1}
 		}
 		w = &countingWriter{ResponseWriter: w, x: x, counter: &x.stats.FolderBytes}
+		if vm != nil {
+			w = &hostPacedWriter{ResponseWriter: w, pacer: x.hostRate, host: vmHost(vm).Value}
+		}
 		if x.folderRate > 0 {
 			w = &pacedWriter{ResponseWriter: w, rate: float64(x.folderRate)}
 		}
@@ -141,17 +147,18 @@ func (x *extension) serveFolder(w http.ResponseWriter, r *http.Request) {
 }
 
 // beginFolderRead opens a reader of the disk whose extent a /folder GET
-// asks for (reads.go), or returns nil when the file is no VM's disk extent.
-func (x *extension) beginFolderRead(r *http.Request) (end func()) {
+// asks for (reads.go) and returns it with the disk's VM, or nils when the
+// file is no VM's disk extent.
+func (x *extension) beginFolderRead(r *http.Request) (end func(), vm *simulator.VirtualMachine) {
 	_, dsDir, rel, ok := folderTarget(r)
 	if !ok {
-		return nil
+		return nil, nil
 	}
 	vm, disk, ok := extentOwner(filepath.Join(dsDir, rel), func(*simulator.VirtualMachine) bool { return true })
 	if !ok {
-		return nil
+		return nil, nil
 	}
-	return x.reads.begin(vm, disk, "folder")
+	return x.reads.begin(vm, disk, "folder"), vm
 }
 
 // pacedWriter sends a response body no faster than rate bytes per second.

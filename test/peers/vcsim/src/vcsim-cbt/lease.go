@@ -296,9 +296,11 @@ func (x *extension) serveExport(w http.ResponseWriter, r *http.Request) bool {
 		return true
 	}
 	end := func() {}
+	host := ""
 	if i, ok := leaseDiskIndex(parts[1]); ok && i < len(l.disks) {
 		if vm := vmByRef(l.vm); vm != nil {
 			end = x.reads.begin(vm, l.disks[i].fileName, "nfc")
+			host = vmHost(vm).Value
 		}
 	}
 	defer end()
@@ -343,7 +345,13 @@ func (x *extension) serveExport(w http.ResponseWriter, r *http.Request) bool {
 			if sent+int64(n) >= st.Size() {
 				end() // the last bytes: the client must not have them while the read counts
 			}
-			m, werr := conn.Write(b[:n])
+			var m int
+			var werr error
+			if host != "" {
+				m, werr = x.hostRate.write(conn, host, b[:n])
+			} else {
+				m, werr = conn.Write(b[:n])
+			}
 			sent += int64(m)
 			x.add(&x.stats.NfcBytes, int64(m))
 			atomic.AddInt64(&l.bytes, int64(m))

@@ -33,6 +33,7 @@ func main() {
 	flag.BoolVar(&o.folderLock, "folder-lock", true, "refuse /folder GET/HEAD of the disk extents of running or suspended VMs, as ESXi does (false = old behaviour, for transition only)")
 	flag.Int64Var(&o.folderRate, "folder-rate", 0, "bytes per second one /folder download may send (0 = unlimited); models the per-stream limit of real datastore HTTP")
 	flag.Int64Var(&o.nfcRate, "nfc-rate", 0, "bytes per second one /nfc export download may send (0 = unlimited)")
+	flag.Int64Var(&o.hostRate, "host-rate", 0, "bytes per second all disk reads from one ESXi host share, /folder, /nfc and /nfc-disk alike, in fair turns (0 = unlimited); models one host's NIC and NFC limits")
 	flag.DurationVar(&o.leaseTimeout, "lease-timeout", 5*time.Minute, "an export lease without HttpNfcLeaseProgress for this long times out")
 	flag.Var(o.delays, "delay", "Method=duration[,Method=duration]: answer these SOAP methods only after the delay (repeatable)")
 	flag.StringVar(&o.vsan, "vsan", "", "datastore to present as vSAN (summary.type vsan, disks as objects)")
@@ -50,6 +51,7 @@ type options struct {
 	block, window          int64
 	folderAuth, folderLock bool
 	folderRate, nfcRate    int64
+	hostRate               int64
 	leaseTimeout           time.Duration
 	delays                 delayFlag
 	vsan                   string
@@ -91,6 +93,9 @@ func run(cfg *launch.Config, o options) error {
 	if o.nfcRate < 0 {
 		return fmt.Errorf("-nfc-rate %d: must be 0 or positive", o.nfcRate)
 	}
+	if o.hostRate < 0 {
+		return fmt.Errorf("-host-rate %d: must be 0 or positive", o.hostRate)
+	}
 	if o.leaseTimeout <= 0 {
 		return fmt.Errorf("-lease-timeout %s: must be positive", o.leaseTimeout)
 	}
@@ -112,6 +117,7 @@ func run(cfg *launch.Config, o options) error {
 	ext := newExtension(block, window)
 	ext.folderAuth, ext.folderLock = o.folderAuth, o.folderLock
 	ext.folderRate, ext.nfcRate = o.folderRate, o.nfcRate
+	ext.hostRate = newHostPacer(o.hostRate)
 	ext.leaseTimeout, ext.delays = o.leaseTimeout, o.delays
 	defer ext.close()
 	if o.vsan != "" {

@@ -154,6 +154,7 @@ func (x *extension) serveNfcDisk(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", from, to, capacity))
 		end := x.reads.begin(vm, file, "nfc-disk")
 		defer end()
+		host := vmHost(vm).Value
 		w.WriteHeader(http.StatusPartialContent)
 		buf := make([]byte, 1<<20)
 		for off := from; off <= to; {
@@ -164,7 +165,7 @@ func (x *extension) serveNfcDisk(w http.ResponseWriter, r *http.Request) {
 			if off+int64(len(p)) > to {
 				end() // the last bytes: the client must not have them while the read counts
 			}
-			n, err := w.Write(p)
+			n, err := x.hostRate.write(w, host, p)
 			x.add(&x.stats.NfcDiskBytes, int64(n))
 			if err != nil {
 				return

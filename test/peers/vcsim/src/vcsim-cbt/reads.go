@@ -93,12 +93,7 @@ func millis(t time.Time) float64 { return float64(t.UnixMicro()) / 1000 }
 // begin opens a reader of a VM's disk and returns the function that ends
 // it (idempotent, so a handler can end it early and again on return).
 func (t *readTracker) begin(vm *simulator.VirtualMachine, disk, via string) (end func()) {
-	var host types.ManagedObjectReference
-	simulator.Map.WithLock(vm, func() {
-		if vm.Runtime.Host != nil {
-			host = *vm.Runtime.Host
-		}
-	})
+	host := vmHost(vm)
 	hostName := host.Value
 	if h, ok := simulator.Map.Get(host).(*simulator.HostSystem); ok {
 		hostName = h.Name

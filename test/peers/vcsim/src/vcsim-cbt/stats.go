@@ -32,6 +32,10 @@ type statsReply struct {
 	counters
 	Leases    []leaseStats   `json:"leases"`
 	DiskReads diskReadsReply `json:"diskReads"`
+	// HostBytes is the disk bytes served per ESXi host (moref value) since
+	// start, /folder, /nfc and /nfc-disk alike, each chunk counted when its
+	// host's budget let it go (-host-rate, hostrate.go).
+	HostBytes map[string]int64 `json:"hostBytes"`
 }
 
 func (x *extension) add(counter *int64, n int64) { atomic.AddInt64(counter, n) }
@@ -47,6 +51,7 @@ func (x *extension) serveStats(w http.ResponseWriter, r *http.Request) {
 	}
 	reply.Leases = x.leaseStats()
 	reply.DiskReads = x.reads.reply()
+	reply.HostBytes = x.hostRate.reply()
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(reply)
 }
