@@ -210,7 +210,8 @@ describe('oneswap plan', { skip }, () => {
   test('plan run: a warm VM syncs until its window and then cuts over, letting the next wave go on after its first round; its downtime is in the summary', async () => {
     const warm = await createTestVm(peers.sim, { name: 'run-w', host: 'DC0_H0', cbt: true, powerOn: true, disks: [{ sizeBytes: 8 * MiB, data: [{ offset: 0, length: 2 * MiB }] }], nics: [{ network: 'VM Network' }] });
     const cold = await createTestVm(peers.sim, { name: 'run-after', host: 'DC0_H1', disks: [{ sizeBytes: 4 * MiB, data: [{ offset: 0, length: MiB }] }], nics: [{ network: 'VM Network' }] });
-    const window = new Date(Date.now() + 15_000);
+    // Whole seconds: the plan gives the window to the second.
+    const window = new Date(Math.ceil((Date.now() + 15_000) / 1000) * 1000);
     const file = join(peers.work, 'warm.yaml');
     await writeFile(
       file,
