@@ -115,21 +115,30 @@ describe('plan estimate: a dry run on the simulator', { skip }, () => {
     assert.deepEqual([byKey['off-cbt']!.downtimeMs.basis, byKey['on-other-ds']!.downtimeMs.basis], ['measured', 'assumed'], 'a running cold VM shuts down first: a guess');
 
     // One probe per (host, datastore): the largest powered-off disk there, read whole (< 32 MiB).
+    // Then the reads together, as many as the plan makes at once: 2 per host (readsPerHost), 4 in
+    // all (inFlight), each reading its disk whole again (they are small).
     const clusterHost = byKey['in-cluster']!.host;
     assert.notEqual(clusterHost, 'DC0_H0');
     assert.deepEqual(
-      first.probes.map((p) => [p.host, p.datastore, p.disk, p.bytes, p.failed]),
+      first.probes.map((p) => [p.host, p.datastore, p.disk, p.bytes, p.together, p.failed]),
       [
-        ['DC0_H0', 'LocalDS_0', vms.offCbt!.disks[0]!.fileName, 8 * MiB, undefined],
-        [clusterHost, 'LocalDS_0', vms.cluster!.disks[0]!.fileName, 3 * MiB, undefined],
-        ['DC0_H0', 'LocalDS_1', undefined, undefined, 'no powered-off VM on this host has a disk there that can be read without a snapshot or a lease'],
+        ['DC0_H0', 'LocalDS_0', vms.offCbt!.disks[0]!.fileName, 8 * MiB, undefined, undefined],
+        [clusterHost, 'LocalDS_0', vms.cluster!.disks[0]!.fileName, 3 * MiB, undefined, undefined],
+        ['DC0_H0', 'LocalDS_1', undefined, undefined, undefined, 'no powered-off VM on this host has a disk there that can be read without a snapshot or a lease'],
+        ['DC0_H0', 'LocalDS_0', vms.offCbt!.disks[0]!.fileName, 2 * 8 * MiB, 4, undefined],
+        [clusterHost, 'LocalDS_0', vms.cluster!.disks[0]!.fileName, 2 * 3 * MiB, 4, undefined],
       ],
     );
     // /folder served the probes and their descriptors, nothing else.
-    assert.equal(afterStats.folderBytes - before.folderBytes, 8 * MiB + (await descriptorBytes(vms.offCbt!)) + 3 * MiB + (await descriptorBytes(vms.cluster!)));
+    assert.equal(afterStats.folderBytes - before.folderBytes, 3 * (8 * MiB + (await descriptorBytes(vms.offCbt!)) + 3 * MiB + (await descriptorBytes(vms.cluster!))));
 
-    // Stored: one probe rate per pair (mode 0600), the one each disk's copy time uses.
-    const stored = Object.values((await readCopyRates(stateDir)).rates);
+    // Stored: one probe rate per pair (mode 0600), the one each disk's copy time uses; what each
+    // host, and this machine, gave the 4 reads together.
+    const rates = await readCopyRates(stateDir);
+    const stored = Object.values(rates.rates);
+    assert.deepEqual(Object.keys(rates.hosts!).sort(), [clusterHost, 'DC0_H0'].sort());
+    for (const h of [clusterHost, 'DC0_H0']) assert.deepEqual(Object.keys(rates.hosts![h]!).sort(), ['1', '2'], `${h}: alone and 2 at once`);
+    assert.deepEqual(Object.keys(rates.total!).sort(), ['1', '4']);
     assert.deepEqual(stored.map((r) => [r.host, r.datastore, r.reader, r.how, r.count]).sort(), [
       [clusterHost, 'LocalDS_0', 'folder', 'probe', 1],
       ['DC0_H0', 'LocalDS_0', 'folder', 'probe', 1],
