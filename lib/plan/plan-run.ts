@@ -4,6 +4,7 @@
 // from their journals (kept on failure: a plan run never throws a copy away).
 
 import { join } from 'node:path';
+import { writeFileAtomically } from '../atomic-write/index.js';
 import { OneswapError } from '../errors/index.js';
 import {
   PidLock,
@@ -21,7 +22,7 @@ import {
 import type { PlanBudgets, PlannedVm } from './planned-vm.js';
 import { RunRecord } from './run-record.js';
 import type { PlanRunSummary } from './run-summary.js';
-import { StatusWriter, planStateDir, readStatus, statusFile, writeAtomically } from './status-file.js';
+import { StatusWriter, planStateDir, readStatus, statusFile } from './status-file.js';
 import { renderHtmlReport } from './report-html.js';
 import { renderTextSummary } from './report-text.js';
 
@@ -91,9 +92,9 @@ export async function runPlan(ctx: Omit<ImportContext, 'budgets'>, s: PlanRunSet
     const summary = record.summary();
     const base = join(s.logDir, `${s.runId}-plan`);
     const files = { json: `${base}.json`, text: `${base}.txt`, html: `${base}.html` };
-    await writeAtomically(files.json, `${JSON.stringify(summary, null, 2)}\n`);
-    await writeAtomically(files.text, renderTextSummary(summary));
-    await writeAtomically(files.html, renderHtmlReport(summary));
+    await writeFileAtomically(files.json, `${JSON.stringify(summary, null, 2)}\n`);
+    await writeFileAtomically(files.text, renderTextSummary(summary));
+    await writeFileAtomically(files.html, renderHtmlReport(summary));
     const failed = results.flatMap((r) => (r.result && !r.result.ok ? [{ key: r.key, error: r.result.error }] : []));
     return { summary, files, failed };
   } finally {

@@ -4,9 +4,9 @@
 // from another shell; the next `plan run` of the same plan reads it to skip finished VMs.
 
 import { createHash } from 'node:crypto';
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { basename, join, resolve } from 'node:path';
+import { writeFileAtomicallySync } from '../atomic-write/index.js';
 import { OneswapError } from '../errors/index.js';
 import type { RunRecord, RunStatus } from './run-record.js';
 
@@ -49,18 +49,8 @@ export class StatusWriter {
       clearTimeout(this.timer);
       this.timer = undefined;
     }
-    mkdirSync(dirname(this.path), { recursive: true, mode: 0o700 });
-    const tmp = `${this.path}.${process.pid}.tmp`;
-    writeFileSync(tmp, `${JSON.stringify(this.record.status(ended), null, 2)}\n`, { mode: 0o600 });
-    renameSync(tmp, this.path);
+    writeFileAtomicallySync(this.path, `${JSON.stringify(this.record.status(ended), null, 2)}\n`);
   }
-}
-
-export async function writeAtomically(path: string, text: string): Promise<void> {
-  await mkdir(join(path, '..'), { recursive: true, mode: 0o700 });
-  const tmp = `${path}.${process.pid}.tmp`;
-  await writeFile(tmp, text, { mode: 0o600 });
-  await rename(tmp, path);
 }
 
 /** The last status of the plan's runs, or undefined when it never ran here. */
