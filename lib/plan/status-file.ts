@@ -63,13 +63,20 @@ export async function readStatus(stateDir: string, planPath: string): Promise<Ru
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw e;
   }
+  // JSON.parse's own message quotes the text, newlines and all: the error would not be one line.
+  let s: unknown;
   try {
-    const s = JSON.parse(text) as RunStatus;
-    if (s.version !== 1 || !Array.isArray(s.vms)) throw new Error('not a version 1 status');
-    return s;
-  } catch (e) {
-    throw new OneswapError('data', `${path} is not a plan status oneswap wrote (${(e as Error).message})`, { hint: 'remove it; the next plan run starts the plan\'s state afresh (finished VMs are then refused by their name clash)' });
+    s = JSON.parse(text);
+  } catch {
+    throw notAStatus(path, 'not JSON');
   }
+  const o = typeof s === 'object' && s !== null ? (s as Partial<Record<keyof RunStatus, unknown>>) : {};
+  if (o.version !== 1 || !Array.isArray(o.vms)) throw notAStatus(path, 'not a version 1 status');
+  return s as RunStatus;
+}
+
+function notAStatus(path: string, why: string): OneswapError {
+  return new OneswapError('data', `${path} is not a plan status oneswap wrote: ${why}`, { hint: 'remove it; the next plan run starts the plan\'s state afresh (finished VMs are then refused by their name clash)' });
 }
 
 /** Whether the process that wrote a status still runs. */
