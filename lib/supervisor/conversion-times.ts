@@ -3,7 +3,8 @@
 // minutes without a byte counter to show; an expected time is the only honest progress there is.
 // Only measured times count: no entry, no expectation.
 
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
+import { writeFileAtomically } from '../atomic-write/index.js';
 import { join } from 'node:path';
 
 /** One measured conversion. */
@@ -89,11 +90,7 @@ export function withConversion(times: ConversionTimes, who: ConversionSubject, t
 export async function recordConversionTime(stateDir: string, who: ConversionSubject, t: ConversionTime): Promise<void> {
   if (who.identity === undefined && !who.osKey) return;
   const next = withConversion(await readConversionTimes(stateDir), who, t);
-  await mkdir(stateDir, { recursive: true, mode: 0o700 });
-  const file = conversionTimesFile(stateDir);
-  const tmp = `${file}.${process.pid}.tmp`;
-  await writeFile(tmp, `${JSON.stringify(next, null, 1)}\n`, { mode: 0o600 });
-  await rename(tmp, file);
+  await writeFileAtomically(conversionTimesFile(stateDir), `${JSON.stringify(next, null, 1)}\n`);
 }
 
 function newest(entries: Record<string, ConversionTime>, max: number): Record<string, ConversionTime> {

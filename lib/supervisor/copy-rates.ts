@@ -4,7 +4,8 @@
 // It lives here, beside conversion-times.ts, because the supervisor's copies write it and
 // lib/plan only reads it: the dependency points from plan to supervisor, never back.
 
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
+import { writeFileAtomically } from '../atomic-write/index.js';
 import { join } from 'node:path';
 import type { ReaderKind } from '../input/index.js';
 
@@ -96,11 +97,7 @@ let queue: Promise<void> = Promise.resolve();
 export function recordCopySample(stateDir: string, s: CopySample): Promise<void> {
   const write = queue.then(async () => {
     const next = withCopySample(await readCopyRates(stateDir), s);
-    await mkdir(stateDir, { recursive: true, mode: 0o700 });
-    const file = copyRatesFile(stateDir);
-    const tmp = `${file}.${process.pid}.tmp`;
-    await writeFile(tmp, `${JSON.stringify(next, null, 1)}\n`, { mode: 0o600 });
-    await rename(tmp, file);
+    await writeFileAtomically(copyRatesFile(stateDir), `${JSON.stringify(next, null, 1)}\n`);
   });
   queue = write.catch(() => undefined);
   return write;
