@@ -4,7 +4,7 @@
 
 import { join } from 'node:path';
 import { OneswapError } from '../errors/index.js';
-import { checkFleet, estimatePlan, loadPlan, readStatus, renderCheck, renderEstimateText, renderStatus, runPlan, writerAlive } from '../plan/index.js';
+import { PlanRunLock, checkFleet, estimatePlan, loadPlan, readStatus, renderCheck, renderEstimateText, renderStatus, runPlan, writerAlive } from '../plan/index.js';
 import { defaultStateDir, newRunId, type VmResult } from '../supervisor/index.js';
 import { connectOne, connectVcenter } from './connect.js';
 import { positiveInt } from './import.js';
@@ -28,43 +28,50 @@ export async function runPlanRun(planPath: string, o: PlanRunCliOptions, signal:
   const syncIntervalMs = parseDuration(o.syncInterval, '--sync-interval');
   const shutdownTimeoutMs = positiveInt(o.shutdownTimeout, '--shutdown-timeout') * 1000;
   const vddkLibdir = o.vddkLibdir ?? (process.env.ONESWAP_VDDK_LIBDIR || undefined);
-  return inRun({ ...o, endpoint: o.endpoint ?? plan.endpoint }, { logDir, runId }, async (emit, warn, logFile) => {
-    const vsphere = await connectVcenter(planVcenterOptions(plan.vcenter), warn);
-    try {
-      const one = await connectOne(o.endpoint ?? plan.endpoint);
+  // Before the run's log: a plan another process runs is refused with nothing left behind.
+  const lock = await PlanRunLock.take(stateDir, plan.source);
+  try {
+    return await inRun({ ...o, endpoint: o.endpoint ?? plan.endpoint }, { logDir, runId }, async (emit, warn, logFile) => {
+      const vsphere = await connectVcenter(planVcenterOptions(plan.vcenter), warn);
       try {
-        const outcome = await runPlan(
-          { vsphere, one, emit, signal, vcenterHost: plan.vcenter.host },
-          {
-            planPath: plan.source,
-            vms: plan.vms,
-            waves: plan.waves,
-            budgets: plan.budgets,
-            ...(plan.vcenter.datacenter === undefined ? {} : { datacenter: plan.vcenter.datacenter }),
-            stateDir,
-            logDir,
-            logFile,
-            runId,
-            streams,
-            syncIntervalMs,
-            shutdownTimeoutMs,
-            ...(vddkLibdir === undefined ? {} : { vddkLibdir }),
-          },
-        );
-        emit({ type: 'log', level: 'info', message: `plan summary: ${outcome.files.text}, ${outcome.files.json}, report ${outcome.files.html}` });
-        const results: VmResult[] = outcome.summary.vms
-          .filter((v) => v.outcome === 'done' || v.outcome === 'failed')
-          .map((v) => ({ vm: v.key, ok: v.outcome === 'done', imageIds: [...v.imageIds], ...(v.outcome === 'failed' ? { error: outcome.failed.find((f) => f.key === v.key)?.error ?? new OneswapError('internal', v.error ?? 'failed') } : {}) }));
-        const notReached = outcome.summary.vms.filter((v) => v.outcome === 'skipped' || v.outcome === 'pending');
-        if (signal.aborted && notReached.length > 0) warn(`stopped before ${notReached.length} VM(s) started: ${notReached.map((v) => v.key).join(', ')}; run the same plan again to go on`);
-        return results;
+        const one = await connectOne(o.endpoint ?? plan.endpoint);
+        try {
+          const outcome = await runPlan(
+            { vsphere, one, emit, signal, vcenterHost: plan.vcenter.host },
+            lock,
+            {
+              planPath: plan.source,
+              vms: plan.vms,
+              waves: plan.waves,
+              budgets: plan.budgets,
+              ...(plan.vcenter.datacenter === undefined ? {} : { datacenter: plan.vcenter.datacenter }),
+              stateDir,
+              logDir,
+              logFile,
+              runId,
+              streams,
+              syncIntervalMs,
+              shutdownTimeoutMs,
+              ...(vddkLibdir === undefined ? {} : { vddkLibdir }),
+            },
+          );
+          emit({ type: 'log', level: 'info', message: `plan summary: ${outcome.files.text}, ${outcome.files.json}, report ${outcome.files.html}` });
+          const results: VmResult[] = outcome.summary.vms
+            .filter((v) => v.outcome === 'done' || v.outcome === 'failed')
+            .map((v) => ({ vm: v.key, ok: v.outcome === 'done', imageIds: [...v.imageIds], ...(v.outcome === 'failed' ? { error: outcome.failed.find((f) => f.key === v.key)?.error ?? new OneswapError('internal', v.error ?? 'failed') } : {}) }));
+          const notReached = outcome.summary.vms.filter((v) => v.outcome === 'skipped' || v.outcome === 'pending');
+          if (signal.aborted && notReached.length > 0) warn(`stopped before ${notReached.length} VM(s) started: ${notReached.map((v) => v.key).join(', ')}; run the same plan again to go on`);
+          return results;
+        } finally {
+          one.close();
+        }
       } finally {
-        one.close();
+        await vsphere.logout().catch(() => undefined);
       }
-    } finally {
-      await vsphere.logout().catch(() => undefined);
-    }
-  });
+    });
+  } finally {
+    await lock.release();
+  }
 }
 
 export interface PlanStatusCliOptions {

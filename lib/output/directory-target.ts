@@ -9,6 +9,7 @@
 
 import { access, constants, mkdir, readFile, rename, rm, statfs, writeFile, open } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { writeFileAtomically } from '../atomic-write/index.js';
 import { OneswapError } from '../errors/index.js';
 import { Template, sanitizeName } from '../one/index.js';
 import { vmIdentity, type DiskDescription, type VmDescription } from '../input/index.js';
@@ -146,23 +147,9 @@ export async function diskTarget(layout: DirectoryLayout, disk: DiskDescription,
   return fileTarget(part, disk.capacityBytes);
 }
 
-/** Writes in flight per state file: disks finish in parallel, and their saves must not interleave. */
-const saving = new Map<string, Promise<void>>();
-
-/** Writes the state file atomically (temporary file, then rename), one save after the other. */
+/** Writes the state file atomically; disks finish in parallel, and their saves land in order. */
 export function saveState(layout: DirectoryLayout, state: DirectoryState): Promise<void> {
-  const text = JSON.stringify(state, null, 1);
-  const write = async (): Promise<void> => {
-    const tmp = `${layout.stateFile}.${process.pid}.tmp`;
-    await writeFile(tmp, text, { mode: 0o600 });
-    await rename(tmp, layout.stateFile);
-  };
-  const next = (saving.get(layout.stateFile) ?? Promise.resolve()).then(write, write);
-  saving.set(layout.stateFile, next);
-  void next.finally(() => {
-    if (saving.get(layout.stateFile) === next) saving.delete(layout.stateFile);
-  }).catch(() => undefined);
-  return next;
+  return writeFileAtomically(layout.stateFile, JSON.stringify(state, null, 1));
 }
 
 async function readState(file: string): Promise<DirectoryState | undefined> {

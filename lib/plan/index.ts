@@ -8,7 +8,7 @@ export type { PlannedVm, PlannedMode, VmQuery, CutoverWindow, PlanBudgets } from
 export type { PlanRunSummary, VmRunRecord, WaveRecord, PhaseSpan, VmOutcome } from './run-summary.js';
 export { renderTextSummary } from './report-text.js';
 export { renderHtmlReport } from './report-html.js';
-export { runPlan, type PlanRunSettings, type PlanRunOutcome } from './plan-run.js';
+export { PlanRunLock, runPlan, type PlanRunSettings, type PlanRunOutcome } from './plan-run.js';
 export { RunRecord, type RunStatus, type VmStatus, type RecordedVm } from './run-record.js';
 export { readStatus, writerAlive, statusFile, planStateDir } from './status-file.js';
 export { renderStatus } from './status-text.js';

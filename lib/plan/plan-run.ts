@@ -4,6 +4,7 @@
 // from their journals (kept on failure: a plan run never throws a copy away).
 
 import { join } from 'node:path';
+import { writeFileAtomically } from '../atomic-write/index.js';
 import { OneswapError } from '../errors/index.js';
 import {
   PidLock,
@@ -21,7 +22,7 @@ import {
 import type { PlanBudgets, PlannedVm } from './planned-vm.js';
 import { RunRecord } from './run-record.js';
 import type { PlanRunSummary } from './run-summary.js';
-import { StatusWriter, planStateDir, readStatus, statusFile, writeAtomically } from './status-file.js';
+import { StatusWriter, planStateDir, readStatus, statusFile } from './status-file.js';
 import { renderHtmlReport } from './report-html.js';
 import { renderTextSummary } from './report-text.js';
 
@@ -49,56 +50,75 @@ export interface PlanRunOutcome {
   readonly failed: readonly { readonly key: string; readonly error: unknown }[];
 }
 
-export async function runPlan(ctx: Omit<ImportContext, 'budgets'>, s: PlanRunSettings): Promise<PlanRunOutcome> {
-  const dir = planStateDir(s.stateDir, s.planPath);
-  const lock = new PidLock(join(dir, 'run.lock'));
-  const holder = await lock.tryAcquire();
-  if (holder !== undefined)
-    throw new OneswapError('conflict', `plan ${s.planPath} is being run by process ${holder}`, { hint: `watch it with oneswap plan status ${s.planPath}, or stop that process first` });
-  try {
-    const previous = await readStatus(s.stateDir, s.planPath);
-    const finished = new Set(previous?.vms.filter((v) => v.state === 'done').map((v) => v.key) ?? []);
-    const start = new Date();
-    const budgets = runBudgets(s.budgets);
-    const record = new RunRecord(
-      {
-        plan: s.planPath,
-        runId: s.runId,
-        logFile: s.logFile,
-        start,
-        waves: s.waves,
-        budgets: { readsPerHost: s.budgets.readsPerHost, converting: s.budgets.converting, inFlight: s.budgets.inFlight, datastoreBytesPerSec: Object.fromEntries(s.budgets.datastoreBytesPerSec) },
-      },
-      s.vms.map((v) => ({ key: v.key, label: v.query.value, wave: v.wave, mode: v.mode.kind })),
-    );
-    for (const key of finished) record.finishedBefore(key);
-    const status = new StatusWriter(statusFile(s.stateDir, s.planPath), record);
-    const onEvent: EventSink = (e) => {
-      // A VM that ended is on disk before anything else happens: a run killed now still knows it.
-      if (e.type === 'result') status.now(false);
-      else status.changed();
-    };
-    status.now(false);
-    const fleetCtx = { ...ctx, emit: fanOut(record.sink, onEvent, ctx.emit) };
-    const results = await runFleet(
-      fleetCtx,
-      s.vms.map((v) => fleetVm(v, s)),
-      { waves: s.waves, inFlight: s.budgets.inFlight, budgets, finished },
-    );
-    for (const r of results) if (r.skipped === 'stopped') record.notReached(r.key);
-    status.now(true);
+/**
+ * This process alone runs the plan (a pid lock in its state directory). Taken before anything of
+ * the run exists, so a run refused because another one goes on leaves nothing behind, not even a
+ * log; whoever took it releases it.
+ */
+export class PlanRunLock {
+  private constructor(
+    readonly stateDir: string,
+    readonly planPath: string,
+    private readonly lock: PidLock,
+  ) {}
 
-    const summary = record.summary();
-    const base = join(s.logDir, `${s.runId}-plan`);
-    const files = { json: `${base}.json`, text: `${base}.txt`, html: `${base}.html` };
-    await writeAtomically(files.json, `${JSON.stringify(summary, null, 2)}\n`);
-    await writeAtomically(files.text, renderTextSummary(summary));
-    await writeAtomically(files.html, renderHtmlReport(summary));
-    const failed = results.flatMap((r) => (r.result && !r.result.ok ? [{ key: r.key, error: r.result.error }] : []));
-    return { summary, files, failed };
-  } finally {
-    await lock.release();
+  /** The plan's lock, or a conflict naming the process that runs it. */
+  static async take(stateDir: string, planPath: string): Promise<PlanRunLock> {
+    const lock = new PidLock(join(planStateDir(stateDir, planPath), 'run.lock'));
+    const holder = await lock.tryAcquire();
+    if (holder !== undefined)
+      throw new OneswapError('conflict', `plan ${planPath} is being run by process ${holder}`, { hint: `watch it with oneswap plan status ${planPath}, or stop that process first` });
+    return new PlanRunLock(stateDir, planPath, lock);
   }
+
+  release(): Promise<void> {
+    return this.lock.release();
+  }
+}
+
+/** Runs the plan under `lock`, which must be this plan's (the caller releases it). */
+export async function runPlan(ctx: Omit<ImportContext, 'budgets'>, lock: PlanRunLock, s: PlanRunSettings): Promise<PlanRunOutcome> {
+  if (lock.stateDir !== s.stateDir || lock.planPath !== s.planPath) throw new OneswapError('internal', `plan ${s.planPath} run under the lock of ${lock.planPath} in ${lock.stateDir}`);
+  const previous = await readStatus(s.stateDir, s.planPath);
+  const finished = new Set(previous?.vms.filter((v) => v.state === 'done').map((v) => v.key) ?? []);
+  const start = new Date();
+  const budgets = runBudgets(s.budgets);
+  const record = new RunRecord(
+    {
+      plan: s.planPath,
+      runId: s.runId,
+      logFile: s.logFile,
+      start,
+      waves: s.waves,
+      budgets: { readsPerHost: s.budgets.readsPerHost, converting: s.budgets.converting, inFlight: s.budgets.inFlight, datastoreBytesPerSec: Object.fromEntries(s.budgets.datastoreBytesPerSec) },
+    },
+    s.vms.map((v) => ({ key: v.key, label: v.query.value, wave: v.wave, mode: v.mode.kind })),
+  );
+  for (const key of finished) record.finishedBefore(key);
+  const status = new StatusWriter(statusFile(s.stateDir, s.planPath), record);
+  const onEvent: EventSink = (e) => {
+    // A VM that ended is on disk before anything else happens: a run killed now still knows it.
+    if (e.type === 'result') status.now(false);
+    else status.changed();
+  };
+  status.now(false);
+  const fleetCtx = { ...ctx, emit: fanOut(record.sink, onEvent, ctx.emit) };
+  const results = await runFleet(
+    fleetCtx,
+    s.vms.map((v) => fleetVm(v, s)),
+    { waves: s.waves, inFlight: s.budgets.inFlight, budgets, finished },
+  );
+  for (const r of results) if (r.skipped === 'stopped') record.notReached(r.key);
+  status.now(true);
+
+  const summary = record.summary();
+  const base = join(s.logDir, `${s.runId}-plan`);
+  const files = { json: `${base}.json`, text: `${base}.txt`, html: `${base}.html` };
+  await writeFileAtomically(files.json, `${JSON.stringify(summary, null, 2)}\n`);
+  await writeFileAtomically(files.text, renderTextSummary(summary));
+  await writeFileAtomically(files.html, renderHtmlReport(summary));
+  const failed = results.flatMap((r) => (r.result && !r.result.ok ? [{ key: r.key, error: r.result.error }] : []));
+  return { summary, files, failed };
 }
 
 /** One planned VM as the fleet runs it: the single-VM migrations, with the plan's settings. */

@@ -4,9 +4,9 @@
 // from another shell; the next `plan run` of the same plan reads it to skip finished VMs.
 
 import { createHash } from 'node:crypto';
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { basename, join, resolve } from 'node:path';
+import { writeFileAtomicallySync } from '../atomic-write/index.js';
 import { OneswapError } from '../errors/index.js';
 import type { RunRecord, RunStatus } from './run-record.js';
 
@@ -49,18 +49,8 @@ export class StatusWriter {
       clearTimeout(this.timer);
       this.timer = undefined;
     }
-    mkdirSync(dirname(this.path), { recursive: true, mode: 0o700 });
-    const tmp = `${this.path}.${process.pid}.tmp`;
-    writeFileSync(tmp, `${JSON.stringify(this.record.status(ended), null, 2)}\n`, { mode: 0o600 });
-    renameSync(tmp, this.path);
+    writeFileAtomicallySync(this.path, `${JSON.stringify(this.record.status(ended), null, 2)}\n`);
   }
-}
-
-export async function writeAtomically(path: string, text: string): Promise<void> {
-  await mkdir(join(path, '..'), { recursive: true, mode: 0o700 });
-  const tmp = `${path}.${process.pid}.tmp`;
-  await writeFile(tmp, text, { mode: 0o600 });
-  await rename(tmp, path);
 }
 
 /** The last status of the plan's runs, or undefined when it never ran here. */
@@ -73,13 +63,20 @@ export async function readStatus(stateDir: string, planPath: string): Promise<Ru
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw e;
   }
+  // JSON.parse's own message quotes the text, newlines and all: the error would not be one line.
+  let s: unknown;
   try {
-    const s = JSON.parse(text) as RunStatus;
-    if (s.version !== 1 || !Array.isArray(s.vms)) throw new Error('not a version 1 status');
-    return s;
-  } catch (e) {
-    throw new OneswapError('data', `${path} is not a plan status oneswap wrote (${(e as Error).message})`, { hint: 'remove it; the next plan run starts the plan\'s state afresh (finished VMs are then refused by their name clash)' });
+    s = JSON.parse(text);
+  } catch {
+    throw notAStatus(path, 'not JSON');
   }
+  const o = typeof s === 'object' && s !== null ? (s as Partial<Record<keyof RunStatus, unknown>>) : {};
+  if (o.version !== 1 || !Array.isArray(o.vms)) throw notAStatus(path, 'not a version 1 status');
+  return s as RunStatus;
+}
+
+function notAStatus(path: string, why: string): OneswapError {
+  return new OneswapError('data', `${path} is not a plan status oneswap wrote: ${why}`, { hint: 'remove it; the next plan run starts the plan\'s state afresh (finished VMs are then refused by their name clash)' });
 }
 
 /** Whether the process that wrote a status still runs. */

@@ -8,7 +8,8 @@
 // It lives here, beside conversion-times.ts, because the supervisor's copies write it and
 // lib/plan only reads it: the dependency points from plan to supervisor, never back.
 
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
+import { updateFileAtomically } from '../atomic-write/index.js';
 import { join } from 'node:path';
 import type { ReaderKind } from '../input/index.js';
 
@@ -85,11 +86,16 @@ export function rateKey(p: RatePlace): string {
 }
 
 export async function readCopyRates(stateDir: string): Promise<CopyRates> {
+  return parseCopyRates(await readFile(copyRatesFile(stateDir), 'utf8').catch(() => undefined));
+}
+
+/** None yet, or unreadable: no measured rate, never a failed copy. */
+function parseCopyRates(text: string | undefined): CopyRates {
   try {
-    const r = JSON.parse(await readFile(copyRatesFile(stateDir), 'utf8')) as CopyRates;
-    if (r.version === 1 && typeof r.rates === 'object' && r.rates !== null) return r;
+    const r = JSON.parse(text ?? '') as CopyRates;
+    if (r?.version === 1 && typeof r.rates === 'object' && r.rates !== null) return r;
   } catch {
-    // none yet, or unreadable: no measured rate, never a failed copy
+    // as none
   }
   return { version: 1, rates: {} };
 }
@@ -165,20 +171,7 @@ export function throughputCap(rates: CopyRates, host?: string): { bytesPerSec: n
   return best;
 }
 
-// One process records its disks one after another, so parallel copies never lose each other's
-// sample; two processes at the same moment may lose one, which the next copy makes good.
-let queue: Promise<void> = Promise.resolve();
-
-/** Records a sample (mode 0600, written whole and renamed). */
+/** Records a sample (mode 0600, written whole and renamed; the samples of one process in turn, none lost). */
 export function recordCopySample(stateDir: string, s: CopySample): Promise<void> {
-  const write = queue.then(async () => {
-    const next = withCopySample(await readCopyRates(stateDir), s);
-    await mkdir(stateDir, { recursive: true, mode: 0o700 });
-    const file = copyRatesFile(stateDir);
-    const tmp = `${file}.${process.pid}.tmp`;
-    await writeFile(tmp, `${JSON.stringify(next, null, 1)}\n`, { mode: 0o600 });
-    await rename(tmp, file);
-  });
-  queue = write.catch(() => undefined);
-  return write;
+  return updateFileAtomically(copyRatesFile(stateDir), (text) => `${JSON.stringify(withCopySample(parseCopyRates(text), s), null, 1)}\n`);
 }

@@ -3,7 +3,8 @@
 // One JSON file per source VM, written atomically (temp file + rename), mode 0600.
 
 import type { ReaderKind } from '../input/index.js';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import { writeFileAtomically } from '../atomic-write/index.js';
 import { PidLock } from './pid-lock.js';
 import { OneswapError } from '../errors/index.js';
 import { homedir } from 'node:os';
@@ -129,16 +130,10 @@ export class Journal {
     if (Date.now() - this.lastFlush >= intervalMs) void this.flush().catch(() => undefined);
   }
 
-  /** Writes the journal now; serialized so two writes never interleave. */
+  /** Writes the journal now; writes of one file land in the order asked, never interleaved. */
   flush(): Promise<void> {
     this.lastFlush = Date.now();
-    const body = JSON.stringify(this.data, null, 1);
-    this.pending = this.pending.then(async () => {
-      await mkdir(join(this.file, '..'), { recursive: true, mode: 0o700 });
-      const tmp = `${this.file}.${process.pid}.tmp`;
-      await writeFile(tmp, body, { mode: 0o600 });
-      await rename(tmp, this.file);
-    });
+    this.pending = writeFileAtomically(this.file, JSON.stringify(this.data, null, 1));
     return this.pending;
   }
 

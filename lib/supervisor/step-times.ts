@@ -3,8 +3,9 @@
 // it (template, VM, the images marked DONE). In a run of many VMs they hold a VM's place in flight
 // as much as its copy does. Only finished imports count; older samples fade after MAX_COUNT.
 
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { updateFileAtomically } from '../atomic-write/index.js';
 
 /** The mean of the samples kept. */
 export interface StepTime {
@@ -34,11 +35,16 @@ export function stepTimesFile(stateDir: string): string {
 }
 
 export async function readStepTimes(stateDir: string): Promise<StepTimes> {
+  return parseStepTimes(await readFile(stepTimesFile(stateDir), 'utf8').catch(() => undefined));
+}
+
+/** None yet, or unreadable: nothing measured, never a failed import. */
+function parseStepTimes(text: string | undefined): StepTimes {
   try {
-    const t = JSON.parse(await readFile(stepTimesFile(stateDir), 'utf8')) as StepTimes;
-    if (t.version === 1) return t;
+    const t = JSON.parse(text ?? '') as StepTimes;
+    if (t?.version === 1) return t;
   } catch {
-    // none yet, or unreadable: nothing measured, never a failed import
+    // as none
   }
   return { version: 1 };
 }
@@ -54,19 +60,7 @@ export function withStepSample(t: StepTimes, s: StepSample): StepTimes {
   return { version: 1, prep: fold(t.prep, s.prepMs, s.at), build: fold(t.build, s.buildMs, s.at) };
 }
 
-// One process records one import after another, so parallel imports never lose each other's sample.
-let queue: Promise<void> = Promise.resolve();
-
-/** Records a finished import's steps (mode 0600, written whole and renamed). */
+/** Records a finished import's steps (mode 0600, written whole and renamed; one process's in turn, none lost). */
 export function recordStepSample(stateDir: string, s: StepSample): Promise<void> {
-  const write = queue.then(async () => {
-    const next = withStepSample(await readStepTimes(stateDir), s);
-    await mkdir(stateDir, { recursive: true, mode: 0o700 });
-    const file = stepTimesFile(stateDir);
-    const tmp = `${file}.${process.pid}.tmp`;
-    await writeFile(tmp, `${JSON.stringify(next, null, 1)}\n`, { mode: 0o600 });
-    await rename(tmp, file);
-  });
-  queue = write.catch(() => undefined);
-  return write;
+  return updateFileAtomically(stepTimesFile(stateDir), (text) => `${JSON.stringify(withStepSample(parseStepTimes(text), s), null, 1)}\n`);
 }

@@ -11,7 +11,7 @@ import { vcsimSkip } from '../peers/vcsim/index.js';
 import { createTestVm, readPeaks, resetDiskReads, sha256File, simStats, type SimReadInterval } from '../peers/vcsim/fixture.js';
 import { createFleet, fleetVcsimOptions, type FleetVm } from '../peers/vcsim/fleet.js';
 import { oneswap, spawnOneswap } from '../peers/cli.js';
-import { planFileHead, startMigrationPeers, type MigrationPeers } from '../peers/migration.js';
+import { planFileDefaults, planFileHead, startMigrationPeers, type MigrationPeers } from '../peers/migration.js';
 import type { PlanRunSummary } from '../../lib/plan/index.js';
 import { OneClient, Template } from '../../lib/one/index.js';
 
@@ -44,9 +44,7 @@ describe('a plan of 40 VMs on two hosts', { skip, timeout: 15 * 60_000 }, () => 
       planFile,
       [
         ...planFileHead(peers),
-        'defaults:',
-        `  datastore: ${peers.dsId}`,
-        '  convert: false',
+        ...planFileDefaults(peers),
         'budgets: {readsPerHost: 2, converting: 1, inFlight: 8}',
         'waves: [one, two]',
         'vms:',

@@ -4,13 +4,13 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { vcsimSkip } from '../peers/vcsim/index.js';
 import { createTestVm, sha256File, type TestVm } from '../peers/vcsim/fixture.js';
 import { oneswap, spawnOneswap } from '../peers/cli.js';
-import { planFileHead, startMigrationPeers, type MigrationPeers } from '../peers/migration.js';
-import { loadPlan, planStateDir, type PlanRunSummary } from '../../lib/plan/index.js';
+import { planFileDefaults, planFileHead, startMigrationPeers, type MigrationPeers } from '../peers/migration.js';
+import { loadPlan, planStateDir, statusFile, type PlanRunSummary } from '../../lib/plan/index.js';
 
 const MiB = 1024 * 1024;
 const skip = vcsimSkip();
@@ -143,10 +143,7 @@ describe('oneswap plan', { skip }, () => {
       file,
       [
         ...planFileHead(peers),
-        'defaults:',
-        `  datastore: ${peers.dsId}`,
-        '  convert: false',
-        '  namePrefix: "p-"',
+        ...planFileDefaults(peers, 'p-'),
         'budgets: {readsPerHost: 1, converting: 1, inFlight: 2}',
         'waves: [first, second]',
         'vms:',
@@ -217,10 +214,7 @@ describe('oneswap plan', { skip }, () => {
       file,
       [
         ...planFileHead(peers),
-        'defaults:',
-        `  datastore: ${peers.dsId}`,
-        '  convert: false',
-        '  namePrefix: "w-"',
+        ...planFileDefaults(peers, 'w-'),
         'windows:',
         `  soon: {start: ${window.toISOString().slice(0, 19)}Z}`,
         'waves: [first, second]',
@@ -255,20 +249,46 @@ describe('oneswap plan', { skip }, () => {
     assert.ok(Date.parse(w.phases.find((p) => p.phase === 'shutdown')!.start) >= window.getTime(), 'the cutover waited for its window');
   });
 
-  test('plan run: a second run of the same plan while one goes on is refused, nothing touched', async () => {
-    const file = join(peers.work, 'run.yaml');
+  test('plan run: a second run of the same plan while one goes on is refused, nothing touched, no run log', async () => {
+    const file = join(peers.work, 'locked.yaml');
+    await writeFile(file, [...planFileHead(peers), ...planFileDefaults(peers, 'l-'), 'vms: [{name: plan-web2}]', ''].join('\n'));
     // A live process holds the plan's lock: this test's own.
     const dir = planStateDir(peers.env.ONESWAP_STATE_DIR!, file);
     await mkdir(dir, { recursive: true });
     await writeFile(join(dir, 'run.lock'), String(process.pid));
     const before = peers.imageIds();
+    const logDir = join(peers.env.ONESWAP_STATE_DIR!, 'logs');
+    const logsBefore = await readdir(logDir).catch(() => []);
     try {
       const r = await oneswap(['plan', 'run', file], peers.env);
       assert.equal(r.exitCode, 6, r.stderr);
-      assert.equal(r.stderr.trim().split('\n').at(-1), `oneswap: plan ${file} is being run by process ${process.pid} (watch it with oneswap plan status ${file}, or stop that process first)`);
+      assert.equal(r.stderr, `oneswap: plan ${file} is being run by process ${process.pid} (watch it with oneswap plan status ${file}, or stop that process first)`);
       assert.deepEqual(peers.imageIds(), before);
+      assert.deepEqual(await readdir(logDir).catch(() => []), logsBefore);
     } finally {
       await rm(join(dir, 'run.lock'), { force: true });
+    }
+  });
+
+  test('plan status: a plan that never ran here (exit 5), a status oneswap did not write (exit 9): one line each', async () => {
+    const stateDir = peers.env.ONESWAP_STATE_DIR!;
+    const never = join(peers.work, 'never-run.yaml');
+    const r = await oneswap(['plan', 'status', never], peers.env);
+    assert.equal(r.exitCode, 5, r.stderr);
+    assert.equal(r.stderr, `oneswap: plan ${never} has not run on this host (no status under ${stateDir}) (oneswap plan run ${never})`);
+    assert.equal(r.stdout, '');
+
+    const foreign = join(peers.work, 'foreign-status.yaml');
+    const path = statusFile(stateDir, foreign);
+    await mkdir(planStateDir(stateDir, foreign), { recursive: true });
+    for (const [text, why] of [['{"foo":1}\n', 'not a version 1 status'], ['null', 'not a version 1 status'], ['garbage\nmore\n', 'not JSON']] as const) {
+      await writeFile(path, text);
+      for (const args of [[], ['--json']]) {
+        const st = await oneswap(['plan', 'status', foreign, ...args], peers.env);
+        assert.equal(st.exitCode, 9, st.stderr);
+        assert.equal(st.stderr, `oneswap: ${path} is not a plan status oneswap wrote: ${why} (remove it; the next plan run starts the plan's state afresh (finished VMs are then refused by their name clash))`, text);
+        assert.equal(st.stdout, '');
+      }
     }
   });
 
@@ -276,7 +296,7 @@ describe('oneswap plan', { skip }, () => {
     const vms: TestVm[] = [];
     for (const name of ['int-1', 'int-2', 'int-3']) vms.push(await createTestVm(peers.sim, { name, host: 'DC0_H1', cbt: true, disks: [{ sizeBytes: 16 * MiB, data: [{ offset: 0, length: 8 * MiB }] }], nics: [{ network: 'VM Network' }] }));
     const file = join(peers.work, 'interrupted.yaml');
-    await writeFile(file, [...planFileHead(peers), 'defaults:', `  datastore: ${peers.dsId}`, '  convert: false', '  namePrefix: "i-"', 'budgets: {inFlight: 1}', 'vms:', ...vms.map((v) => `  - name: ${v.name}`), ''].join('\n'));
+    await writeFile(file, [...planFileHead(peers), ...planFileDefaults(peers, 'i-'), 'budgets: {inFlight: 1}', 'vms:', ...vms.map((v) => `  - name: ${v.name}`), ''].join('\n'));
     peers.proxy.faults = { throttleBytesPerSecond: 2 * MiB };
     const child = spawnOneswap(['plan', 'run', file, '--progress', 'json'], peers.env);
     let sent = false;

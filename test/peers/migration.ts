@@ -113,3 +113,11 @@ export function planFileHead(peers: Pick<MigrationPeers, 'sim' | 'proxy' | 'oned
     `  endpoint: ${peers.oned.endpoint}`,
   ];
 }
+
+/**
+ * A plan's `defaults:` for these peers: the images in their datastore, no conversion (the
+ * simulator's disks hold no guest), the names given `namePrefix` so each test's VMs stand apart.
+ */
+export function planFileDefaults(peers: Pick<MigrationPeers, 'dsId'>, namePrefix?: string): string[] {
+  return ['defaults:', `  datastore: ${peers.dsId}`, '  convert: false', ...(namePrefix === undefined ? [] : [`  namePrefix: "${namePrefix}"`])];
+}

@@ -258,6 +258,17 @@ describe('plan file', () => {
     assert.deepEqual(problems([...HEAD, 'vms:', '  - name: a', ' - name: b']), ['estate.yaml:7:1: YAML: A block sequence may not be used as an implicit map key']);
   });
 
+  test('a datastore rate of nothing is refused: a budget of 0 bytes per second would stall every copy', () => {
+    assert.deepEqual(
+      problems([...HEAD, 'defaults: {datastore: 1}', 'budgets:', '  datastoreRate: {LocalDS_0: 0, LocalDS_1: 0M/s, LocalDS_2: 0.1}', '  readsPerHost: 2', 'vms: [{name: a}]']),
+      [
+        'estate.yaml:7:30: budgets.datastoreRate.LocalDS_0: 0 is not a rate; give bytes per second like 200M or 1G',
+        'estate.yaml:7:44: budgets.datastoreRate.LocalDS_1: "0M/s" is not a rate; give bytes per second like 200M or 1G',
+        'estate.yaml:7:61: budgets.datastoreRate.LocalDS_2: 0.1 is not a rate; give bytes per second like 200M or 1G',
+      ],
+    );
+  });
+
   test('a VM named by a number, a mapping where a value belongs', () => {
     assert.deepEqual(problems([...HEAD, 'defaults:', '  datastore: {id: 1}', 'vms:', '  - name: "42"', 'waves: pilot']), [
       'estate.yaml:6:14: defaults.datastore: must be a single value, not a mapping or a list',
