@@ -131,7 +131,7 @@ async function main(): Promise<void> {
     ];
 
     // `oneswap plan estimate PLAN --json` (a dry run): its total, or why there is none.
-    type Estimate = { when: string; totalMs: number; basis: string } | { when: string; error: string };
+    type Estimate = { when: string; totalMs: number; basis: string; assumptions: string[] } | { when: string; error: string };
     const estimates: Estimate[] = [];
     const estimate = async (when: string): Promise<void> => {
       process.stderr.write(`bench: plan estimate (${when})\n`);
@@ -140,8 +140,9 @@ async function main(): Promise<void> {
         estimates.push({ when, error: `exit ${r.exitCode}: ${String(r.stderr).trim().split('\n')[0] ?? ''}` });
         return;
       }
-      const total = (JSON.parse(String(r.stdout)) as { totalMs?: { value: number; basis: string } }).totalMs;
-      estimates.push(total ? { when, totalMs: total.value, basis: total.basis } : { when, error: 'no totalMs in its JSON' });
+      const e = JSON.parse(String(r.stdout)) as { totalMs?: { value: number; basis: string }; assumptions?: string[] };
+      const total = e.totalMs;
+      estimates.push(total ? { when, totalMs: total.value, basis: total.basis, assumptions: e.assumptions ?? [] } : { when, error: 'no totalMs in its JSON' });
     };
     await estimate('on the fresh estate');
 
@@ -207,6 +208,8 @@ async function main(): Promise<void> {
       const error = (e.totalMs / 1000 - planRow.wallSeconds) / planRow.wallSeconds;
       console.log(`  ${e.when}: ${(e.totalMs / 1000).toFixed(1)} s (${e.basis}) against ${planRow.wallSeconds.toFixed(1)} s measured, ${error >= 0 ? '+' : ''}${(100 * error).toFixed(0)} %`);
       console.log(check(`plan estimate ${e.when}, |error|`, planRow.ok, Math.abs(100 * error), 25, '%'));
+      // What it went on: the steps around each copy and the throughput of reads at once.
+      for (const a of e.assumptions.filter((x) => /^per VM|reads at once/.test(x))) console.log(`    ${a}`);
     }
   } finally {
     await peers.stop();
