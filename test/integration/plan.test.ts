@@ -379,6 +379,7 @@ describe('oneswap plan', { skip }, () => {
     await assert.rejects(stat(leftover), { code: 'ENOENT' });
     const st = JSON.parse((await oneswap(['plan', 'status', file, '--json'], peers.env)).stdout) as { ended: boolean; vms: Array<{ key: string; state: string; finishedEarlier?: boolean }> };
     assert.deepEqual(st.vms.map((v) => [v.key, v.state, v.finishedEarlier]), vms.map((v) => [v.name, 'done', true]));
+    assert.match((await oneswap(['plan', 'status', file], peers.env)).stdout, /^\S+ +fin-a +cold +done +finished by an earlier run /m);
     const summaryLine = ev.find((e) => e.type === 'log' && /^plan summary: /.test(e.message ?? ''))!.message!;
     const [, text, json] = /^plan summary: (\S+), (\S+), report (\S+)$/.exec(summaryLine)!;
     const summary = JSON.parse(await readFile(json!, 'utf8')) as PlanRunSummary;

@@ -122,7 +122,7 @@ describe('vcsim fleet: 40 VMs on 2 hosts and 2 datastores, disk reads recorded p
     assert.equal(fleet[7]!.disks[0]!.sha256, sha256(expected));
     assert.equal(fleet[7]!.disks[0]!.dataBytes, 2 * MiB);
     // Making the fleet read no disk.
-    assert.deepEqual((await simStats(sim)).diskReads, { hosts: {}, intervals: [], open: [], dropped: 0 });
+    assert.deepEqual((await simStats(sim)).diskReads, { hosts: {}, intervals: [], open: [], dropped: 0, ranges: [], rangesDropped: 0 });
   });
 
   it('/folder: the range streams of one disk are one read; max per host is the number of disks read at once', async () => {

@@ -3,7 +3,6 @@ package main
 import (
 	"net/http"
 	"os"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -99,17 +98,9 @@ func (t *readTracker) recordFolderRange(r *http.Request, vm, disk, local string)
 			to = min64(to, last+1)
 		}
 	}
-	path, dsDir, err := localPath(disk)
-	if err != nil {
-		return
-	}
-	_, extents, err := describeDisk(path, dsDir)
-	if err != nil {
-		return
-	}
 	base := int64(0) // the extent's first byte in the disk
-	for _, x := range extents {
-		if x.file != "" && filepath.Clean(x.file) == local {
+	for _, x := range diskExtents(disk) {
+		if x.is(local) {
 			s, e := max64(from, x.offset), min64(to, x.offset+x.size)
 			t.record(vm, disk, "folder", base+s-x.offset, base+e-x.offset)
 			return
