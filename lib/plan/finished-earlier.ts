@@ -1,5 +1,6 @@
 // The plan's VMs an earlier run finished although its status does not say so: a run killed after a
-// VM's cleanup (images marked DONE, journal removed) and before the status write that follows.
+// VM's cleanup (images marked DONE, journal removed) and before the status write that follows, or
+// in that cleanup (whose rest is done here).
 // Started again, such a VM would clash with its own images and template; recognised here from
 // OpenNebula (finishedImport), it is skipped as finished instead. One read of the vCenter inventory
 // for all the VMs (findVms) and one of the user's names; a VM's template and images are read only
@@ -8,7 +9,7 @@
 import { OneswapError } from '../errors/index.js';
 import { describeVcenterVm, vmIdentity } from '../input/index.js';
 import type { OneClient } from '../one/index.js';
-import { finishedImport, namesTaken, type FinishedImport } from '../output/index.js';
+import { finishedImport, markImage, namesTaken, type FinishedImport } from '../output/index.js';
 import { Journal } from '../supervisor/index.js';
 import type { VSphereClient } from '../vsphere/index.js';
 import type { PlannedVm } from './planned-vm.js';
@@ -32,36 +33,37 @@ export async function finishedEarlier(ctx: FinishedEarlierContext, vms: readonly
     // Not found or ambiguous: its migration says so when it runs.
     if (!found.ok) continue;
     const description = describeVcenterVm(ctx.vcenterHost, found.vm);
-    const finished = await finishedImport(ctx.one, description, planned, taken);
+    const { journal, resumed } = await Journal.open(ctx.stateDir, vmIdentity(description), planned.datastoreId);
+    // A journal past the build: its cleanup may have marked some images DONE and not the rest.
+    const cleaning = new Set(resumed && journal.data.templateId !== undefined ? journal.data.disks.map((d) => d.imageId) : []);
+    const finished = await finishedImport(ctx.one, description, planned, taken, cleaning);
     if (finished === undefined) continue;
-    const journal = await leftoverJournal(ctx.stateDir, vmIdentity(description), planned.datastoreId, finished, found.vm.name);
-    if (journal === 'other') continue;
+    if (resumed && !(await finishCleanup(ctx.one, journal, finished, found.vm.name))) continue;
     out.set(planned.key, finished);
   }
   return out;
 }
 
 /**
- * The VM's journal, if any, against its finished migration: none; 'removed', the run was killed
- * between marking the images DONE and removing it (it lists that very template and those images);
- * 'other', it is another migration's (or a live process holds it), which then goes on as usual.
+ * The cleanup a run killed in it left undone, when the VM's journal lists that very template and
+ * those images: the rest marked DONE, the journal removed. False when the journal is another
+ * migration's (or a live process holds it), which then goes on as usual.
  */
-async function leftoverJournal(stateDir: string, identity: string, datastoreId: number, finished: FinishedImport, label: string): Promise<'none' | 'removed' | 'other'> {
-  const { journal, resumed } = await Journal.open(stateDir, identity, datastoreId);
-  if (!resumed) return 'none';
+async function finishCleanup(one: OneClient, journal: Journal, finished: FinishedImport, label: string): Promise<boolean> {
   const ids = journal.data.disks.map((d) => d.imageId);
   const same = journal.data.templateId === finished.templateId && ids.length === finished.imageIds.length && finished.imageIds.every((id) => ids.includes(id));
-  if (!same) return 'other';
+  if (!same) return false;
   try {
     await journal.lock(label);
   } catch (err) {
-    if (err instanceof OneswapError && err.kind === 'conflict') return 'other';
+    if (err instanceof OneswapError && err.kind === 'conflict') return false;
     throw err;
   }
   try {
+    for (const id of finished.unmarked) await markImage(one, id, 'DONE');
     await journal.remove();
   } finally {
     await journal.unlock();
   }
-  return 'removed';
+  return true;
 }

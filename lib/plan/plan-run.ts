@@ -103,7 +103,7 @@ export async function runPlan(ctx: Omit<ImportContext, 'budgets'>, lock: PlanRun
     record.finishedBefore(key, made);
     finished.add(key);
     const vm = s.vms.find((v) => v.key === key)!;
-    ctx.emit({ type: 'log', level: 'info', vm: vm.query.value, message: `finished by an earlier run of the plan: template ${made.templateId}, images ${made.imageIds.join(', ')}; not started again` });
+    ctx.emit({ type: 'log', level: 'info', vm: vm.query.value, message: `finished by an earlier run: template ${made.templateId}, images ${made.imageIds.join(', ')}; not started again` });
   }
   const status = new StatusWriter(statusFile(s.stateDir, s.planPath), record);
   const onEvent: EventSink = (e) => {

@@ -331,7 +331,7 @@ describe('oneswap plan', { skip }, () => {
   });
 
   // --- A re-run after a kill that came between a VM's cleanup and the plan's status write ---
-  test('plan run: a VM whose migration finished but whose status was not written is recognised from OpenNebula and skipped, nothing read or created; one not all DONE is not', async () => {
+  test('plan run: a VM whose migration finished but whose status was not written (killed after or in its cleanup) is recognised from OpenNebula and skipped, nothing read or created; one not all DONE without its journal is not', async () => {
     const vms: TestVm[] = [];
     for (const [name, host, sizes] of [['fin-a', 'DC0_H0', [2, 1]], ['fin-b', 'DC0_H1', [2]], ['fin-c', 'DC0_H1', [1]]] as const)
       vms.push(await createTestVm(peers.sim, { name, host, cbt: true, disks: sizes.map((n) => ({ sizeBytes: n * MiB, data: [{ offset: 0, length: MiB / 2 }] })), nics: [{ network: 'VM Network' }] }));
@@ -352,13 +352,20 @@ describe('oneswap plan', { skip }, () => {
       await writeFile(statusPath, JSON.stringify(status));
     };
     await rewind();
-    // fin-b: killed before its journal was removed (its images DONE already), which lists that template and those images.
-    const b = made.get('fin-b')!;
-    const identity = peers.oned.image(b.imageIds[0]!)!.template.get('ONESWAP_SOURCE_VM')!;
-    const leftover = Journal.fileFor(peers.env.ONESWAP_STATE_DIR!, identity, peers.dsId);
-    await mkdir(dirname(leftover), { recursive: true });
-    const disk = { sourceKey: '2000', imageId: b.imageIds[0]!, imagePath: '', capacityBytes: 2 * MiB, done: [], complete: true };
-    await writeFile(leftover, JSON.stringify({ version: 1, source: identity, datastoreId: peers.dsId, createdAt: new Date().toISOString(), disks: [disk], addressRanges: [], templateId: b.templateId }));
+    // Killed in the cleanup, its journal still there, listing that template and those images: fin-b
+    // after marking its image DONE; fin-a after marking its first image, the second still COPIED.
+    const leftovers: string[] = [];
+    for (const name of ['fin-a', 'fin-b']) {
+      const m = made.get(name)!;
+      const identity = peers.oned.image(m.imageIds[0]!)!.template.get('ONESWAP_SOURCE_VM')!;
+      const leftover = Journal.fileFor(peers.env.ONESWAP_STATE_DIR!, identity, peers.dsId);
+      await mkdir(dirname(leftover), { recursive: true });
+      const disks = m.imageIds.map((imageId, k) => ({ sourceKey: String(2000 + k), imageId, imagePath: '', capacityBytes: vms.find((v) => v.name === name)!.disks[k]!.sizeBytes, done: [], complete: true }));
+      await writeFile(leftover, JSON.stringify({ version: 1, source: identity, datastoreId: peers.dsId, createdAt: new Date().toISOString(), disks, addressRanges: [], templateId: m.templateId }));
+      leftovers.push(leftover);
+    }
+    const unmarked = made.get('fin-a')!.imageIds[1]!;
+    peers.oned.image(unmarked)!.template.set('ONESWAP_STATE', 'COPIED');
 
     const images = peers.imageIds();
     const templates = peers.templateIds();
@@ -370,13 +377,14 @@ describe('oneswap plan', { skip }, () => {
     assert.deepEqual(ev.filter((e) => e.type === 'result' || e.type === 'phase').map((e) => e.vm), []);
     for (const vm of vms) {
       const m = made.get(vm.name)!;
-      assert.equal(ev.find((e) => e.vm === vm.name && e.type === 'log')?.message, `finished by an earlier run of the plan: template ${m.templateId}, images ${m.imageIds.join(', ')}; not started again`);
+      assert.equal(ev.find((e) => e.vm === vm.name && e.type === 'log')?.message, `finished by an earlier run: template ${m.templateId}, images ${m.imageIds.join(', ')}; not started again`);
     }
     const stats = await simStats(peers.sim);
     assert.deepEqual([stats.diskReads.intervals, stats.diskReads.open], [[], []]);
     assert.deepEqual(stats.hostBytes, hostBytes);
     assert.deepEqual([peers.imageIds(), peers.templateIds()], [images, templates]);
-    await assert.rejects(stat(leftover), { code: 'ENOENT' });
+    for (const leftover of leftovers) await assert.rejects(stat(leftover), { code: 'ENOENT' });
+    assert.equal(peers.oned.image(unmarked)!.template.get('ONESWAP_STATE'), 'DONE', 'the cleanup the kill cut short is finished');
     const st = JSON.parse((await oneswap(['plan', 'status', file, '--json'], peers.env)).stdout) as { ended: boolean; vms: Array<{ key: string; state: string; finishedEarlier?: boolean }> };
     assert.deepEqual(st.vms.map((v) => [v.key, v.state, v.finishedEarlier]), vms.map((v) => [v.name, 'done', true]));
     assert.match((await oneswap(['plan', 'status', file], peers.env)).stdout, /^\S+ +fin-a +cold +done +finished by an earlier run /m);
