@@ -178,7 +178,7 @@ describe('a plan of 40 VMs on two hosts', { skip, timeout: 15 * 60_000 }, () => 
     return got;
   }
 
-  test('plan run under readsPerHost 2, killed with -9 half way, run again: every image equals its disk, finished VMs untouched, the budget never exceeded', async () => {
+  test('plan run under readsPerHost 2, killed with -9 half way, run again: every image equals its disk, finished VMs untouched, the budget never exceeded', async (t) => {
     await resetDiskReads(peers.sim);
     const child = spawnOneswap(['plan', 'run', planFile, '--progress', 'json'], peers.env, 10 * 60_000);
     const finished = new Set<string>();
@@ -259,6 +259,7 @@ describe('a plan of 40 VMs on two hosts', { skip, timeout: 15 * 60_000 }, () => 
       }
     }
     assert.ok(checked > 0, 'no disk with copied ranges was read again at all');
+    t.diagnostic(`journals at the kill: ${[...journalled].map(([disk, done]) => `${disk} ${totalLength(done)} bytes copied`).join(', ')}; ${checked} ranges read by the re-run on those disks, none of them copied before`);
 
     // Every image equals its disk.
     const summaryLine = ev.find((e) => e.type === 'log' && /^plan summary: /.test(e.message ?? ''))!.message!;
