@@ -3,7 +3,7 @@
 // image files named as the stock fs driver names them: datastore-file.ts), maps NICs to networks
 // (keeping MACs where OpenNebula allows it), builds the VM template from the neutral VM
 // description, and removes what a failed run created (image-removal.ts: each deletion followed
-// to its end).
+// to its end). A finished migration is recognised from OpenNebula alone (finished-import.ts).
 // Or a local directory (directory-target.ts): raw or qcow2 disk files (qcow2 optionally with
 // compressed clusters), image and VM templates, a summary.
 // Where an image's bytes live (image-target.ts): one ImageTarget per kind of storage, which the
@@ -55,6 +55,7 @@ export {
   type ImageDatastore,
   type PlaceholderSpec,
 } from './one-target.js';
+export { finishedImport, type FinishedImport } from './finished-import.js';
 export { mapNics, parseNetworkMap, macInRange, type NicMapping, type NetworkCandidate } from './network-map.js';
 export { placeNics, addressesToKeep, keptAddressRange, removeAddressRanges, type AddedAddressRange } from './nic-placement.js';
 export { buildVmTemplate, logoFor, macOnKvm, formatGuestNetwork, parseGuestNetwork, type VmTemplateInput, type PlacedDisk, type PlacedNic, type ConvertedGuest, type GuestNicConfig } from './vm-template.js';

@@ -1,7 +1,9 @@
 // `plan run`: every VM of a plan through the supervisor's own migrations (cold imports, warm
 // imports that sync until their window), under the plan's budgets. One run of a plan at a time;
-// a re-run after a crash or Ctrl-C skips the VMs the plan already finished and resumes the others
-// from their journals (kept on failure: a plan run never throws a copy away).
+// a re-run after a crash or Ctrl-C skips the VMs the plan already finished (those its status says
+// are done, and those OpenNebula shows finished although a kill came before the status said so:
+// finished-earlier.ts) and resumes the others from their journals (kept on failure: a plan run
+// never throws a copy away).
 
 import { join } from 'node:path';
 import { writeFileAtomically } from '../atomic-write/index.js';
@@ -22,6 +24,7 @@ import {
 import type { PlanBudgets, PlannedVm } from './planned-vm.js';
 import { RunRecord } from './run-record.js';
 import type { PlanRunSummary } from './run-summary.js';
+import { finishedEarlier } from './finished-earlier.js';
 import { StatusWriter, planStateDir, readStatus, statusFile } from './status-file.js';
 import { renderHtmlReport } from './report-html.js';
 import { renderTextSummary } from './report-text.js';
@@ -81,6 +84,7 @@ export async function runPlan(ctx: Omit<ImportContext, 'budgets'>, lock: PlanRun
   if (lock.stateDir !== s.stateDir || lock.planPath !== s.planPath) throw new OneswapError('internal', `plan ${s.planPath} run under the lock of ${lock.planPath} in ${lock.stateDir}`);
   const previous = await readStatus(s.stateDir, s.planPath);
   const finished = new Set(previous?.vms.filter((v) => v.state === 'done').map((v) => v.key) ?? []);
+  const recognised = await finishedEarlier({ ...ctx, stateDir: s.stateDir }, s.vms.filter((v) => !finished.has(v.key)));
   const start = new Date();
   const budgets = runBudgets(s.budgets);
   const record = new RunRecord(
@@ -95,6 +99,12 @@ export async function runPlan(ctx: Omit<ImportContext, 'budgets'>, lock: PlanRun
     s.vms.map((v) => ({ key: v.key, label: v.query.value, wave: v.wave, mode: v.mode.kind })),
   );
   for (const key of finished) record.finishedBefore(key);
+  for (const [key, made] of recognised) {
+    record.finishedBefore(key, made);
+    finished.add(key);
+    const vm = s.vms.find((v) => v.key === key)!;
+    ctx.emit({ type: 'log', level: 'info', vm: vm.query.value, message: `finished by an earlier run: template ${made.templateId}, images ${made.imageIds.join(', ')}; not started again` });
+  }
   const status = new StatusWriter(statusFile(s.stateDir, s.planPath), record);
   const onEvent: EventSink = (e) => {
     // A VM that ended is on disk before anything else happens: a run killed now still knows it.

@@ -27,8 +27,8 @@ export function renderTextSummary(summary: PlanRunSummary): string {
 function row(vm: VmRunRecord): string[] {
   return [
     vm.key,
-    vm.outcome,
-    vm.outcome === 'pending' ? '-' : formatDuration(vm.durationMs / 1000),
+    vm.finishedEarlier ? 'done (earlier run)' : vm.outcome,
+    vm.outcome === 'pending' || vm.finishedEarlier ? '-' : formatDuration(vm.durationMs / 1000),
     vm.downtimeMs === undefined ? '-' : formatDuration(vm.downtimeMs / 1000),
     formatBytes(vm.bytesCopied),
     formatBytes(vm.bytesWritten),

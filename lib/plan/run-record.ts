@@ -29,6 +29,8 @@ export interface VmStatus {
   readonly lastError?: string;
   readonly startedAt?: string;
   readonly endedAt?: string;
+  /** Done before this run: not started by it. */
+  readonly finishedEarlier?: true;
 }
 
 export interface RunStatus {
@@ -67,6 +69,7 @@ interface VmState {
   vmId?: number;
   imageIds: readonly number[];
   host?: string;
+  finishedEarlier?: true;
 }
 
 export class RunRecord {
@@ -86,10 +89,19 @@ export class RunRecord {
     }
   }
 
-  /** A VM the run does not start because an earlier run of the plan finished it. */
-  finishedBefore(key: string): void {
+  /**
+   * A VM the run does not start because an earlier run of the plan finished it: as its status
+   * said, or as OpenNebula shows (`made`: the template and images that migration left).
+   */
+  finishedBefore(key: string, made?: { readonly templateId: number; readonly imageIds: readonly number[] }): void {
     const s = this.order.find((x) => x.vm.key === key);
-    if (s && s.state === 'pending') s.state = 'done';
+    if (!s || s.state !== 'pending') return;
+    s.state = 'done';
+    s.finishedEarlier = true;
+    if (made) {
+      s.templateId = made.templateId;
+      s.imageIds = [...made.imageIds];
+    }
   }
 
   /** A VM the run did not reach: it was stopped first. */
@@ -177,6 +189,7 @@ export class RunRecord {
           ...(s.lastError === undefined ? {} : { lastError: s.lastError }),
           ...(s.startedAt === undefined ? {} : { startedAt: s.startedAt }),
           ...(s.endedAt === undefined ? {} : { endedAt: s.endedAt }),
+          ...(s.finishedEarlier ? { finishedEarlier: true as const } : {}),
         };
       }),
     };
@@ -208,6 +221,7 @@ export class RunRecord {
         ...(s.vmId === undefined ? {} : { vmId: s.vmId }),
         imageIds: s.imageIds,
         ...(s.lastError === undefined || outcome === 'done' ? {} : { error: s.lastError }),
+        ...(s.finishedEarlier ? { finishedEarlier: true as const } : {}),
       };
     });
     return { version: 1, plan: this.run.plan, runId: this.run.runId, start: this.run.start.toISOString(), end, budgets: this.run.budgets, waves, vms };

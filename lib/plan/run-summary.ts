@@ -30,6 +30,8 @@ export interface VmRunRecord {
   readonly imageIds: readonly number[];
   /** One line, as the CLI prints it. */
   readonly error?: string;
+  /** Done by an earlier run of the plan: this run did not start it. */
+  readonly finishedEarlier?: true;
 }
 
 export interface WaveRecord {

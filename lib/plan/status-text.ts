@@ -25,7 +25,7 @@ function row(v: VmStatus): string[] {
     v.key,
     v.mode,
     v.state,
-    v.phase ?? '-',
+    v.finishedEarlier ? 'finished by an earlier run' : (v.phase ?? '-'),
     progress,
     v.bytesPerSecond > 0 ? `${formatBytes(v.bytesPerSecond)}/s` : '-',
     v.etaSeconds === undefined ? '-' : formatDuration(v.etaSeconds),

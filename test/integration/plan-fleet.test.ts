@@ -1,19 +1,23 @@
 // A whole estate through `oneswap plan`: 40 small VMs on two ESXi hosts and two datastores of the
 // vCenter simulator, run under a budget of two disk reads per host. The simulator records every
 // disk read per host, so the budget is checked where it matters; the run is killed with -9 about
-// half way and run again, and every image must then equal its disk.
+// half way and run again, and every image must then equal its disk. The simulator also records the
+// byte ranges each disk was read at: the re-run must read none that the journals of the VMs under
+// way recorded as copied, and the two runs together must read every disk's data.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { vcsimSkip } from '../peers/vcsim/index.js';
-import { createTestVm, readPeaks, resetDiskReads, sha256File, simStats, type SimReadInterval } from '../peers/vcsim/fixture.js';
-import { createFleet, fleetVcsimOptions, type FleetVm } from '../peers/vcsim/fleet.js';
+import { createTestVm, readPeaks, resetDiskReads, sha256File, simStats, type SimDiskRanges, type SimReadInterval } from '../peers/vcsim/fixture.js';
+import { createFleet, fleetVcsimOptions, fleetVmDefaults, type FleetVm } from '../peers/vcsim/fleet.js';
 import { oneswap, spawnOneswap } from '../peers/cli.js';
 import { planFileDefaults, planFileHead, startMigrationPeers, type MigrationPeers } from '../peers/migration.js';
 import type { PlanRunSummary } from '../../lib/plan/index.js';
 import { OneClient, Template } from '../../lib/one/index.js';
+import { normalizeExtents, subtractExtents, totalLength, type Extent } from '../../lib/extents/index.js';
+import type { JournalData } from '../../lib/supervisor/index.js';
 
 const MiB = 1024 * 1024;
 const skip = vcsimSkip();
@@ -32,6 +36,8 @@ describe('a plan of 40 VMs on two hosts', { skip, timeout: 15 * 60_000 }, () => 
   let fleet: FleetVm[];
   let planFile: string;
   const reads: SimReadInterval[] = [];
+  /** The byte ranges of each disk read, per collectReads call. */
+  const ranges: SimDiskRanges[][] = [];
 
   before(async () => {
     // Each /folder download paced, as a real datastore HTTP stream is: reads last long enough to
@@ -145,38 +151,69 @@ describe('a plan of 40 VMs on two hosts', { skip, timeout: 15 * 60_000 }, () => 
     assert.deepEqual(again.probes, []);
   });
 
+  /** The resume journals in the state directory (lib/supervisor/journal.ts): the VMs under way. */
+  async function journals(): Promise<JournalData[]> {
+    const dir = join(peers.env.ONESWAP_STATE_DIR!, 'journal');
+    const names = await readdir(dir).catch(() => [] as string[]);
+    const out: JournalData[] = [];
+    for (const f of names.filter((n) => n.endsWith('.json'))) {
+      // Removed by a VM that just finished: not under way any more.
+      const text = await readFile(join(dir, f), 'utf8').catch(() => undefined);
+      if (text !== undefined) out.push(JSON.parse(text) as JournalData);
+    }
+    return out;
+  }
+
   /** The reads recorded since the last call, kept for the budget check at the end. */
   async function collectReads(): Promise<SimReadInterval[]> {
     const stats = await simStats(peers.sim);
     assert.equal(stats.diskReads.open.length, 0, 'no disk read is still open');
     const got = stats.diskReads.intervals;
     reads.push(...got);
+    assert.equal(stats.diskReads.rangesDropped, 0);
+    ranges.push(stats.diskReads.ranges);
     // The per-host maximum the simulator saw never exceeds the budget either.
     for (const [host, h] of Object.entries(stats.diskReads.hosts)) assert.ok(h.max <= 2, `${host} had ${h.max} disk reads at once`);
     await resetDiskReads(peers.sim);
     return got;
   }
 
-  test('plan run under readsPerHost 2, killed with -9 half way, run again: every image equals its disk, finished VMs untouched, the budget never exceeded', async () => {
+  test('plan run under readsPerHost 2, killed with -9 half way, run again: every image equals its disk, finished VMs untouched, the budget never exceeded', async (t) => {
     await resetDiskReads(peers.sim);
     const child = spawnOneswap(['plan', 'run', planFile, '--progress', 'json'], peers.env, 10 * 60_000);
     const finished = new Set<string>();
+    let killing: Promise<void> | undefined;
     let killed = false;
     child.stdout?.on('data', (d: Buffer) => {
       for (const line of d.toString().split('\n')) {
         if (!line.includes('"type":"result"')) continue;
         const e = JSON.parse(line) as Event;
         if (e.ok) finished.add(e.vm!);
-        if (!killed && finished.size >= 18) {
-          killed = true;
-          child.kill('SIGKILL');
-        }
+        // Half way, once a journal has recorded a copied range: the re-run has ranges not to read again.
+        killing ??=
+          finished.size >= 18
+            ? (async () => {
+                for (let i = 0; i < 400 && !(await journals()).some((j) => j.disks.some((x) => x.complete || x.done.length > 0)); i++) await new Promise((r) => setTimeout(r, 25));
+                killed = child.kill('SIGKILL');
+              })()
+            : undefined;
       }
     });
     const first = await child;
+    await killing;
     assert.ok(killed, `the run ended before it was killed: ${first.exitCode} ${String(first.stderr)}`);
     assert.equal(first.signal, 'SIGKILL');
     const firstReads = await collectReads();
+    const firstRanges = ranges.at(-1)!;
+    // What the journals of the VMs under way say each disk has copied (VM name, disk index → ranges).
+    const journalled = new Map<string, Extent[]>();
+    for (const j of await journals()) {
+      for (const d of j.disks) {
+        const image = peers.oned.image(d.imageId)!.template;
+        journalled.set(`${image.get('ONESWAP_VM_NAME')}/${image.get('ONESWAP_DISK_INDEX')}`, d.complete ? [{ start: 0, length: d.capacityBytes }] : d.done);
+      }
+    }
+    assert.ok([...journalled.values()].some((done) => done.length > 0), `no journal recorded a copied range: ${JSON.stringify([...journalled])}`);
 
     // The status says the run stopped without ending, and which VMs it finished.
     const st = await oneswap(['plan', 'status', planFile, '--json'], peers.env);
@@ -203,6 +240,26 @@ describe('a plan of 40 VMs on two hosts', { skip, timeout: 15 * 60_000 }, () => 
     // VMs under way at the kill resume from their journals: less than their whole data is read.
     const resumed = ev.filter((e) => e.type === 'log' && /resuming an earlier run/.test(e.message ?? '')).map((e) => e.vm!);
     assert.ok(resumed.length > 0, 'no VM resumed');
+    // Range by range: nothing the journals recorded as copied is read again, and the two runs
+    // together read each disk's data.
+    const secondRanges = ranges.at(-1)!;
+    const rangesOf = (all: readonly SimDiskRanges[], vm: FleetVm, k: number): Extent[] =>
+      (all.find((d) => d.vm === vm.moref.value && d.disk === vm.disks[k]!.fileName)?.ranges ?? []).map((r) => ({ start: r.start, length: r.end - r.start }));
+    let checked = 0;
+    for (const [i, vm] of fleet.entries()) {
+      for (const [k, disk] of vm.disks.entries()) {
+        const done = normalizeExtents(journalled.get(`${vm.name}/${k}`) ?? [], disk.sizeBytes);
+        for (const r of rangesOf(secondRanges, vm, k)) {
+          assert.equal(totalLength(subtractExtents([r], done)), r.length, `${vm.name} disk ${k}: [${r.start}, ${r.start + r.length}) read again, the journal had ${JSON.stringify(done)} copied`);
+          if (done.length > 0) checked++;
+        }
+        const data = fleetVmDefaults(i).disks[k]!.data!.map((a) => ({ start: a.offset, length: a.length }));
+        const read = normalizeExtents([...rangesOf(firstRanges, vm, k), ...rangesOf(secondRanges, vm, k)], disk.sizeBytes);
+        assert.deepEqual(subtractExtents(normalizeExtents(data, disk.sizeBytes), read), [], `${vm.name} disk ${k}: data never read`);
+      }
+    }
+    assert.ok(checked > 0, 'no disk with copied ranges was read again at all');
+    t.diagnostic(`journals at the kill: ${[...journalled].map(([disk, done]) => `${disk} ${totalLength(done)} bytes copied`).join(', ')}; ${checked} ranges read by the re-run on those disks, none of them copied before`);
 
     // Every image equals its disk.
     const summaryLine = ev.find((e) => e.type === 'log' && /^plan summary: /.test(e.message ?? ''))!.message!;

@@ -5,12 +5,13 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { vcsimSkip } from '../peers/vcsim/index.js';
-import { createTestVm, sha256File, type TestVm } from '../peers/vcsim/fixture.js';
+import { createTestVm, resetDiskReads, sha256File, simStats, type TestVm } from '../peers/vcsim/fixture.js';
 import { oneswap, spawnOneswap } from '../peers/cli.js';
 import { planFileDefaults, planFileHead, startMigrationPeers, type MigrationPeers } from '../peers/migration.js';
 import { loadPlan, planStateDir, statusFile, type PlanRunSummary } from '../../lib/plan/index.js';
+import { Journal } from '../../lib/supervisor/index.js';
 
 const MiB = 1024 * 1024;
 const skip = vcsimSkip();
@@ -327,5 +328,79 @@ describe('oneswap plan', { skip }, () => {
       const id = ev.find((e) => e.type === 'result' && e.vm === vm.name)!.imageIds![0]!;
       assert.equal(await sha256File(peers.oned.image(id)!.source), vm.disks[0]!.sha256, vm.name);
     }
+  });
+
+  // --- A re-run after a kill that came between a VM's cleanup and the plan's status write ---
+  test('plan run: a VM whose migration finished but whose status was not written (killed after or in its cleanup) is recognised from OpenNebula and skipped, nothing read or created; one not all DONE without its journal is not', async () => {
+    const vms: TestVm[] = [];
+    for (const [name, host, sizes] of [['fin-a', 'DC0_H0', [2, 1]], ['fin-b', 'DC0_H1', [2]], ['fin-c', 'DC0_H1', [1]]] as const)
+      vms.push(await createTestVm(peers.sim, { name, host, cbt: true, disks: sizes.map((n) => ({ sizeBytes: n * MiB, data: [{ offset: 0, length: MiB / 2 }] })), nics: [{ network: 'VM Network' }] }));
+    const file = join(peers.work, 'finished.yaml');
+    await writeFile(file, [...planFileHead(peers), 'defaults:', `  datastore: ${peers.dsId}`, '  convert: false', '  namePrefix: "f-"', 'vms:', ...vms.map((v) => `  - name: ${v.name}`), ''].join('\n'));
+    const first = await oneswap(['plan', 'run', file, '--progress', 'json'], peers.env);
+    assert.equal(first.exitCode, 0, first.stderr);
+    type Ev = { type: string; vm?: string; ok?: boolean; imageIds?: number[]; templateId?: number; message?: string };
+    const events = (out: string) => out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Ev);
+    const made = new Map(events(first.stdout).filter((e) => e.type === 'result').map((e) => [e.vm!, { templateId: e.templateId!, imageIds: e.imageIds! }]));
+
+    // The status as a kill in the window leaves it: every VM still running, in its cleanup.
+    const statusPath = join(planStateDir(peers.env.ONESWAP_STATE_DIR!, file), 'status.json');
+    const rewind = async () => {
+      const status = JSON.parse(await readFile(statusPath, 'utf8')) as { ended: boolean; vms: Array<{ state: string; phase?: string }> };
+      status.ended = false;
+      for (const v of status.vms) Object.assign(v, { state: 'running', phase: 'cleanup' });
+      await writeFile(statusPath, JSON.stringify(status));
+    };
+    await rewind();
+    // Killed in the cleanup, its journal still there, listing that template and those images: fin-b
+    // after marking its image DONE; fin-a after marking its first image, the second still COPIED.
+    const leftovers: string[] = [];
+    for (const name of ['fin-a', 'fin-b']) {
+      const m = made.get(name)!;
+      const identity = peers.oned.image(m.imageIds[0]!)!.template.get('ONESWAP_SOURCE_VM')!;
+      const leftover = Journal.fileFor(peers.env.ONESWAP_STATE_DIR!, identity, peers.dsId);
+      await mkdir(dirname(leftover), { recursive: true });
+      const disks = m.imageIds.map((imageId, k) => ({ sourceKey: String(2000 + k), imageId, imagePath: '', capacityBytes: vms.find((v) => v.name === name)!.disks[k]!.sizeBytes, done: [], complete: true }));
+      await writeFile(leftover, JSON.stringify({ version: 1, source: identity, datastoreId: peers.dsId, createdAt: new Date().toISOString(), disks, addressRanges: [], templateId: m.templateId }));
+      leftovers.push(leftover);
+    }
+    const unmarked = made.get('fin-a')!.imageIds[1]!;
+    peers.oned.image(unmarked)!.template.set('ONESWAP_STATE', 'COPIED');
+
+    const images = peers.imageIds();
+    const templates = peers.templateIds();
+    await resetDiskReads(peers.sim);
+    const hostBytes = (await simStats(peers.sim)).hostBytes;
+    const again = await oneswap(['plan', 'run', file, '--progress', 'json'], peers.env);
+    assert.equal(again.exitCode, 0, again.stderr);
+    const ev = events(again.stdout);
+    assert.deepEqual(ev.filter((e) => e.type === 'result' || e.type === 'phase').map((e) => e.vm), []);
+    for (const vm of vms) {
+      const m = made.get(vm.name)!;
+      assert.equal(ev.find((e) => e.vm === vm.name && e.type === 'log')?.message, `finished by an earlier run: template ${m.templateId}, images ${m.imageIds.join(', ')}; not started again`);
+    }
+    const stats = await simStats(peers.sim);
+    assert.deepEqual([stats.diskReads.intervals, stats.diskReads.open], [[], []]);
+    assert.deepEqual(stats.hostBytes, hostBytes);
+    assert.deepEqual([peers.imageIds(), peers.templateIds()], [images, templates]);
+    for (const leftover of leftovers) await assert.rejects(stat(leftover), { code: 'ENOENT' });
+    assert.equal(peers.oned.image(unmarked)!.template.get('ONESWAP_STATE'), 'DONE', 'the cleanup the kill cut short is finished');
+    const st = JSON.parse((await oneswap(['plan', 'status', file, '--json'], peers.env)).stdout) as { ended: boolean; vms: Array<{ key: string; state: string; finishedEarlier?: boolean }> };
+    assert.deepEqual(st.vms.map((v) => [v.key, v.state, v.finishedEarlier]), vms.map((v) => [v.name, 'done', true]));
+    assert.match((await oneswap(['plan', 'status', file], peers.env)).stdout, /^\S+ +fin-a +cold +done +finished by an earlier run /m);
+    const summaryLine = ev.find((e) => e.type === 'log' && /^plan summary: /.test(e.message ?? ''))!.message!;
+    const [, text, json] = /^plan summary: (\S+), (\S+), report (\S+)$/.exec(summaryLine)!;
+    const summary = JSON.parse(await readFile(json!, 'utf8')) as PlanRunSummary;
+    assert.deepEqual(summary.vms.map((v) => [v.key, v.outcome, v.finishedEarlier, v.templateId, v.imageIds]), vms.map((v) => [v.name, 'done', true, made.get(v.name)!.templateId, made.get(v.name)!.imageIds]));
+    assert.match(await readFile(text!, 'utf8'), /fin-a +done \(earlier run\)/);
+
+    // Not all of fin-c's images DONE: not a finished migration, so the VM is started and its names clash.
+    await rewind();
+    peers.oned.image(made.get('fin-c')!.imageIds[0]!)!.template.set('ONESWAP_STATE', 'COPIED');
+    const third = await oneswap(['plan', 'run', file, '--progress', 'json'], peers.env);
+    assert.equal(third.exitCode, 6, third.stderr);
+    assert.match(third.stderr.trim(), /^oneswap: 1 of 3 VMs failed: fin-c: image name "f-fin-c-disk0" is already taken by image \d+/);
+    assert.deepEqual(events(third.stdout).filter((e) => e.type === 'result').map((e) => [e.vm, e.ok]), [['fin-c', false]]);
+    assert.deepEqual([peers.imageIds(), peers.templateIds()], [images, templates]);
   });
 });

@@ -63,7 +63,7 @@ type Read = Pick<SimReadInterval, 'host' | 'vm' | 'disk' | 'via'>;
 const byDisk = (a: Read, b: Read): number => a.disk.localeCompare(b.disk);
 
 /** The record without times, reads sorted by disk (their order is the sockets'): what a test can demand exactly. */
-function shape(r: SimDiskReads): unknown {
+function shape(r: Pick<SimDiskReads, 'hosts' | 'intervals' | 'open' | 'dropped'>): unknown {
   const strip = (i: SimReadInterval): Read => ({ host: i.host, vm: i.vm, disk: i.disk, via: i.via });
   return { hosts: r.hosts, intervals: r.intervals.map(strip).sort(byDisk), open: r.open.map(strip).sort(byDisk), dropped: r.dropped };
 }
@@ -122,7 +122,7 @@ describe('vcsim fleet: 40 VMs on 2 hosts and 2 datastores, disk reads recorded p
     assert.equal(fleet[7]!.disks[0]!.sha256, sha256(expected));
     assert.equal(fleet[7]!.disks[0]!.dataBytes, 2 * MiB);
     // Making the fleet read no disk.
-    assert.deepEqual((await simStats(sim)).diskReads, { hosts: {}, intervals: [], open: [], dropped: 0 });
+    assert.deepEqual((await simStats(sim)).diskReads, { hosts: {}, intervals: [], open: [], dropped: 0, ranges: [], rangesDropped: 0 });
   });
 
   it('/folder: the range streams of one disk are one read; max per host is the number of disks read at once', async () => {
@@ -167,12 +167,18 @@ describe('vcsim fleet: 40 VMs on 2 hosts and 2 datastores, disk reads recorded p
     });
     for (const i of done.intervals) assert.ok(i.end !== null && i.end >= i.start, JSON.stringify(i));
     assert.deepEqual(readPeaks(done, 0), { [H0]: 3, [H1]: 2 }, 'the intervals say the same');
+    // Each disk's ranges, as asked for (the two halves in whichever order they came).
+    assert.deepEqual(
+      done.ranges.map((d) => ({ ...d, ranges: [...d.ranges].sort((a, b) => a.start - b.start) })),
+      reads.map(({ vm, disk }) => ({ vm: vm.moref.value, disk: disk.fileName, ranges: [{ start: 0, end: DISK / 2, via: 'folder' }, { start: DISK / 2, end: DISK, via: 'folder' }] })).sort((a, b) => a.vm.localeCompare(b.vm) || a.disk.localeCompare(b.disk)),
+    );
+    assert.equal(done.rangesDropped, 0);
 
     // A descriptor is no disk data: not a read.
     const descriptor = await c.http('GET', folderPath(h0[0]!.disks[0]!.fileName).replace('-flat.vmdk', '.vmdk'));
     assert.equal(descriptor.status, 200);
     await resetDiskReads(sim);
-    assert.deepEqual((await simStats(sim)).diskReads, { hosts: {}, intervals: [], open: [], dropped: 0 }, 'reset forgets hosts with nothing open');
+    assert.deepEqual((await simStats(sim)).diskReads, { hosts: {}, intervals: [], open: [], dropped: 0, ranges: [], rangesDropped: 0 }, 'reset forgets hosts with nothing open, and the ranges');
   });
 
   it('an export lease: each disk downloaded is a read of the VM host, beside /folder reads', async () => {
@@ -211,6 +217,15 @@ describe('vcsim fleet: 40 VMs on 2 hosts and 2 datastores, disk reads recorded p
     assert.deepEqual(done.hosts, { [H0]: { name: 'DC0_H0', current: 0, max: 1, total: 1 }, [H1]: { name: 'DC0_H1', current: 0, max: 3, total: 3 } });
     assert.equal(done.intervals.length, 4);
     assert.deepEqual(done.open, []);
+    // A download is the whole disk; a /folder Range of the flat extent is that range of the disk.
+    const rangesOf = (v: FleetVm, k: number) => done.ranges.find((d) => d.vm === v.moref.value && d.disk === v.disks[k]!.fileName)?.ranges;
+    assert.deepEqual([rangesOf(vm, 0), rangesOf(vm, 1), rangesOf(other.h0, 0), rangesOf(other.h1, 0)], [
+      [{ start: 0, end: DISK, via: 'nfc' }],
+      [{ start: 0, end: DISK, via: 'nfc' }],
+      [{ start: 0, end: DISK, via: 'folder' }],
+      [{ start: 0, end: DISK, via: 'folder' }],
+    ]);
+    assert.equal(done.ranges.length, 4);
   });
 
   it('/nfc-disk: a handle is a read from open to close, however many handles and reads of the disk; a dropped connection ends it; reset keeps what is open', async () => {
@@ -257,7 +272,8 @@ describe('vcsim fleet: 40 VMs on 2 hosts and 2 datastores, disk reads recorded p
     assert.equal((await c.http('GET', `/nfc-disk/close?handle=${a.handle}`)).status, 405, 'close is a POST');
     assert.equal((await c.http('POST', `/nfc-disk/close?handle=${a.handle}`, { cookie: '' })).status, 401, 'close needs the session');
     await Promise.all([body(a.res), body(b.res)]);
-    const { intervals } = (await simStats(sim)).diskReads;
+    const { intervals, ranges } = (await simStats(sim)).diskReads;
+    assert.deepEqual(ranges, [{ vm: vm.moref.value, disk: disk.fileName, ranges: [{ start: 0, end: MiB, via: 'nfc-disk' }] }], 'opening a handle reads nothing; a read is its range');
     assert.deepEqual(shape({ hosts: {}, intervals, open: [], dropped: 0 }), {
       hosts: {},
       intervals: [{ host: H0, vm: vm.moref.value, disk: disk.fileName, via: 'nfc-disk' }],

@@ -91,3 +91,14 @@ test('run record: a VM the run did not reach is skipped; an open phase at the en
   assert.equal(s.vms[0]!.outcome, 'pending');
   assert.equal(s.vms[3]!.outcome, 'skipped');
 });
+
+test('run record: a VM finished by an earlier run is done without starting, said so in status and summary, with what OpenNebula showed of it', () => {
+  const c = clock('2027-01-12T22:00:00Z');
+  const r = record(c);
+  r.finishedBefore('old');
+  r.finishedBefore('late', { templateId: 12, imageIds: [30, 31] });
+  r.finishedBefore('late', { templateId: 99, imageIds: [] }); // once done, it stays as it was
+  assert.deepEqual(r.status(false).vms.slice(2).map((v) => [v.key, v.state, v.finishedEarlier, v.phase]), [['old', 'done', true, undefined], ['late', 'done', true, undefined]]);
+  assert.deepEqual(r.summary().vms.slice(2).map((v) => [v.key, v.outcome, v.finishedEarlier, v.templateId, v.imageIds, v.durationMs]), [['old', 'done', true, undefined, [], 0], ['late', 'done', true, 12, [30, 31], 0]]);
+  assert.equal(r.status(false).vms[0]!.finishedEarlier, undefined);
+});

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import { readPeaks, type SimDiskReads, type SimReadInterval } from '../peers/vcsim/fixture.js';
 
 const read = (host: string, disk: string, start: number, end: number | null): SimReadInterval => ({ host, vm: `vm-${disk}`, disk, via: 'folder', start, end });
-const record = (intervals: SimReadInterval[], open: SimReadInterval[] = [], dropped = 0): SimDiskReads => ({ hosts: {}, intervals, open, dropped });
+const record = (intervals: SimReadInterval[], open: SimReadInterval[] = [], dropped = 0): SimDiskReads => ({ hosts: {}, intervals, open, dropped, ranges: [], rangesDropped: 0 });
 
 test('each disk read in pieces (one per request): pieces closer than the gap are one read', () => {
   // Disk a on h1: requests 0-10, 12-20, 23-30 (pauses of 2 and 3 ms); disk b: 11-11.5 (in a's first pause) and 25-29.

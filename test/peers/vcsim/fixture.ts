@@ -327,6 +327,20 @@ export interface SimDiskReads {
   open: SimReadInterval[];
   /** Ended reads dropped from `intervals` to bound it. */
   dropped: number;
+  /** Each disk's byte ranges asked for since start or the last reset (ranges.go), by VM and disk. */
+  ranges: SimDiskRanges[];
+  /** Ranges not kept, to bound the record. */
+  rangesDropped: number;
+}
+
+/** One disk's reads as byte ranges of the disk (ranges.go in vcsim-cbt). */
+export interface SimDiskRanges {
+  /** VM moref value. */
+  vm: string;
+  /** The disk's backing fileName. */
+  disk: string;
+  /** [start, end) in the disk's offsets, in the order asked for; an export lease download is the whole disk. */
+  ranges: Array<{ start: number; end: number; via: 'folder' | 'nfc' | 'nfc-disk' }>;
 }
 
 export interface SimStats {
@@ -369,7 +383,7 @@ export async function resetDiskReads(sim: Vcsim): Promise<void> {
  * two reads of one disk, e.g. a warm round's snapshot calls). Open reads count as going on.
  * Throws when reads were dropped from the record.
  */
-export function readPeaks(reads: SimDiskReads, gapMs: number): Record<string, number> {
+export function readPeaks(reads: Pick<SimDiskReads, 'hosts' | 'intervals' | 'open' | 'dropped'>, gapMs: number): Record<string, number> {
   if (reads.dropped > 0) throw new Error(`${reads.dropped} disk reads were dropped from the record; reset it more often`);
   const spans = new Map<string, Array<{ start: number; end: number }>>();
   for (const r of [...reads.intervals, ...reads.open]) {

@@ -154,10 +154,12 @@ func (x *extension) beginFolderRead(r *http.Request) (end func(), vm *simulator.
 	if !ok {
 		return nil, nil
 	}
-	vm, disk, ok := extentOwner(filepath.Join(dsDir, rel), func(*simulator.VirtualMachine) bool { return true })
+	local := filepath.Join(dsDir, rel)
+	vm, disk, ok := extentOwner(local, func(*simulator.VirtualMachine) bool { return true })
 	if !ok {
 		return nil, nil
 	}
+	x.reads.recordFolderRange(r, vm.Self.Value, disk, local)
 	return x.reads.begin(vm, disk, "folder"), vm
 }
 

@@ -299,6 +299,7 @@ func (x *extension) serveExport(w http.ResponseWriter, r *http.Request) bool {
 	host := ""
 	if i, ok := leaseDiskIndex(parts[1]); ok && i < len(l.disks) {
 		if vm := vmByRef(l.vm); vm != nil {
+			x.reads.record(vm.Self.Value, l.disks[i].fileName, "nfc", 0, l.disks[i].capacity)
 			end = x.reads.begin(vm, l.disks[i].fileName, "nfc")
 			host = vmHost(vm).Value
 		}

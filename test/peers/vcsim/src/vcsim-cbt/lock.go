@@ -74,16 +74,8 @@ func extentOwner(local string, accept func(*simulator.VirtualMachine) bool) (own
 		}
 		for _, chain := range chains {
 			for _, f := range chain {
-				p, dsDir, err := localPath(f)
-				if err != nil {
-					continue
-				}
-				_, extents, err := describeDisk(p, dsDir)
-				if err != nil {
-					continue
-				}
-				for _, x := range extents {
-					if x.file != "" && filepath.Clean(x.file) == local {
+				for _, x := range diskExtents(f) {
+					if x.is(local) {
 						return vm, chain[0], true
 					}
 				}
@@ -92,6 +84,23 @@ func extentOwner(local string, accept func(*simulator.VirtualMachine) bool) (own
 	}
 	return nil, "", false
 }
+
+// diskExtents lists the extents of the disk at datastore path dsPath, none
+// when it cannot be described.
+func diskExtents(dsPath string) []extent {
+	p, dsDir, err := localPath(dsPath)
+	if err != nil {
+		return nil
+	}
+	_, extents, err := describeDisk(p, dsDir)
+	if err != nil {
+		return nil
+	}
+	return extents
+}
+
+// is tells whether the extent's bytes are in the file at local.
+func (x extent) is(local string) bool { return x.file != "" && filepath.Clean(x.file) == local }
 
 // refuseLocked answers a GET/HEAD of a locked extent as ESXi does (HTTP 500,
 // the reason in one line) and reports whether it did.

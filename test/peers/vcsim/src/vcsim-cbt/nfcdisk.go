@@ -152,6 +152,7 @@ func (x *extension) serveNfcDisk(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Header().Set("Content-Length", strconv.FormatInt(to-from+1, 10))
 		w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", from, to, capacity))
+		x.reads.record(vm.Self.Value, file, "nfc-disk", from, to+1)
 		end := x.reads.begin(vm, file, "nfc-disk")
 		defer end()
 		host := vmHost(vm).Value

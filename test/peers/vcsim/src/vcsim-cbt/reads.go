@@ -74,6 +74,9 @@ type diskReadsReply struct {
 	Intervals []readInterval        `json:"intervals"` // ended reads, in the order they ended
 	Open      []readInterval        `json:"open"`      // reads going on, in the order they started
 	Dropped   int                   `json:"dropped"`   // ended reads no longer in intervals
+	// Ranges is each disk's byte ranges asked for (ranges.go), by VM and disk.
+	Ranges        []diskRanges `json:"ranges"`
+	RangesDropped int          `json:"rangesDropped"` // ranges not kept (maxRanges)
 }
 
 type readTracker struct {
@@ -82,10 +85,14 @@ type readTracker struct {
 	hosts     map[string]*hostReads
 	intervals []readInterval
 	dropped   int
+	// ranges.go
+	ranges        map[readKey]*diskRanges
+	rangeCount    int
+	rangesDropped int
 }
 
 func newReadTracker() *readTracker {
-	return &readTracker{open: map[readKey]*diskRead{}, hosts: map[string]*hostReads{}}
+	return &readTracker{open: map[readKey]*diskRead{}, hosts: map[string]*hostReads{}, ranges: map[readKey]*diskRanges{}}
 }
 
 func millis(t time.Time) float64 { return float64(t.UnixMicro()) / 1000 }
@@ -144,7 +151,8 @@ func (d *diskRead) interval() readInterval {
 }
 
 // reset starts the record anew: reads going on stay (current, and max =
-// current); hosts with none are forgotten; totals and intervals restart.
+// current); hosts with none are forgotten; totals, intervals and ranges
+// restart.
 func (t *readTracker) reset() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -156,12 +164,13 @@ func (t *readTracker) reset() {
 		h.Max, h.Total = h.Current, 0
 	}
 	t.intervals, t.dropped = nil, 0
+	t.ranges, t.rangeCount, t.rangesDropped = map[readKey]*diskRanges{}, 0, 0
 }
 
 func (t *readTracker) reply() diskReadsReply {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	r := diskReadsReply{Hosts: map[string]*hostReads{}, Intervals: append([]readInterval{}, t.intervals...), Open: []readInterval{}, Dropped: t.dropped}
+	r := diskReadsReply{Hosts: map[string]*hostReads{}, Intervals: append([]readInterval{}, t.intervals...), Open: []readInterval{}, Dropped: t.dropped, Ranges: t.rangesReply(), RangesDropped: t.rangesDropped}
 	for id, h := range t.hosts {
 		c := *h
 		r.Hosts[id] = &c
