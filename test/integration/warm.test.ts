@@ -262,7 +262,10 @@ describe('warm migration: CBT rounds while the VM runs, then a measured cutover'
     peers.proxy.faults = { throttleBytesPerSecond: 8 * MiB };
     const child = spawnOneswap([...args(['warm', 'start'], { convert: false }), '--streams', '1', ...vddk, vm.name], peers.vddkEnv);
     const killed = await killOnceJournalHolds(child, join(peers.work, 'state'), 16 * MiB);
-    assert.ok(killed, 'the journal never recorded progress');
+    if (!killed) {
+      const ended = await child;
+      assert.fail(`the journal never recorded progress: the run ended first, exit ${ended.exitCode}: ${String(ended.stderr).trim().split('\n').at(-1)}`);
+    }
     assert.equal((await listSnapshots(sim, vm.moref)).length, 1, 'the killed run left its snapshot');
     peers.proxy.faults = {};
     // The guest keeps writing while nobody copies.
