@@ -122,6 +122,37 @@ test('fleet: a warm VM waiting for its window holds no in-flight slot: a cold VM
   assert.deepEqual(slotEvents, ['w released', 'w waiting', 'w taken after a wait']);
 });
 
+test('fleet: a run stopped while a warm VM queues for its slot again: it fails with the stop, holds no slot, and the VM with the slot ends as it does', async () => {
+  const stop = new AbortController();
+  let openWindow!: () => void;
+  const window = new Promise<void>((r) => (openWindow = r));
+  const warm: FleetVm = {
+    key: 'w',
+    label: 'w',
+    wave: 'w1',
+    priority: 0,
+    warm: true,
+    migrate: async (ctx) => {
+      ctx.emit({ type: 'phase', vm: 'w', phase: 'sync', state: 'done' });
+      await ctx.idle!(() => window);
+      return { vm: 'w', ok: true, imageIds: [] };
+    },
+  };
+  const c = controlled('c', 'w2');
+  const events: MigrationEvent[] = [];
+  const budgets = runBudgets({ readsPerHost: 1, converting: 1 });
+  const run = runFleet(fleetCtx(events, stop.signal), [warm, c.vm], { waves: ['w1', 'w2'], inFlight: 1, budgets });
+  for (let i = 0; i < 4; i++) await tick();
+  assert.equal(c.started.value, true);
+  openWindow();
+  for (let i = 0; i < 4; i++) await tick();
+  stop.abort(new Error('Ctrl-C'));
+  c.finish();
+  const results = await run;
+  assert.deepEqual(results.map((r) => [r.key, r.result?.ok, r.result?.error instanceof Error ? r.result.error.message : undefined]), [['w', false, 'Ctrl-C'], ['c', true, undefined]]);
+  assert.deepEqual(events.flatMap((e) => (e.type === 'slot' ? [e.state] : [])), ['released', 'waiting']);
+});
+
 test('fleet: a stopped run starts nothing more; the VMs not reached say so', async () => {
   const stop = new AbortController();
   const a = controlled('a', 'w1');
