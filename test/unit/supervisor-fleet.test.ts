@@ -26,6 +26,31 @@ function controlled(key: string, wave: string, priority = 0, warm = false) {
   return { vm, started, finish: (ok = true) => finish(ok), ctx: () => ctxSeen! };
 }
 
+/** A warm VM of wave w1: its first round, then idle until the test opens its window, then its cutover; `order` says when. */
+function warmUntilWindow(order: string[]) {
+  let openWindow!: () => void;
+  const window = new Promise<void>((r) => (openWindow = r));
+  const vm: FleetVm = {
+    key: 'w',
+    label: 'w',
+    wave: 'w1',
+    priority: 0,
+    warm: true,
+    migrate: async (ctx) => {
+      order.push('w round 0');
+      ctx.emit({ type: 'phase', vm: 'w', phase: 'sync', state: 'done' });
+      await ctx.idle!(async () => {
+        order.push('w waits for its window');
+        await window;
+        order.push('w window open');
+      });
+      order.push('w cutover');
+      return { vm: 'w', ok: true, imageIds: [] };
+    },
+  };
+  return { vm, openWindow };
+}
+
 function fleetCtx(events: MigrationEvent[] = [], signal = new AbortController().signal): Omit<ImportContext, 'budgets'> {
   return { emit: (e) => events.push(e), signal, vcenterHost: 'vc', vsphere: {} as never, one: {} as never };
 }
@@ -79,26 +104,7 @@ test('fleet: a warm VM lets its wave go on once its first round is done; finishe
 
 test('fleet: a warm VM waiting for its window holds no in-flight slot: a cold VM of the next wave runs meanwhile, the cutover queues for the slot', async () => {
   const order: string[] = [];
-  let openWindow!: () => void;
-  const window = new Promise<void>((r) => (openWindow = r));
-  const warm: FleetVm = {
-    key: 'w',
-    label: 'w',
-    wave: 'w1',
-    priority: 0,
-    warm: true,
-    migrate: async (ctx) => {
-      order.push('w round 0');
-      ctx.emit({ type: 'phase', vm: 'w', phase: 'sync', state: 'done' });
-      await ctx.idle!(async () => {
-        order.push('w waits for its window');
-        await window;
-        order.push('w window open');
-      });
-      order.push('w cutover');
-      return { vm: 'w', ok: true, imageIds: [] };
-    },
-  };
+  const { vm: warm, openWindow } = warmUntilWindow(order);
   const c = controlled('c', 'w2');
   const c2 = controlled('c2', 'w2');
   const events: MigrationEvent[] = [];
@@ -124,20 +130,7 @@ test('fleet: a warm VM waiting for its window holds no in-flight slot: a cold VM
 
 test('fleet: a run stopped while a warm VM queues for its slot again: it fails with the stop, holds no slot, and the VM with the slot ends as it does', async () => {
   const stop = new AbortController();
-  let openWindow!: () => void;
-  const window = new Promise<void>((r) => (openWindow = r));
-  const warm: FleetVm = {
-    key: 'w',
-    label: 'w',
-    wave: 'w1',
-    priority: 0,
-    warm: true,
-    migrate: async (ctx) => {
-      ctx.emit({ type: 'phase', vm: 'w', phase: 'sync', state: 'done' });
-      await ctx.idle!(() => window);
-      return { vm: 'w', ok: true, imageIds: [] };
-    },
-  };
+  const { vm: warm, openWindow } = warmUntilWindow([]);
   const c = controlled('c', 'w2');
   const events: MigrationEvent[] = [];
   const budgets = runBudgets({ readsPerHost: 1, converting: 1 });
