@@ -135,6 +135,18 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
+/**
+ * Runs `wait` without the VM's in-flight slot of a plan run, then takes a slot again, behind the
+ * VMs already waiting for one, before it returns: a warm VM between its rounds only waits, and a
+ * slot it held meanwhile would keep a later wave's VM from working. Rejects when the run stops.
+ */
+export type Idle = <T>(wait: () => Promise<T>) => Promise<T>;
+
+/** `wait` as idle time: without the in-flight slot when the VM runs in a plan, as is otherwise. */
+export function idleWhile<T>(ctx: { readonly idle?: Idle }, wait: () => Promise<T>): Promise<T> {
+  return ctx.idle ? ctx.idle(wait) : wait();
+}
+
 /** What a run's steps hold while they work. */
 export interface RunBudgets {
   /** One slot per disk being read, per ESXi host the VM runs on. */

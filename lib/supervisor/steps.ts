@@ -59,7 +59,7 @@ import {
   type WarmImage,
 } from '../output/index.js';
 import { Journal } from './journal.js';
-import { hostKey, type RunBudgets } from './budgets.js';
+import { hostKey, type Idle, type RunBudgets } from './budgets.js';
 import { foreignSnapshotRefusal, sourceRefusals } from './source-refusals.js';
 import { recordCopySample } from './copy-rates.js';
 import { convertImages, describeConversion, vmConversionRequest, type ConversionRun } from './conversion.js';
@@ -115,6 +115,8 @@ export interface ImportContext extends OneContext, VcenterContext {
   readonly vcenterHost: string;
   /** A plan run's limits across its VMs; a single import has none but the conversion queue's. */
   readonly budgets?: RunBudgets;
+  /** A plan run's VM: gives its in-flight slot back while it only waits (budgets.ts). */
+  readonly idle?: Idle;
 }
 
 /** A source disk of any input: what the OpenNebula steps need to know of it. */

@@ -205,7 +205,7 @@ describe('oneswap plan', { skip }, () => {
     assert.deepEqual(againResults, ['ghost']);
   });
 
-  test('plan run: a warm VM syncs until its window and then cuts over, letting the next wave go on after its first round; its downtime is in the summary', async () => {
+  test('plan run: a warm VM syncs until its window and then cuts over, letting the next wave go on after its first round and giving its only in-flight slot to it meanwhile; its downtime is in the summary', async () => {
     const warm = await createTestVm(peers.sim, { name: 'run-w', host: 'DC0_H0', cbt: true, powerOn: true, disks: [{ sizeBytes: 8 * MiB, data: [{ offset: 0, length: 2 * MiB }] }], nics: [{ network: 'VM Network' }] });
     const cold = await createTestVm(peers.sim, { name: 'run-after', host: 'DC0_H1', disks: [{ sizeBytes: 4 * MiB, data: [{ offset: 0, length: MiB }] }], nics: [{ network: 'VM Network' }] });
     // Whole seconds: the plan gives the window to the second.
@@ -216,6 +216,8 @@ describe('oneswap plan', { skip }, () => {
       [
         ...planFileHead(peers),
         ...planFileDefaults(peers, 'w-'),
+        // One VM in flight: the next wave runs only because the warm VM waits without its slot.
+        'budgets: {inFlight: 1}',
         'windows:',
         `  soon: {start: ${window.toISOString().slice(0, 19)}Z}`,
         'waves: [first, second]',
@@ -232,7 +234,10 @@ describe('oneswap plan', { skip }, () => {
     const firstRound = at((e) => e.vm === 'run-w' && e.phase === 'sync' && e.state === 'done');
     const nextWave = at((e) => e.vm === 'run-after' && e.phase === 'precheck' && e.state === 'start');
     const shutdown = at((e) => e.vm === 'run-w' && e.phase === 'shutdown' && e.state === 'start');
-    assert.ok(firstRound >= 0 && nextWave > firstRound && nextWave < shutdown, `order: round ${firstRound}, next wave ${nextWave}, cutover ${shutdown}`);
+    const released = at((e) => e.vm === 'run-w' && e.type === 'slot' && e.state === 'released');
+    const coldDone = at((e) => e.vm === 'run-after' && e.type === 'result');
+    const taken = at((e) => e.vm === 'run-w' && e.type === 'slot' && e.state === 'taken');
+    assert.ok(firstRound >= 0 && released > firstRound && nextWave > released && coldDone > nextWave && taken > coldDone && shutdown > taken, `order: round ${firstRound}, slot released ${released}, next wave ${nextWave}, its end ${coldDone}, slot taken ${taken}, cutover ${shutdown}`);
     // Without VDDK a round streams the whole disk through an export lease: it waits for its window
     // without more rounds, and the cutover reads what changed.
     assert.ok(ev.some((e) => e.vm === 'run-w' && e.type === 'log' && /more rounds would stream every disk/.test(e.message ?? '')));
