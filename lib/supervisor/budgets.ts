@@ -100,8 +100,9 @@ export class KeyedSlots {
 }
 
 /**
- * Bytes per second shared by every reader of one vSphere datastore: each chunk read waits for its
- * turn. A quarter second of credit at most, so a pause does not turn into a burst.
+ * Bytes per second shared by every reader of one vSphere datastore: each range request (or each
+ * piece of data of an export stream) waits for its turn. A quarter second of credit at most, so a
+ * pause does not turn into a burst.
  */
 export class ByteRate {
   private free = 0;
