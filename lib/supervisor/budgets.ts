@@ -116,8 +116,9 @@ export class ByteRate {
     const now = Date.now();
     const start = Math.max(this.free, now - 250);
     this.free = start + (bytes * 1000) / this.bytesPerSecond;
-    const wait = start - now;
-    if (wait > 0) await sleep(wait, signal);
+    // Never before its turn: a timer may fire a millisecond early (whole milliseconds, and the
+    // event loop's clock lags Date.now), which would let bytes go ahead of the rate.
+    for (let wait = start - now; wait > 0; wait = start - Date.now()) await sleep(Math.ceil(wait), signal);
   }
 }
 

@@ -300,8 +300,8 @@ describe('oneswap plan', { skip }, () => {
     assert.deepEqual(summary.vms.map((v) => [v.key, v.outcome]), vms.map((v) => [v.name, 'done']));
     // The budget's definition (lib/supervisor/budgets.ts ByteRate, applied per range request in
     // lib/supervisor/steps.ts): requests get consecutive, non-overlapping intervals of `rate` whose
-    // first may start up to 250 ms before the first request's turn, and a request is sent at the
-    // start of its interval, so by time t the datastore has served at most
+    // first may start up to 250 ms before the first request's turn, and a request is sent no earlier
+    // than the start of its interval, so by time t the datastore has served at most
     //   rate × (t − first turn + 0.25 s) + one request (1 MiB, sent before its interval has passed).
     // The first turn comes after the summary's earliest copy phase start (recorded, to the
     // millisecond rounded down, before any disk is read): an exact bound, in bytes × 1000 to stay whole.
