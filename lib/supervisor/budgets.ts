@@ -100,8 +100,9 @@ export class KeyedSlots {
 }
 
 /**
- * Bytes per second shared by every reader of one vSphere datastore: each chunk read waits for its
- * turn. A quarter second of credit at most, so a pause does not turn into a burst.
+ * Bytes per second shared by every reader of one vSphere datastore: each range request (or each
+ * piece of data of an export stream) waits for its turn. A quarter second of credit at most, so a
+ * pause does not turn into a burst.
  */
 export class ByteRate {
   private free = 0;
@@ -115,8 +116,9 @@ export class ByteRate {
     const now = Date.now();
     const start = Math.max(this.free, now - 250);
     this.free = start + (bytes * 1000) / this.bytesPerSecond;
-    const wait = start - now;
-    if (wait > 0) await sleep(wait, signal);
+    // Never before its turn: a timer may fire a millisecond early (whole milliseconds, and the
+    // event loop's clock lags Date.now), which would let bytes go ahead of the rate.
+    for (let wait = start - now; wait > 0; wait = start - Date.now()) await sleep(Math.ceil(wait), signal);
   }
 }
 
