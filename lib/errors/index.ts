@@ -29,15 +29,29 @@ const EXIT_CODES: Record<ErrorKind, number> = {
   internal: 1,
 };
 
+/**
+ * The faces that tell a user what to change: the import's command line (flags such as
+ * --enable-cbt) and a plan file (keys such as enableCbt), checked by `plan check`.
+ */
+export type Face = 'cli' | 'plan';
+
+/** A hint that names a setting, in the words of each face. */
+export type FaceHint = Readonly<Record<Face, string>>;
+
 export class OneswapError extends Error {
   readonly kind: ErrorKind;
+  /** What to do, as the command line says it. */
   readonly hint: string | undefined;
+  /** What to do, as a plan file says it, when that differs. */
+  readonly planHint: string | undefined;
 
-  constructor(kind: ErrorKind, message: string, options?: { hint?: string; cause?: unknown }) {
+  constructor(kind: ErrorKind, message: string, options?: { hint?: string | FaceHint; cause?: unknown }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'OneswapError';
     this.kind = kind;
-    this.hint = options?.hint;
+    const hint = options?.hint;
+    this.hint = typeof hint === 'object' ? hint.cli : hint;
+    this.planHint = typeof hint === 'object' ? hint.plan : undefined;
   }
 
   get exitCode(): number {
@@ -45,9 +59,12 @@ export class OneswapError extends Error {
   }
 }
 
-/** One line for the user, whatever was thrown. */
-export function describeError(err: unknown): string {
-  if (err instanceof OneswapError) return err.hint ? `${err.message} (${err.hint})` : err.message;
+/** One line for the user, whatever was thrown; the hint in the words of the face that shows it. */
+export function describeError(err: unknown, face: Face = 'cli'): string {
+  if (err instanceof OneswapError) {
+    const hint = face === 'plan' ? (err.planHint ?? err.hint) : err.hint;
+    return hint ? `${err.message} (${hint})` : err.message;
+  }
   if (err instanceof Error) return err.message.split('\n')[0] ?? String(err);
   return String(err);
 }

@@ -50,14 +50,19 @@ export function chooseReader(settings: ReaderSettings, plugins: Plugins, place: 
     case 'folder':
       if (folderProblem !== undefined)
         throw new OneswapError('usage', `--transport folder cannot read ${disk}: ${folderProblem}`, {
-          hint: 'use --transport auto (an export lease, or VDDK when --vddk-libdir is given)',
+          hint: { cli: 'use --transport auto (an export lease, or VDDK when --vddk-libdir is given)', plan: 'set transport: auto for this VM (or in defaults): an export lease, or VDDK when --vddk-libdir is given' },
         });
       return { reader: 'folder', why: '--transport folder' };
     case 'lease':
       return { reader: 'lease', why: '--transport lease' };
     case 'vddk':
       if (settings.vddkLibdir === undefined)
-        throw new OneswapError('usage', '--transport vddk needs VMware\u2019s VDDK', { hint: 'pass --vddk-libdir DIR (the unpacked vmware-vix-disklib-distrib folder), or set vddk-libdir in oneswap.yaml' });
+        throw new OneswapError('usage', '--transport vddk needs VMware\u2019s VDDK', {
+          hint: {
+            cli: 'pass --vddk-libdir DIR (the unpacked vmware-vix-disklib-distrib folder), or set vddk-libdir in oneswap.yaml',
+            plan: 'pass --vddk-libdir DIR (the unpacked vmware-vix-disklib-distrib folder) to plan check and plan run, or set vddk-libdir in oneswap.yaml; or set transport: auto for this VM (or in defaults)',
+          },
+        });
       if (!plugins.vddk) throw noPlugin('vddk', settings.vddkLibdir);
       return { reader: 'vddk', why: `--transport vddk (VDDK in ${settings.vddkLibdir})` };
     case 'nfc':
@@ -73,7 +78,10 @@ export function chooseReader(settings: ReaderSettings, plugins: Plugins, place: 
 
 function noPlugin(name: 'vddk' | 'nfc', libdir?: string): OneswapError {
   return new OneswapError('usage', name === 'vddk' ? `nbdkit cannot load its vddk plugin with the VDDK in ${libdir}` : 'this nbdkit has no nfc plugin', {
-    hint: name === 'vddk' ? 'install nbdkit\u2019s vddk plugin and check that DIR holds lib64/libvixDiskLib.so.*; or use --transport auto' : 'nbdkit\u2019s nfc plugin comes with newer nbdkit releases; use --transport auto',
+    hint: {
+      cli: `${name === 'vddk' ? 'install nbdkit\u2019s vddk plugin and check that DIR holds lib64/libvixDiskLib.so.*; or' : 'nbdkit\u2019s nfc plugin comes with newer nbdkit releases;'} use --transport auto`,
+      plan: `${name === 'vddk' ? 'install nbdkit\u2019s vddk plugin and check that DIR holds lib64/libvixDiskLib.so.*; or' : 'nbdkit\u2019s nfc plugin comes with newer nbdkit releases;'} set transport: auto for this VM (or in defaults)`,
+    },
   });
 }
 

@@ -55,7 +55,7 @@ export function mapNics(vmName: string, nics: readonly NicDescription[], network
       out.push({ nic, networkId: pick.list[0]!.id, networkName: pick.list[0]!.name, rule: pick.rule });
     } else if (pick.list.length > 1) {
       throw new OneswapError('conflict', `vCenter network "${nic.network}" of VM ${vmName} matches several OpenNebula networks (${pick.list.map((n) => n.id).join(', ')})`, {
-        hint: `choose one with --network-map "${nic.network}=<id>"`,
+        hint: { cli: `choose one with --network-map "${nic.network}=<id>"`, plan: `choose one in networkMap for this VM (or in defaults): "${nic.network}: <id>"` },
       });
     } else {
       unmapped.push(nic.network === '' ? `${nic.label} (not attached)` : `"${nic.network}"`);
@@ -63,7 +63,10 @@ export function mapNics(vmName: string, nics: readonly NicDescription[], network
   }
   if (unmapped.length > 0)
     throw new OneswapError('not-found', `VM ${vmName}: no OpenNebula network for vCenter network ${[...new Set(unmapped)].join(', ')}`, {
-      hint: 'add --network-map "<vCenter network>=<OpenNebula network id>", or set VCENTER_NETWORK_MATCH="<vCenter network>" on a virtual network',
+      hint: {
+        cli: 'add --network-map "<vCenter network>=<OpenNebula network id>", or set VCENTER_NETWORK_MATCH="<vCenter network>" on a virtual network',
+        plan: 'map it in networkMap for this VM (or in defaults): "<vCenter network>: <OpenNebula network name or id>", or set VCENTER_NETWORK_MATCH="<vCenter network>" on a virtual network',
+      },
     });
   return out;
 }

@@ -48,7 +48,7 @@ export async function checkImageDatastore(
 export function unusableDatastore(ds: OneDatastore): Refusal | undefined {
   const what = datastoreName(ds);
   if (ds.type !== 'IMAGE_DS')
-    return { code: 'not-image-datastore', error: new OneswapError('usage', `${what} is a ${ds.type}, not an image datastore`, { hint: 'pick one from: onedatastore list' }) };
+    return { code: 'not-image-datastore', error: new OneswapError('usage', `${what} is a ${ds.type}, not an image datastore`, { hint: { cli: 'pick one from: onedatastore list', plan: 'set datastore for this VM (or in defaults) to one from: onedatastore list' } }) };
   if (ds.state !== 'READY') return { code: 'datastore-disabled', error: new OneswapError('conflict', `${what} is disabled`) };
   return undefined;
 }
@@ -279,7 +279,7 @@ export function nameClashes(images: readonly string[], template: string, taken: 
       out.push({
         code: 'name-clash',
         error: new OneswapError('conflict', `image name "${name}" is already taken by image ${image.id}`, {
-          hint: 'remove that image, or pass --name-prefix to import under other names',
+          hint: { cli: 'remove that image, or pass --name-prefix to import under other names', plan: 'remove that image, or set namePrefix for this VM (or in defaults) to import under other names' },
         }),
       });
   }
@@ -288,7 +288,7 @@ export function nameClashes(images: readonly string[], template: string, taken: 
     out.push({
       code: 'name-clash',
       error: new OneswapError('conflict', `template name "${template}" is already taken by template ${tpl.id}`, {
-        hint: 'remove that template, or pass --name-prefix',
+        hint: { cli: 'remove that template, or pass --name-prefix', plan: 'remove that template, or set namePrefix for this VM (or in defaults)' },
       }),
     });
   return out;

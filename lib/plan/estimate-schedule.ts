@@ -6,7 +6,7 @@
 // read at once share their hosts', their datastores' and this machine's throughput as a fluid:
 // each gets its fair share, never more than it reads alone (SharedReads).
 
-import { runBudgets, runFleet, type FleetVm, type ImportContext, type VmResult } from '../supervisor/index.js';
+import { idleWhile, runBudgets, runFleet, type FleetVm, type ImportContext, type VmResult } from '../supervisor/index.js';
 import type { PlanBudgets } from './planned-vm.js';
 
 /** One disk's read: its bytes, at its rate alone at most. */
@@ -256,7 +256,9 @@ export async function simulatePlan(vms: readonly SimVm[], waves: readonly string
         // The first round is done: runFleet lets the next wave go.
         run.emit({ type: 'phase', vm: vm.key, phase: 'sync', state: 'done' });
         await convert(); // the rehearsal
-        if (vm.warm.cutoverAt !== undefined) await clock.until(vm.warm.cutoverAt);
+        // As warmImport in a plan: the wait for a window still to come holds no in-flight slot.
+        const window = vm.warm.cutoverAt;
+        if (window !== undefined && window > clock.now) await idleWhile(run, () => clock.until(window));
         cutoverStart = clock.now;
         await clock.sleep(vm.shutdownMs);
         await read(vm.warm.finalDisks);

@@ -105,7 +105,7 @@ export async function checkFleet(ctx: FleetCheckContext, plan: readonly PlannedV
           else
             draft.blockers.push({
               code: 'name-clash',
-              message: describeError(new OneswapError('conflict', `${kind} name "${name}" is also given by VM ${first.key} of this plan (line ${first.line})`, { hint: 'give one of them another name prefix' })),
+              message: describeError(new OneswapError('conflict', `${kind} name "${name}" is also given by VM ${first.key} of this plan (line ${first.line})`, { hint: 'set another namePrefix on one of them' })),
             });
         }
       }
@@ -131,14 +131,14 @@ interface Draft {
   readonly warnings: Finding[];
 }
 
-const finding = (r: Refusal): Finding => ({ code: r.code, message: describeError(r.error) });
+const finding = (r: Refusal): Finding => ({ code: r.code, message: describeError(r.error, 'plan') });
 
 /** The checks of one VM that need nothing but what was read for all. */
 async function checkOne(ctx: FleetCheckContext, planned: PlannedVm, found: FoundVm, inventory: FoundVms, networks: readonly NetworkCandidate[], taken: TakenNames, target: Target, plugins: Plugins): Promise<Draft> {
   const blockers: Finding[] = [];
   const warnings: Finding[] = [];
   if (!found.ok) {
-    blockers.push({ code: found.error.kind === 'conflict' ? 'ambiguous' : 'not-found', message: describeError(found.error) });
+    blockers.push({ code: found.error.kind === 'conflict' ? 'ambiguous' : 'not-found', message: describeError(found.error, 'plan') });
     return { bytes: 0, names: { images: [], template: '' }, blockers, warnings };
   }
   const vm = found.vm;
@@ -162,7 +162,7 @@ async function checkOne(ctx: FleetCheckContext, planned: PlannedVm, found: Found
     try {
       fn();
     } catch (err) {
-      blockers.push({ code, message: describeError(err) });
+      blockers.push({ code, message: describeError(err, 'plan') });
     }
   };
   refused('unmapped-network', () => mapNics(vm.name, description.nics, networks, planned.networkMap));
@@ -194,7 +194,7 @@ function readerFor(planned: PlannedVm, plugins: Plugins, vm: VmSummary, disk: Vc
   try {
     chooseReader({ transport: planned.transport }, plugins, disk, planned.mode.kind === 'warm' && vm.powerState === 'poweredOn');
   } catch (err) {
-    blockers.push({ code: hasFlatFiles(disk.datastoreType) ? 'no-reader' : 'vsan-no-reader', message: describeError(err) });
+    blockers.push({ code: hasFlatFiles(disk.datastoreType) ? 'no-reader' : 'vsan-no-reader', message: describeError(err, 'plan') });
   }
 }
 

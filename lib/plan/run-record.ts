@@ -20,7 +20,7 @@ export interface VmStatus {
   readonly wave: string;
   readonly mode: 'cold' | 'warm';
   readonly state: 'pending' | 'running' | 'done' | 'failed' | 'skipped';
-  /** The phase under way, or the last one. */
+  /** The phase under way, 'waiting' or 'waiting for a slot' (a warm VM between rounds), or the last phase. */
   readonly phase?: string;
   readonly bytesDone: number;
   readonly bytesPlanned: number;
@@ -57,6 +57,8 @@ interface VmState {
   state: VmStatus['state'];
   phases: PhaseSpan[];
   open?: { phase: string; start: string };
+  /** Between phases without its in-flight slot (a warm VM between rounds): what it waits for. */
+  waiting?: 'waiting' | 'waiting for a slot';
   /** Bytes of rounds before the one under way (warm), so the total keeps growing. */
   earlier: { copied: number; written: number };
   disks: Map<number, DiskBytes>;
@@ -124,6 +126,7 @@ export class RunRecord {
             this.waveStarted(s.vm.wave, at);
           }
           this.closeOpen(s, at, 'done');
+          s.waiting = undefined;
           s.open = { phase: e.phase, start: at };
           if (e.phase === 'sync' || e.phase === 'final-sync' || e.phase === 'copy') this.newRound(s);
         } else {
@@ -137,6 +140,9 @@ export class RunRecord {
         s.meter.add(this.copied(s), this.now().getTime());
         break;
       }
+      case 'slot':
+        s.waiting = e.state === 'released' ? 'waiting' : e.state === 'waiting' ? 'waiting for a slot' : undefined;
+        break;
       case 'downtime':
         s.downtimeMs = e.totalMs;
         break;
@@ -145,6 +151,7 @@ export class RunRecord {
         break;
       case 'result':
         this.closeOpen(s, at, e.ok ? 'done' : 'failed');
+        s.waiting = undefined;
         s.state = e.ok ? 'done' : 'failed';
         s.endedAt = at;
         s.imageIds = e.imageIds;
@@ -181,7 +188,7 @@ export class RunRecord {
           wave: s.vm.wave,
           mode: s.vm.mode,
           state: s.state,
-          ...(s.open ? { phase: s.open.phase } : s.phases.length > 0 ? { phase: s.phases.at(-1)!.phase } : {}),
+          ...(s.waiting ? { phase: s.waiting } : s.open ? { phase: s.open.phase } : s.phases.length > 0 ? { phase: s.phases.at(-1)!.phase } : {}),
           bytesDone: done,
           bytesPlanned: planned,
           bytesPerSecond: Math.round(rate),

@@ -32,6 +32,11 @@ export function describeEvent(e: MigrationEvent): string | undefined {
       const steps = (e.steps ?? []).map((s) => `${s.step} ${formatDuration(s.ms / 1000)}`).join(', ');
       return `${what} conversion ${took}${steps ? `; steps: ${steps}` : ''}`;
     }
+    case 'slot':
+      if (e.state === 'released') return `${e.vm}: in-flight slot given back while it waits for its next round or its cutover window`;
+      if (e.state === 'waiting') return `${e.vm}: waiting for an in-flight slot (the plan's inFlight budget) before it goes on`;
+      // Taken at once: the line that it was given back says enough.
+      return e.waitedMs === undefined ? undefined : `${e.vm}: in-flight slot taken again after ${formatDuration(e.waitedMs / 1000)}`;
     case 'log':
       return `${e.level === 'info' ? '' : `${e.level}: `}${e.vm ? `${e.vm}: ` : ''}${e.message}`;
     case 'result':

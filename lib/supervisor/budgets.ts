@@ -100,8 +100,9 @@ export class KeyedSlots {
 }
 
 /**
- * Bytes per second shared by every reader of one vSphere datastore: each chunk read waits for its
- * turn. A quarter second of credit at most, so a pause does not turn into a burst.
+ * Bytes per second shared by every reader of one vSphere datastore: each range request (or each
+ * piece of data of an export stream) waits for its turn. A quarter second of credit at most, so a
+ * pause does not turn into a burst.
  */
 export class ByteRate {
   private free = 0;
@@ -115,8 +116,9 @@ export class ByteRate {
     const now = Date.now();
     const start = Math.max(this.free, now - 250);
     this.free = start + (bytes * 1000) / this.bytesPerSecond;
-    const wait = start - now;
-    if (wait > 0) await sleep(wait, signal);
+    // Never before its turn: a timer may fire a millisecond early (whole milliseconds, and the
+    // event loop's clock lags Date.now), which would let bytes go ahead of the rate.
+    for (let wait = start - now; wait > 0; wait = start - Date.now()) await sleep(Math.ceil(wait), signal);
   }
 }
 
@@ -133,6 +135,18 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     };
     signal?.addEventListener('abort', onAbort, { once: true });
   });
+}
+
+/**
+ * Runs `wait` without the VM's in-flight slot of a plan run, then takes a slot again, behind the
+ * VMs already waiting for one, before it returns: a warm VM between its rounds only waits, and a
+ * slot it held meanwhile would keep a later wave's VM from working. Rejects when the run stops.
+ */
+export type Idle = <T>(wait: () => Promise<T>) => Promise<T>;
+
+/** `wait` as idle time: without the in-flight slot when the VM runs in a plan, as is otherwise. */
+export function idleWhile<T>(ctx: { readonly idle?: Idle }, wait: () => Promise<T>): Promise<T> {
+  return ctx.idle ? ctx.idle(wait) : wait();
 }
 
 /** What a run's steps hold while they work. */

@@ -63,6 +63,17 @@ export type MigrationEvent =
       readonly durationMs?: number;
       readonly steps?: readonly { readonly step: string; readonly ms: number }[];
     }
+  | {
+      /**
+       * A plan run's VM and its in-flight slot: a warm VM gives it back while it waits for its next
+       * round or its window ('released'), queues for one when none is free ('waiting'), and has
+       * one again ('taken'; `waitedMs` when it queued).
+       */
+      readonly type: 'slot';
+      readonly vm: string;
+      readonly state: 'released' | 'waiting' | 'taken';
+      readonly waitedMs?: number;
+    }
   | { readonly type: 'log'; readonly level: 'info' | 'warn' | 'error'; readonly vm?: string; readonly message: string }
   | {
       readonly type: 'result';

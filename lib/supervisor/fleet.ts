@@ -2,10 +2,12 @@
 // in flight, and every step that reads disks or converts a guest holding a slot of the run's
 // budgets (budgets.ts). A VM that fails never stops the others. A wave lets the next one start
 // once each of its VMs has finished, or, when warm, has copied its first round and only syncs
-// until its cutover window.
+// until its cutover window. A warm VM gives its in-flight slot back while it waits between rounds
+// (ImportContext.idle) and queues for one again before it works: late windows do not hold the
+// run's slots, and a window that comes while every slot is busy starts its cutover late.
 
 import type { EventSink, MigrationEvent } from './events.js';
-import { Slots, type RunBudgets } from './budgets.js';
+import { Slots, type Idle, type Release, type RunBudgets } from './budgets.js';
 import type { ImportContext, VmResult } from './steps.js';
 
 export interface FleetVm {
@@ -70,22 +72,23 @@ export async function runFleet(ctx: Omit<ImportContext, 'budgets'>, vms: readonl
         byKey.set(vm.key, { key: vm.key, skipped: 'stopped' });
         continue;
       }
-      let release: (() => void) | undefined;
+      let slot: { release?: Release };
       try {
-        release = await inFlight.take(ctx.signal);
+        slot = { release: await inFlight.take(ctx.signal) };
       } catch {
         byKey.set(vm.key, { key: vm.key, skipped: 'stopped' });
         continue;
       }
       const passed = new Promise<void>((resolve) => through.set(vm.key, resolve));
       const done = vm
-        .migrate(vmCtx)
+        .migrate({ ...vmCtx, idle: idleOutside(inFlight, slot, vm.label, { emit, signal: ctx.signal }) })
         .catch((error: unknown): VmResult => ({ vm: vm.label, ok: false, imageIds: [], error }))
         .then((result) => {
           byKey.set(vm.key, { key: vm.key, result });
         })
         .finally(() => {
-          release!();
+          // None when the run stopped while the VM waited to take one again.
+          slot.release?.();
           through.get(vm.key)?.();
         });
       running.push(done);
@@ -95,4 +98,21 @@ export async function runFleet(ctx: Omit<ImportContext, 'budgets'>, vms: readonl
   }
   await Promise.all(running);
   return vms.map((vm) => byKey.get(vm.key) ?? { key: vm.key, skipped: 'stopped' });
+}
+
+/** The VM's `idle`: its slot of `inFlight` given back for the wait, then taken again in line. */
+function idleOutside(inFlight: Slots, slot: { release?: Release }, vm: string, run: { readonly emit: EventSink; readonly signal: AbortSignal }): Idle {
+  return async (wait) => {
+    slot.release?.();
+    slot.release = undefined;
+    run.emit({ type: 'slot', vm, state: 'released' });
+    const r = await wait();
+    // The same test take() makes first: whether the VM has to queue.
+    const queued = inFlight.inUse >= inFlight.limit || inFlight.waiting > 0;
+    const t0 = Date.now();
+    if (queued) run.emit({ type: 'slot', vm, state: 'waiting' });
+    slot.release = await inFlight.take(run.signal);
+    run.emit({ type: 'slot', vm, state: 'taken', ...(queued ? { waitedMs: Date.now() - t0 } : {}) });
+    return r;
+  };
 }

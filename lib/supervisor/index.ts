@@ -14,7 +14,7 @@ export type { ImportOptions, ImportContext, MigrationOptions, VmResult } from '.
 export { copyReading, placeOneDisk, planPoweredOffReads, networkCandidates, type ReadingCopy, type PlannedRead } from './steps.js';
 export { sourceRefusals, foreignSnapshotRefusal, type SourceMode } from './source-refusals.js';
 export { newRunId, mapLimited } from './run.js';
-export { Slots, KeyedSlots, runBudgets, hostKey, type RunBudgets, type Release } from './budgets.js';
+export { Slots, KeyedSlots, runBudgets, hostKey, idleWhile, type RunBudgets, type Release, type Idle } from './budgets.js';
 export { runFleet, type FleetVm, type FleetRun, type FleetVmResult } from './fleet.js';
 export { warmStart, warmSync, warmCutover, warmAbort, warmImport, type WarmOptions, type CutoverPolicy, type WarmResult } from './warm.js';
 export { warmStatus, measuredRates, type WarmStatus, type WarmDiskStatus, type DowntimePrediction } from './warm-status.js';

@@ -26,7 +26,10 @@ export function sourceRefusals(vm: VmSummary, mode: SourceMode): Refusal[] {
     out.push({
       code: 'powered-on-cold',
       error: new OneswapError('conflict', `VM ${vm.name} is powered on; a cold import needs it off`, {
-        hint: 'shut it down first, or pass --shutdown to have oneswap ask the guest to shut down',
+        hint: {
+          cli: 'shut it down first, or pass --shutdown to have oneswap ask the guest to shut down',
+          plan: 'shut it down first, or set shutdown: true for this VM (or in defaults) to have oneswap ask the guest to shut down',
+        },
       }),
     });
   return out;
@@ -43,7 +46,7 @@ function warmRefusals(vm: VmSummary, enableCbt: boolean): Refusal[] {
     out.push({
       code: 'hardware-version',
       error: new OneswapError('conflict', `VM ${vm.name} has virtual hardware ${vm.hardwareVersion}; changed block tracking needs vmx-07 or later`, {
-        hint: 'upgrade the VM compatibility in vCenter, or import it cold (without --warm)',
+        hint: { cli: 'upgrade the VM compatibility in vCenter, or import it cold (without --warm)', plan: 'upgrade the VM compatibility in vCenter, or set mode: cold for this VM' },
       }),
     });
   const independent = vm.disks.filter((d) => d.diskMode.startsWith('independent'));
@@ -51,14 +54,17 @@ function warmRefusals(vm: VmSummary, enableCbt: boolean): Refusal[] {
     out.push({
       code: 'independent-disk',
       error: new OneswapError('conflict', `disk ${independent.map((d) => `"${d.label}"`).join(', ')} of VM ${vm.name} is independent (${independent[0]!.diskMode}); snapshots skip such disks, so they cannot be copied while the VM runs`, {
-        hint: 'switch the disk to dependent mode in vCenter, or import the VM cold (without --warm)',
+        hint: { cli: 'switch the disk to dependent mode in vCenter, or import the VM cold (without --warm)', plan: 'switch the disk to dependent mode in vCenter, or set mode: cold for this VM' },
       }),
     });
   if (!vm.changeTrackingEnabled && !enableCbt)
     out.push({
       code: 'cbt-off',
       error: new OneswapError('conflict', `changed block tracking is off for VM ${vm.name}; a warm migration needs it`, {
-        hint: 'pass --enable-cbt to turn it on (takes effect at the first migration snapshot), or import the VM cold',
+        hint: {
+          cli: 'pass --enable-cbt to turn it on (takes effect at the first migration snapshot), or import the VM cold',
+          plan: 'set enableCbt: true for this VM (or in defaults) to have the migration turn it on (takes effect at its first snapshot), or set mode: cold',
+        },
       }),
     });
   return out;

@@ -59,7 +59,7 @@ import {
   type WarmImage,
 } from '../output/index.js';
 import { Journal } from './journal.js';
-import { hostKey, type RunBudgets } from './budgets.js';
+import { hostKey, type Idle, type RunBudgets } from './budgets.js';
 import { foreignSnapshotRefusal, sourceRefusals } from './source-refusals.js';
 import { recordCopySample } from './copy-rates.js';
 import { diskReads } from './read-meter.js';
@@ -116,6 +116,8 @@ export interface ImportContext extends OneContext, VcenterContext {
   readonly vcenterHost: string;
   /** A plan run's limits across its VMs; a single import has none but the conversion queue's. */
   readonly budgets?: RunBudgets;
+  /** A plan run's VM: gives its in-flight slot back while it only waits (budgets.ts). */
+  readonly idle?: Idle;
 }
 
 /** A source disk of any input: what the OpenNebula steps need to know of it. */
@@ -446,9 +448,9 @@ export interface ReadingCopy extends Omit<StreamCopyOptions, 'target'> {
   /** Each span written, for a resume journal; a stream reports nothing until it ends. */
   readonly onWritten?: (span: Extent) => void;
   /**
-   * Waits before each chunk goes on (a plan's bytes per second per datastore): the bytes read of a
-   * range reader, the data written of a stream (whose body is compressed, so its data is what the
-   * datastore gave).
+   * Waits until the budget lets bytes go (a plan's bytes per second per datastore): a range
+   * reader's request before it is sent, the data written of a stream (whose body is compressed, so
+   * its data is what the datastore gave).
    */
   readonly pace?: (bytes: number) => Promise<void>;
 }
@@ -465,6 +467,7 @@ function copyInto(reading: DiskReading, target: TargetWriter, o: ReadingCopy): P
   if (reading.access === 'stream') return reading.copyInto({ ...o, target: o.pace ? pacedWriter(target, o.pace) : target });
   return copyExtents({
     source: o.pace ? pacedSource(reading.source, o.pace) : reading.source,
+    ...(o.pace ? { requestSize: PACED_REQUEST_BYTES } : {}),
     target,
     capacity: o.capacity,
     extents: o.areas,
@@ -476,17 +479,20 @@ function copyInto(reading: DiskReading, target: TargetWriter, o: ReadingCopy): P
   });
 }
 
+/**
+ * A paced range reader asks for this much at most, and only once the budget has let those bytes
+ * go, so what the datastore serves runs ahead of its rate by one request at most. Pacing the chunks
+ * as they arrived held back only the copy: the socket buffers in between (tens of MiB on a Linux
+ * loopback) let the datastore serve a whole request of the engine's default 64 MiB at once.
+ */
+const PACED_REQUEST_BYTES = 1024 * 1024;
+
 function pacedSource(source: RangeSource, pace: (bytes: number) => Promise<void>): RangeSource {
   return {
     name: source.name,
     async open(start, end, signal) {
-      const body = await source.open(start, end, signal);
-      return (async function* () {
-        for await (const chunk of body) {
-          await pace(chunk.length);
-          yield chunk;
-        }
-      })();
+      await pace(end - start);
+      return source.open(start, end, signal);
     },
   };
 }

@@ -16,6 +16,7 @@ import { convertedGuestOf, forQemu, markImage, type ConvertedGuest } from '../ou
 import { Journal, type WarmRound, type WarmState } from './journal.js';
 import { rehearseConversion, vmConversionRequest } from './conversion.js';
 import { removeLeftovers, runRound } from './cbt-round.js';
+import { idleWhile } from './budgets.js';
 import { Phases, adoptWarmImages, build, convert, placeholders, precheck, rollback, type DiskTarget, type ImportContext, type ImportOptions, type Prechecked, type StepLog, type VmResult } from './steps.js';
 
 export interface WarmOptions extends ImportOptions {
@@ -164,7 +165,8 @@ export async function warmImport(ctx: ImportContext, vmName: string, opts: WarmO
           break;
         }
         const started = Date.parse(last.snapshotAt) - last.snapshotMs;
-        const wake = await waitForNextRound(ctx.signal, s.journal, policy, streamed ? Number.POSITIVE_INFINITY : started + policy.intervalMs);
+        // In a plan the wait does not hold an in-flight slot: the next round or the cutover may start late.
+        const wake = await idleWhile(ctx, () => waitForNextRound(ctx.signal, s.journal, policy, streamed ? Number.POSITIVE_INFINITY : started + policy.intervalMs));
         if (wake !== 'round') {
           phases.log(`cutting over: ${wake}`);
           break;

@@ -83,7 +83,8 @@ describe('guest conversion in place on the image files', { skip, timeout: 40 * 6
 
   // One real conversion and one boot of it carry every claim of this file: a conversion costs
   // minutes under TCG, so the failed import, `oneswap convert` and the resumed import share it.
-  // (A fresh import converting in the same run is proven on Ceph in datastores.test.ts and with
+  // (A fresh import converting in the same run: from vCenter through a plan run on Ceph in
+  // datastores.test.ts, through the marketplace driver in market-driver.test.ts, from an OVA with
   // the guest network in guest-network.test.ts.)
   test('a conversion that fails leaves the images as copied; `oneswap convert` then converts in place, only the changes written, with the additions, and the result boots on virtio; the import resumed builds the template from the guest facts', async () => {
     // The libvirt backend needs a libvirtd this machine does not run: the appliance cannot start.

@@ -7,7 +7,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -19,7 +19,7 @@ import { ovaToolsSkip } from '../peers/ova/index.js';
 import { bootCheck, guestSkip, testGuest } from '../peers/guest/index.js';
 import { oneswap } from '../peers/cli.js';
 import { islandOva, warmRounds } from '../support/datastore-scenarios.js';
-import { importResult, startMigrationPeers, type MigrationPeers } from '../peers/migration.js';
+import { importResult, planFileHead, planSummary, startMigrationPeers, type MigrationPeers } from '../peers/migration.js';
 import { cephIdentityOnBridge } from '../support/ceph-identity.js';
 import { ISLAND_DISKS, QCOW2_CLUSTER, RBD_OBJECT, qcow2Bytes, imageDataBytes, rbdBytes as readRbd, rbdUsage, unitsTouched } from '../support/image-contents.js';
 
@@ -154,7 +154,10 @@ describe('imports into Ceph and qcow2 image datastores', { skip, timeout: 40 * 6
     }
   });
 
-  test('a Debian guest imported into Ceph is converted in place on its RBD image and boots on virtio', { skip: guestSkip() }, async () => {
+  // The one conversion of this file goes through `oneswap plan run`, so a plan's conversion path
+  // (the run's `converting` budget around virt-v2v-in-place, the convert phase in the summary) is
+  // proven with a real guest. (A fresh `oneswap import` converting is guest-network.test.ts's.)
+  test('a Debian guest in a plan run into Ceph is converted in place on its RBD image and boots on virtio; the summary and plan status say done', { skip: guestSkip() }, async () => {
     const guest = await testGuest();
     const vm = await createTestVm(peers.sim, {
       name: 'deb-ceph',
@@ -165,13 +168,34 @@ describe('imports into Ceph and qcow2 image datastores', { skip, timeout: 40 * 6
       disks: [{ sizeBytes: 3 * 1024 * MiB, fromRaw: guest, controller: 'pvscsi' }],
       nics: [{ network: 'VM Network', adapter: 'vmxnet3' }],
     });
-    const args = importArgs(cephDs, [vm.name]).filter((a) => a !== '--no-convert');
-    const r = await oneswap(args, peers.env, 30 * 60_000);
+    const plan = join(work, 'deb-ceph.yaml');
+    await writeFile(
+      plan,
+      [...planFileHead(peers), 'defaults:', `  datastore: ${cephDs}`, '  convert: true', 'budgets: {readsPerHost: 1, converting: 1, inFlight: 2}', 'vms:', `  - name: ${vm.name}`, ''].join('\n'),
+    );
+    const r = await oneswap(['plan', 'run', plan, '--progress', 'json'], peers.env, 30 * 60_000);
     assert.equal(r.exitCode, 0, r.stderr);
-    const [id] = importResult(r.stdout).imageIds;
-    const img = peers.oned.image(id!)!;
+    const ev = r.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { type: string; vm?: string; ok?: boolean; imageIds?: number[] });
+    const result = ev.find((e) => e.type === 'result' && e.vm === vm.name)!;
+    assert.equal(result.ok, true);
+    assert.equal(result.imageIds!.length, 1);
+    const id = result.imageIds![0]!;
+    const img = peers.oned.image(id)!;
     assert.equal(img.template.get('ONESWAP_GUEST_VIRTIO_BLK'), 'YES');
     assert.equal(img.template.get('ONESWAP_STATE'), 'DONE');
+
+    const summary = await planSummary(r.stdout);
+    assert.equal(summary.budgets.converting, 1);
+    assert.deepEqual(summary.vms.map((v) => [v.key, v.outcome, v.imageIds]), [[vm.name, 'done', [id]]]);
+    const convert = summary.vms[0]!.phases.filter((p) => p.phase === 'convert');
+    assert.deepEqual(convert.map((p) => p.state), ['done'], 'one conversion, done');
+    assert.ok(Date.parse(convert[0]!.end) > Date.parse(convert[0]!.start));
+    const st = await oneswap(['plan', 'status', plan, '--json'], peers.env);
+    assert.equal(st.exitCode, 0, st.stderr);
+    const status = JSON.parse(st.stdout) as { ended: boolean; vms: Array<{ key: string; state: string }> };
+    assert.equal(status.ended, true);
+    assert.deepEqual(status.vms.map((v) => [v.key, v.state]), [[vm.name, 'done']]);
+
     // The conversion went into the RBD image itself (the commit of its overlay): as copied, the
     // guest cannot boot from virtio-blk (test/integration/convert.test.ts shows it), converted it does.
     const raw = join(work, 'deb-ceph.raw');

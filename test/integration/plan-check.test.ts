@@ -136,13 +136,13 @@ describe('plan check: every precheck of every VM in one pass', { skip }, () => {
     ]);
     const message = (key: string): string => r.vms.find((v) => v.key === key)!.blockers[0]!.message;
     assert.equal(message('fill-b'), `datastore ${small} (small) has 20 MiB free; the VMs before fill-b in the plan take 16 MiB, its disks need 8 MiB more (the plan puts 24 MiB there in all) (free space, move VMs to another datastore, or run them in a later plan once the first are done)`);
-    assert.equal(message('clash'), `image name "clash-disk0" is already taken by image ${clashImage} (remove that image, or pass --name-prefix to import under other names)`);
-    assert.equal(message('lonely'), 'VM lonely: no OpenNebula network for vCenter network "DC0_DVPG0" (add --network-map "<vCenter network>=<OpenNebula network id>", or set VCENTER_NETWORK_MATCH="<vCenter network>" on a virtual network)');
-    assert.equal(message('indep'), 'disk "disk-202-1" of VM indep is independent (independent_persistent); snapshots skip such disks, so they cannot be copied while the VM runs (switch the disk to dependent mode in vCenter, or import the VM cold (without --warm))');
-    assert.equal(message('nocbt'), 'changed block tracking is off for VM nocbt; a warm migration needs it (pass --enable-cbt to turn it on (takes effect at the first migration snapshot), or import the VM cold)');
+    assert.equal(message('clash'), `image name "clash-disk0" is already taken by image ${clashImage} (remove that image, or set namePrefix for this VM (or in defaults) to import under other names)`);
+    assert.equal(message('lonely'), 'VM lonely: no OpenNebula network for vCenter network "DC0_DVPG0" (map it in networkMap for this VM (or in defaults): "<vCenter network>: <OpenNebula network name or id>", or set VCENTER_NETWORK_MATCH="<vCenter network>" on a virtual network)');
+    assert.equal(message('indep'), 'disk "disk-202-1" of VM indep is independent (independent_persistent); snapshots skip such disks, so they cannot be copied while the VM runs (switch the disk to dependent mode in vCenter, or set mode: cold for this VM)');
+    assert.equal(message('nocbt'), 'changed block tracking is off for VM nocbt; a warm migration needs it (set enableCbt: true for this VM (or in defaults) to have the migration turn it on (takes effect at its first snapshot), or set mode: cold)');
     assert.equal(message('ghost'), `vCenter ${sim.host} has no VM "ghost"; list the VMs with \`oneswap list\` and pass a VM name, inventory path or UUID`);
     assert.equal(message('again'), 'VM /DC0/vm/fine is also VM fine of this plan (line 3) (keep one of the two entries)');
-    assert.match(message('onvsan'), /^--transport folder cannot read \[LocalDS_1\] onvsan\/onvsan\.vmdk: datastore LocalDS_1 is vsan, which keeps disks as objects/);
+    assert.match(message('onvsan'), /^--transport folder cannot read \[LocalDS_1\] onvsan\/onvsan\.vmdk: datastore LocalDS_1 is vsan, which keeps disks as objects, not files \(set transport: auto for this VM \(or in defaults\): an export lease, or VDDK when --vddk-libdir is given\)$/);
     assert.match(message('win'), /^VM win's guest is .*windows2019srv_64Guest.*: this host cannot convert Windows, Debian ships neither virtio-win nor rhsrvany/);
 
     assert.deepEqual(r.capacity, [
@@ -168,8 +168,8 @@ describe('plan check: every precheck of every VM in one pass', { skip }, () => {
     assert.deepEqual(r.vms.map((v) => [v.key, v.blockers]), [
       ['dup:1', []],
       ['dup|1', [
-        { code: 'name-clash', message: 'image name "dup_1-disk0" is also given by VM dup:1 of this plan (line 3) (give one of them another name prefix)' },
-        { code: 'name-clash', message: 'template name "dup_1" is also given by VM dup:1 of this plan (line 3) (give one of them another name prefix)' },
+        { code: 'name-clash', message: 'image name "dup_1-disk0" is also given by VM dup:1 of this plan (line 3) (set another namePrefix on one of them)' },
+        { code: 'name-clash', message: 'template name "dup_1" is also given by VM dup:1 of this plan (line 3) (set another namePrefix on one of them)' },
       ]],
       ['fine', [{ code: 'datastore-disabled', message: `datastore ${disabled} (off) is disabled` }]],
     ]);

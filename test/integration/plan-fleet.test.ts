@@ -13,8 +13,7 @@ import { vcsimSkip } from '../peers/vcsim/index.js';
 import { createTestVm, readPeaks, resetDiskReads, sha256File, simStats, type SimDiskRanges, type SimReadInterval } from '../peers/vcsim/fixture.js';
 import { createFleet, fleetVcsimOptions, fleetVmDefaults, type FleetVm } from '../peers/vcsim/fleet.js';
 import { oneswap, spawnOneswap } from '../peers/cli.js';
-import { planFileDefaults, planFileHead, startMigrationPeers, type MigrationPeers } from '../peers/migration.js';
-import type { PlanRunSummary } from '../../lib/plan/index.js';
+import { planFileDefaults, planFileHead, planSummary, startMigrationPeers, type MigrationPeers } from '../peers/migration.js';
 import { OneClient, Template } from '../../lib/one/index.js';
 import { normalizeExtents, subtractExtents, totalLength, type Extent } from '../../lib/extents/index.js';
 import type { JournalData } from '../../lib/supervisor/index.js';
@@ -262,8 +261,7 @@ describe('a plan of 40 VMs on two hosts', { skip, timeout: 15 * 60_000 }, () => 
     t.diagnostic(`journals at the kill: ${[...journalled].map(([disk, done]) => `${disk} ${totalLength(done)} bytes copied`).join(', ')}; ${checked} ranges read by the re-run on those disks, none of them copied before`);
 
     // Every image equals its disk.
-    const summaryLine = ev.find((e) => e.type === 'log' && /^plan summary: /.test(e.message ?? ''))!.message!;
-    const summary = JSON.parse(await readFile(/, (\S+\.json), report /.exec(summaryLine)![1]!, 'utf8')) as PlanRunSummary;
+    const summary = await planSummary(again.stdout);
     assert.deepEqual(summary.vms.map((v) => v.outcome), fleet.map(() => 'done'));
     const images = new Map<string, readonly number[]>();
     for (const line of [...String(first.stdout).split('\n'), ...again.stdout.split('\n')]) {

@@ -9,8 +9,8 @@ import { dirname, join } from 'node:path';
 import { vcsimSkip } from '../peers/vcsim/index.js';
 import { createTestVm, resetDiskReads, sha256File, simStats, type TestVm } from '../peers/vcsim/fixture.js';
 import { oneswap, spawnOneswap } from '../peers/cli.js';
-import { planFileDefaults, planFileHead, startMigrationPeers, type MigrationPeers } from '../peers/migration.js';
-import { loadPlan, planStateDir, statusFile, type PlanRunSummary } from '../../lib/plan/index.js';
+import { planFileDefaults, planFileHead, planSummary, planSummaryFiles, startMigrationPeers, type MigrationPeers } from '../peers/migration.js';
+import { loadPlan, planStateDir, statusFile } from '../../lib/plan/index.js';
 import { Journal } from '../../lib/supervisor/index.js';
 
 const MiB = 1024 * 1024;
@@ -175,15 +175,14 @@ describe('oneswap plan', { skip }, () => {
       for (const [i, id] of res.imageIds!.entries()) assert.equal(await sha256File(peers.oned.image(id)!.source), vm.disks[i]!.sha256, `${vm.name} disk ${i} (${k})`);
       assert.equal(peers.oned.template(res.templateId!)!.name, `p-${vm.name}`);
     }
-    const summaryLine = ev.find((e) => e.type === 'log' && /^plan summary: /.test(e.message ?? ''))!.message!;
-    const [, text, json, html] = /^plan summary: (\S+), (\S+), report (\S+)$/.exec(summaryLine)!;
-    const summary = JSON.parse(await readFile(json!, 'utf8')) as PlanRunSummary;
+    const { text, html } = planSummaryFiles(r.stdout);
+    const summary = await planSummary(r.stdout);
     assert.deepEqual(summary.waves.map((w) => [w.name, w.vms]), [['first', ['run-b', 'run-a', 'ghost']], ['second', ['run-c']]]);
     assert.deepEqual(summary.vms.map((v) => [v.key, v.outcome, v.host ?? '-']), [['run-b', 'done', 'DC0_H0'], ['run-a', 'done', 'DC0_H0'], ['ghost', 'failed', '-'], ['run-c', 'done', 'DC0_H1']]);
     assert.deepEqual(summary.vms.map((v) => v.bytesCopied), [3 * MiB, 3 * MiB, 0, 4 * MiB]);
     assert.match(summary.vms[2]!.error!, /ghost/);
-    assert.match(await readFile(text!, 'utf8'), /run-a +done/);
-    assert.ok((await stat(html!)).size > 0);
+    assert.match(await readFile(text, 'utf8'), /run-a +done/);
+    assert.ok((await stat(html)).size > 0);
 
     // From another shell: every VM's state, the run ended.
     const st = await oneswap(['plan', 'status', file, '--json'], peers.env);
@@ -205,7 +204,7 @@ describe('oneswap plan', { skip }, () => {
     assert.deepEqual(againResults, ['ghost']);
   });
 
-  test('plan run: a warm VM syncs until its window and then cuts over, letting the next wave go on after its first round; its downtime is in the summary', async () => {
+  test('plan run: a warm VM syncs until its window and then cuts over, letting the next wave go on after its first round and giving its only in-flight slot to it meanwhile; its downtime is in the summary', async () => {
     const warm = await createTestVm(peers.sim, { name: 'run-w', host: 'DC0_H0', cbt: true, powerOn: true, disks: [{ sizeBytes: 8 * MiB, data: [{ offset: 0, length: 2 * MiB }] }], nics: [{ network: 'VM Network' }] });
     const cold = await createTestVm(peers.sim, { name: 'run-after', host: 'DC0_H1', disks: [{ sizeBytes: 4 * MiB, data: [{ offset: 0, length: MiB }] }], nics: [{ network: 'VM Network' }] });
     // Whole seconds: the plan gives the window to the second.
@@ -216,6 +215,8 @@ describe('oneswap plan', { skip }, () => {
       [
         ...planFileHead(peers),
         ...planFileDefaults(peers, 'w-'),
+        // One VM in flight: the next wave runs only because the warm VM waits without its slot.
+        'budgets: {inFlight: 1}',
         'windows:',
         `  soon: {start: ${window.toISOString().slice(0, 19)}Z}`,
         'waves: [first, second]',
@@ -232,7 +233,10 @@ describe('oneswap plan', { skip }, () => {
     const firstRound = at((e) => e.vm === 'run-w' && e.phase === 'sync' && e.state === 'done');
     const nextWave = at((e) => e.vm === 'run-after' && e.phase === 'precheck' && e.state === 'start');
     const shutdown = at((e) => e.vm === 'run-w' && e.phase === 'shutdown' && e.state === 'start');
-    assert.ok(firstRound >= 0 && nextWave > firstRound && nextWave < shutdown, `order: round ${firstRound}, next wave ${nextWave}, cutover ${shutdown}`);
+    const released = at((e) => e.vm === 'run-w' && e.type === 'slot' && e.state === 'released');
+    const coldDone = at((e) => e.vm === 'run-after' && e.type === 'result');
+    const taken = at((e) => e.vm === 'run-w' && e.type === 'slot' && e.state === 'taken');
+    assert.ok(firstRound >= 0 && released > firstRound && nextWave > released && coldDone > nextWave && taken > coldDone && shutdown > taken, `order: round ${firstRound}, slot released ${released}, next wave ${nextWave}, its end ${coldDone}, slot taken ${taken}, cutover ${shutdown}`);
     // Without VDDK a round streams the whole disk through an export lease: it waits for its window
     // without more rounds, and the cutover reads what changed.
     assert.ok(ev.some((e) => e.vm === 'run-w' && e.type === 'log' && /more rounds would stream every disk/.test(e.message ?? '')));
@@ -242,12 +246,80 @@ describe('oneswap plan', { skip }, () => {
       assert.equal(res.ok, true);
       assert.equal(await sha256File(peers.oned.image(res.imageIds![0]!)!.source), vm.disks[0]!.sha256, name);
     }
-    const summaryLine = ev.find((e) => e.type === 'log' && /^plan summary: /.test(e.message ?? ''))!.message!;
-    const summary = JSON.parse(await readFile(/, (\S+\.json), report /.exec(summaryLine)![1]!, 'utf8')) as PlanRunSummary;
+    const summary = await planSummary(r.stdout);
     const w = summary.vms.find((v) => v.key === 'run-w')!;
     assert.equal(w.mode, 'warm');
     assert.ok(w.downtimeMs !== undefined && w.downtimeMs > 0 && w.downtimeMs < w.durationMs, `downtime ${w.downtimeMs} of ${w.durationMs} ms`);
     assert.ok(Date.parse(w.phases.find((p) => p.phase === 'shutdown')!.start) >= window.getTime(), 'the cutover waited for its window');
+  });
+
+  test('plan run: datastoreRate holds what one vSphere datastore serves to its rate, shared by the VMs reading it; a rate for a datastore the plan does not read changes nothing', async () => {
+    const rate = 4 * MiB;
+    const vms: TestVm[] = [];
+    for (const [name, host] of [['rate-1', 'DC0_H0'], ['rate-2', 'DC0_H1'], ['rate-3', 'DC0_H1']] as const) {
+      vms.push(await createTestVm(peers.sim, { name, host, datastore: 'LocalDS_0', disks: [{ sizeBytes: 8 * MiB, data: [{ offset: 0, length: 8 * MiB }] }], nics: [{ network: 'VM Network' }] }));
+    }
+    const file = join(peers.work, 'rate.yaml');
+    await writeFile(
+      file,
+      [
+        ...planFileHead(peers),
+        ...planFileDefaults(peers, 'r-'),
+        // One byte per second on a datastore none of the VMs is on: were it applied, the run would not end.
+        `budgets: {readsPerHost: 4, inFlight: 3, datastoreRate: {LocalDS_0: ${rate}, unread-ds: 1}}`,
+        'vms:',
+        ...vms.map((v) => `  - name: ${v.name}`),
+        '',
+      ].join('\n'),
+    );
+    await resetDiskReads(peers.sim);
+    // Disk bytes the simulator served, whatever the reader (its descriptor files are not disk bytes).
+    const served = async (): Promise<number> => Object.values((await simStats(peers.sim)).hostBytes).reduce((a, b) => a + b, 0);
+    const base = await served();
+    // What the datastore has served, sampled while the run goes on: each sample's time is taken
+    // after the simulator answered, so it is never earlier than the moment the count was read.
+    const samples: Array<{ at: number; bytes: number }> = [];
+    const child = spawnOneswap(['plan', 'run', file, '--progress', 'json'], peers.env);
+    let running = true;
+    const sampling = (async () => {
+      while (running) {
+        const bytes = (await served()) - base;
+        samples.push({ at: Date.now(), bytes });
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    })();
+    const r = await child;
+    running = false;
+    await sampling;
+    assert.equal(r.exitCode, 0, String(r.stderr));
+    const total = (await served()) - base;
+    assert.equal(total, 3 * 8 * MiB, 'each disk read once');
+    const reads = (await simStats(peers.sim)).diskReads;
+    assert.equal(reads.dropped, 0);
+    assert.deepEqual([...new Set(reads.intervals.map((i) => /^\[(\S+)\]/.exec(i.disk)![1]))], ['LocalDS_0'], 'every byte came from LocalDS_0');
+    const lastServed = Math.max(...reads.intervals.map((i) => i.end!));
+
+    const ev = String(r.stdout).split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { type: string; vm?: string; imageIds?: number[] });
+    const summary = await planSummary(String(r.stdout));
+    assert.deepEqual(summary.budgets.datastoreBytesPerSec, { LocalDS_0: rate, 'unread-ds': 1 });
+    assert.deepEqual(summary.vms.map((v) => [v.key, v.outcome]), vms.map((v) => [v.name, 'done']));
+    // The budget's definition (lib/supervisor/budgets.ts ByteRate, applied per range request in
+    // lib/supervisor/steps.ts): requests get consecutive, non-overlapping intervals of `rate` whose
+    // first may start up to 250 ms before the first request's turn, and a request is sent no earlier
+    // than the start of its interval, so by time t the datastore has served at most
+    //   rate × (t − first turn + 0.25 s) + one request (1 MiB, sent before its interval has passed).
+    // The first turn comes after the summary's earliest copy phase start (recorded, to the
+    // millisecond rounded down, before any disk is read): an exact bound, in bytes × 1000 to stay whole.
+    const copyStart = Math.min(...summary.vms.map((v) => Date.parse(v.phases.find((p) => p.phase === 'copy')!.start)));
+    const within = (at: number, bytes: number): boolean => (at < copyStart ? bytes === 0 : bytes * 1000 <= rate * (at - copyStart) + rate * 250 + MiB * 1000);
+    for (const s of [...samples, { at: lastServed, bytes: total }]) {
+      assert.ok(within(s.at, s.bytes), `${s.bytes} bytes served ${(s.at - copyStart).toFixed(1)} ms after the copies began: more than ${rate} bytes/s allow`);
+    }
+    // So the whole read took at least (24 MiB − 1 MiB) / rate − 0.25 s ≈ 5.5 s; unpaced it takes well under one.
+    for (const vm of vms) {
+      const id = ev.find((e) => e.type === 'result' && e.vm === vm.name)!.imageIds![0]!;
+      assert.equal(await sha256File(peers.oned.image(id)!.source), vm.disks[0]!.sha256, vm.name);
+    }
   });
 
   test('plan run: a second run of the same plan while one goes on is refused, nothing touched, no run log', async () => {
@@ -388,11 +460,10 @@ describe('oneswap plan', { skip }, () => {
     const st = JSON.parse((await oneswap(['plan', 'status', file, '--json'], peers.env)).stdout) as { ended: boolean; vms: Array<{ key: string; state: string; finishedEarlier?: boolean }> };
     assert.deepEqual(st.vms.map((v) => [v.key, v.state, v.finishedEarlier]), vms.map((v) => [v.name, 'done', true]));
     assert.match((await oneswap(['plan', 'status', file], peers.env)).stdout, /^\S+ +fin-a +cold +done +finished by an earlier run /m);
-    const summaryLine = ev.find((e) => e.type === 'log' && /^plan summary: /.test(e.message ?? ''))!.message!;
-    const [, text, json] = /^plan summary: (\S+), (\S+), report (\S+)$/.exec(summaryLine)!;
-    const summary = JSON.parse(await readFile(json!, 'utf8')) as PlanRunSummary;
+    const { text } = planSummaryFiles(again.stdout);
+    const summary = await planSummary(again.stdout);
     assert.deepEqual(summary.vms.map((v) => [v.key, v.outcome, v.finishedEarlier, v.templateId, v.imageIds]), vms.map((v) => [v.name, 'done', true, made.get(v.name)!.templateId, made.get(v.name)!.imageIds]));
-    assert.match(await readFile(text!, 'utf8'), /fin-a +done \(earlier run\)/);
+    assert.match(await readFile(text, 'utf8'), /fin-a +done \(earlier run\)/);
 
     // Not all of fin-c's images DONE: not a finished migration, so the VM is started and its names clash.
     await rewind();

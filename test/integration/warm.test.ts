@@ -193,7 +193,8 @@ describe('warm migration: CBT rounds while the VM runs, then a measured cutover'
 
   test('a CBT reset (tracking off and on) makes the next round a full one, and the images stay exact', async () => {
     const vm = await runningVm('warm2');
-    assert.equal((await warm('start', vm.name)).exitCode, 0);
+    const started = await warm('start', vm.name);
+    assert.equal(started.exitCode, 0, started.stderr);
     await setCbt(sim, vm.moref, false);
     await setCbt(sim, vm.moref, true);
     await guestWrites(vm, 0, 8 * MiB, 64 * 1024);
@@ -210,7 +211,8 @@ describe('warm migration: CBT rounds while the VM runs, then a measured cutover'
     const vm = await runningVm('warm3');
     const before = await Promise.all(vm.disks.map((d) => sha256File(d.flatPath)));
     const imagesBefore = peers.imageIds();
-    assert.equal((await warm('start', vm.name)).exitCode, 0);
+    const started = await warm('start', vm.name);
+    assert.equal(started.exitCode, 0, started.stderr);
     assert.equal(peers.imageIds().length, imagesBefore.length + 2);
     const r = await warm('abort', vm.name);
     assert.equal(r.exitCode, 0, r.stderr);
@@ -260,7 +262,10 @@ describe('warm migration: CBT rounds while the VM runs, then a measured cutover'
     peers.proxy.faults = { throttleBytesPerSecond: 8 * MiB };
     const child = spawnOneswap([...args(['warm', 'start'], { convert: false }), '--streams', '1', ...vddk, vm.name], peers.vddkEnv);
     const killed = await killOnceJournalHolds(child, join(peers.work, 'state'), 16 * MiB);
-    assert.ok(killed, 'the journal never recorded progress');
+    if (!killed) {
+      const ended = await child;
+      assert.fail(`the journal never recorded progress: the run ended first, exit ${ended.exitCode}: ${String(ended.stderr).trim().split('\n').at(-1)}`);
+    }
     assert.equal((await listSnapshots(sim, vm.moref)).length, 1, 'the killed run left its snapshot');
     peers.proxy.faults = {};
     // The guest keeps writing while nobody copies.
@@ -412,7 +417,8 @@ describe('warm migration: CBT rounds while the VM runs, then a measured cutover'
 
   test('a VM migrated already: another warm migration never takes over, writes into or removes the finished images', async () => {
     const vm = await runningVm('warm14');
-    assert.equal((await warm('start', vm.name)).exitCode, 0);
+    const started = await warm('start', vm.name);
+    assert.equal(started.exitCode, 0, started.stderr);
     const cut = await warm('cutover', vm.name);
     assert.equal(cut.exitCode, 0, cut.stderr);
     const finished = peers.imageIds().filter((id) => oned.image(id)!.name.startsWith('warm14-'));

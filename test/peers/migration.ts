@@ -3,7 +3,7 @@
 // environment a real user would use (ONE_AUTH file, ONESWAP_VCENTER_PASSWORD), and the arguments
 // every `oneswap import` of these tests shares.
 
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startVcsim, type Vcsim } from './vcsim/index.js';
@@ -11,6 +11,7 @@ import { startOned, type Oned, type StartOnedOptions } from './one/index.js';
 import { startTcpProxy, type TcpProxy } from './net/tcp-proxy.js';
 import { vddkStandin, type VddkStandin } from './vddk/index.js';
 import type { VcsimOptions } from './vcsim/index.js';
+import type { PlanRunSummary } from '../../lib/plan/index.js';
 
 export interface MigrationPeers {
   readonly sim: Vcsim;
@@ -120,4 +121,21 @@ export function planFileHead(peers: Pick<MigrationPeers, 'sim' | 'proxy' | 'oned
  */
 export function planFileDefaults(peers: Pick<MigrationPeers, 'dsId'>, namePrefix?: string): string[] {
   return ['defaults:', `  datastore: ${peers.dsId}`, '  convert: false', ...(namePrefix === undefined ? [] : [`  namePrefix: "${namePrefix}"`])];
+}
+
+/** The files a plan run wrote its summary to, from the `plan summary: …` line of its `--progress json` output. */
+export function planSummaryFiles(stdout: string): { readonly text: string; readonly json: string; readonly html: string } {
+  const line = stdout
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as { type: string; message?: string })
+    .find((e) => e.type === 'log' && /^plan summary: /.test(e.message ?? ''));
+  const m = line && /^plan summary: (\S+), (\S+), report (\S+)$/.exec(line.message!);
+  if (!m) throw new Error(`no plan summary line in: ${stdout.slice(-2000)}`);
+  return { text: m[1]!, json: m[2]!, html: m[3]! };
+}
+
+/** The JSON summary of a plan run (lib/plan/run-summary.ts), found through its output. */
+export async function planSummary(stdout: string): Promise<PlanRunSummary> {
+  return JSON.parse(await readFile(planSummaryFiles(stdout).json, 'utf8')) as PlanRunSummary;
 }

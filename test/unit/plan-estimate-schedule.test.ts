@@ -90,3 +90,22 @@ test('reads at once share their host, their datastore budget and the machine fai
   const d = await simulatePlan([onDs('x', 'slow'), onDs('y', 'slow'), onDs('z', 'fast')], ['w1'], { readsPerHost: 2, converting: 1, inFlight: 3 }, { datastores: new Map([['slow', 600]]) });
   assert.deepEqual(Object.fromEntries(d.vms.map((t) => [t.key, t.copyEnd])), { x: 2000, y: 2000, z: 600 });
 });
+
+test('inFlight 1: a warm VM waiting for its window gives its slot to the next wave, and its cutover queues behind those already waiting', async () => {
+  const vms: SimVm[] = [
+    cold('w', 'A', 5000, { warm: { cutoverAt: 20_000, finalDisks: [disk(2000)] }, shutdownMs: 3000, conversionMs: undefined }),
+    cold('c1', 'B', 30_000, { wave: 'w2', conversionMs: undefined }),
+    cold('c2', 'B', 1000, { wave: 'w2', conversionMs: undefined }),
+  ];
+  const r = await simulatePlan(vms, ['w1', 'w2'], { readsPerHost: 1, converting: 1, inFlight: 1 });
+  const t = Object.fromEntries(r.vms.map((x) => [x.key, [x.start, x.copyStart, x.copyEnd, x.cutoverStart, x.end].map((v) => (v === undefined ? undefined : v / 1000))]));
+  assert.deepEqual(t, {
+    // Prep 0–1, first round 1–6, then the slot goes to c1 while it waits; its window at 20 finds c2
+    // in line already (queued when c1 took the slot): the cutover starts at 41.
+    w: [0, 1, 6, 41, 47],
+    // c1: 6–7 prep, 7–37 copy, 37–38 build; c2: 38–39 prep, 39–40 copy, 40–41 build.
+    c1: [6, 7, 37, undefined, 38],
+    c2: [38, 39, 40, undefined, 41],
+  });
+  assert.equal(r.vms.find((x) => x.key === 'w')!.downtimeMs, 6000);
+});

@@ -9,7 +9,9 @@ import { guestSupport } from '../../lib/convert/index.js';
 import { matchVm, type VmSummary } from '../../lib/vsphere/index.js';
 import { disk, summary } from '../support/vm-summary.js';
 import { sourceRefusals, foreignSnapshotRefusal } from '../../lib/supervisor/index.js';
-import { nameClashes } from '../../lib/output/index.js';
+import { mapNics, nameClashes, unusableDatastore } from '../../lib/output/index.js';
+import { chooseReader, type DiskPlace } from '../../lib/input/index.js';
+import type { OneDatastore } from '../../lib/one/index.js';
 import { describeError } from '../../lib/errors/index.js';
 
 const MiB = 1024 * 1024;
@@ -125,4 +127,87 @@ test('name clashes: every taken image name, then the template', () => {
     'template name "a" is already taken by template 9',
   ]);
   assert.deepEqual(nameClashes(['b-disk0'], 'b', taken), []);
+});
+
+/** What a check throws. */
+function thrown(fn: () => unknown): Error {
+  try {
+    fn();
+  } catch (err) {
+    return err as Error;
+  }
+  throw new Error('nothing was thrown');
+}
+
+/** The hint of the one line describeError gives in the words of `face`: "message (hint)". */
+function hintOf(err: Error, face: 'cli' | 'plan' = 'cli'): string {
+  const line = describeError(err, face);
+  assert.ok(line.startsWith(`${err.message} (`) && line.endsWith(')'), line);
+  return line.slice(err.message.length + 2, -1);
+}
+
+test('hints: plan check names the plan\'s keys where the import names its flags, for every finding that tells what to change', () => {
+  const refusals = new Map(
+    [
+      ...sourceRefusals(vm({ powerState: 'poweredOn', hardwareVersion: 'vmx-04', disks: [disk(0, 'scsi', 0, 0, { diskMode: 'independent_persistent' })] }), { kind: 'warm', enableCbt: false }),
+      ...sourceRefusals(vm({ powerState: 'poweredOn' }), { kind: 'cold', shutdown: false }),
+      ...nameClashes(['a-disk0'], 'a', { images: [{ id: 5, name: 'a-disk0' }], templates: [{ id: 9, name: 'a' }] }).map((r, i) => ({ ...r, code: `${r.code}-${i === 0 ? 'image' : 'template'}` })),
+      unusableDatastore({ id: 0, name: 'system', type: 'SYSTEM_DS', state: 'READY' } as OneDatastore)!,
+    ].map((r) => [r.code, r.error]),
+  );
+  const plan = Object.fromEntries([...refusals].map(([code, error]) => [code, hintOf(error, 'plan')]));
+  assert.deepEqual(plan, {
+    'hardware-version': 'upgrade the VM compatibility in vCenter, or set mode: cold for this VM',
+    'independent-disk': 'switch the disk to dependent mode in vCenter, or set mode: cold for this VM',
+    'cbt-off': 'set enableCbt: true for this VM (or in defaults) to have the migration turn it on (takes effect at its first snapshot), or set mode: cold',
+    'powered-on-cold': 'shut it down first, or set shutdown: true for this VM (or in defaults) to have oneswap ask the guest to shut down',
+    'name-clash-image': 'remove that image, or set namePrefix for this VM (or in defaults) to import under other names',
+    'name-clash-template': 'remove that template, or set namePrefix for this VM (or in defaults)',
+    'not-image-datastore': 'set datastore for this VM (or in defaults) to one from: onedatastore list',
+  });
+  // The import keeps its flags.
+  assert.deepEqual(Object.fromEntries([...refusals].map(([code, error]) => [code, hintOf(error)])), {
+    'hardware-version': 'upgrade the VM compatibility in vCenter, or import it cold (without --warm)',
+    'independent-disk': 'switch the disk to dependent mode in vCenter, or import the VM cold (without --warm)',
+    'cbt-off': 'pass --enable-cbt to turn it on (takes effect at the first migration snapshot), or import the VM cold',
+    'powered-on-cold': 'shut it down first, or pass --shutdown to have oneswap ask the guest to shut down',
+    'name-clash-image': 'remove that image, or pass --name-prefix to import under other names',
+    'name-clash-template': 'remove that template, or pass --name-prefix',
+    'not-image-datastore': 'pick one from: onedatastore list',
+  });
+
+  // unmapped-network: none found, or several.
+  const nic = [{ index: 0, label: 'Network adapter 1', mac: '00:50:56:00:00:01', network: 'DMZ', adapter: 'vmxnet3' }] as const;
+  const unmapped = () => mapNics('web01', nic, [{ id: 0, name: 'VM Network' }], new Map());
+  const several = () => mapNics('web01', nic, [{ id: 1, name: 'DMZ' }, { id: 2, name: 'DMZ' }], new Map());
+  assert.deepEqual([hintOf(thrown(unmapped), 'plan'), hintOf(thrown(several), 'plan')], [
+    'map it in networkMap for this VM (or in defaults): "<vCenter network>: <OpenNebula network name or id>", or set VCENTER_NETWORK_MATCH="<vCenter network>" on a virtual network',
+    'choose one in networkMap for this VM (or in defaults): "DMZ: <id>"',
+  ]);
+  assert.deepEqual([hintOf(thrown(unmapped)), hintOf(thrown(several))], [
+    'add --network-map "<vCenter network>=<OpenNebula network id>", or set VCENTER_NETWORK_MATCH="<vCenter network>" on a virtual network',
+    'choose one with --network-map "DMZ=<id>"',
+  ]);
+
+  // no-reader and vsan-no-reader: a transport that cannot read the disk.
+  const place = { datastoreType: 'vsan', device: { key: 2000, label: 'Hard disk 1', capacityBytes: 1 << 30, fileName: '[vsan] web/web.vmdk', datastoreName: 'vsan', datastorePath: 'web/web.vmdk' } } as unknown as DiskPlace;
+  const none = { vddk: false, nfc: false };
+  const readers = [
+    () => chooseReader({ transport: 'folder' }, none, place, false),
+    () => chooseReader({ transport: 'vddk' }, none, place, false),
+    () => chooseReader({ transport: 'vddk', vddkLibdir: '/opt/vddk' }, none, place, false),
+    () => chooseReader({ transport: 'nfc' }, none, place, false),
+  ];
+  assert.deepEqual(readers.map((r) => hintOf(thrown(r), 'plan')), [
+    'set transport: auto for this VM (or in defaults): an export lease, or VDDK when --vddk-libdir is given',
+    'pass --vddk-libdir DIR (the unpacked vmware-vix-disklib-distrib folder) to plan check and plan run, or set vddk-libdir in oneswap.yaml; or set transport: auto for this VM (or in defaults)',
+    'install nbdkit\u2019s vddk plugin and check that DIR holds lib64/libvixDiskLib.so.*; or set transport: auto for this VM (or in defaults)',
+    'nbdkit\u2019s nfc plugin comes with newer nbdkit releases; set transport: auto for this VM (or in defaults)',
+  ]);
+  assert.deepEqual(readers.map((r) => hintOf(thrown(r))), [
+    'use --transport auto (an export lease, or VDDK when --vddk-libdir is given)',
+    'pass --vddk-libdir DIR (the unpacked vmware-vix-disklib-distrib folder), or set vddk-libdir in oneswap.yaml',
+    'install nbdkit\u2019s vddk plugin and check that DIR holds lib64/libvixDiskLib.so.*; or use --transport auto',
+    'nbdkit\u2019s nfc plugin comes with newer nbdkit releases; use --transport auto',
+  ]);
 });

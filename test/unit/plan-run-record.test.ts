@@ -102,3 +102,21 @@ test('run record: a VM finished by an earlier run is done without starting, said
   assert.deepEqual(r.summary().vms.slice(2).map((v) => [v.key, v.outcome, v.finishedEarlier, v.templateId, v.imageIds, v.durationMs]), [['old', 'done', true, undefined, [], 0], ['late', 'done', true, 12, [30, 31], 0]]);
   assert.equal(r.status(false).vms[0]!.finishedEarlier, undefined);
 });
+
+test('run record: a warm VM between rounds shows as waiting without its slot, then waiting for a slot, then in its next phase', () => {
+  const c = clock('2027-01-12T22:00:00Z');
+  const r = record(c);
+  const phase = (): string | undefined => r.status(false).vms.find((v) => v.key === 'db')!.phase;
+  r.sink({ type: 'phase', vm: '/DC0/vm/db', phase: 'sync', state: 'start' });
+  r.sink({ type: 'phase', vm: '/DC0/vm/db', phase: 'sync', state: 'done' });
+  assert.equal(phase(), 'sync');
+  r.sink({ type: 'slot', vm: '/DC0/vm/db', state: 'released' });
+  assert.equal(phase(), 'waiting');
+  r.sink({ type: 'slot', vm: '/DC0/vm/db', state: 'waiting' });
+  assert.equal(phase(), 'waiting for a slot');
+  r.sink({ type: 'slot', vm: '/DC0/vm/db', state: 'taken', waitedMs: 5000 });
+  r.sink({ type: 'phase', vm: '/DC0/vm/db', phase: 'shutdown', state: 'start' });
+  assert.equal(phase(), 'shutdown');
+  // Only phases make the timeline: the waits are its gaps.
+  assert.deepEqual(r.summary().vms.find((v) => v.key === 'db')!.phases.map((p) => p.phase), ['sync', 'shutdown']);
+});

@@ -68,8 +68,16 @@ export async function startTcpProxy(upstreamPort: number, upstreamHost = '127.0.
         client.once('drain', () => upstream.resume());
       }
     });
+    // An end passes on as an end, after what is still queued for that side: destroying the client
+    // when the upstream closed dropped the queue, and a client reading slowly lost the end of a
+    // body the server had sent whole (an export stream "closed after 6422528 of 6472192 bytes").
+    upstream.on('end', () => client.end());
+    client.on('end', () => upstream.end());
+    // Gone for good (an error, a reset, or both ends done): the other side goes too.
     client.on('close', close);
-    upstream.on('close', close);
+    upstream.on('close', (hadError) => {
+      if (hadError) close();
+    });
     client.on('error', close);
     upstream.on('error', close);
   });
