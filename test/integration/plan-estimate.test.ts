@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { estimatePlan, renderEstimateText, type PlanBudgets, type PlannedVm, type PlanEstimate } from '../../lib/plan/index.js';
+import { ASSUMED_BUILD_MS } from '../../lib/plan/estimate.js';
 import { Journal, readCopyRates } from '../../lib/supervisor/index.js';
 import { describeVcenterVm, vmIdentity } from '../../lib/input/index.js';
 import type { VSphereClient } from '../../lib/vsphere/index.js';
@@ -213,7 +214,7 @@ describe('plan estimate: a dry run on the simulator', { skip }, () => {
     // Cutover at the window (2 h from now): shutdown 60 s, the final delta (1000 bytes/s over one
     // sync interval of 10 min) at the host's rate, the conversion, the build.
     const cutover = 2 * 3600 * 1000;
-    const end = cutover + 60_000 + (600_000 * 1000) / rate + 42_000 + 2000;
+    const end = cutover + 60_000 + (600_000 * 1000) / rate + 42_000 + ASSUMED_BUILD_MS;
     assert.equal(warm.endMs, end);
     assert.deepEqual(warm.downtimeMs, { value: end - cutover, basis: 'assumed', how: 'guest shutdown (assumed) + final delta (the change rate its rounds measured) + conversion + build' });
     assert.equal(e.totalMs.value, end);
