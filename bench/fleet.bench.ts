@@ -26,7 +26,8 @@
 // plan run's wall time, asked on the fresh estate and again just before the plan run. Where the
 // command is missing or fails, its error is printed instead: nothing is estimated here.
 
-import { writeFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
+import type { PlanRunSummary } from '../lib/plan/index.js';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { readPeaks, resetDiskReads, simStats, type SimStats } from '../test/peers/vcsim/fixture.js';
@@ -45,6 +46,8 @@ const hostMiBps = Number(process.env.BENCH_HOST_MIBPS ?? 64);
 const streamMiBps = Number(process.env.BENCH_STREAM_MIBPS ?? 32);
 const sampleSize = Number(process.env.BENCH_FLEET_CHECK ?? 4);
 const PARALLEL = 8;
+/** Which contenders run (comma list of sequential, parallel, plan): all by default; the plan alone iterates faster. */
+const only = new Set((process.env.BENCH_FLEET_CONTENDERS ?? 'sequential,parallel,plan').split(',').map((x) => x.trim()));
 const ISLANDS = 4;
 /** Reads of one disk less than this apart are one read in the peaks (the client's pauses between requests). */
 const PEAK_GAP_MS = 50;
@@ -57,6 +60,21 @@ function disk(i: number): { sizeBytes: number; data: Array<{ offset: number; len
 }
 
 /** A sample of the VMs spread evenly over the list (host by host), all when size is 0 or more than the list. */
+/** Mean time per VM in each phase of the plan run (its summary JSON), and the whole wall time. */
+async function phaseBreakdown(logDir: string): Promise<string> {
+  const file = (await readdir(logDir)).find((f) => f.endsWith('-plan.json'));
+  if (!file) return '  (no plan summary)';
+  const s = JSON.parse(await readFile(join(logDir, file), 'utf8')) as PlanRunSummary;
+  const per = new Map<string, number[]>();
+  for (const vm of s.vms) for (const p of vm.phases) (per.get(p.phase) ?? per.set(p.phase, []).get(p.phase)!).push(Date.parse(p.end) - Date.parse(p.start));
+  const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const durations = s.vms.map((v) => v.durationMs);
+  return [
+    `  plan run phases, mean per VM (${s.vms.length} VMs; run ${((Date.parse(s.end) - Date.parse(s.start)) / 1000).toFixed(1)} s; a VM ${(mean(durations) / 1000).toFixed(2)} s):`,
+    ...[...per].map(([phase, xs]) => `    ${phase.padEnd(14)} ${(mean(xs) / 1000).toFixed(2)} s (${xs.length})`),
+  ].join('\n');
+}
+
 function sample<T>(list: readonly T[], size: number): T[] {
   if (size <= 0 || size >= list.length) return [...list];
   return Array.from({ length: size }, (_, k) => list[Math.floor((k * (list.length - 1)) / (size - 1 || 1))]!);
@@ -106,14 +124,14 @@ async function main(): Promise<void> {
       ].join('\n'),
     );
 
-    const contenders: Array<{ name: string; prefix: string; cmd: string }> = [
-      { name: 'sequential', prefix: 'seq-', cmd: `for vm in ${names.join(' ')}; do ${importCmd('seq-', [], '"$vm"')} >/dev/null || exit 1; done` },
-      { name: `parallel (--parallel ${PARALLEL})`, prefix: 'par-', cmd: importCmd('par-', ['--parallel', String(PARALLEL)], names.join(' ')) },
-      { name: `plan (readsPerHost 2, inFlight ${PARALLEL})`, prefix: 'plan-', cmd: `${cli} plan run ${planFile} --progress json --log-dir ${join(work, 'logs', 'plan')}` },
+    const contenders: Array<{ id: string; name: string; prefix: string; cmd: string }> = [
+      { id: 'sequential', name: 'sequential', prefix: 'seq-', cmd: `for vm in ${names.join(' ')}; do ${importCmd('seq-', [], '"$vm"')} >/dev/null || exit 1; done` },
+      { id: 'parallel', name: `parallel (--parallel ${PARALLEL})`, prefix: 'par-', cmd: importCmd('par-', ['--parallel', String(PARALLEL)], names.join(' ')) },
+      { id: 'plan', name: `plan (readsPerHost 2, inFlight ${PARALLEL})`, prefix: 'plan-', cmd: `${cli} plan run ${planFile} --progress json --log-dir ${join(work, 'logs', 'plan')}` },
     ];
 
     // `oneswap plan estimate PLAN --json` (a dry run): its total, or why there is none.
-    type Estimate = { when: string; totalMs: number; basis: string } | { when: string; error: string };
+    type Estimate = { when: string; totalMs: number; basis: string; assumptions: string[] } | { when: string; error: string };
     const estimates: Estimate[] = [];
     const estimate = async (when: string): Promise<void> => {
       process.stderr.write(`bench: plan estimate (${when})\n`);
@@ -122,14 +140,15 @@ async function main(): Promise<void> {
         estimates.push({ when, error: `exit ${r.exitCode}: ${String(r.stderr).trim().split('\n')[0] ?? ''}` });
         return;
       }
-      const total = (JSON.parse(String(r.stdout)) as { totalMs?: { value: number; basis: string } }).totalMs;
-      estimates.push(total ? { when, totalMs: total.value, basis: total.basis } : { when, error: 'no totalMs in its JSON' });
+      const e = JSON.parse(String(r.stdout)) as { totalMs?: { value: number; basis: string }; assumptions?: string[] };
+      const total = e.totalMs;
+      estimates.push(total ? { when, totalMs: total.value, basis: total.basis, assumptions: e.assumptions ?? [] } : { when, error: 'no totalMs in its JSON' });
     };
     await estimate('on the fresh estate');
 
     const rows: Measurement[] = [];
     const reads: Array<{ name: string; peaks: Record<string, number>; hostBytes: Record<string, number> }> = [];
-    for (const c of contenders) {
+    for (const c of contenders.filter((x) => only.has(x.id))) {
       if (c.prefix === 'plan-') await estimate('before the plan run, after the other contenders');
       process.stderr.write(`bench: ${c.name}\n`);
       await execa('sync');
@@ -178,7 +197,9 @@ async function main(): Promise<void> {
     // Asked twice: on the fresh estate (no copy history: it probes) and just before the plan run
     // (the other contenders' copies are then history). Only what the command answered is shown.
     console.log('\nplan estimate vs the measured plan run (target: total within 25 %):');
-    const planRow = rows[2]!;
+    const planRow = rows.find((r) => r.name.startsWith('plan'));
+    if (!planRow) return;
+    console.log(await phaseBreakdown(join(work, 'logs', 'plan')));
     for (const e of estimates) {
       if ('error' in e) {
         console.log(`  ${e.when}: no estimate: ${e.error}`);
@@ -187,6 +208,8 @@ async function main(): Promise<void> {
       const error = (e.totalMs / 1000 - planRow.wallSeconds) / planRow.wallSeconds;
       console.log(`  ${e.when}: ${(e.totalMs / 1000).toFixed(1)} s (${e.basis}) against ${planRow.wallSeconds.toFixed(1)} s measured, ${error >= 0 ? '+' : ''}${(100 * error).toFixed(0)} %`);
       console.log(check(`plan estimate ${e.when}, |error|`, planRow.ok, Math.abs(100 * error), 25, '%'));
+      // What it went on: the steps around each copy and the throughput of reads at once.
+      for (const a of e.assumptions.filter((x) => /^per VM|reads at once/.test(x))) console.log(`    ${a}`);
     }
   } finally {
     await peers.stop();

@@ -5,7 +5,7 @@
 // nothing of oneswap's, so every layer may use it.
 
 import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 
 /** Writes queued per file: two writes of one file in one process share its temporary name. */
@@ -17,12 +17,33 @@ const queued = new Map<string, Promise<void>>();
  * and leaves the old file as it was.
  */
 export function writeFileAtomically(file: string, data: string, mode = 0o600): Promise<void> {
+  return queue(file, async () => data, mode);
+}
+
+/**
+ * Replaces `file` with what `update` makes of its current text (undefined: no file yet), queued
+ * with every other write of the file in this process, so updates never lose each other's
+ * changes. `update` returning undefined leaves the file as it is.
+ */
+export function updateFileAtomically(file: string, update: (current: string | undefined) => string | undefined, mode = 0o600): Promise<void> {
+  const current = (key: string): Promise<string | undefined> =>
+    readFile(key, 'utf8').catch((e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT') return undefined;
+      throw e;
+    });
+  return queue(file, async (key) => update(await current(key)), mode);
+}
+
+/** Writes what `data` gives (nothing when undefined) after every earlier write of the file. */
+function queue(file: string, data: (key: string) => Promise<string | undefined>, mode: number): Promise<void> {
   const key = resolve(file);
   const write = async (): Promise<void> => {
+    const text = await data(key);
+    if (text === undefined) return;
     await mkdir(dirname(key), { recursive: true, mode: 0o700 });
     const tmp = `${key}.${process.pid}.tmp`;
     try {
-      await writeFile(tmp, data, { mode });
+      await writeFile(tmp, text, { mode });
       await rename(tmp, key);
     } catch (e) {
       await rm(tmp, { force: true }).catch(() => undefined);

@@ -2,15 +2,29 @@
 // on a virtual clock, with migrations that only wait (prechecks, copies, conversions, builds take
 // the times given). So waves, priorities, the in-flight limit, one host slot per disk being read
 // and one conversion slot per conversion are exactly what `plan run` does, not a copy of its
-// rules; no system is touched, and the result depends on nothing but the input.
+// rules; no system is touched, and the result depends on nothing but the input. The disks being
+// read at once share their hosts', their datastores' and this machine's throughput as a fluid:
+// each gets its fair share, never more than it reads alone (SharedReads).
 
 import { idleWhile, runBudgets, runFleet, type FleetVm, type ImportContext, type VmResult } from '../supervisor/index.js';
 import type { PlanBudgets } from './planned-vm.js';
 
-/** One disk's read: its bytes at its rate. */
+/** One disk's read: its bytes, at its rate alone at most. */
 export interface SimDisk {
   readonly bytes: number;
   readonly bytesPerSec: number;
+  /** The vSphere datastore: reads of one share its budget. */
+  readonly datastore?: string;
+}
+
+/** What the reads at once share (bytes per second); none given: nothing shared. */
+export interface SimThroughput {
+  /** hostKey → all the host's reads together. */
+  readonly hosts?: ReadonlyMap<string, number>;
+  /** Datastore name → the plan's byte budget of it. */
+  readonly datastores?: ReadonlyMap<string, number>;
+  /** All reads of the run together: this machine's. */
+  readonly total?: number;
 }
 
 export interface SimWarm {
@@ -106,8 +120,97 @@ class VirtualClock {
   }
 }
 
-export async function simulatePlan(vms: readonly SimVm[], waves: readonly string[], budgets: SimBudgets): Promise<SimResult> {
+interface Transfer {
+  readonly host: string;
+  readonly datastore: string | undefined;
+  readonly cap: number;
+  remaining: number;
+  rate: number;
+  readonly done: () => void;
+}
+
+/**
+ * Disk reads going on at once, as a fluid: whenever one starts or ends, the rates are shared out
+ * again by progressive filling (every read grows at the same pace until it reaches its own rate,
+ * or its host, its datastore or the machine is full), and the next end is timed.
+ */
+class SharedReads {
+  private readonly active = new Set<Transfer>();
+  private last = 0;
+  private generation = 0;
+
+  constructor(
+    private readonly clock: VirtualClock,
+    private readonly caps: SimThroughput,
+  ) {}
+
+  read(host: string, d: SimDisk): Promise<void> {
+    if (d.bytes <= 0) return Promise.resolve();
+    return new Promise((done) => {
+      this.progress();
+      this.active.add({ host, datastore: d.datastore, cap: d.bytesPerSec, remaining: d.bytes, rate: 0, done });
+      this.reschedule();
+    });
+  }
+
+  private progress(): void {
+    const dt = (this.clock.now - this.last) / 1000;
+    this.last = this.clock.now;
+    for (const t of this.active) t.remaining -= t.rate * dt;
+  }
+
+  private reschedule(): void {
+    for (const t of this.active) {
+      // Less than a byte left is a rounding of the fluid, not data.
+      if (t.remaining < 1) {
+        this.active.delete(t);
+        t.done();
+      }
+    }
+    share([...this.active], this.caps);
+    let next = Number.POSITIVE_INFINITY;
+    for (const t of this.active) next = Math.min(next, this.clock.now + (t.remaining * 1000) / t.rate);
+    if (!Number.isFinite(next)) return;
+    const generation = ++this.generation;
+    void this.clock.until(next).then(() => {
+      if (generation !== this.generation) return; // a read started or ended since: timed again
+      this.progress();
+      for (const t of this.active) if ((t.remaining * 1000) / t.rate < 1e-6) t.remaining = 0;
+      this.reschedule();
+    });
+  }
+}
+
+/** Progressive filling: max-min fair rates under each read's own rate and the shared caps. */
+function share(reads: Transfer[], caps: SimThroughput): void {
+  const groups: { members: Transfer[]; cap: number }[] = reads.map((t) => ({ members: [t], cap: t.cap }));
+  const by = (key: (t: Transfer) => string | undefined, cap: (k: string) => number | undefined): void => {
+    const m = new Map<string, Transfer[]>();
+    for (const t of reads) {
+      const k = key(t);
+      if (k !== undefined && cap(k) !== undefined) (m.get(k) ?? m.set(k, []).get(k)!).push(t);
+    }
+    for (const [k, members] of m) groups.push({ members, cap: cap(k)! });
+  };
+  by((t) => t.host, (h) => caps.hosts?.get(h));
+  by((t) => t.datastore, (d) => caps.datastores?.get(d));
+  if (caps.total !== undefined) groups.push({ members: reads, cap: caps.total });
+  for (const t of reads) t.rate = 0;
+  const frozen = new Set<Transfer>();
+  while (frozen.size < reads.length) {
+    let step = Number.POSITIVE_INFINITY;
+    for (const g of groups) {
+      const open = g.members.filter((t) => !frozen.has(t)).length;
+      if (open > 0) step = Math.min(step, (g.cap - g.members.reduce((a, t) => a + t.rate, 0)) / open);
+    }
+    for (const t of reads) if (!frozen.has(t)) t.rate += Math.max(0, step);
+    for (const g of groups) if (g.cap - g.members.reduce((a, t) => a + t.rate, 0) <= g.cap * 1e-9) for (const t of g.members) frozen.add(t);
+  }
+}
+
+export async function simulatePlan(vms: readonly SimVm[], waves: readonly string[], budgets: SimBudgets, throughput: SimThroughput = {}): Promise<SimResult> {
   const clock = new VirtualClock();
+  const reads = new SharedReads(clock, throughput);
   const times = new Map<string, SimVmTimes>();
   const never = new AbortController().signal;
   // The simulated migrations use only the budgets, the emitter and the signal.
@@ -129,7 +232,7 @@ export async function simulatePlan(vms: readonly SimVm[], waves: readonly string
           disks.map(async (d) => {
             const release = await b.readsPerHost.of(vm.host).take();
             first = Math.min(first, clock.now);
-            await clock.sleep((d.bytes * 1000) / d.bytesPerSec);
+            await reads.read(vm.host, d);
             release();
           }),
         );

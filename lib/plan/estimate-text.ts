@@ -15,7 +15,7 @@ const table = (headers: readonly string[], rows: ReadonlyArray<readonly string[]
 export function renderEstimateText(e: PlanEstimate): string {
   const out: string[] = [];
   out.push(`Plan estimate of ${e.at}: at most ${e.budgets.readsPerHost} disk reads per ESXi host, ${e.budgets.converting} conversion${e.budgets.converting === 1 ? '' : 's'} at once, ${e.budgets.inFlight} VMs in flight`);
-  out.push('m = measured, h = from past conversions, a = assumed; times from the start of the plan');
+  out.push('m = measured, h = from past runs, a = assumed; times from the start of the plan');
   for (const w of e.waves) {
     out.push('', `Wave ${w.name}: ${w.vms.length} VM${w.vms.length === 1 ? '' : 's'}, ${bytes(w.bytes)}, ${at(w.startMs)} → ${at(w.endMs)}`);
     const rows = e.vms
@@ -39,7 +39,11 @@ export function renderEstimateText(e: PlanEstimate): string {
     out.push(
       '',
       'Probes:',
-      ...e.probes.map((p) => `  ${p.host} ${p.datastore}: ${p.failed === undefined ? `read ${formatBytes(p.bytes!)} of ${p.disk} in ${Math.round(p.ms!)} ms` : `${p.disk === undefined ? '' : `${p.disk}: `}${p.failed}; its rate is assumed`}`),
+      ...e.probes.map((p) => {
+        const with_ = p.together === undefined ? '' : ` (${p.together} reads at once on all hosts)`;
+        if (p.failed !== undefined) return `  ${p.host} ${p.datastore}${with_}: ${p.disk === undefined ? '' : `${p.disk}: `}${p.failed}; ${p.together === undefined ? 'its rate is assumed' : 'reads at once are assumed not to hold each other back'}`;
+        return `  ${p.host} ${p.datastore}${with_}: read ${formatBytes(p.bytes!)} of ${p.disk} in ${Math.round(p.ms!)} ms`;
+      }),
     );
   out.push('', 'Assumed:', ...e.assumptions.map((a) => `  ${a}`));
   return `${out.join('\n')}\n`;

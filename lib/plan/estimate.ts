@@ -16,15 +16,18 @@ import {
   rateKey,
   readConversionTimes,
   readCopyRates,
+  readStepTimes,
   recordCopySample,
+  throughputCap,
   type ConversionTimes,
   type CopyRates,
+  type StepTime,
 } from '../supervisor/index.js';
 import { describeError } from '../errors/index.js';
 import type { VSphereClient, VmSummary } from '../vsphere/index.js';
 import type { PlanBudgets, PlannedVm } from './planned-vm.js';
 import { bytesToMove, readEstimateInventory, type EstimateInventory } from './estimate-inventory.js';
-import { probeCandidate, probeRate } from './rate-probe.js';
+import { probeCandidate, probeRate, probeTogether, type ProbeCandidate } from './rate-probe.js';
 import { simulatePlan, type SimVm } from './estimate-schedule.js';
 
 export type Basis = 'measured' | 'from-history' | 'assumed';
@@ -82,6 +85,8 @@ export interface ProbeResult {
   readonly disk?: string;
   readonly bytes?: number;
   readonly ms?: number;
+  /** Reads made at once in this probe (a probe of the reads together); absent: alone. */
+  readonly together?: number;
   readonly failed?: string;
 }
 
@@ -112,10 +117,13 @@ export interface EstimateContext {
 export const ASSUMED_RATE = 64 * 1024 * 1024;
 /** Without a past conversion of the VM, its OS or its OS family. */
 export const ASSUMED_CONVERSION_MS = 5 * 60_000;
-/** Precheck and placeholders: a few vCenter and OpenNebula calls. */
-export const ASSUMED_PREP_MS = 3000;
-/** Template, VM, cleanup. */
-export const ASSUMED_BUILD_MS = 2000;
+/**
+ * Precheck and placeholders: a few vCenter and OpenNebula calls and oned's mkfs of each image
+ * (1.5 to 1.9 s a VM in plan runs against the oned simulator, which runs stock-like drivers as oned 7.4 does).
+ */
+export const ASSUMED_PREP_MS = 2000;
+/** Template, VM, the images marked DONE: a few OpenNebula calls (0.1 to 0.2 s measured likewise). */
+export const ASSUMED_BUILD_MS = 500;
 /** A guest's own shutdown (a warm cutover; a cold import of a running VM with shutdown). */
 export const ASSUMED_SHUTDOWN_MS = 60_000;
 /** Share of a warm VM's data its guest changes per hour: the final delta of the cutover. */
@@ -128,7 +136,10 @@ const worst = (...bases: Basis[]): Basis => (bases.includes('assumed') ? 'assume
 export async function estimatePlan(ctx: EstimateContext, vms: readonly PlannedVm[], budgets: PlanBudgets, waves: readonly string[], stateDir: string, signal: AbortSignal): Promise<PlanEstimate> {
   const now = ctx.now ?? new Date();
   const inv = await readEstimateInventory(ctx.vsphere, vms);
-  const [times, storedRates] = await Promise.all([readConversionTimes(stateDir), readCopyRates(stateDir)]);
+  const [times, storedRates, steps] = await Promise.all([readConversionTimes(stateDir), readCopyRates(stateDir), readStepTimes(stateDir)]);
+  // The steps around each copy: as past imports took them, else assumed.
+  const prep = stepFigure(steps.prep, ASSUMED_PREP_MS, 'precheck and placeholders');
+  const buildStep = stepFigure(steps.build, ASSUMED_BUILD_MS, 'template, VM and cleanup');
 
   // What each disk is, how many bytes a run moves, and through which reader.
   const disks = new Map<string, { summary: VmSummary; list: { label: string; datastore: string; reader: ReaderKind; bytes: Figure }[] }>();
@@ -169,6 +180,32 @@ export async function estimatePlan(ctx: EstimateContext, vms: readonly PlannedVm
     }
   }
 
+  // What a host and this machine deliver to as many reads at once as the plan makes: all hosts
+  // read together once, when neither runs nor an earlier estimate measured it.
+  const together = togetherReads(disks, inv, budgets);
+  if (together.length > 1 && (throughputCap(rates) === undefined || together.some((c) => throughputCap(rates, hostKey(c.vm.host)) === undefined))) {
+    try {
+      const samples = await probeTogether(ctx.vsphere, together, signal);
+      for (const sample of samples) await recordCopySample(stateDir, sample);
+      rates = await readCopyRates(stateDir);
+      const perHost = new Map<string, { host: string; datastore: string; disk: string; bytes: number; ms: number }>();
+      for (const [i, sample] of samples.entries()) {
+        const p = perHost.get(sample.host);
+        perHost.set(sample.host, { host: sample.host, datastore: sample.datastore, disk: together[i]!.disk.fileName, bytes: (p?.bytes ?? 0) + sample.bytes, ms: Math.max(p?.ms ?? 0, sample.ms) });
+      }
+      for (const p of perHost.values()) probes.push({ ...p, together: together.length });
+    } catch (err) {
+      signal.throwIfAborted();
+      probes.push({ host: hostKey(together[0]!.vm.host), datastore: together[0]!.disk.datastoreName, together: together.length, failed: describeError(err) });
+    }
+  }
+  const hostCaps = new Map<string, number>();
+  for (const pair of pairs.values()) {
+    const cap = throughputCap(rates, pair.host);
+    if (cap) hostCaps.set(pair.host, cap.bytesPerSec);
+  }
+  const totalCap = throughputCap(rates);
+
   const median = medianRate(rates);
   const syncIntervalMs = ctx.syncIntervalMs ?? ASSUMED_SYNC_INTERVAL_MS;
   const sims: SimVm[] = [];
@@ -189,8 +226,8 @@ export async function estimatePlan(ctx: EstimateContext, vms: readonly PlannedVm
     const history = p.mode.kind === 'warm' ? await warmHistory(stateDir, identity, p.datastoreId) : {};
     const conversion = p.convert ? conversionFor(times, identity, summary, history.rehearsal) : undefined;
     perVm.set(p.key, { disks: estimates, ...(conversion ? { conversion } : {}) });
-    const read = estimates.map((d) => ({ bytes: d.bytes.value, bytesPerSec: d.rate.value }));
-    const base = { key: p.key, wave: p.wave, priority: p.priority, host, disks: read, prepMs: ASSUMED_PREP_MS, buildMs: ASSUMED_BUILD_MS, ...(conversion ? { conversionMs: conversion.value } : {}) };
+    const read = estimates.map((d) => ({ bytes: d.bytes.value, bytesPerSec: d.rate.value, datastore: d.datastore }));
+    const base = { key: p.key, wave: p.wave, priority: p.priority, host, disks: read, prepMs: prep.value, buildMs: buildStep.value, ...(conversion ? { conversionMs: conversion.value } : {}) };
     if (p.mode.kind === 'cold') {
       sims.push({ ...base, shutdownMs: summary.powerState === 'poweredOn' && p.mode.shutdown ? ASSUMED_SHUTDOWN_MS : 0 });
     } else {
@@ -205,12 +242,12 @@ export async function estimatePlan(ctx: EstimateContext, vms: readonly PlannedVm
       const share = data > 0 ? Math.min(1, changed / data) : 0;
       if (history.changeRate !== undefined) deltaHow.set(p.key, 'the change rate its rounds measured');
       // As the warm status's prediction: a disk the cutover reads through an export lease streams whole.
-      const finalDisks = estimates.map((d) => ({ bytes: d.reader === 'lease' ? d.bytes.value : d.bytes.value * share, bytesPerSec: d.rate.value }));
+      const finalDisks = estimates.map((d) => ({ bytes: d.reader === 'lease' ? d.bytes.value : d.bytes.value * share, bytesPerSec: d.rate.value, datastore: d.datastore }));
       sims.push({ ...base, shutdownMs: ASSUMED_SHUTDOWN_MS, warm: { ...(cutoverAt !== undefined ? { cutoverAt } : {}), finalDisks } });
     }
   }
 
-  const sim = await simulatePlan(sims, waves, budgets);
+  const sim = await simulatePlan(sims, waves, budgets, { hosts: hostCaps, datastores: budgets.datastoreBytesPerSec, ...(totalCap ? { total: totalCap.bytesPerSec } : {}) });
   const vmEstimates = vms.map((p): VmEstimate => {
     const t = sim.vms.find((x) => x.key === p.key)!;
     const { disks: ds, conversion } = perVm.get(p.key)!;
@@ -243,7 +280,7 @@ export async function estimatePlan(ctx: EstimateContext, vms: readonly PlannedVm
     const members = vmEstimates.filter((v) => v.wave === w.name);
     return { name: w.name, vms: members.map((v) => v.key), bytes: { value: members.reduce((a, v) => a + v.bytes.value, 0), basis: worst(...members.map((v) => v.bytes.basis)), how: 'sum of the VMs' }, startMs: w.start, endMs: w.end };
   });
-  const totalBasis = worst(...vmEstimates.flatMap((v) => [v.copyMs.basis, v.conversionMs?.basis ?? 'measured']));
+  const totalBasis = worst(prep.basis, buildStep.basis, ...vmEstimates.flatMap((v) => [v.copyMs.basis, v.conversionMs?.basis ?? 'measured']));
   return {
     version: 1,
     at: now.toISOString(),
@@ -253,12 +290,14 @@ export async function estimatePlan(ctx: EstimateContext, vms: readonly PlannedVm
     totalMs: { value: sim.totalMs, basis: totalBasis, how: 'the plan simulated under its budgets (waves, priorities, in-flight, reads per host, conversions)' },
     probes,
     assumptions: [
-      `precheck and placeholders ${ASSUMED_PREP_MS / 1000} s, template and VM ${ASSUMED_BUILD_MS / 1000} s per VM`,
+      `per VM: ${prep.how}; ${buildStep.how}`,
       `a guest shuts down in ${ASSUMED_SHUTDOWN_MS / 1000} s`,
       `a warm guest changes ${ASSUMED_CHANGE_PER_HOUR * 100} % of its data per hour (the cutover's final delta)`,
       `without a measured rate: the median of the measured ones, else ${ASSUMED_RATE / 1024 / 1024} MiB/s`,
       `without a past conversion of the VM, its OS or its OS family: ${ASSUMED_CONVERSION_MS / 60_000} min`,
-      "a datastore's byte budget caps each disk read from it, not the disks read at once together; a disk read through another reader than the one measured is assumed as fast",
+      'the disks read at once share what their host, their datastore\'s byte budget and this machine deliver together, each never faster than alone; ' +
+        (totalCap ? `this machine was measured to deliver ${Math.round(totalCap.bytesPerSec / 1024 / 1024)} MiB/s to ${totalCap.level} reads at once (${totalCap.how === 'probe' ? 'a probe' : 'runs'}, latest at ${totalCap.at})` : 'nothing measured how far a host or this machine goes with several reads at once: none is assumed to hold them back'),
+      'a disk read through another reader than the one measured is assumed as fast',
     ],
   };
 }
@@ -271,6 +310,34 @@ function readerOf(p: PlannedVm, vddkLibdir: string | undefined, plugins: Plugins
     // A transport that cannot read this disk is plan check's blocker; the estimate takes it as asked.
     return p.transport === 'auto' ? 'lease' : p.transport;
   }
+}
+
+/**
+ * The reads of the together-probe: on each host the plan reads from, as many as the plan's budget
+ * lets it read at once (or as it has disks there), the run's in-flight limit at most in all.
+ */
+function togetherReads(disks: ReadonlyMap<string, { summary: VmSummary; list: readonly { datastore: string }[] }>, inv: EstimateInventory, budgets: PlanBudgets): ProbeCandidate[] {
+  const perHost = new Map<string, { count: number; datastores: Set<string> }>();
+  for (const { summary, list } of disks.values()) {
+    const h = perHost.get(hostKey(summary.host)) ?? perHost.set(hostKey(summary.host), { count: 0, datastores: new Set() }).get(hostKey(summary.host))!;
+    h.count += list.length;
+    for (const d of list) h.datastores.add(d.datastore);
+  }
+  const hosts: { candidate: ProbeCandidate; reads: number }[] = [];
+  for (const [host, h] of perHost) {
+    const candidate = [...h.datastores].map((ds) => probeCandidate(inv.all, host, ds, inv)).find((x) => x !== undefined);
+    if (candidate) hosts.push({ candidate, reads: Math.min(budgets.readsPerHost, h.count) });
+  }
+  // Hosts taken in turn up to the in-flight limit: a run never reads more VMs at once.
+  const out: ProbeCandidate[] = [];
+  const all = Math.min(budgets.inFlight, hosts.reduce((a, h) => a + h.reads, 0));
+  for (let i = 0; out.length < all; i++) for (const h of hosts) if (i < h.reads && out.length < all) out.push(h.candidate);
+  return out;
+}
+
+function stepFigure(t: StepTime | undefined, assumed: number, what: string): Figure {
+  if (t) return { value: t.ms, basis: 'from-history', how: `${what} ${(t.ms / 1000).toFixed(1)} s (the mean of ${t.count} past import${t.count === 1 ? '' : 's'}, latest at ${t.at})` };
+  return { value: assumed, basis: 'assumed', how: `${what} ${assumed / 1000} s (no import measured yet)` };
 }
 
 function measuredAt(rates: CopyRates, host: string, datastore: string) {

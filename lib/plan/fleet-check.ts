@@ -9,7 +9,7 @@ import { OneswapError, describeError, type Refusal } from '../errors/index.js';
 import { guestSupport } from '../convert/index.js';
 import { availablePlugins, chooseReader, describeVcenterVm, hasFlatFiles, placeDisks, vmIdentity, type Plugins, type VcenterDisk, type VmDescription } from '../input/index.js';
 import type { OneClient, OneDatastore } from '../one/index.js';
-import { DEFAULT_CEPH_CONF, datastoreName, imageName, neededMiB, mapNics, nameClashes, namesTaken, reachableStorage, templateName, unusableDatastore, type NetworkCandidate, type TakenNames } from '../output/index.js';
+import { DEFAULT_CEPH_CONF, datastoreName, finishedImport, imageName, neededMiB, mapNics, nameClashes, namesTaken, reachableStorage, templateName, unusableDatastore, type NetworkCandidate, type TakenNames } from '../output/index.js';
 import { Journal, foreignSnapshotRefusal, networkCandidates, sourceRefusals, type JournalData } from '../supervisor/index.js';
 import type { FoundVm, FoundVms, VSphereClient, VmSummary } from '../vsphere/index.js';
 import { planRoom, poolRoom, runOrder, type PoolLine, type RoomLine, type SharedPool } from './plan-capacity.js';
@@ -96,7 +96,7 @@ export async function checkFleet(ctx: FleetCheckContext, plan: readonly PlannedV
           code: 'duplicate-vm',
           message: describeError(new OneswapError('conflict', `VM ${draft.vm.path} is also VM ${other.key} of this plan (line ${other.line})`, { hint: 'keep one of the two entries' })),
         });
-      } else {
+      } else if (!draft.finished) {
         seen.set(draft.vm.ref.value, planned);
         // Images and templates are apart in OpenNebula: an image may share a template's name.
         for (const [kind, name] of [...draft.names.images.map((n) => ['image', n] as const), ['template', draft.names.template] as const]) {
@@ -127,6 +127,8 @@ interface Draft {
   readonly bytes: number;
   /** The image and template names its import gives. */
   readonly names: { readonly images: readonly string[]; readonly template: string };
+  /** Migrated by an earlier run: a run skips it. */
+  readonly finished?: true;
   readonly blockers: Finding[];
   readonly warnings: Finding[];
 }
@@ -142,6 +144,18 @@ async function checkOne(ctx: FleetCheckContext, planned: PlannedVm, found: Found
     return { bytes: 0, names: { images: [], template: '' }, blockers, warnings };
   }
   const vm = found.vm;
+  const description = describeVcenterVm(ctx.vcenterHost, vm);
+  const earlier = ctx.stateDir === undefined ? undefined : await earlierRun(ctx.stateDir, description, planned.datastoreId);
+  // A VM an earlier run of the plan migrated: a run skips it (finished-earlier.ts), so nothing else
+  // about it matters now, and its names are its own.
+  const finished = await finishedImport(ctx.one, description, planned, taken, new Set(earlier?.templateId !== undefined ? earlier.disks.map((d) => d.imageId) : []));
+  if (finished !== undefined) {
+    warnings.push({
+      code: 'finished',
+      message: `VM ${vm.name} was migrated by an earlier run (template ${finished.templateId}, image${finished.imageIds.length === 1 ? '' : 's'} ${finished.imageIds.join(', ')}); a plan run skips it`,
+    });
+    return { vm, bytes: 0, names: { images: [], template: '' }, finished: true, blockers, warnings };
+  }
   blockers.push(...sourceRefusals(vm, planned.mode).map(finding));
   if (planned.mode.kind === 'warm' && !vm.changeTrackingEnabled && planned.mode.enableCbt)
     warnings.push({ code: 'cbt-off', message: `changed block tracking is off for VM ${vm.name}; the migration turns it on, effective at its first snapshot` });
@@ -157,7 +171,6 @@ async function checkOne(ctx: FleetCheckContext, planned: PlannedVm, found: Found
     if (guest.doubt) warnings.push(finding(guest.doubt));
   }
 
-  const description = describeVcenterVm(ctx.vcenterHost, vm);
   const refused = (code: string, fn: () => void): void => {
     try {
       fn();
@@ -171,7 +184,6 @@ async function checkOne(ctx: FleetCheckContext, planned: PlannedVm, found: Found
   });
 
   // As openTarget: what an earlier unfinished run made is resumed; only the rest is created.
-  const earlier = ctx.stateDir === undefined ? undefined : await earlierRun(ctx.stateDir, description, planned.datastoreId);
   if (earlier !== undefined && earlier.disks.length > 0)
     warnings.push({ code: 'resumes', message: `an earlier run of VM ${vm.name} left images ${earlier.disks.map((d) => d.imageId).join(', ')}; the migration resumes them` });
   const pending = description.disks.filter((d) => !earlier?.disks.some((j) => j.sourceKey === d.sourceKey));

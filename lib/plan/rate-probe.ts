@@ -42,29 +42,63 @@ export function probeCandidate(
   return found && { ...found, dcPath: place.dcPath(found.vm.datacenter)! };
 }
 
-/** Reads the start of the candidate's disk, timed; the sample is a folder read of its host and datastore. */
+/** Reads the start of the candidate's disk, timed; the sample is a folder read of its host and datastore, alone. */
 export async function probeRate(vsphere: VSphereClient, c: ProbeCandidate, signal: AbortSignal): Promise<CopySample> {
-  const reading = await openFolderReading(vsphere, c.dcPath, c.disk);
-  const total = Math.min(PROBE_BYTES, c.disk.capacityBytes);
-  const piece = Math.ceil(total / PROBE_STREAMS);
+  const [sample] = await probeTogether(vsphere, [c], signal);
+  return sample!;
+}
+
+/**
+ * Reads the candidates' disks all at once, as many reads as given (a candidate twice: two reads
+ * of its disk, at different offsets), timed together: each sample carries how many of the reads
+ * shared its host and the machine, so the rates tell what a host and this machine deliver to
+ * that many reads at once.
+ */
+export async function probeTogether(vsphere: VSphereClient, reads: readonly ProbeCandidate[], signal: AbortSignal): Promise<CopySample[]> {
   const stop = AbortSignal.any([signal, AbortSignal.timeout(PROBE_MAX_MS)]);
-  let bytes = 0;
+  const seen = new Map<ProbeCandidate, number>();
+  const perHost = new Map<string, number>();
+  for (const c of reads) perHost.set(hostKey(c.vm.host), (perHost.get(hostKey(c.vm.host)) ?? 0) + 1);
+  const readings = await Promise.all(reads.map((c) => openFolderReading(vsphere, c.dcPath, c.disk)));
   const t0 = performance.now();
+  try {
+    const done = await Promise.all(
+      reads.map(async (c, i) => {
+        // Reads together go on until the time is up, so they share it throughout; another read of
+        // the same disk starts further on, as a run's next disk would.
+        const nth = seen.get(c) ?? 0;
+        seen.set(c, nth + 1);
+        const size = c.disk.capacityBytes;
+        const total = Math.min(reads.length > 1 ? PROBE_BYTES * 8 : PROBE_BYTES, size);
+        const from = Math.floor(((nth * PROBE_BYTES) % Math.max(1, size - total + 1)) / 512) * 512;
+        const bytes = await readTimed(readings[i]!.source, from, total, signal, stop);
+        return { bytes, ms: performance.now() - t0 };
+      }),
+    );
+    const at = new Date().toISOString();
+    const levels = reads.length > 1 ? (c: ProbeCandidate) => ({ hostLevel: perHost.get(hostKey(c.vm.host))!, totalLevel: reads.length }) : () => ({});
+    return reads.map((c, i) => ({ host: hostKey(c.vm.host), datastore: c.disk.datastoreName, reader: 'folder', ...done[i]!, how: 'probe', at, ...levels(c) }));
+  } finally {
+    await Promise.all(readings.map((r) => r.close()));
+  }
+}
+
+/** Bytes read of [from, from + total) in PROBE_STREAMS ranges at once, until done or `stop`. */
+async function readTimed(source: Awaited<ReturnType<typeof openFolderReading>>['source'], from: number, total: number, signal: AbortSignal, stop: AbortSignal): Promise<number> {
+  const piece = Math.ceil(total / PROBE_STREAMS);
+  let bytes = 0;
   try {
     await Promise.all(
       Array.from({ length: PROBE_STREAMS }, async (_, i) => {
-        const start = i * piece;
-        const end = Math.min(total, start + piece);
+        const start = from + i * piece;
+        const end = Math.min(from + total, start + piece);
         if (start >= end) return;
-        for await (const chunk of await reading.source.open(start, end, stop)) bytes += chunk.length;
+        for await (const chunk of await source.open(start, end, stop)) bytes += chunk.length;
       }),
     );
   } catch (err) {
     // Out of time: the rate of what arrived. Anything else (or the caller's abort) is a failure.
     if (signal.aborted || !stop.aborted || bytes === 0) throw err;
-  } finally {
-    await reading.close();
   }
-  const ms = performance.now() - t0;
-  return { host: hostKey(c.vm.host), datastore: c.disk.datastoreName, reader: 'folder', bytes, ms, how: 'probe', at: new Date().toISOString() };
+  return bytes;
 }

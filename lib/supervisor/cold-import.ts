@@ -8,6 +8,8 @@ import type { VmSummary } from '../vsphere/index.js';
 import type { VmDescription } from '../input/index.js';
 import { markImage, type ConvertedGuest } from '../output/index.js';
 import type { Journal } from './journal.js';
+import type { Phase } from './events.js';
+import { recordStepSample } from './step-times.js';
 import { Phases, build, convert, copyIntoImages, keptImages, placeholders, planPoweredOffReads, precheck, rollback, type DiskTarget, type ImportContext, type ImportOptions, type StepLog, type VmResult } from './steps.js';
 
 export async function coldImportVm(ctx: ImportContext, vmName: string, opts: ImportOptions): Promise<VmResult> {
@@ -49,6 +51,8 @@ export async function coldImportVm(ctx: ImportContext, vmName: string, opts: Imp
       for (const t of targets) await markImage(ctx.one, t.imageId, 'DONE');
       await journal!.remove();
     });
+    const took = (p: Phase): number => phases.took.get(p) ?? 0;
+    await recordStepSample(opts.stateDir, { prepMs: took('precheck') + took('placeholders'), buildMs: took('build') + took('cleanup'), at: new Date().toISOString() }).catch(() => undefined);
     const result: VmResult = { vm: label, ok: true, imageIds: targets.map((t) => t.imageId), ...built };
     ctx.emit({ type: 'result', vm: label, ok: true, imageIds: result.imageIds, templateId: built.templateId, vmId: built.vmId, durationMs: Date.now() - started, host: summary.host });
     return result;

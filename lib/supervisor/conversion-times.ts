@@ -4,7 +4,7 @@
 // Only measured times count: no entry, no expectation.
 
 import { readFile } from 'node:fs/promises';
-import { writeFileAtomically } from '../atomic-write/index.js';
+import { updateFileAtomically } from '../atomic-write/index.js';
 import { join } from 'node:path';
 
 /** One measured conversion. */
@@ -52,11 +52,16 @@ export function conversionTimesFile(stateDir: string): string {
 }
 
 export async function readConversionTimes(stateDir: string): Promise<ConversionTimes> {
+  return parseConversionTimes(await readFile(conversionTimesFile(stateDir), 'utf8').catch(() => undefined));
+}
+
+/** None yet, or unreadable: no expectation, never a failed conversion. */
+function parseConversionTimes(text: string | undefined): ConversionTimes {
   try {
-    const t = JSON.parse(await readFile(conversionTimesFile(stateDir), 'utf8')) as ConversionTimes;
-    if (t.version === 1 && typeof t.vms === 'object' && typeof t.os === 'object') return t;
+    const t = JSON.parse(text ?? '') as ConversionTimes;
+    if (t?.version === 1 && typeof t.vms === 'object' && t.vms !== null && typeof t.os === 'object' && t.os !== null) return t;
   } catch {
-    // none yet, or unreadable: no expectation, never a failed conversion
+    // as none
   }
   return { version: 1, vms: {}, os: {} };
 }
@@ -83,14 +88,13 @@ export function withConversion(times: ConversionTimes, who: ConversionSubject, t
 }
 
 /**
- * Records a finished conversion (mode 0600, written whole and renamed). Two processes finishing
- * at the same moment may lose one entry: the next conversion records again, and nothing depends
- * on it but the expectation shown.
+ * Records a finished conversion (mode 0600, written whole and renamed; one process's in turn).
+ * Two processes finishing at the same moment may lose one entry: the next conversion records
+ * again, and nothing depends on it but the expectation shown.
  */
 export async function recordConversionTime(stateDir: string, who: ConversionSubject, t: ConversionTime): Promise<void> {
   if (who.identity === undefined && !who.osKey) return;
-  const next = withConversion(await readConversionTimes(stateDir), who, t);
-  await writeFileAtomically(conversionTimesFile(stateDir), `${JSON.stringify(next, null, 1)}\n`);
+  await updateFileAtomically(conversionTimesFile(stateDir), (text) => `${JSON.stringify(withConversion(parseConversionTimes(text), who, t), null, 1)}\n`);
 }
 
 function newest(entries: Record<string, ConversionTime>, max: number): Record<string, ConversionTime> {

@@ -62,6 +62,7 @@ import { Journal } from './journal.js';
 import { hostKey, type Idle, type RunBudgets } from './budgets.js';
 import { foreignSnapshotRefusal, sourceRefusals } from './source-refusals.js';
 import { recordCopySample } from './copy-rates.js';
+import { diskReads } from './read-meter.js';
 import { convertImages, describeConversion, vmConversionRequest, type ConversionRun } from './conversion.js';
 import type { EventSink, Phase } from './events.js';
 
@@ -140,6 +141,8 @@ export type StepLog = (message: string, level?: 'info' | 'warn' | 'error') => vo
 /** Runs named phases of one VM with start/done/failed events; remembers the phase that failed. */
 export class Phases {
   failedIn: Phase | undefined;
+  /** How long each phase that ended well took (ms). */
+  readonly took = new Map<Phase, number>();
 
   constructor(
     private readonly ctx: { readonly emit: EventSink; readonly signal: AbortSignal },
@@ -154,6 +157,7 @@ export class Phases {
     this.ctx.emit({ type: 'phase', vm: this.vm, phase: name, state: 'start' });
     try {
       const r = await fn();
+      this.took.set(name, Date.now() - t0);
       this.ctx.emit({ type: 'phase', vm: this.vm, phase: name, state: 'done', durationMs: Date.now() - t0, detail: detail?.(r) });
       return r;
     } catch (err) {
@@ -407,6 +411,7 @@ export async function copyIntoImages(
       ctx.emit({ type: 'disk', vm, disk: d.index, name, bytesDone: base + bytesDone, bytesPlanned: totalLength(planned), bytesWritten, capacityBytes: cap, state });
     emit(0, 0, 'copying');
     const t0 = Date.now();
+    const metered = diskReads.begin(hostKey(source.host));
     try {
       const s = await copyReading(c.reading, c.target.target, {
         capacity: cap,
@@ -419,16 +424,20 @@ export async function copyIntoImages(
         ...(rate ? { pace: (n: number) => rate.take(n, signal) } : {}),
       });
       await onDiskDone(c, s);
-      // Every finished disk refines the rate `plan estimate` expects from this host and datastore;
-      // a copy paced by the plan's datastore budget measured the budget, not the datastore.
+      // Every finished disk refines the rates `plan estimate` expects from this host and datastore,
+      // with the reads that shared them meanwhile; a copy paced by the plan's datastore budget
+      // measured the budget, not the datastore.
       const place = { host: hostKey(source.host), datastore: c.target.disk.device.datastoreName, reader: c.reading.reader };
-      if (!rate) await recordCopySample(journal.stateDir, { ...place, bytes: s.bytesRead, ms: Date.now() - t0, how: 'run', at: new Date().toISOString() }).catch(() => undefined);
+      const levels = metered.end();
+      if (!rate) await recordCopySample(journal.stateDir, { ...place, ...levels, bytes: s.bytesRead, ms: Date.now() - t0, how: 'run', at: new Date().toISOString() }).catch(() => undefined);
       emit(s.bytesPlanned, s.bytesWritten, 'done');
       return s;
     } catch (err) {
       emit(0, 0, 'failed');
       await journal.flush();
       throw err;
+    } finally {
+      metered.end();
     }
   }
 }

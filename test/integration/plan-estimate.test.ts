@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { estimatePlan, renderEstimateText, type PlanBudgets, type PlannedVm, type PlanEstimate } from '../../lib/plan/index.js';
+import { ASSUMED_BUILD_MS } from '../../lib/plan/estimate.js';
 import { Journal, readCopyRates } from '../../lib/supervisor/index.js';
 import { describeVcenterVm, vmIdentity } from '../../lib/input/index.js';
 import type { VSphereClient } from '../../lib/vsphere/index.js';
@@ -115,21 +116,30 @@ describe('plan estimate: a dry run on the simulator', { skip }, () => {
     assert.deepEqual([byKey['off-cbt']!.downtimeMs.basis, byKey['on-other-ds']!.downtimeMs.basis], ['measured', 'assumed'], 'a running cold VM shuts down first: a guess');
 
     // One probe per (host, datastore): the largest powered-off disk there, read whole (< 32 MiB).
+    // Then the reads together, as many as the plan makes at once: 2 per host (readsPerHost), 4 in
+    // all (inFlight), each reading its disk whole again (they are small).
     const clusterHost = byKey['in-cluster']!.host;
     assert.notEqual(clusterHost, 'DC0_H0');
     assert.deepEqual(
-      first.probes.map((p) => [p.host, p.datastore, p.disk, p.bytes, p.failed]),
+      first.probes.map((p) => [p.host, p.datastore, p.disk, p.bytes, p.together, p.failed]),
       [
-        ['DC0_H0', 'LocalDS_0', vms.offCbt!.disks[0]!.fileName, 8 * MiB, undefined],
-        [clusterHost, 'LocalDS_0', vms.cluster!.disks[0]!.fileName, 3 * MiB, undefined],
-        ['DC0_H0', 'LocalDS_1', undefined, undefined, 'no powered-off VM on this host has a disk there that can be read without a snapshot or a lease'],
+        ['DC0_H0', 'LocalDS_0', vms.offCbt!.disks[0]!.fileName, 8 * MiB, undefined, undefined],
+        [clusterHost, 'LocalDS_0', vms.cluster!.disks[0]!.fileName, 3 * MiB, undefined, undefined],
+        ['DC0_H0', 'LocalDS_1', undefined, undefined, undefined, 'no powered-off VM on this host has a disk there that can be read without a snapshot or a lease'],
+        ['DC0_H0', 'LocalDS_0', vms.offCbt!.disks[0]!.fileName, 2 * 8 * MiB, 4, undefined],
+        [clusterHost, 'LocalDS_0', vms.cluster!.disks[0]!.fileName, 2 * 3 * MiB, 4, undefined],
       ],
     );
     // /folder served the probes and their descriptors, nothing else.
-    assert.equal(afterStats.folderBytes - before.folderBytes, 8 * MiB + (await descriptorBytes(vms.offCbt!)) + 3 * MiB + (await descriptorBytes(vms.cluster!)));
+    assert.equal(afterStats.folderBytes - before.folderBytes, 3 * (8 * MiB + (await descriptorBytes(vms.offCbt!)) + 3 * MiB + (await descriptorBytes(vms.cluster!))));
 
-    // Stored: one probe rate per pair (mode 0600), the one each disk's copy time uses.
-    const stored = Object.values((await readCopyRates(stateDir)).rates);
+    // Stored: one probe rate per pair (mode 0600), the one each disk's copy time uses; what each
+    // host, and this machine, gave the 4 reads together.
+    const rates = await readCopyRates(stateDir);
+    const stored = Object.values(rates.rates);
+    assert.deepEqual(Object.keys(rates.hosts!).sort(), [clusterHost, 'DC0_H0'].sort());
+    for (const h of [clusterHost, 'DC0_H0']) assert.deepEqual(Object.keys(rates.hosts![h]!).sort(), ['1', '2'], `${h}: alone and 2 at once`);
+    assert.deepEqual(Object.keys(rates.total!).sort(), ['1', '4']);
     assert.deepEqual(stored.map((r) => [r.host, r.datastore, r.reader, r.how, r.count]).sort(), [
       [clusterHost, 'LocalDS_0', 'folder', 'probe', 1],
       ['DC0_H0', 'LocalDS_0', 'folder', 'probe', 1],
@@ -204,7 +214,7 @@ describe('plan estimate: a dry run on the simulator', { skip }, () => {
     // Cutover at the window (2 h from now): shutdown 60 s, the final delta (1000 bytes/s over one
     // sync interval of 10 min) at the host's rate, the conversion, the build.
     const cutover = 2 * 3600 * 1000;
-    const end = cutover + 60_000 + (600_000 * 1000) / rate + 42_000 + 2000;
+    const end = cutover + 60_000 + (600_000 * 1000) / rate + 42_000 + ASSUMED_BUILD_MS;
     assert.equal(warm.endMs, end);
     assert.deepEqual(warm.downtimeMs, { value: end - cutover, basis: 'assumed', how: 'guest shutdown (assumed) + final delta (the change rate its rounds measured) + conversion + build' });
     assert.equal(e.totalMs.value, end);

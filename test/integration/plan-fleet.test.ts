@@ -27,6 +27,7 @@ interface Event {
   ok?: boolean;
   message?: string;
   imageIds?: number[];
+  templateId?: number;
 }
 const events = (stdout: string): Event[] => stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Event);
 
@@ -128,7 +129,7 @@ describe('a plan of 40 VMs on two hosts', { skip, timeout: 15 * 60_000 }, () => 
     const before = await simStats(peers.sim);
     const r = await oneswap(['plan', 'estimate', planFile, '--json'], peers.env);
     assert.equal(r.exitCode, 0, r.stderr);
-    const e = JSON.parse(r.stdout) as { vms: Array<{ key: string; bytes: { value: number; basis: string }; endMs: number }>; waves: Array<{ name: string; startMs: number; endMs: number }>; totalMs: { value: number; basis: string }; probes: Array<{ host: string; datastore: string; bytes?: number }> };
+    const e = JSON.parse(r.stdout) as { vms: Array<{ key: string; bytes: { value: number; basis: string }; endMs: number }>; waves: Array<{ name: string; startMs: number; endMs: number }>; totalMs: { value: number; basis: string }; probes: Array<{ host: string; datastore: string; bytes?: number; together?: number }> };
     const after = await simStats(peers.sim);
     assert.equal(after.leases.length, before.leases.length, 'no export lease');
     assert.equal(after.folderRefusals, before.folderRefusals);
@@ -139,7 +140,12 @@ describe('a plan of 40 VMs on two hosts', { skip, timeout: 15 * 60_000 }, () => 
       if (vm.cbt) assert.deepEqual([v.bytes.value, v.bytes.basis], [vm.disks.reduce((n, d) => n + d.dataBytes, 0), 'measured'], vm.name);
       else assert.deepEqual([v.bytes.value, v.bytes.basis], [vm.disks.reduce((n, d) => n + d.sizeBytes, 0), 'assumed'], vm.name);
     }
-    assert.equal(e.probes.length, 4, 'one probe per ESXi host and datastore');
+    // One probe per ESXi host and datastore, then the reads together: 2 on each host (readsPerHost).
+    assert.deepEqual(
+      [e.probes.filter((p) => p.together === undefined).length, e.probes.filter((p) => p.together !== undefined).map((p) => p.together)],
+      [4, [4, 4]],
+      'one probe per ESXi host and datastore, one of the reads together per host',
+    );
     assert.deepEqual(e.waves.map((w) => w.name), ['one', 'two']);
     assert.equal(e.waves[1]!.startMs, e.waves[0]!.endMs, 'wave two starts when the last VM of wave one ends');
     assert.equal(e.totalMs.value, Math.max(...e.vms.map((v) => v.endMs)));
@@ -264,10 +270,12 @@ describe('a plan of 40 VMs on two hosts', { skip, timeout: 15 * 60_000 }, () => 
     const summary = await planSummary(again.stdout);
     assert.deepEqual(summary.vms.map((v) => v.outcome), fleet.map(() => 'done'));
     const images = new Map<string, readonly number[]>();
+    const templates = new Map<string, number>();
     for (const line of [...String(first.stdout).split('\n'), ...again.stdout.split('\n')]) {
       if (!line.includes('"type":"result"')) continue;
       const e = JSON.parse(line) as Event;
       if (e.ok) images.set(e.vm!, e.imageIds!);
+      if (e.ok) templates.set(e.vm!, e.templateId!);
     }
     for (const vm of fleet) {
       const ids = images.get(vm.name);
@@ -282,5 +290,17 @@ describe('a plan of 40 VMs on two hosts', { skip, timeout: 15 * 60_000 }, () => 
     for (const [host, n] of Object.entries(peaks)) assert.ok(n <= 2, `${host}: ${n} disks read at once`);
     assert.ok(Object.values(peaks).some((n) => n === 2), `the budget was never reached: ${JSON.stringify(peaks)}`);
     assert.ok(firstReads.length > 0 && secondReads.length > 0);
+
+    // Checked again now, the plan blocks nothing: each VM is one an earlier run migrated (its
+    // names are its own, it needs no room), and a run would skip it.
+    const after = await oneswap(['plan', 'check', planFile, '--json'], peers.env);
+    assert.equal(after.exitCode, 0, after.stderr);
+    const checked2 = JSON.parse(after.stdout) as { vms: { key: string; blockers: unknown[]; warnings: { code: string; message: string }[] }[] };
+    for (const v of checked2.vms) {
+      assert.deepEqual(v.blockers, [], v.key);
+      const ids = images.get(v.key)!;
+      const template = templates.get(v.key)!;
+      assert.deepEqual(v.warnings, [{ code: 'finished', message: `VM ${v.key} was migrated by an earlier run (template ${template}, image${ids.length === 1 ? '' : 's'} ${ids.join(', ')}); a plan run skips it` }], v.key);
+    }
   });
 });

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { writeFileAtomically, writeFileAtomicallySync } from '../../lib/atomic-write/index.js';
+import { updateFileAtomically, writeFileAtomically, writeFileAtomicallySync } from '../../lib/atomic-write/index.js';
 
 async function inTemp(body: (dir: string) => Promise<void>): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'oneswap-atomic-'));
@@ -59,3 +59,17 @@ test('a failed write leaves the old file as it was and no temporary file; the ne
     await writeFileAtomically(f, 'after\n');
     assert.equal(await readFile(f, 'utf8'), 'after\n');
   }));
+
+test('updates of one file read what the one before wrote: none lost', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'oneswap-update-'));
+  try {
+    const file = join(dir, 'sub', 'count.json');
+    await Promise.all(Array.from({ length: 20 }, () => updateFileAtomically(file, (text) => String(Number(text ?? '0') + 1))));
+    assert.equal(await readFile(file, 'utf8'), '20');
+    await updateFileAtomically(file, () => undefined);
+    assert.equal(await readFile(file, 'utf8'), '20', 'undefined: left as it is');
+    assert.deepEqual(await readdir(join(dir, 'sub')), ['count.json']);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

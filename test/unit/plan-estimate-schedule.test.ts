@@ -71,6 +71,26 @@ test('waves: the next starts when each VM of the wave ended or, warm, copied its
   assert.equal(r.totalMs, 76_000);
 });
 
+test('reads at once share their host, their datastore budget and the machine fairly, each never faster than alone', async () => {
+  // Rates of 1000 B/s alone. Host A delivers 1500 B/s to its reads together, the machine 2000.
+  const vms = [
+    cold('a1', 'A', 0, { conversionMs: undefined, prepMs: 0, buildMs: 0, disks: [{ bytes: 3000, bytesPerSec: 1000 }] }),
+    cold('a2', 'A', 0, { conversionMs: undefined, prepMs: 0, buildMs: 0, disks: [{ bytes: 1500, bytesPerSec: 1000 }] }),
+    cold('b1', 'B', 0, { conversionMs: undefined, prepMs: 0, buildMs: 0, disks: [{ bytes: 3000, bytesPerSec: 1000 }] }),
+  ];
+  const r = await simulatePlan(vms, ['w1'], { readsPerHost: 2, converting: 1, inFlight: 3 }, { hosts: new Map([['A', 1500]]), total: 2000 });
+  const end = Object.fromEntries(r.vms.map((t) => [t.key, t.copyEnd]));
+  // All three at once: the machine's 2000 B/s shared, 666.7 each (host A's 1333 under its 1500).
+  // a2 ends at 1500 / 666.7 = 2.25 s; a1 and b1 have 1500 B left and now get 1000 each (alone-rate
+  // bound, 2000 in all): they end 1.5 s later, at 3.75 s.
+  assert.deepEqual(end, { a1: 3750, a2: 2250, b1: 3750 });
+
+  // A datastore budget of 600 B/s shared by two reads: 300 each; the third, elsewhere, reads alone.
+  const onDs = (key: string, ds: string) => cold(key, key === 'z' ? 'B' : 'A', 0, { conversionMs: undefined, prepMs: 0, buildMs: 0, disks: [{ bytes: 600, bytesPerSec: 1000, datastore: ds }] });
+  const d = await simulatePlan([onDs('x', 'slow'), onDs('y', 'slow'), onDs('z', 'fast')], ['w1'], { readsPerHost: 2, converting: 1, inFlight: 3 }, { datastores: new Map([['slow', 600]]) });
+  assert.deepEqual(Object.fromEntries(d.vms.map((t) => [t.key, t.copyEnd])), { x: 2000, y: 2000, z: 600 });
+});
+
 test('inFlight 1: a warm VM waiting for its window gives its slot to the next wave, and its cutover queues behind those already waiting', async () => {
   const vms: SimVm[] = [
     cold('w', 'A', 5000, { warm: { cutoverAt: 20_000, finalDisks: [disk(2000)] }, shutdownMs: 3000, conversionMs: undefined }),

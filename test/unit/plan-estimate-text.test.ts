@@ -50,6 +50,8 @@ test('renders every wave, figure basis, rate, probe and assumption', () => {
     probes: [
       { host: 'esx1', datastore: 'ds1', disk: '[ds1] old/old.vmdk', bytes: 32 * MiB, ms: 320.4 },
       { host: 'esx2', datastore: 'ds2', failed: 'no powered-off VM there' },
+      { host: 'esx1', datastore: 'ds1', disk: '[ds1] old/old.vmdk', bytes: 96 * MiB, ms: 1500, together: 3 },
+      { host: 'esx3', datastore: 'ds3', together: 3, failed: 'connection refused' },
     ],
     assumptions: ['a guest shuts down in 60 s'],
   };
@@ -57,7 +59,7 @@ test('renders every wave, figure basis, rate, probe and assumption', () => {
     renderEstimateText(e),
     [
       'Plan estimate of 2027-01-11T12:00:00.000Z: at most 2 disk reads per ESXi host, 1 conversion at once, 4 VMs in flight',
-      'm = measured, h = from past conversions, a = assumed; times from the start of the plan',
+      'm = measured, h = from past runs, a = assumed; times from the start of the plan',
       '',
       'Wave w1: 1 VM, 10.0 GiB m, 0:00 → 4:50',
       'VM    MODE  HOST  BYTES       COPY    CONVERSION  START  END   DOWNTIME',
@@ -83,6 +85,8 @@ test('renders every wave, figure basis, rate, probe and assumption', () => {
       'Probes:',
       '  esx1 ds1: read 32.0 MiB of [ds1] old/old.vmdk in 320 ms',
       '  esx2 ds2: no powered-off VM there; its rate is assumed',
+      '  esx1 ds1 (3 reads at once on all hosts): read 96.0 MiB of [ds1] old/old.vmdk in 1500 ms',
+      '  esx3 ds3 (3 reads at once on all hosts): connection refused; reads at once are assumed not to hold each other back',
       '',
       'Assumed:',
       '  a guest shuts down in 60 s',

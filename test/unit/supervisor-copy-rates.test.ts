@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { copyRatesFile, rateKey, readCopyRates, recordCopySample, withCopySample, type CopyRates, type CopySample } from '../../lib/supervisor/copy-rates.js';
+import { copyRatesFile, rateKey, readCopyRates, recordCopySample, throughputCap, withCopySample, type CopyRates, type CopySample } from '../../lib/supervisor/copy-rates.js';
 
 const empty: CopyRates = { version: 1, rates: {} };
 const place = { host: 'esx1', datastore: 'ds1', reader: 'folder' as const };
@@ -57,4 +57,21 @@ test('recorded one after another (parallel copies lose nothing), mode 0600, no t
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+test('a read shared with others is only a floor of the disk rate; its rate times the reads at once is what the host and the machine delivered', () => {
+  const shared = { ...sample('run', 32_000_000, 1000), hostLevel: 2, totalLevel: 4 };
+  const r = withCopySample(empty, shared);
+  assert.deepEqual(r.rates[rateKey(place)], { ...place, bytesPerSec: 32_000_000, bytes: 32_000_000, ms: 1000, at: '2026-12-01T10:00:00.000Z', how: 'run', count: 1, shared: true });
+  assert.equal(r.hosts!.esx1!['2']!.bytesPerSec, 64_000_000);
+  assert.equal(r.total!['4']!.bytesPerSec, 128_000_000);
+  assert.equal(throughputCap(r, 'esx1')!.bytesPerSec, 64_000_000);
+  assert.deepEqual(throughputCap(r), { bytesPerSec: 128_000_000, level: 4, how: 'run', at: '2026-12-01T10:00:00.000Z' });
+  // Alone, the disk reads at 50 MB/s: that replaces the floor, and runs add up from there.
+  const alone = withCopySample(r, sample('run', 50_000_000, 1000));
+  assert.equal(alone.rates[rateKey(place)]!.bytesPerSec, 50_000_000);
+  assert.equal(alone.rates[rateKey(place)]!.shared, undefined);
+  assert.equal(withCopySample(alone, { ...shared, bytes: 60_000_000 }).rates[rateKey(place)]!.bytesPerSec, 50_000_000, 'a shared read never moves a rate measured alone');
+  // Reads alone tell nothing of how far a host goes with several.
+  assert.equal(throughputCap(withCopySample(empty, sample('run', 50_000_000, 1000)), 'esx1'), undefined);
 });
