@@ -157,8 +157,9 @@ export class Phases {
     this.ctx.emit({ type: 'phase', vm: this.vm, phase: name, state: 'start' });
     try {
       const r = await fn();
-      this.took.set(name, Date.now() - t0);
-      this.ctx.emit({ type: 'phase', vm: this.vm, phase: name, state: 'done', durationMs: Date.now() - t0, detail: detail?.(r) });
+      const durationMs = Date.now() - t0;
+      this.took.set(name, durationMs);
+      this.ctx.emit({ type: 'phase', vm: this.vm, phase: name, state: 'done', durationMs, detail: detail?.(r) });
       return r;
     } catch (err) {
       this.failedIn = name;
