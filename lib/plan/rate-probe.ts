@@ -59,7 +59,14 @@ export async function probeTogether(vsphere: VSphereClient, reads: readonly Prob
   const seen = new Map<ProbeCandidate, number>();
   const perHost = new Map<string, number>();
   for (const c of reads) perHost.set(hostKey(c.vm.host), (perHost.get(hostKey(c.vm.host)) ?? 0) + 1);
-  const readings = await Promise.all(reads.map((c) => openFolderReading(vsphere, c.dcPath, c.disk)));
+  // All opened, or none left open: a refused one closes those that were.
+  const opened = await Promise.allSettled(reads.map((c) => openFolderReading(vsphere, c.dcPath, c.disk)));
+  const refused = opened.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+  if (refused) {
+    await Promise.all(opened.map((o) => (o.status === 'fulfilled' ? o.value.close() : undefined)));
+    throw refused.reason;
+  }
+  const readings = opened.map((o) => (o as PromiseFulfilledResult<Awaited<ReturnType<typeof openFolderReading>>>).value);
   const t0 = performance.now();
   try {
     const done = await Promise.all(
