@@ -19,8 +19,10 @@ import {
   readStepTimes,
   recordCopySample,
   throughputCap,
+  withCopySample,
   type ConversionTimes,
   type CopyRates,
+  type CopySample,
   type StepTime,
 } from '../supervisor/index.js';
 import { describeError } from '../errors/index.js';
@@ -159,6 +161,11 @@ export async function estimatePlan(ctx: EstimateContext, vms: readonly PlannedVm
 
   // A probe for every (host, datastore) the plan reads from that no run or probe measured yet.
   let rates = storedRates;
+  // A probe's sample is stored for the next estimates and counts in this one as stored.
+  const learn = async (sample: CopySample): Promise<void> => {
+    rates = withCopySample(rates, sample);
+    await recordCopySample(stateDir, sample);
+  };
   const probes: ProbeResult[] = [];
   const pairs = new Map<string, { host: string; datastore: string }>();
   for (const { summary, list } of disks.values()) for (const d of list) pairs.set(JSON.stringify([hostKey(summary.host), d.datastore]), { host: hostKey(summary.host), datastore: d.datastore });
@@ -171,8 +178,7 @@ export async function estimatePlan(ctx: EstimateContext, vms: readonly PlannedVm
     }
     try {
       const sample = await probeRate(ctx.vsphere, c, signal);
-      await recordCopySample(stateDir, sample);
-      rates = await readCopyRates(stateDir);
+      await learn(sample);
       probes.push({ ...pair, disk: c.disk.fileName, bytes: sample.bytes, ms: sample.ms });
     } catch (err) {
       signal.throwIfAborted();
@@ -186,8 +192,7 @@ export async function estimatePlan(ctx: EstimateContext, vms: readonly PlannedVm
   if (together.length > 1 && (throughputCap(rates) === undefined || together.some((c) => throughputCap(rates, hostKey(c.vm.host)) === undefined))) {
     try {
       const samples = await probeTogether(ctx.vsphere, together, signal);
-      for (const sample of samples) await recordCopySample(stateDir, sample);
-      rates = await readCopyRates(stateDir);
+      for (const sample of samples) await learn(sample);
       const perHost = new Map<string, { host: string; datastore: string; disk: string; bytes: number; ms: number }>();
       for (const [i, sample] of samples.entries()) {
         const p = perHost.get(sample.host);

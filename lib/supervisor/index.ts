@@ -22,6 +22,6 @@ export { convertImages, vmConversionRequest, sourceMacsNetwork, describeConversi
 export type { ExpectedConversion } from './conversion-times.js';
 // What `plan estimate` reads: past conversions (by VM, OS, OS family) and measured copy rates.
 export { readConversionTimes, expectedConversion, osFamily, latestOfFamily, type ConversionTimes } from './conversion-times.js';
-export { readCopyRates, recordCopySample, rateKey, throughputCap, type CopyRates, type CopyRate, type CopySample, type RatePlace, type Throughput, type ThroughputByLevel } from './copy-rates.js';
+export { readCopyRates, recordCopySample, withCopySample, rateKey, throughputCap, type CopyRates, type CopyRate, type CopySample, type RatePlace, type Throughput, type ThroughputByLevel } from './copy-rates.js';
 export { readStepTimes, type StepTimes, type StepTime } from './step-times.js';
 export { fileImportVm, type FileImportOptions, type FileImportContext, type FileTarget } from './file-import.js';
