@@ -324,7 +324,8 @@ function readerOf(p: PlannedVm, vddkLibdir: string | undefined, plugins: Plugins
 function togetherReads(disks: ReadonlyMap<string, { summary: VmSummary; list: readonly { datastore: string }[] }>, inv: EstimateInventory, budgets: PlanBudgets): ProbeCandidate[] {
   const perHost = new Map<string, { count: number; datastores: Set<string> }>();
   for (const { summary, list } of disks.values()) {
-    const h = perHost.get(hostKey(summary.host)) ?? perHost.set(hostKey(summary.host), { count: 0, datastores: new Set() }).get(hostKey(summary.host))!;
+    const host = hostKey(summary.host);
+    const h = perHost.get(host) ?? perHost.set(host, { count: 0, datastores: new Set() }).get(host)!;
     h.count += list.length;
     for (const d of list) h.datastores.add(d.datastore);
   }
