@@ -10,7 +10,7 @@ import { OneswapError } from '../errors/index.js';
 import { describeVcenterVm, vmIdentity } from '../input/index.js';
 import type { OneClient } from '../one/index.js';
 import { finishedImport, markImage, namesTaken, type FinishedImport } from '../output/index.js';
-import { Journal } from '../supervisor/index.js';
+import { Journal, type JournalData } from '../supervisor/index.js';
 import type { VSphereClient } from '../vsphere/index.js';
 import type { PlannedVm } from './planned-vm.js';
 
@@ -34,14 +34,17 @@ export async function finishedEarlier(ctx: FinishedEarlierContext, vms: readonly
     if (!found.ok) continue;
     const description = describeVcenterVm(ctx.vcenterHost, found.vm);
     const { journal, resumed } = await Journal.open(ctx.stateDir, vmIdentity(description), planned.datastoreId);
-    // A journal past the build: its cleanup may have marked some images DONE and not the rest.
-    const cleaning = new Set(resumed && journal.data.templateId !== undefined ? journal.data.disks.map((d) => d.imageId) : []);
-    const finished = await finishedImport(ctx.one, description, planned, taken, cleaning);
+    const finished = await finishedImport(ctx.one, description, planned, taken, cleaningOf(resumed ? journal.data : undefined));
     if (finished === undefined) continue;
     if (resumed && !(await finishCleanup(ctx.one, journal, finished, found.vm.name))) continue;
     out.set(planned.key, finished);
   }
   return out;
+}
+
+/** The images of a journal past the build: its cleanup may have marked some DONE and not the rest. */
+export function cleaningOf(journal: JournalData | undefined): ReadonlySet<number> {
+  return new Set(journal?.templateId !== undefined ? journal.disks.map((d) => d.imageId) : []);
 }
 
 /**

@@ -12,6 +12,7 @@ import type { OneClient, OneDatastore } from '../one/index.js';
 import { DEFAULT_CEPH_CONF, datastoreName, finishedImport, imageName, neededMiB, mapNics, nameClashes, namesTaken, reachableStorage, templateName, unusableDatastore, type NetworkCandidate, type TakenNames } from '../output/index.js';
 import { Journal, foreignSnapshotRefusal, networkCandidates, sourceRefusals, type JournalData } from '../supervisor/index.js';
 import type { FoundVm, FoundVms, VSphereClient, VmSummary } from '../vsphere/index.js';
+import { cleaningOf } from './finished-earlier.js';
 import { planRoom, poolRoom, runOrder, type PoolLine, type RoomLine, type SharedPool } from './plan-capacity.js';
 import type { PlannedVm } from './planned-vm.js';
 
@@ -148,7 +149,7 @@ async function checkOne(ctx: FleetCheckContext, planned: PlannedVm, found: Found
   const earlier = ctx.stateDir === undefined ? undefined : await earlierRun(ctx.stateDir, description, planned.datastoreId);
   // A VM an earlier run of the plan migrated: a run skips it (finished-earlier.ts), so nothing else
   // about it matters now, and its names are its own.
-  const finished = await finishedImport(ctx.one, description, planned, taken, new Set(earlier?.templateId !== undefined ? earlier.disks.map((d) => d.imageId) : []));
+  const finished = await finishedImport(ctx.one, description, planned, taken, cleaningOf(earlier));
   if (finished !== undefined) {
     warnings.push({
       code: 'finished',

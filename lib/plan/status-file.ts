@@ -76,7 +76,7 @@ export async function readStatus(stateDir: string, planPath: string): Promise<Ru
 }
 
 function notAStatus(path: string, why: string): OneswapError {
-  return new OneswapError('data', `${path} is not a plan status oneswap wrote: ${why}`, { hint: 'remove it; the next plan run starts the plan\'s state afresh (finished VMs are then refused by their name clash)' });
+  return new OneswapError('data', `${path} is not a plan status oneswap wrote: ${why}`, { hint: 'remove it; the next plan run starts the plan\'s state afresh (the VMs it finished are then recognised in OpenNebula and skipped)' });
 }
 
 /** Whether the process that wrote a status still runs. */

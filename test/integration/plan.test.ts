@@ -359,7 +359,7 @@ describe('oneswap plan', { skip }, () => {
       for (const args of [[], ['--json']]) {
         const st = await oneswap(['plan', 'status', foreign, ...args], peers.env);
         assert.equal(st.exitCode, 9, st.stderr);
-        assert.equal(st.stderr, `oneswap: ${path} is not a plan status oneswap wrote: ${why} (remove it; the next plan run starts the plan's state afresh (finished VMs are then refused by their name clash))`, text);
+        assert.equal(st.stderr, `oneswap: ${path} is not a plan status oneswap wrote: ${why} (remove it; the next plan run starts the plan's state afresh (the VMs it finished are then recognised in OpenNebula and skipped))`, text);
         assert.equal(st.stdout, '');
       }
     }
