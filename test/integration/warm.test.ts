@@ -259,9 +259,13 @@ describe('warm migration: CBT rounds while the VM runs, then a measured cutover'
   test('kill -9 mid-round (vddk), then the same command resumes without copying finished ranges again', async () => {
     const vm = await runningVm('warm5', true, bigDisk);
     const vddk = ['--vddk-libdir', peers.vddk.libdir];
-    peers.proxy.faults = { throttleBytesPerSecond: 8 * MiB };
+    // Killed once the journal holds half the data: the resumed run then has half to read, well
+    // under the bound below even with its snapshot's and NFC's own traffic (16 MiB left a margin
+    // that a loaded machine's SOAP polling could eat). Throttled to 4 MiB/s per connection, as
+    // nbdkit opens several, so the round is still going when a journal flush shows that much.
+    peers.proxy.faults = { throttleBytesPerSecond: 4 * MiB };
     const child = spawnOneswap([...args(['warm', 'start'], { convert: false }), '--streams', '1', ...vddk, vm.name], peers.vddkEnv);
-    const killed = await killOnceJournalHolds(child, join(peers.work, 'state'), 16 * MiB);
+    const killed = await killOnceJournalHolds(child, join(peers.work, 'state'), 24 * MiB);
     if (!killed) {
       const ended = await child;
       assert.fail(`the journal never recorded progress: the run ended first, exit ${ended.exitCode}: ${String(ended.stderr).trim().split('\n').at(-1)}`);
